@@ -1,0 +1,121 @@
+# cgrad: `make` builds build/libcgrad.a and build/libcgrad.so (fast: -O3, this CPU).
+# `make test` installs missing Debian packages (as root), then runs every cmocka
+# binary twice: optimised, and under AddressSanitizer + UBSan. Last line:
+# "N passed, N failed". See README.md for the other targets.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+ARCH    ?= -march=native
+OPT     ?= -O3
+VERSION := 0.1.0
+
+WARN    := -std=c11 -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes \
+           -Wno-unknown-pragmas
+BASE    := $(WARN) -fPIC -fvisibility=hidden -fopenmp -D_POSIX_C_SOURCE=200809L \
+           -I. -MMD -MP
+LIBS    := -lblis -lz -lm -lpthread
+REL_CFLAGS  := $(BASE) $(OPT) $(ARCH) -g
+ASAN_CFLAGS := $(BASE) -O1 -g -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_LDFLAGS := -fsanitize=address,undefined
+# valgrind cannot decode AVX-512, so its flavour is built for baseline x86-64.
+VG_CFLAGS   := $(BASE) -O2 -g
+
+SRC     := $(sort $(wildcard tensor/*.c autograd/*.c ops/*.c nn/*.c))
+HEADERS := cgrad.h $(wildcard tensor/*.h autograd/*.h ops/*.h nn/*.h)
+PUBLIC_HEADERS := cgrad.h $(filter-out %/internal.h,$(wildcard tensor/*.h autograd/*.h ops/*.h nn/*.h))
+TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
+EXAMPLES := $(sort $(basename $(notdir $(wildcard examples/*.c))))
+BENCHES := $(sort $(basename $(notdir $(wildcard bench/bench_*.c))))
+
+REL  := build/rel
+ASAN := build/asan
+VG   := build/vg
+
+.PHONY: all deps test test-rel test-asan valgrind demo examples bench install \
+        uninstall clean format
+.DEFAULT_GOAL := all
+
+all: build/libcgrad.a build/libcgrad.so
+
+deps:
+	@sh tools/deps.sh
+
+# ---- library -------------------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+$(ASAN)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+build/libcgrad.a: $(SRC:%.c=$(REL)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+build/libcgrad.so: $(SRC:%.c=$(REL)/%.o)
+	$(CC) -shared -fopenmp -Wl,-soname,libcgrad.so.0 -o $@ $^ $(LIBS)
+$(ASAN)/libcgrad.a: $(SRC:%.c=$(ASAN)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(VG)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(VG_CFLAGS) -c $< -o $@
+$(VG)/libcgrad.a: $(SRC:%.c=$(VG)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+# ---- tests ---------------------------------------------------------------
+$(REL)/tests/%: $(REL)/tests/%.o build/libcgrad.a
+	$(CC) -fopenmp -o $@ $< build/libcgrad.a -lcmocka $(LIBS)
+$(ASAN)/tests/%: $(ASAN)/tests/%.o $(ASAN)/libcgrad.a
+	$(CC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a -lcmocka $(LIBS)
+
+$(VG)/tests/%: $(VG)/tests/%.o $(VG)/libcgrad.a
+	$(CC) -fopenmp -o $@ $< $(VG)/libcgrad.a -lcmocka $(LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) -- \
+	    $(addprefix $(ASAN)/tests/,$(TESTS))
+test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS))
+
+# The test binaries under valgrind (slow; not part of `make test`).
+valgrind: deps $(addprefix $(VG)/tests/,$(TESTS))
+	@VALGRIND=1 sh tools/run-tests.sh $(addprefix $(VG)/tests/,$(TESTS))
+
+# ---- examples and benches --------------------------------------------------
+$(REL)/examples/%: $(REL)/examples/%.o build/libcgrad.a
+	$(CC) -fopenmp -o $@ $< build/libcgrad.a $(LIBS)
+$(REL)/bench/%: $(REL)/bench/%.o build/libcgrad.a
+	$(CC) -fopenmp -o $@ $< build/libcgrad.a $(LIBS)
+
+examples: $(addprefix $(REL)/examples/,$(EXAMPLES))
+bench: $(addprefix $(REL)/bench/,$(BENCHES))
+
+demo: deps
+	@$(MAKE) --no-print-directory $(REL)/examples/tensor_tour
+	$(REL)/examples/tensor_tour
+
+# ---- install ---------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/cgrad
+	install -m 644 build/libcgrad.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 build/libcgrad.so $(DESTDIR)$(PREFIX)/lib/libcgrad.so.$(VERSION)
+	ln -sf libcgrad.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcgrad.so.0
+	ln -sf libcgrad.so.0 $(DESTDIR)$(PREFIX)/lib/libcgrad.so
+	for h in $(PUBLIC_HEADERS); do \
+	    install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/cgrad/$$h; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/cgrad.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cgrad.pc
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/cgrad $(DESTDIR)$(PREFIX)/lib/pkgconfig/cgrad.pc
+	rm -f $(DESTDIR)$(PREFIX)/lib/libcgrad.*
+
+format:
+	clang-format -i $(SRC) $(HEADERS) $(wildcard tests/*.c examples/*.c bench/*.c)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,108 @@
+/* Contexts: an arena that grows by chunks and is reused after a reset, so a
+ * training loop that resets once per step stops calling malloc after the
+ * first steps. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CGI_ALIGN 64
+#define CGI_CHUNK_MIN ((size_t)1 << 20) /* 1 MiB */
+
+struct cgi_chunk {
+    cgi_chunk *next; /* older chunks */
+    size_t size;     /* usable bytes in data */
+    size_t used;
+    _Alignas(CGI_ALIGN) unsigned char data[];
+};
+
+static size_t align_up(size_t n) { return (n + CGI_ALIGN - 1) & ~(size_t)(CGI_ALIGN - 1); }
+
+static cgi_chunk *chunk_new(cgi_arena *a, size_t size) {
+    cgi_chunk *c = aligned_alloc(CGI_ALIGN, align_up(sizeof *c + size));
+    if (!c) return NULL;
+    c->next = NULL;
+    c->size = size;
+    c->used = 0;
+    a->capacity += size;
+    a->chunk_allocs++;
+    return c;
+}
+
+void *cgi_arena_alloc(cgi_arena *a, size_t size) {
+    size = align_up(size ? size : 1);
+    if (size < size - 1) return NULL; /* overflow in align_up */
+    if (!a->head || a->head->size - a->head->used < size) {
+        size_t want = a->capacity > CGI_CHUNK_MIN ? a->capacity : CGI_CHUNK_MIN;
+        if (want < size) want = size;
+        cgi_chunk *c = chunk_new(a, want);
+        if (!c) return NULL;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = a->head->data + a->head->used;
+    a->head->used += size;
+    a->used += size;
+    return p;
+}
+
+/* Keeps the memory: one chunk of the total size, so the next step of the same
+ * size fits in it without a malloc. */
+void cgi_arena_reset(cgi_arena *a) {
+    if (a->head && a->head->next) {
+        size_t total = a->capacity;
+        cgi_arena_release(a);
+        a->head = chunk_new(a, total); /* on failure: empty arena, grows later */
+    } else if (a->head) {
+        a->head->used = 0;
+    }
+    a->used = 0;
+}
+
+void cgi_arena_release(cgi_arena *a) {
+    for (cgi_chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    a->head = NULL;
+    a->used = 0;
+    a->capacity = 0;
+}
+
+cg_ctx *cg_ctx_new(void) {
+    cg_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) cgi_error(NULL, CG_ERR_NOMEM, "cg_ctx_new: out of memory");
+    return ctx;
+}
+
+void cg_ctx_free(cg_ctx *ctx) {
+    if (!ctx) return;
+    cgi_arena_release(&ctx->arena);
+    free(ctx);
+}
+
+void cg_ctx_reset(cg_ctx *ctx) {
+    if (!ctx) return;
+    cgi_arena_reset(&ctx->arena);
+    ctx->resets++;
+    ctx->status = CG_OK;
+    ctx->msg[0] = '\0';
+    ctx->tape_last = NULL;
+    ctx->tape_len = 0;
+}
+
+cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx) {
+    cg_ctx_stats s = {0, 0, 0, 0};
+    if (!ctx) return s;
+    s.used = ctx->arena.used;
+    s.capacity = ctx->arena.capacity;
+    s.chunk_allocs = ctx->arena.chunk_allocs;
+    s.resets = ctx->resets;
+    return s;
+}
+
+void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size) {
+    void *p = ctx ? cgi_arena_alloc(&ctx->arena, size) : malloc(size ? size : 1);
+    if (!p) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, size);
+    return p;
+}

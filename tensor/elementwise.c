@@ -1,0 +1,143 @@
+/* Elementwise kernels on strided arrays, below any graph.
+ *
+ * One iterator serves every elementwise kernel: the operands (output first)
+ * are laid over the output's shape with broadcast strides (0 on broadcast
+ * dims), dims of size 1 are dropped, dims that are contiguous for every
+ * operand are merged, and the flat index range is split evenly over the
+ * threads. Each thread then calls a row function on runs of the innermost
+ * dim, so the kernels are plain 1-D loops with a contiguous fast path. */
+#include "internal.h"
+
+#include <omp.h>
+#include <string.h>
+
+#define MAX_OPS 3
+
+typedef struct iter {
+    int ndim, nops;
+    int64_t shape[CG_MAX_DIMS];
+    int64_t strides[MAX_OPS][CG_MAX_DIMS]; /* elements */
+    char *base[MAX_OPS];
+    size_t esize[MAX_OPS];
+} iter;
+
+typedef void (*row_fn)(const void *fn, int64_t n, char **p, const int64_t *s);
+
+void cgi_broadcast_strides(const cg_tensor *t, int ndim, const int64_t *shape,
+                           int64_t *strides) {
+    for (int i = 0; i < ndim; i++) {
+        int k = i - (ndim - t->ndim);
+        strides[i] = (k < 0 || t->shape[k] != shape[i]) ? 0 : t->strides[k];
+    }
+}
+
+/* Drops size-1 dims and merges dim i into i+1 when every operand allows. */
+static void coalesce(iter *it) {
+    int n = 0;
+    for (int d = 0; d < it->ndim; d++) {
+        if (it->shape[d] == 1) continue;
+        bool merge = n > 0;
+        for (int o = 0; o < it->nops && merge; o++)
+            merge = it->strides[o][n - 1] == it->strides[o][d] * it->shape[d];
+        if (merge) {
+            it->shape[n - 1] *= it->shape[d];
+            for (int o = 0; o < it->nops; o++) it->strides[o][n - 1] = it->strides[o][d];
+            continue;
+        }
+        it->shape[n] = it->shape[d];
+        for (int o = 0; o < it->nops; o++) it->strides[o][n] = it->strides[o][d];
+        n++;
+    }
+    if (n == 0) { /* a single element */
+        it->shape[0] = 1;
+        for (int o = 0; o < it->nops; o++) it->strides[o][0] = 0;
+        n = 1;
+    }
+    it->ndim = n;
+}
+
+static void iter_init(iter *it, cg_tensor *out, const cg_tensor **in, int nin) {
+    it->ndim = out->ndim;
+    it->nops = nin + 1;
+    memcpy(it->shape, out->shape, sizeof it->shape);
+    memcpy(it->strides[0], out->strides, sizeof it->strides[0]);
+    it->base[0] = cgi_ptr(out);
+    it->esize[0] = cg_dtype_size(out->dtype);
+    for (int i = 0; i < nin; i++) {
+        cgi_broadcast_strides(in[i], out->ndim, out->shape, it->strides[i + 1]);
+        it->base[i + 1] = cgi_ptr(in[i]);
+        it->esize[i + 1] = cg_dtype_size(in[i]->dtype);
+    }
+    coalesce(it);
+}
+
+/* Runs row over flat indices [begin, end) in C order of the coalesced dims. */
+static void iter_range(const iter *it, row_fn row, const void *fn, int64_t begin,
+                       int64_t end) {
+    int64_t idx[CG_MAX_DIMS], rem = begin;
+    int last = it->ndim - 1;
+    for (int d = last; d >= 0; d--) {
+        idx[d] = rem % it->shape[d];
+        rem /= it->shape[d];
+    }
+    while (begin < end) {
+        char *p[MAX_OPS];
+        int64_t s[MAX_OPS];
+        for (int o = 0; o < it->nops; o++) {
+            int64_t off = 0;
+            for (int d = 0; d < it->ndim; d++) off += idx[d] * it->strides[o][d];
+            p[o] = it->base[o] + off * (int64_t)it->esize[o];
+            s[o] = it->strides[o][last];
+        }
+        int64_t n = it->shape[last] - idx[last];
+        if (n > end - begin) n = end - begin;
+        row(fn, n, p, s);
+        begin += n;
+        idx[last] += n;
+        for (int d = last; d > 0 && idx[d] == it->shape[d]; d--) {
+            idx[d] = 0;
+            idx[d - 1]++;
+        }
+    }
+}
+
+static void iter_run(const iter *it, row_fn row, const void *fn) {
+    int64_t total = cgi_numel(it->ndim, it->shape);
+    if (total == 0) return;
+    if (total < CGI_PAR_MIN || omp_get_max_threads() == 1) {
+        iter_range(it, row, fn, 0, total);
+        return;
+    }
+#pragma omp parallel
+    {
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        iter_range(it, row, fn, total * t / nt, total * (t + 1) / nt);
+    }
+}
+
+/* ---- unary and binary maps ------------------------------------------------------ */
+typedef struct { cgi_unary_fn f; } unary_box;
+typedef struct { cgi_binary_fn f; } binary_box;
+
+static void unary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
+    ((const unary_box *)fn)->f(n, p[1], s[1], p[0], s[0]);
+}
+static void binary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
+    ((const binary_box *)fn)->f(n, p[1], s[1], p[2], s[2], p[0], s[0]);
+}
+
+void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out) {
+    iter it;
+    unary_box box = {fn};
+    iter_init(&it, out, &x, 1);
+    iter_run(&it, unary_row, &box);
+}
+
+void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b,
+                    cg_tensor *out) {
+    iter it;
+    binary_box box = {fn};
+    const cg_tensor *in[2] = {a, b};
+    iter_init(&it, out, in, 2);
+    iter_run(&it, binary_row, &box);
+}

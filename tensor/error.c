@@ -1,0 +1,68 @@
+/* Errors as values: a status plus a message naming the function and shapes,
+ * kept per thread (like errno) and, first one wins, per context. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local cg_status last_status = CG_OK;
+static _Thread_local char last_msg[CGI_MSG_MAX];
+
+cg_status cg_last_status(void) { return last_status; }
+const char *cg_last_error(void) { return last_msg; }
+
+void cg_clear_error(void) {
+    last_status = CG_OK;
+    last_msg[0] = '\0';
+}
+
+const char *cg_status_str(cg_status s) {
+    switch (s) {
+    case CG_OK: return "ok";
+    case CG_ERR_SHAPE: return "shape error";
+    case CG_ERR_DTYPE: return "dtype error";
+    case CG_ERR_ARG: return "invalid argument";
+    case CG_ERR_INDEX: return "index out of range";
+    case CG_ERR_NOMEM: return "out of memory";
+    case CG_ERR_IO: return "I/O error";
+    case CG_ERR_STATE: return "invalid state";
+    }
+    return "unknown status";
+}
+
+cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    va_end(ap);
+    last_status = status;
+    if (ctx && ctx->status == CG_OK) {
+        ctx->status = status;
+        memcpy(ctx->msg, last_msg, sizeof ctx->msg);
+    }
+    return status;
+}
+
+cg_status cg_ctx_status(const cg_ctx *ctx) { return ctx ? ctx->status : CG_ERR_ARG; }
+const char *cg_ctx_error(const cg_ctx *ctx) { return ctx ? ctx->msg : ""; }
+
+char *cgi_fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t len = 0;
+    if (size == 0) return buf;
+    buf[0] = '\0';
+    len += (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "," : "",
+                                (long long)shape[i]);
+    if (len < size) snprintf(buf + len, size - len, "]");
+    return buf;
+}
+
+cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, int *out) {
+    int a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim)
+        return cgi_error(ctx, CG_ERR_INDEX, "%s: axis %d out of range for rank %d", op,
+                         axis, ndim);
+    *out = a;
+    return CG_OK;
+}

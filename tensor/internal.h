@@ -1,0 +1,215 @@
+/* Library-internal declarations for tensor/ (not installed).
+ * Cross-file internal symbols use the prefix cgi_ and hidden visibility. */
+#ifndef CG_TENSOR_INTERNAL_H
+#define CG_TENSOR_INTERNAL_H
+
+#include "tensor.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define CGI_HIDDEN __attribute__((visibility("hidden")))
+#define CGI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CGI_HIDDEN
+#define CGI_PRINTF(f, a)
+#endif
+
+/* ---- storage ------------------------------------------------------------- */
+typedef enum cgi_storage_kind {
+    CGI_STORAGE_HEAP,     /* data malloc'd by cgrad, freed at refcount 0 */
+    CGI_STORAGE_BORROWED, /* data belongs to the caller (cg_wrap) */
+    CGI_STORAGE_ARENA     /* storage and data live in a context's arena */
+} cgi_storage_kind;
+
+typedef struct cgi_storage {
+    void *data;
+    size_t nbytes;
+    int64_t refcount;     /* heap storages: number of heap tensors on it */
+    uint64_t version;     /* bumped by every in-place write (autograd checks it) */
+    cgi_storage_kind kind;
+} cgi_storage;
+
+struct cg_node; /* autograd/: the op that produced a tensor */
+
+struct cg_tensor {
+    cgi_storage *storage;
+    cg_ctx *ctx;          /* owning context, NULL for caller-owned */
+    int64_t offset;       /* in elements */
+    int64_t shape[CG_MAX_DIMS];
+    int64_t strides[CG_MAX_DIMS]; /* in elements, >= 0 */
+    int ndim;
+    cg_dtype dtype;
+    /* autograd (issue: autograd); tensor/ only initialises these */
+    bool requires_grad;
+    cg_tensor *grad;      /* accumulated gradient of a leaf */
+    struct cg_node *node; /* producer, NULL for leaves */
+    uint64_t saved_version;
+};
+
+/* ---- arena and context --------------------------------------------------- */
+typedef struct cgi_chunk cgi_chunk;
+
+typedef struct cgi_arena {
+    cgi_chunk *head;      /* chunk being filled (list of all chunks) */
+    size_t used;
+    size_t capacity;
+    size_t chunk_allocs;
+} cgi_arena;
+
+#define CGI_MSG_MAX 512
+
+struct cg_ctx {
+    cgi_arena arena;
+    size_t resets;
+    cg_status status;             /* first error since reset */
+    char msg[CGI_MSG_MAX];
+    /* autograd hangs its tape here; tensor/ only clears it on reset */
+    struct cg_node *tape_last;
+    int64_t tape_len;
+    int no_grad_depth;
+};
+
+CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */
+CGI_HIDDEN void cgi_arena_reset(cgi_arena *a);
+CGI_HIDDEN void cgi_arena_release(cgi_arena *a);
+/* Memory for one tensor-related object: arena when ctx, else malloc (NULL
+ * with CG_ERR_NOMEM recorded on failure). */
+CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
+
+/* ---- errors -------------------------------------------------------------- */
+/* Records status and a printf-style message for this thread and for ctx
+ * (when non-NULL and no earlier error is held). Returns status. */
+CGI_HIDDEN cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...)
+    CGI_PRINTF(3, 4);
+/* "[2,3]" into buf; returns buf. */
+CGI_HIDDEN char *cgi_fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape);
+/* Normalises axis (may be negative) against ndim; CG_ERR_INDEX if out of range. */
+CGI_HIDDEN cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, int *out);
+
+/* NULL in, NULL out, keeping the error that made the NULL; a NULL passed
+ * first-hand (no error recorded yet) records one. Needs `ctx` in scope. */
+#define CGI_NULL_CHECK(t, op)                                                  \
+    do {                                                                       \
+        if (!(t)) {                                                            \
+            if (cg_last_status() == CG_OK)                                     \
+                cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);          \
+            return NULL;                                                       \
+        }                                                                      \
+    } while (0)
+
+/* ---- tensor construction helpers ----------------------------------------- */
+CGI_HIDDEN int64_t cgi_numel(int ndim, const int64_t *shape);
+CGI_HIDDEN void cgi_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+/* Validates rank and dims (>= 0, product fits) for op's messages. */
+CGI_HIDDEN cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim,
+                                     const int64_t *shape);
+/* New contiguous tensor with fresh, uninitialised storage. */
+CGI_HIDDEN cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
+                              const int64_t *shape);
+/* New header sharing t's storage, with the given geometry (a view). */
+CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t,
+                                  int ndim, const int64_t *shape,
+                                  const int64_t *strides, int64_t offset);
+CGI_HIDDEN bool cgi_valid_dtype(cg_dtype dt);
+CGI_HIDDEN bool cgi_is_float(cg_dtype dt);
+static inline char *cgi_ptr(const cg_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * cg_dtype_size(t->dtype);
+}
+
+/* ---- threading ----------------------------------------------------------- */
+/* Work below this many elements runs on one thread. */
+#define CGI_PAR_MIN 32768
+
+/* ---- elementwise kernels (tensor/elementwise.c) -------------------------- */
+/* Unary: out = f(x) over n elements with element strides. */
+typedef void (*cgi_unary_fn)(int64_t n, const void *x, int64_t sx, void *out,
+                             int64_t so);
+/* Binary: out = f(a, b); a stride of 0 broadcasts. */
+typedef void (*cgi_binary_fn)(int64_t n, const void *a, int64_t sa, const void *b,
+                              int64_t sb, void *out, int64_t so);
+
+/* Applies fn over out's shape; x is already broadcast to out's shape
+ * (strides may be 0). dtypes: fn decides, by the pointers it is given. */
+CGI_HIDDEN void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out);
+CGI_HIDDEN void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b,
+                               cg_tensor *out);
+/* Strides of t broadcast to the shape (ndim, shape): 0 on broadcast dims. */
+CGI_HIDDEN void cgi_broadcast_strides(const cg_tensor *t, int ndim, const int64_t *shape,
+                                      int64_t *strides);
+
+/* Kernel tables: one entry per dtype, NULL where unsupported. */
+typedef struct cgi_unary_kernel {
+    const char *name;
+    cgi_unary_fn fn[3]; /* indexed by cg_dtype */
+} cgi_unary_kernel;
+typedef struct cgi_binary_kernel {
+    const char *name;
+    cgi_binary_fn fn[3];
+} cgi_binary_kernel;
+
+#define CGI_UNARY_LIST(X)                                                      \
+    X(neg) X(abs) X(sign) X(exp) X(log) X(log1p) X(sqrt) X(rsqrt) X(square)    \
+    X(sin) X(cos) X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
+#define CGI_BINARY_LIST(X)                                                     \
+    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum)
+
+#define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_unary_kernel cgi_unary_##name;
+CGI_UNARY_LIST(CGI_DECLARE_KERNEL)
+#undef CGI_DECLARE_KERNEL
+#define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_binary_kernel cgi_binary_##name;
+CGI_BINARY_LIST(CGI_DECLARE_KERNEL)
+#undef CGI_DECLARE_KERNEL
+
+/* Converting copy: dst = src (src broadcast to dst's shape, any dtypes). */
+CGI_HIDDEN void cgi_copy_convert(cg_tensor *dst, const cg_tensor *src);
+
+/* ---- reductions (tensor/reduce.c) ---------------------------------------- */
+typedef enum cgi_reduce_op {
+    CGI_REDUCE_SUM,
+    CGI_REDUCE_MEAN,
+    CGI_REDUCE_MAX,
+    CGI_REDUCE_MIN,
+    CGI_REDUCE_ARGMAX,
+    CGI_REDUCE_ARGMIN
+} cgi_reduce_op;
+
+/* Output shape of reducing axes (mask bit i set = reduce axis i). */
+CGI_HIDDEN void cgi_reduced_shape(int ndim, const int64_t *shape, unsigned mask,
+                                  bool keepdim, int *out_ndim, int64_t *out_shape);
+/* out has the reduced shape (keepdim or not, same numel) and is contiguous.
+ * SUM/MEAN/MAX/MIN: out has x's dtype; ARGMAX/ARGMIN: out is CG_I64 and the
+ * index is the flat index over the reduced axes (C order) of the first
+ * extreme (ties go to the first). Reducing an empty set: SUM 0, MEAN NaN;
+ * MAX/MIN/ARG* on an empty set are rejected by the caller. Float sums
+ * accumulate in double. */
+CGI_HIDDEN void cgi_reduce(cgi_reduce_op op, const cg_tensor *x, unsigned mask,
+                           cg_tensor *out);
+
+/* ---- GEMM (tensor/gemm.c, the only file that includes blis.h) ------------ */
+/* A matrix operand: element (i, j) is at data[i*rs + j*cs] (element strides). */
+typedef struct cgi_mat {
+    const void *data;
+    int64_t rs, cs;
+} cgi_mat;
+
+/* C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, where op(X) is X or
+ * X^T (trans) taken by swapping strides, never by copying. dt is CG_F32 or
+ * CG_F64. Validates (non-negative sizes, strides consistent with sizes)
+ * before BLIS is called, since BLIS aborts on bad arguments; any geometry
+ * BLIS cannot take (a 0 stride, overlap) is copied to a packed temporary.
+ * Sizes of 0 are fine (C = beta*C, or nothing). */
+CGI_HIDDEN cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m,
+                              int64_t n, int64_t k, double alpha, cgi_mat a,
+                              cgi_mat b, double beta, void *c, int64_t rsc,
+                              int64_t csc);
+/* batch independent GEMMs; operand p of batch i starts at data + i*bstride
+ * (elements; a batch stride of 0 reuses the operand). */
+CGI_HIDDEN cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb,
+                                      int64_t batch, int64_t m, int64_t n, int64_t k,
+                                      double alpha, cgi_mat a, int64_t bsa, cgi_mat b,
+                                      int64_t bsb, double beta, void *c, int64_t rsc,
+                                      int64_t csc, int64_t bsc);
+CGI_HIDDEN void cgi_gemm_set_threads(int n);
+
+#endif

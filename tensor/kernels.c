@@ -1,0 +1,152 @@
+/* The elementwise kernel bodies: 1-D loops over (n, pointer, stride) with a
+ * contiguous fast path the compiler vectorises. <tgmath.h> picks expf for
+ * float and exp for double, so each float op is written once. NaN goes
+ * through every op as PyTorch does (relu, maximum and sign included). */
+#include "internal.h"
+
+#include <tgmath.h>
+
+#define UNARY_FN(name, T, expr)                                                \
+    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) { \
+        const T *xs = x_;                                                      \
+        T *o = o_;                                                             \
+        if (sx == 1 && so == 1) {                                              \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                T x = xs[i];                                                   \
+                o[i] = (T)(expr);                                              \
+            }                                                                  \
+            return;                                                            \
+        }                                                                      \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            T x = xs[i * sx];                                                  \
+            o[i * so] = (T)(expr);                                             \
+        }                                                                      \
+    }
+
+/* Fast paths: all contiguous, or one side a broadcast scalar (stride 0). */
+#define BINARY_FN(name, T, expr)                                               \
+    static void name(int64_t n, const void *a_, int64_t sa, const void *b_,    \
+                     int64_t sb, void *o_, int64_t so) {                       \
+        const T *as = a_, *bs = b_;                                            \
+        T *o = o_;                                                             \
+        if (so == 1 && sa == 1 && sb == 1) {                                   \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                T x = as[i], y = bs[i];                                        \
+                o[i] = (T)(expr);                                              \
+            }                                                                  \
+        } else if (so == 1 && sa == 1 && sb == 0) {                            \
+            T y = bs[0];                                                       \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                T x = as[i];                                                   \
+                o[i] = (T)(expr);                                              \
+            }                                                                  \
+        } else if (so == 1 && sa == 0 && sb == 1) {                            \
+            T x = as[0];                                                       \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                T y = bs[i];                                                   \
+                o[i] = (T)(expr);                                              \
+            }                                                                  \
+        } else {                                                               \
+            for (int64_t i = 0; i < n; i++) {                                  \
+                T x = as[i * sa], y = bs[i * sb];                              \
+                o[i * so] = (T)(expr);                                         \
+            }                                                                  \
+        }                                                                      \
+    }
+
+/* A float op: f32 and f64 from one expression, no i64 version. */
+#define FLOAT_UNARY(op, expr)                                                  \
+    UNARY_FN(op##_f32, float, expr)                                            \
+    UNARY_FN(op##_f64, double, expr)                                           \
+    const cgi_unary_kernel cgi_unary_##op = {#op, {op##_f32, op##_f64, NULL}};
+/* An op defined for every dtype, with an integer expression for i64. */
+#define ALL_UNARY(op, expr, iexpr)                                             \
+    UNARY_FN(op##_f32, float, expr)                                            \
+    UNARY_FN(op##_f64, double, expr)                                           \
+    UNARY_FN(op##_i64, int64_t, iexpr)                                         \
+    const cgi_unary_kernel cgi_unary_##op = {#op, {op##_f32, op##_f64, op##_i64}};
+#define FLOAT_BINARY(op, expr)                                                 \
+    BINARY_FN(op##_f32, float, expr)                                           \
+    BINARY_FN(op##_f64, double, expr)                                          \
+    const cgi_binary_kernel cgi_binary_##op = {#op, {op##_f32, op##_f64, NULL}};
+#define ALL_BINARY(op, expr)                                                   \
+    BINARY_FN(op##_f32, float, expr)                                           \
+    BINARY_FN(op##_f64, double, expr)                                          \
+    BINARY_FN(op##_i64, int64_t, expr)                                         \
+    const cgi_binary_kernel cgi_binary_##op = {#op, {op##_f32, op##_f64, op##_i64}};
+
+ALL_UNARY(neg, -x, -(uint64_t)x) /* i64: wraps at INT64_MIN instead of UB */
+ALL_UNARY(abs, fabs(x), x < 0 ? -(uint64_t)x : (uint64_t)x)
+ALL_UNARY(sign, x > 0 ? 1 : (x < 0 ? -1 : x), (x > 0) - (x < 0))
+ALL_UNARY(square, x * x, (uint64_t)x * (uint64_t)x)
+ALL_UNARY(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
+FLOAT_UNARY(exp, exp(x))
+FLOAT_UNARY(log, log(x))
+FLOAT_UNARY(log1p, log1p(x))
+FLOAT_UNARY(sqrt, sqrt(x))
+FLOAT_UNARY(rsqrt, 1 / sqrt(x))
+FLOAT_UNARY(sin, sin(x))
+FLOAT_UNARY(cos, cos(x))
+FLOAT_UNARY(tanh, tanh(x))
+FLOAT_UNARY(sigmoid, 1 / (1 + exp(-x)))
+FLOAT_UNARY(erf, erf(x))
+FLOAT_UNARY(recip, 1 / x)
+
+/* i64 add/sub/mul wrap (two's complement) rather than overflow into UB. */
+BINARY_FN(add_f32, float, x + y)
+BINARY_FN(add_f64, double, x + y)
+BINARY_FN(add_i64, int64_t, (uint64_t)x + (uint64_t)y)
+BINARY_FN(sub_f32, float, x - y)
+BINARY_FN(sub_f64, double, x - y)
+BINARY_FN(sub_i64, int64_t, (uint64_t)x - (uint64_t)y)
+BINARY_FN(mul_f32, float, x * y)
+BINARY_FN(mul_f64, double, x * y)
+BINARY_FN(mul_i64, int64_t, (uint64_t)x * (uint64_t)y)
+const cgi_binary_kernel cgi_binary_add = {"add", {add_f32, add_f64, add_i64}};
+const cgi_binary_kernel cgi_binary_sub = {"sub", {sub_f32, sub_f64, sub_i64}};
+const cgi_binary_kernel cgi_binary_mul = {"mul", {mul_f32, mul_f64, mul_i64}};
+FLOAT_BINARY(div, x / y)
+FLOAT_BINARY(pow, pow(x, y))
+ALL_BINARY(maximum, (x > y || x != x) ? x : y)
+ALL_BINARY(minimum, (x < y || x != x) ? x : y)
+
+/* ---- converting copy ------------------------------------------------------------ */
+/* Float to i64 truncates toward zero like C and PyTorch, clamped to the i64
+ * range with NaN to 0 so out-of-range values cannot be undefined. */
+static inline int64_t f2i(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
+UNARY_FN(copy_f32, float, x)
+UNARY_FN(copy_f64, double, x)
+UNARY_FN(copy_i64, int64_t, x)
+
+#define CONVERT_FN(name, S, D, expr)                                           \
+    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) { \
+        const S *xs = x_;                                                      \
+        D *o = o_;                                                             \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            S x = xs[i * sx];                                                  \
+            o[i * so] = (D)(expr);                                             \
+        }                                                                      \
+    }
+CONVERT_FN(f32_to_f64, float, double, x)
+CONVERT_FN(f32_to_i64, float, int64_t, f2i(x))
+CONVERT_FN(f64_to_f32, double, float, x)
+CONVERT_FN(f64_to_i64, double, int64_t, f2i(x))
+CONVERT_FN(i64_to_f32, int64_t, float, x)
+CONVERT_FN(i64_to_f64, int64_t, double, x)
+
+/* [dst dtype][src dtype] */
+static const cgi_unary_fn convert[3][3] = {
+    {copy_f32, f64_to_f32, i64_to_f32},
+    {f32_to_f64, copy_f64, i64_to_f64},
+    {f32_to_i64, f64_to_i64, copy_i64},
+};
+
+void cgi_copy_convert(cg_tensor *dst, const cg_tensor *src) {
+    cgi_map_unary(convert[dst->dtype][src->dtype], src, dst);
+}

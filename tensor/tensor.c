@@ -1,0 +1,391 @@
+/* Tensors: storage, creation, inspection and element access. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- dtypes -------------------------------------------------------------- */
+bool cgi_valid_dtype(cg_dtype dt) { return dt == CG_F32 || dt == CG_F64 || dt == CG_I64; }
+bool cgi_is_float(cg_dtype dt) { return dt == CG_F32 || dt == CG_F64; }
+
+size_t cg_dtype_size(cg_dtype dt) {
+    switch (dt) {
+    case CG_F32: return 4;
+    case CG_F64: return 8;
+    case CG_I64: return 8;
+    }
+    return 0;
+}
+
+const char *cg_dtype_name(cg_dtype dt) {
+    switch (dt) {
+    case CG_F32: return "f32";
+    case CG_F64: return "f64";
+    case CG_I64: return "i64";
+    }
+    return "invalid";
+}
+
+/* ---- shapes -------------------------------------------------------------- */
+int64_t cgi_numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void cgi_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > CG_MAX_DIMS)
+        return cgi_error(ctx, CG_ERR_ARG, "%s: rank %d outside 0..%d", op, ndim, CG_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return cgi_error(ctx, CG_ERR_ARG, "%s: shape is NULL for rank %d", op, ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        char buf[160];
+        if (shape[i] < 0)
+            return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: dim %d is negative", op,
+                             cgi_fmt_shape(buf, sizeof buf, ndim, shape), i);
+        if (shape[i] > 0 && n > (INT64_MAX / 16) / shape[i])
+            return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: too many elements", op,
+                             cgi_fmt_shape(buf, sizeof buf, ndim, shape));
+        n *= shape[i];
+    }
+    return CG_OK;
+}
+
+/* ---- construction -------------------------------------------------------- */
+static cg_tensor *header_new(cg_ctx *ctx, const char *op) {
+    cg_tensor *t = cgi_alloc(ctx, op, sizeof *t);
+    if (t) memset(t, 0, sizeof *t);
+    if (t) t->ctx = ctx;
+    return t;
+}
+
+static void set_geometry(cg_tensor *t, int ndim, const int64_t *shape,
+                         const int64_t *strides, int64_t offset) {
+    t->ndim = ndim;
+    t->offset = offset;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->strides[i] = strides[i];
+    }
+}
+
+/* Storage header and data in one block, data 64-byte aligned. */
+static cgi_storage *storage_new(cg_ctx *ctx, const char *op, size_t nbytes) {
+    size_t head = (sizeof(cgi_storage) + 63) & ~(size_t)63;
+    if (nbytes > SIZE_MAX - head - 64) {
+        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    cgi_storage *s = ctx ? cgi_alloc(ctx, op, head + nbytes)
+                         : aligned_alloc(64, (head + nbytes + 63) & ~(size_t)63);
+    if (!s) {
+        if (!ctx) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    s->data = (char *)s + head;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->version = 0;
+    s->kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_HEAP;
+    return s;
+}
+
+cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
+                   const int64_t *shape) {
+    if (!cgi_valid_dtype(dt)) {
+        cgi_error(ctx, CG_ERR_DTYPE, "%s: invalid dtype %d", op, (int)dt);
+        return NULL;
+    }
+    if (cgi_check_shape(ctx, op, ndim, shape) != CG_OK) return NULL;
+    int64_t strides[CG_MAX_DIMS];
+    cgi_contiguous_strides(ndim, shape, strides);
+    cg_tensor *t = header_new(ctx, op);
+    if (!t) return NULL;
+    t->storage = storage_new(ctx, op, (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt));
+    if (!t->storage) {
+        if (!ctx) free(t);
+        return NULL;
+    }
+    t->dtype = dt;
+    set_geometry(t, ndim, shape, strides, 0);
+    return t;
+}
+
+cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
+                       const int64_t *shape, const int64_t *strides, int64_t offset) {
+    if (!ctx && t->storage->kind == CGI_STORAGE_ARENA) {
+        cgi_error(NULL, CG_ERR_STATE,
+                  "%s: a view of a context tensor must be made in a context", op);
+        return NULL;
+    }
+    cg_tensor *v = header_new(ctx, op);
+    if (!v) return NULL;
+    v->storage = t->storage;
+    if (!ctx) v->storage->refcount++;
+    v->dtype = t->dtype;
+    set_geometry(v, ndim, shape, strides, offset);
+    return v;
+}
+
+void cg_tensor_free(cg_tensor *t) {
+    if (!t || t->ctx) return;
+    cgi_storage *s = t->storage;
+    if (s && s->kind != CGI_STORAGE_ARENA && --s->refcount == 0) free(s);
+    cg_tensor_free(t->grad);
+    free(t);
+}
+
+/* ---- element load/store ---------------------------------------------------- */
+static double load(cg_dtype dt, const char *p) {
+    switch (dt) {
+    case CG_F32: return *(const float *)p;
+    case CG_F64: return *(const double *)p;
+    case CG_I64: return (double)*(const int64_t *)p;
+    }
+    return NAN;
+}
+
+/* Float to int conversion is undefined out of range: clamp, NaN -> 0. */
+static int64_t to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
+static void store(cg_dtype dt, char *p, double v) {
+    switch (dt) {
+    case CG_F32: *(float *)p = (float)v; break;
+    case CG_F64: *(double *)p = v; break;
+    case CG_I64: *(int64_t *)p = to_i64(v); break;
+    }
+}
+
+static void fill_contiguous(cg_tensor *t, double v) {
+    int64_t n = cgi_numel(t->ndim, t->shape);
+    char *p = cgi_ptr(t);
+    size_t es = cg_dtype_size(t->dtype);
+    if (v == 0.0 && !signbit(v)) {
+        memset(p, 0, (size_t)n * es);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) store(t->dtype, p + (size_t)i * es, v);
+}
+
+/* ---- creation -------------------------------------------------------------- */
+cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape) {
+    return cgi_new(ctx, "cg_empty", dt, ndim, shape);
+}
+
+static cg_tensor *filled(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
+                         const int64_t *shape, double v) {
+    cg_tensor *t = cgi_new(ctx, op, dt, ndim, shape);
+    if (t) fill_contiguous(t, v);
+    return t;
+}
+
+cg_tensor *cg_zeros(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape) {
+    return filled(ctx, "cg_zeros", dt, ndim, shape, 0.0);
+}
+cg_tensor *cg_ones(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape) {
+    return filled(ctx, "cg_ones", dt, ndim, shape, 1.0);
+}
+cg_tensor *cg_full(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, double v) {
+    return filled(ctx, "cg_full", dt, ndim, shape, v);
+}
+cg_tensor *cg_scalar(cg_ctx *ctx, cg_dtype dt, double v) {
+    return filled(ctx, "cg_scalar", dt, 0, NULL, v);
+}
+
+cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double step) {
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_arange: start %g, end %g, step %g: need finite "
+                  "values and a non-zero step", start, end, step);
+        return NULL;
+    }
+    double len = ceil((end - start) / step);
+    if (len > 1e15) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_arange: %g elements is too many", len);
+        return NULL;
+    }
+    int64_t n = len > 0 ? (int64_t)len : 0;
+    cg_tensor *t = cgi_new(ctx, "cg_arange", dt, 1, &n);
+    size_t es = cg_dtype_size(dt);
+    for (int64_t i = 0; t && i < n; i++)
+        store(dt, cgi_ptr(t) + (size_t)i * es, start + (double)i * step);
+    return t;
+}
+
+/* Symmetric like PyTorch: the first half counts up from start, the second
+ * half down from end, so both ends are exact. */
+cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end, int64_t steps) {
+    if (steps < 0 || !isfinite(start) || !isfinite(end)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_linspace: start %g, end %g, steps %lld: need "
+                  "finite ends and steps >= 0", start, end, (long long)steps);
+        return NULL;
+    }
+    cg_tensor *t = cgi_new(ctx, "cg_linspace", dt, 1, &steps);
+    double d = steps > 1 ? (end - start) / (double)(steps - 1) : 0.0;
+    size_t es = cg_dtype_size(dt);
+    for (int64_t i = 0; t && i < steps; i++) {
+        double v = (steps == 1 || i < steps / 2) ? start + d * (double)i : end - d * (double)(steps - 1 - i);
+        store(dt, cgi_ptr(t) + (size_t)i * es, v);
+    }
+    return t;
+}
+
+cg_tensor *cg_eye(cg_ctx *ctx, cg_dtype dt, int64_t rows, int64_t cols) {
+    cg_tensor *t = filled(ctx, "cg_eye", dt, 2, (const int64_t[]){rows, cols}, 0.0);
+    size_t es = cg_dtype_size(dt);
+    for (int64_t i = 0; t && i < rows && i < cols; i++)
+        store(dt, cgi_ptr(t) + (size_t)(i * cols + i) * es, 1.0);
+    return t;
+}
+
+cg_tensor *cg_from_array(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
+                         const void *data) {
+    cg_tensor *t = cgi_new(ctx, "cg_from_array", dt, ndim, shape);
+    if (!t) return NULL;
+    size_t nbytes = t->storage->nbytes;
+    if (nbytes && !data) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_from_array: data is NULL");
+        cg_tensor_free(t);
+        return NULL;
+    }
+    if (nbytes) memcpy(cgi_ptr(t), data, nbytes);
+    return t;
+}
+
+cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, void *data) {
+    if (!cgi_valid_dtype(dt)) {
+        cgi_error(ctx, CG_ERR_DTYPE, "cg_wrap: invalid dtype %d", (int)dt);
+        return NULL;
+    }
+    if (cgi_check_shape(ctx, "cg_wrap", ndim, shape) != CG_OK) return NULL;
+    size_t nbytes = (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt);
+    if (nbytes && !data) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_wrap: data is NULL");
+        return NULL;
+    }
+    cg_tensor *t = header_new(ctx, "cg_wrap");
+    cgi_storage *s = t ? cgi_alloc(ctx, "cg_wrap", sizeof *s) : NULL;
+    if (!s) {
+        if (!ctx) free(t);
+        return NULL;
+    }
+    *s = (cgi_storage){.data = data, .nbytes = nbytes, .refcount = 1,
+                       .kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_BORROWED};
+    int64_t strides[CG_MAX_DIMS];
+    cgi_contiguous_strides(ndim, shape, strides);
+    t->storage = s;
+    t->dtype = dt;
+    set_geometry(t, ndim, shape, strides, 0);
+    return t;
+}
+
+/* ---- inspection ------------------------------------------------------------ */
+cg_dtype cg_dtype_of(const cg_tensor *t) { return t ? t->dtype : CG_F32; }
+int cg_ndim(const cg_tensor *t) { return t ? t->ndim : -1; }
+const int64_t *cg_shape(const cg_tensor *t) { return t ? t->shape : NULL; }
+const int64_t *cg_strides(const cg_tensor *t) { return t ? t->strides : NULL; }
+int64_t cg_offset(const cg_tensor *t) { return t ? t->offset : -1; }
+int64_t cg_numel(const cg_tensor *t) { return t ? cgi_numel(t->ndim, t->shape) : -1; }
+void *cg_data(const cg_tensor *t) { return t ? cgi_ptr(t) : NULL; }
+
+int64_t cg_dim(const cg_tensor *t, int axis) {
+    int a;
+    if (!t || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK) return -1;
+    return t->shape[a];
+}
+
+/* Dims of size 1 may have any stride, as in PyTorch. */
+bool cg_is_contiguous(const cg_tensor *t) {
+    if (!t) return false;
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 0) return true;
+        if (t->shape[i] != 1 && t->strides[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
+    if (!a || !b || a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
+    if (!t) {
+        if (size) snprintf(buf, size, "NULL");
+        return buf;
+    }
+    return cgi_fmt_shape(buf, size, t->ndim, t->shape);
+}
+
+/* ---- element access -------------------------------------------------------- */
+static cg_status element_ptr(const cg_tensor *t, const char *op, const int64_t *index,
+                             char **out) {
+    if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    if (t->ndim > 0 && !index) return cgi_error(NULL, CG_ERR_ARG, "%s: index is NULL", op);
+    int64_t off = 0;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t k = index[i] < 0 ? index[i] + t->shape[i] : index[i];
+        if (k < 0 || k >= t->shape[i]) {
+            char buf[160];
+            return cgi_error(NULL, CG_ERR_INDEX, "%s: %s: index %lld out of range for dim %d",
+                             op, cg_shape_str(t, buf, sizeof buf), (long long)index[i], i);
+        }
+        off += k * t->strides[i];
+    }
+    *out = cgi_ptr(t) + (size_t)off * cg_dtype_size(t->dtype);
+    return CG_OK;
+}
+
+cg_status cg_get(const cg_tensor *t, const int64_t *index, double *out) {
+    char *p;
+    cg_status s = element_ptr(t, "cg_get", index, &p);
+    if (s == CG_OK && out) *out = load(t->dtype, p);
+    return s;
+}
+
+cg_status cg_get_i64(const cg_tensor *t, const int64_t *index, int64_t *out) {
+    char *p;
+    cg_status s = element_ptr(t, "cg_get_i64", index, &p);
+    if (s == CG_OK && out)
+        *out = t->dtype == CG_I64 ? *(const int64_t *)p : to_i64(load(t->dtype, p));
+    return s;
+}
+
+cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
+    char *p;
+    cg_status s = element_ptr(t, "cg_set", index, &p);
+    if (s == CG_OK) {
+        store(t->dtype, p, value);
+        t->storage->version++;
+    }
+    return s;
+}
+
+double cg_item(const cg_tensor *t) {
+    if (!t) return NAN;
+    if (cgi_numel(t->ndim, t->shape) != 1) {
+        char buf[160];
+        cgi_error(t->ctx, CG_ERR_SHAPE, "cg_item: %s: needs exactly one element",
+                  cg_shape_str(t, buf, sizeof buf));
+        return NAN;
+    }
+    return load(t->dtype, cgi_ptr(t)); /* all strides are irrelevant at numel 1 */
+}

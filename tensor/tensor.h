@@ -1,0 +1,217 @@
+/* cgrad tensor core: dtypes, status codes, contexts, tensors, views, RNG.
+ *
+ * Ownership, in one paragraph: every function that makes a tensor takes a
+ * `cg_ctx *ctx` first. With a context, the tensor (header and data) lives in
+ * the context's arena and is released, with everything else made there, by
+ * cg_ctx_reset() or cg_ctx_free(); never free it yourself (cg_tensor_free on
+ * it does nothing). With ctx == NULL the tensor is yours: release it with
+ * cg_tensor_free(). Views share their base's storage; a heap view keeps a
+ * heap storage alive by reference count, so bases and views may be freed in
+ * any order. A view made outside a context of a tensor inside one is refused
+ * (it would dangle after the reset).
+ *
+ * Errors, in one paragraph: a function returning a tensor returns NULL on
+ * error; one returning cg_status returns the code. Either way the calling
+ * thread's last error (cg_last_error) names the function and the shapes, and
+ * the context, if any, keeps its first error since the last reset. Any
+ * function given a NULL tensor returns NULL (or CG_ERR_ARG) without
+ * overwriting the error already recorded, so a whole expression can be
+ * checked once, at the end.
+ */
+#ifndef CG_TENSOR_H
+#define CG_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CG_API __attribute__((visibility("default")))
+#else
+#define CG_API
+#endif
+
+#define CG_MAX_DIMS 8
+
+typedef enum cg_dtype { CG_F32 = 0, CG_F64 = 1, CG_I64 = 2 } cg_dtype;
+
+typedef enum cg_status {
+    CG_OK = 0,
+    CG_ERR_SHAPE,    /* shapes do not fit the operation, negative dims */
+    CG_ERR_DTYPE,    /* dtype not supported or operands disagree */
+    CG_ERR_ARG,      /* a bad argument: NULL, bad rank, bad option */
+    CG_ERR_INDEX,    /* an axis or element index out of range */
+    CG_ERR_NOMEM,    /* out of memory */
+    CG_ERR_IO,       /* a file could not be read or written */
+    CG_ERR_STATE     /* the call is not valid in the current state */
+} cg_status;
+
+typedef struct cg_tensor cg_tensor; /* opaque */
+typedef struct cg_ctx cg_ctx;       /* opaque */
+
+/* Seeded random number generator (xoshiro256**). Contents are private; it
+ * is a plain struct so it can live on the stack. No global RNG exists. */
+typedef struct cg_rng {
+    uint64_t s[4];
+} cg_rng;
+
+/* Shape literal: cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3)) passes ndim, shape. */
+#define CG_SHAPE(...)                                                          \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                 \
+        (const int64_t[]) { __VA_ARGS__ }
+
+/* ---- errors -------------------------------------------------------------- */
+CG_API cg_status cg_last_status(void);   /* this thread's last error code */
+CG_API const char *cg_last_error(void);  /* its message, "" when none */
+CG_API void cg_clear_error(void);
+CG_API const char *cg_status_str(cg_status s);
+
+/* ---- contexts -------------------------------------------------------------- */
+typedef struct cg_ctx_stats {
+    size_t used;         /* bytes handed out since the last reset */
+    size_t capacity;     /* bytes held in chunks */
+    size_t chunk_allocs; /* malloc calls made for chunks, ever */
+    size_t resets;
+} cg_ctx_stats;
+
+CG_API cg_ctx *cg_ctx_new(void); /* NULL on out of memory */
+CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
+/* Releases every tensor made in ctx and keeps the memory for reuse: after the
+ * first few steps of a loop, a loop that resets once per step mallocs nothing. */
+CG_API void cg_ctx_reset(cg_ctx *ctx);
+CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx);
+CG_API cg_status cg_ctx_status(const cg_ctx *ctx); /* first error since reset */
+CG_API const char *cg_ctx_error(const cg_ctx *ctx);
+
+/* ---- threads (BLIS and cgrad's own kernels) ------------------------------- */
+CG_API void cg_set_num_threads(int n); /* n < 1 means 1 */
+CG_API int cg_get_num_threads(void);
+
+/* ---- dtypes -------------------------------------------------------------- */
+CG_API size_t cg_dtype_size(cg_dtype dt);       /* 0 for an invalid dtype */
+CG_API const char *cg_dtype_name(cg_dtype dt);  /* "f32", "f64", "i64" */
+
+/* ---- creation (ctx NULL: caller frees with cg_tensor_free) ---------------- */
+CG_API cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
+CG_API cg_tensor *cg_zeros(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
+CG_API cg_tensor *cg_ones(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
+CG_API cg_tensor *cg_full(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
+                          double value);
+CG_API cg_tensor *cg_scalar(cg_ctx *ctx, cg_dtype dt, double value); /* rank 0 */
+/* [start, end) by step, like numpy.arange; length ceil((end - start) / step). */
+CG_API cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end,
+                            double step);
+/* steps values from start to end inclusive. */
+CG_API cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end,
+                              int64_t steps);
+CG_API cg_tensor *cg_eye(cg_ctx *ctx, cg_dtype dt, int64_t rows, int64_t cols);
+/* Copies numel elements of type dt from data (C order). */
+CG_API cg_tensor *cg_from_array(cg_ctx *ctx, cg_dtype dt, int ndim,
+                                const int64_t *shape, const void *data);
+/* Borrows data (C order, no copy): the caller keeps it alive and frees it. */
+CG_API cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
+                          void *data);
+/* Random tensors (floating dtypes) from an explicit rng; same seed, same
+ * numbers on every machine and thread count. */
+CG_API cg_tensor *cg_rand(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
+                          const int64_t *shape, double lo, double hi);
+CG_API cg_tensor *cg_randn(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
+                           const int64_t *shape, double mean, double std);
+CG_API cg_tensor *cg_bernoulli(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
+                               const int64_t *shape, double p);
+/* Releases a caller-owned tensor; NULL and context tensors are ignored. */
+CG_API void cg_tensor_free(cg_tensor *t);
+
+/* ---- inspection ---------------------------------------------------------- */
+CG_API cg_dtype cg_dtype_of(const cg_tensor *t);
+CG_API int cg_ndim(const cg_tensor *t);                /* -1 for NULL */
+CG_API int64_t cg_dim(const cg_tensor *t, int axis);    /* axis may be < 0; -1 on error */
+CG_API const int64_t *cg_shape(const cg_tensor *t);    /* ndim entries */
+CG_API const int64_t *cg_strides(const cg_tensor *t);  /* in elements */
+CG_API int64_t cg_offset(const cg_tensor *t);          /* in elements */
+CG_API int64_t cg_numel(const cg_tensor *t);           /* -1 for NULL */
+CG_API bool cg_is_contiguous(const cg_tensor *t);
+/* Pointer to element [0,...,0] (storage plus offset); walk it with strides. */
+CG_API void *cg_data(const cg_tensor *t);
+CG_API bool cg_same_shape(const cg_tensor *a, const cg_tensor *b);
+/* Writes "[2,3]" into buf (always NUL-terminated); returns buf. */
+CG_API char *cg_shape_str(const cg_tensor *t, char *buf, size_t size);
+
+/* ---- element access ------------------------------------------------------ */
+/* index has ndim entries, each may be negative (counts from the end). */
+CG_API cg_status cg_get(const cg_tensor *t, const int64_t *index, double *out);
+CG_API cg_status cg_set(cg_tensor *t, const int64_t *index, double value);
+CG_API cg_status cg_get_i64(const cg_tensor *t, const int64_t *index, int64_t *out);
+/* The value of a one-element tensor; NaN (and an error) otherwise. */
+CG_API double cg_item(const cg_tensor *t);
+/* Copies all elements, in C order, into out (numel values of type dt). */
+CG_API cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out);
+
+/* ---- broadcasting -------------------------------------------------------- */
+/* NumPy rules: align shapes on the right; each pair of dims must be equal or
+ * one of them 1. Writes the result rank and shape (CG_MAX_DIMS entries).
+ * op names the caller in the error message. */
+CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
+                                     const int64_t *b, int *nout, int64_t *out);
+
+/* ---- views (never copy) -------------------------------------------------- */
+/* View with a new shape; one dim may be -1. Fails (CG_ERR_SHAPE) when the
+ * strides cannot express it; cg_reshape copies in that case instead. */
+CG_API cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
+CG_API cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim,
+                             const int64_t *shape);
+CG_API cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1);
+/* dims is a permutation of 0..ndim-1 (negative entries allowed). */
+CG_API cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims);
+/* Python's t[start:end:step] along dim; step > 0; start and end clamp like
+ * Python's and may be negative. Use CG_END for "to the end". */
+#define CG_END INT64_MAX
+CG_API cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                           int64_t end, int64_t step);
+/* length elements from start along dim; out of range is an error. */
+CG_API cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                            int64_t length);
+/* Index one position of dim away: rank drops by one. */
+CG_API cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index);
+/* Broadcast to shape (stride 0 on expanded dims); -1 keeps a dim. */
+CG_API cg_tensor *cg_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
+/* Drops dim if it has size 1 (no-op otherwise, as PyTorch); CG_ALL_DIMS drops all. */
+#define CG_ALL_DIMS INT32_MIN
+CG_API cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+CG_API cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+/* Merges dims start..end (inclusive, negative allowed); copies if needed. */
+CG_API cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end);
+
+/* ---- copies -------------------------------------------------------------- */
+/* Returns t itself when already contiguous (no copy), else a C-order copy. */
+CG_API cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t);
+CG_API cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t);     /* always copies */
+CG_API cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt); /* copies */
+/* dst[...] = src, src broadcast to dst's shape, converting dtype. */
+CG_API cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src);
+CG_API cg_status cg_fill_(cg_tensor *dst, double value);
+
+/* ---- printing ------------------------------------------------------------ */
+/* NumPy style, summarised with "..." past 1000 elements:
+ *   tensor([[1., 2.],
+ *           [3., 4.]], shape=[2,2], dtype=f32) */
+CG_API void cg_print(const cg_tensor *t);
+CG_API void cg_fprint(FILE *f, const cg_tensor *t);
+/* Formats into buf like snprintf: returns the length the text needs. */
+CG_API size_t cg_format(const cg_tensor *t, char *buf, size_t size);
+
+/* ---- RNG ----------------------------------------------------------------- */
+CG_API void cg_rng_seed(cg_rng *rng, uint64_t seed);
+CG_API uint64_t cg_rng_u64(cg_rng *rng);
+CG_API double cg_rng_uniform(cg_rng *rng); /* [0, 1), 53 random bits */
+CG_API double cg_rng_normal(cg_rng *rng);  /* standard normal */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,366 @@
+/* Views (never copy), broadcasting, and the few functions that copy on
+ * purpose (contiguous, clone, cast, copy_, fill_). */
+#include "internal.h"
+
+#include <string.h>
+
+/* ---- broadcasting ---------------------------------------------------------- */
+cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
+                              const int64_t *b, int *nout, int64_t *out) {
+    int n = na > nb ? na : nb;
+    int64_t res[CG_MAX_DIMS];
+    if (na < 0 || nb < 0 || n > CG_MAX_DIMS)
+        return cgi_error(NULL, CG_ERR_ARG, "%s: ranks %d and %d", op, na, nb);
+    for (int i = 0; i < n; i++) {
+        int64_t da = i < n - na ? 1 : a[i - (n - na)];
+        int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
+        if (da != db && da != 1 && db != 1) {
+            char sa[160], sb[160];
+            return cgi_error(NULL, CG_ERR_SHAPE,
+                             "%s: %s and %s: dim %d: %lld vs %lld cannot broadcast", op,
+                             cgi_fmt_shape(sa, sizeof sa, na, a),
+                             cgi_fmt_shape(sb, sizeof sb, nb, b), i, (long long)da,
+                             (long long)db);
+        }
+        res[i] = da == 1 ? db : da;
+    }
+    *nout = n;
+    memcpy(out, res, sizeof(int64_t) * (size_t)n);
+    return CG_OK;
+}
+
+/* ---- view / reshape ---------------------------------------------------------- */
+/* Resolves one -1 and checks the element count. */
+static cg_status infer_shape(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
+                             const int64_t *shape, int64_t *out) {
+    char s0[160], s1[160];
+    int infer = -1;
+    int64_t known = 1, numel = cgi_numel(t->ndim, t->shape);
+    if (ndim < 0 || ndim > CG_MAX_DIMS || (ndim > 0 && !shape))
+        return cgi_error(ctx, CG_ERR_ARG, "%s: bad rank %d", op, ndim);
+    for (int i = 0; i < ndim; i++) {
+        out[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) infer = i;
+        else if (shape[i] < 0)
+            return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: bad dim %lld", op,
+                             cgi_fmt_shape(s1, sizeof s1, ndim, shape), (long long)shape[i]);
+        else known *= shape[i];
+    }
+    if (infer >= 0 && known != 0 && numel % known == 0) out[infer] = numel / known;
+    if ((infer >= 0 && (known == 0 || numel % known)) || cgi_numel(ndim, out) != numel)
+        return cgi_error(ctx, CG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) to %s", op,
+                         cg_shape_str(t, s0, sizeof s0), (long long)numel,
+                         cgi_fmt_shape(s1, sizeof s1, ndim, shape));
+    return CG_OK;
+}
+
+/* PyTorch's computeStride: walks the old dims in chunks that are contiguous
+ * with each other and splits each chunk into new dims. false: needs a copy. */
+static bool view_strides(const cg_tensor *t, int ndim, const int64_t *shape,
+                         int64_t *strides) {
+    if (t->ndim == 0 || cgi_numel(t->ndim, t->shape) == 0) {
+        cgi_contiguous_strides(ndim, shape, strides);
+        return true;
+    }
+    int vd = ndim - 1;
+    int64_t base = t->strides[t->ndim - 1], tnumel = 1, vnumel = 1;
+    for (int td = t->ndim - 1; td >= 0; td--) {
+        tnumel *= t->shape[td];
+        if (td == 0 || (t->shape[td - 1] != 1 && t->strides[td - 1] != tnumel * base)) {
+            while (vd >= 0 && (vnumel < tnumel || shape[vd] == 1)) {
+                strides[vd] = vnumel * base;
+                vnumel *= shape[vd--];
+            }
+            if (vnumel != tnumel) return false;
+            if (td > 0) {
+                base = t->strides[td - 1];
+                tnumel = vnumel = 1;
+            }
+        }
+    }
+    return vd == -1;
+}
+
+cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+    CGI_NULL_CHECK(t, "cg_view");
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    if (infer_shape(ctx, "cg_view", t, ndim, shape, sh) != CG_OK) return NULL;
+    if (!view_strides(t, ndim, sh, st)) {
+        char s0[160], s1[160];
+        cgi_error(ctx, CG_ERR_SHAPE, "cg_view: %s to %s: strides do not allow a view; "
+                  "use cg_reshape", cg_shape_str(t, s0, sizeof s0),
+                  cgi_fmt_shape(s1, sizeof s1, ndim, sh));
+        return NULL;
+    }
+    return cgi_view_of(ctx, "cg_view", t, ndim, sh, st, t->offset);
+}
+
+cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+    CGI_NULL_CHECK(t, "cg_reshape");
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    if (infer_shape(ctx, "cg_reshape", t, ndim, shape, sh) != CG_OK) return NULL;
+    if (view_strides(t, ndim, sh, st))
+        return cgi_view_of(ctx, "cg_reshape", t, ndim, sh, st, t->offset);
+    cg_tensor *c = cgi_new(ctx, "cg_reshape", t->dtype, t->ndim, t->shape);
+    if (!c) return NULL;
+    cgi_copy_convert(c, t);
+    cgi_contiguous_strides(ndim, sh, st);
+    c->ndim = ndim;
+    memcpy(c->shape, sh, sizeof(int64_t) * (size_t)ndim);
+    memcpy(c->strides, st, sizeof(int64_t) * (size_t)ndim);
+    return c;
+}
+
+/* ---- axis permutations ------------------------------------------------------- */
+cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
+    CGI_NULL_CHECK(t, "cg_permute");
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    bool seen[CG_MAX_DIMS] = {false};
+    if (t->ndim > 0 && !dims) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_permute: dims is NULL");
+        return NULL;
+    }
+    for (int i = 0; i < t->ndim; i++) {
+        int d;
+        if (cgi_axis(ctx, "cg_permute", t->ndim, dims[i], &d) != CG_OK) return NULL;
+        if (seen[d]) {
+            cgi_error(ctx, CG_ERR_ARG, "cg_permute: dim %d repeated", d);
+            return NULL;
+        }
+        seen[d] = true;
+        sh[i] = t->shape[d];
+        st[i] = t->strides[d];
+    }
+    return cgi_view_of(ctx, "cg_permute", t, t->ndim, sh, st, t->offset);
+}
+
+cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
+    CGI_NULL_CHECK(t, "cg_transpose");
+    int a, b, dims[CG_MAX_DIMS];
+    if (cgi_axis(ctx, "cg_transpose", t->ndim, d0, &a) != CG_OK ||
+        cgi_axis(ctx, "cg_transpose", t->ndim, d1, &b) != CG_OK)
+        return NULL;
+    for (int i = 0; i < t->ndim; i++) dims[i] = i;
+    dims[a] = b;
+    dims[b] = a;
+    return cg_permute(ctx, t, dims);
+}
+
+/* ---- slicing ----------------------------------------------------------------- */
+static int64_t clamp_index(int64_t i, int64_t n) {
+    if (i < 0) i += n;
+    if (i < 0) return 0;
+    return i > n ? n : i;
+}
+
+cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
+                    int64_t step) {
+    CGI_NULL_CHECK(t, "cg_slice");
+    int d;
+    if (cgi_axis(ctx, "cg_slice", t->ndim, dim, &d) != CG_OK) return NULL;
+    if (step <= 0) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_slice: step %lld must be positive", (long long)step);
+        return NULL;
+    }
+    int64_t n = t->shape[d], s = clamp_index(start, n), e = clamp_index(end, n);
+    int64_t len = e > s ? (e - s + step - 1) / step : 0;
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    memcpy(sh, t->shape, sizeof sh);
+    memcpy(st, t->strides, sizeof st);
+    sh[d] = len;
+    st[d] = t->strides[d] * step;
+    int64_t off = t->offset + (len ? s * t->strides[d] : 0);
+    return cgi_view_of(ctx, "cg_slice", t, t->ndim, sh, st, off);
+}
+
+cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                     int64_t length) {
+    CGI_NULL_CHECK(t, "cg_narrow");
+    int d;
+    if (cgi_axis(ctx, "cg_narrow", t->ndim, dim, &d) != CG_OK) return NULL;
+    int64_t n = t->shape[d], s = start < 0 ? start + n : start;
+    if (s < 0 || length < 0 || s > n || length > n - s) {
+        char buf[160];
+        cgi_error(ctx, CG_ERR_INDEX, "cg_narrow: %s: start %lld length %lld out of range "
+                  "for dim %d", cg_shape_str(t, buf, sizeof buf), (long long)start,
+                  (long long)length, d);
+        return NULL;
+    }
+    return cg_slice(ctx, t, d, s, s + length, 1);
+}
+
+cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
+    CGI_NULL_CHECK(t, "cg_select");
+    int d;
+    if (cgi_axis(ctx, "cg_select", t->ndim, dim, &d) != CG_OK) return NULL;
+    int64_t i = index < 0 ? index + t->shape[d] : index;
+    if (i < 0 || i >= t->shape[d]) {
+        char buf[160];
+        cgi_error(ctx, CG_ERR_INDEX, "cg_select: %s: index %lld out of range for dim %d",
+                  cg_shape_str(t, buf, sizeof buf), (long long)index, d);
+        return NULL;
+    }
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    for (int k = 0, j = 0; k < t->ndim; k++) {
+        if (k == d) continue;
+        sh[j] = t->shape[k];
+        st[j++] = t->strides[k];
+    }
+    return cgi_view_of(ctx, "cg_select", t, t->ndim - 1, sh, st,
+                       t->offset + i * t->strides[d]);
+}
+
+/* ---- expand, squeeze, unsqueeze, flatten --------------------------------------- */
+cg_tensor *cg_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+    CGI_NULL_CHECK(t, "cg_expand");
+    char s0[160], s1[160];
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    if (ndim < t->ndim || ndim > CG_MAX_DIMS || !shape)
+        goto bad;
+    for (int i = 0; i < ndim; i++) {
+        int k = i - (ndim - t->ndim); /* matching dim of t, < 0 for new dims */
+        int64_t old = k >= 0 ? t->shape[k] : 1, want = shape[i];
+        if (want == -1 && k >= 0) want = old;
+        if (want < 0 || (old != want && old != 1)) goto bad;
+        sh[i] = want;
+        st[i] = (k >= 0 && old == want) ? t->strides[k] : 0;
+    }
+    return cgi_view_of(ctx, "cg_expand", t, ndim, sh, st, t->offset);
+bad:
+    cgi_error(ctx, CG_ERR_SHAPE, "cg_expand: cannot expand %s to %s",
+              cg_shape_str(t, s0, sizeof s0),
+              shape ? cgi_fmt_shape(s1, sizeof s1, ndim, shape) : "NULL");
+    return NULL;
+}
+
+cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
+    CGI_NULL_CHECK(t, "cg_squeeze");
+    int d = -1;
+    if (dim != CG_ALL_DIMS && cgi_axis(ctx, "cg_squeeze", t->ndim, dim, &d) != CG_OK)
+        return NULL;
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    int n = 0;
+    for (int k = 0; k < t->ndim; k++) {
+        bool drop = t->shape[k] == 1 && (dim == CG_ALL_DIMS || k == d);
+        if (drop) continue;
+        sh[n] = t->shape[k];
+        st[n++] = t->strides[k];
+    }
+    return cgi_view_of(ctx, "cg_squeeze", t, n, sh, st, t->offset);
+}
+
+cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
+    CGI_NULL_CHECK(t, "cg_unsqueeze");
+    int d;
+    if (t->ndim >= CG_MAX_DIMS) {
+        cgi_error(ctx, CG_ERR_SHAPE, "cg_unsqueeze: rank %d is the maximum", t->ndim);
+        return NULL;
+    }
+    if (cgi_axis(ctx, "cg_unsqueeze", t->ndim + 1, dim, &d) != CG_OK) return NULL;
+    int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
+    for (int k = 0, j = 0; k <= t->ndim; k++) {
+        if (k == d) {
+            sh[k] = 1;
+            st[k] = d < t->ndim ? t->shape[d] * t->strides[d] : 1;
+        } else {
+            sh[k] = t->shape[j];
+            st[k] = t->strides[j++];
+        }
+    }
+    return cgi_view_of(ctx, "cg_unsqueeze", t, t->ndim + 1, sh, st, t->offset);
+}
+
+cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
+    CGI_NULL_CHECK(t, "cg_flatten");
+    if (t->ndim == 0) return cg_reshape(ctx, t, 1, (const int64_t[]){1});
+    int s, e;
+    if (cgi_axis(ctx, "cg_flatten", t->ndim, start, &s) != CG_OK ||
+        cgi_axis(ctx, "cg_flatten", t->ndim, end, &e) != CG_OK)
+        return NULL;
+    if (s > e) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_flatten: start dim %d after end dim %d", s, e);
+        return NULL;
+    }
+    int64_t sh[CG_MAX_DIMS];
+    int n = 0;
+    for (int k = 0; k < t->ndim; k++) {
+        if (k > s && k <= e) sh[n - 1] *= t->shape[k];
+        else sh[n++] = t->shape[k];
+    }
+    return cg_reshape(ctx, t, n, sh);
+}
+
+/* ---- copies ------------------------------------------------------------------ */
+cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t) {
+    CGI_NULL_CHECK(t, "cg_contiguous");
+    if (cg_is_contiguous(t))
+        return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides,
+                           t->offset);
+    return cg_clone(ctx, t);
+}
+
+cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t) {
+    CGI_NULL_CHECK(t, "cg_clone");
+    return cg_cast(ctx, t, t->dtype);
+}
+
+cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
+    CGI_NULL_CHECK(t, "cg_cast");
+    cg_tensor *c = cgi_new(ctx, "cg_cast", dt, t->ndim, t->shape);
+    if (c) cgi_copy_convert(c, t);
+    return c;
+}
+
+cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
+    if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
+    int n;
+    int64_t sh[CG_MAX_DIMS];
+    cg_status s = cg_broadcast_shapes("cg_copy_", dst->ndim, dst->shape, src->ndim,
+                                      src->shape, &n, sh);
+    if (s != CG_OK) return s;
+    if (n != dst->ndim || memcmp(sh, dst->shape, sizeof(int64_t) * (size_t)n)) {
+        char s0[160], s1[160];
+        return cgi_error(dst->ctx, CG_ERR_SHAPE, "cg_copy_: %s does not broadcast to %s",
+                         cg_shape_str(src, s0, sizeof s0), cg_shape_str(dst, s1, sizeof s1));
+    }
+    cgi_copy_convert(dst, src);
+    dst->storage->version++;
+    return CG_OK;
+}
+
+/* A rank-0 tensor over one value on the stack: no allocation. */
+static cg_tensor stack_scalar(cgi_storage *st, double *v) {
+    cg_tensor t;
+    memset(&t, 0, sizeof t);
+    *st = (cgi_storage){.data = v, .nbytes = sizeof *v, .refcount = 1,
+                        .kind = CGI_STORAGE_BORROWED};
+    t.storage = st;
+    t.dtype = CG_F64;
+    return t;
+}
+
+cg_status cg_fill_(cg_tensor *dst, double value) {
+    if (!dst) return cgi_error(NULL, CG_ERR_ARG, "cg_fill_: tensor is NULL");
+    cgi_storage st;
+    cg_tensor src = stack_scalar(&st, &value);
+    cgi_copy_convert(dst, &src);
+    dst->storage->version++;
+    return CG_OK;
+}
+
+cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out) {
+    if (!t || (!out && cgi_numel(t->ndim, t->shape) > 0))
+        return cgi_error(NULL, CG_ERR_ARG, "cg_copy_to_array: tensor or out is NULL");
+    if (!cgi_valid_dtype(dt))
+        return cgi_error(NULL, CG_ERR_DTYPE, "cg_copy_to_array: invalid dtype %d", (int)dt);
+    cgi_storage st = {.data = out, .kind = CGI_STORAGE_BORROWED, .refcount = 1};
+    cg_tensor dst;
+    memset(&dst, 0, sizeof dst);
+    dst.storage = &st;
+    dst.dtype = dt;
+    dst.ndim = t->ndim;
+    memcpy(dst.shape, t->shape, sizeof dst.shape);
+    cgi_contiguous_strides(t->ndim, t->shape, dst.strides);
+    cgi_copy_convert(&dst, t);
+    return CG_OK;
+}

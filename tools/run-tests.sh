@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs cmocka test binaries and sums their results.
+# Usage: run-tests.sh BIN... [-- ASAN_BIN...]; binaries after "--" are the
+# sanitizer build. VALGRIND=1 runs each under valgrind (leaks are failures).
+# Prints each binary's own output only when it fails, one summary line per
+# binary, and last the line "N passed, N failed". Exits 1 on any failure.
+passed=0
+failed=0
+flavour=opt
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+vg=""
+if [ "${VALGRIND:-0}" = 1 ]; then
+    flavour=valgrind
+    vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+fi
+for bin in "$@"; do
+    if [ "$bin" = "--" ]; then flavour=asan; continue; fi
+    CMOCKA_MESSAGE_OUTPUT=stdout timeout 600 $vg "$bin" >"$log" 2>&1
+    rc=$?
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+    p=${p:-0}
+    f=${f:-0}
+    # A crash, a sanitizer report or a leak after the tests ran is a failure too.
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    if [ "$f" -ne 0 ]; then
+        cat "$log"
+        echo "exit code $rc"
+    fi
+    printf '%-9s %-28s %4d passed, %d failed\n' "$flavour" "$(basename "$bin")" "$p" "$f"
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
