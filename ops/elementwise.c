@@ -24,10 +24,8 @@ static cg_tensor *binary(cg_ctx *ctx, const char *op, const cgi_binary_kernel *k
     CGI_NULL_CHECK(b, op);
     int n;
     int64_t shape[CG_MAX_DIMS];
-    if (cg_broadcast_shapes(op, a->ndim, a->shape, b->ndim, b->shape, &n, shape) != CG_OK) {
-        cgi_error(ctx, cg_last_status(), "%s", cg_last_error()); /* keep it in ctx too */
+    if (cgi_broadcast(ctx, op, a->ndim, a->shape, b->ndim, b->shape, &n, shape) != CG_OK)
         return NULL;
-    }
     cg_dtype dt = promote(a->dtype, b->dtype);
     if (!k->fn[dt]) dt = CG_F32; /* float-only op on integers */
     const cg_tensor *a2 = as_dtype(ctx, a, dt), *b2 = as_dtype(ctx, b, dt);

@@ -99,7 +99,7 @@ cg_tensor *cg_matmul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
     if (check(ctx, a, b, &va, &vb) != CG_OK) return NULL;
     int nbatch;
     int64_t batch[CG_MAX_DIMS], shape[CG_MAX_DIMS];
-    if (cg_broadcast_shapes("cg_matmul", va.nbatch, va.batch, vb.nbatch, vb.batch, &nbatch,
+    if (cgi_broadcast(ctx, "cg_matmul", va.nbatch, va.batch, vb.nbatch, vb.batch, &nbatch,
                             batch) != CG_OK)
         return NULL;
     int n = out_shape(a, b, nbatch, batch, &va, &vb, shape);

@@ -134,6 +134,11 @@ typedef void (*cgi_binary_fn)(int64_t n, const void *a, int64_t sa, const void *
 CGI_HIDDEN void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out);
 CGI_HIDDEN void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b,
                                cg_tensor *out);
+/* cg_broadcast_shapes recording the error in ctx too. */
+CGI_HIDDEN cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const int64_t *a,
+                                   int nb, const int64_t *b, int *nout, int64_t *out);
+/* Whether t broadcasts to exactly this shape. */
+CGI_HIDDEN bool cgi_broadcasts_to(const cg_tensor *t, int ndim, const int64_t *shape);
 /* Strides of t broadcast to the shape (ndim, shape): 0 on broadcast dims. */
 CGI_HIDDEN void cgi_broadcast_strides(const cg_tensor *t, int ndim, const int64_t *shape,
                                       int64_t *strides);

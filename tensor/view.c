@@ -7,16 +7,21 @@
 /* ---- broadcasting ---------------------------------------------------------- */
 cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                               const int64_t *b, int *nout, int64_t *out) {
+    return cgi_broadcast(NULL, op, na, a, nb, b, nout, out);
+}
+
+cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const int64_t *a, int nb,
+                        const int64_t *b, int *nout, int64_t *out) {
     int n = na > nb ? na : nb;
     int64_t res[CG_MAX_DIMS];
     if (na < 0 || nb < 0 || n > CG_MAX_DIMS)
-        return cgi_error(NULL, CG_ERR_ARG, "%s: ranks %d and %d", op, na, nb);
+        return cgi_error(ctx, CG_ERR_ARG, "%s: ranks %d and %d", op, na, nb);
     for (int i = 0; i < n; i++) {
         int64_t da = i < n - na ? 1 : a[i - (n - na)];
         int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
         if (da != db && da != 1 && db != 1) {
             char sa[160], sb[160];
-            return cgi_error(NULL, CG_ERR_SHAPE,
+            return cgi_error(ctx, CG_ERR_SHAPE,
                              "%s: %s and %s: dim %d: %lld vs %lld cannot broadcast", op,
                              cgi_fmt_shape(sa, sizeof sa, na, a),
                              cgi_fmt_shape(sb, sizeof sb, nb, b), i, (long long)da,
@@ -27,6 +32,15 @@ cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
     *nout = n;
     memcpy(out, res, sizeof(int64_t) * (size_t)n);
     return CG_OK;
+}
+
+bool cgi_broadcasts_to(const cg_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim > ndim) return false;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t d = t->shape[i], want = shape[i + ndim - t->ndim];
+        if (d != want && d != 1) return false;
+    }
+    return true;
 }
 
 /* ---- view / reshape ---------------------------------------------------------- */
@@ -313,12 +327,7 @@ cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
 
 cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
     if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
-    int n;
-    int64_t sh[CG_MAX_DIMS];
-    cg_status s = cg_broadcast_shapes("cg_copy_", dst->ndim, dst->shape, src->ndim,
-                                      src->shape, &n, sh);
-    if (s != CG_OK) return s;
-    if (n != dst->ndim || memcmp(sh, dst->shape, sizeof(int64_t) * (size_t)n)) {
+    if (!cgi_broadcasts_to(src, dst->ndim, dst->shape)) {
         char s0[160], s1[160];
         return cgi_error(dst->ctx, CG_ERR_SHAPE, "cg_copy_: %s does not broadcast to %s",
                          cg_shape_str(src, s0, sizeof s0), cg_shape_str(dst, s1, sizeof s1));

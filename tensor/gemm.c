@@ -1,0 +1,360 @@
+/* GEMM on BLIS; the only file that includes blis.h.
+ *
+ * Every call becomes C[m,n] = alpha * A'[m,k] * B'[k,n] + beta * C, where
+ * A' = op(A) and B' = op(B) are described by row/column strides (a transpose
+ * is a stride swap, never a copy), and goes to bli_sgemm / bli_dgemm with
+ * BLIS_NO_TRANSPOSE. BLIS's stride rule (bli_check_matrix_strides) is, for
+ * an m x n matrix with strides rs, cs (m, n > 1): both strides non-zero, and
+ * the smaller stride times its dimension at most the larger stride
+ * (rs*m <= cs "column tilt" or cs*n <= rs "row tilt"); in particular
+ * rs == cs is only allowed for vectors. BLIS aborts the process where it
+ * checks the rule (object creation) and 0.9's typed API does not check it at
+ * all, so geometry outside the rule is unspecified. Nothing reaches BLIS
+ * unchecked:
+ *   - the stride of a size-1 dim is meaningless; it is replaced by one BLIS
+ *     accepts (1 x n: rs = n*cs; m x 1: cs = m*rs; 1 x 1: rs = cs = 1);
+ *   - an input that breaks the rule (a 0 stride from broadcasting, a negative
+ *     stride, rows interleaved with columns) is copied to a packed row-major
+ *     temporary first;
+ *   - an output that breaks it is CG_ERR_ARG, since it would overlap itself
+ *     (negative output strides are refused too; tensors never have them).
+ * k == 0 and alpha == 0 never reach BLIS: C = beta*C is done here, with
+ * beta == 0 writing exact zeros (NaN in C is not propagated, as in BLAS). */
+#include "tensor/internal.h"
+
+#include <blis.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+/* Largest |stride| * dim accepted: keeps every offset, also in bytes and
+ * summed over dims, far from int64 overflow. */
+#define GEMM_SPAN_MAX (INT64_MAX / 64)
+
+/* One matrix: element (i, j) at data + (i*rs + j*cs) elements. */
+typedef struct gemm_mat {
+    const char *data;
+    int64_t rows, cols, rs, cs;
+} gemm_mat;
+
+/* Everything decided before the first call into BLIS. */
+typedef struct gemm_plan {
+    const char *op;      /* function named in error messages */
+    cg_dtype dt;
+    size_t esize;
+    int64_t m, n, k;
+    double alpha, beta;
+    bool empty;          /* m == 0 or n == 0: nothing to do */
+    bool scale_only;     /* k == 0 or alpha == 0: C = beta*C, A and B unread */
+    gemm_mat a, b, c;    /* A' [m,k], B' [k,n], C [m,n] (c.data unused) */
+    bool pack_a, pack_b; /* BLIS cannot take the geometry: use a packed copy */
+    void *abuf, *bbuf;   /* the packed copies, row-major; NULL when unused */
+} gemm_plan;
+
+static bool fits_blis(int64_t v) {
+    return (int64_t)(dim_t)v == v && (int64_t)(inc_t)v == v;
+}
+
+/* |s| * dim <= GEMM_SPAN_MAX; the stride of a dim of size <= 1 is ignored. */
+static bool span_ok(int64_t dim, int64_t s) {
+    if (dim <= 1)
+        return true;
+    if (s < -GEMM_SPAN_MAX || s > GEMM_SPAN_MAX)
+        return false;
+    return (s < 0 ? -s : s) <= GEMM_SPAN_MAX / dim;
+}
+
+/* True when distinct indices reach distinct elements in the simple nested
+ * way BLIS requires: dropping size-1 dims and sorting by stride, every
+ * stride is positive and at least the previous stride times its dim. For
+ * nd == 2 this is exactly BLIS's rule. Needs span_ok on every dim. */
+static bool no_overlap(int nd, const int64_t *dim, const int64_t *stride) {
+    int64_t d[3], s[3];
+    int cnt = 0;
+    for (int i = 0; i < nd; i++) {
+        if (dim[i] == 0)
+            return true; /* no elements at all */
+        if (dim[i] == 1)
+            continue;
+        if (stride[i] <= 0)
+            return false;
+        int j = cnt++;
+        for (; j > 0 && s[j - 1] > stride[i]; j--) {
+            s[j] = s[j - 1];
+            d[j] = d[j - 1];
+        }
+        s[j] = stride[i];
+        d[j] = dim[i];
+    }
+    for (int i = 1; i < cnt; i++)
+        if (s[i] < s[i - 1] * d[i - 1])
+            return false;
+    return true;
+}
+
+static bool mat_ok(const gemm_mat *x) {
+    return no_overlap(2, (const int64_t[]){x->rows, x->cols},
+                      (const int64_t[]){x->rs, x->cs});
+}
+
+/* The strides BLIS will see: a packed copy is [rows, cols] row-major, and
+ * the stride of a size-1 dim gets a value BLIS's rule accepts. */
+static gemm_mat blis_view(const gemm_mat *x, const void *packed) {
+    gemm_mat v = *x;
+    if (packed) {
+        v.data = packed;
+        v.rs = v.cols;
+        v.cs = 1;
+    }
+    if (v.rows == 1 && v.cols == 1) {
+        v.rs = 1;
+        v.cs = 1;
+    } else if (v.rows == 1) {
+        v.rs = v.cols * v.cs;
+    } else if (v.cols == 1) {
+        v.cs = v.rows * v.rs;
+    }
+    return v;
+}
+
+/* Copies x (any strides, including 0 and negative) into dst as a
+ * row-major [rows, cols] matrix. */
+static void pack(cg_dtype dt, const gemm_mat *x, void *dst) {
+    for (int64_t i = 0; i < x->rows; i++) {
+        for (int64_t j = 0; j < x->cols; j++) {
+            int64_t from = i * x->rs + j * x->cs, to = i * x->cols + j;
+            if (dt == CG_F32)
+                ((float *)dst)[to] = ((const float *)x->data)[from];
+            else
+                ((double *)dst)[to] = ((const double *)x->data)[from];
+        }
+    }
+}
+
+/* C = beta*C element by element (C is m x n at c with p->c's strides). */
+static void scale_c(const gemm_plan *p, char *c) {
+    if (p->beta == 1.0)
+        return;
+    for (int64_t i = 0; i < p->m; i++) {
+        for (int64_t j = 0; j < p->n; j++) {
+            int64_t off = i * p->c.rs + j * p->c.cs;
+            if (p->dt == CG_F32) {
+                float *e = (float *)c + off;
+                *e = p->beta == 0.0 ? 0.0f : (float)p->beta * *e;
+            } else {
+                double *e = (double *)c + off;
+                *e = p->beta == 0.0 ? 0.0 : p->beta * *e;
+            }
+        }
+    }
+}
+
+static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
+                      const gemm_mat *c, char *cdata) {
+    dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
+    if (p->dt == CG_F32) {
+        float alpha = (float)p->alpha, beta = (float)p->beta;
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha,
+                  (float *)a->data, (inc_t)a->rs, (inc_t)a->cs, (float *)b->data,
+                  (inc_t)b->rs, (inc_t)b->cs, &beta, (float *)cdata, (inc_t)c->rs,
+                  (inc_t)c->cs);
+    } else {
+        double alpha = p->alpha, beta = p->beta;
+        bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha,
+                  (double *)a->data, (inc_t)a->rs, (inc_t)a->cs, (double *)b->data,
+                  (inc_t)b->rs, (inc_t)b->cs, &beta, (double *)cdata, (inc_t)c->rs,
+                  (inc_t)c->cs);
+    }
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static cg_status check_sizes(const gemm_plan *p) {
+    if (p->dt != CG_F32 && p->dt != CG_F64)
+        return cgi_error(NULL, CG_ERR_DTYPE, "%s: dtype %s not supported (f32, f64)",
+                         p->op, cg_dtype_name(p->dt));
+    if (p->m < 0 || p->n < 0 || p->k < 0)
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: negative size m=%" PRId64 " n=%" PRId64 " k=%" PRId64,
+                         p->op, p->m, p->n, p->k);
+    if (!fits_blis(p->m) || !fits_blis(p->n) || !fits_blis(p->k))
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: size m=%" PRId64 " n=%" PRId64 " k=%" PRId64
+                         " too large for BLIS",
+                         p->op, p->m, p->n, p->k);
+    return CG_OK;
+}
+
+static cg_status bad_strides(const gemm_plan *p, const char *name, const gemm_mat *x,
+                             const char *why) {
+    return cgi_error(NULL, CG_ERR_ARG,
+                     "%s: %s strides (%" PRId64 ", %" PRId64 ") %s for shape [%" PRId64
+                     ",%" PRId64 "]",
+                     p->op, name, x->rs, x->cs, why, x->rows, x->cols);
+}
+
+/* C must be writable by BLIS as is: present, in range, not overlapping. */
+static cg_status check_output(const gemm_plan *p, const void *c) {
+    if (c == NULL)
+        return cgi_error(NULL, CG_ERR_ARG, "%s: C is NULL", p->op);
+    if (!span_ok(p->m, p->c.rs) || !span_ok(p->n, p->c.cs))
+        return bad_strides(p, "C", &p->c, "out of range");
+    if (!mat_ok(&p->c))
+        return bad_strides(p, "C", &p->c, "overlap or are not positive");
+    return CG_OK;
+}
+
+/* An input is only range-checked; a geometry BLIS refuses is packed. */
+static cg_status check_input(const gemm_plan *p, const char *name, const gemm_mat *x,
+                             bool *pack_it) {
+    if (!span_ok(x->rows, x->rs) || !span_ok(x->cols, x->cs))
+        return bad_strides(p, name, x, "out of range");
+    *pack_it = false;
+    if (p->scale_only)
+        return CG_OK; /* not read */
+    if (x->data == NULL)
+        return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", p->op, name);
+    *pack_it = !mat_ok(x);
+    return CG_OK;
+}
+
+/* Fills p from cgi_gemm's arguments: A' is op(A) with strides swapped when
+ * transposed. The caller checks sizes first. */
+static void plan_fill(gemm_plan *p, bool transa, bool transb, cgi_mat a, cgi_mat b,
+                      int64_t rsc, int64_t csc) {
+    p->esize = cg_dtype_size(p->dt);
+    p->empty = p->m == 0 || p->n == 0;
+    p->scale_only = p->k == 0 || p->alpha == 0.0;
+    p->a = (gemm_mat){a.data, p->m, p->k, transa ? a.cs : a.rs, transa ? a.rs : a.cs};
+    p->b = (gemm_mat){b.data, p->k, p->n, transb ? b.cs : b.rs, transb ? b.rs : b.cs};
+    p->c = (gemm_mat){NULL, p->m, p->n, rsc, csc};
+    p->pack_a = p->pack_b = false;
+    p->abuf = p->bbuf = NULL;
+}
+
+/* Validates everything cgi_gemm and cgi_gemm_batched share. */
+static cg_status plan_check(gemm_plan *p, const void *c) {
+    cg_status st = check_sizes(p);
+    if (st != CG_OK || p->empty)
+        return st;
+    if ((st = check_output(p, c)) != CG_OK)
+        return st;
+    if ((st = check_input(p, "A", &p->a, &p->pack_a)) != CG_OK)
+        return st;
+    return check_input(p, "B", &p->b, &p->pack_b);
+}
+
+/* ---- execution ----------------------------------------------------------- */
+
+/* malloc for a packed [rows, cols] copy; NULL on overflow or no memory. */
+static void *alloc_packed(size_t esize, int64_t rows, int64_t cols) {
+    if ((uint64_t)rows > SIZE_MAX / esize / (uint64_t)cols)
+        return NULL;
+    return malloc((size_t)rows * (size_t)cols * esize);
+}
+
+static cg_status plan_alloc(gemm_plan *p) {
+    if (p->pack_a && !(p->abuf = alloc_packed(p->esize, p->m, p->k)))
+        return cgi_error(NULL, CG_ERR_NOMEM, "%s: no memory to pack A [%" PRId64
+                         ",%" PRId64 "]", p->op, p->m, p->k);
+    if (p->pack_b && !(p->bbuf = alloc_packed(p->esize, p->k, p->n)))
+        return cgi_error(NULL, CG_ERR_NOMEM, "%s: no memory to pack B [%" PRId64
+                         ",%" PRId64 "]", p->op, p->k, p->n);
+    return CG_OK;
+}
+
+static void plan_free(gemm_plan *p) {
+    free(p->abuf);
+    free(p->bbuf);
+    p->abuf = p->bbuf = NULL;
+}
+
+/* One GEMM with operands offset by aoff, boff, coff elements from the plan's
+ * bases. A packed copy is refreshed only when repack says its source moved. */
+static void run_one(gemm_plan *p, int64_t aoff, int64_t boff, char *c, bool repack) {
+    if (p->scale_only) {
+        scale_c(p, c);
+        return;
+    }
+    gemm_mat a = p->a, b = p->b;
+    a.data += aoff * (int64_t)p->esize;
+    b.data += boff * (int64_t)p->esize;
+    if (p->pack_a && (repack || aoff != 0))
+        pack(p->dt, &a, p->abuf);
+    if (p->pack_b && (repack || boff != 0))
+        pack(p->dt, &b, p->bbuf);
+    gemm_mat va = blis_view(&a, p->abuf), vb = blis_view(&b, p->bbuf);
+    gemm_mat vc = blis_view(&p->c, NULL);
+    call_blis(p, &va, &vb, &vc, c);
+}
+
+cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n,
+                   int64_t k, double alpha, cgi_mat a, cgi_mat b, double beta,
+                   void *c, int64_t rsc, int64_t csc) {
+    gemm_plan p = {.op = "cgi_gemm", .dt = dt, .m = m, .n = n, .k = k,
+                   .alpha = alpha, .beta = beta};
+    plan_fill(&p, transa, transb, a, b, rsc, csc);
+    cg_status st = plan_check(&p, c);
+    if (st != CG_OK || p.empty)
+        return st;
+    if ((st = plan_alloc(&p)) == CG_OK)
+        run_one(&p, 0, 0, c, true);
+    plan_free(&p);
+    return st;
+}
+
+/* Batch strides: in range for batch steps, and C's batches must not overlap
+ * each other or themselves (the 3-d [batch, m, n] geometry is checked). */
+static cg_status check_batch(const gemm_plan *p, int64_t batch, int64_t bsa,
+                             int64_t bsb, int64_t bsc) {
+    if (!span_ok(batch, bsa) || !span_ok(batch, bsb) || !span_ok(batch, bsc))
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: batch strides (%" PRId64 ", %" PRId64 ", %" PRId64
+                         ") out of range for batch %" PRId64,
+                         p->op, bsa, bsb, bsc, batch);
+    int64_t dims[3] = {batch, p->m, p->n};
+    int64_t strides[3] = {bsc < 0 ? -bsc : bsc, p->c.rs, p->c.cs};
+    if (!no_overlap(3, dims, strides))
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: C batch stride %" PRId64 " makes batches of [%" PRId64
+                         ",%" PRId64 "] (strides %" PRId64 ", %" PRId64 ") overlap",
+                         p->op, bsc, p->m, p->n, p->c.rs, p->c.cs);
+    return CG_OK;
+}
+
+cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch,
+                           int64_t m, int64_t n, int64_t k, double alpha, cgi_mat a,
+                           int64_t bsa, cgi_mat b, int64_t bsb, double beta, void *c,
+                           int64_t rsc, int64_t csc, int64_t bsc) {
+    gemm_plan p = {.op = "cgi_gemm_batched", .dt = dt, .m = m, .n = n, .k = k,
+                   .alpha = alpha, .beta = beta};
+    if (batch < 0)
+        return cgi_error(NULL, CG_ERR_ARG, "cgi_gemm_batched: negative batch %" PRId64,
+                         batch);
+    plan_fill(&p, transa, transb, a, b, rsc, csc);
+    p.empty = p.empty || batch == 0; /* nothing is touched: only sizes checked */
+    cg_status st = plan_check(&p, c);
+    if (st != CG_OK || p.empty)
+        return st;
+    if ((st = check_batch(&p, batch, bsa, bsb, bsc)) != CG_OK)
+        return st;
+    if ((st = plan_alloc(&p)) == CG_OK) {
+        for (int64_t i = 0; i < batch; i++)
+            run_one(&p, i * bsa, i * bsb,
+                    (char *)c + i * bsc * (int64_t)p.esize, i == 0);
+    }
+    plan_free(&p);
+    return st;
+}
+
+void cgi_gemm_set_threads(int n) {
+    bli_thread_set_num_threads(n < 1 ? 1 : n);
+}
+
+#if defined(__GNUC__)
+/* BLIS keeps its packing pools until bli_finalize, which nothing calls on
+ * exit; valgrind then reports them as lost. Release them at exit (or
+ * dlclose). BLIS re-initialises itself if it is called again afterwards. */
+__attribute__((destructor)) static void gemm_release_blis(void) {
+    bli_finalize();
+}
+#endif
