@@ -10,15 +10,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "cgrad.h"
-
-static void assert_values(const cg_tensor *t, const double *want, int64_t n, double tol) {
-    double got[64];
-    assert_non_null(t);
-    assert_int_equal(cg_numel(t), n);
-    assert_int_equal(cg_copy_to_array(t, CG_F64, got), CG_OK);
-    for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], tol);
-}
+#include "testutil.h"
 
 static cg_tensor *mat(cg_ctx *ctx, cg_dtype dt, int64_t r, int64_t c, double start) {
     return cg_view(ctx, cg_arange(ctx, dt, start, start + (double)(r * c), 1), CG_SHAPE(r, c));
@@ -187,15 +179,6 @@ static void test_elementwise_heap_results_free_cleanly(void **state) {
     cg_tensor_free(r);
 }
 
-static int setup(void **state) {
-    *state = cg_ctx_new();
-    return *state ? 0 : -1;
-}
-static int teardown(void **state) {
-    cg_ctx_free(*state);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise_add_broadcast_row_and_column),
@@ -210,5 +193,5 @@ int main(void) {
         cmocka_unit_test(test_elementwise_errors),
         cmocka_unit_test(test_elementwise_heap_results_free_cleanly),
     };
-    return cmocka_run_group_tests_name("elementwise", tests, setup, teardown);
+    return cmocka_run_group_tests_name("elementwise", tests, ctx_setup, ctx_teardown);
 }

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "cgrad.h"
+#include "testutil.h"
 
 static cg_tensor *randn(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int n, const int64_t *s) {
     return cg_randn(ctx, rng, dt, n, s, 0, 1);
@@ -130,15 +130,6 @@ static void test_matmul_errors(void **state) {
     assert_non_null(strstr(cg_last_error(), "cannot broadcast"));
 }
 
-static int setup(void **state) {
-    *state = cg_ctx_new();
-    return *state ? 0 : -1;
-}
-static int teardown(void **state) {
-    cg_ctx_free(*state);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_2d_against_naive),
@@ -148,5 +139,5 @@ int main(void) {
         cmocka_unit_test(test_matmul_zero_size),
         cmocka_unit_test(test_matmul_errors),
     };
-    return cmocka_run_group_tests_name("matmul", tests, setup, teardown);
+    return cmocka_run_group_tests_name("matmul", tests, ctx_setup, ctx_teardown);
 }

@@ -8,14 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cgrad.h"
-
-static void assert_values(const cg_tensor *t, const double *want, int64_t n) {
-    double got[64];
-    assert_int_equal(cg_numel(t), n);
-    assert_int_equal(cg_copy_to_array(t, CG_F64, got), CG_OK);
-    for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], 1e-12);
-}
+#include "testutil.h"
 
 static void test_tensor_zeros_ones_full(void **state) {
     (void)state;
@@ -30,9 +23,9 @@ static void test_tensor_zeros_ones_full(void **state) {
     assert_int_equal(cg_strides(z)[1], 1);
     assert_true(cg_is_contiguous(z));
     assert_int_equal(cg_dtype_of(o), CG_I64);
-    assert_values(z, (double[]){0, 0, 0, 0, 0, 0}, 6);
-    assert_values(o, (double[]){1, 1, 1, 1}, 4);
-    assert_values(f, (double[]){-2.5, -2.5, -2.5, -2.5}, 4);
+    assert_values(z, (double[]){0, 0, 0, 0, 0, 0}, 6, 0);
+    assert_values(o, (double[]){1, 1, 1, 1}, 4, 0);
+    assert_values(f, (double[]){-2.5, -2.5, -2.5, -2.5}, 4, 0);
     cg_tensor_free(z);
     cg_tensor_free(o);
     cg_tensor_free(f);
@@ -50,17 +43,17 @@ static void test_tensor_scalar_is_rank0(void **state) {
 static void test_tensor_arange_linspace_eye(void **state) {
     (void)state;
     cg_tensor *a = cg_arange(NULL, CG_F64, 0, 1, 0.25);
-    assert_values(a, (double[]){0, 0.25, 0.5, 0.75}, 4);
+    assert_values(a, (double[]){0, 0.25, 0.5, 0.75}, 4, 0);
     cg_tensor *d = cg_arange(NULL, CG_I64, 5, 0, -2);
-    assert_values(d, (double[]){5, 3, 1}, 3);
+    assert_values(d, (double[]){5, 3, 1}, 3, 0);
     cg_tensor *e = cg_arange(NULL, CG_F32, 3, 3, 1); /* empty */
     assert_int_equal(cg_numel(e), 0);
     cg_tensor *l = cg_linspace(NULL, CG_F64, -1, 1, 5);
-    assert_values(l, (double[]){-1, -0.5, 0, 0.5, 1}, 5);
+    assert_values(l, (double[]){-1, -0.5, 0, 0.5, 1}, 5, 0);
     cg_tensor *l1 = cg_linspace(NULL, CG_F64, 2, 7, 1);
-    assert_values(l1, (double[]){2}, 1);
+    assert_values(l1, (double[]){2}, 1, 0);
     cg_tensor *i = cg_eye(NULL, CG_F32, 2, 3);
-    assert_values(i, (double[]){1, 0, 0, 0, 1, 0}, 6);
+    assert_values(i, (double[]){1, 0, 0, 0, 1, 0}, 6, 0);
     cg_tensor *ts[] = {a, d, e, l, l1, i};
     for (size_t k = 0; k < 6; k++) cg_tensor_free(ts[k]);
 }

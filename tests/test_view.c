@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "cgrad.h"
+#include "testutil.h"
 
 /* A [2,3,4] f64 tensor holding 0..23, in a context the test frees. */
 static cg_tensor *iota234(cg_ctx *ctx) {
@@ -25,13 +25,6 @@ static void assert_geometry(const cg_tensor *t, int ndim, const int64_t *shape,
         assert_int_equal(cg_strides(t)[i], strides[i]);
     }
     assert_int_equal(cg_offset(t), offset);
-}
-
-static void assert_values(const cg_tensor *t, const double *want, int64_t n) {
-    double got[64];
-    assert_int_equal(cg_numel(t), n);
-    assert_int_equal(cg_copy_to_array(t, CG_F64, got), CG_OK);
-    for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], 0);
 }
 
 static void test_view_reshape_shares_storage(void **state) {
@@ -57,7 +50,7 @@ static void test_view_of_transpose_fails_reshape_copies(void **state) {
     cg_tensor *r = cg_reshape(ctx, t, CG_SHAPE(6));
     assert_true(cg_is_contiguous(r));
     assert_ptr_not_equal(cg_data(r), cg_data(a));
-    assert_values(r, (double[]){0, 3, 1, 4, 2, 5}, 6);
+    assert_values(r, (double[]){0, 3, 1, 4, 2, 5}, 6, 0);
     /* splitting a dim of a transposed tensor is still a view */
     cg_tensor *s = cg_view(ctx, t, CG_SHAPE(3, 1, 2));
     assert_geometry(s, 3, (int64_t[]){3, 1, 2}, (int64_t[]){1, 6, 3}, 0);
@@ -100,14 +93,14 @@ static void test_view_slice_with_step(void **state) {
     cg_tensor *a = iota234(ctx);
     cg_tensor *s = cg_slice(ctx, a, 2, 1, CG_END, 2); /* a[:, :, 1::2] */
     assert_geometry(s, 3, (int64_t[]){2, 3, 2}, (int64_t[]){12, 4, 2}, 1);
-    assert_values(s, (double[]){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23}, 12);
+    assert_values(s, (double[]){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23}, 12, 0);
     cg_tensor *n = cg_slice(ctx, a, 1, -2, -1, 1); /* a[:, -2:-1] */
     assert_geometry(n, 3, (int64_t[]){2, 1, 4}, (int64_t[]){12, 4, 1}, 4);
     cg_tensor *e = cg_slice(ctx, a, 0, 5, 9, 1); /* clamps to empty */
     assert_int_equal(cg_numel(e), 0);
     cg_tensor *ss = cg_slice(ctx, s, 1, 0, 3, 2); /* slice of a slice */
     assert_geometry(ss, 3, (int64_t[]){2, 2, 2}, (int64_t[]){12, 8, 2}, 1);
-    assert_values(ss, (double[]){1, 3, 9, 11, 13, 15, 21, 23}, 8);
+    assert_values(ss, (double[]){1, 3, 9, 11, 13, 15, 21, 23}, 8, 0);
     assert_null(cg_slice(ctx, a, 0, 0, 2, 0));
     assert_non_null(strstr(cg_last_error(), "cg_slice: step 0 must be positive"));
 }
@@ -122,7 +115,7 @@ static void test_view_narrow_select(void **state) {
     assert_non_null(strstr(cg_last_error(), "cg_narrow: [2,3,4]"));
     cg_tensor *s = cg_select(ctx, a, 1, -1);
     assert_geometry(s, 2, (int64_t[]){2, 4}, (int64_t[]){12, 1}, 8);
-    assert_values(s, (double[]){8, 9, 10, 11, 20, 21, 22, 23}, 8);
+    assert_values(s, (double[]){8, 9, 10, 11, 20, 21, 22, 23}, 8, 0);
     cg_tensor *r0 = cg_select(ctx, cg_select(ctx, s, 0, 1), 0, 2);
     assert_int_equal(cg_ndim(r0), 0);
     assert_float_equal(cg_item(r0), 22, 0);
@@ -263,15 +256,6 @@ static void test_view_broadcast_table(void **state) {
                         "cg_add: [2,3] and [4,3]: dim 0: 2 vs 4 cannot broadcast");
 }
 
-static int setup(void **state) {
-    *state = cg_ctx_new();
-    return *state ? 0 : -1;
-}
-static int teardown(void **state) {
-    cg_ctx_free(*state);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_view_reshape_shares_storage),
@@ -289,5 +273,5 @@ int main(void) {
         cmocka_unit_test(test_view_null_propagates),
         cmocka_unit_test(test_view_broadcast_table),
     };
-    return cmocka_run_group_tests_name("view", tests, setup, teardown);
+    return cmocka_run_group_tests_name("view", tests, ctx_setup, ctx_teardown);
 }
