@@ -10,12 +10,14 @@
  * is the flat C-order index over the reduced axes).
  *
  * Two loop orders:
- *  - runs: each output reduces its own block, innermost reduced dim as a
- *    1-D loop (16 fixed lanes when the sum is contiguous, so it vectorises
- *    without -ffast-math). Used when a reduced dim is innermost in memory.
+ *  - runs: each output reduces its own block, the innermost reduced dim as
+ *    a 1-D loop over LANES fixed lanes, so it vectorises without
+ *    -ffast-math. Used when a reduced dim is innermost in memory and long.
  *  - rows: when the innermost kept dim is the one nearest in memory (sum of
  *    [N,D] over N, the bias gradient), a tile of up to BLK outputs is
- *    accumulated row by row, so x is read in order, never down a column.
+ *    accumulated row by row, so x is read in order, never down a column;
+ *    also when the reduced runs are short (argmax of [B,10] over 10), as
+ *    the loop over the outputs then vectorises.
  *
  * Work is cut into tasks of (block of consecutive outputs, chunk of the
  * reduced flat range). The cut depends on the shapes only, never on the
@@ -32,7 +34,6 @@
 #include "internal.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,11 +61,12 @@ typedef union accs {
  * NULL in ext_run when no index is wanted. */
 typedef struct kernels {
     void (*sum_run)(const char *p, int64_t n, int64_t s, void *acc);
-    void (*sum_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs, void *acc);
-    void (*ext_run)(const char *p, int64_t n, int64_t s, int64_t i0, bool mx, void *best,
-                    int64_t *bi);
-    void (*ext_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs, int64_t r0,
-                     bool mx, void *best, int64_t *bi);
+    void (*sum_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs,
+                     void *acc);
+    void (*ext_run)(const char *p, int64_t n, int64_t s, int64_t i0, bool mx,
+                    void *best, int64_t *bi);
+    void (*ext_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs,
+                     int64_t r0, bool mx, void *best, int64_t *bi);
     void (*ext_init)(const char *p, int64_t n, int64_t s, void *best);
 } kernels;
 
@@ -86,7 +88,7 @@ typedef struct plan {
     int64_t nblk, nchunk;
 } plan;
 
-/* ---- per-dtype kernels ---------------------------------------------------- */
+/* ---- per-dtype kernels --------------------------------------------------- */
 
 /* v beats the best b so far: strictly greater (max) or smaller (min), so
  * ties keep the first; a NaN beats any number and nothing beats a NaN. */
@@ -99,13 +101,15 @@ static inline bool better_f32(float v, float b, bool mx) {
 static inline bool better_i64(int64_t v, int64_t b, bool mx) {
     return mx ? v > b : v < b;
 }
-static inline bool same_f64(double v, double b) { return v == b || (isnan(v) && isnan(b)); }
+static inline bool same_f64(double v, double b) {
+    return v == b || (isnan(v) && isnan(b));
+}
 static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
 
 /* Sums: S suffix, T element type, SA accumulator type. A run is summed in
- * LANES fixed lanes whatever its stride, so it vectorises without
- * -ffast-math and a transposed copy sums identically. Rows are added four
- * at a time (accumulators stay in registers), still in row order. */
+ * LANES fixed lanes (the same order for any stride), so it vectorises
+ * without -ffast-math. Rows are added four at a time (the accumulators stay
+ * in registers), still in row order. */
 #define DEFINE_SUM_KERNELS(S, T, SA)                                                     \
     static void sum_run_##S(const char *px, int64_t n, int64_t s, void *acc) {           \
         const T *p = (const T *)px;                                                      \
@@ -123,8 +127,8 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
             for (int k = 0; k < w; k++) lane[k] += lane[k + w];                          \
         *(SA *)acc += lane[0];                                                           \
     }                                                                                    \
-    static void sum_rows_##S(const char *px, int64_t n, int64_t s, int64_t m, int64_t rs, \
-                             void *acc) {                                                \
+    static void sum_rows_##S(const char *px, int64_t n, int64_t s, int64_t m,            \
+                             int64_t rs, void *acc) {                                    \
         const T *p = (const T *)px;                                                      \
         SA *a = acc;                                                                     \
         int64_t r = 0;                                                                   \
@@ -151,8 +155,8 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
  * then, only when that beats the best so far, the first equal element.
  * Short runs (argmax over a few classes) take one plain pass instead. */
 #define DEFINE_EXT_KERNELS(S, T, EA, B)                                                  \
-    static void ext_rows_##S(const char *px, int64_t n, int64_t s, int64_t m, int64_t rs, \
-                             int64_t r0, bool mx, void *best, int64_t *bi) {             \
+    static void ext_rows_##S(const char *px, int64_t n, int64_t s, int64_t m,            \
+                             int64_t rs, int64_t r0, bool mx, void *best, int64_t *bi) { \
         const T *p = (const T *)px;                                                      \
         EA *b = best;                                                                    \
         for (int64_t r = 0; r < m; r++) {                                                \
@@ -176,7 +180,8 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
         if (m > 0) {                                                                     \
             ext_init_##S(px, LANES, s, lane);                                            \
             ext_rows_##S(px, LANES, s, m, LANES * s, 0, mx, lane, at);                   \
-            for (int k = 0; k < LANES; k++) v = better_##B(lane[k], v, mx) ? lane[k] : v; \
+            for (int k = 0; k < LANES; k++)                                              \
+                v = better_##B(lane[k], v, mx) ? lane[k] : v;                            \
         }                                                                                \
         for (int64_t i = m * LANES; i < n; i++)                                          \
             v = better_##B((EA)p[i * s], v, mx) ? (EA)p[i * s] : v;                      \
@@ -225,7 +230,7 @@ DEFINE_EXT_KERNELS(i64, int64_t, int64_t, i64)
 static const kernels KERNELS_BY_DTYPE[3] = {KERNELS(f32), KERNELS(f64), KERNELS(i64)};
 #undef KERNELS
 
-/* ---- odometer over a few dims ---------------------------------------------- */
+/* ---- odometer over a few dims -------------------------------------------- */
 
 typedef struct odo {
     int n;
@@ -258,7 +263,7 @@ static inline void odo_next(odo *o) {
     }
 }
 
-/* ---- planning --------------------------------------------------------------- */
+/* ---- planning ------------------------------------------------------------ */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -357,12 +362,13 @@ static void plan_schedule(plan *p) {
     }
     p->nchunk = 1;
     if (p->nblk < FEW_BLOCKS) {
-        int64_t n = min64(ceil_div(TARGET_TASKS, p->nblk), p->nout * p->nred / CHUNK_WORK);
+        int64_t n = min64(ceil_div(TARGET_TASKS, p->nblk),
+                          p->nout * p->nred / CHUNK_WORK);
         p->nchunk = n < 2 ? 1 : min64(n, p->nred);
     }
 }
 
-/* ---- one task ------------------------------------------------------------------ */
+/* ---- one task ------------------------------------------------------------ */
 
 /* Outputs [*o0, *o0 + *no) of block b. rows: blocks are tiles of the
  * innermost kept dim, so a tile never straddles two of its rows. */
@@ -432,9 +438,10 @@ static void block_runs(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_
     odo_init(&ko, p->nk, p->kshape, p->kstride, o0);
     odo_init(&start, last, p->rshape, p->rstride, r0 / p->rshape[last]);
     int64_t c0 = r0 % p->rshape[last];
-    for (int64_t j = 0; j < no; j++, odo_next(&ko))
-        reduce_run(p, p->base + (size_t)ko.off * p->esize, &start, c0, r0, r1, slot(p, a, j),
-                   &ai[j]);
+    for (int64_t j = 0; j < no; j++, odo_next(&ko)) {
+        const char *x = p->base + (size_t)ko.off * p->esize;
+        reduce_run(p, x, &start, c0, r0, r1, slot(p, a, j), &ai[j]);
+    }
 }
 
 /* rows: no consecutive outputs along the innermost kept dim (s apart in x);
@@ -443,7 +450,8 @@ static void block_runs(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_
 static void block_rows(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_t r1,
                        accs *a, int64_t *ai) {
     int kl = p->nk - 1, rl = p->nr - 1;
-    int64_t d = p->kshape[kl], s = p->kstride[kl], len = p->rshape[rl], rs = p->rstride[rl];
+    int64_t d = p->kshape[kl], s = p->kstride[kl];
+    int64_t len = p->rshape[rl], rs = p->rstride[rl];
     odo ko, ro;
     odo_init(&ko, kl, p->kshape, p->kstride, o0 / d);
     odo_init(&ro, rl, p->rshape, p->rstride, r0 / len);
@@ -467,7 +475,7 @@ static void block_rows(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_
     }
 }
 
-/* ---- output ---------------------------------------------------------------- */
+/* ---- output -------------------------------------------------------------- */
 
 static double float_value(const plan *p, double v) {
     if (p->op != CGI_REDUCE_MEAN) return v;
@@ -513,7 +521,7 @@ static void fill_empty(const plan *p, cg_tensor *out) {
         store(p, &a, ai, o0, min64(BLK, p->nout - o0), out);
 }
 
-/* ---- driver ------------------------------------------------------------------ */
+/* ---- driver -------------------------------------------------------------- */
 
 /* Task t: block t / nchunk over chunk t % nchunk, into out directly or into
  * the chunk's row of the partials pv, pi ([nchunk][nout] each). */
@@ -532,7 +540,8 @@ static void run_task(const plan *p, int64_t t, void *pv, int64_t *pi, cg_tensor 
         return;
     }
     size_t at = (size_t)(c * p->nout + o0);
-    memcpy((char *)pv + at * sizeof(double), slot(p, &a, 0), (size_t)no * sizeof(double));
+    memcpy((char *)pv + at * sizeof(double), slot(p, &a, 0),
+           (size_t)no * sizeof(double));
     if (pi) memcpy(pi + at, ai, (size_t)no * sizeof *ai);
 }
 
@@ -551,9 +560,11 @@ static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_
         a->u[j] = u[o];
         for (int64_t k = o + step; k < end; k += step) a->u[j] += u[k];
     } else {
-        for (int64_t k = o + step; k < end; k += step)
-            if (p->isint ? better_i64(iv[k], iv[win], p->mx) : better_f64(f[k], f[win], p->mx))
-                win = k;
+        for (int64_t k = o + step; k < end; k += step) {
+            bool t = p->isint ? better_i64(iv[k], iv[win], p->mx)
+                              : better_f64(f[k], f[win], p->mx);
+            win = t ? k : win;
+        }
         if (p->isint)
             a->i[j] = iv[win];
         else
@@ -564,7 +575,8 @@ static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_
 
 static void combine(const plan *p, const void *pv, const int64_t *pi, cg_tensor *out) {
     int64_t nb = ceil_div(p->nout, BLK);
-#pragma omp parallel for schedule(static) if (nb > 1 && p->nout * p->nchunk > CGI_PAR_MIN)
+    bool par = nb > 1 && p->nout * p->nchunk > CGI_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t b = 0; b < nb; b++) {
         accs a;
         int64_t ai[BLK], o0 = b * BLK, no = min64(BLK, p->nout - o0);
@@ -575,8 +587,24 @@ static void combine(const plan *p, const void *pv, const int64_t *pi, cg_tensor 
 
 static void run_tasks(const plan *p, void *pv, int64_t *pi, cg_tensor *out) {
     int64_t ntask = p->nblk * p->nchunk;
-#pragma omp parallel for schedule(static) if (ntask > 1 && p->nout * p->nred > CGI_PAR_MIN)
+    bool par = ntask > 1 && p->nout * p->nred > CGI_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t t = 0; t < ntask; t++) run_task(p, t, pv, pi, out);
+}
+
+/* Partials of a chunked plan: [nchunk][nout] accumulators (8 bytes each)
+ * and, for ARG*, indices. Out of memory: one chunk instead (same values,
+ * though a sum may round differently). */
+static void alloc_partials(plan *p, void **pv, int64_t **pi) {
+    size_t n = (size_t)(p->nchunk * p->nout);
+    *pv = malloc(n * sizeof(double));
+    *pi = p->arg ? malloc(n * sizeof **pi) : NULL;
+    if (*pv && (*pi || !p->arg)) return;
+    free(*pv);
+    free(*pi);
+    *pv = NULL;
+    *pi = NULL;
+    p->nchunk = 1;
 }
 
 void cgi_reduced_shape(int ndim, const int64_t *shape, unsigned mask, bool keepdim,
@@ -602,18 +630,7 @@ void cgi_reduce(cgi_reduce_op op, const cg_tensor *x, unsigned mask, cg_tensor *
     plan_schedule(&p);
     void *pv = NULL;
     int64_t *pi = NULL;
-    if (p.nchunk > 1) {
-        size_t n = (size_t)(p.nchunk * p.nout);
-        pv = malloc(n * sizeof(double));
-        pi = p.arg ? malloc(n * sizeof *pi) : NULL;
-        if (!pv || (p.arg && !pi)) { /* out of memory: one chunk (a sum may round differently) */
-            free(pv);
-            free(pi);
-            pv = NULL;
-            pi = NULL;
-            p.nchunk = 1;
-        }
-    }
+    if (p.nchunk > 1) alloc_partials(&p, &pv, &pi);
     run_tasks(&p, pv, pi, out);
     if (pv) combine(&p, pv, pi, out);
     free(pv);

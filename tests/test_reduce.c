@@ -28,7 +28,7 @@ static const cg_dtype DTYPES[] = {CG_F32, CG_F64, CG_I64};
 #define NOPS 6
 #define NDTYPES 3
 
-/* ---- helpers --------------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------- */
 
 static bool is_arg(cgi_reduce_op op) { return op == ARGMAX || op == ARGMIN; }
 
@@ -91,7 +91,7 @@ static int64_t at_i64(const cg_tensor *t, int64_t i) {
     return ((const int64_t *)cgi_ptr(t))[i];
 }
 
-/* ---- the reference ------------------------------------------------------------ */
+/* ---- the reference ------------------------------------------------------- */
 
 static bool ref_better(double v, double b, bool mx) {
     return (mx ? v > b : v < b) || (isnan(v) && !isnan(b));
@@ -140,7 +140,8 @@ static void reference(cgi_reduce_op op, const cg_tensor *x, unsigned mask, doubl
             pos[o] = r;
         }
     }
-    for (int64_t o = 0; o < nout && op == MEAN; o++) val[o] = nred ? val[o] / (double)nred : NAN;
+    for (int64_t o = 0; o < nout && op == MEAN; o++)
+        val[o] = nred ? val[o] / (double)nred : NAN;
 }
 
 static void assert_same(double got, double want) {
@@ -181,7 +182,8 @@ static void check_op(cgi_reduce_op op, const cg_tensor *x, unsigned mask) {
         }
     }
     if (nout > 0) /* keepdim changes the shape only */
-        assert_memory_equal(cgi_ptr(out), cgi_ptr(keep), (size_t)nout * cg_dtype_size(out->dtype));
+        assert_memory_equal(cgi_ptr(out), cgi_ptr(keep),
+                            (size_t)nout * cg_dtype_size(out->dtype));
     free(val);
     free(pos);
     cg_tensor_free(out);
@@ -194,7 +196,7 @@ static void check_all_masks(const cg_tensor *x) {
         for (int k = 0; k < NOPS; k++) check_op(OPS[k], x, mask);
 }
 
-/* ---- shapes ----------------------------------------------------------------- */
+/* ---- shapes -------------------------------------------------------------- */
 
 static void test_reduce_shape_keepdim_and_drop(void **state) {
     (void)state;
@@ -221,7 +223,7 @@ static void test_reduce_shape_keepdim_and_drop(void **state) {
     assert_int_equal(n, 0);
 }
 
-/* ---- by hand ------------------------------------------------------------------ */
+/* ---- by hand ------------------------------------------------------------- */
 
 static void test_reduce_hand_values(void **state) {
     (void)state;
@@ -311,7 +313,8 @@ static void test_reduce_nan_in_long_runs(void **state) {
     data[70] = NAN;
     data[100 + 90] = 9; /* row 1: the single maximum */
     cg_tensor *x = cg_from_array(NULL, CG_F64, CG_SHAPE(2, 100), data);
-    cg_tensor *mx = reduce(MAX, x, 2), *am = reduce(ARGMAX, x, 2), *an = reduce(ARGMIN, x, 2);
+    cg_tensor *mx = reduce(MAX, x, 2), *am = reduce(ARGMAX, x, 2);
+    cg_tensor *an = reduce(ARGMIN, x, 2);
     cg_tensor *all = reduce(ARGMAX, x, 3);
     assert_true(isnan(at(mx, 0)));
     assert_true(at(mx, 1) == 9);
@@ -324,7 +327,7 @@ static void test_reduce_nan_in_long_runs(void **state) {
     for (int k = 0; k < 5; k++) cg_tensor_free(ts[k]);
 }
 
-/* ---- against the reference ------------------------------------------------------ */
+/* ---- against the reference ----------------------------------------------- */
 
 static void test_reduce_each_single_axis(void **state) {
     (void)state;
@@ -498,7 +501,8 @@ static void test_reduce_zero_size_dims(void **state) {
 static void test_reduce_i64_exact(void **state) {
     (void)state;
     const int64_t big = INT64_C(1) << 58; /* sums need more than 53 bits */
-    const int64_t data[6] = {big, big, -2 * big + 5, 4 * big + 1, 4 * big + 3, 4 * big + 2};
+    const int64_t data[6] = {big,         big,         -2 * big + 5,
+                             4 * big + 1, 4 * big + 3, 4 * big + 2};
     cg_tensor *x = cg_from_array(NULL, CG_I64, CG_SHAPE(2, 3), data);
     cg_tensor *s = reduce(SUM, x, 2), *mx = reduce(MAX, x, 2), *am = reduce(ARGMAX, x, 2);
     cg_tensor *mn = reduce(MIN, x, 3);
@@ -533,7 +537,7 @@ static void test_reduce_in_context(void **state) {
     cg_ctx_free(ctx);
 }
 
-/* ---- large inputs: the vector, rows and chunked paths -------------------------------- */
+/* ---- large inputs: the vector, rows and chunked paths -------------------- */
 
 static void test_reduce_large_sum_is_exact(void **state) {
     (void)state;
