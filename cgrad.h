@@ -5,6 +5,7 @@
 #define CGRAD_H
 
 #include "tensor/tensor.h"
+#include "autograd/autograd.h"
 #include "ops/ops.h"
 
 #endif

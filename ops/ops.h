@@ -10,36 +10,107 @@
 #ifndef CG_OPS_H
 #define CG_OPS_H
 
-#include "../tensor/tensor.h"
+#include "../autograd/autograd.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---- elementwise, broadcasting ------------------------------------------- */
+/* ---- views (never copy; differentiable) ------------------------------------ */
+/* View with a new shape; one dim may be -1. Fails (CG_ERR_SHAPE) when the
+ * strides cannot express it; cg_reshape copies in that case instead. */
+CG_API cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
+CG_API cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim,
+                             const int64_t *shape);
+CG_API cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1);
+/* dims is a permutation of 0..ndim-1 (negative entries allowed). */
+CG_API cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims);
+/* Python's t[start:end:step] along dim; step > 0; start and end clamp like
+ * Python's and may be negative. Use CG_END for "to the end". */
+CG_API cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                           int64_t end, int64_t step);
+/* length elements from start along dim; out of range is an error. */
+CG_API cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                            int64_t length);
+/* Index one position of dim away: rank drops by one. */
+CG_API cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index);
+/* Broadcast to shape (stride 0 on expanded dims); -1 keeps a dim. */
+CG_API cg_tensor *cg_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
+/* Drops dim if it has size 1 (no-op otherwise, as PyTorch); CG_ALL_DIMS drops all. */
+CG_API cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+CG_API cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+/* Merges dims start..end (inclusive, negative allowed); copies if needed. */
+CG_API cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end);
+
+/* ---- copies -------------------------------------------------------------- */
+/* Returns t itself when already contiguous (no copy), else a C-order copy. */
+CG_API cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t);
+CG_API cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t);     /* always copies */
+CG_API cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt); /* copies */
+/* ---- arithmetic (broadcasting, PyTorch dtype promotion) ------------------ */
 CG_API cg_tensor *cg_add(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
 CG_API cg_tensor *cg_sub(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
 CG_API cg_tensor *cg_mul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
 CG_API cg_tensor *cg_div(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+/* a^b; the gradient for b is taken as 0 where a == 0. */
 CG_API cg_tensor *cg_pow(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+/* Ties send half the gradient to each side, as PyTorch. */
 CG_API cg_tensor *cg_maximum(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
 CG_API cg_tensor *cg_minimum(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
-
+/* x + s, x - s, s - x, x * s, x / s, x^p */
+CG_API cg_tensor *cg_add_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_sub_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_rsub_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_mul_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_div_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_pow_scalar(cg_ctx *ctx, const cg_tensor *x, double p);
 CG_API cg_tensor *cg_neg(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_abs(cg_ctx *ctx, const cg_tensor *x);
-CG_API cg_tensor *cg_sign(cg_ctx *ctx, const cg_tensor *x);
-CG_API cg_tensor *cg_square(cg_ctx *ctx, const cg_tensor *x);
-CG_API cg_tensor *cg_relu(cg_ctx *ctx, const cg_tensor *x);
+CG_API cg_tensor *cg_sign(cg_ctx *ctx, const cg_tensor *x); /* gradient 0 */
+/* Limits x to [lo, hi] (-INFINITY / INFINITY leave a side open); the
+ * gradient passes where lo <= x <= hi. */
+CG_API cg_tensor *cg_clamp(cg_ctx *ctx, const cg_tensor *x, double lo, double hi);
+/* a where cond != 0, else b (all three broadcast); cond gets no gradient. */
+CG_API cg_tensor *cg_where(cg_ctx *ctx, const cg_tensor *cond, const cg_tensor *a,
+                           const cg_tensor *b);
+/* Comparisons: 1 where true, 0 elsewhere, in the promoted dtype; no gradient. */
+CG_API cg_tensor *cg_gt(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+CG_API cg_tensor *cg_lt(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+CG_API cg_tensor *cg_ge(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+CG_API cg_tensor *cg_le(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+CG_API cg_tensor *cg_eq(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+CG_API cg_tensor *cg_ne(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+
+/* ---- math (float results; i64 input gives f32) ------------------------------ */
 CG_API cg_tensor *cg_exp(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_log(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_log1p(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_sqrt(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_rsqrt(cg_ctx *ctx, const cg_tensor *x);
+CG_API cg_tensor *cg_square(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_sin(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_cos(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_tanh(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_sigmoid(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_erf(cg_ctx *ctx, const cg_tensor *x);
+
+/* ---- activations (float dtypes) ---------------------------------------------- */
+CG_API cg_tensor *cg_relu(cg_ctx *ctx, const cg_tensor *x);
+/* x for x > 0, slope * x otherwise (PyTorch default slope 0.01). */
+CG_API cg_tensor *cg_leaky_relu(cg_ctx *ctx, const cg_tensor *x, double slope);
+/* x for x > 0, alpha * (exp(x) - 1) otherwise (default alpha 1). */
+CG_API cg_tensor *cg_elu(cg_ctx *ctx, const cg_tensor *x, double alpha);
+/* x * Phi(x), the exact (erf) form. */
+CG_API cg_tensor *cg_gelu(cg_ctx *ctx, const cg_tensor *x);
+/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's approximate='tanh'. */
+CG_API cg_tensor *cg_gelu_tanh(cg_ctx *ctx, const cg_tensor *x);
+CG_API cg_tensor *cg_silu(cg_ctx *ctx, const cg_tensor *x); /* x * sigmoid(x) */
+/* log(1 + exp(beta x)) / beta, and x itself where beta x > threshold
+ * (defaults 1 and 20). */
+CG_API cg_tensor *cg_softplus(cg_ctx *ctx, const cg_tensor *x, double beta,
+                              double threshold);
+/* clamp to [lo, hi]; the gradient passes strictly inside (defaults -1, 1). */
+CG_API cg_tensor *cg_hardtanh(cg_ctx *ctx, const cg_tensor *x, double lo, double hi);
 
 /* ---- reductions ------------------------------------------------------------ */
 /* Over the naxes axes listed (negative allowed, no repeats); naxes == 0 means
@@ -53,15 +124,59 @@ CG_API cg_tensor *cg_max(cg_ctx *ctx, const cg_tensor *x, const int *axes, int n
                          bool keepdim);
 CG_API cg_tensor *cg_min(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
                          bool keepdim);
+/* Variance and standard deviation over axes, dividing by N - correction
+ * (1: unbiased, PyTorch's default; 0: population). */
+CG_API cg_tensor *cg_var(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
+                         double correction, bool keepdim);
+CG_API cg_tensor *cg_std(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
+                         double correction, bool keepdim);
+/* log(sum(exp(x))) over axes, computed stably (max subtracted first). */
+CG_API cg_tensor *cg_logsumexp(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
+                               bool keepdim);
+/* p-norm over axes: (sum |x|^p)^(1/p), p > 0 (2: Euclidean; INFINITY: max |x|).
+ * The gradient at a zero norm is 0. */
+CG_API cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes,
+                          int naxes, bool keepdim);
 /* i64 index of the first maximum along axis; CG_ALL_DIMS: flat index. */
 CG_API cg_tensor *cg_argmax(cg_ctx *ctx, const cg_tensor *x, int axis, bool keepdim);
 CG_API cg_tensor *cg_argmin(cg_ctx *ctx, const cg_tensor *x, int axis, bool keepdim);
+
+/* ---- softmax and dropout ---------------------------------------------------------- */
+/* Along axis; stable for logits of +-1e4 (the max is subtracted first). */
+CG_API cg_tensor *cg_softmax(cg_ctx *ctx, const cg_tensor *x, int axis);
+CG_API cg_tensor *cg_log_softmax(cg_ctx *ctx, const cg_tensor *x, int axis);
+/* Training: zeroes each element with probability p (drawn from rng in C
+ * order) and scales the rest by 1/(1-p); not training (or p == 0): returns a
+ * view of x. p in [0, 1). */
+CG_API cg_tensor *cg_dropout(cg_ctx *ctx, const cg_tensor *x, double p, bool training,
+                             cg_rng *rng);
+
+/* ---- joining and indexing ---------------------------------------------------------- */
+/* n tensors of one dtype joined along an existing axis (shapes equal elsewhere). */
+CG_API cg_tensor *cg_concat(cg_ctx *ctx, int n, const cg_tensor *const *xs, int axis);
+/* n tensors of one shape and dtype stacked along a new axis. */
+CG_API cg_tensor *cg_stack(cg_ctx *ctx, int n, const cg_tensor *const *xs, int axis);
+/* x's slices at the positions in index (i64, 1-D) along axis. */
+CG_API cg_tensor *cg_index_select(cg_ctx *ctx, const cg_tensor *x, int axis,
+                                  const cg_tensor *index);
+/* out[i][j][k] = x[index[i][j][k]][j][k] for axis 0 (torch.gather): index is
+ * i64 of x's rank, no larger than x on the other axes. */
+CG_API cg_tensor *cg_gather(cg_ctx *ctx, const cg_tensor *x, int axis,
+                            const cg_tensor *index);
+/* Rows of weight [V, D] picked by indices (i64, any shape): [..., D]. The
+ * gradient is scatter-added into weight's rows. */
+CG_API cg_tensor *cg_embedding(cg_ctx *ctx, const cg_tensor *weight,
+                               const cg_tensor *indices);
 
 /* ---- linear algebra ------------------------------------------------------------ */
 /* torch.matmul's rules: 1-D x 1-D is a dot product; a 1-D operand gains a
  * dim of 1 (removed again from the result); N-D operands are batches of
  * matrices whose batch dims broadcast. Float dtypes, both the same. */
 CG_API cg_tensor *cg_matmul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+/* x W^T + b, PyTorch's F.linear: x [..., in], weight [out, in], bias [out] or
+ * NULL; one GEMM with the bias as its initial C. */
+CG_API cg_tensor *cg_linear(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *weight,
+                            const cg_tensor *bias);
 
 #ifdef __cplusplus
 }

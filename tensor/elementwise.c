@@ -11,7 +11,7 @@
 #include <omp.h>
 #include <string.h>
 
-#define MAX_OPS 3
+#define MAX_OPS 4
 
 typedef struct iter {
     int ndim, nops;
@@ -118,12 +118,16 @@ static void iter_run(const iter *it, row_fn row, const void *fn) {
 /* ---- unary and binary maps ------------------------------------------------------ */
 typedef struct { cgi_unary_fn f; } unary_box;
 typedef struct { cgi_binary_fn f; } binary_box;
+typedef struct { cgi_ternary_fn f; } ternary_box;
 
 static void unary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
     ((const unary_box *)fn)->f(n, p[1], s[1], p[0], s[0]);
 }
 static void binary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
     ((const binary_box *)fn)->f(n, p[1], s[1], p[2], s[2], p[0], s[0]);
+}
+static void ternary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
+    ((const ternary_box *)fn)->f(n, p[1], s[1], p[2], s[2], p[3], s[3], p[0], s[0]);
 }
 
 void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out) {
@@ -140,4 +144,26 @@ void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b,
     const cg_tensor *in[2] = {a, b};
     iter_init(&it, out, in, 2);
     iter_run(&it, binary_row, &box);
+}
+
+void cgi_map_ternary(cgi_ternary_fn fn, const cg_tensor *a, const cg_tensor *b,
+                     const cg_tensor *c, cg_tensor *out) {
+    iter it;
+    ternary_box box = {fn};
+    const cg_tensor *in[3] = {a, b, c};
+    iter_init(&it, out, in, 3);
+    iter_run(&it, ternary_row, &box);
+}
+
+cg_tensor *cgi_stack_scalar(cg_tensor *t, cgi_storage *st, cgi_scalar *v, cg_dtype dt,
+                            double value) {
+    memset(t, 0, sizeof *t);
+    if (dt == CG_F32) v->f32 = (float)value;
+    else if (dt == CG_F64) v->f64 = value;
+    else v->i64 = (int64_t)value;
+    *st = (cgi_storage){.data = v, .nbytes = sizeof *v, .refcount = 1,
+                        .kind = CGI_STORAGE_BORROWED};
+    t->storage = st;
+    t->dtype = dt;
+    return t;
 }

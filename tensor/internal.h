@@ -44,7 +44,10 @@ struct cg_tensor {
     bool requires_grad;
     cg_tensor *grad;      /* accumulated gradient of a leaf */
     struct cg_node *node; /* producer, NULL for leaves */
-    uint64_t saved_version;
+    /* the gradient flowing into this tensor during one backward pass */
+    cg_tensor *bgrad;
+    cg_ctx *bctx;
+    uint64_t bpass;
 };
 
 /* ---- arena and context --------------------------------------------------- */
@@ -68,6 +71,7 @@ struct cg_ctx {
     struct cg_node *tape_last;
     int64_t tape_len;
     int no_grad_depth;
+    uint64_t grad_pass; /* id of the latest backward pass */
 };
 
 CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */
@@ -117,6 +121,28 @@ static inline char *cgi_ptr(const cg_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * cg_dtype_size(t->dtype);
 }
 
+/* ---- views and copies (tensor/view.c) -------------------------------------- */
+/* The graph-free implementations behind the public view ops in ops/shape.c;
+ * same arguments and errors (messages name the public function). */
+CGI_HIDDEN cg_tensor *cgi_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
+CGI_HIDDEN cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim,
+                                  const int64_t *shape);
+CGI_HIDDEN cg_tensor *cgi_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1);
+CGI_HIDDEN cg_tensor *cgi_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims);
+CGI_HIDDEN cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                                int64_t end, int64_t step);
+CGI_HIDDEN cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+                                 int64_t length);
+CGI_HIDDEN cg_tensor *cgi_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index);
+CGI_HIDDEN cg_tensor *cgi_expand(cg_ctx *ctx, const cg_tensor *t, int ndim,
+                                 const int64_t *shape);
+CGI_HIDDEN cg_tensor *cgi_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+CGI_HIDDEN cg_tensor *cgi_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim);
+CGI_HIDDEN cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end);
+CGI_HIDDEN cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t);
+CGI_HIDDEN cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t);
+CGI_HIDDEN cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt);
+
 /* ---- threading ----------------------------------------------------------- */
 /* Work below this many elements runs on one thread. */
 #define CGI_PAR_MIN 32768
@@ -129,6 +155,10 @@ typedef void (*cgi_unary_fn)(int64_t n, const void *x, int64_t sx, void *out,
 typedef void (*cgi_binary_fn)(int64_t n, const void *a, int64_t sa, const void *b,
                               int64_t sb, void *out, int64_t so);
 
+/* Ternary: out = f(a, b, c), e.g. where(cond, x, y). */
+typedef void (*cgi_ternary_fn)(int64_t n, const void *a, int64_t sa, const void *b,
+                               int64_t sb, const void *c, int64_t sc, void *out, int64_t so);
+
 /* Applies fn over out's shape; x is already broadcast to out's shape
  * (strides may be 0). dtypes: fn decides, by the pointers it is given. */
 CGI_HIDDEN void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out);
@@ -139,6 +169,19 @@ CGI_HIDDEN cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const in
                                    int nb, const int64_t *b, int *nout, int64_t *out);
 /* Whether t broadcasts to exactly this shape. */
 CGI_HIDDEN bool cgi_broadcasts_to(const cg_tensor *t, int ndim, const int64_t *shape);
+CGI_HIDDEN void cgi_map_ternary(cgi_ternary_fn fn, const cg_tensor *a, const cg_tensor *b,
+                                const cg_tensor *c, cg_tensor *out);
+/* A rank-0 tensor over one value on the stack (no allocation), for scalar
+ * operands that broadcast with stride 0. */
+typedef union cgi_scalar {
+    float f32;
+    double f64;
+    int64_t i64;
+} cgi_scalar;
+CGI_HIDDEN cg_tensor *cgi_stack_scalar(cg_tensor *t, cgi_storage *st, cgi_scalar *v,
+                                       cg_dtype dt, double value);
+/* where(cond, a, b) with all three of one dtype: cond != 0 picks a. */
+extern CGI_HIDDEN const cgi_ternary_fn cgi_where_fn[3];
 /* Strides of t broadcast to the shape (ndim, shape): 0 on broadcast dims. */
 CGI_HIDDEN void cgi_broadcast_strides(const cg_tensor *t, int ndim, const int64_t *shape,
                                       int64_t *strides);
@@ -157,7 +200,8 @@ typedef struct cgi_binary_kernel {
     X(neg) X(abs) X(sign) X(exp) X(log) X(log1p) X(sqrt) X(rsqrt) X(square)    \
     X(sin) X(cos) X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
 #define CGI_BINARY_LIST(X)                                                     \
-    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum)
+    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum)                   \
+    X(gt) X(lt) X(ge) X(le) X(eq) X(ne)
 
 #define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_unary_kernel cgi_unary_##name;
 CGI_UNARY_LIST(CGI_DECLARE_KERNEL)

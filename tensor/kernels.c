@@ -110,6 +110,26 @@ FLOAT_BINARY(pow, pow(x, y))
 ALL_BINARY(maximum, (x > y || x != x) ? x : y)
 ALL_BINARY(minimum, (x < y || x != x) ? x : y)
 
+/* Comparisons give 1 or 0 in the operands' dtype (masks for backward rules). */
+ALL_BINARY(gt, x > y)
+ALL_BINARY(lt, x < y)
+ALL_BINARY(ge, x >= y)
+ALL_BINARY(le, x <= y)
+ALL_BINARY(eq, x == y)
+ALL_BINARY(ne, x != y)
+
+#define WHERE_FN(name, T)                                                      \
+    static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa, \
+                     const void *b_, int64_t sb, void *o_, int64_t so) {       \
+        const T *c = c_, *a = a_, *b = b_;                                     \
+        T *o = o_;                                                             \
+        for (int64_t i = 0; i < n; i++) o[i * so] = c[i * sc] != 0 ? a[i * sa] : b[i * sb]; \
+    }
+WHERE_FN(where_f32, float)
+WHERE_FN(where_f64, double)
+WHERE_FN(where_i64, int64_t)
+const cgi_ternary_fn cgi_where_fn[3] = {where_f32, where_f64, where_i64};
+
 /* ---- converting copy ------------------------------------------------------------ */
 /* Float to i64 truncates toward zero like C and PyTorch, clamped to the i64
  * range with NaN to 0 so out-of-range values cannot be undefined. */

@@ -207,6 +207,17 @@ cg_tensor *cg_scalar(cg_ctx *ctx, cg_dtype dt, double v) {
     return filled(ctx, "cg_scalar", dt, 0, NULL, v);
 }
 
+cg_tensor *cg_full_like(cg_ctx *ctx, const cg_tensor *like, double v) {
+    CGI_NULL_CHECK(like, "cg_full_like");
+    return filled(ctx, "cg_full_like", like->dtype, like->ndim, like->shape, v);
+}
+cg_tensor *cg_zeros_like(cg_ctx *ctx, const cg_tensor *like) {
+    return cg_full_like(ctx, like, 0.0);
+}
+cg_tensor *cg_ones_like(cg_ctx *ctx, const cg_tensor *like) {
+    return cg_full_like(ctx, like, 1.0);
+}
+
 cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
         cgi_error(ctx, CG_ERR_ARG, "cg_arange: start %g, end %g, step %g: need finite "

@@ -37,6 +37,8 @@ extern "C" {
 #endif
 
 #define CG_MAX_DIMS 8
+#define CG_END INT64_MAX      /* cg_slice: to the end of the dim */
+#define CG_ALL_DIMS INT32_MIN /* cg_squeeze, cg_argmax: every dim */
 
 typedef enum cg_dtype { CG_F32 = 0, CG_F64 = 1, CG_I64 = 2 } cg_dtype;
 
@@ -103,6 +105,10 @@ CG_API cg_tensor *cg_ones(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *sha
 CG_API cg_tensor *cg_full(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
                           double value);
 CG_API cg_tensor *cg_scalar(cg_ctx *ctx, cg_dtype dt, double value); /* rank 0 */
+/* Same shape and dtype as like (which is only read), filled. */
+CG_API cg_tensor *cg_zeros_like(cg_ctx *ctx, const cg_tensor *like);
+CG_API cg_tensor *cg_ones_like(cg_ctx *ctx, const cg_tensor *like);
+CG_API cg_tensor *cg_full_like(cg_ctx *ctx, const cg_tensor *like, double value);
 /* [start, end) by step, like numpy.arange; length ceil((end - start) / step). */
 CG_API cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end,
                             double step);
@@ -159,39 +165,7 @@ CG_API cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out);
 CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                                      const int64_t *b, int *nout, int64_t *out);
 
-/* ---- views (never copy) -------------------------------------------------- */
-/* View with a new shape; one dim may be -1. Fails (CG_ERR_SHAPE) when the
- * strides cannot express it; cg_reshape copies in that case instead. */
-CG_API cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
-CG_API cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim,
-                             const int64_t *shape);
-CG_API cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1);
-/* dims is a permutation of 0..ndim-1 (negative entries allowed). */
-CG_API cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims);
-/* Python's t[start:end:step] along dim; step > 0; start and end clamp like
- * Python's and may be negative. Use CG_END for "to the end". */
-#define CG_END INT64_MAX
-CG_API cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
-                           int64_t end, int64_t step);
-/* length elements from start along dim; out of range is an error. */
-CG_API cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
-                            int64_t length);
-/* Index one position of dim away: rank drops by one. */
-CG_API cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index);
-/* Broadcast to shape (stride 0 on expanded dims); -1 keeps a dim. */
-CG_API cg_tensor *cg_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
-/* Drops dim if it has size 1 (no-op otherwise, as PyTorch); CG_ALL_DIMS drops all. */
-#define CG_ALL_DIMS INT32_MIN
-CG_API cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim);
-CG_API cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim);
-/* Merges dims start..end (inclusive, negative allowed); copies if needed. */
-CG_API cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end);
-
-/* ---- copies -------------------------------------------------------------- */
-/* Returns t itself when already contiguous (no copy), else a C-order copy. */
-CG_API cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t);
-CG_API cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t);     /* always copies */
-CG_API cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt); /* copies */
+/* ---- copies into existing tensors (bump the version autograd checks) ---- */
 /* dst[...] = src, src broadcast to dst's shape, converting dtype. */
 CG_API cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src);
 CG_API cg_status cg_fill_(cg_tensor *dst, double value);

@@ -95,7 +95,7 @@ static bool view_strides(const cg_tensor *t, int ndim, const int64_t *shape,
     return vd == -1;
 }
 
-cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+cg_tensor *cgi_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
     CGI_NULL_CHECK(t, "cg_view");
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     if (infer_shape(ctx, "cg_view", t, ndim, shape, sh) != CG_OK) return NULL;
@@ -109,7 +109,7 @@ cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *sha
     return cgi_view_of(ctx, "cg_view", t, ndim, sh, st, t->offset);
 }
 
-cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
     CGI_NULL_CHECK(t, "cg_reshape");
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     if (infer_shape(ctx, "cg_reshape", t, ndim, shape, sh) != CG_OK) return NULL;
@@ -126,7 +126,7 @@ cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *
 }
 
 /* ---- axis permutations ------------------------------------------------------- */
-cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
+cg_tensor *cgi_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
     CGI_NULL_CHECK(t, "cg_permute");
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     bool seen[CG_MAX_DIMS] = {false};
@@ -148,7 +148,7 @@ cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
     return cgi_view_of(ctx, "cg_permute", t, t->ndim, sh, st, t->offset);
 }
 
-cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
+cg_tensor *cgi_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
     CGI_NULL_CHECK(t, "cg_transpose");
     int a, b, dims[CG_MAX_DIMS];
     if (cgi_axis(ctx, "cg_transpose", t->ndim, d0, &a) != CG_OK ||
@@ -157,7 +157,7 @@ cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
     for (int i = 0; i < t->ndim; i++) dims[i] = i;
     dims[a] = b;
     dims[b] = a;
-    return cg_permute(ctx, t, dims);
+    return cgi_permute(ctx, t, dims);
 }
 
 /* ---- slicing ----------------------------------------------------------------- */
@@ -167,7 +167,7 @@ static int64_t clamp_index(int64_t i, int64_t n) {
     return i > n ? n : i;
 }
 
-cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
+cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
                     int64_t step) {
     CGI_NULL_CHECK(t, "cg_slice");
     int d;
@@ -187,7 +187,7 @@ cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int
     return cgi_view_of(ctx, "cg_slice", t, t->ndim, sh, st, off);
 }
 
-cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
+cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
                      int64_t length) {
     CGI_NULL_CHECK(t, "cg_narrow");
     int d;
@@ -200,10 +200,10 @@ cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
                   (long long)length, d);
         return NULL;
     }
-    return cg_slice(ctx, t, d, s, s + length, 1);
+    return cgi_slice(ctx, t, d, s, s + length, 1);
 }
 
-cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
+cg_tensor *cgi_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
     CGI_NULL_CHECK(t, "cg_select");
     int d;
     if (cgi_axis(ctx, "cg_select", t->ndim, dim, &d) != CG_OK) return NULL;
@@ -225,7 +225,7 @@ cg_tensor *cg_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
 }
 
 /* ---- expand, squeeze, unsqueeze, flatten --------------------------------------- */
-cg_tensor *cg_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+cg_tensor *cgi_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
     CGI_NULL_CHECK(t, "cg_expand");
     char s0[160], s1[160];
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
@@ -247,7 +247,7 @@ bad:
     return NULL;
 }
 
-cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
+cg_tensor *cgi_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
     CGI_NULL_CHECK(t, "cg_squeeze");
     int d = -1;
     if (dim != CG_ALL_DIMS && cgi_axis(ctx, "cg_squeeze", t->ndim, dim, &d) != CG_OK)
@@ -263,7 +263,7 @@ cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
     return cgi_view_of(ctx, "cg_squeeze", t, n, sh, st, t->offset);
 }
 
-cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
+cg_tensor *cgi_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
     CGI_NULL_CHECK(t, "cg_unsqueeze");
     int d;
     if (t->ndim >= CG_MAX_DIMS) {
@@ -284,9 +284,9 @@ cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
     return cgi_view_of(ctx, "cg_unsqueeze", t, t->ndim + 1, sh, st, t->offset);
 }
 
-cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
+cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
     CGI_NULL_CHECK(t, "cg_flatten");
-    if (t->ndim == 0) return cg_reshape(ctx, t, 1, (const int64_t[]){1});
+    if (t->ndim == 0) return cgi_reshape(ctx, t, 1, (const int64_t[]){1});
     int s, e;
     if (cgi_axis(ctx, "cg_flatten", t->ndim, start, &s) != CG_OK ||
         cgi_axis(ctx, "cg_flatten", t->ndim, end, &e) != CG_OK)
@@ -301,24 +301,24 @@ cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
         if (k > s && k <= e) sh[n - 1] *= t->shape[k];
         else sh[n++] = t->shape[k];
     }
-    return cg_reshape(ctx, t, n, sh);
+    return cgi_reshape(ctx, t, n, sh);
 }
 
 /* ---- copies ------------------------------------------------------------------ */
-cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t) {
+cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_contiguous");
     if (cg_is_contiguous(t))
         return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides,
                            t->offset);
-    return cg_clone(ctx, t);
+    return cgi_clone(ctx, t);
 }
 
-cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t) {
+cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_clone");
-    return cg_cast(ctx, t, t->dtype);
+    return cgi_cast(ctx, t, t->dtype);
 }
 
-cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
+cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
     CGI_NULL_CHECK(t, "cg_cast");
     cg_tensor *c = cgi_new(ctx, "cg_cast", dt, t->ndim, t->shape);
     if (c) cgi_copy_convert(c, t);
@@ -337,22 +337,12 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
     return CG_OK;
 }
 
-/* A rank-0 tensor over one value on the stack: no allocation. */
-static cg_tensor stack_scalar(cgi_storage *st, double *v) {
-    cg_tensor t;
-    memset(&t, 0, sizeof t);
-    *st = (cgi_storage){.data = v, .nbytes = sizeof *v, .refcount = 1,
-                        .kind = CGI_STORAGE_BORROWED};
-    t.storage = st;
-    t.dtype = CG_F64;
-    return t;
-}
-
 cg_status cg_fill_(cg_tensor *dst, double value) {
     if (!dst) return cgi_error(NULL, CG_ERR_ARG, "cg_fill_: tensor is NULL");
     cgi_storage st;
-    cg_tensor src = stack_scalar(&st, &value);
-    cgi_copy_convert(dst, &src);
+    cgi_scalar v;
+    cg_tensor src;
+    cgi_copy_convert(dst, cgi_stack_scalar(&src, &st, &v, CG_F64, value));
     dst->storage->version++;
     return CG_OK;
 }

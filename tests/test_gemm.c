@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "tensor/internal.h"
+#include "cgrad.h"
 
 #include <math.h>
 #include <stdlib.h>

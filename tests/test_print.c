@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "tensor/internal.h"
+#include "cgrad.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,0 +1,119 @@
+/* The tape: recording nodes, reading them, grad mode and leaf flags. */
+#include "internal.h"
+
+#include <string.h>
+
+static bool any_requires_grad(int n, const cg_tensor *const *inputs) {
+    for (int i = 0; i < n; i++)
+        if (inputs[i]->requires_grad) return true;
+    return false;
+}
+
+/* A graph lives in one context: the backward sweep walks that tape only. */
+static cg_status check_inputs(cg_ctx *ctx, const cg_op *op, int n,
+                              const cg_tensor *const *inputs) {
+    if (!ctx)
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "cg_%s: an input requires a gradient, so the result must be made "
+                         "in a context (got NULL)", op->name);
+    for (int i = 0; i < n; i++)
+        if (inputs[i]->node && inputs[i]->ctx != ctx)
+            return cgi_error(ctx, CG_ERR_STATE,
+                             "cg_%s: input %d belongs to another context's graph", op->name, i);
+    return CG_OK;
+}
+
+static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size) {
+    const char *name = "cg_record";
+    cg_node *node = cgi_alloc(ctx, name, sizeof *node);
+    if (!node) return NULL;
+    memset(node, 0, sizeof *node);
+    node->inputs = cgi_alloc(ctx, name, sizeof(cg_tensor *) * (size_t)(n ? n : 1));
+    node->versions = cgi_alloc(ctx, name, sizeof(uint64_t) * (size_t)(n + 1));
+    node->needs = cgi_alloc(ctx, name, sizeof(bool) * (size_t)(n ? n : 1));
+    node->saved = saved_size ? cgi_alloc(ctx, name, saved_size) : NULL;
+    if (!node->inputs || !node->versions || !node->needs || (saved_size && !node->saved))
+        return NULL;
+    node->op = op;
+    node->ninputs = n;
+    return node;
+}
+
+cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
+                     const cg_tensor *const *inputs, const void *saved, size_t saved_size) {
+    if (!out) return NULL;
+    for (int i = 0; i < ninputs; i++)
+        if (!inputs[i]) return NULL;
+    if ((ctx && ctx->no_grad_depth > 0) || !any_requires_grad(ninputs, inputs)) return out;
+    cg_node *node = NULL;
+    if (check_inputs(ctx, op, ninputs, inputs) == CG_OK)
+        node = node_new(ctx, op, ninputs, saved_size);
+    if (!node) {
+        cg_tensor_free(out); /* a heap out cannot have reached here with a graph */
+        return NULL;
+    }
+    for (int i = 0; i < ninputs; i++) {
+        node->inputs[i] = inputs[i];
+        node->versions[i] = inputs[i]->storage->version;
+        node->needs[i] = inputs[i]->requires_grad;
+    }
+    node->versions[ninputs] = out->storage->version;
+    if (saved_size) memcpy(node->saved, saved, saved_size);
+    node->output = out;
+    node->seq = ctx->tape_len++;
+    node->prev = ctx->tape_last;
+    ctx->tape_last = node;
+    out->node = node;
+    out->requires_grad = true;
+    return out;
+}
+
+/* ---- node accessors -------------------------------------------------------- */
+const cg_op *cg_node_op(const cg_node *n) { return n ? n->op : NULL; }
+int cg_node_ninputs(const cg_node *n) { return n ? n->ninputs : 0; }
+const cg_tensor *cg_node_output(const cg_node *n) { return n ? n->output : NULL; }
+const void *cg_node_saved(const cg_node *n) { return n ? n->saved : NULL; }
+const cg_node *cg_grad_fn(const cg_tensor *t) { return t ? t->node : NULL; }
+
+const cg_tensor *cg_node_input(const cg_node *n, int i) {
+    return n && i >= 0 && i < n->ninputs ? n->inputs[i] : NULL;
+}
+bool cg_node_needs_grad(const cg_node *n, int i) {
+    return n && i >= 0 && i < n->ninputs && n->needs[i];
+}
+
+/* ---- leaves ---------------------------------------------------------------- */
+cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
+    if (!t) return cgi_error(NULL, CG_ERR_ARG, "cg_set_requires_grad: tensor is NULL");
+    if (t->node)
+        return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_requires_grad: only a leaf can be "
+                         "marked; this tensor was made by cg_%s (use cg_detach)",
+                         t->node->op->name);
+    if (requires_grad && !cgi_is_float(t->dtype))
+        return cgi_error(t->ctx, CG_ERR_DTYPE, "cg_set_requires_grad: %s tensors have no "
+                         "gradient (need f32 or f64)", cg_dtype_name(t->dtype));
+    t->requires_grad = requires_grad;
+    return CG_OK;
+}
+
+bool cg_requires_grad(const cg_tensor *t) { return t && t->requires_grad; }
+bool cg_is_leaf(const cg_tensor *t) { return t && !t->node; }
+cg_tensor *cg_grad_of(const cg_tensor *t) { return t ? t->grad : NULL; }
+
+void cg_zero_grad(cg_tensor *t) {
+    if (t && t->grad) cg_fill_(t->grad, 0.0);
+}
+
+cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t) {
+    CGI_NULL_CHECK(t, "cg_detach");
+    return cgi_view_of(ctx, "cg_detach", t, t->ndim, t->shape, t->strides, t->offset);
+}
+
+/* ---- grad mode --------------------------------------------------------------- */
+void cg_no_grad_push(cg_ctx *ctx) {
+    if (ctx) ctx->no_grad_depth++;
+}
+void cg_no_grad_pop(cg_ctx *ctx) {
+    if (ctx && ctx->no_grad_depth > 0) ctx->no_grad_depth--;
+}
+bool cg_is_grad_enabled(const cg_ctx *ctx) { return ctx && ctx->no_grad_depth == 0; }

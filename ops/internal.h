@@ -1,0 +1,30 @@
+/* Library-internal helpers shared by the op families in ops/ (not installed).
+ *
+ * An op is a `static const cg_op` beside its builder. The builder checks its
+ * arguments, computes the forward with the raw kernels of tensor/, and hands
+ * the result to cg_record with the inputs (and any scalars the backward
+ * needs). The backward rule beside it is written with differentiable ops. */
+#ifndef CG_OPS_INTERNAL_H
+#define CG_OPS_INTERNAL_H
+
+#include "../autograd/internal.h"
+#include "ops.h"
+
+/* Records op over inputs (an array literal) without saved bytes. */
+#define CGI_RECORD(ctx, op, out, ...)                                          \
+    cg_record((ctx), (op), (out),                                              \
+              (int)(sizeof((const cg_tensor *[]){__VA_ARGS__}) / sizeof(cg_tensor *)), \
+              (const cg_tensor *[]){__VA_ARGS__}, NULL, 0)
+
+/* PyTorch's promotion for cgrad's dtypes: i64 < f32 < f64. */
+CGI_HIDDEN cg_dtype cgi_promote(cg_dtype a, cg_dtype b);
+/* The gradient for input x from g of a broadcast shape and maybe another
+ * dtype: g summed over the broadcast dims and cast to x's dtype. */
+CGI_HIDDEN cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x);
+/* A float mask (1 where true) of x's comparison with a scalar, no graph. */
+CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k,
+                                         const cg_tensor *x, double s);
+/* CG_OK when every input that needs a gradient got one. */
+CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
+
+#endif
