@@ -80,17 +80,22 @@ static bool evaluate(check *c, cg_ctx *ctx, cg_tensor **outs, double *vals) {
     return true;
 }
 
-/* Row `row` of the analytic Jacobian: element k of output j gets gradient 1. */
+/* Row `row` of the analytic Jacobian: element k of output j gets gradient 1
+ * (only outputs that require a gradient take part). */
 static bool analytic_row(check *c, cg_ctx *ctx, cg_tensor **outs, int j, int64_t k,
                          int64_t row) {
-    cg_tensor *gouts[MAX_OUTS], *grads[MAX_INS];
+    cg_tensor *live[MAX_OUTS], *gouts[MAX_OUTS], *grads[MAX_INS];
+    int n = 0;
     for (int q = 0; q < c->nouts; q++) {
-        gouts[q] = cg_zeros(ctx, outs[q]->dtype, outs[q]->ndim, outs[q]->shape);
-        if (!gouts[q]) return fail(c, "", cg_last_error());
+        if (!outs[q]->requires_grad) continue;
+        live[n] = outs[q];
+        gouts[n] = cg_zeros(ctx, outs[q]->dtype, outs[q]->ndim, outs[q]->shape);
+        if (!gouts[n]) return fail(c, "", cg_last_error());
+        if (q == j && outs[q]->dtype == CG_F64) ((double *)cg_data(gouts[n]))[k] = 1.0;
+        if (q == j && outs[q]->dtype == CG_F32) ((float *)cg_data(gouts[n]))[k] = 1.0f;
+        n++;
     }
-    if (outs[j]->dtype == CG_F64) ((double *)cg_data(gouts[j]))[k] = 1.0;
-    else ((float *)cg_data(gouts[j]))[k] = 1.0f;
-    if (cg_grad(ctx, c->nouts, outs, (const cg_tensor *const *)gouts, c->nreq, c->req, grads,
+    if (cg_grad(ctx, n, live, (const cg_tensor *const *)gouts, c->nreq, c->req, grads,
                 CG_RETAIN_GRAPH) != CG_OK)
         return fail(c, "backward failed: ", cg_last_error());
     double *dst = c->analytic + row * c->total_in;

@@ -1,0 +1,282 @@
+/* autograd/: the tape, backward, cg_grad, grad mode, the errors that guard
+ * against wrong numbers, and gradcheck's own reporting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "cgrad_cmocka.h"
+#include "testutil.h"
+
+/* A caller-owned leaf holding values, requiring a gradient. */
+static cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const double *v) {
+    cg_tensor *d = cg_from_array(NULL, CG_F64, n, shape, v);
+    cg_tensor *t = dt == CG_F64 ? d : cg_cast(NULL, d, dt);
+    if (t != d) cg_tensor_free(d);
+    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
+    return t;
+}
+
+/* y = sum(3 x^2 + x): dy/dx = 6x + 1 */
+static cg_tensor *poly(cg_ctx *ctx, const cg_tensor *x) {
+    return cg_sum(ctx, cg_add(ctx, cg_mul_scalar(ctx, cg_square(ctx, x), 3), x), NULL, 0, false);
+}
+
+static void test_autograd_backward_values(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(3), (double[]){1, 2, 3});
+    cg_tensor *y = poly(ctx, x);
+    assert_float_equal(cg_item(y), 3 * 14 + 6, 1e-12);
+    assert_null(cg_grad_of(x));
+    assert_int_equal(cg_backward(y), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){7, 13, 19}, 3, 1e-12);
+    assert_true(cg_is_leaf(x));
+    assert_false(cg_is_leaf(y));
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "sum");
+    cg_tensor_free(x);
+}
+
+static void test_autograd_accumulates_until_zero_grad(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F32, CG_SHAPE(2), (double[]){1, -1});
+    assert_int_equal(cg_backward(poly(ctx, x)), CG_OK);
+    assert_int_equal(cg_backward(poly(ctx, x)), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){14, -10}, 2, 1e-6);
+    cg_zero_grad(x);
+    assert_values(cg_grad_of(x), (double[]){0, 0}, 2, 0);
+    cg_ctx_reset(ctx); /* the graph goes; the leaf and its gradient stay */
+    assert_int_equal(cg_backward(poly(ctx, x)), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){7, -5}, 2, 1e-6);
+    cg_tensor_free(x);
+}
+
+/* A value used twice: both paths add up (d(x*x)/dx = 2x). */
+static void test_autograd_shared_input_sums_paths(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){3, -2});
+    cg_tensor *h = cg_exp(ctx, x);
+    cg_tensor *y = cg_sum(ctx, cg_add(ctx, cg_mul(ctx, x, x), cg_mul(ctx, h, h)), NULL, 0, false);
+    assert_int_equal(cg_backward(y), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){6 + 2 * exp(6), -4 + 2 * exp(-4)}, 2, 1e-9);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_no_grad_records_nothing(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_no_grad_push(ctx);
+    assert_false(cg_is_grad_enabled(ctx));
+    cg_tensor *y = poly(ctx, x);
+    cg_no_grad_pop(ctx);
+    assert_true(cg_is_grad_enabled(ctx));
+    assert_false(cg_requires_grad(y));
+    assert_null(cg_grad_fn(y));
+    assert_int_equal(cg_backward(y), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "does not require a gradient"));
+    cg_tensor_free(x);
+}
+
+static void test_autograd_detach_stops_the_flow(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_tensor *d = cg_detach(ctx, cg_mul_scalar(ctx, x, 5));
+    assert_false(cg_requires_grad(d));
+    cg_tensor *y = cg_sum(ctx, cg_mul(ctx, x, d), NULL, 0, false); /* d is a constant */
+    assert_int_equal(cg_backward(y), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){5, 10}, 2, 1e-12);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_backward_twice_needs_retain_graph(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(1), (double[]){2});
+    cg_tensor *y = poly(ctx, x);
+    assert_int_equal(cg_backward_ex(y, NULL, CG_RETAIN_GRAPH), CG_OK);
+    assert_int_equal(cg_backward(y), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){26}, 1, 1e-12);
+    assert_int_equal(cg_backward(y), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "already freed"));
+    assert_non_null(strstr(cg_last_error(), "CG_RETAIN_GRAPH"));
+    assert_values(cg_grad_of(x), (double[]){26}, 1, 1e-12); /* untouched by the failure */
+    cg_tensor_free(x);
+}
+
+static void test_autograd_non_scalar_needs_grad_output(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    cg_tensor *y = cg_mul_scalar(ctx, x, 2);
+    assert_int_equal(cg_backward(y), CG_ERR_SHAPE);
+    assert_non_null(strstr(cg_last_error(), "cg_backward: output [2,2] is not a scalar"));
+    cg_tensor *bad = cg_ones(ctx, CG_F64, CG_SHAPE(4));
+    assert_int_equal(cg_backward_ex(y, bad, 0), CG_ERR_SHAPE);
+    cg_tensor *gout = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 2), (double[]){1, 0, 0, -1});
+    assert_int_equal(cg_backward_ex(y, gout, 0), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){2, 0, 0, -2}, 4, 0);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_inplace_change_of_saved_tensor(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_tensor *w = cg_from_array(ctx, CG_F64, CG_SHAPE(2), (double[]){3, 4});
+    cg_tensor *y = cg_sum(ctx, cg_mul(ctx, x, w), NULL, 0, false); /* saves w */
+    cg_fill_(w, 0);
+    assert_int_equal(cg_backward(y), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "saved by cg_mul"));
+    assert_non_null(strstr(cg_last_error(), "modified in place"));
+    assert_null(cg_grad_of(x));
+    /* a change through a view counts too: they share the version */
+    cg_tensor *w2 = cg_from_array(ctx, CG_F64, CG_SHAPE(2), (double[]){3, 4});
+    cg_tensor *y2 = cg_sum(ctx, cg_mul(ctx, x, w2), NULL, 0, false);
+    cg_set(cg_select(ctx, w2, 0, 1), NULL, 9);
+    assert_int_equal(cg_backward(y2), CG_ERR_STATE);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_requires_grad_rules(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *i = cg_arange(NULL, CG_I64, 0, 3, 1);
+    assert_int_equal(cg_set_requires_grad(i, true), CG_ERR_DTYPE);
+    assert_non_null(strstr(cg_last_error(), "i64"));
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_tensor *y = cg_exp(ctx, x);
+    assert_int_equal(cg_set_requires_grad(y, false), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "made by cg_exp"));
+    assert_int_equal(cg_set_requires_grad(NULL, true), CG_ERR_ARG);
+    assert_false(cg_requires_grad(NULL));
+    /* a graph needs a context */
+    assert_null(cg_exp(NULL, x));
+    assert_non_null(strstr(cg_last_error(), "cg_exp: an input requires a gradient"));
+    cg_tensor_free(i);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_grad_functional_leaves_dot_grad(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_tensor *u = leaf(CG_F64, CG_SHAPE(2), (double[]){5, 6});
+    cg_tensor *y = poly(ctx, x), *g[2];
+    assert_int_equal(cg_grad(ctx, 1, &y, NULL, 2, (cg_tensor *[]){x, u}, g, 0), CG_OK);
+    assert_values(g[0], (double[]){7, 13}, 2, 1e-12);
+    assert_values(g[1], (double[]){0, 0}, 2, 0); /* unused input: zeros */
+    assert_null(cg_grad_of(x));
+    cg_tensor *c = cg_ones(ctx, CG_F64, CG_SHAPE(2));
+    assert_int_equal(cg_grad(ctx, 1, &y, NULL, 1, &c, g, 0), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "cg_grad: input 0 does not require a gradient"));
+    cg_tensor_free(x);
+    cg_tensor_free(u);
+}
+
+/* Hessian-vector product of f(x) = sum(x^3): H = diag(6x), Hv = 6 x v. */
+static void test_autograd_create_graph_hessian_vector(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(3), (double[]){1, -2, 0.5});
+    cg_tensor *v = cg_from_array(ctx, CG_F64, CG_SHAPE(3), (double[]){1, 1, 2});
+    cg_tensor *f = cg_sum(ctx, cg_pow_scalar(ctx, x, 3), NULL, 0, false), *g, *hv;
+    assert_int_equal(cg_grad(ctx, 1, &f, NULL, 1, &x, &g, CG_CREATE_GRAPH), CG_OK);
+    assert_true(cg_requires_grad(g));
+    assert_values(g, (double[]){3, 12, 0.75}, 3, 1e-12);
+    cg_tensor *gv = cg_sum(ctx, cg_mul(ctx, g, v), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &gv, NULL, 1, &x, &hv, CG_RETAIN_GRAPH), CG_OK);
+    assert_values(hv, (double[]){6, -12, 6}, 3, 1e-12);
+    /* gradient penalty style: backward through the gradient's norm */
+    cg_tensor *pen = cg_sum(ctx, cg_square(ctx, g), NULL, 0, false); /* sum 9x^4 */
+    assert_int_equal(cg_backward(pen), CG_OK);
+    assert_values(cg_grad_of(x), (double[]){36, -288, 4.5}, 3, 1e-12);
+    cg_tensor_free(x);
+}
+
+static void test_autograd_steady_state_no_malloc(void **state) {
+    (void)state;
+    cg_ctx *ctx = cg_ctx_new();
+    cg_tensor *x = leaf(CG_F32, CG_SHAPE(4), (double[]){1, 2, 3, 4});
+    size_t allocs = 0;
+    for (int step = 0; step < 5; step++) {
+        assert_int_equal(cg_backward(poly(ctx, x)), CG_OK);
+        if (step == 1) allocs = cg_ctx_get_stats(ctx).chunk_allocs;
+        cg_ctx_reset(ctx);
+    }
+    assert_int_equal(cg_ctx_get_stats(ctx).chunk_allocs, allocs);
+    cg_tensor_free(x);
+    cg_ctx_free(ctx);
+}
+
+/* ---- gradcheck must be able to fail, and say where ---------------------------- */
+static cg_status wrong_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                                cg_tensor **gin) {
+    /* adds 1 to every gradient for element 1: a planted bug, so the Jacobian
+     * gets a 1 in column 1 of every row; the first wrong entry is row 0 */
+    cg_tensor *d = cg_mul_scalar(ctx, cg_mul(ctx, g, cg_node_input(n, 0)), 2);
+    cg_tensor *bump = cg_zeros_like(ctx, d);
+    ((double *)cg_data(bump))[1] = 1;
+    gin[0] = cg_add(ctx, d, bump);
+    return gin[0] ? CG_OK : cg_last_status();
+}
+static const cg_op wrong_square_op = {"wrong_square", wrong_backward, CG_SAVES_INPUT(0)};
+
+static cg_tensor *wrong_square(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    cg_tensor *y = cg_square(ctx, cg_detach(ctx, in[0])); /* forward without a graph */
+    return cg_record(ctx, &wrong_square_op, y, 1, (const cg_tensor *[]){in[0]}, NULL, 0);
+}
+
+static void test_autograd_gradcheck_reports_the_element(void **state) {
+    (void)state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(3), (double[]){0.5, 1.5, -1});
+    cg_gradcheck_report r;
+    assert_false(cg_gradcheck(wrong_square, NULL, 1, &x, NULL, &r));
+    assert_false(r.ok);
+    assert_int_equal(r.input, 0);
+    assert_int_equal(r.element, 1);
+    assert_int_equal(r.output_element, 0);
+    assert_float_equal(r.analytic, 1.0, 1e-9);
+    assert_float_equal(r.numeric, 0.0, 1e-6);
+    assert_non_null(strstr(r.msg, "input 0 element 1, output element 0"));
+    cg_tensor_free(x);
+}
+
+static cg_tensor *poly_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return poly(ctx, in[0]);
+}
+
+static void test_autograd_gradcheck_argument_errors(void **state) {
+    (void)state;
+    cg_gradcheck_report r;
+    cg_tensor *f32 = leaf(CG_F32, CG_SHAPE(2), (double[]){1, 2});
+    assert_false(cg_gradcheck(poly_fn, NULL, 1, &f32, NULL, &r));
+    assert_non_null(strstr(r.msg, "must be f64"));
+    cg_tensor *c = cg_ones(NULL, CG_F64, CG_SHAPE(2));
+    assert_false(cg_gradcheck(poly_fn, NULL, 1, &c, NULL, &r));
+    assert_non_null(strstr(r.msg, "no input requires a gradient"));
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_assert_gradcheck(poly_fn, NULL, 1, &x);
+    cg_assert_gradgradcheck(poly_fn, NULL, 1, &x);
+    cg_tensor_free(f32);
+    cg_tensor_free(c);
+    cg_tensor_free(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_autograd_backward_values),
+        cmocka_unit_test(test_autograd_accumulates_until_zero_grad),
+        cmocka_unit_test(test_autograd_shared_input_sums_paths),
+        cmocka_unit_test(test_autograd_no_grad_records_nothing),
+        cmocka_unit_test(test_autograd_detach_stops_the_flow),
+        cmocka_unit_test(test_autograd_backward_twice_needs_retain_graph),
+        cmocka_unit_test(test_autograd_non_scalar_needs_grad_output),
+        cmocka_unit_test(test_autograd_inplace_change_of_saved_tensor),
+        cmocka_unit_test(test_autograd_requires_grad_rules),
+        cmocka_unit_test(test_autograd_grad_functional_leaves_dot_grad),
+        cmocka_unit_test(test_autograd_create_graph_hessian_vector),
+        cmocka_unit_test(test_autograd_steady_state_no_malloc),
+        cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
+        cmocka_unit_test(test_autograd_gradcheck_argument_errors),
+    };
+    return cmocka_run_group_tests_name("autograd", tests, ctx_setup, ctx_teardown);
+}
