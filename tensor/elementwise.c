@@ -56,7 +56,29 @@ static void coalesce(iter *it) {
     it->ndim = n;
 }
 
+/* The common case, checked first because it is cheap: out contiguous and
+ * every input either contiguous with out's shape or a single element. The
+ * iteration is then one flat dim with strides 1 or 0. */
+static bool iter_flat(iter *it, cg_tensor *out, const cg_tensor **in, int nin) {
+    if (!cg_is_contiguous(out)) return false;
+    for (int i = 0; i < nin; i++) {
+        bool one = cgi_numel(in[i]->ndim, in[i]->shape) == 1;
+        if (!one && !(cg_same_shape(in[i], out) && cg_is_contiguous(in[i]))) return false;
+        it->strides[i + 1][0] = one ? 0 : 1;
+        it->base[i + 1] = cgi_ptr(in[i]);
+        it->esize[i + 1] = cg_dtype_size(in[i]->dtype);
+    }
+    it->ndim = 1;
+    it->nops = nin + 1;
+    it->shape[0] = cgi_numel(out->ndim, out->shape);
+    it->strides[0][0] = 1;
+    it->base[0] = cgi_ptr(out);
+    it->esize[0] = cg_dtype_size(out->dtype);
+    return true;
+}
+
 static void iter_init(iter *it, cg_tensor *out, const cg_tensor **in, int nin) {
+    if (iter_flat(it, out, in, nin)) return;
     it->ndim = out->ndim;
     it->nops = nin + 1;
     memcpy(it->shape, out->shape, sizeof it->shape);
