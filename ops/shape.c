@@ -50,16 +50,19 @@ cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
     return y ? cg_record(ctx, &permute_op, y, 1, &t, norm, sizeof(int) * CG_MAX_DIMS) : NULL;
 }
 
+/* transpose is its own inverse. */
+static cg_status transpose_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                                    cg_tensor **gin) {
+    const int *d = cg_node_saved(n);
+    gin[0] = cg_transpose(ctx, g, d[0], d[1]);
+    return cgi_grads_made(n, gin);
+}
+static const cg_op transpose_op = {"transpose", transpose_backward, 0};
+
 cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
-    CGI_NULL_CHECK(t, "cg_transpose");
-    int a, b, dims[CG_MAX_DIMS];
-    if (cgi_axis(ctx, "cg_transpose", t->ndim, d0, &a) != CG_OK ||
-        cgi_axis(ctx, "cg_transpose", t->ndim, d1, &b) != CG_OK)
-        return NULL;
-    for (int i = 0; i < t->ndim; i++) dims[i] = i;
-    dims[a] = b;
-    dims[b] = a;
-    return cg_permute(ctx, t, dims);
+    cg_tensor *y = cgi_transpose(ctx, t, d0, d1); /* validates the axes */
+    int d[2] = {d0, d1};
+    return y ? cg_record(ctx, &transpose_op, y, 1, &t, d, sizeof d) : NULL;
 }
 
 /* ---- expand: the gradient is summed over the broadcast dims ----------------- */
