@@ -94,7 +94,7 @@ CG_API cg_tensor *cg_tanh(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_sigmoid(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_erf(cg_ctx *ctx, const cg_tensor *x);
 
-/* ---- activations (float dtypes) ---------------------------------------------- */
+/* ---- activations (float dtypes; relu also takes i64) ---------------------- */
 CG_API cg_tensor *cg_relu(cg_ctx *ctx, const cg_tensor *x);
 /* x for x > 0, slope * x otherwise (PyTorch default slope 0.01). */
 CG_API cg_tensor *cg_leaky_relu(cg_ctx *ctx, const cg_tensor *x, double slope);
