@@ -163,6 +163,17 @@ static cg_status run_pass(pass *p, int n, cg_tensor *const *outs,
     return sweep(p, start);
 }
 
+/* Leaves outlive the pass (a caller-owned one outlives the context, whose
+ * address a later context may reuse): untag them so no later pass can take
+ * their stale bgrad for its own. Tensors made in the context die with it. */
+static void end_pass(pass *p) {
+    for (leaf_link *l = p->leaves; l; l = l->next) {
+        l->t->bgrad = NULL;
+        l->t->bctx = NULL;
+        l->t->bpass = 0;
+    }
+}
+
 /* ---- public entry points ------------------------------------------------------------ */
 static cg_status leaf_accumulate(cg_tensor *leaf) {
     if (!leaf->requires_grad) return CG_OK;
@@ -184,6 +195,7 @@ cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsign
     pass p = {.ctx = ctx, .flags = flags};
     cg_status s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
     for (leaf_link *l = p.leaves; s == CG_OK && l; l = l->next) s = leaf_accumulate(l->t);
+    end_pass(&p);
     return s;
 }
 
@@ -218,5 +230,6 @@ cg_status cg_grad(cg_ctx *ctx, int noutputs, cg_tensor *const *outputs,
         grads[i] = has_grad(&p, x) ? x->bgrad : cg_zeros(ctx, x->dtype, x->ndim, x->shape);
         if (!grads[i]) s = cg_last_status();
     }
+    end_pass(&p);
     return s;
 }

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "autograd/internal.h" /* white-box: pass tags on leaves */
 #include "cgrad_cmocka.h"
 #include "testutil.h"
 
@@ -205,6 +206,28 @@ static void test_autograd_steady_state_no_malloc(void **state) {
     cg_ctx_free(ctx);
 }
 
+/* A caller-owned leaf outlives contexts; a new context may reuse a freed
+ * one's address and restart its pass count, so a pass must leave no tag on
+ * the leaf that a later pass could mistake for its own (seen as wrong
+ * gradients in gradcheck before the fix). */
+static void test_autograd_leaf_shared_by_successive_contexts(void **state) {
+    (void)state;
+    cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    for (int round = 0; round < 40; round++) {
+        cg_ctx *ctx = cg_ctx_new();
+        cg_tensor *y = poly(ctx, x), *g;
+        assert_int_equal(cg_grad(ctx, 1, &y, NULL, 1, &x, &g, 0), CG_OK);
+        assert_values(g, (double[]){7, 13}, 2, 1e-12);
+        assert_null(x->bctx);
+        assert_int_equal(cg_backward(poly(ctx, x)), CG_OK);
+        assert_null(x->bctx);
+        assert_null(x->bgrad);
+        cg_ctx_free(ctx);
+    }
+    assert_values(cg_grad_of(x), (double[]){7 * 40, 13 * 40}, 2, 1e-9);
+    cg_tensor_free(x);
+}
+
 /* ---- gradcheck must be able to fail, and say where ---------------------------- */
 static cg_status wrong_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                 cg_tensor **gin) {
@@ -275,6 +298,7 @@ int main(void) {
         cmocka_unit_test(test_autograd_grad_functional_leaves_dot_grad),
         cmocka_unit_test(test_autograd_create_graph_hessian_vector),
         cmocka_unit_test(test_autograd_steady_state_no_malloc),
+        cmocka_unit_test(test_autograd_leaf_shared_by_successive_contexts),
         cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
         cmocka_unit_test(test_autograd_gradcheck_argument_errors),
     };
