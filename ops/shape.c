@@ -116,13 +116,11 @@ static cg_tensor *slice_scatter(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
 
 cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
                     int64_t step) {
-    cg_tensor *y = cgi_slice(ctx, t, dim, start, end, step);
+    cg_tensor *y = cgi_slice(ctx, t, dim, start, end, step); /* validates */
     if (!y) return NULL;
     int d = dim < 0 ? dim + t->ndim : dim;
-    int64_t first = t->strides[d] ? (y->offset - t->offset) / t->strides[d] : 0;
-    if (y->shape[d] > 0 && t->strides[d] == 0) /* expanded dim: recompute the start */
-        first = start < 0 ? start + t->shape[d] : start;
-    slice_args a = {d, first, y->shape[d], step};
+    int64_t n = t->shape[d], first = start < 0 ? start + n : start; /* Python's clamp */
+    slice_args a = {d, first < 0 ? 0 : first > n ? n : first, y->shape[d], step};
     return cg_record(ctx, &slice_op, y, 1, &t, &a, sizeof a);
 }
 
