@@ -106,6 +106,11 @@ static const uncase UNARY[] = {
     {"sigmoid", cg_sigmoid, ANY}, {"erf", cg_erf, ANY},       {"relu", cg_relu, ANY},
 };
 
+/* The op on a broadcast (stride-0) view of x [1,4]: gradients sum over rows. */
+static cg_tensor *call_un_expanded(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    return ((unbox *)user)->f(ctx, cg_expand(ctx, in[0], CG_SHAPE(3, 4)));
+}
+
 static void test_arith_grad_unary_ops(void **state) {
     (void)state;
     cg_rng rng;
@@ -117,6 +122,9 @@ static void test_arith_grad_unary_ops(void **state) {
             cg_assert_gradcheck(call_un, &box, 1, &x);
             cg_tensor_free(x);
         }
+        cg_tensor *row = input(&rng, UNARY[i].d, CG_SHAPE(1, 4), false);
+        cg_assert_gradcheck(call_un_expanded, &box, 1, &row);
+        cg_tensor_free(row);
     }
 }
 
