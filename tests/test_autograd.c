@@ -13,15 +13,6 @@
 #include "cgrad_cmocka.h"
 #include "testutil.h"
 
-/* A caller-owned leaf holding values, requiring a gradient. */
-static cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const double *v) {
-    cg_tensor *d = cg_from_array(NULL, CG_F64, n, shape, v);
-    cg_tensor *t = dt == CG_F64 ? d : cg_cast(NULL, d, dt);
-    if (t != d) cg_tensor_free(d);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
 /* y = sum(3 x^2 + x): dy/dx = 6x + 1 */
 static cg_tensor *poly(cg_ctx *ctx, const cg_tensor *x) {
     return cg_sum(ctx, cg_add(ctx, cg_mul_scalar(ctx, cg_square(ctx, x), 3), x), NULL, 0, false);

@@ -47,15 +47,6 @@ static cg_tensor *apply_bcast_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) 
     return apply(ctx, user, cg_add(ctx, in[0], in[1]));
 }
 
-/* A caller-owned leaf holding values (C order), requiring a gradient. */
-static cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const double *v) {
-    cg_tensor *d = cg_from_array(NULL, CG_F64, n, shape, v);
-    cg_tensor *t = dt == CG_F64 ? d : cg_cast(NULL, d, dt);
-    if (t != d) cg_tensor_free(d);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
 static cg_tensor *randn_leaf(cg_rng *rng, int n, const int64_t *shape) {
     cg_tensor *t = cg_randn(NULL, rng, CG_F64, n, shape, 0, 1);
     assert_int_equal(cg_set_requires_grad(t, true), CG_OK);

@@ -33,17 +33,7 @@ static cg_tensor *apply_bcast_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) 
     return apply(ctx, user, cg_add(ctx, in[0], in[1]));
 }
 
-static cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const double *v) {
-    cg_tensor *d = cg_from_array(NULL, CG_F64, n, shape, v);
-    cg_tensor *t = dt == CG_F64 ? d : cg_cast(NULL, d, dt);
-    if (t != d) cg_tensor_free(d);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
-/* A fresh seeded leaf for every gradcheck: autograd's pass ids restart in
- * each new context, which may reuse a freed one's address, so a leaf shared
- * by two checks can read a stale gradient (autograd/backward.c; reported). */
+/* A fresh seeded leaf for every gradcheck. */
 static cg_tensor *seeded_leaf(uint64_t seed, int n, const int64_t *shape) {
     cg_rng rng;
     cg_rng_seed(&rng, seed);

@@ -25,4 +25,14 @@ static inline void assert_values(const cg_tensor *t, const double *want, int64_t
     for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], tol);
 }
 
+/* A caller-owned leaf of dtype dt holding values v (C order), requiring a
+ * gradient. Free it with cg_tensor_free. */
+static inline cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const double *v) {
+    cg_tensor *d = cg_from_array(NULL, CG_F64, n, shape, v);
+    cg_tensor *t = dt == CG_F64 ? d : cg_cast(NULL, d, dt);
+    if (t != d) cg_tensor_free(d);
+    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
+    return t;
+}
+
 #endif
