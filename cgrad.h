@@ -7,5 +7,6 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "ops/ops.h"
+#include "nn/nn.h"
 
 #endif

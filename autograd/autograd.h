@@ -74,6 +74,11 @@ CG_API bool cg_is_leaf(const cg_tensor *t);
 /* The accumulated gradient of a leaf, NULL before any backward reaches it.
  * It belongs to the leaf (do not free it); optimizers read and update it. */
 CG_API cg_tensor *cg_grad_of(const cg_tensor *t);
+/* Gives the leaf t the tensor its gradient accumulates into: g has t's
+ * shape and dtype and is caller-owned (or in t's context when t is); the
+ * leaf takes ownership and frees g with itself, replacing any previous
+ * gradient. Lets a module keep every gradient in one flat buffer. */
+CG_API cg_status cg_set_grad(cg_tensor *t, cg_tensor *g);
 /* Zeroes the leaf's gradient in place (keeps the memory). NULL is fine. */
 CG_API void cg_zero_grad(cg_tensor *t);
 /* A view of t's data that is cut from the graph (requires no gradient). */

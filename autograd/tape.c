@@ -100,6 +100,21 @@ bool cg_requires_grad(const cg_tensor *t) { return t && t->requires_grad; }
 bool cg_is_leaf(const cg_tensor *t) { return t && !t->node; }
 cg_tensor *cg_grad_of(const cg_tensor *t) { return t ? t->grad : NULL; }
 
+cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
+    char st[160], sg[160];
+    if (!t || !g) return cgi_error(NULL, CG_ERR_ARG, "cg_set_grad: tensor is NULL");
+    if (t->node)
+        return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_grad: only a leaf has a .grad");
+    if (!cg_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
+        return cgi_error(t->ctx, CG_ERR_SHAPE, "cg_set_grad: %s %s gradient for a %s %s "
+                         "leaf (need the same shape, dtype and owner)",
+                         cg_dtype_name(g->dtype), cg_shape_str(g, sg, sizeof sg),
+                         cg_dtype_name(t->dtype), cg_shape_str(t, st, sizeof st));
+    if (t->grad != g) cg_tensor_free(t->grad);
+    t->grad = g;
+    return CG_OK;
+}
+
 void cg_zero_grad(cg_tensor *t) {
     if (t && t->grad) cg_fill_(t->grad, 0.0);
 }
