@@ -98,20 +98,27 @@ CG_API cg_status cg_init_kaiming_normal(cg_tensor *t, cg_rng *rng, double a, cg_
                                         cg_act act);
 
 /* ---- losses --------------------------------------------------------------- */
+/* input and target have one float dtype and the same shape (no broadcasting).
+ * CG_NONE gives per-element losses ([N] per sample for the class losses).
+ * With ctx NULL the loss is caller-owned (an input that requires a gradient
+ * needs a context, as for every op). */
 typedef enum cg_reduction { CG_MEAN = 0, CG_SUM, CG_NONE } cg_reduction;
 
 CG_API cg_tensor *cg_mse_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
                               cg_reduction r);
 CG_API cg_tensor *cg_l1_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
                              cg_reduction r);
-/* 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (PyTorch beta 1). */
+/* 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (PyTorch beta 1;
+ * beta 0 is l1, beta < 0 an error). */
 CG_API cg_tensor *cg_smooth_l1_loss(cg_ctx *ctx, const cg_tensor *input,
                                     const cg_tensor *target, double beta, cg_reduction r);
-/* 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (PyTorch delta 1). */
+/* 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (delta > 0,
+ * PyTorch's default 1). */
 CG_API cg_tensor *cg_huber_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
                                 double delta, cg_reduction r);
 /* logits [N, C] (or [C]), labels i64 [N] (or []): fused log-softmax and NLL,
- * finite for logits of +-1e4. */
+ * finite for logits of +-1e4. Labels of -100 are ignored (PyTorch's default
+ * ignore_index); the mean is over the other rows (NaN when none is left). */
 CG_API cg_tensor *cg_cross_entropy(cg_ctx *ctx, const cg_tensor *logits,
                                    const cg_tensor *labels, cg_reduction r);
 #define CG_IGNORE_NONE INT64_MIN
@@ -121,13 +128,14 @@ CG_API cg_tensor *cg_cross_entropy(cg_ctx *ctx, const cg_tensor *logits,
 CG_API cg_tensor *cg_cross_entropy_ex(cg_ctx *ctx, const cg_tensor *logits,
                                       const cg_tensor *labels, cg_reduction r,
                                       double label_smoothing, int64_t ignore_index);
-/* Probability targets [N, C] (one-hot: Keras' categorical cross-entropy). */
+/* Probability targets [N, C] (one-hot: Keras' categorical cross-entropy):
+ * -sum_c p_c log_softmax(logits)_c, mean over N. */
 CG_API cg_tensor *cg_cross_entropy_probs(cg_ctx *ctx, const cg_tensor *logits,
                                          const cg_tensor *probs, cg_reduction r);
-/* log_probs [N, C], labels i64 [N]. */
+/* log_probs [N, C], labels i64 [N]; -100 is ignored, as above. */
 CG_API cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs,
                               const cg_tensor *labels, cg_reduction r);
-/* probabilities in [0, 1]; logs clamped at -100 as PyTorch. */
+/* probabilities in [0, 1] (else CG_ERR_ARG); logs clamped at -100 as PyTorch. */
 CG_API cg_tensor *cg_bce_loss(cg_ctx *ctx, const cg_tensor *probs, const cg_tensor *target,
                               cg_reduction r);
 CG_API cg_tensor *cg_bce_with_logits(cg_ctx *ctx, const cg_tensor *logits,
