@@ -23,7 +23,7 @@ VG_CFLAGS   := $(BASE) -O2 -g
 
 SRC     := $(sort $(wildcard tensor/*.c autograd/*.c ops/*.c nn/*.c))
 HEADERS := cgrad.h $(wildcard tensor/*.h autograd/*.h ops/*.h nn/*.h)
-PUBLIC_HEADERS := cgrad.h $(filter-out %/internal.h,$(wildcard tensor/*.h autograd/*.h ops/*.h nn/*.h))
+PUBLIC_HEADERS := cgrad.h cgrad_cmocka.h tensor/tensor.h autograd/autograd.h ops/ops.h nn/nn.h
 TESTS   := $(sort $(basename $(notdir $(wildcard tests/test_*.c))))
 EXAMPLES := $(sort $(basename $(notdir $(wildcard examples/*.c))))
 BENCHES := $(sort $(basename $(notdir $(wildcard bench/bench_*.c))))

@@ -38,6 +38,7 @@ double cg_init_gain(cg_act act, double param) {
 /* PyTorch's _calculate_fan_in_and_fan_out: dims 0 and 1 times the
  * receptive field (the product of the rest). */
 static cg_status fans(const cg_tensor *t, const char *op, double *fan_in, double *fan_out) {
+    *fan_in = *fan_out = 1; /* defined even on error: callers compute before checking */
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
     if (cg_ndim(t) < 2) {
         char buf[160];

@@ -58,6 +58,9 @@ CGI_HIDDEN cg_tensor *cgi_module_add(cg_module *m, const char *name, int ndim,
                                      const int64_t *shape, bool is_param, cg_dtype dt);
 /* Makes m the root of its tree: flat buffers and names (see above). */
 CGI_HIDDEN cg_status cgi_module_finish(cg_module *m, const char *op);
+/* The end of every constructor: m finished as a root when ok, else freed
+ * (NULL m is fine) and NULL returned with the error kept. */
+CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *op);
 /* The tensor in slot i of m (for forward functions). */
 static inline cg_tensor *cgi_slot_t(const cg_module *m, int i) { return m->slots[i].t; }
 

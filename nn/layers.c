@@ -25,11 +25,8 @@ cg_module *cg_nn_linear(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, bool 
     double bound = 1.0 / sqrt((double)in);
     bool ok = w && (!bias || b) &&
               cg_init_kaiming_uniform(w, rng, sqrt(5.0), CG_FAN_IN, CG_ACT_LEAKY_RELU) == CG_OK &&
-              (!bias || cg_init_uniform(b, rng, -bound, bound) == CG_OK) &&
-              cgi_module_finish(m, "cg_nn_linear") == CG_OK;
-    if (ok) return m;
-    cg_module_free(m);
-    return NULL;
+              (!bias || cg_init_uniform(b, rng, -bound, bound) == CG_OK);
+    return cgi_module_done(m, ok, "cg_nn_linear");
 }
 
 /* ---- activations as layers ------------------------------------------------------ */
@@ -63,17 +60,19 @@ cg_module *cg_nn_activation(cg_act act) {
     }
     cg_module *m = cgi_module_new(&act_kinds[act], CG_F32);
     if (m) m->act = (int)act;
-    if (m && cgi_module_finish(m, "cg_nn_activation") != CG_OK) {
-        cg_module_free(m);
-        return NULL;
-    }
-    return m;
+    return cgi_module_done(m, m != NULL, "cg_nn_activation");
 }
 
 /* ---- Sequential ----------------------------------------------------------------- */
+/* Without a context each child's output is caller-owned: free the ones in
+ * between (a view of one keeps its storage alive by reference). */
 static cg_tensor *sequential_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     const cg_tensor *h = x;
-    for (int i = 0; i < m->nchildren && h; i++) h = cg_module_forward(ctx, m->children[i], h);
+    for (int i = 0; i < m->nchildren && h; i++) {
+        cg_tensor *next = cg_module_forward(ctx, m->children[i], h);
+        if (!ctx && h != x) cg_tensor_free((cg_tensor *)h);
+        h = next;
+    }
     return (cg_tensor *)h;
 }
 static const cgi_module_kind sequential_kind = {"Sequential", sequential_forward};
@@ -92,11 +91,7 @@ cg_module *cg_nn_sequential(int n, cg_module *const *children) {
     for (int i = 0; i < n; i++) kids[i] = children[i];
     m->children = kids;
     m->nchildren = n;
-    if (cgi_module_finish(m, "cg_nn_sequential") != CG_OK) {
-        cg_module_free(m);
-        return NULL;
-    }
-    return m;
+    return cgi_module_done(m, true, "cg_nn_sequential");
 }
 
 /* ---- MLP -------------------------------------------------------------------------- */

@@ -158,6 +158,12 @@ cg_status cgi_module_finish(cg_module *m, const char *op) {
     return CG_OK;
 }
 
+cg_module *cgi_module_done(cg_module *m, bool ok, const char *op) {
+    if (m && ok && cgi_module_finish(m, op) == CG_OK) return m;
+    cg_module_free(m);
+    return NULL;
+}
+
 /* ---- the public face ---------------------------------------------------------------- */
 cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     if (!m) {

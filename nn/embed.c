@@ -1,0 +1,24 @@
+/* Embedding: a table of num vectors of size dim, looked up by i64 index. */
+#include "internal.h"
+
+/* indices i64 [...] -> [..., dim]; the gradient scatter-adds into the rows
+ * used (cg_embedding's backward). */
+static cg_tensor *embedding_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    return cg_embedding(ctx, cgi_slot_t(m, 0), x);
+}
+static const cgi_module_kind embedding_kind = {"Embedding", embedding_forward};
+
+/* PyTorch's reset_parameters: weight [num, dim] drawn from N(0, 1). */
+cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim) {
+    if (!rng || num < 1 || dim < 1 || !cgi_is_float(dt)) {
+        cgi_error(NULL, CG_ERR_ARG,
+                  "cg_nn_embedding: num %lld, dim %lld, dtype %s: need "
+                  "sizes >= 1, a float dtype and an rng",
+                  (long long)num, (long long)dim, cg_dtype_name(dt));
+        return NULL;
+    }
+    cg_module *m = cgi_module_new(&embedding_kind, dt);
+    cg_tensor *w = m ? cgi_module_add(m, "weight", CG_SHAPE(num, dim), true, dt) : NULL;
+    return cgi_module_done(m, w && cg_init_normal(w, rng, 0.0, 1.0) == CG_OK,
+                           "cg_nn_embedding");
+}
