@@ -167,7 +167,10 @@ CG_API cg_adam_opts cg_adamw_defaults(double lr);  /* the same, weight decay 0.0
 CG_API cg_rmsprop_opts cg_rmsprop_defaults(double lr); /* alpha 0.99, eps 1e-8 */
 CG_API cg_adagrad_opts cg_adagrad_defaults(double lr); /* eps 1e-10 */
 
-/* For all parameters of m (borrowed; it must outlive the optimizer). */
+/* For all parameters of m, the root of its module tree (borrowed; it must
+ * outlive the optimizer and not be put into a container afterwards). Each
+ * step bumps the parameters' versions, so a graph recorded before a step
+ * cannot be backpropagated after it, as in PyTorch. */
 CG_API cg_optim *cg_sgd_new(cg_module *m, const cg_sgd_opts *o);
 CG_API cg_optim *cg_adam_new(cg_module *m, const cg_adam_opts *o);
 CG_API cg_optim *cg_adamw_new(cg_module *m, const cg_adam_opts *o); /* decoupled decay */
@@ -187,7 +190,11 @@ CG_API cg_tensor *cg_optim_state(const cg_optim *o, int i, const char **name);
 CG_API void cg_optim_set_steps(cg_optim *o, int64_t steps);
 CG_API void cg_optim_free(cg_optim *o);
 
-/* ---- learning-rate schedules (PyTorch's, stepped once per epoch or step) --- */
+/* ---- learning-rate schedules (PyTorch's, stepped once per epoch or step) ---
+ * A schedule owns the optimizer's lr: it computes it from the lr it found at
+ * construction, so a hand-set lr is overwritten at its next step and two
+ * schedules on one optimizer do not chain. OneCycle changes the lr only (no
+ * momentum cycling) and fails past total_steps. */
 typedef struct cg_sched cg_sched; /* opaque */
 CG_API cg_sched *cg_steplr_new(cg_optim *o, int step_size, double gamma);
 CG_API cg_sched *cg_multisteplr_new(cg_optim *o, int n, const int *milestones, double gamma);
@@ -205,7 +212,9 @@ CG_API cg_sched *cg_onecyclelr_new(cg_optim *o, double max_lr, int total_steps,
 CG_API cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
                                 double min_lr);
 CG_API double cg_sched_step(cg_sched *s);                      /* returns the new lr */
-CG_API double cg_sched_step_metric(cg_sched *s, double metric); /* for plateau */
+/* plateau needs the metric (cg_sched_step on it is CG_ERR_ARG and keeps the
+ * lr); the other schedules ignore it. */
+CG_API double cg_sched_step_metric(cg_sched *s, double metric);
 CG_API double cg_sched_lr(const cg_sched *s);
 CG_API void cg_sched_free(cg_sched *s);
 

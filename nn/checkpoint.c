@@ -1,0 +1,544 @@
+/* Checkpoints in the safetensors format: an 8-byte little-endian header
+ * length N, N bytes of JSON giving each tensor's dtype, shape and byte range
+ * [begin, end) in the data section that follows, then the raw data
+ * (little-endian, C order). cgrad's extras live in "__metadata__", which
+ * safetensors limits to strings: "cgrad.optimizer", "cgrad.step" and
+ * "cgrad.rng".
+ *
+ * Loading reads and checks the whole file, then plans every copy (which
+ * file bytes go into which tensor) before it writes anything, so any error
+ * leaves the model, the optimizer and the rng exactly as they were. */
+#include "internal.h"
+#include "json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Tensor bytes go to the file as they lie in memory, which is the format's
+ * little-endian order only on a little-endian host (x86-64, arm64). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "cgrad checkpoints assume a little-endian host"
+#endif
+
+#define MAX_HEADER ((uint64_t)100 << 20) /* the safetensors reference's own limit */
+#define KEY_MAX 128                      /* "optimizer." and an optimizer state name */
+
+/* safetensors' dtypes with their sizes, so that a file's other tensors (a
+ * PyTorch file's bf16 extras) can be checked and skipped; cg < 0: not cgrad's. */
+typedef struct st_dtype {
+    const char *name;
+    uint64_t size;
+    int cg;
+} st_dtype;
+
+static const st_dtype dtypes[] = {
+    {"F32", 4, CG_F32},     {"F64", 8, CG_F64},     {"I64", 8, CG_I64},
+    {"BOOL", 1, -1},        {"U8", 1, -1},          {"I8", 1, -1},
+    {"F8_E4M3", 1, -1},     {"F8_E5M2", 1, -1},     {"I16", 2, -1},
+    {"U16", 2, -1},         {"F16", 2, -1},         {"BF16", 2, -1},
+    {"I32", 4, -1},         {"U32", 4, -1},         {"U64", 8, -1},
+};
+#define NDTYPES (int)(sizeof dtypes / sizeof dtypes[0])
+
+static const st_dtype *dtype_named(const char *name) {
+    for (int i = 0; i < NDTYPES; i++)
+        if (!strcmp(dtypes[i].name, name)) return &dtypes[i];
+    return NULL;
+}
+
+static const st_dtype *dtype_of(cg_dtype dt) {
+    for (int i = 0; i < NDTYPES; i++)
+        if (dtypes[i].cg == (int)dt) return &dtypes[i];
+    return NULL;
+}
+
+/* ---- saving -------------------------------------------------------------------------- */
+/* One tensor to write, under its file name. */
+typedef struct item {
+    char name[KEY_MAX];
+    const cg_tensor *t;
+} item;
+
+static uint64_t tensor_bytes(const cg_tensor *t) {
+    return (uint64_t)cg_numel(t) * cg_dtype_size(cg_dtype_of(t));
+}
+
+/* The module's state in state_dict order, then the optimizer's. */
+static cg_status collect(const cg_module *m, const cg_optim *o, item *items, int *n) {
+    const char *name;
+    *n = 0;
+    for (int i = 0; i < cg_module_nstate(m); i++, (*n)++) {
+        items[*n].t = cg_module_state(m, i, &name, NULL);
+        snprintf(items[*n].name, KEY_MAX, "%s", name); /* < 96 bytes: fits */
+    }
+    for (int i = 0; o && i < cg_optim_nstate(o); i++, (*n)++) {
+        items[*n].t = cg_optim_state(o, i, &name);
+        if (!items[*n].t || !name ||
+            snprintf(items[*n].name, KEY_MAX, "optimizer.%s", name) >= KEY_MAX)
+            return cgi_error(NULL, CG_ERR_STATE, "cg_save: optimizer state %d has no "
+                             "usable name", i);
+    }
+    return CG_OK;
+}
+
+static void write_metadata(cgi_jbuf *b, const cg_optim *o, const cg_rng *rng) {
+    cgi_jbuf_printf(b, "{\"__metadata__\":{\"format\":\"pt\"");
+    if (o) {
+        cgi_jbuf_printf(b, ",\"cgrad.optimizer\":");
+        cgi_jbuf_string(b, cg_optim_name(o));
+        cgi_jbuf_printf(b, ",\"cgrad.step\":\"%" PRId64 "\"", cg_optim_steps(o));
+    }
+    if (rng)
+        cgi_jbuf_printf(b, ",\"cgrad.rng\":\"%016" PRIx64 "%016" PRIx64 "%016" PRIx64
+                        "%016" PRIx64 "\"", rng->s[0], rng->s[1], rng->s[2], rng->s[3]);
+    cgi_jbuf_printf(b, "}");
+}
+
+/* The header text: metadata, then the tensors laid out back to back in
+ * order, then spaces so the data starts 8-aligned (as PyTorch pads). */
+static void write_header(cgi_jbuf *b, const item *items, int n, const cg_optim *o,
+                         const cg_rng *rng) {
+    uint64_t off = 0;
+    write_metadata(b, o, rng);
+    for (int i = 0; i < n; i++) {
+        const cg_tensor *t = items[i].t;
+        cgi_jbuf_printf(b, ",");
+        cgi_jbuf_string(b, items[i].name);
+        cgi_jbuf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dtype_of(cg_dtype_of(t))->name);
+        for (int d = 0; d < cg_ndim(t); d++)
+            cgi_jbuf_printf(b, "%s%" PRId64, d ? "," : "", cg_shape(t)[d]);
+        cgi_jbuf_printf(b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off,
+                        off + tensor_bytes(t));
+        off += tensor_bytes(t);
+    }
+    cgi_jbuf_printf(b, "}");
+    while (!b->failed && b->len % 8) cgi_jbuf_printf(b, " ");
+}
+
+/* Non-contiguous tensors (none today, but views may come) go through a copy. */
+static bool write_tensor(FILE *f, const cg_tensor *t) {
+    size_t nbytes = (size_t)tensor_bytes(t);
+    if (nbytes == 0) return true;
+    if (cg_is_contiguous(t)) return fwrite(cg_data(t), 1, nbytes, f) == nbytes;
+    void *buf = malloc(nbytes);
+    bool ok = buf && cg_copy_to_array(t, cg_dtype_of(t), buf) == CG_OK &&
+              fwrite(buf, 1, nbytes, f) == nbytes;
+    free(buf);
+    return ok;
+}
+
+static bool write_all(FILE *f, const cgi_jbuf *h, const item *items, int n) {
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h->data, 1, h->len, f) == h->len;
+    for (int i = 0; ok && i < n; i++) ok = write_tensor(f, items[i].t);
+    return ok;
+}
+
+/* Writes tmp completely and durably, then renames it over path: a crash at
+ * any point leaves either the old file or the new one, never half of one. */
+static cg_status write_file(const char *path, const char *tmp, const cgi_jbuf *h,
+                            const item *items, int n) {
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return cgi_error(NULL, CG_ERR_IO, "cg_save: %s: %s", path, strerror(errno));
+    errno = 0;
+    bool ok = write_all(f, h, items, n) && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        err = errno;
+    }
+    if (ok) return CG_OK;
+    remove(tmp);
+    return cgi_error(NULL, CG_ERR_IO, "cg_save: %s: %s", path,
+                     err ? strerror(err) : "write failed");
+}
+
+cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o,
+                  const cg_rng *rng) {
+    if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "cg_save: path or module is NULL");
+    int cap = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0), n = 0;
+    item *items = malloc(sizeof *items * (size_t)(cap > 0 ? cap : 1));
+    char *tmp = malloc(strlen(path) + sizeof ".tmp");
+    cgi_jbuf h = {0};
+    cg_status st = items && tmp ? collect(m, o, items, &n)
+                                : cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
+    if (st == CG_OK) {
+        write_header(&h, items, n, o, rng);
+        if (h.failed) st = cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
+    }
+    if (st == CG_OK) {
+        strcat(strcpy(tmp, path), ".tmp");
+        st = write_file(path, tmp, &h, items, n);
+    }
+    cgi_jbuf_free(&h);
+    free(tmp);
+    free(items);
+    return st;
+}
+
+/* ---- loading: reading and indexing the file --------------------------------------------- */
+typedef struct entry {
+    const char *name; /* in the parsed header */
+    const st_dtype *dt;
+    int ndim;
+    int64_t shape[CG_MAX_DIMS];
+    uint64_t begin, end; /* in the data section */
+} entry;
+
+/* A planned write: src (file bytes) into dst. */
+typedef struct copy {
+    cg_tensor *dst, *src;
+    void *tmp; /* the realigned bytes when the file's were misaligned */
+} copy;
+
+typedef struct loader {
+    const char *path;
+    char *header;
+    uint64_t hlen;
+    unsigned char *data; /* the data section, 64-byte aligned */
+    uint64_t dlen;
+    cgi_json doc;
+    int meta; /* the node of "__metadata__", -1 when absent */
+    entry *entries;
+    int nentries;
+    copy *copies;
+    int ncopies;
+    int64_t steps;
+    cg_rng rng;
+} loader;
+
+/* "cg_load: <path>: <what>" with status st. */
+static cg_status fail(const loader *L, cg_status st, const char *fmt, ...) CGI_PRINTF(3, 4);
+static cg_status fail(const loader *L, cg_status st, const char *fmt, ...) {
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return cgi_error(NULL, st, "cg_load: %s: %s", L->path, what);
+}
+
+static bool read_exact(FILE *f, void *buf, uint64_t n) {
+    return n == 0 || fread(buf, 1, (size_t)n, f) == (size_t)n;
+}
+
+static cg_status read_failed(const loader *L, FILE *f) {
+    if (ferror(f)) return fail(L, CG_ERR_IO, "%s", strerror(errno));
+    return fail(L, CG_ERR_IO, "truncated while reading (the file shrank)");
+}
+
+static uint64_t le64(const unsigned char *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+/* The header into its own buffer and the data section into an aligned one,
+ * so tensors at aligned offsets can be used in place. */
+static cg_status read_parts(loader *L, FILE *f) {
+    struct stat sb;
+    unsigned char len8[8];
+    if (fstat(fileno(f), &sb) != 0) return fail(L, CG_ERR_IO, "%s", strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return fail(L, CG_ERR_IO, "not a regular file");
+    uint64_t size = (uint64_t)sb.st_size;
+    if (size < 8)
+        return fail(L, CG_ERR_IO, "truncated: %" PRIu64 " bytes, a safetensors file has at "
+                    "least 8", size);
+    if (!read_exact(f, len8, 8)) return read_failed(L, f);
+    L->hlen = le64(len8);
+    if (L->hlen > MAX_HEADER)
+        return fail(L, CG_ERR_IO, "oversized header: %" PRIu64 " bytes (at most 100 MB)",
+                    L->hlen);
+    if (L->hlen > size - 8)
+        return fail(L, CG_ERR_IO, "truncated: a header of %" PRIu64 " bytes but only %"
+                    PRIu64 " bytes follow", L->hlen, size - 8);
+    L->dlen = size - 8 - L->hlen;
+    L->header = malloc((size_t)L->hlen + 1);
+    L->data = aligned_alloc(64, ((size_t)L->dlen / 64 + 1) * 64);
+    if (!L->header || !L->data) return fail(L, CG_ERR_NOMEM, "out of memory");
+    if (!read_exact(f, L->header, L->hlen) || !read_exact(f, L->data, L->dlen))
+        return read_failed(L, f);
+    return CG_OK;
+}
+
+static cg_status read_file(loader *L) {
+    FILE *f = fopen(L->path, "rb");
+    if (!f) return fail(L, CG_ERR_IO, "%s", strerror(errno));
+    cg_status st = read_parts(L, f);
+    fclose(f); /* read only: nothing to lose if closing fails */
+    return st;
+}
+
+static cg_status corrupt(const loader *L, const char *key, const char *what) {
+    return fail(L, CG_ERR_IO, "corrupt header: %s%s%s", key ? key : "", key ? ": " : "",
+                what);
+}
+
+/* shape: at most CG_MAX_DIMS non-negative integers. */
+static cg_status parse_shape(const loader *L, entry *e, int node) {
+    const cgi_json_node *nodes = L->doc.nodes;
+    if (nodes[node].type != CGI_JSON_ARRAY) return corrupt(L, e->name, "shape is no array");
+    if (nodes[node].n > CG_MAX_DIMS)
+        return fail(L, CG_ERR_SHAPE, "%s: rank %d, cgrad supports at most %d", e->name,
+                    nodes[node].n, CG_MAX_DIMS);
+    for (int c = nodes[node].first; c >= 0; c = nodes[c].next) {
+        if (nodes[c].type != CGI_JSON_INT) return corrupt(L, e->name, "bad shape");
+        e->shape[e->ndim++] = nodes[c].num;
+    }
+    return CG_OK;
+}
+
+/* The bytes shape and dtype need; false if that overflows. */
+static bool entry_bytes(const entry *e, uint64_t *out) {
+    uint64_t n = e->dt->size;
+    for (int i = 0; i < e->ndim; i++)
+        if (e->shape[i] == 0) n = 0;
+    for (int i = 0; i < e->ndim && n; i++) {
+        if (n > UINT64_MAX / (uint64_t)e->shape[i]) return false;
+        n *= (uint64_t)e->shape[i];
+    }
+    *out = n;
+    return true;
+}
+
+static cg_status parse_offsets(const loader *L, entry *e, int node) {
+    const cgi_json_node *nodes = L->doc.nodes;
+    int b = nodes[node].first, x = b >= 0 ? nodes[b].next : -1;
+    uint64_t need;
+    if (nodes[node].type != CGI_JSON_ARRAY || nodes[node].n != 2 ||
+        nodes[b].type != CGI_JSON_INT || nodes[x].type != CGI_JSON_INT)
+        return corrupt(L, e->name, "data_offsets is no pair of integers");
+    e->begin = (uint64_t)nodes[b].num;
+    e->end = (uint64_t)nodes[x].num;
+    if (e->end < e->begin || !entry_bytes(e, &need) || e->end - e->begin != need)
+        return fail(L, CG_ERR_IO, "corrupt header: %s: data_offsets [%" PRIu64 ",%" PRIu64
+                    "] do not fit its dtype and shape", e->name, e->begin, e->end);
+    if (e->end > L->dlen)
+        return fail(L, CG_ERR_IO, "%s: data_offsets [%" PRIu64 ",%" PRIu64 "] past the %"
+                    PRIu64 " data bytes: truncated or corrupt", e->name, e->begin, e->end,
+                    L->dlen);
+    return CG_OK;
+}
+
+static cg_status parse_entry(const loader *L, int node, entry *e) {
+    const cgi_json *d = &L->doc;
+    int dt = cgi_json_member(d, node, "dtype"), shape = cgi_json_member(d, node, "shape");
+    int offsets = cgi_json_member(d, node, "data_offsets");
+    e->name = d->nodes[node].key;
+    if (dt < 0 || shape < 0 || offsets < 0)
+        return corrupt(L, e->name, "needs dtype, shape and data_offsets");
+    if (d->nodes[dt].type != CGI_JSON_STRING) return corrupt(L, e->name, "dtype is no string");
+    e->dt = dtype_named(d->nodes[dt].str);
+    if (!e->dt) return fail(L, CG_ERR_DTYPE, "%s: unknown dtype \"%s\"", e->name,
+                            d->nodes[dt].str);
+    cg_status st = parse_shape(L, e, shape);
+    return st != CG_OK ? st : parse_offsets(L, e, offsets);
+}
+
+/* safetensors' metadata maps strings to strings. */
+static cg_status check_metadata(const loader *L, int node) {
+    const cgi_json_node *nodes = L->doc.nodes;
+    bool ok = nodes[node].type == CGI_JSON_OBJECT;
+    for (int c = nodes[node].first; ok && c >= 0; c = nodes[c].next)
+        ok = nodes[c].type == CGI_JSON_STRING;
+    return ok ? CG_OK : corrupt(L, "__metadata__", "not a map of strings to strings");
+}
+
+static int by_begin(const void *a, const void *b) {
+    const entry *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const entry *)a)->name, ((const entry *)b)->name);
+}
+
+/* No two tensors share bytes (empty ones hold none) and no name repeats;
+ * leaves the entries sorted by name for find(). */
+static cg_status check_layout(loader *L) {
+    uint64_t reach = 0;
+    qsort(L->entries, (size_t)L->nentries, sizeof *L->entries, by_begin);
+    for (int i = 0; i < L->nentries; i++) {
+        const entry *e = &L->entries[i];
+        if (e->begin == e->end) continue;
+        if (e->begin < reach)
+            return corrupt(L, e->name, "its data_offsets overlap another tensor's");
+        reach = e->end;
+    }
+    qsort(L->entries, (size_t)L->nentries, sizeof *L->entries, by_name);
+    for (int i = 1; i < L->nentries; i++)
+        if (!strcmp(L->entries[i - 1].name, L->entries[i].name))
+            return corrupt(L, L->entries[i].name, "the key appears twice");
+    return CG_OK;
+}
+
+static cg_status index_entries(loader *L) {
+    char why[160];
+    cg_status st = cgi_json_parse(&L->doc, L->header, (size_t)L->hlen, why, sizeof why);
+    if (st == CG_ERR_NOMEM) return fail(L, st, "out of memory");
+    if (st != CG_OK) return corrupt(L, NULL, why);
+    const cgi_json_node *root = &L->doc.nodes[0];
+    if (root->type != CGI_JSON_OBJECT) return corrupt(L, NULL, "not a JSON object");
+    L->entries = calloc((size_t)root->n + 1, sizeof *L->entries);
+    if (!L->entries) return fail(L, CG_ERR_NOMEM, "out of memory");
+    for (int c = root->first; c >= 0 && st == CG_OK; c = L->doc.nodes[c].next) {
+        if (strcmp(L->doc.nodes[c].key, "__metadata__") != 0) {
+            st = L->doc.nodes[c].type == CGI_JSON_OBJECT
+                     ? parse_entry(L, c, &L->entries[L->nentries++])
+                     : corrupt(L, L->doc.nodes[c].key, "not an object");
+        } else if (L->meta >= 0) {
+            st = corrupt(L, "__metadata__", "the key appears twice");
+        } else {
+            L->meta = c;
+            st = check_metadata(L, c);
+        }
+    }
+    return st == CG_OK ? check_layout(L) : st;
+}
+
+/* ---- loading: planning and applying ---------------------------------------------------- */
+static const entry *find(const loader *L, const char *name) {
+    entry key = {.name = name};
+    return bsearch(&key, L->entries, (size_t)L->nentries, sizeof key, by_name);
+}
+
+/* Wraps e's bytes as a tensor; bytes at an offset misaligned for the dtype
+ * (a writer that does not pad) are first copied to aligned memory. */
+static cg_status plan_copy(loader *L, cg_tensor *dst, const entry *e) {
+    copy *c = &L->copies[L->ncopies];
+    void *p = L->data + e->begin;
+    if ((uintptr_t)p % e->dt->size) {
+        c->tmp = malloc((size_t)(e->end - e->begin) + 1);
+        if (!c->tmp) return fail(L, CG_ERR_NOMEM, "out of memory");
+        p = memcpy(c->tmp, p, (size_t)(e->end - e->begin));
+    }
+    c->src = cg_wrap(NULL, cg_dtype_of(dst), e->ndim, e->shape, p);
+    if (!c->src) return fail(L, CG_ERR_NOMEM, "%s: cannot wrap its data", e->name);
+    c->dst = dst;
+    L->ncopies++;
+    return CG_OK;
+}
+
+/* key must be in the file with dst's dtype and shape; `who` owns dst. */
+static cg_status plan_tensor(loader *L, const char *key, cg_tensor *dst, const char *who) {
+    const entry *e = find(L, key);
+    const st_dtype *want = dtype_of(cg_dtype_of(dst));
+    char a[160], b[160];
+    if (!e) return fail(L, CG_ERR_ARG, "missing key \"%s\"", key);
+    if (e->dt != want)
+        return fail(L, CG_ERR_DTYPE, "%s: file %s but %s %s", key, e->dt->name, who,
+                    want->name);
+    if (e->ndim != cg_ndim(dst) ||
+        memcmp(e->shape, cg_shape(dst), sizeof(int64_t) * (size_t)e->ndim) != 0)
+        return fail(L, CG_ERR_SHAPE, "%s: file %s but %s %s", key,
+                    cgi_fmt_shape(a, sizeof a, e->ndim, e->shape), who,
+                    cg_shape_str(dst, b, sizeof b));
+    return plan_copy(L, dst, e);
+}
+
+static const char *meta_string(const loader *L, const char *key) {
+    int n = cgi_json_member(&L->doc, L->meta, key);
+    return n >= 0 ? L->doc.nodes[n].str : NULL; /* check_metadata: all strings */
+}
+
+/* A decimal step count: digits only, fits int64. */
+static bool parse_count(const char *s, int64_t *out) {
+    int64_t v = 0;
+    if (!*s) return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (INT64_MAX - (*s - '0')) / 10) return false;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static cg_status plan_optim(loader *L, const cg_optim *o) {
+    const char *kind = meta_string(L, "cgrad.optimizer"), *step = meta_string(L, "cgrad.step");
+    const char *name;
+    char key[KEY_MAX];
+    if (!kind) return fail(L, CG_ERR_ARG, "no optimizer state in the file");
+    if (strcmp(kind, cg_optim_name(o)) != 0)
+        return fail(L, CG_ERR_ARG, "the file holds %s state but the optimizer is %s", kind,
+                    cg_optim_name(o));
+    if (!step || !parse_count(step, &L->steps))
+        return corrupt(L, "cgrad.step", "missing or not a step count");
+    for (int i = 0; i < cg_optim_nstate(o); i++) {
+        cg_tensor *t = cg_optim_state(o, i, &name);
+        if (!t || !name || snprintf(key, sizeof key, "optimizer.%s", name) >= KEY_MAX)
+            return fail(L, CG_ERR_STATE, "optimizer state %d has no usable name", i);
+        cg_status st = plan_tensor(L, key, t, "optimizer");
+        if (st != CG_OK) return st;
+    }
+    return CG_OK;
+}
+
+/* "cgrad.rng": the four state words as 16 hex digits each, s[0] first. */
+static cg_status plan_rng(loader *L) {
+    const char *hex = meta_string(L, "cgrad.rng");
+    if (!hex) return fail(L, CG_ERR_ARG, "no rng state in the file");
+    bool ok = strlen(hex) == 64;
+    for (int i = 0; ok && i < 64; i++) {
+        int d = cgi_json_hex(hex[i]);
+        ok = d >= 0;
+        L->rng.s[i / 16] = L->rng.s[i / 16] << 4 | (uint64_t)(ok ? d : 0);
+    }
+    /* xoshiro never leaves the all-zero state, nor reaches it from another */
+    if (ok) ok = (L->rng.s[0] | L->rng.s[1] | L->rng.s[2] | L->rng.s[3]) != 0;
+    return ok ? CG_OK : corrupt(L, "cgrad.rng", "not 64 hex digits of a valid state");
+}
+
+static cg_status plan_all(loader *L, const cg_module *m, const cg_optim *o, bool rng) {
+    int n = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0);
+    L->copies = calloc((size_t)n + 1, sizeof *L->copies);
+    if (!L->copies) return fail(L, CG_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < cg_module_nstate(m); i++) {
+        const char *name;
+        cg_tensor *t = cg_module_state(m, i, &name, NULL);
+        cg_status st = plan_tensor(L, name, t, "model");
+        if (st != CG_OK) return st;
+    }
+    cg_status st = o ? plan_optim(L, o) : CG_OK;
+    return st == CG_OK && rng ? plan_rng(L) : st;
+}
+
+static void loader_free(loader *L) {
+    for (int i = 0; i < L->ncopies; i++) {
+        cg_tensor_free(L->copies[i].src);
+        free(L->copies[i].tmp);
+    }
+    /* a failed plan_copy may leave its tmp behind unrecorded */
+    if (L->copies) free(L->copies[L->ncopies].tmp);
+    free(L->copies);
+    free(L->entries);
+    cgi_json_free(&L->doc);
+    free(L->header);
+    free(L->data);
+}
+
+cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_rng *rng) {
+    if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "cg_load: path or module is NULL");
+    loader L = {.path = path, .meta = -1};
+    cg_status st = read_file(&L);
+    if (st == CG_OK) st = index_entries(&L);
+    if (st == CG_OK) st = plan_all(&L, m, o, rng != NULL);
+    if (st == CG_OK) {
+        /* Everything is checked and wrapped: from here nothing can fail. */
+        for (int i = 0; i < L.ncopies; i++) cg_copy_(L.copies[i].dst, L.copies[i].src);
+        if (o) cg_optim_set_steps(o, L.steps);
+        if (rng) *rng = L.rng;
+    }
+    loader_free(&L);
+    return st;
+}

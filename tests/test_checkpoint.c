@@ -1,0 +1,650 @@
+/* nn/checkpoint.c: safetensors save and load. Round trips are bitwise, the
+ * format is pinned byte for byte, PyTorch-style files load, and every bad
+ * file is refused with a clear error and without touching the model,
+ * optimizer or rng. Files go to a fresh mkdtemp directory, removed at the end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[64]; /* the group's temporary directory */
+
+static int make_dir(void **state) {
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/cgrad-test-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Removes dir and everything in it (files and empty subdirectories). */
+static int remove_dir(void **state) {
+    (void)state;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[sizeof dir + 256 + 1];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            if (remove(p) != 0) return -1;
+        }
+    if (d) closedir(d);
+    return rmdir(dir);
+}
+
+/* dir/name into buf. */
+static char *in_dir(char *buf, size_t size, const char *name) {
+    snprintf(buf, size, "%s/%s", dir, name);
+    return buf;
+}
+
+static bool exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* ---- files as bytes ------------------------------------------------------------------ */
+static void write_raw(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The whole file, NUL-terminated; *n its size. Caller frees. */
+static unsigned char *read_raw(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    assert_true(size >= 0);
+    rewind(f);
+    unsigned char *b = malloc((size_t)size + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    b[size] = 0;
+    *n = (size_t)size;
+    return b;
+}
+
+/* A safetensors file: the header text, `pad` with spaces to 8 bytes as
+ * PyTorch does, after it the data. claim >= 0 overrides the stated length. */
+static void write_st(const char *path, const char *header, bool pad, const void *data,
+                     size_t dlen, int64_t claim) {
+    size_t h = strlen(header), hp = pad ? (h + 7) / 8 * 8 : h;
+    uint64_t len = claim >= 0 ? (uint64_t)claim : hp;
+    unsigned char *b = malloc(8 + hp + dlen + 1);
+    assert_non_null(b);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(len >> (8 * i));
+    memcpy(b + 8, header, h);
+    memset(b + 8 + h, ' ', hp - h);
+    if (dlen) memcpy(b + 8 + hp, data, dlen);
+    write_raw(path, b, 8 + hp + dlen);
+    free(b);
+}
+
+/* ---- model state ---------------------------------------------------------------------- */
+/* Every state tensor's bytes, in order. Caller frees. */
+static unsigned char *snapshot(const cg_module *m, size_t *n) {
+    size_t total = 0, off = 0;
+    for (int i = 0; i < cg_module_nstate(m); i++) {
+        const cg_tensor *t = cg_module_state(m, i, NULL, NULL);
+        total += (size_t)cg_numel(t) * cg_dtype_size(cg_dtype_of(t));
+    }
+    unsigned char *b = malloc(total + 1);
+    assert_non_null(b);
+    for (int i = 0; i < cg_module_nstate(m); i++) {
+        const cg_tensor *t = cg_module_state(m, i, NULL, NULL);
+        assert_int_equal(cg_copy_to_array(t, cg_dtype_of(t), b + off), CG_OK);
+        off += (size_t)cg_numel(t) * cg_dtype_size(cg_dtype_of(t));
+    }
+    *n = total;
+    return b;
+}
+
+static void assert_same_state(const cg_module *a, const cg_module *b) {
+    size_t na, nb;
+    unsigned char *sa = snapshot(a, &na), *sb = snapshot(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(sa, sb, na);
+    free(sa);
+    free(sb);
+}
+
+static bool state_differs(const cg_module *a, const cg_module *b) {
+    size_t na, nb;
+    unsigned char *sa = snapshot(a, &na), *sb = snapshot(b, &nb);
+    bool differ = na != nb || memcmp(sa, sb, na) != 0;
+    free(sa);
+    free(sb);
+    return differ;
+}
+
+static cg_module *mlp(uint64_t seed, cg_dtype dt) {
+    cg_rng rng;
+    cg_rng_seed(&rng, seed);
+    cg_module *m = cg_nn_mlp(&rng, dt, 3, (const int64_t[]){4, 8, 3}, CG_ACT_TANH);
+    assert_non_null(m);
+    return m;
+}
+
+/* Linear(3, 2): "weight" [2,3] and "bias" [2], f32. */
+static cg_module *tiny(uint64_t seed) {
+    cg_rng rng;
+    cg_rng_seed(&rng, seed);
+    cg_module *m = cg_nn_linear(&rng, CG_F32, 3, 2, true);
+    assert_non_null(m);
+    return m;
+}
+
+static void set_values(cg_module *m, const char *name, const double *v) {
+    cg_tensor *t = cg_module_find(m, name);
+    assert_non_null(t);
+    cg_tensor *src = cg_from_array(NULL, CG_F64, cg_ndim(t), cg_shape(t), v);
+    assert_int_equal(cg_copy_(t, src), CG_OK);
+    cg_tensor_free(src);
+}
+
+/* ---- round trips ----------------------------------------------------------------------- */
+static void roundtrip_mlp(cg_dtype dt) {
+    char p[128];
+    cg_module *a = mlp(1, dt), *b = mlp(2, dt);
+    assert_true(state_differs(a, b));
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "mlp.safetensors"), a, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, b, NULL, NULL), CG_OK);
+    assert_same_state(a, b);
+    cg_module_free(a);
+    cg_module_free(b);
+}
+
+static void test_checkpoint_roundtrip_mlp_f32(void **state) {
+    (void)state;
+    roundtrip_mlp(CG_F32);
+}
+
+static void test_checkpoint_roundtrip_mlp_f64(void **state) {
+    (void)state;
+    roundtrip_mlp(CG_F64);
+}
+
+static cg_module *linear_bn(uint64_t seed) {
+    cg_rng rng;
+    cg_rng_seed(&rng, seed);
+    cg_module *kids[] = {cg_nn_linear(&rng, CG_F32, 3, 4, true),
+                         cg_nn_batchnorm1d(CG_F32, 4, 1e-5, 0.1)};
+    cg_module *m = cg_nn_sequential(2, kids);
+    assert_non_null(m);
+    return m;
+}
+
+/* Running statistics and the i64 rank-0 num_batches_tracked come back too. */
+static void test_checkpoint_roundtrip_batchnorm_buffers(void **state) {
+    (void)state;
+    char p[128];
+    cg_rng rng;
+    cg_rng_seed(&rng, 5);
+    cg_module *a = linear_bn(1), *b = linear_bn(2);
+    cg_ctx *ctx = cg_ctx_new();
+    for (int i = 0; i < 3; i++) { /* moves the running statistics */
+        cg_tensor *x = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(8, 3), 0, 1);
+        assert_non_null(cg_module_forward(ctx, a, x));
+        cg_ctx_reset(ctx);
+    }
+    assert_int_equal(cg_item(cg_module_find(a, "1.num_batches_tracked")), 3);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "bn.safetensors"), a, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, b, NULL, NULL), CG_OK);
+    assert_same_state(a, b);
+    assert_int_equal(cg_item(cg_module_find(b, "1.num_batches_tracked")), 3);
+    cg_ctx_free(ctx);
+    cg_module_free(a);
+    cg_module_free(b);
+}
+
+/* One Adam step on an MSE loss over a batch drawn from rng. */
+static void train_step(cg_ctx *ctx, cg_module *m, cg_optim *o, cg_rng *rng) {
+    cg_tensor *x = cg_randn(ctx, rng, CG_F32, CG_SHAPE(8, 4), 0, 1);
+    cg_tensor *y = cg_randn(ctx, rng, CG_F32, CG_SHAPE(8, 3), 0, 1);
+    cg_optim_zero_grad(o);
+    cg_tensor *loss = cg_mse_loss(ctx, cg_module_forward(ctx, m, x), y, CG_MEAN);
+    assert_non_null(loss);
+    assert_int_equal(cg_backward(loss), CG_OK);
+    assert_int_equal(cg_optim_step(o), CG_OK);
+    cg_ctx_reset(ctx);
+}
+
+/* Saving mid-run and resuming in a fresh process (model, Adam, rng) gives
+ * bit for bit the parameters of the run that never stopped. */
+static void test_checkpoint_optimizer_resume_is_bitwise(void **state) {
+    (void)state;
+    char p[128];
+    cg_adam_opts ao = cg_adam_defaults(0.01);
+    cg_rng rng, rng2;
+    cg_rng_seed(&rng, 11);
+    cg_rng_seed(&rng2, 999);
+    cg_module *a = mlp(1, CG_F32), *b = mlp(2, CG_F32);
+    cg_optim *oa = cg_adam_new(a, &ao), *ob = cg_adam_new(b, &ao);
+    assert_non_null(oa);
+    assert_non_null(ob);
+    cg_ctx *ctx = cg_ctx_new();
+    for (int i = 0; i < 5; i++) train_step(ctx, a, oa, &rng);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "resume.safetensors"), a, oa, &rng), CG_OK);
+    for (int i = 0; i < 3; i++) train_step(ctx, a, oa, &rng);
+    assert_int_equal(cg_load(p, b, ob, &rng2), CG_OK);
+    assert_int_equal(cg_optim_steps(ob), 5);
+    for (int i = 0; i < 3; i++) train_step(ctx, b, ob, &rng2);
+    assert_same_state(a, b);
+    assert_memory_equal(&rng, &rng2, sizeof rng);
+    assert_int_equal(cg_optim_steps(ob), 8);
+    cg_ctx_free(ctx);
+    cg_optim_free(oa);
+    cg_optim_free(ob);
+    cg_module_free(a);
+    cg_module_free(b);
+}
+
+/* ---- the format, pinned ------------------------------------------------------------------- */
+static void assert_file_is(const char *path, const char *header, const void *data,
+                           size_t dlen) {
+    size_t n, h = strlen(header), hp = (h + 7) / 8 * 8;
+    unsigned char *b = read_raw(path, &n);
+    assert_int_equal(n, 8 + hp + dlen);
+    for (int i = 0; i < 8; i++) assert_int_equal(b[i], (hp >> (8 * i)) & 0xFF);
+    assert_memory_equal(b + 8, header, h);
+    for (size_t i = h; i < hp; i++) assert_int_equal(b[8 + i], ' ');
+    assert_memory_equal(b + 8 + hp, data, dlen);
+    free(b);
+}
+
+/* Linear(2, 1) with weight [[1.5, -2]] and bias [0.25], with the rng state. */
+static void test_checkpoint_golden_bytes(void **state) {
+    (void)state;
+    char p[128];
+    cg_rng rng;
+    cg_rng_seed(&rng, 1);
+    cg_module *m = cg_nn_linear(&rng, CG_F32, 2, 1, true);
+    set_values(m, "weight", (const double[]){1.5, -2});
+    set_values(m, "bias", (const double[]){0.25});
+    rng.s[0] = 1;
+    rng.s[1] = 2;
+    rng.s[2] = UINT64_C(0xfedcba9876543210);
+    rng.s[3] = UINT64_C(0x0123456789abcdef);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden.safetensors"), m, NULL, &rng), CG_OK);
+    static const unsigned char data[] = {0, 0, 0xC0, 0x3F, 0, 0, 0, 0xC0, 0, 0, 0x80, 0x3E};
+    assert_file_is(p,
+                   "{\"__metadata__\":{\"format\":\"pt\",\"cgrad.rng\":"
+                   "\"00000000000000010000000000000002fedcba98765432100123456789abcdef\"},"
+                   "\"weight\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]},"
+                   "\"bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+                   data, sizeof data);
+    cg_module_free(m);
+}
+
+/* The optimizer's state follows the model's, its kind and step in metadata. */
+static void test_checkpoint_golden_bytes_optimizer(void **state) {
+    (void)state;
+    char p[128];
+    cg_rng rng;
+    cg_rng_seed(&rng, 1);
+    cg_module *m = cg_nn_linear(&rng, CG_F64, 1, 1, false);
+    set_values(m, "weight", (const double[]){-1});
+    cg_sgd_opts so = cg_sgd_defaults(0.1);
+    so.momentum = 0.9;
+    cg_optim *o = cg_sgd_new(m, &so);
+    assert_non_null(o);
+    assert_int_equal(cg_optim_nstate(o), 1);
+    cg_optim_set_steps(o, 42);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden-opt.safetensors"), m, o, NULL),
+                     CG_OK);
+    static const unsigned char data[16] = {0, 0, 0, 0, 0, 0, 0xF0, 0xBF}; /* -1.0, 0.0 */
+    assert_file_is(p,
+                   "{\"__metadata__\":{\"format\":\"pt\",\"cgrad.optimizer\":\"sgd\","
+                   "\"cgrad.step\":\"42\"},"
+                   "\"weight\":{\"dtype\":\"F64\",\"shape\":[1,1],\"data_offsets\":[0,8]},"
+                   "\"optimizer.momentum_buffer\":{\"dtype\":\"F64\",\"shape\":[1],"
+                   "\"data_offsets\":[8,16]}}",
+                   data, sizeof data);
+    cg_optim_free(o);
+    cg_module_free(m);
+}
+
+/* ---- files from elsewhere ------------------------------------------------------------------ */
+static const float tiny_bias[2] = {0.5f, -0.5f};
+static const float tiny_weight[6] = {1, 2, 3, 4, 5, 6};
+
+static void assert_tiny_loaded(const cg_module *m) {
+    float got[6];
+    assert_int_equal(cg_copy_to_array(cg_module_find(m, "bias"), CG_F32, got), CG_OK);
+    assert_memory_equal(got, tiny_bias, sizeof tiny_bias);
+    assert_int_equal(cg_copy_to_array(cg_module_find(m, "weight"), CG_F32, got), CG_OK);
+    assert_memory_equal(got, tiny_weight, sizeof tiny_weight);
+}
+
+/* As PyTorch's safetensors writes: sorted keys, data in that order, spaces
+ * to 8 bytes; extra tensors (i64, bf16) and metadata are ignored. */
+static void test_checkpoint_loads_pytorch_style_file(void **state) {
+    (void)state;
+    char p[128];
+    unsigned char data[8 + 8 + 24 + 4];
+    int64_t steps = 7;
+    memcpy(data, &steps, 8);
+    memcpy(data + 8, tiny_bias, 8);
+    memcpy(data + 16, tiny_weight, 24);
+    memset(data + 40, 0x3F, 4);
+    write_st(in_dir(p, sizeof p, "torch.safetensors"),
+             "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"x\"},"
+             "\"a.count\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+             "\"bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+             "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[16,40]},"
+             "\"z.half\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[40,44]}}",
+             true, data, sizeof data, -1);
+    cg_module *m = tiny(3);
+    assert_int_equal(cg_load(p, m, NULL, NULL), CG_OK);
+    assert_tiny_loaded(m);
+    cg_module_free(m);
+}
+
+/* num_batches_tracked, an i64 rank-0 buffer, from a hand-made file. */
+static void test_checkpoint_loads_i64_buffer(void **state) {
+    (void)state;
+    char p[128];
+    cg_module *bn = cg_nn_batchnorm1d(CG_F32, 1, 1e-5, 0.1);
+    assert_non_null(bn);
+    unsigned char data[24];
+    const float stats[4] = {2, 3, 4, 5};
+    const int64_t tracked = 12345678901;
+    memcpy(data, &tracked, 8);
+    memcpy(data + 8, stats, 16);
+    write_st(in_dir(p, sizeof p, "bn-i64.safetensors"),
+             "{\"bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+             "\"num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+             "\"running_mean\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
+             "\"running_var\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]},"
+             "\"weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[20,24]}}",
+             true, data, sizeof data, -1);
+    assert_int_equal(cg_load(p, bn, NULL, NULL), CG_OK);
+    int64_t got;
+    assert_int_equal(cg_copy_to_array(cg_module_find(bn, "num_batches_tracked"), CG_I64, &got),
+                     CG_OK);
+    assert_true(got == tracked);
+    assert_float_equal(cg_item(cg_module_find(bn, "running_var")), 4, 0);
+    assert_float_equal(cg_item(cg_module_find(bn, "weight")), 5, 0);
+    cg_module_free(bn);
+}
+
+/* A writer that neither pads nor orders by alignment leaves tensors at
+ * offsets misaligned for their dtype: they still load (UBSan would see a
+ * misaligned read). Escapes in keys decode. */
+static void test_checkpoint_misaligned_data_and_escapes(void **state) {
+    (void)state;
+    char p[128];
+    unsigned char data[33] = {0xAB};
+    memcpy(data + 1, tiny_bias, 8);
+    memcpy(data + 9, tiny_weight, 24);
+    const char *h = "{\"b\\u0069as\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]},"
+                    "\"\\ud83d\\ude00\\n\\\"\":{\"dtype\":\"U8\",\"shape\":[1],"
+                    "\"data_offsets\":[0,1]},"
+                    "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[9,33]}}";
+    assert_true(strlen(h) % 8 != 0);
+    write_st(in_dir(p, sizeof p, "unpadded.safetensors"), h, false, data, sizeof data, -1);
+    cg_module *m = tiny(3);
+    assert_int_equal(cg_load(p, m, NULL, NULL), CG_OK);
+    assert_tiny_loaded(m);
+    cg_module_free(m);
+}
+
+/* ---- bad files ------------------------------------------------------------------------------ */
+/* Loading path into a tiny model fails with want and a message holding
+ * `says`, and leaves the model as it was. */
+static void expect_bad(const char *path, cg_status want, const char *says) {
+    cg_module *m = tiny(3), *ref = tiny(3);
+    cg_status got = cg_load(path, m, NULL, NULL);
+    if (got != want || !strstr(cg_last_error(), says) || !strstr(cg_last_error(), path))
+        fail_msg("%s: got %s \"%s\", want %s with \"%s\"", path, cg_status_str(got),
+                 cg_last_error(), cg_status_str(want), says);
+    assert_same_state(m, ref);
+    cg_module_free(m);
+    cg_module_free(ref);
+}
+
+/* A tiny-model file with the given header, 32 data bytes (dlen of them). */
+static void expect_bad_header(const char *header, size_t dlen, cg_status want,
+                              const char *says) {
+    char p[128];
+    unsigned char data[64] = {0};
+    assert_true(dlen <= sizeof data);
+    write_st(in_dir(p, sizeof p, "bad.safetensors"), header, true, data, dlen, -1);
+    expect_bad(p, want, says);
+}
+
+#define BIAS_OK "\"bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+#define WEIGHT_OK "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]}"
+#define GOOD_HEADER "{" BIAS_OK "," WEIGHT_OK "}"
+
+static void test_checkpoint_bad_length_fields(void **state) {
+    (void)state;
+    char p[128];
+    unsigned char five[5] = {1, 2, 3, 4, 5}, data[32] = {0};
+    expect_bad(in_dir(p, sizeof p, "no-such-file.safetensors"), CG_ERR_IO,
+               "No such file or directory");
+    write_raw(in_dir(p, sizeof p, "empty.safetensors"), five, 0);
+    expect_bad(p, CG_ERR_IO, "truncated");
+    write_raw(in_dir(p, sizeof p, "five.safetensors"), five, sizeof five);
+    expect_bad(p, CG_ERR_IO, "truncated");
+    write_st(in_dir(p, sizeof p, "long.safetensors"), GOOD_HEADER, true, data, 32, 1000);
+    expect_bad(p, CG_ERR_IO, "truncated");
+    write_st(in_dir(p, sizeof p, "huge.safetensors"), GOOD_HEADER, true, data, 32,
+             (int64_t)200 << 20);
+    expect_bad(p, CG_ERR_IO, "oversized header");
+    write_st(in_dir(p, sizeof p, "cut.safetensors"), GOOD_HEADER, true, data, 20, -1);
+    expect_bad(p, CG_ERR_IO, "truncated");
+    expect_bad(dir, CG_ERR_IO, "not a regular file");
+}
+
+static void test_checkpoint_bad_json(void **state) {
+    (void)state;
+    static const char *const bad[] = {
+        "", "{", "{\"bias\":", "[1]", "{\"bias\":tru}", "{" BIAS_OK ",}",
+        "{\"bias\" " BIAS_OK "}", "{\"a\":\"\\x\"}", "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"unterminated}", "{\"a\":[-1]}", "{\"a\":[1.5]}", "{\"a\":[01]}",
+        "{\"a\":[99999999999999999999]}", "{\"a\":\"\\u0000\"}", "{\"a\":\"tab\there\"}",
+        "{} {}", /* then 40 deep, past the parser's limit of 32: */
+        ("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1"
+         "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_bad_header(bad[i], 32, CG_ERR_IO, "corrupt header");
+}
+
+static void test_checkpoint_bad_entries(void **state) {
+    (void)state;
+    expect_bad_header("{" BIAS_OK "}", 32, CG_ERR_ARG, "missing key \"weight\"");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[3,2],"
+                      "\"data_offsets\":[8,32]}}", 32, CG_ERR_SHAPE,
+                      "weight: file [3,2] but model [2,3]");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F64\",\"shape\":[2,3],"
+                      "\"data_offsets\":[8,56]}}", 56, CG_ERR_DTYPE,
+                      "weight: file F64 but model F32");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"Q7\",\"shape\":[2,3],"
+                      "\"data_offsets\":[8,32]}}", 32, CG_ERR_DTYPE, "unknown dtype \"Q7\"");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
+                      "\"data_offsets\":[100,124]}}", 32, CG_ERR_IO, "data_offsets [100,124]");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
+                      "\"data_offsets\":[8,30]}}", 32, CG_ERR_IO, "do not fit");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
+                      "\"data_offsets\":[4,28]}}", 32, CG_ERR_IO, "overlap");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3]}}", 32,
+                      CG_ERR_IO, "needs dtype, shape and data_offsets");
+    expect_bad_header("{" BIAS_OK "," WEIGHT_OK ",\"bias\":{\"dtype\":\"F32\",\"shape\":[2],"
+                      "\"data_offsets\":[32,40]}}", 40, CG_ERR_IO, "twice");
+    expect_bad_header("{\"__metadata__\":{\"n\":[1]}," BIAS_OK "," WEIGHT_OK "}", 32,
+                      CG_ERR_IO, "__metadata__");
+    expect_bad_header("{" BIAS_OK ",\"weight\":[1]}", 32, CG_ERR_IO, "not an object");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,"
+                      "1],\"data_offsets\":[8,12]}}", 32, CG_ERR_SHAPE, "rank 9");
+    expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[4294967296,"
+                      "4294967296,4294967296],\"data_offsets\":[8,32]}}", 32, CG_ERR_IO,
+                      "do not fit");
+}
+
+/* Every proper prefix of a real checkpoint is refused. */
+static void test_checkpoint_every_truncation_refused(void **state) {
+    (void)state;
+    char p[128], q[128];
+    cg_module *m = tiny(1);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL), CG_OK);
+    size_t n;
+    unsigned char *b = read_raw(p, &n);
+    for (size_t k = 0; k < n; k++) {
+        write_raw(in_dir(q, sizeof q, "prefix.safetensors"), b, k);
+        expect_bad(q, CG_ERR_IO, "truncated");
+    }
+    free(b);
+    cg_module_free(m);
+}
+
+/* Any byte of a checkpoint changed to anything: a clean success or a clean
+ * error that changes nothing, never a crash (the ASan build checks reads). */
+static void test_checkpoint_corrupted_bytes_never_crash(void **state) {
+    (void)state;
+    static const unsigned char subst[] = {0x00, 0xFF, '"', '\\', '{', ']', '9', ',', 0x80};
+    char p[128], q[128];
+    cg_module *m = tiny(1), *ref = tiny(1);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL), CG_OK);
+    size_t n;
+    unsigned char *b = read_raw(p, &n);
+    for (size_t k = 0; k < n; k++)
+        for (size_t s = 0; s < sizeof subst; s++) {
+            unsigned char keep = b[k];
+            b[k] = subst[s];
+            write_raw(in_dir(q, sizeof q, "flipped.safetensors"), b, n);
+            if (cg_load(q, m, NULL, NULL) != CG_OK) assert_same_state(m, ref);
+            assert_int_equal(cg_copy_(cg_module_flat_params(m), cg_module_flat_params(ref)),
+                             CG_OK);
+            b[k] = keep;
+        }
+    free(b);
+    cg_module_free(m);
+    cg_module_free(ref);
+}
+
+/* A model-only file cannot restore an optimizer or rng; a file of another
+ * optimizer kind is refused. Nothing changes, also not the model. */
+static void test_checkpoint_missing_optimizer_or_rng_refused(void **state) {
+    (void)state;
+    char p[128], q[128];
+    cg_module *src = tiny(1), *m = tiny(2), *ref = tiny(2);
+    cg_sgd_opts so = cg_sgd_defaults(0.1);
+    so.momentum = 0.9;
+    cg_adam_opts ao = cg_adam_defaults(0.1);
+    cg_optim *sgd = cg_sgd_new(src, &so), *adam = cg_adam_new(m, &ao);
+    cg_rng rng, before;
+    cg_rng_seed(&rng, 4);
+    before = rng;
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "plain.safetensors"), src, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, m, adam, NULL), CG_ERR_ARG);
+    assert_non_null(strstr(cg_last_error(), "no optimizer state"));
+    assert_int_equal(cg_load(p, m, NULL, &rng), CG_ERR_ARG);
+    assert_non_null(strstr(cg_last_error(), "no rng state"));
+    assert_int_equal(cg_save(in_dir(q, sizeof q, "sgd.safetensors"), src, sgd, &rng), CG_OK);
+    assert_int_equal(cg_load(q, m, adam, &rng), CG_ERR_ARG);
+    assert_non_null(strstr(cg_last_error(), "the file holds sgd state but the optimizer is adam"));
+    assert_same_state(m, ref);
+    assert_memory_equal(&rng, &before, sizeof rng);
+    assert_int_equal(cg_optim_steps(adam), 0);
+    cg_optim_free(sgd);
+    cg_optim_free(adam);
+    cg_module_free(src);
+    cg_module_free(m);
+    cg_module_free(ref);
+}
+
+/* ---- writing safely --------------------------------------------------------------------------- */
+/* A save that fails (missing directory; the final rename refused) reports
+ * the path and the system's reason, and leaves no temporary file. */
+static void test_checkpoint_failed_save_keeps_old_file(void **state) {
+    (void)state;
+    char good[128], bad[128], sub[128], tmp[140];
+    cg_module *a = tiny(1), *b = tiny(2);
+    assert_int_equal(cg_save(in_dir(good, sizeof good, "good.safetensors"), a, NULL, NULL),
+                     CG_OK);
+    size_t n0, n1;
+    unsigned char *before = read_raw(good, &n0);
+    assert_int_equal(cg_save(in_dir(bad, sizeof bad, "missing/m.safetensors"), b, NULL, NULL),
+                     CG_ERR_IO);
+    assert_non_null(strstr(cg_last_error(), "cg_save"));
+    assert_non_null(strstr(cg_last_error(), bad));
+    assert_non_null(strstr(cg_last_error(), "No such file or directory"));
+    assert_int_equal(mkdir(in_dir(sub, sizeof sub, "adir"), 0700), 0);
+    assert_int_equal(cg_save(sub, b, NULL, NULL), CG_ERR_IO);
+    assert_non_null(strstr(cg_last_error(), sub));
+    snprintf(tmp, sizeof tmp, "%s.tmp", sub);
+    assert_false(exists(tmp));
+    assert_int_equal(rmdir(sub), 0);
+    unsigned char *after = read_raw(good, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    cg_module_free(a);
+    cg_module_free(b);
+}
+
+/* Saving over a checkpoint replaces it whole and leaves no ".tmp" behind. */
+static void test_checkpoint_save_replaces_file(void **state) {
+    (void)state;
+    char p[128], tmp[140];
+    cg_module *a = tiny(1), *b = tiny(2), *c = tiny(3);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "over.safetensors"), a, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(p, b, NULL, NULL), CG_OK);
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    assert_false(exists(tmp));
+    assert_int_equal(cg_load(p, c, NULL, NULL), CG_OK);
+    assert_same_state(b, c);
+    cg_module_free(a);
+    cg_module_free(b);
+    cg_module_free(c);
+}
+
+static void test_checkpoint_null_arguments(void **state) {
+    (void)state;
+    cg_module *m = tiny(1);
+    assert_int_equal(cg_save(NULL, m, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_save("x", NULL, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_load(NULL, m, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_load("x", NULL, NULL, NULL), CG_ERR_ARG);
+    assert_non_null(strstr(cg_last_error(), "cg_load"));
+    cg_module_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checkpoint_roundtrip_mlp_f32),
+        cmocka_unit_test(test_checkpoint_roundtrip_mlp_f64),
+        cmocka_unit_test(test_checkpoint_roundtrip_batchnorm_buffers),
+        cmocka_unit_test(test_checkpoint_optimizer_resume_is_bitwise),
+        cmocka_unit_test(test_checkpoint_golden_bytes),
+        cmocka_unit_test(test_checkpoint_golden_bytes_optimizer),
+        cmocka_unit_test(test_checkpoint_loads_pytorch_style_file),
+        cmocka_unit_test(test_checkpoint_loads_i64_buffer),
+        cmocka_unit_test(test_checkpoint_misaligned_data_and_escapes),
+        cmocka_unit_test(test_checkpoint_bad_length_fields),
+        cmocka_unit_test(test_checkpoint_bad_json),
+        cmocka_unit_test(test_checkpoint_bad_entries),
+        cmocka_unit_test(test_checkpoint_every_truncation_refused),
+        cmocka_unit_test(test_checkpoint_corrupted_bytes_never_crash),
+        cmocka_unit_test(test_checkpoint_missing_optimizer_or_rng_refused),
+        cmocka_unit_test(test_checkpoint_failed_save_keeps_old_file),
+        cmocka_unit_test(test_checkpoint_save_replaces_file),
+        cmocka_unit_test(test_checkpoint_null_arguments),
+    };
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
