@@ -146,14 +146,6 @@ static cg_module *tiny(uint64_t seed) {
     return m;
 }
 
-static void set_values(cg_module *m, const char *name, const double *v) {
-    cg_tensor *t = cg_module_find(m, name);
-    assert_non_null(t);
-    cg_tensor *src = cg_from_array(NULL, CG_F64, cg_ndim(t), cg_shape(t), v);
-    assert_int_equal(cg_copy_(t, src), CG_OK);
-    cg_tensor_free(src);
-}
-
 /* ---- round trips ----------------------------------------------------------------------- */
 static void roundtrip_mlp(cg_dtype dt) {
     char p[128];
@@ -271,8 +263,8 @@ static void test_checkpoint_golden_bytes(void **state) {
     cg_rng rng;
     cg_rng_seed(&rng, 1);
     cg_module *m = cg_nn_linear(&rng, CG_F32, 2, 1, true);
-    set_values(m, "weight", (const double[]){1.5, -2});
-    set_values(m, "bias", (const double[]){0.25});
+    set_state(m, "weight", (const double[]){1.5, -2});
+    set_state(m, "bias", (const double[]){0.25});
     rng.s[0] = 1;
     rng.s[1] = 2;
     rng.s[2] = UINT64_C(0xfedcba9876543210);
@@ -295,7 +287,7 @@ static void test_checkpoint_golden_bytes_optimizer(void **state) {
     cg_rng rng;
     cg_rng_seed(&rng, 1);
     cg_module *m = cg_nn_linear(&rng, CG_F64, 1, 1, false);
-    set_values(m, "weight", (const double[]){-1});
+    set_state(m, "weight", (const double[]){-1});
     cg_sgd_opts so = cg_sgd_defaults(0.1);
     so.momentum = 0.9;
     cg_optim *o = cg_sgd_new(m, &so);

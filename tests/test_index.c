@@ -35,11 +35,6 @@ static cg_tensor *transposed_leaf(cg_rng *rng, int64_t rows, int64_t cols, cg_te
     assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
     return t;
 }
-static void assert_error(cg_status status, const char *text) {
-    assert_int_equal(cg_last_status(), status);
-    if (!strstr(cg_last_error(), text)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), text);
-}
-
 /* ---- functions under test: inputs[0..] require a gradient, the index is fixed -------- */
 typedef struct icase {
     int axis;

@@ -38,18 +38,6 @@ static moments moments_of(const cg_tensor *t) {
     return m;
 }
 
-static cg_rng seeded(uint64_t seed) {
-    cg_rng rng;
-    cg_rng_seed(&rng, seed);
-    return rng;
-}
-
-static void assert_error(cg_status st, const char *want) {
-    assert_int_equal(cg_last_status(), st);
-    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
-    cg_clear_error();
-}
-
 /* Values of U(-bound, bound): inside it, reaching near both ends, std
  * bound / sqrt(3) and mean 0 (within 5% of the bound). */
 static void assert_uniform(const cg_tensor *t, double bound) {

@@ -18,27 +18,6 @@
 #define EPS 1e-5 /* PyTorch's norm eps, used by every norm here */
 
 /* ---- helpers ------------------------------------------------------------------ */
-static cg_rng seeded(uint64_t seed) {
-    cg_rng rng;
-    cg_rng_seed(&rng, seed);
-    return rng;
-}
-
-static void assert_error(cg_status st, const char *want) {
-    assert_int_equal(cg_last_status(), st);
-    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
-    cg_clear_error();
-}
-
-/* Copies v (C order, f64) into m's state tensor called name. */
-static void set_state(cg_module *m, const char *name, const double *v) {
-    cg_tensor *t = cg_module_find(m, name);
-    assert_non_null(t);
-    cg_tensor *src = cg_from_array(NULL, CG_F64, cg_ndim(t), cg_shape(t), v);
-    assert_int_equal(cg_copy_(t, src), CG_OK);
-    cg_tensor_free(src);
-}
-
 /* One state_dict entry: name, parameter or buffer, shape as "[2,3]". */
 typedef struct entry {
     const char *name;

@@ -15,13 +15,6 @@
 #include "cgrad_cmocka.h"
 #include "testutil.h"
 
-/* ---- helpers -------------------------------------------------------------- */
-static void assert_error(cg_status st, const char *want) {
-    assert_int_equal(cg_last_status(), st);
-    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
-    cg_clear_error();
-}
-
 /* The losses of an input and a target of one shape, by kind. */
 typedef enum kind { MSE, L1, SMOOTH, HUBER, BCE, BCEL, PROBS } kind;
 typedef struct pcase {

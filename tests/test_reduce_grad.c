@@ -139,13 +139,6 @@ static void backward_sum(cg_ctx *ctx, cg_tensor *y) {
     assert_int_equal(cg_backward(cg_sum(ctx, y, NULL, 0, false)), CG_OK);
 }
 
-/* The last error has this status and its message contains want. */
-static void assert_error(cg_status st, const char *want) {
-    assert_int_equal(cg_last_status(), st);
-    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
-    cg_clear_error();
-}
-
 /* ---- max, min ------------------------------------------------------------------------ */
 static void test_reduce_grad_max_min_by_hand(void **state) {
     cg_ctx *ctx = *state;

@@ -74,12 +74,6 @@ static void assert_reference(const cg_tensor *y, const cg_tensor *x, int axis, b
     free(got);
 }
 
-static void assert_error(cg_status st, const char *want) {
-    assert_int_equal(cg_last_status(), st);
-    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
-    cg_clear_error();
-}
-
 static void backward_sum(cg_ctx *ctx, cg_tensor *y) {
     assert_non_null(y);
     assert_int_equal(cg_backward(cg_sum(ctx, y, NULL, 0, false)), CG_OK);

@@ -2,6 +2,8 @@
 #ifndef CG_TESTUTIL_H
 #define CG_TESTUTIL_H
 
+#include <string.h>
+
 #include "cgrad.h"
 
 /* A fresh context in *state for every test of a group. */
@@ -33,6 +35,29 @@ static inline cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const do
     if (t != d) cg_tensor_free(d);
     assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
     return t;
+}
+
+static inline cg_rng seeded(uint64_t seed) {
+    cg_rng rng;
+    cg_rng_seed(&rng, seed);
+    return rng;
+}
+
+/* The thread's last error has status st and its message contains want;
+ * clears it. */
+static inline void assert_error(cg_status st, const char *want) {
+    assert_int_equal(cg_last_status(), st);
+    if (!strstr(cg_last_error(), want)) fail_msg("\"%s\" lacks \"%s\"", cg_last_error(), want);
+    cg_clear_error();
+}
+
+/* Copies v (C order, f64) into m's state tensor called name. */
+static inline void set_state(cg_module *m, const char *name, const double *v) {
+    cg_tensor *t = cg_module_find(m, name);
+    assert_non_null(t);
+    cg_tensor *src = cg_from_array(NULL, CG_F64, cg_ndim(t), cg_shape(t), v);
+    assert_int_equal(cg_copy_(t, src), CG_OK);
+    cg_tensor_free(src);
 }
 
 #endif
