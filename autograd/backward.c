@@ -182,7 +182,7 @@ static cg_status leaf_accumulate(cg_tensor *leaf) {
         if (!leaf->grad) return cg_last_status();
     }
     cgi_map_binary(cgi_binary_add.fn[leaf->dtype], leaf->grad, leaf->bgrad, leaf->grad);
-    leaf->grad->storage->version++;
+    cgi_bump_version(leaf->grad);
     return CG_OK;
 }
 

@@ -376,8 +376,8 @@ cg_adagrad_opts cg_adagrad_defaults(double lr) {
  * PyTorch's in-place update does. */
 static void bump_versions(cg_module *m) {
     for (int i = 0; i < m->nentries; i++)
-        if (m->entries[i].is_param) m->entries[i].t->storage->version++;
-    if (m->flat_view) m->flat_view->storage->version++;
+        if (m->entries[i].is_param) cgi_bump_version(m->entries[i].t);
+    if (m->flat_view) cgi_bump_version(m->flat_view);
 }
 
 cg_status cg_optim_step(cg_optim *o) {

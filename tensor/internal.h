@@ -117,6 +117,8 @@ CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *
                                   const int64_t *strides, int64_t offset);
 CGI_HIDDEN bool cgi_valid_dtype(cg_dtype dt);
 CGI_HIDDEN bool cgi_is_float(cg_dtype dt);
+/* Marks an in-place write to t's storage (autograd compares versions). */
+static inline void cgi_bump_version(cg_tensor *t) { t->storage->version++; }
 static inline char *cgi_ptr(const cg_tensor *t) {
     return (char *)t->storage->data + (size_t)t->offset * cg_dtype_size(t->dtype);
 }

@@ -385,7 +385,7 @@ cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
     cg_status s = element_ptr(t, "cg_set", index, &p);
     if (s == CG_OK) {
         store(t->dtype, p, value);
-        t->storage->version++;
+        cgi_bump_version(t);
     }
     return s;
 }

@@ -333,7 +333,7 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
                          cg_shape_str(src, s0, sizeof s0), cg_shape_str(dst, s1, sizeof s1));
     }
     cgi_copy_convert(dst, src);
-    dst->storage->version++;
+    cgi_bump_version(dst);
     return CG_OK;
 }
 
@@ -343,7 +343,7 @@ cg_status cg_fill_(cg_tensor *dst, double value) {
     cgi_scalar v;
     cg_tensor src;
     cgi_copy_convert(dst, cgi_stack_scalar(&src, &st, &v, CG_F64, value));
-    dst->storage->version++;
+    cgi_bump_version(dst);
     return CG_OK;
 }
 
