@@ -238,6 +238,45 @@ CG_API cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o
  * be NULL; when given, their state must be in the file. */
 CG_API cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_rng *rng);
 
+/* ---- data ------------------------------------------------------------------ */
+/* An IDX file (the MNIST format) of unsigned bytes, raw or gzip-compressed
+ * (told apart by the gzip magic bytes). cgrad's tensor dtypes are f32, f64
+ * and i64, so u8 data comes as this plain buffer; cg_idx_load converts. */
+typedef struct cg_idx {
+    int ndim;
+    int64_t shape[CG_MAX_DIMS];
+    uint8_t *data; /* numel bytes, C order; malloc'd, freed by cg_idx_free */
+} cg_idx;
+
+/* CG_ERR_IO for a missing or unreadable file, a bad magic number, a type other
+ * than unsigned byte, a truncated file or inconsistent counts; the message
+ * names the path and what is wrong. On error *out is empty. */
+CG_API cg_status cg_idx_read(const char *path, cg_idx *out);
+CG_API void cg_idx_free(cg_idx *idx); /* NULL and an empty cg_idx are fine */
+/* The file as a caller-owned tensor: f32/f64 values are byte * scale (1/255
+ * for pixels in [0, 1]), i64 values the bytes themselves (labels). */
+CG_API cg_tensor *cg_idx_load(const char *path, cg_dtype dt, double scale);
+/* x = (x - mean) / std in place (std > 0). */
+CG_API cg_status cg_normalize_(cg_tensor *x, double mean, double std);
+/* Keras' to_categorical: labels i64 [N] to one-hot [N, classes] of dtype dt;
+ * a label outside [0, classes) is CG_ERR_INDEX. */
+CG_API cg_tensor *cg_one_hot(cg_ctx *ctx, const cg_tensor *labels, int64_t classes,
+                             cg_dtype dt);
+
+/* Mini-batches over x [N, ...] and y [N, ...] (y may be NULL), both borrowed.
+ * Each epoch visits every sample once, in an order shuffled from rng (or in
+ * order without shuffle); each batch is gathered into buffers made once, so
+ * an epoch allocates nothing and never copies the dataset. */
+typedef struct cg_batcher cg_batcher; /* opaque */
+CG_API cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch,
+                                  bool shuffle, bool drop_last, cg_rng *rng);
+/* The next batch: *xb [B, ...] and *yb (owned by the batcher, valid until
+ * the next call; B < batch only for a kept last batch). false at the end of
+ * the epoch, after which the next call starts a new (reshuffled) epoch. */
+CG_API bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb);
+CG_API int64_t cg_batcher_nbatches(const cg_batcher *b); /* per epoch */
+CG_API void cg_batcher_free(cg_batcher *b);
+
 #ifdef __cplusplus
 }
 #endif
