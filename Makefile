@@ -32,7 +32,7 @@ REL  := build/rel
 ASAN := build/asan
 VG   := build/vg
 
-.PHONY: all deps test test-rel test-asan valgrind demo examples bench install \
+.PHONY: all deps test test-build valgrind demo tour examples bench install \
         uninstall clean format
 .DEFAULT_GOAL := all
 
@@ -69,15 +69,23 @@ $(REL)/tests/%: $(REL)/tests/%.o build/libcgrad.a
 	$(CC) -fopenmp -o $@ $< build/libcgrad.a -lcmocka $(LIBS)
 $(ASAN)/tests/%: $(ASAN)/tests/%.o $(ASAN)/libcgrad.a
 	$(CC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a -lcmocka $(LIBS)
+$(ASAN)/examples/%: $(ASAN)/examples/%.o $(ASAN)/libcgrad.a
+	$(CC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a $(LIBS)
 
 $(VG)/tests/%: $(VG)/tests/%.o $(VG)/libcgrad.a
 	$(CC) -fopenmp -o $@ $< $(VG)/libcgrad.a -lcmocka $(LIBS)
 
+# examples/custom_op.c documents how users add an op, so it runs as a test too.
+TEST_EXAMPLES := custom_op
+
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) -- \
-	    $(addprefix $(ASAN)/tests/,$(TESTS))
-test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS))
+	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) \
+	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) -- \
+	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES))
+test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS)) \
+            $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) \
+            $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES))
 
 # The test binaries under valgrind (slow; not part of `make test`).
 valgrind: deps $(addprefix $(VG)/tests/,$(TESTS))
@@ -92,7 +100,20 @@ $(REL)/bench/%: $(REL)/bench/%.o build/libcgrad.a
 examples: $(addprefix $(REL)/examples/,$(EXAMPLES))
 bench: $(addprefix $(REL)/bench/,$(BENCHES))
 
-demo: deps
+# Trains examples/fashion_mlp.c with its defaults on Debian's Fashion-MNIST
+# (installed if missing, as root) and keeps its checkpoint, CSV and chart.
+DEMO := build/demo
+demo:
+	@sh tools/deps.sh dataset-fashion-mnist
+	@$(MAKE) --no-print-directory $(REL)/examples/fashion_mlp
+	@mkdir -p $(DEMO)
+	$(REL)/examples/fashion_mlp --save $(DEMO)/fashion_mlp.safetensors \
+	    --csv $(DEMO)/fashion_mlp.csv --svg $(DEMO)/fashion_mlp.svg
+	@echo "checkpoint $(DEMO)/fashion_mlp.safetensors, chart $(DEMO)/fashion_mlp.svg," \
+	    "per-epoch log $(DEMO)/fashion_mlp.csv"
+
+# The tensor tour of the foundation issue.
+tour: deps
 	@$(MAKE) --no-print-directory $(REL)/examples/tensor_tour
 	$(REL)/examples/tensor_tour
 

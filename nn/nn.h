@@ -270,9 +270,11 @@ CG_API cg_tensor *cg_one_hot(cg_ctx *ctx, const cg_tensor *labels, int64_t class
 typedef struct cg_batcher cg_batcher; /* opaque */
 CG_API cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch,
                                   bool shuffle, bool drop_last, cg_rng *rng);
-/* The next batch: *xb [B, ...] and *yb (owned by the batcher, valid until
- * the next call; B < batch only for a kept last batch). false at the end of
- * the epoch, after which the next call starts a new (reshuffled) epoch. */
+/* The next batch: *xb [B, ...] and *yb (NULL without y; owned by the
+ * batcher, valid until the next call; B < batch only for a kept last batch).
+ * Each refill bumps the buffers' version, so a graph still holding the last
+ * batch refuses to run backward. false at the end of the epoch, after which
+ * the next call starts a new (reshuffled) epoch. */
 CG_API bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb);
 CG_API int64_t cg_batcher_nbatches(const cg_batcher *b); /* per epoch */
 CG_API void cg_batcher_free(cg_batcher *b);

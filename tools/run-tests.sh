@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs cmocka test binaries and sums their results.
+# Runs cmocka test binaries (and plain programs, one test each by exit code)
+# and sums their results.
 # Usage: run-tests.sh BIN... [-- ASAN_BIN...]; binaries after "--" are the
 # sanitizer build. VALGRIND=1 runs each under valgrind (leaks are failures).
 # Prints each binary's own output only when it fails, one summary line per
@@ -20,6 +21,9 @@ for bin in "$@"; do
     rc=$?
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+    if [ -z "$p$f" ]; then # not a cmocka binary: one test, judged by its exit code
+        if [ "$rc" -eq 0 ]; then p=1; else f=1; fi
+    fi
     p=${p:-0}
     f=${f:-0}
     # A crash, a sanitizer report or a leak after the tests ran is a failure too.
