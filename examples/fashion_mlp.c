@@ -235,6 +235,15 @@ static void write_svg(const char *path, const history *h) {
     fclose(f);
 }
 
+/* A file saved by --save resumes model, optimizer and rng; a plain state_dict
+ * (from PyTorch, say) has only the model. */
+static int load(const char *path, cg_module *m, cg_optim *opt, cg_rng *rng) {
+    if (cg_load(path, m, opt, rng) == CG_OK) return 0;
+    if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL) != CG_OK) return -1;
+    printf("loaded the model from %s (it holds no optimizer state)\n", path);
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 static int run(const args *a, cg_tensor *const data[4]) {
     cg_rng rng;
@@ -245,7 +254,7 @@ static int run(const args *a, cg_tensor *const data[4]) {
     cg_ctx *ctx = cg_ctx_new();
     static history h;
     int rc = model && opt && batches && ctx ? 0 : -1;
-    if (rc == 0 && a->load && cg_load(a->load, model, opt, &rng) != CG_OK) rc = -1;
+    if (rc == 0 && a->load) rc = load(a->load, model, opt, &rng);
     for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
         printf("Epoch %d/%d\n", e + 1, a->epochs);
         rc = train_epoch(ctx, model, opt, batches, &h);
