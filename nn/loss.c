@@ -420,16 +420,18 @@ static cg_tensor *class_forward(cg_ctx *ctx, const char *name, const cg_tensor *
     sv->denom = r == CG_MEAN ? (double)kept : 1;
     bool keep = sv->logits && cr.n > 0 && cg_is_grad_enabled(ctx) && x->requires_grad;
     double *lse = keep ? cgi_alloc(ctx, name, (size_t)cr.n * sizeof *lse) : NULL;
-    double *loss = malloc((size_t)(cr.n ? cr.n : 1) * sizeof *loss);
+    /* per-row losses: scratch in the arena, so a training step mallocs nothing */
+    size_t bytes = (size_t)(cr.n ? cr.n : 1) * sizeof(double);
+    double *loss = ctx ? cgi_alloc(ctx, name, bytes) : malloc(bytes);
     if (!loss || (keep && !lse)) {
-        free(loss);
+        if (!ctx) free(loss);
         cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory", name);
         return NULL;
     }
     rows_forward(x, labels, &cr, sv, loss, lse);
     sv->lse = lse;
     cg_tensor *out = class_result(ctx, name, x, labels, loss, cr.n, r, sv->denom);
-    free(loss);
+    if (!ctx) free(loss);
     return out;
 }
 

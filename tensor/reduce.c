@@ -593,15 +593,22 @@ static void run_tasks(const plan *p, void *pv, int64_t *pi, cg_tensor *out) {
 }
 
 /* Partials of a chunked plan: [nchunk][nout] accumulators (8 bytes each)
- * and, for ARG*, indices. Out of memory: one chunk instead (same values,
- * though a sum may round differently). */
-static void alloc_partials(plan *p, void **pv, int64_t **pi) {
+ * and, for ARG*, indices; from the output's context arena when it has one
+ * (a training step then mallocs nothing). Out of memory: one chunk instead
+ * (same values, though a sum may round differently). */
+static void *scratch(cg_ctx *ctx, size_t bytes) {
+    return ctx ? cgi_arena_alloc(&ctx->arena, bytes) : malloc(bytes);
+}
+
+static void alloc_partials(plan *p, cg_ctx *ctx, void **pv, int64_t **pi) {
     size_t n = (size_t)(p->nchunk * p->nout);
-    *pv = malloc(n * sizeof(double));
-    *pi = p->arg ? malloc(n * sizeof **pi) : NULL;
+    *pv = scratch(ctx, n * sizeof(double));
+    *pi = p->arg ? scratch(ctx, n * sizeof **pi) : NULL;
     if (*pv && (*pi || !p->arg)) return;
-    free(*pv);
-    free(*pi);
+    if (!ctx) {
+        free(*pv);
+        free(*pi);
+    }
     *pv = NULL;
     *pi = NULL;
     p->nchunk = 1;
@@ -630,9 +637,11 @@ void cgi_reduce(cgi_reduce_op op, const cg_tensor *x, unsigned mask, cg_tensor *
     plan_schedule(&p);
     void *pv = NULL;
     int64_t *pi = NULL;
-    if (p.nchunk > 1) alloc_partials(&p, &pv, &pi);
+    if (p.nchunk > 1) alloc_partials(&p, out->ctx, &pv, &pi);
     run_tasks(&p, pv, pi, out);
     if (pv) combine(&p, pv, pi, out);
-    free(pv);
-    free(pi);
+    if (!out->ctx) {
+        free(pv);
+        free(pi);
+    }
 }

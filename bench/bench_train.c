@@ -1,0 +1,242 @@
+/* Training-step benchmark: configurations (a)-(e) of the bench issue.
+ *   (a) 784-128-10 relu, Adam 1e-3, batch 32       (b) 784-512-512-10 relu, SGD, batch 128
+ *   (c) 100-64-10 relu, SGD, batch 32              (d) two Linear(1,1), MSE, SGD, batch 4
+ *   (e) 784-500-10 relu, AdamW 1e-3, batch 1000 as two accumulated batches of 500
+ * For each: a full step (zero_grad, forward, loss, backward, optimizer step),
+ * its forward / backward / optimizer phases, median/min/max over many steps,
+ * the heap allocations per steady-state step (malloc is interposed in this
+ * binary and counted), and the GEMM-only lower bound: the same products done
+ * by direct BLIS calls in the same run. Then one epoch of Fashion-MNIST with
+ * (a) when Debian's dataset is installed.
+ * Usage: bench_train [--json] [--threads N] [--reps N (steps per config)] */
+#define _GNU_SOURCE
+#include <blis.h>
+#include <stdatomic.h>
+
+#include "bench_common.h"
+
+/* ---- counting heap allocations ------------------------------------------------ */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static atomic_long allocs;
+
+void *malloc(size_t n) {
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return __libc_malloc(n);
+}
+void *calloc(size_t k, size_t n) {
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return __libc_calloc(k, n);
+}
+void *realloc(void *p, size_t n) {
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t a, size_t n) {
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return __libc_memalign(a, n);
+}
+int posix_memalign(void **p, size_t a, size_t n) {
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    *p = __libc_memalign(a, n);
+    return *p ? 0 : 12;
+}
+
+/* ---- configurations --------------------------------------------------------------- */
+typedef enum { ADAM, ADAMW, SGD } optim_kind;
+
+typedef struct config {
+    const char *name, *what;
+    int nsizes;
+    int64_t sizes[4];
+    cg_act act;
+    optim_kind opt;
+    double lr;
+    int64_t batch; /* per forward/backward */
+    int accum;     /* forward/backward passes per optimizer step */
+    bool mse;      /* MSE on [batch, out] targets instead of cross-entropy */
+} config;
+
+static const config CONFIGS[] = {
+    {"a", "784-128-10 relu, Adam, batch 32", 3, {784, 128, 10}, CG_ACT_RELU, ADAM, 1e-3, 32, 1, false},
+    {"b", "784-512-512-10 relu, SGD, batch 128", 4, {784, 512, 512, 10}, CG_ACT_RELU, SGD, 0.1, 128, 1, false},
+    {"c", "100-64-10 relu, SGD, batch 32", 3, {100, 64, 10}, CG_ACT_RELU, SGD, 0.1, 32, 1, false},
+    {"d", "two Linear(1,1), MSE, SGD, batch 4", 3, {1, 1, 1}, CG_ACT_NONE, SGD, 0.01, 4, 1, true},
+    {"e", "784-500-10 relu, AdamW, batch 1000 = 2 x 500", 3, {784, 500, 10}, CG_ACT_RELU, ADAMW, 1e-3, 500, 2, false},
+};
+
+typedef struct result {
+    double step[2000], fwd[2000], bwd[2000], opt[2000];
+    int n;
+    double gemm_bound_ms, allocs_per_step;
+} result;
+
+static cg_optim *make_optim(const config *c, cg_module *m) {
+    if (c->opt == SGD) {
+        cg_sgd_opts o = cg_sgd_defaults(c->lr);
+        return cg_sgd_new(m, &o);
+    }
+    cg_adam_opts o = c->opt == ADAM ? cg_adam_defaults(c->lr) : cg_adamw_defaults(c->lr);
+    return c->opt == ADAM ? cg_adam_new(m, &o) : cg_adamw_new(m, &o);
+}
+
+/* Random inputs [batch, in] and labels [batch] (or targets [batch, out]). */
+static void make_data(const config *c, cg_rng *rng, cg_tensor **x, cg_tensor **y) {
+    int64_t in = c->sizes[0], out = c->sizes[c->nsizes - 1];
+    *x = cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, in), 0, 1);
+    if (c->mse) {
+        *y = cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, out), 0, 1);
+        return;
+    }
+    cg_tensor *u = cg_rand(NULL, rng, CG_F64, CG_SHAPE(c->batch), 0, (double)out);
+    *y = cg_cast(NULL, u, CG_I64);
+    cg_tensor_free(u);
+}
+
+/* ---- one step, timed by phase -------------------------------------------------------- */
+typedef struct phases {
+    double step, fwd, bwd, opt; /* ms */
+} phases;
+
+static int step(const config *c, cg_ctx *ctx, cg_module *m, cg_optim *o, cg_tensor *x,
+                cg_tensor *y, phases *ph) {
+    double t0 = bench_now();
+    *ph = (phases){0, 0, 0, 0};
+    cg_optim_zero_grad(o);
+    for (int k = 0; k < c->accum; k++) {
+        double a = bench_now();
+        cg_tensor *out = cg_module_forward(ctx, m, x);
+        cg_tensor *loss = c->mse ? cg_mse_loss(ctx, out, y, CG_MEAN)
+                                 : cg_cross_entropy(ctx, out, y, CG_MEAN);
+        double b = bench_now();
+        if (!loss || cg_backward(loss) != CG_OK) return -1;
+        cg_ctx_reset(ctx);
+        ph->fwd += (b - a) * 1e3;
+        ph->bwd += (bench_now() - b) * 1e3;
+    }
+    double a = bench_now();
+    if (cg_optim_step(o) != CG_OK) return -1;
+    double end = bench_now();
+    ph->opt = (end - a) * 1e3;
+    ph->step = (end - t0) * 1e3;
+    return 0;
+}
+
+/* ---- the GEMM-only lower bound --------------------------------------------------------- */
+/* Each Linear(in, out) on a batch B does Y = X W^T (B x out x in), dW = dY^T X
+ * (out x in x B) and, but for the first layer, dX = dY W (B x in x out). */
+static double gemm_bound_ms(const config *c, int reps) {
+    int64_t B = c->batch, maxd = 1;
+    for (int i = 0; i < c->nsizes; i++) maxd = c->sizes[i] > maxd ? c->sizes[i] : maxd;
+    float *x = calloc((size_t)(B * maxd), 4), *w = calloc((size_t)(maxd * maxd), 4);
+    float *g = calloc((size_t)(B * maxd), 4), *out = calloc((size_t)((B + maxd) * maxd), 4);
+    float one = 1, zero = 0;
+    double *v = malloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < reps; r++) {
+        double t = bench_now();
+        for (int k = 0; k < c->accum; k++)
+            for (int l = 0; l + 1 < c->nsizes; l++) {
+                dim_t in = c->sizes[l], o = c->sizes[l + 1];
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1);
+                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1);
+                if (l > 0) bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1);
+            }
+        v[r] = (bench_now() - t) * 1e3;
+    }
+    double med = bench_median(v, reps);
+    free(v), free(x), free(w), free(g), free(out);
+    return med;
+}
+
+/* ---- one configuration -------------------------------------------------------------------- */
+static int run_config(const config *c, int steps, result *res) {
+    cg_rng rng;
+    cg_rng_seed(&rng, 1);
+    cg_module *m = cg_nn_mlp(&rng, CG_F32, c->nsizes, c->sizes, c->act);
+    cg_optim *o = m ? make_optim(c, m) : NULL;
+    cg_tensor *x, *y;
+    make_data(c, &rng, &x, &y);
+    cg_ctx *ctx = cg_ctx_new();
+    phases ph;
+    int rc = o && x && y && ctx ? 0 : -1;
+    for (int i = 0; rc == 0 && i < 20; i++) rc = step(c, ctx, m, o, x, y, &ph); /* warm-up */
+    long a0 = atomic_load(&allocs);
+    res->n = 0;
+    for (int i = 0; rc == 0 && i < steps; i++, res->n++) {
+        rc = step(c, ctx, m, o, x, y, &ph);
+        res->step[i] = ph.step, res->fwd[i] = ph.fwd, res->bwd[i] = ph.bwd, res->opt[i] = ph.opt;
+    }
+    res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
+    res->gemm_bound_ms = gemm_bound_ms(c, steps < 50 ? steps : 50);
+    if (rc != 0) fprintf(stderr, "bench_train: %s: %s\n", c->name, cg_last_error());
+    cg_ctx_free(ctx), cg_optim_free(o), cg_module_free(m), cg_tensor_free(x), cg_tensor_free(y);
+    return rc;
+}
+
+static void report(const config *c, result *r, bool json) {
+    double lo, hi, med = bench_median(r->step, r->n);
+    lo = r->step[0], hi = r->step[r->n - 1];
+    double f = bench_median(r->fwd, r->n), b = bench_median(r->bwd, r->n);
+    double o = bench_median(r->opt, r->n);
+    if (json) {
+        printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"step_ms\":%.4f,"
+               "\"min_ms\":%.4f,\"max_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
+               "\"optim_ms\":%.4f,\"gemm_bound_ms\":%.4f,\"allocs_per_step\":%.2f,"
+               "\"steps\":%d}\n", c->name, cg_get_num_threads(), med, lo, hi, f, b, o,
+               r->gemm_bound_ms, r->allocs_per_step, r->n);
+        return;
+    }
+    printf("(%s) %-44s step %7.3f ms (min %7.3f, max %7.3f)  fwd %6.3f  bwd %6.3f  opt %6.3f"
+           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f\n", c->name, c->what, med, lo, hi, f,
+           b, o, r->gemm_bound_ms, med / r->gemm_bound_ms, r->allocs_per_step);
+}
+
+/* ---- one epoch of Fashion-MNIST with (a) ----------------------------------------------- */
+static void fashion_epoch(bool json) {
+    const char *dir = "/usr/share/datasets/fashion-mnist";
+    char ip[256], lp[256];
+    snprintf(ip, sizeof ip, "%s/train-images-idx3-ubyte.gz", dir);
+    snprintf(lp, sizeof lp, "%s/train-labels-idx1-ubyte.gz", dir);
+    cg_tensor *img = cg_idx_load(ip, CG_F32, 1.0 / 255), *y = cg_idx_load(lp, CG_I64, 1);
+    cg_tensor *x = img ? cg_reshape(NULL, img, 2, (const int64_t[]){-1, 784}) : NULL;
+    if (!x || !y) {
+        printf("fashion-mnist epoch: skipped (%s)\n", cg_last_error());
+    } else {
+        const config *c = &CONFIGS[0];
+        cg_rng rng;
+        cg_rng_seed(&rng, 42);
+        cg_module *m = cg_nn_mlp(&rng, CG_F32, c->nsizes, c->sizes, c->act);
+        cg_optim *o = make_optim(c, m);
+        cg_batcher *b = cg_batcher_new(x, y, 32, true, false, &rng);
+        cg_ctx *ctx = cg_ctx_new();
+        cg_tensor *xb, *yb;
+        phases ph;
+        double t = bench_now();
+        while (cg_batcher_next(b, &xb, &yb)) step(c, ctx, m, o, xb, yb, &ph);
+        t = bench_now() - t;
+        if (json) printf("{\"bench\":\"train\",\"config\":\"fashion_epoch_a\",\"threads\":%d,"
+                         "\"epoch_s\":%.3f}\n", cg_get_num_threads(), t);
+        else printf("fashion-mnist epoch with (a): %.3f s for 1875 steps (%.3f ms/step)\n", t,
+                    t / 1875 * 1e3);
+        cg_ctx_free(ctx), cg_batcher_free(b), cg_optim_free(o), cg_module_free(m);
+    }
+    cg_tensor_free(img), cg_tensor_free(x), cg_tensor_free(y);
+}
+
+int main(int argc, char **argv) {
+    bench_opts o = bench_parse(argc, argv, 400);
+    static result r;
+    int steps = o.reps > 2000 ? 2000 : o.reps;
+    if (!o.json) printf("bench_train: %d threads, %d steps per configuration (medians)\n",
+                        cg_get_num_threads(), steps);
+    for (size_t i = 0; i < sizeof CONFIGS / sizeof CONFIGS[0]; i++) {
+        const config *c = &CONFIGS[i];
+        int n = c->accum > 1 || c->batch >= 128 ? (steps / 4 > 3 ? steps / 4 : 3) : steps;
+        if (run_config(c, n, &r) != 0) return 1;
+        report(c, &r, o.json);
+    }
+    fashion_epoch(o.json);
+    return 0;
+}
