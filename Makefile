@@ -34,7 +34,7 @@ REL  := build/rel
 ASAN := build/asan
 VG   := build/vg
 
-.PHONY: all deps test test-build valgrind demo tour examples bench install \
+.PHONY: all deps test test-build valgrind demo tour examples bench bench-compare install \
         uninstall clean format
 .DEFAULT_GOAL := all
 
@@ -101,6 +101,12 @@ $(REL)/bench/%: $(REL)/bench/%.o build/libcgrad.a
 
 examples: $(addprefix $(REL)/examples/,$(EXAMPLES))
 bench: $(addprefix $(REL)/bench/,$(BENCHES))
+
+# cgrad's benches beside the same cases in PyTorch (Debian's python3-torch,
+# optional: the script says so and exits 0 when it is missing).
+THREADS ?= 2
+bench-compare: bench
+	/usr/bin/python3 bench/torch_compare.py --threads $(THREADS)
 
 # Trains examples/fashion_mlp.c with its defaults on Debian's Fashion-MNIST
 # (installed if missing, as root) and keeps its checkpoint, CSV and chart.

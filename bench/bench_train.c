@@ -134,14 +134,17 @@ static double gemm_bound_ms(const config *c, int reps) {
     float *g = calloc((size_t)(B * maxd), 4), *out = calloc((size_t)((B + maxd) * maxd), 4);
     float one = 1, zero = 0;
     double *v = malloc(sizeof(double) * (size_t)reps);
+    rntm_t single = BLIS_RNTM_INITIALIZER; /* small products on one thread, as cgrad does */
+    bli_rntm_set_num_threads(1, &single);
     for (int r = 0; r < reps; r++) {
         double t = bench_now();
         for (int k = 0; k < c->accum; k++)
             for (int l = 0; l + 1 < c->nsizes; l++) {
                 dim_t in = c->sizes[l], o = c->sizes[l + 1];
-                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1);
-                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1);
-                if (l > 0) bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1);
+                rntm_t *r = B * in * o < ((dim_t)1 << 20) ? &single : NULL;
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, r);
+                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, r);
+                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, r);
             }
         v[r] = (bench_now() - t) * 1e3;
     }
