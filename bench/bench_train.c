@@ -141,10 +141,10 @@ static double gemm_bound_ms(const config *c, int reps) {
         for (int k = 0; k < c->accum; k++)
             for (int l = 0; l + 1 < c->nsizes; l++) {
                 dim_t in = c->sizes[l], o = c->sizes[l + 1];
-                rntm_t *r = B * in * o < ((dim_t)1 << 20) ? &single : NULL;
-                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, r);
-                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, r);
-                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, r);
+                rntm_t *rt = B * in * o < ((dim_t)1 << 20) ? &single : NULL;
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, rt);
+                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, rt);
+                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, rt);
             }
         v[r] = (bench_now() - t) * 1e3;
     }
