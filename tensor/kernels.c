@@ -4,13 +4,51 @@
  * through every op as PyTorch does (relu, maximum and sign included). */
 #include "internal.h"
 
-#include <tgmath.h>
+#include <math.h>
+
+/* glibc's vector math library (libmvec, reached through -lm) has SIMD
+ * versions of these; declaring them `omp declare simd` lets the contiguous
+ * loops below call 16 floats at a time instead of one (tanhf: 8.4 -> 0.4 ns
+ * per element here) without -ffast-math, so NaN and inf keep their meaning.
+ * The vector versions are accurate to a few ulp rather than one. */
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+double log(double);
+#pragma omp declare simd notinbranch
+float log1pf(float);
+#pragma omp declare simd notinbranch
+double log1p(double);
+#pragma omp declare simd notinbranch
+float sinf(float);
+#pragma omp declare simd notinbranch
+double sin(double);
+#pragma omp declare simd notinbranch
+float cosf(float);
+#pragma omp declare simd notinbranch
+double cos(double);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+#pragma omp declare simd notinbranch
+double tanh(double);
+#pragma omp declare simd notinbranch
+float erff(float);
+#pragma omp declare simd notinbranch
+double erf(double);
+
+#include <tgmath.h> /* after the declarations: it makes exp & co. macros */
+
 
 #define UNARY_FN(name, T, expr)                                                \
     static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) { \
         const T *xs = x_;                                                      \
         T *o = o_;                                                             \
         if (sx == 1 && so == 1) {                                              \
+            _Pragma("omp simd")                                                \
             for (int64_t i = 0; i < n; i++) {                                  \
                 T x = xs[i];                                                   \
                 o[i] = (T)(expr);                                              \
