@@ -156,23 +156,36 @@ static void scale_c(const gemm_plan *p, char *c) {
  * (a [32,128] x [128,10] layer, a 1x1 one) run on one thread. */
 #define SMALL_GEMM ((int64_t)1 << 20)
 
+/* An operand stored by columns (rs == 1) goes to BLIS as the transpose of a
+ * row-stored matrix, the form a caller of BLIS would write: BLIS's small-m
+ * path then picks the same kernels as for a direct call (dW of a 500 -> 10
+ * layer went from 88% to the direct call's speed). */
+typedef struct blis_op {
+    trans_t trans;
+    inc_t rs, cs;
+} blis_op;
+
+static blis_op canonical(const gemm_mat *x) {
+    if (x->rs == 1 && x->cs != 1) return (blis_op){BLIS_TRANSPOSE, (inc_t)x->cs, 1};
+    return (blis_op){BLIS_NO_TRANSPOSE, (inc_t)x->rs, (inc_t)x->cs};
+}
+
 static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
                       const gemm_mat *c, char *cdata) {
     dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
     rntm_t one = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, &one);
     rntm_t *rntm = p->m * p->n * p->k < SMALL_GEMM ? &one : NULL; /* NULL: global */
+    blis_op oa = canonical(a), ob = canonical(b);
     if (p->dt == CG_F32) {
         float alpha = (float)p->alpha, beta = (float)p->beta;
-        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha,
-                     (float *)a->data, (inc_t)a->rs, (inc_t)a->cs, (float *)b->data,
-                     (inc_t)b->rs, (inc_t)b->cs, &beta, (float *)cdata, (inc_t)c->rs,
+        bli_sgemm_ex(oa.trans, ob.trans, m, n, k, &alpha, (float *)a->data, oa.rs, oa.cs,
+                     (float *)b->data, ob.rs, ob.cs, &beta, (float *)cdata, (inc_t)c->rs,
                      (inc_t)c->cs, NULL, rntm);
     } else {
         double alpha = p->alpha, beta = p->beta;
-        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha,
-                     (double *)a->data, (inc_t)a->rs, (inc_t)a->cs, (double *)b->data,
-                     (inc_t)b->rs, (inc_t)b->cs, &beta, (double *)cdata, (inc_t)c->rs,
+        bli_dgemm_ex(oa.trans, ob.trans, m, n, k, &alpha, (double *)a->data, oa.rs, oa.cs,
+                     (double *)b->data, ob.rs, ob.cs, &beta, (double *)cdata, (inc_t)c->rs,
                      (inc_t)c->cs, NULL, rntm);
     }
 }
