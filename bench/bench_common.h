@@ -1,5 +1,6 @@
 /* Shared by the bench binaries: a monotonic clock, medians, and the command
- * line every bench takes (--json, --threads N, --reps N). */
+ * line every bench takes (--json, --threads N, --reps N, --quick: a small
+ * subset for smoke tests). */
 #ifndef CG_BENCH_COMMON_H
 #define CG_BENCH_COMMON_H
 
@@ -14,6 +15,7 @@ typedef struct bench_opts {
     int json;
     int threads;
     int reps;
+    int quick;
 } bench_opts;
 
 static inline double bench_now(void) {
@@ -34,13 +36,14 @@ static inline double bench_median(double *v, int n) {
 }
 
 static inline bench_opts bench_parse(int argc, char **argv, int default_reps) {
-    bench_opts o = {0, 0, default_reps};
+    bench_opts o = {0, 0, default_reps, 0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) o.json = 1;
+        else if (!strcmp(argv[i], "--quick")) o.quick = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--json] [--threads N] [--reps N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json] [--threads N] [--reps N] [--quick]\n", argv[0]);
             exit(2);
         }
     }

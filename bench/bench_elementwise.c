@@ -251,22 +251,9 @@ static void bench_size(const bench_opts *o, cg_ctx *ctx, int64_t n, double ref, 
     cg_tensor_free(j.g);
 }
 
-/* Removes --quick from argv (bench_parse refuses flags it does not know). */
-static int take_quick(int *argc, char **argv) {
-    int found = 0, n = 1;
-    for (int i = 1; i < *argc; i++) {
-        if (!strcmp(argv[i], "--quick"))
-            found = 1;
-        else
-            argv[n++] = argv[i];
-    }
-    *argc = n;
-    return found;
-}
-
 int main(int argc, char **argv) {
-    int quick = take_quick(&argc, argv);
     bench_opts o = bench_parse(argc, argv, 11);
+    int quick = o.quick;
     const int64_t *sizes = quick ? QUICK_SIZES : SIZES;
     int nsizes = quick ? 2 : 4;
     cg_ctx *ctx = cg_ctx_new();

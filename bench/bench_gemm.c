@@ -202,22 +202,9 @@ static void bench_shape(const bench_opts *o, cg_ctx *ctx, const shape *s, double
     cg_tensor_free(j.dy);
 }
 
-/* Removes --quick from argv (bench_parse refuses flags it does not know). */
-static int take_quick(int *argc, char **argv) {
-    int found = 0, n = 1;
-    for (int i = 1; i < *argc; i++) {
-        if (!strcmp(argv[i], "--quick"))
-            found = 1;
-        else
-            argv[n++] = argv[i];
-    }
-    *argc = n;
-    return found;
-}
-
 int main(int argc, char **argv) {
-    int quick = take_quick(&argc, argv);
     bench_opts o = bench_parse(argc, argv, 11);
+    int quick = o.quick;
     /* BLIS called directly must run on cgrad's thread count too. */
     cg_set_num_threads(o.threads > 0 ? o.threads : cg_get_num_threads());
     cg_ctx *ctx = cg_ctx_new();

@@ -362,22 +362,9 @@ static void print_case(const bcase *bc, timing f, timing fb, int has_bwd, int js
     fflush(stdout);
 }
 
-/* Removes flag from argv (bench_parse does not know it); returns whether it was there. */
-static int take_flag(int *argc, char **argv, const char *flag) {
-    int found = 0, n = 1;
-    for (int i = 1; i < *argc; i++) {
-        if (!strcmp(argv[i], flag))
-            found = 1;
-        else
-            argv[n++] = argv[i];
-    }
-    *argc = n;
-    return found;
-}
-
 int main(int argc, char **argv) {
-    int quick = take_flag(&argc, argv, "--quick");
     bench_opts o = bench_parse(argc, argv, 31);
+    int quick = o.quick;
     double target = quick ? QUICK_SAMPLE_S : SAMPLE_S;
     cg_ctx *ctx = cg_ctx_new();
     double *v = malloc(sizeof(double) * (size_t)o.reps);
