@@ -41,6 +41,7 @@ typedef struct activation {
     cg_op op; /* first */
     const cgi_act_kernel *kernel;
     act_grad_fn grad;
+    const char *fn; /* the public function, for messages */
 } activation;
 
 static cg_status act_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -54,8 +55,7 @@ static cg_status act_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 /* y = act(x; p, q) in x's dtype, recorded with p and q. */
 static cg_tensor *activate(cg_ctx *ctx, const activation *act, const cg_tensor *x, double p,
                            double q) {
-    char name[32];
-    snprintf(name, sizeof name, "cg_%s", act->op.name);
+    const char *name = act->fn;
     CGI_NULL_CHECK(x, name);
     if (!cgi_is_float(x->dtype)) {
         cgi_error(ctx, CG_ERR_DTYPE, "%s: %s input: needs f32 or f64", name,
@@ -106,7 +106,7 @@ static cg_tensor *leaky_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tens
     return cg_where(ctx, GT(x, 0), g, cg_mul_scalar(ctx, g, a.p));
 }
 static const activation leaky_relu_act = {
-    {"leaky_relu", act_backward, X}, &cgi_act_leaky_relu, leaky_relu_grad};
+    {"leaky_relu", act_backward, X}, &cgi_act_leaky_relu, leaky_relu_grad, "cg_leaky_relu"};
 cg_tensor *cg_leaky_relu(cg_ctx *ctx, const cg_tensor *x, double slope) {
     return activate_finite(ctx, &leaky_relu_act, x, "slope", slope);
 }
@@ -118,7 +118,8 @@ static cg_tensor *elu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
                            const cg_tensor *y, act_params a) {
     return cg_where(ctx, GT(x, 0), g, cg_mul(ctx, g, cg_add_scalar(ctx, y, a.p)));
 }
-static const activation elu_act = {{"elu", act_backward, X | Y}, &cgi_act_elu, elu_grad};
+static const activation elu_act = {
+    {"elu", act_backward, X | Y}, &cgi_act_elu, elu_grad, "cg_elu"};
 cg_tensor *cg_elu(cg_ctx *ctx, const cg_tensor *x, double alpha) {
     return activate_finite(ctx, &elu_act, x, "alpha", alpha);
 }
@@ -135,7 +136,8 @@ static cg_tensor *gelu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
     pdf = cg_mul_scalar(ctx, pdf, 0.39894228040143268);
     return cg_mul(ctx, g, cg_add(ctx, cdf, cg_mul(ctx, x, pdf)));
 }
-static const activation gelu_act = {{"gelu", act_backward, X}, &cgi_act_gelu, gelu_grad};
+static const activation gelu_act = {
+    {"gelu", act_backward, X}, &cgi_act_gelu, gelu_grad, "cg_gelu"};
 cg_tensor *cg_gelu(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &gelu_act, x, 0, 0);
 }
@@ -158,7 +160,7 @@ static cg_tensor *gelu_tanh_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tenso
     return cg_mul(ctx, g, cg_add(ctx, s, cg_mul(ctx, cg_mul(ctx, x, du), ds)));
 }
 static const activation gelu_tanh_act = {
-    {"gelu_tanh", act_backward, X}, &cgi_act_gelu_tanh, gelu_tanh_grad};
+    {"gelu_tanh", act_backward, X}, &cgi_act_gelu_tanh, gelu_tanh_grad, "cg_gelu_tanh"};
 cg_tensor *cg_gelu_tanh(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &gelu_tanh_act, x, 0, 0);
 }
@@ -170,7 +172,8 @@ static cg_tensor *silu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
     cg_tensor *s = cg_sigmoid(ctx, x);
     return cg_mul(ctx, g, cg_add(ctx, s, cg_mul(ctx, y, cg_rsub_scalar(ctx, s, 1))));
 }
-static const activation silu_act = {{"silu", act_backward, X | Y}, &cgi_act_silu, silu_grad};
+static const activation silu_act = {
+    {"silu", act_backward, X | Y}, &cgi_act_silu, silu_grad, "cg_silu"};
 cg_tensor *cg_silu(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &silu_act, x, 0, 0);
 }
@@ -184,7 +187,7 @@ static cg_tensor *softplus_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
     return cg_where(ctx, GT(z, a.q), g, cg_mul(ctx, g, cg_sigmoid(ctx, z)));
 }
 static const activation softplus_act = {
-    {"softplus", act_backward, X}, &cgi_act_softplus, softplus_grad};
+    {"softplus", act_backward, X}, &cgi_act_softplus, softplus_grad, "cg_softplus"};
 cg_tensor *cg_softplus(cg_ctx *ctx, const cg_tensor *x, double beta, double threshold) {
     if (!params_ok(ctx, x, beta > 0 && isfinite(beta) && !isnan(threshold),
                    "cg_softplus: needs a finite beta > 0 and a threshold that is not NaN, "
@@ -201,7 +204,7 @@ static cg_tensor *hardtanh_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
     return cg_mul(ctx, g, cg_mul(ctx, GT(x, a.p), LT(x, a.q)));
 }
 static const activation hardtanh_act = {
-    {"hardtanh", act_backward, X}, &cgi_act_hardtanh, hardtanh_grad};
+    {"hardtanh", act_backward, X}, &cgi_act_hardtanh, hardtanh_grad, "cg_hardtanh"};
 cg_tensor *cg_hardtanh(cg_ctx *ctx, const cg_tensor *x, double lo, double hi) {
     if (!params_ok(ctx, x, lo <= hi, "cg_hardtanh: needs lo <= hi, got lo %g, hi %g", lo, hi))
         return NULL;

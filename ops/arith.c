@@ -35,10 +35,10 @@ static cg_tensor *binary_forward(cg_ctx *ctx, const char *name, const cgi_binary
     return out;
 }
 
-static cg_tensor *binary(cg_ctx *ctx, const cg_op *op, const cgi_binary_kernel *k,
-                         const cg_tensor *a, const cg_tensor *b) {
-    char name[48];
-    snprintf(name, sizeof name, "cg_%s", op->name);
+/* name is the public function's, for messages (a literal: no formatting on
+ * the hot path). */
+static cg_tensor *binary(cg_ctx *ctx, const char *name, const cg_op *op,
+                         const cgi_binary_kernel *k, const cg_tensor *a, const cg_tensor *b) {
     return CGI_RECORD(ctx, op, binary_forward(ctx, name, k, a, b), a, b);
 }
 
@@ -55,7 +55,7 @@ static cg_status add_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op add_op = {"add", add_backward, 0};
 cg_tensor *cg_add(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &add_op, &cgi_binary_add, a, b);
+    return binary(ctx, "cg_add", &add_op, &cgi_binary_add, a, b);
 }
 
 static cg_status sub_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -66,7 +66,7 @@ static cg_status sub_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op sub_op = {"sub", sub_backward, 0};
 cg_tensor *cg_sub(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &sub_op, &cgi_binary_sub, a, b);
+    return binary(ctx, "cg_sub", &sub_op, &cgi_binary_sub, a, b);
 }
 
 /* d(ab) = g b da + g a db */
@@ -78,7 +78,7 @@ static cg_status mul_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op mul_op = {"mul", mul_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 cg_tensor *cg_mul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &mul_op, &cgi_binary_mul, a, b);
+    return binary(ctx, "cg_mul", &mul_op, &cgi_binary_mul, a, b);
 }
 
 /* d(a/b) = g/b da - g a/b^2 db */
@@ -91,7 +91,7 @@ static cg_status div_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op div_op = {"div", div_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 cg_tensor *cg_div(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &div_op, &cgi_binary_div, a, b);
+    return binary(ctx, "cg_div", &div_op, &cgi_binary_div, a, b);
 }
 
 /* ---- pow ------------------------------------------------------------------------ */
@@ -112,7 +112,7 @@ static cg_status pow_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op pow_op = {"pow", pow_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 cg_tensor *cg_pow(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &pow_op, &cgi_binary_pow, a, b);
+    return binary(ctx, "cg_pow", &pow_op, &cgi_binary_pow, a, b);
 }
 
 /* ---- maximum, minimum: ties split the gradient in half, as PyTorch -------------- */
@@ -133,7 +133,7 @@ static cg_status maximum_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor
 static const cg_op maximum_op = {"maximum", maximum_backward,
                                  CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 cg_tensor *cg_maximum(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &maximum_op, &cgi_binary_maximum, a, b);
+    return binary(ctx, "cg_maximum", &maximum_op, &cgi_binary_maximum, a, b);
 }
 
 static cg_status minimum_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -145,7 +145,7 @@ static cg_status minimum_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor
 static const cg_op minimum_op = {"minimum", minimum_backward,
                                  CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 cg_tensor *cg_minimum(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    return binary(ctx, &minimum_op, &cgi_binary_minimum, a, b);
+    return binary(ctx, "cg_minimum", &minimum_op, &cgi_binary_minimum, a, b);
 }
 
 /* ---- comparisons: masks, never differentiable ------------------------------------ */
@@ -212,8 +212,8 @@ SCALAR_OP(pow_scalar, pow, false,
           cg_mul(ctx, g, cg_mul_scalar(ctx, cg_pow_scalar(ctx, A, s - 1), s)))
 
 /* ---- neg, abs, sign ------------------------------------------------------------------ */
-static cg_tensor *unary_forward(cg_ctx *ctx, const char *name, const cgi_unary_kernel *k,
-                                const cg_tensor *x) {
+cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name, const cgi_unary_kernel *k,
+                             const cg_tensor *x) {
     CGI_NULL_CHECK(x, name);
     cg_dtype dt = k->fn[x->dtype] ? x->dtype : CG_F32;
     const cg_tensor *x2 = as_dtype(ctx, x, dt);
@@ -230,7 +230,7 @@ static cg_status neg_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op neg_op = {"neg", neg_backward, 0};
 cg_tensor *cg_neg(cg_ctx *ctx, const cg_tensor *x) {
-    return CGI_RECORD(ctx, &neg_op, unary_forward(ctx, "cg_neg", &cgi_unary_neg, x), x);
+    return CGI_RECORD(ctx, &neg_op, cgi_unary_forward(ctx, "cg_neg", &cgi_unary_neg, x), x);
 }
 
 static cg_status abs_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -240,7 +240,7 @@ static cg_status abs_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 }
 static const cg_op abs_op = {"abs", abs_backward, CG_SAVES_INPUT(0)};
 cg_tensor *cg_abs(cg_ctx *ctx, const cg_tensor *x) {
-    return CGI_RECORD(ctx, &abs_op, unary_forward(ctx, "cg_abs", &cgi_unary_abs, x), x);
+    return CGI_RECORD(ctx, &abs_op, cgi_unary_forward(ctx, "cg_abs", &cgi_unary_abs, x), x);
 }
 
 static cg_status zero_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -252,7 +252,7 @@ static cg_status zero_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
 }
 static const cg_op sign_op = {"sign", zero_backward, 0};
 cg_tensor *cg_sign(cg_ctx *ctx, const cg_tensor *x) {
-    return CGI_RECORD(ctx, &sign_op, unary_forward(ctx, "cg_sign", &cgi_unary_sign, x), x);
+    return CGI_RECORD(ctx, &sign_op, cgi_unary_forward(ctx, "cg_sign", &cgi_unary_sign, x), x);
 }
 
 /* ---- where ---------------------------------------------------------------------------- */

@@ -24,6 +24,9 @@ CGI_HIDDEN cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_te
 /* A float mask (1 where true) of x's comparison with a scalar, no graph. */
 CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k,
                                          const cg_tensor *x, double s);
+/* y = k(x), no graph: x's dtype, or f32 for an integer x the kernel lacks. */
+CGI_HIDDEN cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name,
+                                        const cgi_unary_kernel *k, const cg_tensor *x);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 

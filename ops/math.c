@@ -4,18 +4,6 @@
 
 #include <math.h>
 
-/* y = k(x) in x's dtype, or f32 for integer x; no graph. */
-static cg_tensor *unary_forward(cg_ctx *ctx, const char *name, const cgi_unary_kernel *k,
-                                const cg_tensor *x) {
-    CGI_NULL_CHECK(x, name);
-    cg_dtype dt = k->fn[x->dtype] ? x->dtype : CG_F32;
-    const cg_tensor *x2 = x->dtype == dt ? x : cgi_cast(ctx, x, dt);
-    cg_tensor *y = x2 ? cgi_new(ctx, name, dt, x->ndim, x->shape) : NULL;
-    if (y) cgi_map_unary(k->fn[dt], x2, y);
-    if (!ctx && x2 != x) cg_tensor_free((cg_tensor *)x2);
-    return y;
-}
-
 #define MATH_OP(name, saves, gexpr)                                            \
     static cg_status name##_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g, \
                                      cg_tensor **gin) {                        \
@@ -28,7 +16,7 @@ static cg_tensor *unary_forward(cg_ctx *ctx, const char *name, const cgi_unary_k
     static const cg_op name##_op = {#name, name##_backward, saves};            \
     cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x) {                    \
         return CGI_RECORD(ctx, &name##_op,                                     \
-                          unary_forward(ctx, "cg_" #name, &cgi_unary_##name, x), x); \
+                          cgi_unary_forward(ctx, "cg_" #name, &cgi_unary_##name, x), x); \
     }
 
 #define X CG_SAVES_INPUT(0)
