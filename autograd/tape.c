@@ -23,17 +23,22 @@ static cg_status check_inputs(cg_ctx *ctx, const cg_op *op, int n,
     return CG_OK;
 }
 
+/* The node and its arrays in one arena block: [node | inputs | versions |
+ * needs | saved], each part 8-byte aligned. One allocation per recorded op. */
+static size_t up8(size_t n) { return (n + 7) & ~(size_t)7; }
+
 static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size) {
-    const char *name = "cg_record";
-    cg_node *node = cgi_alloc(ctx, name, sizeof *node);
-    if (!node) return NULL;
+    size_t nn = (size_t)(n ? n : 1);
+    size_t a = up8(sizeof(cg_node)), b = up8(sizeof(cg_tensor *) * nn);
+    size_t c = up8(sizeof(uint64_t) * (nn + 1)), d = up8(sizeof(bool) * nn);
+    char *mem = cgi_alloc(ctx, "cg_record", a + b + c + d + saved_size);
+    if (!mem) return NULL;
+    cg_node *node = (cg_node *)mem;
     memset(node, 0, sizeof *node);
-    node->inputs = cgi_alloc(ctx, name, sizeof(cg_tensor *) * (size_t)(n ? n : 1));
-    node->versions = cgi_alloc(ctx, name, sizeof(uint64_t) * (size_t)(n + 1));
-    node->needs = cgi_alloc(ctx, name, sizeof(bool) * (size_t)(n ? n : 1));
-    node->saved = saved_size ? cgi_alloc(ctx, name, saved_size) : NULL;
-    if (!node->inputs || !node->versions || !node->needs || (saved_size && !node->saved))
-        return NULL;
+    node->inputs = (const cg_tensor **)(mem + a);
+    node->versions = (uint64_t *)(mem + a + b);
+    node->needs = (bool *)(mem + a + b + c);
+    node->saved = saved_size ? mem + a + b + c + d : NULL;
     node->op = op;
     node->ninputs = n;
     return node;
