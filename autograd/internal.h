@@ -9,7 +9,6 @@
 struct cg_node {
     const cg_op *op;
     cg_node *prev;             /* the node recorded before this one (tape order) */
-    int64_t seq;               /* position on the tape */
     int ninputs;
     const cg_tensor **inputs;  /* ninputs */
     uint64_t *versions;        /* storage versions at record time: inputs, output */

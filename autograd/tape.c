@@ -65,7 +65,6 @@ cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
     node->versions[ninputs] = out->storage->version;
     if (saved_size) memcpy(node->saved, saved, saved_size);
     node->output = out;
-    node->seq = ctx->tape_len++;
     node->prev = ctx->tape_last;
     ctx->tape_last = node;
     out->node = node;

@@ -88,7 +88,6 @@ void cg_ctx_reset(cg_ctx *ctx) {
     ctx->status = CG_OK;
     ctx->msg[0] = '\0';
     ctx->tape_last = NULL;
-    ctx->tape_len = 0;
 }
 
 cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx) {

@@ -69,7 +69,6 @@ struct cg_ctx {
     char msg[CGI_MSG_MAX];
     /* autograd hangs its tape here; tensor/ only clears it on reset */
     struct cg_node *tape_last;
-    int64_t tape_len;
     int no_grad_depth;
     uint64_t grad_pass; /* id of the latest backward pass */
 };
