@@ -22,12 +22,6 @@ static cg_tensor *iota(cg_ctx *ctx, int64_t rows, int64_t cols) {
     return cg_view(ctx, cg_arange(ctx, CG_F64, 0, (double)(rows * cols), 1),
                    CG_SHAPE(rows, cols));
 }
-/* A caller-owned f64 leaf that requires a gradient. */
-static cg_tensor *rand_leaf(cg_rng *rng, int ndim, const int64_t *shape) {
-    cg_tensor *t = cg_randn(NULL, rng, CG_F64, ndim, shape, 0, 1);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
 /* The same values as a transposed (non-contiguous) leaf [cols, rows]; free base. */
 static cg_tensor *transposed_leaf(cg_rng *rng, int64_t rows, int64_t cols, cg_tensor **base) {
     *base = cg_randn(NULL, rng, CG_F64, CG_SHAPE(rows, cols), 0, 1);
@@ -202,11 +196,11 @@ static void test_index_concat_gradcheck(void **state) {
     cg_rng_seed(&rng, 11);
     cg_tensor *base, *in[4];
     in[0] = transposed_leaf(&rng, 4, 3, &base); /* [3,4] non-contiguous */
-    in[1] = rand_leaf(&rng, CG_SHAPE(3, 2));
-    in[2] = rand_leaf(&rng, CG_SHAPE(3, 1));
+    in[1] = randn_leaf(&rng, CG_F64, CG_SHAPE(3, 2), 1);
+    in[2] = randn_leaf(&rng, CG_F64, CG_SHAPE(3, 1), 1);
     in[3] = cg_randn(NULL, &rng, CG_F64, CG_SHAPE(3, 2), 0, 1); /* no gradient */
     check_all(f_join, (icase){.axis = 1, .n = 4}, 4, in);
-    cg_tensor *y = rand_leaf(&rng, CG_SHAPE(1, 4)); /* expanded to [3,4] inside */
+    cg_tensor *y = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 4), 1); /* expanded to [3,4] inside */
     check_all(f_join, (icase){.axis = 0, .n = 2, .expand = true}, 2, (cg_tensor *[]){in[0], y});
     free_all(4, in);
     free_all(2, (cg_tensor *[]){y, base});
@@ -218,8 +212,8 @@ static void test_index_stack_gradcheck(void **state) {
     cg_rng_seed(&rng, 12);
     cg_tensor *base, *in[3];
     in[0] = transposed_leaf(&rng, 3, 2, &base); /* [2,3] */
-    in[1] = rand_leaf(&rng, CG_SHAPE(1, 3));         /* expanded to [2,3] */
-    in[2] = rand_leaf(&rng, CG_SHAPE(2, 3));
+    in[1] = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 3), 1);         /* expanded to [2,3] */
+    in[2] = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 3), 1);
     for (int axis = -3; axis < 3; axis++)
         check_all(f_join, (icase){.axis = axis, .n = 3, .expand = true, .stack = true}, 3, in);
     free_all(3, in);
@@ -236,9 +230,9 @@ static void test_index_index_select_gradcheck(void **state) {
     cg_tensor *strided =
         cg_slice(ctx, idx(ctx, CG_SHAPE(6), (int64_t[]){3, 7, 3, 7, 0, 7}), 0, 0, 6, 2);
     check_all(f_index_select, (icase){.axis = 1, .index = strided}, 1, &x);
-    cg_tensor *x3 = rand_leaf(&rng, CG_SHAPE(2, 3, 2));
+    cg_tensor *x3 = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 3, 2), 1);
     check_all(f_index_select, (icase){.axis = -2, .index = rep}, 1, &x3);
-    cg_tensor *row = rand_leaf(&rng, CG_SHAPE(1, 4)); /* broadcast to [3,4] */
+    cg_tensor *row = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 4), 1); /* broadcast to [3,4] */
     check_all(f_index_select, (icase){.axis = 0, .index = rep, .expand = true}, 1, &row);
     check_all(f_index_select, (icase){.axis = 1, .index = strided, .expand = true}, 1, &row);
     free_all(4, (cg_tensor *[]){x, x3, row, base});
@@ -254,9 +248,9 @@ static void test_index_gather_gradcheck(void **state) {
     cg_tensor *i1 = idx(ctx, CG_SHAPE(2, 5), (int64_t[]){3, 3, 0, 1, 3, 2, 2, 2, 0, 0});
     check_all(f_gather, (icase){.axis = 1, .index = i1}, 1, &x);
     cg_tensor *it = cg_transpose(ctx, i1, 0, 1); /* [5,2] non-contiguous index, axis 0 */
-    cg_tensor *x52 = rand_leaf(&rng, CG_SHAPE(4, 2));
+    cg_tensor *x52 = randn_leaf(&rng, CG_F64, CG_SHAPE(4, 2), 1);
     check_all(f_gather, (icase){.axis = 0, .index = it}, 1, &x52);
-    cg_tensor *row = rand_leaf(&rng, CG_SHAPE(1, 4)); /* broadcast to [3,4] */
+    cg_tensor *row = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 4), 1); /* broadcast to [3,4] */
     check_all(f_gather, (icase){.axis = 1, .index = i1, .expand = true}, 1, &row);
     free_all(4, (cg_tensor *[]){x, x52, row, base});
 }
@@ -265,13 +259,13 @@ static void test_index_embedding_gradcheck(void **state) {
     cg_ctx *ctx = *state;
     cg_rng rng;
     cg_rng_seed(&rng, 15);
-    cg_tensor *w = rand_leaf(&rng, CG_SHAPE(4, 3));
+    cg_tensor *w = randn_leaf(&rng, CG_F64, CG_SHAPE(4, 3), 1);
     cg_tensor *rep = idx(ctx, CG_SHAPE(2, 3), (int64_t[]){1, 3, 1, 1, 0, 3}); /* rows add up */
     check_all(f_embedding, (icase){.index = rep}, 1, &w);
     cg_tensor *base, *wt = transposed_leaf(&rng, 2, 5, &base); /* [5,2] */
     check_all(f_embedding, (icase){.index = cg_transpose(ctx, rep, 0, 1)}, 1, &wt);
     check_all(f_embedding, (icase){.index = idx(ctx, 0, NULL, (int64_t[]){4})}, 1, &wt);
-    cg_tensor *row = rand_leaf(&rng, CG_SHAPE(1, 2)); /* a [3,2] weight of equal rows */
+    cg_tensor *row = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 2), 1); /* a [3,2] weight of equal rows */
     cg_tensor *rep3 = idx(ctx, CG_SHAPE(4), (int64_t[]){2, 0, 2, 1});
     check_all(f_embedding, (icase){.index = rep3, .expand = true}, 1, &row);
     free_all(4, (cg_tensor *[]){w, wt, row, base});

@@ -63,13 +63,6 @@ static void gradcheck_and_free(cg_module *m, cg_tensor *x) {
 }
 
 /* A caller-owned f64 N(0, 1) leaf requiring a gradient. */
-static cg_tensor *randn_leaf(uint64_t seed, int n, const int64_t *shape) {
-    cg_rng rng = seeded(seed);
-    cg_tensor *t = cg_randn(NULL, &rng, CG_F64, n, shape, 0, 1);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
 /* Gives every parameter of m values drawn from N(0.5, 1), so gradchecks do
  * not run at the constructor's special ones and zeros. */
 static void randomise_params(cg_module *m, uint64_t seed) {
@@ -154,7 +147,7 @@ static void test_layers_linear_gradcheck(void **state) {
     for (int bias = 0; bias < 2; bias++) {
         cg_rng rng = seeded(4);
         cg_module *m = cg_nn_linear(&rng, CG_F64, 3, 2, bias);
-        cg_tensor *x = randn_leaf(5, CG_SHAPE(4, 3));
+        cg_tensor *x = seeded_leaf(5, CG_F64, CG_SHAPE(4, 3), 1);
         gradcheck_and_free(m, x);
     }
 }
@@ -239,7 +232,7 @@ static void test_layers_sequential_forward(void **state) {
 static void test_layers_sequential_gradcheck(void **state) {
     (void)state;
     cg_module *m = small_net();
-    cg_tensor *x = randn_leaf(7, CG_SHAPE(3, 2));
+    cg_tensor *x = seeded_leaf(7, CG_F64, CG_SHAPE(3, 2), 1);
     gradcheck_and_free(m, x);
 }
 
@@ -273,7 +266,7 @@ static void test_layers_mlp_gradcheck(void **state) {
     cg_rng rng = seeded(9);
     cg_module *m = cg_nn_mlp(&rng, CG_F64, 4, (const int64_t[]){3, 4, 3, 2}, CG_ACT_TANH);
     assert_int_equal(cg_module_nparams(m), 6);
-    cg_tensor *x = randn_leaf(10, CG_SHAPE(2, 3));
+    cg_tensor *x = seeded_leaf(10, CG_F64, CG_SHAPE(2, 3), 1);
     gradcheck_and_free(m, x);
 }
 
@@ -327,7 +320,7 @@ static void test_layers_dropout_gradcheck(void **state) {
     (void)state;
     cg_rng rng = seeded(12);
     reseeded r = {cg_nn_dropout(0.5, &rng), &rng};
-    cg_tensor *x = randn_leaf(13, CG_SHAPE(3, 4));
+    cg_tensor *x = seeded_leaf(13, CG_F64, CG_SHAPE(3, 4), 1);
     cg_assert_gradcheck(reseeded_fn, &r, 1, &x);
     cg_module_train(r.m, false);
     gradcheck_and_free(r.m, x);
@@ -368,7 +361,7 @@ static void test_layers_layernorm_gradcheck(void **state) {
     (void)state;
     cg_module *m = cg_nn_layernorm(CG_F64, 4, EPS);
     randomise_params(m, 15);
-    cg_tensor *x = randn_leaf(16, CG_SHAPE(2, 3, 4));
+    cg_tensor *x = seeded_leaf(16, CG_F64, CG_SHAPE(2, 3, 4), 1);
     gradcheck_and_free(m, x);
 }
 
@@ -515,7 +508,7 @@ static void test_layers_batchnorm_gradcheck(void **state) {
             set_state(m, "running_var", (const double[]){0.5, 2, 1.5});
         }
         cg_tensor *x =
-            mode % 2 ? randn_leaf(18, CG_SHAPE(2, 3, 4)) : randn_leaf(19, CG_SHAPE(5, 3));
+            mode % 2 ? seeded_leaf(18, CG_F64, CG_SHAPE(2, 3, 4), 1) : seeded_leaf(19, CG_F64, CG_SHAPE(5, 3), 1);
         gradcheck_and_free(m, x);
     }
 }

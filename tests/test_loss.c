@@ -133,16 +133,6 @@ static cg_tensor *ce_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
     return cg_cross_entropy_ex(ctx, in[0], c->labels, c->r, c->eps, c->ignore);
 }
 
-/* A caller-owned N(0, std) leaf of dtype dt from its own seed. */
-static cg_tensor *random_leaf(uint64_t seed, cg_dtype dt, int n, const int64_t *shape,
-                              double std) {
-    cg_rng rng;
-    cg_rng_seed(&rng, seed);
-    cg_tensor *t = cg_randn(NULL, &rng, dt, n, shape, 0, std);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
 static const double X6[] = {0.5, -1.2, 3.0, 0.1, -2.5, 1.0};
 static const double Y6[] = {0.0, 0.3, 1.0, 0.1, 0.5, -0.4}; /* d: .5 -1.5 2 0 -3 1.4 */
 static const double P6[] = {0, 0.25, 0.5, 0.9, 1, 0.999};   /* probabilities, ends included */
@@ -402,12 +392,12 @@ static void test_loss_gradcheck_cross_entropy(void **state) {
                 for (int nll = 0; nll < 2; nll++) {
                     ccase c = {ys[g], nll ? 0 : epss[e], ignores[g], r, nll};
                     if (nll && (e || g)) continue; /* nll has neither argument */
-                    cg_tensor *x = random_leaf(50 + (uint64_t)r, CG_F64, CG_SHAPE(5, 4), 2);
+                    cg_tensor *x = seeded_leaf(50 + (uint64_t)r, CG_F64, CG_SHAPE(5, 4), 2);
                     cg_assert_gradcheck(ce_fn, &c, 1, &x);
                     cg_tensor_free(x);
                 }
     ccase c1 = {cg_from_array(ctx, CG_I64, 0, NULL, (int64_t[]){2}), 0.3, -100, CG_MEAN, false};
-    cg_tensor *x1 = random_leaf(60, CG_F64, CG_SHAPE(4), 2);
+    cg_tensor *x1 = seeded_leaf(60, CG_F64, CG_SHAPE(4), 2);
     cg_assert_gradcheck(ce_fn, &c1, 1, &x1);
     cg_tensor_free(x1);
 }
@@ -421,7 +411,7 @@ static void test_loss_gradgradcheck(void **state) {
                            {y, 0.1, 2, CG_SUM, false},
                            {y, 0, 1, CG_NONE, true}};
     for (int i = 0; i < 5; i++) {
-        cg_tensor *x = random_leaf(70 + (uint64_t)i, CG_F64, CG_SHAPE(4, 3), 2);
+        cg_tensor *x = seeded_leaf(70 + (uint64_t)i, CG_F64, CG_SHAPE(4, 3), 2);
         cg_assert_gradgradcheck(ce_fn, (void *)&cases[i], 1, &x);
         cg_tensor_free(x);
     }
@@ -444,7 +434,7 @@ static void test_loss_fused_and_graph_backward_agree(void **state) {
     cg_tensor *y = labels_of(ctx, 5, (int64_t[]){3, 0, 1, 2, 3});
     for (int dt = CG_F32; dt <= CG_F64; dt++)
         for (int k = 0; k < 3; k++) {
-            cg_tensor *x = random_leaf(90, dt, CG_SHAPE(5, 4), 3);
+            cg_tensor *x = seeded_leaf(90, dt, CG_SHAPE(5, 4), 3);
             cg_tensor *l = k == 2 ? cg_nll_loss(ctx, x, y, CG_NONE)
                                   : cg_cross_entropy_ex(ctx, x, y, k ? CG_NONE : CG_MEAN,
                                                         0.1 * k, 1);
@@ -527,7 +517,7 @@ static void test_loss_parallel_rows_match_composition(void **state) {
     cg_tensor *idx = cg_view(ctx, y, 2, (int64_t[]){N, 1});
     double *a = malloc(N * C * sizeof *a), *b = malloc(N * C * sizeof *b);
     for (int dt = CG_F32; dt <= CG_F64; dt++) {
-        cg_tensor *x = random_leaf(110, dt, CG_SHAPE(N, C), 3);
+        cg_tensor *x = seeded_leaf(110, dt, CG_SHAPE(N, C), 3);
         cg_tensor *fused = cg_cross_entropy_ex(ctx, x, y, CG_MEAN, 0.1, CG_IGNORE_NONE);
         cg_tensor *lsm = cg_log_softmax(ctx, x, 1);
         cg_tensor *nll = cg_neg(ctx, cg_mean(ctx, cg_gather(ctx, lsm, 1, idx), NULL, 0, false));

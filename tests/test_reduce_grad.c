@@ -47,12 +47,6 @@ static cg_tensor *apply_bcast_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) 
     return apply(ctx, user, cg_add(ctx, in[0], in[1]));
 }
 
-static cg_tensor *randn_leaf(cg_rng *rng, int n, const int64_t *shape) {
-    cg_tensor *t = cg_randn(NULL, rng, CG_F64, n, shape, 0, 1);
-    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
-    return t;
-}
-
 /* The axis sets every op is checked over, on a [3,4,2] input. */
 static const struct {
     int axes[3], naxes;
@@ -63,12 +57,6 @@ static const struct {
  * context, from 1 in each new context, and a new context may reuse a freed
  * one's address, so a leaf shared by two gradchecks can match a stale pass
  * and read a dangling gradient (autograd/backward.c; reported). */
-static cg_tensor *seeded_leaf(uint64_t seed, int n, const int64_t *shape) {
-    cg_rng rng;
-    cg_rng_seed(&rng, seed);
-    return randn_leaf(&rng, n, shape);
-}
-
 /* gradcheck (and gradgradcheck when gg) of c over every axis set and keepdim. */
 static void check_all_axes(red_case c, bool gg) {
     for (size_t i = 0; i < NAXES; i++)
@@ -76,11 +64,11 @@ static void check_all_axes(red_case c, bool gg) {
             memcpy(c.axes, AXES[i].axes, sizeof c.axes);
             c.naxes = AXES[i].naxes;
             c.keepdim = k;
-            cg_tensor *x = seeded_leaf(7, CG_SHAPE(3, 4, 2));
+            cg_tensor *x = seeded_leaf(7, CG_F64, CG_SHAPE(3, 4, 2), 1);
             cg_assert_gradcheck(apply_fn, &c, 1, &x);
             cg_tensor_free(x);
             if (!gg) continue;
-            x = seeded_leaf(7, CG_SHAPE(3, 4, 2));
+            x = seeded_leaf(7, CG_F64, CG_SHAPE(3, 4, 2), 1);
             cg_assert_gradgradcheck(apply_fn, &c, 1, &x);
             cg_tensor_free(x);
         }
@@ -99,7 +87,7 @@ static void check_layouts(red_case c) {
         assert_false(cg_is_contiguous(xt));
         assert_int_equal(cg_set_requires_grad(xt, true), CG_OK);
         cg_assert_gradcheck(apply_fn, &c, 1, &xt);
-        cg_tensor *in[2] = {randn_leaf(&rng, CG_SHAPE(4, 3)), randn_leaf(&rng, CG_SHAPE(3))};
+        cg_tensor *in[2] = {randn_leaf(&rng, CG_F64, CG_SHAPE(4, 3), 1), randn_leaf(&rng, CG_F64, CG_SHAPE(3), 1)};
         cg_assert_gradcheck(apply_bcast_fn, &c, 2, in);
         cg_tensor_free(xt);
         cg_tensor_free(base);
@@ -342,7 +330,7 @@ static void test_reduce_grad_heap_results(void **state) {
     cg_rng rng;
     cg_rng_seed(&rng, 5);
     cg_tensor *x = cg_randn(NULL, &rng, CG_F64, CG_SHAPE(3, 4), 0, 1);
-    cg_tensor *xg = randn_leaf(&rng, CG_SHAPE(3, 4));
+    cg_tensor *xg = randn_leaf(&rng, CG_F64, CG_SHAPE(3, 4), 1);
     for (int op = R_MAX; op <= R_NORM; op++) {
         red_case c = {(red_op)op, {1}, 1, false, op == R_NORM ? 3 : 1};
         cg_tensor *y = apply(NULL, &c, x);

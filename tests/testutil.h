@@ -37,6 +37,22 @@ static inline cg_tensor *leaf(cg_dtype dt, int n, const int64_t *shape, const do
     return t;
 }
 
+/* A caller-owned N(0, std) leaf of dtype dt requiring a gradient. */
+static inline cg_tensor *randn_leaf(cg_rng *rng, cg_dtype dt, int n, const int64_t *shape,
+                                    double std) {
+    cg_tensor *t = cg_randn(NULL, rng, dt, n, shape, 0, std);
+    assert_int_equal(cg_set_requires_grad(t, true), CG_OK);
+    return t;
+}
+
+/* The same from a fresh rng seeded with seed. */
+static inline cg_tensor *seeded_leaf(uint64_t seed, cg_dtype dt, int n, const int64_t *shape,
+                                     double std) {
+    cg_rng rng;
+    cg_rng_seed(&rng, seed);
+    return randn_leaf(&rng, dt, n, shape, std);
+}
+
 static inline cg_rng seeded(uint64_t seed) {
     cg_rng rng;
     cg_rng_seed(&rng, seed);
