@@ -12,8 +12,7 @@ static double sum_squares(const void *g, cg_dtype dt, int64_t n) {
     const float *f = g;
     const double *d = g;
     double part[NBLOCKS];
-#pragma omp parallel for schedule(static) if (n > CGI_PAR_MIN)
-    for (int b = 0; b < NBLOCKS; b++) {
+    CGI_PAR_FOR(n > CGI_PAR_MIN, b, NBLOCKS, {
         int64_t lo = n * b / NBLOCKS, hi = n * (b + 1) / NBLOCKS;
         double s = 0;
         for (int64_t i = lo; i < hi; i++) {
@@ -21,7 +20,7 @@ static double sum_squares(const void *g, cg_dtype dt, int64_t n) {
             s += x * x;
         }
         part[b] = s;
-    }
+    });
     double s = 0;
     for (int b = 0; b < NBLOCKS; b++) s += part[b];
     return s;
@@ -30,12 +29,10 @@ static double sum_squares(const void *g, cg_dtype dt, int64_t n) {
 static void scale(void *g, cg_dtype dt, int64_t n, double c) {
     if (dt == CG_F32) {
         float *f = g, cf = (float)c;
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) f[i] *= cf;
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { f[i] *= cf; });
     } else {
         double *d = g;
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] *= c;
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { d[i] *= c; });
     }
 }
 
@@ -73,11 +70,9 @@ void cg_clip_grad_value(cg_module *m, double clip) {
     int64_t n = m->flat_numel;
     if (m->dtype == CG_F32) {
         float *f = m->flat_grad, hi = (float)clip, lo = -hi;
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) f[i] = f[i] < lo ? lo : f[i] > hi ? hi : f[i];
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { f[i] = f[i] < lo ? lo : f[i] > hi ? hi : f[i]; });
     } else {
         double *d = m->flat_grad, hi = clip, lo = -clip;
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i];
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i]; });
     }
 }

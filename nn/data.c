@@ -192,12 +192,10 @@ static void bytes_to_float(cg_tensor *t, const uint8_t *bytes, int64_t n, double
     for (int b = 0; b < 256; b++) tab[b] = b * scale;
     if (t->dtype == CG_F32) {
         float *o = (float *)cgi_ptr(t);
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) o[i] = (float)tab[bytes[i]];
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { o[i] = (float)tab[bytes[i]]; });
     } else {
         double *o = (double *)cgi_ptr(t);
-#pragma omp parallel for simd if (n > CGI_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) o[i] = tab[bytes[i]];
+        CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { o[i] = tab[bytes[i]]; });
     }
 }
 

@@ -382,15 +382,14 @@ static void rows_forward(const cg_tensor *x, const cg_tensor *labels, const clas
     row_loss_fn fn = x->dtype == CG_F32 ? row_loss_f32 : row_loss_f64;
     size_t es = cg_dtype_size(x->dtype);
     const char *base = cgi_ptr(x);
-#pragma omp parallel for schedule(static) if (cr->n * cr->c > CGI_PAR_MIN && cr->n > 1)
-    for (int64_t i = 0; i < cr->n; i++) {
+    CGI_PAR_FOR(cr->n * cr->c > CGI_PAR_MIN && cr->n > 1, i, cr->n, {
         int64_t y = label_at(labels, cr, i);
         double l = 0, z = 0;
         if (y != sv->ignore)
             l = fn(base + (size_t)(i * cr->rs) * es, cr->c, cr->cs, y, sv->eps, sv->logits, &z);
         loss[i] = l;
         if (lse) lse[i] = z;
-    }
+    });
 }
 
 /* labels' shape for CG_NONE, else the sum (in double) over denom: 0 / 0 =
@@ -446,8 +445,7 @@ static cg_tensor *class_grad_fused(cg_ctx *ctx, const cg_tensor *x, const cg_ten
     row_grad_fn fn = x->dtype == CG_F32 ? row_grad_f32 : row_grad_f64;
     size_t es = cg_dtype_size(x->dtype);
     int64_t gs = g->ndim ? g->strides[0] : 0; /* g is [] or labels' [N] */
-#pragma omp parallel for schedule(static) if (cr.n * cr.c > CGI_PAR_MIN && cr.n > 1)
-    for (int64_t i = 0; i < cr.n; i++) {
+    CGI_PAR_FOR(cr.n * cr.c > CGI_PAR_MIN && cr.n > 1, i, cr.n, {
         int64_t y = label_at(labels, &cr, i);
         char *o = cgi_ptr(gin) + (size_t)(i * cr.c) * es;
         if (y == sv->ignore)
@@ -455,7 +453,7 @@ static cg_tensor *class_grad_fused(cg_ctx *ctx, const cg_tensor *x, const cg_ten
         else
             fn(cgi_ptr(x) + (size_t)(i * cr.rs) * es, cr.c, cr.cs, y, sv,
                sv->lse ? sv->lse[i] : 0, get(g, i * gs) / sv->denom, o);
-    }
+    });
     return gin;
 }
 

@@ -46,17 +46,16 @@ typedef struct coefs {
 } coefs;
 
 /* ---- the kernels, written once over the element type T ------------------- */
-/* for (i = 0; i < n; i++), shared among the threads in blocks of 4096: each
- * block is a plain loop the compiler vectorises (GCC did not vectorise an
- * `omp parallel for simd` loop inside its outlined parallel function, which
- * made Adam 10x slower than memory allows). */
+/* for (i = 0; i < n; i++) BODY, shared among the threads in blocks of 4096
+ * when n is large: each block is a plain loop the compiler vectorises (GCC
+ * did not vectorise an `omp parallel for simd` loop inside its outlined
+ * parallel function, which made Adam 10x slower than memory allows). */
 #define PAR_BLOCK 4096
-#define PAR_FOR(i, n)                                                               \
-    _Pragma("omp parallel for if ((n) > CGI_PAR_MIN)")                               \
-    for (int64_t b_ = 0; b_ < ((n) + PAR_BLOCK - 1) / PAR_BLOCK; b_++)               \
-        for (int64_t i = b_ * PAR_BLOCK,                                             \
-                     e_ = (n) < (b_ + 1) * PAR_BLOCK ? (n) : (b_ + 1) * PAR_BLOCK;   \
-             i < e_; i++)
+#define PAR_FOR(i, n, ...)                                                          \
+    CGI_PAR_FOR((n) > CGI_PAR_MIN, b_, ((n) + PAR_BLOCK - 1) / PAR_BLOCK, {          \
+        const int64_t e_ = (n) < (b_ + 1) * PAR_BLOCK ? (n) : (b_ + 1) * PAR_BLOCK; \
+        for (int64_t i = b_ * PAR_BLOCK; i < e_; i++) __VA_ARGS__                    \
+    })
 
 /* SGD: g += wd p; b = g on the first step, else mu b + (1 - dampening) g;
  * g = g + mu b (nesterov) or b; p -= lr g. The options are selects and the
@@ -68,20 +67,18 @@ typedef struct coefs {
         const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, damp = (T)c->damp;      \
         const bool first = c->first, nest = c->nesterov;                             \
         if (c->mu == 0) {                                                            \
-            PAR_FOR(i, n)                                              \
-             {                                        \
+            PAR_FOR(i, n, {                                                          \
                 T d = wd != 0 ? g[i] + wd * p[i] : g[i];                             \
                 p[i] = p[i] - lr * d;                                                \
-            }                                                                        \
+            });                                                                      \
             return;                                                                  \
         }                                                                            \
-        PAR_FOR(i, n)                                                  \
-         {                                            \
+        PAR_FOR(i, n, {                                                              \
             T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
             T bi = first ? d : mu * b[i] + damp * d;                                 \
             b[i] = bi;                                                               \
             p[i] = p[i] - lr * (nest ? d + mu * bi : bi);                            \
-        }                                                                            \
+        });                                                                          \
     }
 
 /* Adam / AdamW: p *= 1 - lr wd (AdamW: `decay`); g += wd p (Adam);
@@ -111,13 +108,10 @@ typedef struct coefs {
         const T b1 = (T)c->b1, a1 = (T)(1 - c->b1), b2 = (T)c->b2,                   \
                 a2 = (T)(1 - c->b2), bc2 = (T)c->bc2_sqrt, eps = (T)c->eps;          \
         if (!c->amsgrad) {                                                           \
-            PAR_FOR(i, n)                                              \
-             ADAM_ELEMENT(T, SQRT, )                     \
+            PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, ));                                  \
             return;                                                                  \
         }                                                                            \
-        PAR_FOR(i, n)                                                  \
-                                                      \
-            ADAM_ELEMENT(T, SQRT, s = vmax[i] > s ? vmax[i] : s; vmax[i] = s;)          \
+        PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, s = vmax[i] > s ? vmax[i] : s; vmax[i] = s;)); \
     }
 
 /* RMSprop: g += wd p; sq = alpha sq + (1 - alpha) g^2; centered:
@@ -131,8 +125,7 @@ typedef struct coefs {
         const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, eps = (T)c->eps;        \
         const T alpha = (T)c->alpha, a = (T)(1 - c->alpha);                          \
         const bool centered = c->centered, has_mu = c->mu > 0;                       \
-        PAR_FOR(i, n)                                                  \
-         {                                            \
+        PAR_FOR(i, n, {                                                              \
             T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
             sq[i] = alpha * sq[i] + a * d * d;                                       \
             T var = sq[i];                                                           \
@@ -147,7 +140,7 @@ typedef struct coefs {
             } else {                                                                 \
                 p[i] = p[i] + -lr * d / avg;                                         \
             }                                                                        \
-        }                                                                            \
+        });                                                                          \
     }
 
 /* Adagrad: g += wd p; sum += g^2; p += -clr g / (sqrt(sum) + eps), with
@@ -156,12 +149,11 @@ typedef struct coefs {
     static void adagrad_##SFX(const coefs *c, int64_t n, T *restrict p,              \
                               const T *restrict g, T *restrict sum) {                \
         const T clr = (T)c->lr, wd = (T)c->wd, eps = (T)c->eps;                      \
-        PAR_FOR(i, n)                                                  \
-         {                                            \
+        PAR_FOR(i, n, {                                                              \
             T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
             sum[i] = sum[i] + d * d;                                                 \
             p[i] = p[i] + -clr * d / (SQRT(sum[i]) + eps);                           \
-        }                                                                            \
+        });                                                                          \
     }
 
 #define INSTANTIATE(KERNEL) KERNEL(float, f32, sqrtf) KERNEL(double, f64, sqrt)

@@ -72,8 +72,7 @@ static void softmax_rows(const cg_tensor *x, int axis, cg_tensor *out, bool lg) 
     row_fn fn = x->dtype == CG_F32 ? softmax_row_f32 : softmax_row_f64;
     size_t es = cg_dtype_size(x->dtype);
     int64_t nrows = numel / n, xstep = x->strides[axis], ostep = out->strides[axis];
-#pragma omp parallel for schedule(static) if (numel > CGI_PAR_MIN && nrows > 1)
-    for (int64_t row = 0; row < nrows; row++) {
+    CGI_PAR_FOR(numel > CGI_PAR_MIN && nrows > 1, row, nrows, {
         int64_t rest = row, xo = 0, oo = 0;
         for (int d = r.ndim - 1; d >= 0; d--) {
             xo += rest % r.shape[d] * r.xs[d];
@@ -81,7 +80,7 @@ static void softmax_rows(const cg_tensor *x, int axis, cg_tensor *out, bool lg) 
             rest /= r.shape[d];
         }
         fn(cgi_ptr(x) + (size_t)xo * es, n, xstep, cgi_ptr(out) + (size_t)oo * es, ostep, lg);
-    }
+    });
 }
 
 /* Checks (float dtype, axis) and the forward, no graph; *ax gets the axis. */

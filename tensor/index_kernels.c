@@ -5,7 +5,6 @@
  * from one task in a fixed order: parallel runs add up exactly as serial. */
 #include "index_kernels.h"
 
-#include <omp.h>
 
 #define WALK_DIMS (CG_MAX_DIMS + 1) /* room for the trailing dim added below */
 #define CHUNK     1024              /* elements of the last dim per task */
@@ -104,9 +103,7 @@ static void run(const walk *w, row_fn row) {
     if (total == 0) return;
     int64_t nchunk = (w->shape[w->ndim - 1] + CHUNK - 1) / CHUNK;
     int64_t ntask = total / w->shape[w->axis] / w->shape[w->ndim - 1] * nchunk;
-    bool par = ntask > 1 && total > CGI_PAR_MIN && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t t = 0; t < ntask; t++) run_task(w, row, t, nchunk);
+    CGI_PAR_FOR(ntask > 1 && total > CGI_PAR_MIN, t, ntask, { run_task(w, row, t, nchunk); });
 }
 
 void cgi_gather(cg_tensor *out, const cg_tensor *x, int axis, const cg_tensor *index) {

@@ -579,20 +579,18 @@ static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_
 static void combine(const plan *p, const void *pv, const int64_t *pi, cg_tensor *out) {
     int64_t nb = ceil_div(p->nout, BLK);
     bool par = nb > 1 && p->nout * p->nchunk > CGI_PAR_MIN;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t b = 0; b < nb; b++) {
+    CGI_PAR_FOR(par, b, nb, {
         accs a;
         int64_t ai[BLK], o0 = b * BLK, no = min64(BLK, p->nout - o0);
         for (int64_t j = 0; j < no; j++) fold_chunks(p, pv, pi, o0 + j, &a, ai, j);
         store(p, &a, ai, o0, no, out);
-    }
+    });
 }
 
 static void run_tasks(const plan *p, void *pv, int64_t *pi, cg_tensor *out) {
     int64_t ntask = p->nblk * p->nchunk;
     bool par = ntask > 1 && p->nout * p->nred > CGI_PAR_MIN;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t t = 0; t < ntask; t++) run_task(p, t, pv, pi, out);
+    CGI_PAR_FOR(par, t, ntask, { run_task(p, t, pv, pi, out); });
 }
 
 /* Partials of a chunked plan: [nchunk][nout] accumulators (8 bytes each)
