@@ -156,18 +156,18 @@ static bool pair_ok(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const cg_tenso
                     double p, cg_reduction r) {
     const char *name = pair_names[k], *xn = k == CE_PROBS ? "logits" : "input",
                *yn = k == CE_PROBS ? "probs" : "target";
-    char xs[128], ys[128];
-    cg_shape_str(x, xs, sizeof xs);
-    cg_shape_str(y, ys, sizeof ys);
+    char xs[128], ys[128]; /* formatted only for a message */
     if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x) || !float_ok(ctx, name, yn, y))
         return false;
     if (x->dtype != y->dtype)
         cgi_error(ctx, CG_ERR_DTYPE, "%s: %s %s and %s %s: dtypes differ", name,
                   cg_dtype_name(x->dtype), xn, cg_dtype_name(y->dtype), yn);
     else if (!cg_same_shape(x, y))
-        cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s and %s %s: shapes differ", name, xn, xs, yn, ys);
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s and %s %s: shapes differ", name, xn,
+                  cg_shape_str(x, xs, sizeof xs), yn, cg_shape_str(y, ys, sizeof ys));
     else if (k == CE_PROBS && x->ndim != 1 && x->ndim != 2)
-        cgi_error(ctx, CG_ERR_SHAPE, "%s: logits %s: needs [N, C] or [C]", name, xs);
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: logits %s: needs [N, C] or [C]", name,
+                  cg_shape_str(x, xs, sizeof xs));
     else if (k == SMOOTH_L1 && !(p >= 0))
         cgi_error(ctx, CG_ERR_ARG, "%s: beta %g: must be >= 0", name, p);
     else if (k == HUBER && !(p > 0))
@@ -289,9 +289,12 @@ static int64_t label_at(const cg_tensor *labels, const class_rows *cr, int64_t i
 static bool class_ok(cg_ctx *ctx, const char *name, const char *xn, const cg_tensor *x,
                      const cg_tensor *labels, cg_reduction r) {
     char xs[128], ls[128], want[48] = "[]";
+    if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x)) return false;
+    if (labels->dtype == CG_I64 && (x->ndim == 1 || x->ndim == 2) &&
+        labels->ndim == x->ndim - 1 && (x->ndim == 1 || labels->shape[0] == x->shape[0]))
+        return true; /* no message to format */
     cg_shape_str(x, xs, sizeof xs);
     cg_shape_str(labels, ls, sizeof ls);
-    if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x)) return false;
     if (x->ndim == 2) snprintf(want, sizeof want, "[%lld]", (long long)x->shape[0]);
     if (labels->dtype != CG_I64)
         cgi_error(ctx, CG_ERR_DTYPE, "%s: labels %s: needs i64 class indices, got %s", name, ls,

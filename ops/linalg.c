@@ -32,19 +32,19 @@ static void as_matrix(const cg_tensor *t, bool is_b, mat_view *v) {
 
 static cg_status check(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b,
                        const mat_view *va, const mat_view *vb) {
-    char sa[160], sb[160];
-    cg_shape_str(a, sa, sizeof sa);
-    cg_shape_str(b, sb, sizeof sb);
+    char sa[160], sb[160]; /* formatted only for a message */
+#define SHAPES cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb)
     if (a->ndim == 0 || b->ndim == 0)
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_matmul: %s x %s: operands need rank >= 1",
-                         sa, sb);
+                         SHAPES);
     if (!cgi_is_float(a->dtype) || a->dtype != b->dtype)
         return cgi_error(ctx, CG_ERR_DTYPE, "cg_matmul: %s x %s: dtypes %s and %s (need "
-                         "one float dtype)", sa, sb, cg_dtype_name(a->dtype),
+                         "one float dtype)", SHAPES, cg_dtype_name(a->dtype),
                          cg_dtype_name(b->dtype));
     if (va->cols != vb->rows)
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_matmul: %s x %s: inner dims %lld != %lld",
-                         sa, sb, (long long)va->cols, (long long)vb->rows);
+                         SHAPES, (long long)va->cols, (long long)vb->rows);
+#undef SHAPES
     return CG_OK;
 }
 
@@ -149,18 +149,19 @@ cg_tensor *cg_matmul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
 /* ---- linear ------------------------------------------------------------------------ */
 static cg_status linear_check(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                               const cg_tensor *b) {
-    char sx[160], sw[160], sb[160];
-    cg_shape_str(x, sx, sizeof sx);
-    cg_shape_str(w, sw, sizeof sw);
+    char sx[160], sw[160], sb[160]; /* formatted only for a message */
     if (!cgi_is_float(x->dtype) || w->dtype != x->dtype || (b && b->dtype != x->dtype))
         return cgi_error(ctx, CG_ERR_DTYPE, "cg_linear: x %s %s, weight %s: need one float "
-                         "dtype", sx, cg_dtype_name(x->dtype), cg_dtype_name(w->dtype));
+                         "dtype", cg_shape_str(x, sx, sizeof sx), cg_dtype_name(x->dtype),
+                         cg_dtype_name(w->dtype));
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1])
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_linear: x %s, weight %s: need x [..., in] "
-                         "and weight [out, in]", sx, sw);
+                         "and weight [out, in]", cg_shape_str(x, sx, sizeof sx),
+                         cg_shape_str(w, sw, sizeof sw));
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_linear: bias %s for weight %s: need [%lld]",
-                         cg_shape_str(b, sb, sizeof sb), sw, (long long)w->shape[0]);
+                         cg_shape_str(b, sb, sizeof sb), cg_shape_str(w, sw, sizeof sw),
+                         (long long)w->shape[0]);
     return CG_OK;
 }
 

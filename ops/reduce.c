@@ -26,21 +26,22 @@ static const char *label(char *buf, size_t size, const char *op, const cg_tensor
 /* axes (naxes of them, negative allowed) to a bit mask; naxes 0: all. */
 static cg_status axes_mask(cg_ctx *ctx, const char *op, const cg_tensor *x, const int *axes,
                            int naxes, unsigned *mask) {
-    char lb[192];
-    label(lb, sizeof lb, op, x);
+    char lb[192]; /* the label is formatted only for a message */
     *mask = 0;
     if (naxes == 0) {
         *mask = (1u << x->ndim) - 1u;
         return CG_OK;
     }
     if (naxes < 0 || !axes)
-        return cgi_error(ctx, CG_ERR_ARG, "%s: %d axes given as %p", lb, naxes,
-                         (const void *)axes);
+        return cgi_error(ctx, CG_ERR_ARG, "%s: %d axes given as %p", label(lb, sizeof lb, op, x),
+                         naxes, (const void *)axes);
     for (int i = 0; i < naxes; i++) {
-        int a;
-        if (cgi_axis(ctx, lb, x->ndim, axes[i], &a) != CG_OK) return CG_ERR_INDEX;
+        int a = axes[i] < 0 ? axes[i] + x->ndim : axes[i];
+        if (a < 0 || a >= x->ndim)
+            return cgi_axis(ctx, label(lb, sizeof lb, op, x), x->ndim, axes[i], &a);
         if (*mask & (1u << a))
-            return cgi_error(ctx, CG_ERR_ARG, "%s: axis %d repeated", lb, a);
+            return cgi_error(ctx, CG_ERR_ARG, "%s: axis %d repeated", label(lb, sizeof lb, op, x),
+                             a);
         *mask |= 1u << a;
     }
     return CG_OK;

@@ -86,14 +86,19 @@ static void softmax_rows(const cg_tensor *x, int axis, cg_tensor *out, bool lg) 
 /* Checks (float dtype, axis) and the forward, no graph; *ax gets the axis. */
 static cg_tensor *softmax_forward(cg_ctx *ctx, const char *op, const cg_tensor *x, int axis,
                                   bool lg, int *ax) {
-    char lb[192], sb[128];
-    snprintf(lb, sizeof lb, "%s: %s", op, cg_shape_str(x, sb, sizeof sb));
+    char sb[128]; /* formatted only for a message */
     if (!cgi_is_float(x->dtype)) {
-        cgi_error(ctx, CG_ERR_DTYPE, "%s: needs f32 or f64, got %s", lb,
-                  cg_dtype_name(x->dtype));
+        cgi_error(ctx, CG_ERR_DTYPE, "%s: %s: needs f32 or f64, got %s", op,
+                  cg_shape_str(x, sb, sizeof sb), cg_dtype_name(x->dtype));
         return NULL;
     }
-    if (cgi_axis(ctx, lb, x->ndim, axis, ax) != CG_OK) return NULL;
+    *ax = axis < 0 ? axis + x->ndim : axis;
+    if (*ax < 0 || *ax >= x->ndim) {
+        char lb[192];
+        snprintf(lb, sizeof lb, "%s: %s", op, cg_shape_str(x, sb, sizeof sb));
+        cgi_axis(ctx, lb, x->ndim, axis, ax);
+        return NULL;
+    }
     cg_tensor *y = cgi_new(ctx, op, x->dtype, x->ndim, x->shape);
     if (y) softmax_rows(x, *ax, y, lg);
     return y;
@@ -168,20 +173,21 @@ static cg_tensor *dropout_train(cg_ctx *ctx, const cg_tensor *x, double p, cg_rn
 
 cg_tensor *cg_dropout(cg_ctx *ctx, const cg_tensor *x, double p, bool training,
                       cg_rng *rng) {
-    char sb[128];
+    char sb[128]; /* formatted only for a message */
     CGI_NULL_CHECK(x, "cg_dropout");
-    cg_shape_str(x, sb, sizeof sb);
     if (!cgi_is_float(x->dtype)) {
-        cgi_error(ctx, CG_ERR_DTYPE, "cg_dropout: %s: needs f32 or f64, got %s", sb,
-                  cg_dtype_name(x->dtype));
+        cgi_error(ctx, CG_ERR_DTYPE, "cg_dropout: %s: needs f32 or f64, got %s",
+                  cg_shape_str(x, sb, sizeof sb), cg_dtype_name(x->dtype));
         return NULL;
     }
     if (!(p >= 0 && p < 1)) { /* also NaN */
-        cgi_error(ctx, CG_ERR_ARG, "cg_dropout: %s: p = %g is not in [0, 1)", sb, p);
+        cgi_error(ctx, CG_ERR_ARG, "cg_dropout: %s: p = %g is not in [0, 1)",
+                  cg_shape_str(x, sb, sizeof sb), p);
         return NULL;
     }
     if (training && !rng) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_dropout: %s: training needs an rng (got NULL)", sb);
+        cgi_error(ctx, CG_ERR_ARG, "cg_dropout: %s: training needs an rng (got NULL)",
+                  cg_shape_str(x, sb, sizeof sb));
         return NULL;
     }
     if (training && p > 0) return dropout_train(ctx, x, p, rng);
