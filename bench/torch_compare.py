@@ -13,13 +13,23 @@ issue's target where there is one (met / missed).
       optimizer step, on random data made once (fixed seed, f32 inputs,
       int64 labels). Median ms per step.
 
+Same BLAS kernels: Debian's PyTorch does its matrix products in the system
+BLAS (libblas.so.3, which Debian's alternatives point at BLIS once libblis is
+installed). BLIS 0.9 does not recognise some AVX-512 CPUs (AMD Zen 5) and
+falls back to its generic kernels there, 5x slower; cgrad then selects BLIS's
+skx kernels (tensor/gemm.c). So that the table compares the engines and not
+the kernels, this script gives PyTorch the same choice: it sets
+BLIS_ARCH_TYPE as cgrad would, unless it is set already or --torch-blas
+default asks for PyTorch exactly as installed.
+
 Usage: /usr/bin/python3 bench/torch_compare.py [--threads N] [--quick] [--json]
-                                              [--skip-cgrad]
+                                              [--skip-cgrad] [--torch-blas same|default]
 --quick runs a few steps only: a smoke test, not a measurement. Run it on an
 otherwise idle machine: two benchmarks side by side spoil both.
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -254,6 +264,29 @@ def print_json(rows, threads, version):
         print(json.dumps(out, separators=(",", ":")))
 
 
+# ---- the BLAS under PyTorch -------------------------------------------------------------------
+SKX_NEEDS = ("avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl")  # as tensor/gemm.c
+BLIS_ARCH_SKX = "0"  # arch_t's first value in BLIS 0.9's blis.h
+
+
+def choose_torch_blas(mode):
+    """Sets BLIS_ARCH_TYPE as cgrad's choose_kernels() would (mode "same", the
+    variable unset, a CPU with skx's AVX-512 subsets); returns a description."""
+    lib = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    if "BLIS_ARCH_TYPE" in os.environ:
+        return f"{lib}, BLIS_ARCH_TYPE={os.environ['BLIS_ARCH_TYPE']} (set by the caller)"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if mode == "same" and "blis" in lib and all(f in flags for f in SKX_NEEDS):
+        os.environ["BLIS_ARCH_TYPE"] = BLIS_ARCH_SKX
+        return f"{lib}, BLIS_ARCH_TYPE={BLIS_ARCH_SKX} (skx kernels, as cgrad chooses)"
+    return f"{lib}, as installed"
+
+
 # ---- main ------------------------------------------------------------------------------------
 def cgrad_notes(args, problems):
     """What the cgrad column shows when a figure is missing, per kind of case."""
@@ -272,11 +305,15 @@ def parse_args():
     ap.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     ap.add_argument("--json", action="store_true", help="also one JSON object per case")
     ap.add_argument("--skip-cgrad", action="store_true", help="time the PyTorch side only")
+    ap.add_argument("--torch-blas", choices=("same", "default"), default="same",
+                    help="same: PyTorch's BLIS gets the kernels cgrad picks (default); "
+                    "default: PyTorch as installed")
     return ap.parse_args()
 
 
 def main():
     args = parse_args()
+    blas = choose_torch_blas(args.torch_blas)  # before BLIS starts in this process
     try:
         import torch
     except ImportError as e:
@@ -289,6 +326,7 @@ def main():
     th = run_torch(torch, args)
     print(f"PyTorch {torch.__version__} and cgrad, {args.threads} thread(s)"
           + ("; --quick: a smoke test, not a measurement" if args.quick else ""))
+    print(f"PyTorch's BLAS: {blas}")
     for name, problem in problems.items():
         if problem and problem != "not built":
             print(f"  {name}: {problem}")
