@@ -63,6 +63,15 @@ CG_API const cg_tensor *cg_node_input(const cg_node *node, int i);
 CG_API const cg_tensor *cg_node_output(const cg_node *node);
 CG_API const void *cg_node_saved(const cg_node *node); /* the bytes given to cg_record */
 CG_API bool cg_node_needs_grad(const cg_node *node, int i);
+/* A fused path for a backward rule: the .grad buffer of input i when the
+ * rule may add its gradient to it in place, else NULL. Non-NULL only during
+ * cg_backward without CG_CREATE_GRAPH, for an input among the first 32 that
+ * is a leaf requiring a gradient and already holding a .grad. A rule that
+ * adds (+=) its gradient there sets gin[i] to the returned tensor and the
+ * engine adds nothing more for it; a rule may also ignore it. Saves a pass
+ * over the gradient: Linear's weight gradient is written by its GEMM with
+ * beta = 1, as llm.c does. */
+CG_API cg_tensor *cg_node_grad_sink(const cg_node *node, int i);
 /* The node that produced t, NULL for leaves and untracked tensors. */
 CG_API const cg_node *cg_grad_fn(const cg_tensor *t);
 

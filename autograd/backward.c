@@ -6,8 +6,10 @@
  * complete. Gradients flowing into a tensor during a pass sit in its bgrad
  * (tagged with the context and pass id, so no clearing is needed); several
  * contributions are summed by the accumulate op, so with CG_CREATE_GRAPH the
- * sum is part of the new graph too. Leaves' .grad are updated only after
- * the whole sweep succeeded. */
+ * sum is part of the new graph too. Leaves' .grad are updated after the
+ * whole sweep succeeded, but for what a rule adds in place during it
+ * (cg_node_grad_sink; PyTorch's AccumulateGrad also adds as it goes): a
+ * backward that fails half-way may have added some of those. */
 #include "internal.h"
 
 typedef struct leaf_link {
@@ -94,6 +96,14 @@ static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
                      cg_dtype_name(x->dtype), cg_shape_str(x, sx, sizeof sx), i);
 }
 
+/* Whether the rule added input i's gradient to the leaf's .grad itself
+ * (cg_node_grad_sink): then the engine only marks the .grad as changed. */
+static bool sunk(cg_ctx *ctx, const cg_node *n, int i, const cg_tensor *g) {
+    if (i >= 32 || !(ctx->sinks_given >> i & 1u) || g != n->inputs[i]->grad) return false;
+    cgi_bump_version(n->inputs[i]->grad);
+    return true;
+}
+
 static cg_status run_node(pass *p, cg_node *n) {
     if (n->released)
         return cgi_error(p->ctx, CG_ERR_STATE, "cg_backward: the graph through cg_%s was "
@@ -107,10 +117,12 @@ static cg_status run_node(pass *p, cg_node *n) {
         if (!gin) return CG_ERR_NOMEM;
         for (int i = 0; i < n->ninputs; i++) gin[i] = NULL;
     }
+    p->ctx->sinks_given = 0;
     if (s == CG_OK) s = n->op->backward(p->ctx, n, n->output->bgrad, gin);
     for (int i = 0; s == CG_OK && i < n->ninputs; i++) {
         if (!n->needs[i]) continue;
         if (!gin[i]) return cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE;
+        if (sunk(p->ctx, n, i, gin[i])) continue;
         s = check_gin(n, i, gin[i]);
         if (s == CG_OK) s = add_grad(p, (cg_tensor *)n->inputs[i], gin[i]);
     }
@@ -193,7 +205,9 @@ cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsign
         return cgi_error(NULL, CG_ERR_STATE, "cg_backward: the output was not made in a "
                          "context, so there is no graph to walk");
     pass p = {.ctx = ctx, .flags = flags};
+    ctx->grad_sinks = !(flags & CG_CREATE_GRAPH);
     cg_status s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
+    ctx->grad_sinks = false;
     for (leaf_link *l = p.leaves; s == CG_OK && l; l = l->next) s = leaf_accumulate(l->t);
     end_pass(&p);
     return s;

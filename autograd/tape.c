@@ -86,6 +86,17 @@ bool cg_node_needs_grad(const cg_node *n, int i) {
     return n && i >= 0 && i < n->ninputs && n->needs[i];
 }
 
+cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
+    if (!cg_node_needs_grad(n, i) || i >= 32 || !n->output->ctx->grad_sinks) return NULL;
+    const cg_tensor *x = n->inputs[i];
+    cg_tensor *g = x->grad;
+    if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
+        !cg_same_shape(g, x))
+        return NULL;
+    n->output->ctx->sinks_given |= 1u << i;
+    return g;
+}
+
 /* ---- leaves ---------------------------------------------------------------- */
 cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "cg_set_requires_grad: tensor is NULL");

@@ -186,6 +186,18 @@ static cg_tensor *linear_forward(cg_ctx *ctx, const cg_tensor *x, const cg_tenso
     return NULL;
 }
 
+/* sink [out, in] += g2^T x2, g2 [M, out] and x2 [M, in]: the weight gradient
+ * added to the weight's .grad by the GEMM itself (beta 1), with no [out, in]
+ * temporary and no separate pass to add it. Returns sink, NULL on error. */
+static cg_tensor *add_weight_grad(cg_tensor *sink, const cg_tensor *g2, const cg_tensor *x2) {
+    if (!g2 || !x2) return NULL;
+    cg_status s = cgi_gemm(sink->dtype, true, false, sink->shape[0], sink->shape[1],
+                           g2->shape[0], 1.0, (cgi_mat){cgi_ptr(g2), g2->strides[0], g2->strides[1]},
+                           (cgi_mat){cgi_ptr(x2), x2->strides[0], x2->strides[1]}, 1.0,
+                           cgi_ptr(sink), sink->strides[0], sink->strides[1]);
+    return s == CG_OK ? sink : NULL;
+}
+
 /* g [..., out]: dx = g W, dW = g2^T x2, db = sum of g2's rows, where g2 and
  * x2 are g and x viewed as matrices [M, out] and [M, in]. */
 static cg_status linear_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -195,7 +207,10 @@ static cg_status linear_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor 
     cg_tensor *g2 = cg_reshape(ctx, g, 2, (const int64_t[]){-1, out});
     if (cg_node_needs_grad(n, 0))
         gin[0] = cg_reshape(ctx, cg_matmul(ctx, g2, w), x->ndim, x->shape);
-    if (cg_node_needs_grad(n, 1))
+    cg_tensor *sink = cg_node_grad_sink(n, 1);
+    if (sink)
+        gin[1] = add_weight_grad(sink, g2, cg_reshape(ctx, x, 2, (const int64_t[]){-1, in}));
+    else if (cg_node_needs_grad(n, 1))
         gin[1] = cg_matmul(ctx, cg_transpose(ctx, g2, 0, 1),
                            cg_reshape(ctx, x, 2, (const int64_t[]){-1, in}));
     if (cg_node_needs_grad(n, 2)) gin[2] = cg_sum(ctx, g2, (const int[]){0}, 1, false);

@@ -70,7 +70,9 @@ struct cg_ctx {
     /* autograd hangs its tape here; tensor/ only clears it on reset */
     struct cg_node *tape_last;
     int no_grad_depth;
-    uint64_t grad_pass; /* id of the latest backward pass */
+    uint64_t grad_pass;    /* id of the latest backward pass */
+    bool grad_sinks;       /* the running pass lets rules add to leaves' .grad */
+    uint32_t sinks_given;  /* inputs of the running node handed their .grad */
 };
 
 CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */

@@ -163,6 +163,54 @@ static void test_autograd_grad_functional_leaves_dot_grad(void **state) {
     cg_tensor_free(u);
 }
 
+/* Linear adds its weight gradient to an existing .grad inside its GEMM
+ * (cg_node_grad_sink). loss = sum(x W^T + b): dW[o,i] = sum over rows of
+ * x[:,i] = {5, 7, 9} for both outputs. The first backward has no .grad to
+ * add to (plain path), the second adds in place: twice the values, not
+ * three times (the engine must not add the sunk gradient again). */
+static void test_autograd_grad_sink_adds_in_place(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    cg_tensor *w = leaf(CG_F64, CG_SHAPE(2, 3), (double[]){1, 0, -1, 2, 1, 0});
+    cg_tensor *b = leaf(CG_F64, CG_SHAPE(2), (double[]){0.5, -0.5});
+    for (int pass = 1; pass <= 2; pass++) {
+        cg_tensor *loss = cg_sum(ctx, cg_linear(ctx, x, w, b), NULL, 0, false);
+        assert_int_equal(cg_backward(loss), CG_OK);
+        double k = pass;
+        assert_values(cg_grad_of(w), (double[]){5 * k, 7 * k, 9 * k, 5 * k, 7 * k, 9 * k}, 6,
+                      1e-12);
+        assert_values(cg_grad_of(b), (double[]){2 * k, 2 * k}, 2, 1e-12);
+    }
+    /* under CG_CREATE_GRAPH the gradient stays a graph value: no sink */
+    cg_zero_grad(w);
+    cg_tensor *loss = cg_sum(ctx, cg_linear(ctx, x, w, b), NULL, 0, false);
+    assert_int_equal(cg_backward_ex(loss, NULL, CG_CREATE_GRAPH), CG_OK);
+    assert_values(cg_grad_of(w), (double[]){5, 7, 9, 5, 7, 9}, 6, 1e-12);
+    cg_tensor_free(w);
+    cg_tensor_free(b);
+}
+
+/* A weight used by two Linear nodes takes both contributions through the
+ * sink, as cg_grad (which never adds to .grad) computes them. */
+static void test_autograd_grad_sink_shared_weight(void **state) {
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(7);
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(5, 4), 0, 1);
+    cg_tensor *w = randn_leaf(&rng, CG_F64, CG_SHAPE(4, 4), 0.5), *g;
+    cg_tensor *y = cg_linear(ctx, cg_tanh(ctx, cg_linear(ctx, x, w, NULL)), w, NULL);
+    cg_tensor *loss = cg_sum(ctx, cg_square(ctx, y), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &w, &g, CG_RETAIN_GRAPH), CG_OK);
+    double want[16], got[16];
+    assert_int_equal(cg_copy_to_array(g, CG_F64, want), CG_OK);
+    assert_int_equal(cg_backward(loss), CG_OK); /* no .grad yet: plain path */
+    cg_zero_grad(w); /* zeros kept: the next backward adds in place */
+    y = cg_linear(ctx, cg_tanh(ctx, cg_linear(ctx, x, w, NULL)), w, NULL);
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_square(ctx, y), NULL, 0, false)), CG_OK);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(w), CG_F64, got), CG_OK);
+    for (int i = 0; i < 16; i++) assert_float_equal(got[i], want[i], 1e-12);
+    cg_tensor_free(w);
+}
+
 /* Hessian-vector product of f(x) = sum(x^3): H = diag(6x), Hv = 6 x v. */
 static void test_autograd_create_graph_hessian_vector(void **state) {
     cg_ctx *ctx = *state;
@@ -287,6 +335,8 @@ int main(void) {
         cmocka_unit_test(test_autograd_inplace_change_of_saved_tensor),
         cmocka_unit_test(test_autograd_requires_grad_rules),
         cmocka_unit_test(test_autograd_grad_functional_leaves_dot_grad),
+        cmocka_unit_test(test_autograd_grad_sink_adds_in_place),
+        cmocka_unit_test(test_autograd_grad_sink_shared_weight),
         cmocka_unit_test(test_autograd_create_graph_hessian_vector),
         cmocka_unit_test(test_autograd_steady_state_no_malloc),
         cmocka_unit_test(test_autograd_leaf_shared_by_successive_contexts),
