@@ -111,8 +111,10 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
 
 /* Sums: S suffix, T element type, SA accumulator type. A run is summed in
  * LANES fixed lanes (the same order for any stride), so it vectorises
- * without -ffast-math. Rows are added four at a time (the accumulators stay
- * in registers), still in row order. */
+ * without -ffast-math. Rows are added eight at a time when contiguous (four
+ * otherwise), the accumulators staying in registers, still in row order, so
+ * the bits do not change: summing [16384,1024] over rows on 2 threads, 1.25
+ * -> 0.91 ms with eight against four (16 was no faster). */
 #define DEFINE_SUM_KERNELS(S, T, SA)                                                     \
     static void sum_run_##S(const char *px, int64_t n, int64_t s, void *acc) {           \
         const T *p = (const T *)px;                                                      \
@@ -135,6 +137,15 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
         const T *p = (const T *)px;                                                      \
         SA *a = acc;                                                                     \
         int64_t r = 0;                                                                   \
+        if (s == 1)                                                                      \
+            for (; r + 8 <= m; r += 8) {                                                 \
+                const T *q = p + r * rs;                                                 \
+                for (int64_t j = 0; j < n; j++) {                                        \
+                    SA v = a[j];                                                         \
+                    for (int k = 0; k < 8; k++) v += (SA)q[k * rs + j];                  \
+                    a[j] = v;                                                            \
+                }                                                                        \
+            }                                                                            \
         for (; r + 4 <= m; r += 4) {                                                     \
             const T *q0 = p + r * rs, *q1 = q0 + rs, *q2 = q1 + rs, *q3 = q2 + rs;       \
             if (s == 1) {                                                                \
