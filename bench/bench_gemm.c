@@ -62,6 +62,7 @@ typedef struct job {
     cg_ctx *ctx;
     cg_tensor *x, *w, *dy; /* caller-owned inputs, shared by both sides */
     float *c;              /* BLIS's output */
+    rntm_t *rt;            /* BLIS's threads for the direct call: NULL (all) or one */
     int64_t batch, in, out;
     gemm_op op;
 } job;
@@ -87,20 +88,21 @@ static void run_cgrad(job *j) {
     cg_ctx_reset(j->ctx);
 }
 
-/* The same product as one bli_sgemm on the row-major buffers. */
+/* The same product as one bli_sgemm on the row-major buffers, on j->rt's
+ * threads (NULL: all). */
 static void run_blis(job *j) {
     float one = 1.0f, zero = 0.0f;
     float *x = cg_data(j->x), *w = cg_data(j->w), *dy = cg_data(j->dy);
     dim_t b = (dim_t)j->batch, in = (dim_t)j->in, out = (dim_t)j->out;
     if (j->op == FWD)
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, b, out, in, &one, x, in, 1, w, in, 1,
-                  &zero, j->c, out, 1);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, b, out, in, &one, x, in, 1, w, in, 1,
+                  &zero, j->c, out, 1, NULL, j->rt);
     else if (j->op == DX)
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, b, in, out, &one, dy, out, 1, w, in, 1,
-                  &zero, j->c, in, 1);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, b, in, out, &one, dy, out, 1, w, in, 1,
+                  &zero, j->c, in, 1, NULL, j->rt);
     else
-        bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, out, in, b, &one, dy, out, 1, x, in, 1,
-                  &zero, j->c, in, 1);
+        bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, out, in, b, &one, dy, out, 1, x, in, 1,
+                  &zero, j->c, in, 1, NULL, j->rt);
 }
 
 /* m, n, k of the product. */
@@ -168,13 +170,23 @@ static void bench_op(const bench_opts *o, job *j, const char *label, double *v) 
     int64_t m, n, k;
     dims(j, &m, &n, &k);
     double flop = 2.0 * (double)m * (double)n * (double)k, *vb = v + o->reps;
+    rntm_t one = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &one);
+    rntm_t *choice[2] = {NULL, &one};
+    double best = 0;
+    j->rt = NULL;
     check(j);
-    long ic = calibrate(run_cgrad, j), ib = calibrate(run_blis, j);
-    for (int r = 0; r < o->reps; r++) {
-        v[r] = flop * ic / sample(run_cgrad, j, ic) * 1e-9;
-        vb[r] = flop * ib / sample(run_blis, j, ib) * 1e-9;
+    for (int c = 0; c < 2; c++) { /* direct BLIS on all threads, then on one: the faster counts */
+        j->rt = choice[c];
+        long ic = calibrate(run_cgrad, j), ib = calibrate(run_blis, j);
+        for (int r = 0; r < o->reps; r++) {
+            v[r] = flop * ic / sample(run_cgrad, j, ic) * 1e-9;
+            vb[r] = flop * ib / sample(run_blis, j, ib) * 1e-9;
+        }
+        double b = bench_median(vb, o->reps);
+        if (b > best) best = b, v[o->reps * 2] = bench_median(v, o->reps);
     }
-    report(o, j, label, bench_median(v, o->reps), bench_median(vb, o->reps));
+    report(o, j, label, v[o->reps * 2], best);
 }
 
 /* Inputs for one shape, the three products, then everything freed. */
@@ -208,7 +220,7 @@ int main(int argc, char **argv) {
     /* BLIS called directly must run on cgrad's thread count too. */
     cg_set_num_threads(o.threads > 0 ? o.threads : cg_get_num_threads());
     cg_ctx *ctx = cg_ctx_new();
-    double *v = malloc(sizeof(double) * 2 * (size_t)o.reps);
+    double *v = malloc(sizeof(double) * (2 * (size_t)o.reps + 1));
     if (!ctx || !v) die("setup");
     if (!o.json)
         printf("# f32, %d threads, median of %d samples of >= %.0f ms\n", cg_get_num_threads(),

@@ -136,15 +136,18 @@ static double gemm_bound_ms(const config *c, int reps) {
     double *v = malloc(sizeof(double) * (size_t)reps);
     rntm_t single = BLIS_RNTM_INITIALIZER; /* small products on one thread, as cgrad does */
     bli_rntm_set_num_threads(1, &single);
+#define ONE_THREAD(m, n, k) ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
     for (int r = 0; r < reps; r++) {
         double t = bench_now();
         for (int k = 0; k < c->accum; k++)
             for (int l = 0; l + 1 < c->nsizes; l++) {
                 dim_t in = c->sizes[l], o = c->sizes[l + 1];
-                rntm_t *rt = B * in * o < ((dim_t)1 << 20) ? &single : NULL;
-                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, rt);
-                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, rt);
-                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, rt);
+                rntm_t *fw = ONE_THREAD(B, o, in) ? &single : NULL;
+                rntm_t *dw = ONE_THREAD(o, in, B) ? &single : NULL;
+                rntm_t *dx = ONE_THREAD(B, in, o) ? &single : NULL;
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, fw);
+                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, dw);
+                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, dx);
             }
         v[r] = (bench_now() - t) * 1e3;
     }

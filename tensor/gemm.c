@@ -153,7 +153,12 @@ static void scale_c(const gemm_plan *p, char *c) {
 
 /* Below this many multiply-adds (about 10 us on one core) waking BLIS's
  * second thread costs more than it saves: small products of a training step
- * (a [32,128] x [128,10] layer, a 1x1 one) run on one thread. */
+ * (a [32,128] x [128,10] layer, a 1x1 one) run on one thread. So do those
+ * with a short k (< 64) up to 16 times as many: a rank-k update writes a
+ * large C for little arithmetic, and a second thread there cost more than it
+ * saved, measured in bench_gemm against the direct call on one thread and in
+ * bench_train's steps ((a)'s dW [128,784] = [128,32] x [32,784]: step 0.204
+ * -> 0.186 ms; the 500 -> 10 layer's dX [500,500]: 50 -> 130 GFLOP/s). */
 #define SMALL_GEMM ((int64_t)1 << 20)
 
 /* An operand stored by columns (rs == 1) goes to BLIS as the transpose of a
@@ -202,7 +207,9 @@ static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
     dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
     rntm_t one = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, &one);
-    rntm_t *rntm = p->m * p->n * p->k < SMALL_GEMM ? &one : NULL; /* NULL: global */
+    int64_t macs = p->m * p->n * p->k;
+    bool single = macs < SMALL_GEMM || (p->k < 64 && macs < 16 * SMALL_GEMM);
+    rntm_t *rntm = single ? &one : NULL; /* NULL: global */
     if (rntm && call_gemv(p, a, b, c, cdata)) return;
     blis_op oa = canonical(a), ob = canonical(b);
     if (p->dt == CG_F32) {
