@@ -288,23 +288,19 @@ static int64_t label_at(const cg_tensor *labels, const class_rows *cr, int64_t i
 /* x [N, C] with labels i64 [N], or x [C] with labels [] (one sample). */
 static bool class_ok(cg_ctx *ctx, const char *name, const char *xn, const cg_tensor *x,
                      const cg_tensor *labels, cg_reduction r) {
-    char xs[128], ls[128], want[48] = "[]";
+    char xs[128], ls[128], want[48] = "[]"; /* formatted only for a message */
     if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x)) return false;
-    if (labels->dtype == CG_I64 && (x->ndim == 1 || x->ndim == 2) &&
-        labels->ndim == x->ndim - 1 && (x->ndim == 1 || labels->shape[0] == x->shape[0]))
-        return true; /* no message to format */
-    cg_shape_str(x, xs, sizeof xs);
-    cg_shape_str(labels, ls, sizeof ls);
-    if (x->ndim == 2) snprintf(want, sizeof want, "[%lld]", (long long)x->shape[0]);
     if (labels->dtype != CG_I64)
-        cgi_error(ctx, CG_ERR_DTYPE, "%s: labels %s: needs i64 class indices, got %s", name, ls,
-                  cg_dtype_name(labels->dtype));
+        cgi_error(ctx, CG_ERR_DTYPE, "%s: labels %s: needs i64 class indices, got %s", name,
+                  cg_shape_str(labels, ls, sizeof ls), cg_dtype_name(labels->dtype));
     else if (x->ndim != 1 && x->ndim != 2)
-        cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s: needs [N, C] or [C]", name, xn, xs);
-    else if (labels->ndim != x->ndim - 1 || (x->ndim == 2 && labels->shape[0] != x->shape[0]))
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s: needs [N, C] or [C]", name, xn,
+                  cg_shape_str(x, xs, sizeof xs));
+    else if (labels->ndim != x->ndim - 1 || (x->ndim == 2 && labels->shape[0] != x->shape[0])) {
+        if (x->ndim == 2) snprintf(want, sizeof want, "[%lld]", (long long)x->shape[0]);
         cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s and labels %s: labels must have shape %s", name,
-                  xn, xs, ls, want);
-    else
+                  xn, cg_shape_str(x, xs, sizeof xs), cg_shape_str(labels, ls, sizeof ls), want);
+    } else
         return true;
     return false;
 }

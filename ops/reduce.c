@@ -36,9 +36,8 @@ static cg_status axes_mask(cg_ctx *ctx, const char *op, const cg_tensor *x, cons
         return cgi_error(ctx, CG_ERR_ARG, "%s: %d axes given as %p", label(lb, sizeof lb, op, x),
                          naxes, (const void *)axes);
     for (int i = 0; i < naxes; i++) {
-        int a = axes[i] < 0 ? axes[i] + x->ndim : axes[i];
-        if (a < 0 || a >= x->ndim)
-            return cgi_axis(ctx, label(lb, sizeof lb, op, x), x->ndim, axes[i], &a);
+        int a;
+        if (cgi_axis_of(ctx, op, x, axes[i], &a) != CG_OK) return CG_ERR_INDEX;
         if (*mask & (1u << a))
             return cgi_error(ctx, CG_ERR_ARG, "%s: axis %d repeated", label(lb, sizeof lb, op, x),
                              a);

@@ -92,13 +92,7 @@ static cg_tensor *softmax_forward(cg_ctx *ctx, const char *op, const cg_tensor *
                   cg_shape_str(x, sb, sizeof sb), cg_dtype_name(x->dtype));
         return NULL;
     }
-    *ax = axis < 0 ? axis + x->ndim : axis;
-    if (*ax < 0 || *ax >= x->ndim) {
-        char lb[192];
-        snprintf(lb, sizeof lb, "%s: %s", op, cg_shape_str(x, sb, sizeof sb));
-        cgi_axis(ctx, lb, x->ndim, axis, ax);
-        return NULL;
-    }
+    if (cgi_axis_of(ctx, op, x, axis, ax) != CG_OK) return NULL;
     cg_tensor *y = cgi_new(ctx, op, x->dtype, x->ndim, x->shape);
     if (y) softmax_rows(x, *ax, y, lg);
     return y;

@@ -66,3 +66,14 @@ cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, int *out) {
     *out = a;
     return CG_OK;
 }
+
+cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int axis, int *out) {
+    int a = axis < 0 ? axis + t->ndim : axis;
+    if (a >= 0 && a < t->ndim) {
+        *out = a;
+        return CG_OK;
+    }
+    char lb[192], sb[128];
+    snprintf(lb, sizeof lb, "%s: %s", op, cg_shape_str(t, sb, sizeof sb));
+    return cgi_axis(ctx, lb, t->ndim, axis, out);
+}

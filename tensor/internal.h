@@ -91,6 +91,10 @@ CGI_HIDDEN cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, .
 CGI_HIDDEN char *cgi_fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape);
 /* Normalises axis (may be negative) against ndim; CG_ERR_INDEX if out of range. */
 CGI_HIDDEN cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, int *out);
+/* The same against t's rank; the message names "op: [shape]", formatted
+ * only when the axis is out of range. */
+CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int axis,
+                                 int *out);
 
 /* NULL in, NULL out, keeping the error that made the NULL; a NULL passed
  * first-hand (no error recorded yet) records one. Needs `ctx` in scope. */
@@ -158,16 +162,13 @@ CGI_HIDDEN cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt);
 #define CGI_PAR_FOR(PAR, V, N, ...)                                                \
     do {                                                                           \
         const int64_t cgi_n_ = (N);                                                \
-        if ((PAR) && cgi_max_threads() > 1) {                                      \
+        if ((PAR) && cg_get_num_threads() > 1) {                                   \
             _Pragma("omp parallel for schedule(static)")                           \
             for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                        \
         } else {                                                                   \
             for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                        \
         }                                                                          \
     } while (0)
-
-/* omp_get_max_threads(), without including omp.h everywhere. */
-CGI_HIDDEN int cgi_max_threads(void);
 
 /* ---- elementwise kernels (tensor/elementwise.c) -------------------------- */
 /* Unary: out = f(x) over n elements with element strides. */

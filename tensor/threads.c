@@ -10,5 +10,3 @@ void cg_set_num_threads(int n) {
 }
 
 int cg_get_num_threads(void) { return omp_get_max_threads(); }
-
-int cgi_max_threads(void) { return omp_get_max_threads(); }
