@@ -61,6 +61,19 @@ CGI_HIDDEN cg_status cgi_module_finish(cg_module *m, const char *op);
 /* The end of every constructor: m finished as a root when ok, else freed
  * (NULL m is fine) and NULL returned with the error kept. */
 CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *op);
+/* Checkpoint hooks, one pair per part that keeps state beyond tensors: the
+ * part's state as text for the file's "__metadata__" (malloc'd, the caller
+ * frees it; NULL with the error recorded on failure), and its restore from
+ * that text. With apply false the restore only validates, so cg_load can
+ * check everything before it changes anything; with apply true it must not
+ * fail on text that validated. Errors name `fn` (the public function). */
+CGI_HIDDEN char *cgi_optim_meta(const cg_optim *o);
+CGI_HIDDEN cg_status cgi_optim_restore_meta(cg_optim *o, const char *text, bool apply,
+                                            const char *fn);
+CGI_HIDDEN char *cgi_sched_meta(const cg_sched *s);
+CGI_HIDDEN cg_status cgi_sched_restore_meta(cg_sched *s, const char *text, bool apply,
+                                            const char *fn);
+
 /* The tensor in slot i of m (for forward functions). */
 static inline cg_tensor *cgi_slot_t(const cg_module *m, int i) { return m->slots[i].t; }
 

@@ -181,6 +181,11 @@ CG_API cg_status cg_optim_step(cg_optim *o);
 CG_API void cg_optim_zero_grad(cg_optim *o);
 CG_API double cg_optim_lr(const cg_optim *o);
 CG_API void cg_optim_set_lr(cg_optim *o, double lr);
+/* Parameter groups (PyTorch's param_groups), 0 .. ngroups-1; schedules act
+ * on every group's lr. */
+CG_API int cg_optim_ngroups(const cg_optim *o);
+CG_API double cg_optim_group_lr(const cg_optim *o, int group);
+CG_API cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr);
 CG_API int64_t cg_optim_steps(const cg_optim *o);
 CG_API const char *cg_optim_name(const cg_optim *o); /* "sgd", "adam", ... */
 /* Its state, flat 1-D tensors over all parameters ("momentum_buffer",

@@ -430,6 +430,27 @@ void cg_optim_set_lr(cg_optim *o, double lr) {
     o->lr = lr;
 }
 
+/* Stubs until parameter groups land: one group. */
+int cg_optim_ngroups(const cg_optim *o) { return o ? 1 : 0; }
+double cg_optim_group_lr(const cg_optim *o, int group) {
+    return o && group == 0 ? o->lr : NAN;
+}
+cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr) {
+    if (!o || group != 0) return cgi_error(NULL, CG_ERR_ARG, "cg_optim_set_group_lr: bad group");
+    cg_optim_set_lr(o, lr);
+    return cg_last_status();
+}
+char *cgi_optim_meta(const cg_optim *o) {
+    (void)o;
+    char *s = malloc(1);
+    if (s) *s = 0;
+    return s;
+}
+cg_status cgi_optim_restore_meta(cg_optim *o, const char *text, bool apply, const char *fn) {
+    (void)o, (void)text, (void)apply, (void)fn;
+    return CG_OK;
+}
+
 int64_t cg_optim_steps(const cg_optim *o) { return o ? o->steps : 0; }
 
 /* For checkpoint resume, with the state buffers copied in: the next step
