@@ -39,7 +39,7 @@ static void scale(void *g, cg_dtype dt, int64_t n, double c) {
 /* Whether m has a gradient buffer: false (error recorded) when m is NULL or
  * inside a container (the root owns the buffer). */
 static bool grads_of(const char *fn, const cg_module *m) {
-    if (m && m->flat_grad) return true;
+    if (m && cg_module_flat_grads(m)) return true;
     cgi_error(NULL, CG_ERR_ARG, "%s: %s", fn,
               m ? "module is inside a container: pass the container" : "module is NULL");
     return false;
@@ -54,9 +54,9 @@ double cg_clip_grad_norm(cg_module *m, double max_norm) {
         cgi_error(NULL, CG_ERR_ARG, "cg_clip_grad_norm: max_norm %g must be >= 0", max_norm);
         return NAN;
     }
-    double norm = sqrt(sum_squares(m->flat_grad, m->dtype, m->flat_numel));
+    double norm = sqrt(sum_squares(cg_data(cg_module_flat_grads(m)), cg_dtype_of(cg_module_flat_grads(m)), cg_module_numel(m)));
     double c = max_norm / (norm + 1e-6);
-    if (c < 1) scale(m->flat_grad, m->dtype, m->flat_numel, c);
+    if (c < 1) scale(cg_data(cg_module_flat_grads(m)), cg_dtype_of(cg_module_flat_grads(m)), cg_module_numel(m), c);
     return norm;
 }
 
@@ -67,12 +67,12 @@ void cg_clip_grad_value(cg_module *m, double clip) {
         cgi_error(NULL, CG_ERR_ARG, "cg_clip_grad_value: clip %g must be >= 0", clip);
         return;
     }
-    int64_t n = m->flat_numel;
-    if (m->dtype == CG_F32) {
-        float *f = m->flat_grad, hi = (float)clip, lo = -hi;
+    int64_t n = cg_module_numel(m);
+    if (cg_dtype_of(cg_module_flat_grads(m)) == CG_F32) {
+        float *f = cg_data(cg_module_flat_grads(m)), hi = (float)clip, lo = -hi;
         CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { f[i] = f[i] < lo ? lo : f[i] > hi ? hi : f[i]; });
     } else {
-        double *d = m->flat_grad, hi = clip, lo = -clip;
+        double *d = cg_data(cg_module_flat_grads(m)), hi = clip, lo = -clip;
         CGI_PAR_FOR(n > CGI_PAR_MIN, i, n, { d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i]; });
     }
 }

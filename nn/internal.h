@@ -1,66 +1,78 @@
 /* Library-internal declarations for nn/ (not installed).
  *
- * A module is a kind (a static const descriptor: name and forward), its own
- * state slots (parameters, then buffers, in PyTorch's registration order),
- * its children, and a few per-kind numbers. Layer constructors add slots with
- * cgi_module_add, fill them, then call cgi_module_finish, which moves every
- * parameter of the tree into one flat buffer (and every gradient into
- * another) and builds the table of state_dict names. A container calls it
- * again on itself, which gathers its children's buffers into its own. */
+ * A module (struct cg_module) is a kind (the public cg_module_kind: name,
+ * forward, optional hooks), the kind's own data, and three growable lists:
+ * its own parameters and buffers (slots, in registration order), and its
+ * children. Nothing in it belongs to a particular layer: built-in layers
+ * use the public interface (cg_module_new, cg_module_add_param, ...) like
+ * user code does.
+ *
+ * Tables derived from the tree (state_dict names, unique parameters) are
+ * rebuilt when the tree changed since they were made. A module that no
+ * container holds (a root) also gathers its tree's parameters into one flat
+ * buffer and their gradients into another: each parameter stays the same
+ * tensor object (pointers users keep stay valid) with its data moved into a
+ * slice of the buffer, so an optimizer step over adjacent parameters is one
+ * loop and zero_grad one memset. */
 #ifndef CG_NN_INTERNAL_H
 #define CG_NN_INTERNAL_H
 
 #include "../ops/internal.h"
 #include "nn.h"
 
-#define CGI_MAX_SLOTS 6
-
-typedef struct cgi_module_kind {
-    const char *name;
-    cg_tensor *(*forward)(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
-} cgi_module_kind;
-
 typedef struct cgi_slot {
-    const char *name; /* a string literal: "weight", "running_mean" */
+    char *name; /* local name: "weight" */
     cg_tensor *t;
     bool is_param;
+    bool owned; /* false for a tied parameter (cg_module_tie): another owns it */
 } cgi_slot;
 
+typedef struct cgi_child {
+    char *name; /* "0", "attn" */
+    cg_module *m;
+} cgi_child;
+
 typedef struct cgi_entry {
-    char name[96]; /* full state_dict name: "0.weight" */
+    char *name; /* full state_dict name, relative to the table's module: "0.weight" */
     cg_tensor *t;
     bool is_param;
 } cgi_entry;
 
 struct cg_module {
-    const cgi_module_kind *kind;
+    const cg_module_kind *kind;
+    void *data; /* the kind's state (cg_module_new), freed by kind->free_data */
     bool training;
-    cg_dtype dtype;
-    int nslots;
-    cgi_slot slots[CGI_MAX_SLOTS];
-    int nchildren;
-    cg_module **children;
-    double cfg[4]; /* per kind: eps, momentum, p, slope, ... */
-    int act;       /* activation layers: a cg_act */
-    cg_rng *rng;   /* dropout: borrowed */
-    /* the root of a tree only: */
-    void *flat, *flat_grad;
-    int64_t flat_numel;
-    cg_tensor *flat_view, *flat_grad_view;
+    bool dirty;  /* its own slots or children changed since its tables were built */
+    int parents; /* containers holding it (counted per place); 0: the caller owns it */
+    int nslots, slots_cap;
+    cgi_slot *slots;
+    int nchildren, children_cap;
+    cgi_child *children;
+    /* tables over the tree, rebuilt by cgi_module_sync */
+    bool built;
     int nentries;
     cgi_entry *entries;
+    int nparams;
+    int *params; /* indices into entries of the unique parameters, in order */
+    int64_t numel;
+    /* a root's flat buffers (1-D, caller-owned); NULL when not gathered */
+    cg_tensor *flat, *flat_grad;
 };
 
-CGI_HIDDEN cg_module *cgi_module_new(const cgi_module_kind *kind, cg_dtype dt);
-/* A zero-filled caller-owned slot; a parameter requires a gradient. NULL
- * (with the error recorded) on failure; the module still frees cleanly. */
-CGI_HIDDEN cg_tensor *cgi_module_add(cg_module *m, const char *name, int ndim,
-                                     const int64_t *shape, bool is_param, cg_dtype dt);
-/* Makes m the root of its tree: flat buffers and names (see above). */
-CGI_HIDDEN cg_status cgi_module_finish(cg_module *m, const char *op);
-/* The end of every constructor: m finished as a root when ok, else freed
- * (NULL m is fine) and NULL returned with the error kept. */
-CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *op);
+/* Brings m's tables up to date (and, for a root, its flat buffers). m is
+ * logically const: values do not change, parameters' data may move. */
+CGI_HIDDEN cg_status cgi_module_sync(const cg_module *m, const char *fn);
+/* The end of every built-in constructor: m when ok (synced), else m freed
+ * (NULL is fine) and NULL returned with the error kept. */
+CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn);
+/* cg_module_new / cg_module_add_param / cg_module_add_child with the public
+ * function's name for messages (built-in constructors pass their own). */
+CGI_HIDDEN cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn);
+CGI_HIDDEN cg_tensor *cgi_module_add(cg_module *m, const char *name, cg_tensor *t,
+                                     bool is_param, const char *fn);
+CGI_HIDDEN cg_status cgi_module_adopt(cg_module *m, const char *name, cg_module *child,
+                                      const char *fn);
+
 /* Checkpoint hooks, one pair per part that keeps state beyond tensors: the
  * part's state as text for the file's "__metadata__" (malloc'd, the caller
  * frees it; NULL with the error recorded on failure), and its restore from
@@ -73,8 +85,5 @@ CGI_HIDDEN cg_status cgi_optim_restore_meta(cg_optim *o, const char *text, bool 
 CGI_HIDDEN char *cgi_sched_meta(const cg_sched *s);
 CGI_HIDDEN cg_status cgi_sched_restore_meta(cg_sched *s, const char *text, bool apply,
                                             const char *fn);
-
-/* The tensor in slot i of m (for forward functions). */
-static inline cg_tensor *cgi_slot_t(const cg_module *m, int i) { return m->slots[i].t; }
 
 #endif

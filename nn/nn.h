@@ -21,11 +21,126 @@
 extern "C" {
 #endif
 
-/* ---- modules ------------------------------------------------------------- */
+/* ---- modules ---------------------------------------------------------------
+ * A module is PyTorch's nn.Module: an instance of a kind (a static const
+ * cg_module_kind: its name and forward, optional hooks) with the kind's own
+ * data, named parameters, buffers (running statistics and other state saved
+ * in checkpoints but not trained) and child modules. Every built-in layer is
+ * made this way; "Writing a layer" in the README shows a user kind.
+ *
+ * Ownership: a module is the caller's until a container takes it
+ * (cg_module_add_child, or a container constructor, which takes its
+ * children also when it fails); then free only the root, with
+ * cg_module_free. A module placed twice (in one container or two) is
+ * shared: its parameters are counted, updated, clipped and saved once, and
+ * it is freed with the last container holding it. A parameter of one
+ * module can be used by another through cg_module_tie (tied weights).
+ * Parameters, buffers and children are owned by their module; accessors
+ * return borrowed pointers, valid while the module lives. */
 typedef struct cg_module cg_module; /* opaque */
 
+typedef struct cg_module_kind {
+    const char *name; /* "Linear", "ResidualBlock": printed and named in errors */
+    /* y = m(x), made in ctx (never NULL here: cg_module_forward gives a
+     * scratch context to callers that pass none). NULL on error, with the
+     * error recorded (any failing cgrad op has recorded it). */
+    cg_tensor *(*forward)(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
+    /* Optional: frees the data given to cg_module_new, with the module. */
+    void (*free_data)(void *data);
+    /* Optional: PyTorch's extra_repr, "in_features=784, out_features=128,
+     * bias=True", written into buf (size bytes, NUL-terminated) for
+     * cg_module_print. Without it the module's own tensors are listed. */
+    void (*describe)(const cg_module *m, char *buf, size_t size);
+} cg_module_kind;
+
+/* A new module of kind (borrowed: a static const) holding data (owned:
+ * freed by kind->free_data with the module, also when this fails; may be
+ * NULL). In training mode, with no parameters yet. */
+CG_API cg_module *cg_module_new(const cg_module_kind *kind, void *data);
+CG_API void *cg_module_data(const cg_module *m);
+CG_API const cg_module_kind *cg_module_kind_of(const cg_module *m);
+/* Registers t (caller-owned, a float leaf; the module takes it, also on
+ * failure) as parameter `name` ([A-Za-z0-9_], unique among m's parameters,
+ * buffers and children); it then requires a gradient. Returns t (borrowed).
+ * A NULL t returns NULL and keeps its error, so cg_module_add_param(m, "w",
+ * cg_zeros(NULL, ...)) needs one check. */
+CG_API cg_tensor *cg_module_add_param(cg_module *m, const char *name, cg_tensor *t);
+/* The same for a buffer (any dtype; requires no gradient): saved and
+ * loaded with the parameters, never trained. */
+CG_API cg_tensor *cg_module_add_buffer(cg_module *m, const char *name, cg_tensor *t);
+/* m's own parameter or buffer `name` (borrowed), what a forward reads: a
+ * tied parameter replaces the one registered, so look it up rather than
+ * keep the pointer. NULL (CG_ERR_ARG) if m has none of that name. */
+CG_API cg_tensor *cg_module_get(const cg_module *m, const char *name);
+/* Makes child a child of m named `name` (NULL: the next index, "0", "1",
+ * ..., as nn.Sequential and nn.ModuleList name theirs). m takes the
+ * caller's ownership of child, also on failure, unless child is already
+ * held by a container: then it is shared. Returns child. A module cannot
+ * contain itself. */
+CG_API cg_module *cg_module_add_child(cg_module *m, const char *name, cg_module *child);
+/* Tied weights: m's parameter `name` becomes `param`, a parameter of another
+ * module in the same model (borrowed: its owner must outlive m; typically
+ * both are in one tree). m's own parameter of that name, if any, is freed.
+ * As PyTorch's `head.weight = emb.weight`: one tensor, one gradient (the sum
+ * over both uses), saved under both names. */
+CG_API cg_status cg_module_tie(cg_module *m, const char *name, cg_tensor *param);
+
+/* Runs m on x in ctx: a graph when x or a parameter requires a gradient and
+ * grad mode is on in ctx. With ctx NULL the result is caller-owned and no
+ * graph can be made (an input or parameter that requires a gradient is
+ * CG_ERR_STATE; use cg_module_predict). Errors name cg_module_forward and
+ * the module's kind, then the failing op: "cg_module_forward: Linear:
+ * cg_linear: [4,5] x [3,2]: ...". */
+CG_API cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
+/* Inference in one call (PyTorch's model.eval() under torch.no_grad()): m's
+ * tree in eval mode, no graph, then the tree back in m's mode. With ctx NULL
+ * the result is caller-owned (free it with cg_tensor_free). */
+CG_API cg_tensor *cg_module_predict(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
+/* Train or eval mode, for m and all its children (dropout, batch norm). */
+CG_API void cg_module_train(cg_module *m, bool training);
+CG_API bool cg_module_is_training(const cg_module *m);
+CG_API const char *cg_module_name(const cg_module *m); /* its kind's: "Linear", ... */
+/* Frees m (NULL is fine), its tree and everything they own. A module held
+ * by a container is freed with the container: freeing it directly is
+ * CG_ERR_STATE and changes nothing. */
+CG_API cg_status cg_module_free(cg_module *m);
+
+/* Children in registration order; i in [0, n). *name (may be NULL) gets
+ * the child's name. */
+CG_API int cg_module_nchildren(const cg_module *m);
+CG_API cg_module *cg_module_child(const cg_module *m, int i, const char **name);
+/* A descendant by dotted path: "0", "encoder.blocks.1.attn"; NULL (with
+ * CG_ERR_ARG) if none. */
+CG_API cg_module *cg_module_find_child(const cg_module *m, const char *path);
+
+/* State in PyTorch's state_dict order and names ("0.weight",
+ * "1.running_mean"), relative to m: its own parameters and buffers, then its
+ * children's, depth first; a shared module or tied parameter appears under
+ * each of its names. i in [0, n). */
+CG_API int cg_module_nstate(const cg_module *m);
+CG_API cg_tensor *cg_module_state(const cg_module *m, int i, const char **name,
+                                  bool *is_param);
+CG_API cg_tensor *cg_module_find(const cg_module *m, const char *name); /* NULL if none */
+/* Unique parameters (PyTorch's parameters(): each tensor once, under its
+ * first name), what optimizers update. */
+CG_API int cg_module_nparams(const cg_module *m);
+CG_API cg_tensor *cg_module_param(const cg_module *m, int i, const char **name);
+CG_API int64_t cg_module_numel(const cg_module *m); /* elements of those */
+/* A root's parameters and their gradients as 1-D views (borrowed) of its
+ * flat buffers, each parameter a slice in cg_module_param order; NULL when
+ * m is held by a container or its parameters differ in dtype. */
+CG_API cg_tensor *cg_module_flat_params(const cg_module *m);
+CG_API cg_tensor *cg_module_flat_grads(const cg_module *m);
+/* Zeroes the gradients of m's parameters (not freezing: see cg_optim). */
+CG_API void cg_module_zero_grad(cg_module *m);
+/* print(model): the tree with each module's name, kind and description,
+ * then the parameter counts ("Total params", "Trainable params"). */
+CG_API cg_status cg_module_print(const cg_module *m);
+CG_API cg_status cg_module_fprint(FILE *f, const cg_module *m);
+
+/* ---- layers (dt: the parameters' dtype, f32 or f64) ------------------------ */
 typedef enum cg_act {
-    CG_ACT_NONE = 0,
+    CG_ACT_NONE = 0, /* Identity */
     CG_ACT_RELU,
     CG_ACT_TANH,
     CG_ACT_SIGMOID,
@@ -35,36 +150,22 @@ typedef enum cg_act {
     CG_ACT_ELU         /* alpha 1 */
 } cg_act;
 
-/* Runs the module on x in ctx (a graph when parameters require gradients). */
-CG_API cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
-/* Train or eval mode, for m and all its children (dropout, batch norm). */
-CG_API void cg_module_train(cg_module *m, bool training);
-CG_API bool cg_module_is_training(const cg_module *m);
-CG_API const char *cg_module_name(const cg_module *m); /* "Linear", "Sequential", ... */
-CG_API void cg_module_free(cg_module *m);
-
-/* State in PyTorch's state_dict order and names ("0.weight", "1.running_mean"):
- * trainable parameters and buffers (running statistics). i in [0, n). */
-CG_API int cg_module_nstate(const cg_module *m);
-CG_API cg_tensor *cg_module_state(const cg_module *m, int i, const char **name,
-                                  bool *is_param);
-CG_API cg_tensor *cg_module_find(const cg_module *m, const char *name); /* NULL if none */
-/* Parameters only (what optimizers update), in the same order. */
-CG_API int cg_module_nparams(const cg_module *m);
-CG_API cg_tensor *cg_module_param(const cg_module *m, int i, const char **name);
-CG_API int64_t cg_module_numel(const cg_module *m); /* parameter elements */
-/* 1-D views (borrowed) of the flat parameter and gradient buffers. */
-CG_API cg_tensor *cg_module_flat_params(const cg_module *m);
-CG_API cg_tensor *cg_module_flat_grads(const cg_module *m);
-CG_API void cg_module_zero_grad(cg_module *m);
-
-/* ---- layers (dt: the parameters' dtype, f32 or f64) ------------------------ */
 /* y = x W^T + b; W [out, in] kaiming-uniform with a = sqrt(5), b uniform
  * +-1/sqrt(in): PyTorch's nn.Linear init. */
 CG_API cg_module *cg_nn_linear(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out,
                                bool bias);
-/* Children run in order, named "0", "1", ...; takes ownership of them. */
+/* Children run in order, named "0", "1", ...; takes ownership of them
+ * (also on failure); the same module may appear twice (shared). */
 CG_API cg_module *cg_nn_sequential(int n, cg_module *const *children);
+/* nn.ModuleList: children named "0", "1", ... (append with
+ * cg_module_add_child(list, NULL, child)); it has no forward of its own:
+ * the module holding it calls its children. */
+CG_API cg_module *cg_nn_module_list(int n, cg_module *const *children);
+/* nn.ModuleDict: children under the given names, in that order. */
+CG_API cg_module *cg_nn_module_dict(int n, const char *const *names,
+                                    cg_module *const *children);
+/* nn.Identity: returns its input (as a view). */
+CG_API cg_module *cg_nn_identity(void);
 /* Linear(sizes[0], sizes[1]), act, Linear(sizes[1], sizes[2]), act, ...,
  * Linear(sizes[n-2], sizes[n-1]) with no activation after the last. */
 CG_API cg_module *cg_nn_mlp(cg_rng *rng, cg_dtype dt, int nsizes, const int64_t *sizes,

@@ -6,32 +6,26 @@
 
 #include <math.h>
 
-typedef cg_tensor *(*forward_fn)(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
+#include <stdio.h>
+#include <stdlib.h>
 
-/* A composite forward with ctx NULL would leave every intermediate to the
- * caller, so it runs in a scratch context and only the result is copied out.
- * That is only sound without a graph: when x or a parameter requires a
- * gradient the caller must give a context, as for any single op. */
-static cg_tensor *forward_heap(cg_module *m, const cg_tensor *x, const char *op, forward_fn f) {
-    bool graph = cg_requires_grad(x);
-    for (int i = 0; i < m->nslots; i++)
-        graph = graph || (m->slots[i].is_param && cg_requires_grad(m->slots[i].t));
-    if (graph) {
-        cgi_error(NULL, CG_ERR_STATE,
-                  "%s: the input or a parameter requires a gradient, "
-                  "so the result must be made in a context (got NULL)",
-                  op);
+/* The data of a norm layer. */
+typedef struct norm_data {
+    double eps, momentum; /* momentum: BatchNorm only */
+} norm_data;
+
+static double eps_of(const cg_module *m) { return ((const norm_data *)cg_module_data(m))->eps; }
+
+/* A module of kind with norm_data {eps, momentum}. */
+static cg_module *norm_new(const cg_module_kind *kind, double eps, double momentum,
+                           const char *fn) {
+    norm_data *d = malloc(sizeof *d);
+    if (!d) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
         return NULL;
     }
-    cg_ctx *tmp = cg_ctx_new();
-    if (!tmp) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", op);
-        return NULL;
-    }
-    cg_tensor *y = f(tmp, m, x);
-    cg_tensor *out = y ? cg_clone(NULL, y) : NULL;
-    cg_ctx_free(tmp);
-    return out;
+    *d = (norm_data){eps, momentum};
+    return cgi_module_new(kind, d, fn);
 }
 
 /* (x - mean) / sqrt(var + eps) * w + b, all broadcasting against x. */
@@ -45,8 +39,8 @@ static cg_tensor *normalise(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *me
 
 /* ---- LayerNorm ------------------------------------------------------------------ */
 /* x [..., D] with weight and bias [D]: statistics over the last dim only. */
-static cg_tensor *layernorm_graph(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    const cg_tensor *w = cgi_slot_t(m, 0);
+static cg_tensor *layernorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const cg_tensor *w = cg_module_get(m, "weight");
     if (cg_ndim(x) < 1 || cg_dim(x, -1) != cg_dim(w, 0)) {
         char xs[128], ws[128];
         cgi_error(ctx, CG_ERR_SHAPE,
@@ -58,34 +52,34 @@ static cg_tensor *layernorm_graph(cg_ctx *ctx, cg_module *m, const cg_tensor *x)
     int last = -1;
     cg_tensor *mean = cg_mean(ctx, x, &last, 1, true);    /* [..., 1] */
     cg_tensor *var = cg_var(ctx, x, &last, 1, 0.0, true); /* biased, [..., 1] */
-    return normalise(ctx, x, mean, var, m->cfg[0], w, cgi_slot_t(m, 1));
+    return normalise(ctx, x, mean, var, eps_of(m), w, cg_module_get(m, "bias"));
 }
 
-static cg_tensor *layernorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    return ctx ? layernorm_graph(ctx, m, x)
-               : forward_heap(m, x, "cg_layernorm", layernorm_graph);
+static void layernorm_describe(const cg_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "(%lld,), eps=%g, elementwise_affine=True",
+             (long long)cg_dim(cg_module_get(m, "weight"), 0), eps_of(m));
 }
-static const cgi_module_kind layernorm_kind = {"LayerNorm", layernorm_forward};
+
+static const cg_module_kind layernorm_kind = {"LayerNorm", layernorm_forward, free,
+                                              layernorm_describe};
 
 cg_module *cg_nn_layernorm(cg_dtype dt, int64_t dim, double eps) {
+    const char *fn = "cg_nn_layernorm";
     if (dim < 1 || !cgi_is_float(dt) || !(eps >= 0 && isfinite(eps))) {
         cgi_error(NULL, CG_ERR_ARG,
-                  "cg_nn_layernorm: dim %lld, eps %g, dtype %s: need dim "
+                  "%s: dim %lld, eps %g, dtype %s: need dim "
                   ">= 1, a finite eps >= 0 and a float dtype",
-                  (long long)dim, eps, cg_dtype_name(dt));
+                  fn, (long long)dim, eps, cg_dtype_name(dt));
         return NULL;
     }
-    cg_module *m = cgi_module_new(&layernorm_kind, dt);
-    cg_tensor *w = m ? cgi_module_add(m, "weight", CG_SHAPE(dim), true, dt) : NULL;
-    cg_tensor *b = w ? cgi_module_add(m, "bias", CG_SHAPE(dim), true, dt) : NULL;
-    if (m) m->cfg[0] = eps;
-    return cgi_module_done(m, b && cg_fill_(w, 1.0) == CG_OK, "cg_nn_layernorm");
+    cg_module *m = norm_new(&layernorm_kind, eps, 0, fn);
+    cg_tensor *w = cgi_module_add(m, "weight", cg_ones(NULL, dt, CG_SHAPE(dim)), true, fn);
+    cg_tensor *b = w ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, CG_SHAPE(dim)), true, fn)
+                     : NULL;
+    return cgi_module_done(m, b != NULL, fn);
 }
 
 /* ---- BatchNorm1d ------------------------------------------------------------------ */
-/* Slots, in PyTorch's state_dict order. */
-enum { BN_WEIGHT, BN_BIAS, BN_MEAN, BN_VAR, BN_COUNT };
-
 /* A per-channel [C] tensor shaped to broadcast against x: [C] for [N, C],
  * [C, 1] for [N, C, L]. */
 static cg_tensor *per_channel(cg_ctx *ctx, const cg_tensor *t, int ndim) {
@@ -107,100 +101,107 @@ static cg_status blend(cg_ctx *ctx, cg_tensor *running, const cg_tensor *batch, 
  * unbiased (times n / (n - 1)) for running_var, as PyTorch. */
 static cg_tensor *batchnorm_train(cg_ctx *ctx, cg_module *m, const cg_tensor *x,
                                   const int *axes, int naxes, int64_t n) {
+    const norm_data *d = cg_module_data(m);
     cg_tensor *mean = cg_mean(ctx, x, axes, naxes, true);
     cg_tensor *var = cg_var(ctx, x, axes, naxes, 0.0, true);
     int nd = cg_ndim(x);
-    cg_tensor *y =
-        normalise(ctx, x, mean, var, m->cfg[0], per_channel(ctx, cgi_slot_t(m, BN_WEIGHT), nd),
-                  per_channel(ctx, cgi_slot_t(m, BN_BIAS), nd));
+    cg_tensor *y = normalise(ctx, x, mean, var, d->eps,
+                             per_channel(ctx, cg_module_get(m, "weight"), nd),
+                             per_channel(ctx, cg_module_get(m, "bias"), nd));
     if (!y) return NULL;
-    cg_tensor *count = cgi_slot_t(m, BN_COUNT);
-    double momentum = m->cfg[1];
+    cg_tensor *count = cg_module_get(m, "num_batches_tracked");
     double unbias = (double)n / (double)(n - 1);
-    bool ok = blend(ctx, cgi_slot_t(m, BN_MEAN), mean, 1.0, momentum) == CG_OK &&
-              blend(ctx, cgi_slot_t(m, BN_VAR), var, unbias, momentum) == CG_OK &&
+    bool ok = blend(ctx, cg_module_get(m, "running_mean"), mean, 1.0, d->momentum) == CG_OK &&
+              blend(ctx, cg_module_get(m, "running_var"), var, unbias, d->momentum) == CG_OK &&
               cg_fill_(count, cg_item(count) + 1.0) == CG_OK;
     return ok ? y : NULL;
 }
 
 /* x [N, C] or [N, C, L]. */
-static cg_tensor *batchnorm_graph(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+static cg_tensor *batchnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     int nd = cg_ndim(x);
-    int64_t c = cg_dim(cgi_slot_t(m, BN_WEIGHT), 0);
+    int64_t c = cg_dim(cg_module_get(m, "weight"), 0);
     char xs[128];
     if ((nd != 2 && nd != 3) || cg_dim(x, 1) != c) {
-        cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_batchnorm1d: input %s: expected [N, %lld] or "
-                  "[N, %lld, L]",
-                  cg_shape_str(x, xs, sizeof xs), (long long)c, (long long)c);
+        cgi_error(ctx, CG_ERR_SHAPE, "cg_batchnorm1d: input %s: expected [N, %lld] or "
+                  "[N, %lld, L]", cg_shape_str(x, xs, sizeof xs), (long long)c, (long long)c);
         return NULL;
     }
     int64_t n = cg_numel(x) / c; /* values per channel */
-    if (m->training && n <= 1) {
-        cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_batchnorm1d: input %s: expected more than 1 value "
-                  "per channel when training",
-                  cg_shape_str(x, xs, sizeof xs));
+    bool training = cg_module_is_training(m);
+    if (training && n <= 1) {
+        cgi_error(ctx, CG_ERR_SHAPE, "cg_batchnorm1d: input %s: expected more than 1 value "
+                  "per channel when training", cg_shape_str(x, xs, sizeof xs));
         return NULL;
     }
     static const int axes[] = {0, 2};
-    if (m->training) return batchnorm_train(ctx, m, x, axes, nd - 1, n);
-    return normalise(ctx, x, per_channel(ctx, cgi_slot_t(m, BN_MEAN), nd),
-                     per_channel(ctx, cgi_slot_t(m, BN_VAR), nd), m->cfg[0],
-                     per_channel(ctx, cgi_slot_t(m, BN_WEIGHT), nd),
-                     per_channel(ctx, cgi_slot_t(m, BN_BIAS), nd));
+    if (training) return batchnorm_train(ctx, m, x, axes, nd - 1, n);
+    return normalise(ctx, x, per_channel(ctx, cg_module_get(m, "running_mean"), nd),
+                     per_channel(ctx, cg_module_get(m, "running_var"), nd), eps_of(m),
+                     per_channel(ctx, cg_module_get(m, "weight"), nd),
+                     per_channel(ctx, cg_module_get(m, "bias"), nd));
 }
 
-static cg_tensor *batchnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    return ctx ? batchnorm_graph(ctx, m, x)
-               : forward_heap(m, x, "cg_batchnorm1d", batchnorm_graph);
+static void batchnorm_describe(const cg_module *m, char *buf, size_t size) {
+    const norm_data *d = cg_module_data(m);
+    snprintf(buf, size, "%lld, eps=%g, momentum=%g, affine=True, track_running_stats=True",
+             (long long)cg_dim(cg_module_get(m, "weight"), 0), d->eps, d->momentum);
 }
-static const cgi_module_kind batchnorm_kind = {"BatchNorm1d", batchnorm_forward};
+
+static const cg_module_kind batchnorm_kind = {"BatchNorm1d", batchnorm_forward, free,
+                                              batchnorm_describe};
 
 cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double momentum) {
+    const char *fn = "cg_nn_batchnorm1d";
     if (features < 1 || !cgi_is_float(dt) || !(eps >= 0 && isfinite(eps)) ||
         !(momentum >= 0 && momentum <= 1)) {
-        cgi_error(NULL, CG_ERR_ARG,
-                  "cg_nn_batchnorm1d: features %lld, eps %g, momentum %g, "
-                  "dtype %s: need features >= 1, a finite eps >= 0, momentum in [0, 1] and "
-                  "a float dtype",
-                  (long long)features, eps, momentum, cg_dtype_name(dt));
+        cgi_error(NULL, CG_ERR_ARG, "%s: features %lld, eps %g, momentum %g, dtype %s: need "
+                  "features >= 1, a finite eps >= 0, momentum in [0, 1] and a float dtype",
+                  fn, (long long)features, eps, momentum, cg_dtype_name(dt));
         return NULL;
     }
-    cg_module *m = cgi_module_new(&batchnorm_kind, dt);
+    cg_module *m = norm_new(&batchnorm_kind, eps, momentum, fn);
     const int64_t c[] = {features};
-    cg_tensor *w = m ? cgi_module_add(m, "weight", 1, c, true, dt) : NULL;
-    bool ok = w && cgi_module_add(m, "bias", 1, c, true, dt) &&
-              cgi_module_add(m, "running_mean", 1, c, false, dt);
-    cg_tensor *var = ok ? cgi_module_add(m, "running_var", 1, c, false, dt) : NULL;
-    ok = var && cgi_module_add(m, "num_batches_tracked", 0, c, false, CG_I64) &&
-         cg_fill_(w, 1.0) == CG_OK && cg_fill_(var, 1.0) == CG_OK;
-    if (m) {
-        m->cfg[0] = eps;
-        m->cfg[1] = momentum;
-    }
-    return cgi_module_done(m, ok, "cg_nn_batchnorm1d");
+    bool ok = cgi_module_add(m, "weight", cg_ones(NULL, dt, 1, c), true, fn) &&
+              cgi_module_add(m, "bias", cg_zeros(NULL, dt, 1, c), true, fn) &&
+              cgi_module_add(m, "running_mean", cg_zeros(NULL, dt, 1, c), false, fn) &&
+              cgi_module_add(m, "running_var", cg_ones(NULL, dt, 1, c), false, fn) &&
+              cgi_module_add(m, "num_batches_tracked", cg_zeros(NULL, CG_I64, 0, c), false, fn);
+    return cgi_module_done(m, ok, fn);
 }
 
 /* ---- Dropout ------------------------------------------------------------------------ */
+typedef struct dropout_data {
+    double p;
+    cg_rng *rng; /* borrowed */
+} dropout_data;
+
 /* p == 0 never draws, so it runs as eval and needs no rng. */
 static cg_tensor *dropout_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    return cg_dropout(ctx, x, m->cfg[0], m->training && m->cfg[0] > 0, m->rng);
+    const dropout_data *d = cg_module_data(m);
+    return cg_dropout(ctx, x, d->p, cg_module_is_training(m) && d->p > 0, d->rng);
 }
-static const cgi_module_kind dropout_kind = {"Dropout", dropout_forward};
+
+static void dropout_describe(const cg_module *m, char *buf, size_t size) {
+    snprintf(buf, size, "p=%g, inplace=False", ((const dropout_data *)cg_module_data(m))->p);
+}
+
+static const cg_module_kind dropout_kind = {"Dropout", dropout_forward, free,
+                                            dropout_describe};
 
 cg_module *cg_nn_dropout(double p, cg_rng *rng) {
+    const char *fn = "cg_nn_dropout";
     if (!(p >= 0 && p < 1) || (p > 0 && !rng)) { /* also NaN */
-        cgi_error(NULL, CG_ERR_ARG,
-                  "cg_nn_dropout: p = %g with %s rng: need p in [0, 1) "
-                  "and an rng when p > 0",
-                  p, rng ? "an" : "a NULL");
+        cgi_error(NULL, CG_ERR_ARG, "%s: p = %g with %s rng: need p in [0, 1) and an rng "
+                  "when p > 0", fn, p, rng ? "an" : "a NULL");
         return NULL;
     }
-    cg_module *m = cgi_module_new(&dropout_kind, CG_F32);
-    if (m) {
-        m->cfg[0] = p;
-        m->rng = rng;
+    dropout_data *d = malloc(sizeof *d);
+    if (!d) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
     }
-    return cgi_module_done(m, m != NULL, "cg_nn_dropout");
+    *d = (dropout_data){p, rng};
+    cg_module *m = cgi_module_new(&dropout_kind, d, fn);
+    return cgi_module_done(m, m != NULL, fn);
 }

@@ -277,14 +277,15 @@ static cg_optim *optim_alloc(const char *fn, cg_module *m, const void *opts, kin
         cgi_error(NULL, CG_ERR_ARG, "%s: %s NULL", fn, m ? "options are" : "module is");
         return NULL;
     }
-    if (!m->flat) {
+    if (cg_module_numel(m) > 0 && !cg_module_flat_params(m)) {
         cgi_error(NULL, CG_ERR_ARG, "%s: module %s is inside a container: pass the "
                   "container (the root owns the parameters)", fn, cg_module_name(m));
         return NULL;
     }
-    if (m->flat_numel > 0 && m->dtype != CG_F32 && m->dtype != CG_F64) {
+    cg_dtype mdt = cg_dtype_of(cg_module_flat_params(m));
+    if (cg_module_numel(m) > 0 && mdt != CG_F32 && mdt != CG_F64) {
         cgi_error(NULL, CG_ERR_DTYPE, "%s: parameters of dtype %s (need f32 or f64)", fn,
-                  cg_dtype_name(m->dtype));
+                  cg_dtype_name(mdt));
         return NULL;
     }
     cg_optim *o = calloc(1, sizeof *o);
@@ -292,7 +293,7 @@ static cg_optim *optim_alloc(const char *fn, cg_module *m, const void *opts, kin
         cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
         return NULL;
     }
-    *o = (cg_optim){.kind = k, .m = m, .dt = m->dtype, .n = m->flat_numel};
+    *o = (cg_optim){.kind = k, .m = m, .dt = mdt, .n = cg_module_numel(m)};
     return o;
 }
 
@@ -396,20 +397,20 @@ cg_adagrad_opts cg_adagrad_defaults(double lr) {
  * makes a graph recorded before the step refuse a backward after it, as
  * PyTorch's in-place update does. */
 static void bump_versions(cg_module *m) {
-    for (int i = 0; i < m->nentries; i++)
-        if (m->entries[i].is_param) cgi_bump_version(m->entries[i].t);
-    if (m->flat_view) cgi_bump_version(m->flat_view);
+    for (int i = 0; i < cg_module_nparams(m); i++) cgi_bump_version(cg_module_param(m, i, NULL));
+    if (cg_module_numel(m) > 0) cgi_bump_version(cg_module_flat_params(m));
 }
 
 cg_status cg_optim_step(cg_optim *o) {
     if (!o) return cgi_error(NULL, CG_ERR_ARG, "cg_optim_step: optimizer is NULL");
     cg_module *m = o->m;
-    if (!m->flat || m->flat_numel != o->n || (o->n > 0 && m->dtype != o->dt))
+    cg_tensor *fp = cg_module_numel(m) > 0 ? cg_module_flat_params(m) : NULL;
+    if ((o->n > 0 && !fp) || cg_module_numel(m) != o->n || (o->n > 0 && cg_dtype_of(fp) != o->dt))
         return cgi_error(NULL, CG_ERR_STATE, "cg_optim_step: the %s optimizer's module "
                          "changed (was it put in a container?)", kind_name[o->kind]);
     o->steps++;
     if (o->n == 0) return CG_OK;
-    step_fns[o->kind](o, m->flat, m->flat_grad, o->steps);
+    step_fns[o->kind](o, cg_data(fp), cg_data(cg_module_flat_grads(m)), o->steps);
     bump_versions(m);
     return CG_OK;
 }

@@ -28,6 +28,7 @@ typedef struct cgi_storage {
     int64_t refcount;     /* heap storages: number of heap tensors on it */
     uint64_t version;     /* bumped by every in-place write (autograd checks it) */
     cgi_storage_kind kind;
+    struct cgi_storage *base; /* a heap slice's owner (cgi_slice_of), referenced */
 } cgi_storage;
 
 struct cg_node; /* autograd/: the op that produced a tensor */
@@ -149,6 +150,20 @@ CGI_HIDDEN cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, in
 CGI_HIDDEN cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t);
 CGI_HIDDEN cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t);
 CGI_HIDDEN cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt);
+
+/* ---- slices of one buffer (nn/'s flat parameter buffers) ------------------ */
+/* A caller-owned contiguous tensor of this shape over base's data from
+ * element off, with its own storage header (so its own version counter)
+ * that holds a reference on base's storage. base is caller-owned and
+ * contiguous, and [off, off + numel) lies inside it (the caller checks). */
+CGI_HIDDEN cg_tensor *cgi_slice_of(const cg_tensor *base, int64_t off, int ndim,
+                                   const int64_t *shape, const char *op);
+/* Copies t's elements into base from element off and makes t that slice:
+ * the same tensor object (its grad, requires_grad and the pointers users
+ * keep stay valid) and its version counter, on base's memory. Views of t
+ * made before keep the old storage. t and base caller-owned, same dtype. */
+CGI_HIDDEN cg_status cgi_rebind(cg_tensor *t, const cg_tensor *base, int64_t off,
+                                const char *op);
 
 /* ---- threading ----------------------------------------------------------- */
 /* Work below this many elements runs on one thread. */

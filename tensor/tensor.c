@@ -96,6 +96,7 @@ static cgi_storage *storage_new(cg_ctx *ctx, const char *op, size_t nbytes) {
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
+    s->base = NULL;
     s->kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_HEAP;
     return s;
 }
@@ -137,10 +138,19 @@ cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim
     return v;
 }
 
+/* Drops one reference on a heap or borrowed storage; a slice's last
+ * reference drops one on the storage it slices. */
+static void storage_release(cgi_storage *s) {
+    while (s && s->kind != CGI_STORAGE_ARENA && --s->refcount == 0) {
+        cgi_storage *base = s->base;
+        free(s);
+        s = base;
+    }
+}
+
 void cg_tensor_free(cg_tensor *t) {
     if (!t || t->ctx) return;
-    cgi_storage *s = t->storage;
-    if (s && s->kind != CGI_STORAGE_ARENA && --s->refcount == 0) free(s);
+    storage_release(t->storage);
     cg_tensor_free(t->grad);
     free(t);
 }
@@ -399,4 +409,45 @@ double cg_item(const cg_tensor *t) {
         return NAN;
     }
     return load(t->dtype, cgi_ptr(t)); /* all strides are irrelevant at numel 1 */
+}
+
+/* ---- slices of one buffer ------------------------------------------------------------ */
+cg_tensor *cgi_slice_of(const cg_tensor *base, int64_t off, int ndim, const int64_t *shape,
+                        const char *op) {
+    size_t esize = cg_dtype_size(base->dtype);
+    cg_tensor *t = header_new(NULL, op);
+    cgi_storage *s = t ? malloc(sizeof *s) : NULL;
+    if (!s) {
+        free(t);
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", op);
+        return NULL;
+    }
+    int64_t numel = cgi_numel(ndim, shape), strides[CG_MAX_DIMS];
+    *s = (cgi_storage){.data = cgi_ptr(base) + (size_t)off * esize,
+                       .nbytes = (size_t)numel * esize, .refcount = 1,
+                       .kind = CGI_STORAGE_HEAP, .base = base->storage};
+    base->storage->refcount++;
+    cgi_contiguous_strides(ndim, shape, strides);
+    t->storage = s;
+    t->dtype = base->dtype;
+    set_geometry(t, ndim, shape, strides, 0);
+    return t;
+}
+
+cg_status cgi_rebind(cg_tensor *t, const cg_tensor *base, int64_t off, const char *op) {
+    cg_tensor *slice = cgi_slice_of(base, off, t->ndim, t->shape, op);
+    if (!slice) return cg_last_status();
+    cg_status st = cg_copy_(slice, t);
+    if (st != CG_OK) {
+        cg_tensor_free(slice);
+        return st;
+    }
+    cgi_storage *old = t->storage;
+    slice->storage->version = old->version;
+    t->storage = slice->storage;
+    t->offset = 0;
+    for (int i = 0; i < t->ndim; i++) t->strides[i] = slice->strides[i];
+    slice->storage = old; /* freeing the spare header drops t's old storage */
+    cg_tensor_free(slice);
+    return CG_OK;
 }
