@@ -170,10 +170,10 @@ cg_status cgi_module_adopt(cg_module *m, const char *name, cg_module *child, con
         snprintf(index, sizeof index, "%d", m->nchildren);
         name = index;
     }
+    if (contains(child, m)) /* child is in use above m: it stays the caller's */
+        return cgi_error(NULL, CG_ERR_ARG, "%s: %s \"%s\" would contain itself", fn,
+                         m->kind->name, name);
     cg_status st = check_new_name(m, name, fn);
-    if (st == CG_OK && contains(child, m))
-        st = cgi_error(NULL, CG_ERR_ARG, "%s: %s \"%s\" would contain itself", fn,
-                       m->kind->name, name);
     if (st != CG_OK) return adopt_failed(child, st);
     char *copy = dup_str(name);
     if (!copy ||

@@ -76,7 +76,7 @@ CG_API cg_tensor *cg_module_get(const cg_module *m, const char *name);
  * ..., as nn.Sequential and nn.ModuleList name theirs). m takes the
  * caller's ownership of child, also on failure, unless child is already
  * held by a container: then it is shared. Returns child. A module cannot
- * contain itself. */
+ * contain itself (CG_ERR_ARG; then child, in use above m, stays as it was). */
 CG_API cg_module *cg_module_add_child(cg_module *m, const char *name, cg_module *child);
 /* Tied weights: m's parameter `name` becomes `param`, a parameter of another
  * module in the same model (borrowed: its owner must outlive m; typically
