@@ -46,8 +46,8 @@ static cg_module *linear_new(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, 
                              : NULL;
     double bound = 1.0 / sqrt((double)in);
     bool ok = w && (!bias || b) &&
-              cg_init_kaiming_uniform(w, rng, sqrt(5.0), CG_FAN_IN, CG_ACT_LEAKY_RELU) == CG_OK &&
-              (!bias || cg_init_uniform(b, rng, -bound, bound) == CG_OK);
+              cg_init_kaiming_uniform_(w, rng, sqrt(5.0), CG_FAN_IN, CG_ACT_LEAKY_RELU) == CG_OK &&
+              (!bias || cg_init_uniform_(b, rng, -bound, bound) == CG_OK);
     return cgi_module_done(m, ok, fn);
 }
 

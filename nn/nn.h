@@ -182,20 +182,21 @@ CG_API cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps,
 /* Lookup of i64 indices in a [num, dim] table initialised N(0, 1). */
 CG_API cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim);
 
-/* ---- init (in place, from an explicit rng; t is a parameter or any tensor) - */
+/* ---- init: in place (PyTorch's nn.init names, ending in _), from an explicit rng;
+ * t is a parameter or any f32 / f64 tensor -------------------------------- */
 typedef enum cg_fan { CG_FAN_IN, CG_FAN_OUT } cg_fan;
 /* gain for CG_ACT_NONE / SIGMOID 1, RELU sqrt(2), TANH 5/3, LEAKY_RELU
  * sqrt(2 / (1 + slope^2)) with slope `param`. */
 CG_API double cg_init_gain(cg_act act, double param);
-CG_API cg_status cg_init_uniform(cg_tensor *t, cg_rng *rng, double lo, double hi);
-CG_API cg_status cg_init_normal(cg_tensor *t, cg_rng *rng, double mean, double std);
-CG_API cg_status cg_init_constant(cg_tensor *t, double value);
-CG_API cg_status cg_init_xavier_uniform(cg_tensor *t, cg_rng *rng, double gain);
-CG_API cg_status cg_init_xavier_normal(cg_tensor *t, cg_rng *rng, double gain);
+CG_API cg_status cg_init_uniform_(cg_tensor *t, cg_rng *rng, double lo, double hi);
+CG_API cg_status cg_init_normal_(cg_tensor *t, cg_rng *rng, double mean, double std);
+CG_API cg_status cg_init_constant_(cg_tensor *t, double value);
+CG_API cg_status cg_init_xavier_uniform_(cg_tensor *t, cg_rng *rng, double gain);
+CG_API cg_status cg_init_xavier_normal_(cg_tensor *t, cg_rng *rng, double gain);
 /* PyTorch's kaiming_*: a is the leaky slope for CG_ACT_LEAKY_RELU. */
-CG_API cg_status cg_init_kaiming_uniform(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
+CG_API cg_status cg_init_kaiming_uniform_(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
                                          cg_act act);
-CG_API cg_status cg_init_kaiming_normal(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
+CG_API cg_status cg_init_kaiming_normal_(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
                                         cg_act act);
 
 /* ---- losses --------------------------------------------------------------- */

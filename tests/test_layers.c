@@ -68,7 +68,7 @@ static void gradcheck_and_free(cg_module *m, cg_tensor *x) {
 static void randomise_params(cg_module *m, uint64_t seed) {
     cg_rng rng = seeded(seed);
     for (int i = 0; i < cg_module_nparams(m); i++)
-        assert_int_equal(cg_init_normal(cg_module_param(m, i, NULL), &rng, 0.5, 1), CG_OK);
+        assert_int_equal(cg_init_normal_(cg_module_param(m, i, NULL), &rng, 0.5, 1), CG_OK);
 }
 
 static cg_tensor *input(cg_ctx *ctx, int n, const int64_t *shape, const double *v) {
