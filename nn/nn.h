@@ -200,8 +200,9 @@ CG_API void cg_optim_free(cg_optim *o);
  * group (the group's lr when the schedule was made; PyTorch's base_lrs) and
  * sets every group's lr from its own base at each step, so a hand-set lr is
  * overwritten at the next step. Schedules chain with SequentialLR (one after
- * another at milestones, e.g. warm-up then cosine); two schedules stepped
- * side by side on one optimizer do not: the last step wins. OneCycle changes
+ * another at milestones, e.g. warm-up then cosine) and ChainedScheduler
+ * (all at once, factors multiplied); two schedules stepped side by side on
+ * one optimizer do not: the last step wins. OneCycle changes
  * the lr only (no momentum cycling). Each constructor sets the lrs to their
  * epoch-0 values; the caller frees the schedule with cg_sched_free. */
 typedef struct cg_sched cg_sched; /* opaque */
@@ -223,6 +224,11 @@ CG_API cg_sched *cg_onecyclelr_new(cg_optim *o, double max_lr, int total_steps,
  * constructor. user is borrowed. */
 CG_API cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user),
                                  void *user);
+/* MultiplicativeLR: every step multiplies each group's current lr by
+ * factor(epoch, user) (epoch >= 1); errors as LambdaLR. */
+CG_API cg_sched *cg_multiplicativelr_new(cg_optim *o,
+                                         double (*factor)(int64_t epoch, void *user),
+                                         void *user);
 /* ReduceLROnPlateau, mode min, relative threshold: each group's lr *= factor
  * after patience steps without improvement, not below min_lr. */
 CG_API cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
@@ -235,6 +241,12 @@ CG_API cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double
  * scheds[0] first, as PyTorch code does. */
 CG_API cg_sched *cg_sequentiallr_new(cg_optim *o, int n, cg_sched *const *scheds,
                                      const int *milestones);
+/* ChainedScheduler (torch 1.13): each step steps all n schedules in order,
+ * each from the lrs the one before it left (PyTorch's recursive forms), so
+ * their factors multiply, e.g. warm-up times exponential decay. Takes
+ * ownership as SequentialLR, with the same rules; all on scheds[0]'s
+ * optimizer. */
+CG_API cg_sched *cg_chainedscheduler_new(int n, cg_sched *const *scheds);
 /* One step: CG_OK, or an error with the epoch and every lr unchanged
  * (plateau stepped without a metric: CG_ERR_ARG; OneCycle past total_steps:
  * CG_ERR_STATE; the optimizer's group count changed: CG_ERR_STATE). */

@@ -1,6 +1,6 @@
 /* Learning-rate schedules: PyTorch's StepLR, MultiStepLR, ExponentialLR,
- * CosineAnnealingLR, LinearLR, OneCycleLR, LambdaLR, ReduceLROnPlateau and
- * SequentialLR.
+ * CosineAnnealingLR, LinearLR, OneCycleLR, LambdaLR, MultiplicativeLR,
+ * ReduceLROnPlateau, SequentialLR and ChainedScheduler.
  *
  * A schedule keeps, per parameter group g of its optimizer, a base lr
  * (PyTorch's base_lrs: group g's lr when the schedule was made) and the lr it
@@ -13,14 +13,21 @@
  *
  * ReduceLROnPlateau is the recursion PyTorch runs (mode min, threshold_mode
  * rel, cooldown 0) on each group's current lr and steps only with a metric;
- * the others ignore a metric. SequentialLR owns its children and runs
- * torch 1.13's SequentialLR: the children share the first child's bases
- * (PyTorch's initial_lr), child k takes over at milestone k-1, where it
- * restarts at its epoch 0 (PyTorch's step(0)).
+ * the others ignore a metric. MultiplicativeLR is a recursion too: each
+ * step multiplies the groups' current lrs by factor(e).
+ *
+ * SequentialLR and ChainedScheduler own their children and run torch 1.13's
+ * classes. SequentialLR: the children share the first child's bases
+ * (PyTorch's initial_lr); child k takes over at milestone k-1, where it
+ * restarts at its epoch 0 (PyTorch's step(0)). ChainedScheduler steps every
+ * child, each from the lrs the one before left, with PyTorch's recursive
+ * get_lr (ratios of consecutive closed forms), so factors multiply; LambdaLR
+ * and OneCycleLR have no recursion and overwrite, as in PyTorch.
  *
  * A step that fails (a NULL schedule, a plateau without a metric, OneCycleLR
- * past total_steps, a bad LambdaLR factor) returns the error and changes
- * nothing: neither the epoch nor any lr. */
+ * past total_steps, a bad factor, an lr that would overflow, in any child)
+ * returns the error and changes nothing: no epoch, no lr. Checkpoint state
+ * is at the end of the file. */
 #include "internal.h"
 
 #include <ctype.h>
@@ -36,21 +43,25 @@
 static const double PI = 3.14159265358979323846; /* Python's math.pi */
 
 typedef enum kind {
-    STEP, MULTISTEP, EXPONENTIAL, COSINE, LINEAR, ONECYCLE, PLATEAU, LAMBDA, SEQUENTIAL
+    STEP, MULTISTEP, EXPONENTIAL, COSINE, LINEAR, ONECYCLE, PLATEAU, LAMBDA, MULTIPLICATIVE,
+    SEQUENTIAL, CHAINED
 } kind;
 
 /* Each kind's name in the checkpoint text: PyTorch's class name, lower case. */
 static const char *const KIND_NAME[] = {
     "steplr",     "multisteplr",       "exponentiallr", "cosineannealinglr", "linearlr",
-    "onecyclelr", "reducelronplateau", "lambdalr",      "sequentiallr"};
+    "onecyclelr", "reducelronplateau", "lambdalr",      "multiplicativelr", "sequentiallr",
+    "chainedscheduler"};
 
 struct cg_sched {
     kind kind;
     cg_optim *o; /* borrowed */
     int ngroups;
     /* [ngroups] each, one allocation (base owns it): the base lrs, the lrs
-     * last set, and scratch for the lrs of a step before it commits. */
-    double *base, *lr, *tmp;
+     * last set, the lrs of a step before it commits, and the groups' lrs
+     * before the step (where PyTorch's recursive forms start). */
+    double *base, *lr, *tmp, *cur;
+    bool recursive; /* a ChainedScheduler's child: PyTorch's get_lr recursion */
     int64_t epoch;
     double gamma;    /* StepLR, MultiStepLR, ExponentialLR */
     int step_size;   /* StepLR */
@@ -62,9 +73,9 @@ struct cg_sched {
     double max_lr, min_lr, pct_start; /* OneCycleLR; min_lr for plateau too */
     double factor, threshold, best; /* ReduceLROnPlateau */
     int patience, bad;
-    double (*lambda)(int64_t epoch, void *user); /* LambdaLR */
+    double (*lambda)(int64_t epoch, void *user); /* LambdaLR, MultiplicativeLR */
     void *user;
-    int nchild;       /* SequentialLR: n + 1 children, owned */
+    int nchild;       /* SequentialLR (n + 1), ChainedScheduler: children, owned */
     cg_sched **child;
 };
 
@@ -110,18 +121,64 @@ static double closed_form(const cg_sched *s, int64_t e, double base) {
     return base;
 }
 
+/* torch 1.13's get_lr (the recursive form) at epoch e >= 0 from cur, the
+ * group's lr before the step; its closed form for the kinds without one. */
+static double recursive_lr(const cg_sched *s, int64_t e, double cur, double base) {
+    int64_t t = s->t_max;
+    switch (s->kind) {
+    case STEP: return e > 0 && e % s->step_size == 0 ? cur * s->gamma : cur;
+    case MULTISTEP: { /* gamma to the count of milestones equal to e */
+        int k = 0;
+        for (int i = 0; i < s->n; i++) k += s->milestones[i] == e;
+        return cur * pow(s->gamma, k);
+    }
+    case EXPONENTIAL: return e > 0 ? cur * s->gamma : cur;
+    case LINEAR:
+        return e == 0  ? cur * s->start
+               : e > t ? cur
+                       : cur * (1 + (1 - s->start) /
+                                        (t * s->start + (double)(e - 1) * (1 - s->start)));
+    case COSINE:
+        return e == 0 ? cur
+               : (e - 1 - t) % (2 * t) == 0
+                   ? cur + (base - s->eta_min) * (1 - cos(PI / t)) / 2
+                   : (1 + cos(PI * (double)e / t)) / (1 + cos(PI * (double)(e - 1) / t)) *
+                             (cur - s->eta_min) + s->eta_min;
+    default: return closed_form(s, e, base);
+    }
+}
+
 static bool finite_nonneg(double v) { return v >= 0 && isfinite(v); }
 
-/* s's lrs at epoch e into s->tmp. CG_ERR_ARG when LambdaLR's factor is not
- * finite and >= 0, CG_ERR_STATE when an lr overflows (ExponentialLR, gamma
- * > 1, after many steps). */
-static cg_status lrs_at(cg_sched *s, int64_t e, const char *fn) {
-    double f = 1;
-    if (s->kind == LAMBDA && !finite_nonneg(f = s->lambda(e, s->user)))
-        return cgi_error(NULL, CG_ERR_ARG, "%s: LambdaLR's factor at epoch %" PRId64 " is %g; "
-                         "it must be finite and >= 0 (lr kept)", fn, e, f);
+/* LambdaLR's and MultiplicativeLR's factor at epoch e into *f (1 where it
+ * is not used); CG_ERR_ARG unless it is finite and >= 0. */
+static cg_status factor_at(const cg_sched *s, int64_t e, double *f, const char *fn) {
+    *f = 1;
+    bool used = s->kind == LAMBDA || (s->kind == MULTIPLICATIVE && e > 0);
+    if (used && !finite_nonneg(*f = s->lambda(e, s->user)))
+        return cgi_error(NULL, CG_ERR_ARG, "%s: %s's factor at epoch %" PRId64 " is %g; it "
+                         "must be finite and >= 0 (lr kept)", fn,
+                         s->kind == LAMBDA ? "LambdaLR" : "MultiplicativeLR", e, *f);
+    return CG_OK;
+}
+
+/* s's lrs at epoch e into s->tmp, from cur[ngroups] (the groups' lrs now);
+ * nothing else changes. CG_ERR_STATE past OneCycleLR's total_steps (PyTorch
+ * raises) or when an lr overflows (ExponentialLR, gamma > 1, after many
+ * steps); CG_ERR_ARG for a bad factor. */
+static cg_status lrs_at(cg_sched *s, int64_t e, const double *cur, const char *fn) {
+    double f;
+    if (s->kind == ONECYCLE && e > s->t_max)
+        return cgi_error(NULL, CG_ERR_STATE, "%s: OneCycleLR stepped %" PRId64 " times, past "
+                         "its total_steps %d (lr kept)", fn, e, s->t_max);
+    cg_status st = factor_at(s, e, &f, fn);
+    if (st != CG_OK) return st;
     for (int g = 0; g < s->ngroups; g++) {
-        s->tmp[g] = s->kind == LAMBDA ? s->base[g] * f : closed_form(s, e, s->base[g]);
+        double b = s->base[g];
+        s->tmp[g] = s->kind == LAMBDA           ? b * f
+                    : s->kind == MULTIPLICATIVE ? cur[g] * f
+                    : s->recursive              ? recursive_lr(s, e, cur[g], b)
+                                                : closed_form(s, e, b);
         if (!finite_nonneg(s->tmp[g]))
             return cgi_error(NULL, CG_ERR_STATE, "%s: %s's lr of group %d at epoch %" PRId64
                              " would be %g (lr kept)", fn, KIND_NAME[s->kind], g, e, s->tmp[g]);
@@ -138,13 +195,16 @@ static void set_lrs(cg_sched *s, const double *lr) {
     }
 }
 
-/* Moves a closed-form (or LambdaLR) schedule to epoch e; nothing changes on
- * failure. OneCycleLR refuses to go past total_steps (PyTorch raises). */
+/* The groups' lrs now into s->cur. */
+static void read_lrs_now(cg_sched *s) {
+    for (int g = 0; g < s->ngroups; g++) s->cur[g] = cg_optim_group_lr(s->o, g);
+}
+
+/* Moves a schedule that is neither plateau nor a parent to epoch e; nothing
+ * changes on failure. */
 static cg_status closed_step(cg_sched *s, int64_t e, const char *fn) {
-    if (s->kind == ONECYCLE && e > s->t_max)
-        return cgi_error(NULL, CG_ERR_STATE, "%s: OneCycleLR stepped %" PRId64 " times, past "
-                         "its total_steps %d (lr kept)", fn, e, s->t_max);
-    cg_status st = lrs_at(s, e, fn);
+    read_lrs_now(s);
+    cg_status st = lrs_at(s, e, s->cur, fn);
     if (st != CG_OK) return st;
     s->epoch = e;
     set_lrs(s, s->tmp);
@@ -161,7 +221,7 @@ static cg_sched *sched_alloc(const char *fn, cg_optim *o, cg_sched t) {
         return NULL;
     }
     cg_sched *s = malloc(sizeof *s);
-    double *v = s ? malloc(sizeof(double) * 3 * (size_t)ng) : NULL;
+    double *v = s ? malloc(sizeof(double) * 4 * (size_t)ng) : NULL;
     if (!v) {
         free(s);
         cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
@@ -170,7 +230,7 @@ static cg_sched *sched_alloc(const char *fn, cg_optim *o, cg_sched t) {
     *s = t;
     s->o = o;
     s->ngroups = ng;
-    s->base = v, s->lr = v + ng, s->tmp = v + 2 * ng;
+    s->base = v, s->lr = v + ng, s->tmp = v + 2 * ng, s->cur = v + 3 * ng;
     for (int g = 0; g < ng; g++) s->base[g] = s->lr[g] = cg_optim_group_lr(o, g);
     return s;
 }
@@ -253,6 +313,12 @@ cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, void *use
                      (cg_sched){.kind = LAMBDA, .lambda = factor, .user = user});
 }
 
+cg_sched *cg_multiplicativelr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user),
+                                  void *user) {
+    return sched_new("cg_multiplicativelr_new", o, factor != NULL, "factor is NULL",
+                     (cg_sched){.kind = MULTIPLICATIVE, .lambda = factor, .user = user});
+}
+
 cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
                          double min_lr) {
     bool ok = factor >= 0 && factor < 1 && patience >= 0 && threshold >= 0 && threshold < 1 &&
@@ -264,27 +330,33 @@ cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double thresh
                                 .threshold = threshold, .min_lr = min_lr, .best = INFINITY});
 }
 
-/* ---- SequentialLR ---------------------------------------------------------------- */
-/* cg_sequentiallr_new's checks; false with the error recorded. */
-static bool seq_ok(cg_optim *o, int n, cg_sched *const *c, const int *ms) {
-    const char *fn = "cg_sequentiallr_new";
-    if (!o || n < 1 || !c || (n > 1 && !ms))
+/* ---- SequentialLR and ChainedScheduler ------------------------------------------- */
+/* The children's checks: n >= 1 distinct schedules on o (not NULL), none a
+ * plateau or a parent (PyTorch can neither restart those at a milestone nor
+ * chain them); false with the error recorded. */
+static bool kids_ok(const char *fn, cg_optim *o, int n, cg_sched *const *c) {
+    if (n < 1 || !c)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s", fn,
-                         !o ? "optimizer is NULL" : n < 1 ? "need n >= 1 schedules"
-                         : !c ? "schedules is NULL" : "milestones is NULL") == CG_OK;
+                         n < 1 ? "need n >= 1 schedules" : "schedules is NULL") == CG_OK;
     for (int i = 0; i < n; i++) {
         const char *why = !c[i] ? "is NULL"
                           : c[i]->o != o ? "is on another optimizer"
-                          : c[i]->kind == PLATEAU || c[i]->kind == SEQUENTIAL
-                              ? "is a ReduceLROnPlateau or a SequentialLR, which cannot "
-                                "restart at a milestone"
-                          : c[i]->ngroups != cg_optim_ngroups(o)
-                              ? "was made for another number of parameter groups"
+                          : c[i]->kind == PLATEAU || c[i]->kind >= SEQUENTIAL
+                              ? "is a ReduceLROnPlateau, a SequentialLR or a ChainedScheduler, "
+                                "which cannot be a child"
                               : NULL;
         for (int j = 0; !why && j < i; j++)
             if (c[j] == c[i]) why = "appears twice";
         if (why) return cgi_error(NULL, CG_ERR_ARG, "%s: schedule %d %s", fn, i, why) == CG_OK;
     }
+    return true;
+}
+
+static bool seq_ok(cg_optim *o, int n, cg_sched *const *c, const int *ms) {
+    const char *fn = "cg_sequentiallr_new";
+    if (!o) return cgi_error(NULL, CG_ERR_ARG, "%s: optimizer is NULL", fn) == CG_OK;
+    if (!kids_ok(fn, o, n, c)) return false;
+    if (n > 1 && !ms) return cgi_error(NULL, CG_ERR_ARG, "%s: milestones is NULL", fn) == CG_OK;
     for (int i = 0; i + 1 < n; i++)
         if (ms[i] < 1 || (i > 0 && ms[i] <= ms[i - 1]))
             return cgi_error(NULL, CG_ERR_ARG, "%s: milestones must be >= 1 and strictly "
@@ -301,6 +373,27 @@ static void free_distinct(int n, cg_sched *const *c) {
     }
 }
 
+/* A parent of kind k owning the n checked children (a SequentialLR: and a
+ * copy of the n-1 milestones ms); on failure NULL, the error recorded and
+ * the children freed. */
+static cg_sched *parent_new(const char *fn, cg_optim *o, kind k, int n, cg_sched *const *c,
+                            const int *ms) {
+    cg_sched **kids = malloc(sizeof *kids * (size_t)n);
+    int *copy = malloc(sizeof *copy * (size_t)n); /* n - 1 used */
+    cg_sched *s = kids && copy ? sched_alloc(fn, o, (cg_sched){.kind = k}) : NULL;
+    if (!s) {
+        if (!kids || !copy) cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
+        free(kids);
+        free(copy);
+        free_distinct(n, c);
+        return NULL;
+    }
+    memcpy(kids, c, sizeof *kids * (size_t)n);
+    if (ms && n > 1) memcpy(copy, ms, sizeof *copy * (size_t)(n - 1));
+    s->child = kids, s->nchild = n, s->milestones = copy, s->n = k == SEQUENTIAL ? n - 1 : 0;
+    return s;
+}
+
 /* torch 1.13's SequentialLR.__init__: the groups' lrs back to initial_lr
  * (here the first child's bases, which every child takes), the children's
  * steps at construction undone (epoch -1), and the first child's done again. */
@@ -312,6 +405,7 @@ static cg_status seq_start(cg_sched *s, const char *fn) {
         s->child[i]->epoch = -1;
     }
     memcpy(s->base, first->base, size);
+    for (int g = 0; g < s->ngroups; g++) (void)cg_optim_set_group_lr(s->o, g, first->base[g]);
     cg_status st = closed_step(first, 0, fn);
     if (st != CG_OK) return st;
     memcpy(s->lr, first->lr, size);
@@ -326,23 +420,26 @@ cg_sched *cg_sequentiallr_new(cg_optim *o, int n, cg_sched *const *scheds,
         if (scheds) free_distinct(n, scheds);
         return NULL;
     }
-    cg_sched **kids = malloc(sizeof *kids * (size_t)n);
-    int *ms = malloc(sizeof *ms * (size_t)n); /* n - 1 used */
-    cg_sched *s = kids && ms ? sched_alloc(fn, o, (cg_sched){.kind = SEQUENTIAL}) : NULL;
-    if (!s) {
-        if (!kids || !ms) cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        free(kids);
-        free(ms);
-        free_distinct(n, scheds);
-        return NULL;
-    }
-    memcpy(kids, scheds, sizeof *kids * (size_t)n);
-    if (n > 1) memcpy(ms, milestones, sizeof *ms * (size_t)(n - 1));
-    s->child = kids, s->nchild = n, s->milestones = ms, s->n = n - 1;
-    if (seq_start(s, fn) != CG_OK) {
+    cg_sched *s = parent_new(fn, o, SEQUENTIAL, n, scheds, milestones);
+    if (s && seq_start(s, fn) != CG_OK) {
         cg_sched_free(s);
         return NULL;
     }
+    return s;
+}
+
+/* torch 1.13's ChainedScheduler: nothing happens when it is made (its
+ * children have set the lrs); each child steps from the lrs the one before
+ * it left, with PyTorch's recursive forms. */
+cg_sched *cg_chainedscheduler_new(int n, cg_sched *const *scheds) {
+    const char *fn = "cg_chainedscheduler_new";
+    cg_optim *o = n >= 1 && scheds && scheds[0] ? scheds[0]->o : NULL;
+    if (!kids_ok(fn, o, n, scheds)) {
+        if (scheds) free_distinct(n, scheds);
+        return NULL;
+    }
+    cg_sched *s = parent_new(fn, o, CHAINED, n, scheds, NULL);
+    for (int i = 0; s && i < n; i++) s->child[i]->recursive = true;
     return s;
 }
 
@@ -357,6 +454,26 @@ static cg_status seq_step(cg_sched *s, const char *fn) {
     if (st != CG_OK) return st;
     s->epoch = e;
     memcpy(s->lr, c->lr, sizeof(double) * (size_t)s->ngroups);
+    return CG_OK;
+}
+
+/* Every child's lrs first, each from the one before's (s->cur), so a child
+ * that fails leaves all of them as they were; then all commit. */
+static cg_status chain_step(cg_sched *s, const char *fn) {
+    size_t size = sizeof(double) * (size_t)s->ngroups;
+    read_lrs_now(s);
+    for (int i = 0; i < s->nchild; i++) {
+        cg_sched *c = s->child[i];
+        cg_status st = lrs_at(c, c->epoch + 1, s->cur, fn);
+        if (st != CG_OK) return st;
+        memcpy(s->cur, c->tmp, size);
+    }
+    for (int i = 0; i < s->nchild; i++) {
+        s->child[i]->epoch++;
+        memcpy(s->child[i]->lr, s->child[i]->tmp, size);
+    }
+    s->epoch++;
+    set_lrs(s, s->cur);
     return CG_OK;
 }
 
@@ -395,6 +512,7 @@ static cg_status sched_step(cg_sched *s, bool has_metric, double metric, const c
                              "(cg_sched_step_metric); lr kept", fn);
         return plateau_step(s, metric);
     case SEQUENTIAL: return seq_step(s, fn);
+    case CHAINED: return chain_step(s, fn);
     default: return closed_step(s, s->epoch + 1, fn);
     }
 }
@@ -436,7 +554,7 @@ void cg_sched_free(cg_sched *s) {
  * One line per schedule, its children's lines after it (depth first):
  *   <kind> epoch <e> groups <g> base <g doubles> lr <g doubles>
  *          [best <double> bad <int>]   (reducelronplateau)
- *          [children <n>]              (sequentiallr)
+ *          [children <n>]              (sequentiallr, chainedscheduler)
  * Doubles are written with %a, so they read back bit for bit. The options
  * (gamma, T_max, ...) are not stored: they come from the code that makes the
  * schedule, as LambdaLR's function does. */
@@ -474,7 +592,7 @@ static void put_sched(sbuf *b, const cg_sched *s) {
     put(b, " lr");
     for (int g = 0; g < s->ngroups; g++) put(b, " %a", s->lr[g]);
     if (s->kind == PLATEAU) put(b, " best %a bad %d", s->best, s->bad);
-    if (s->kind == SEQUENTIAL) put(b, " children %d", s->nchild);
+    if (s->kind >= SEQUENTIAL) put(b, " children %d", s->nchild);
     put(b, "\n");
     for (int i = 0; i < s->nchild; i++) put_sched(b, s->child[i]);
 }
@@ -575,7 +693,7 @@ static bool read_children(rd *r, cg_sched *s) {
     if (n != s->nchild)
         return fail(r, CG_ERR_ARG, "%" PRId64 " children, the schedule has %d", n, s->nchild);
     for (int i = 0; i < s->nchild; i++)
-        if (!read_sched(r, s->child[i], i ? -1 : 0)) return false;
+        if (!read_sched(r, s->child[i], i && s->kind == SEQUENTIAL ? -1 : 0)) return false;
     return true;
 }
 
@@ -605,7 +723,7 @@ static bool read_sched(rd *r, cg_sched *s, int64_t min_epoch) {
                     name, ng, s->ngroups);
     if (!read_lrs(r, s, "base", s->base) || !read_lrs(r, s, "lr", s->lr)) return false;
     if (s->kind == PLATEAU && !read_plateau(r, s)) return false;
-    if (s->kind == SEQUENTIAL && !read_children(r, s)) return false;
+    if (s->kind >= SEQUENTIAL && !read_children(r, s)) return false;
     if (r->apply) s->epoch = e;
     return true;
 }

@@ -433,6 +433,143 @@ static void test_sched_sequential_bad_args(void **state) {
     cg_module_free(m);
 }
 
+/* ---- ChainedScheduler and MultiplicativeLR ------------------------------------------ */
+/* torch 1.13's ChainedScheduler: CHAIN1_WANT for LinearLR(0.5, 4) and
+ * ExponentialLR(0.9) on lr 1, CHAIN2_WANT for CosineAnnealingLR(3, 0.1),
+ * StepLR(2, 0.5) and MultiStepLR([3, 3, 5], 0.7) on lr 0.8; [e] after e
+ * steps. torch's get_lr of each class (one group), transcribed:
+ * import math
+ * from collections import Counter
+ * class O: lr = 1.0
+ * o = O()
+ * class S:  # torch 1.13's get_lr for one group; the constructor's step at epoch 0
+ *     def __init__(s, **kw):
+ *         s.__dict__.update(kw); s.e = 0; s.base = o.lr; o.lr = s.get_lr()
+ *     def step(s): s.e += 1; o.lr = s.get_lr()
+ * class Step(S):
+ *     def get_lr(s): return o.lr if s.e == 0 or s.e % s.size else o.lr * s.gamma
+ * class Exp(S):
+ *     def get_lr(s): return o.lr if s.e == 0 else o.lr * s.gamma
+ * class MultiStep(S):
+ *     def get_lr(s): return o.lr * s.gamma ** Counter(s.ms)[s.e]
+ * class Linear(S):
+ *     def get_lr(s):
+ *         f, T, e = s.f, s.T, s.e
+ *         if e == 0: return o.lr * f
+ *         if e > T: return o.lr
+ *         return o.lr * (1 + (1 - f) / (T * f + (e - 1) * (1 - f)))
+ * class Cos(S):
+ *     def get_lr(s):
+ *         e, T, m = s.e, s.T, s.eta
+ *         if e == 0: return o.lr
+ *         c = math.cos
+ *         if (e - 1 - T) % (2 * T) == 0: return o.lr + (s.base - m) * (1 - c(math.pi / T)) / 2
+ *         return (1 + c(math.pi * e / T)) / (1 + c(math.pi * (e - 1) / T)) * (o.lr - m) + m
+ * def run(kids, n):
+ *     out = [o.lr]
+ *     for _ in range(n):
+ *         for k in kids: k.step()   # ChainedScheduler.step
+ *         out.append(o.lr)
+ *     print(",\n".join(", ".join(map(repr, out[k:k + 4])) for k in range(0, len(out), 4)))
+ * o.lr = 1.0; run([Linear(f=0.5, T=4), Exp(gamma=0.9)], 8)
+ * o.lr = 0.8
+ * run([Cos(T=3, eta=0.1), Step(size=2, gamma=0.5), MultiStep(ms=[3, 3, 5], gamma=0.7)], 12)
+ */
+static const double CHAIN1_WANT[9] = {
+    0.5, 0.5625, 0.6074999999999999, 0.637875,
+    0.6560999999999999, 0.59049, 0.5314409999999999, 0.47829689999999997,
+    0.43046721};
+static const double CHAIN2_WANT[13] = {
+    0.8, 0.625, 0.13750000000000004, 0.048999999999999995,
+    0.11199999999999999, 0.09519999999999998, 0.04679999999999999, 0.06009999999999998,
+    0.04334999999999999, 0.1, 0.1375, 0.2124999999999999,
+    0.12499999999999999};
+
+static void test_sched_chained(void **state) {
+    cg_optim *o = opt(state, 1.0);
+    cg_sched *k[3] = {cg_warmuplr_new(o, 0.5, 4), cg_exponentiallr_new(o, 0.9)};
+    cg_sched *s = cg_chainedscheduler_new(2, k);
+    assert_non_null(s);
+    for (int e = 0; e <= 8; e++) {
+        if (e) assert_int_equal(cg_sched_step(s), CG_OK);
+        assert_rel(cg_sched_lr(s), CHAIN1_WANT[e], 1e-12);
+        assert_true(cg_optim_lr(o) == cg_sched_lr(s));
+    }
+    cg_sched_free(s);
+    opt(state, 0.8);
+    k[0] = cg_cosinelr_new(o, 3, 0.1), k[1] = cg_steplr_new(o, 2, 0.5);
+    k[2] = cg_multisteplr_new(o, 3, (const int[]){3, 3, 5}, 0.7);
+    s = cg_chainedscheduler_new(3, k);
+    for (int e = 0; e <= 12; e++) {
+        if (e) assert_int_equal(cg_sched_step(s), CG_OK);
+        assert_rel(cg_sched_lr(s), CHAIN2_WANT[e], 1e-12);
+    }
+    cg_sched_free(s);
+}
+
+/* A child that fails leaves every child and the lr as they were. */
+static void test_sched_chained_failure(void **state) {
+    cg_optim *o = opt(state, 1.0);
+    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), cg_onecyclelr_new(o, 1, 2, 0.5, 4, 10)};
+    cg_sched *s = cg_chainedscheduler_new(2, k);
+    assert_int_equal(cg_sched_step(s), CG_OK);
+    assert_int_equal(cg_sched_step(s), CG_OK);
+    char *before = cgi_sched_meta(s);
+    double lr = cg_optim_lr(o);
+    assert_int_equal(cg_sched_step(s), CG_ERR_STATE);
+    assert_non_null(strstr(cg_last_error(), "cg_sched_step: OneCycleLR stepped 3 times"));
+    char *after = cgi_sched_meta(s);
+    assert_string_equal(after, before); /* StepLR did not step either */
+    assert_true(cg_optim_lr(o) == lr && cg_sched_lr(s) == lr);
+    free(before), free(after);
+    cg_sched_free(s);
+}
+
+static void test_sched_chained_bad_args(void **state) {
+    cg_optim *o = opt(state, 1.0);
+    const char *fn = "cg_chainedscheduler_new";
+    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), NULL};
+    expect_refused(cg_chainedscheduler_new(2, k), fn); /* frees k[0] */
+    assert_non_null(strstr(cg_last_error(), "schedule 1 is NULL"));
+    k[0] = cg_steplr_new(o, 1, 0.5), k[1] = cg_plateau_new(o, 0.5, 1, 0, 0);
+    expect_refused(cg_chainedscheduler_new(2, k), fn);
+    assert_non_null(strstr(cg_last_error(), "schedule 1 is a ReduceLROnPlateau"));
+    k[0] = cg_steplr_new(o, 1, 0.5), k[1] = k[0];
+    expect_refused(cg_chainedscheduler_new(2, k), fn);
+    assert_non_null(strstr(cg_last_error(), "appears twice"));
+    expect_refused(cg_chainedscheduler_new(0, k), fn);
+    expect_refused(cg_chainedscheduler_new(1, NULL), fn);
+    k[0] = cg_chainedscheduler_new(1, (cg_sched *[]){cg_steplr_new(o, 1, 0.5)});
+    assert_non_null(k[0]);
+    k[1] = cg_exponentiallr_new(o, 0.5);
+    expect_refused(cg_sequentiallr_new(o, 2, k, (const int[]){2}), "cg_sequentiallr_new");
+    assert_non_null(strstr(cg_last_error(), "schedule 0 is a"));
+}
+
+/* lr * factor(e) from the lr it finds, so a hand-set lr carries on. */
+static double ninety_pct(int64_t e, void *user) {
+    (void)user;
+    return e == 7 ? -1 : 0.9;
+}
+
+static void test_sched_multiplicativelr(void **state) {
+    cg_optim *o = opt(state, 2.0);
+    cg_sched *s = cg_multiplicativelr_new(o, ninety_pct, NULL);
+    const double want[] = {2, 1.8, 1.62, 1.458};
+    expect_lrs(s, o, 4, want);
+    cg_optim_set_lr(o, 1.0);
+    assert_int_equal(cg_sched_step(s), CG_OK);
+    assert_rel(cg_optim_lr(o), 0.9, 1e-15);
+    assert_int_equal(cg_sched_step(s), CG_OK);
+    assert_int_equal(cg_sched_step(s), CG_OK);
+    assert_int_equal(cg_sched_step(s), CG_ERR_ARG); /* epoch 7: factor -1 */
+    assert_non_null(strstr(cg_last_error(), "cg_sched_step: MultiplicativeLR's factor at "
+                                            "epoch 7"));
+    assert_rel(cg_optim_lr(o), 0.729, 1e-15);
+    cg_sched_free(s);
+    expect_refused(cg_multiplicativelr_new(o, NULL, NULL), "cg_multiplicativelr_new");
+}
+
 /* ---- LambdaLR ---------------------------------------------------------------------- */
 /* 1 / (e + 1), NaN from epoch *user on. */
 static double inverse(int64_t e, void *user) {
@@ -488,8 +625,17 @@ static cg_sched *mk_warmup(cg_optim *o) { return cg_warmuplr_new(o, 0.2, 4); }
 static cg_sched *mk_onecycle(cg_optim *o) { return cg_onecyclelr_new(o, 1, 20, 0.3, 25, 1e4); }
 static cg_sched *mk_lambda(cg_optim *o) { return cg_lambdalr_new(o, inverse, &never); }
 static cg_sched *mk_plateau(cg_optim *o) { return cg_plateau_new(o, 0.5, 1, 0.01, 1e-3); }
-static const maker MAKERS[] = {mk_step,     mk_multistep, mk_exp,     mk_cosine,    mk_warmup,
-                               mk_onecycle, mk_lambda,    mk_plateau, warmup_cosine};
+static double shrink(int64_t e, void *user) { return 1 - (double)e / *(double *)user; }
+static double hundred = 100;
+static cg_sched *mk_mult(cg_optim *o) { return cg_multiplicativelr_new(o, shrink, &hundred); }
+static cg_sched *mk_chain(cg_optim *o) {
+    cg_sched *k[3] = {cg_warmuplr_new(o, 0.3, 5), cg_cosinelr_new(o, 4, 0.01),
+                      cg_multiplicativelr_new(o, shrink, &hundred)};
+    return cg_chainedscheduler_new(3, k);
+}
+static const maker MAKERS[] = {mk_step,   mk_multistep, mk_exp,        mk_cosine,
+                               mk_warmup, mk_onecycle,  mk_lambda,     mk_plateau,
+                               mk_mult,   mk_chain,     warmup_cosine};
 #define NMAKERS (int)(sizeof MAKERS / sizeof MAKERS[0])
 
 /* Steps s (with a metric that improves, then stalls) and checks CG_OK. */
@@ -761,6 +907,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sched_sequential_three, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_sequential_bad_args, opt_setup,
                                         opt_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_chained, opt_setup, opt_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_chained_failure, opt_setup, opt_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_chained_bad_args, opt_setup, opt_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_multiplicativelr, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_lambdalr, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_group_lr, opt_setup, opt_teardown),
         cmocka_unit_test(test_sched_state_roundtrip),
