@@ -337,7 +337,7 @@ cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double thresh
 static bool kids_ok(const char *fn, cg_optim *o, int n, cg_sched *const *c) {
     if (n < 1 || !c)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s", fn,
-                         n < 1 ? "need n >= 1 schedules" : "schedules is NULL") == CG_OK;
+                         n < 1 ? "need n >= 1 schedules" : "schedules is NULL"), false;
     for (int i = 0; i < n; i++) {
         const char *why = !c[i] ? "is NULL"
                           : c[i]->o != o ? "is on another optimizer"
@@ -347,20 +347,21 @@ static bool kids_ok(const char *fn, cg_optim *o, int n, cg_sched *const *c) {
                               : NULL;
         for (int j = 0; !why && j < i; j++)
             if (c[j] == c[i]) why = "appears twice";
-        if (why) return cgi_error(NULL, CG_ERR_ARG, "%s: schedule %d %s", fn, i, why) == CG_OK;
+        if (why) return cgi_error(NULL, CG_ERR_ARG, "%s: schedule %d %s", fn, i, why), false;
     }
     return true;
 }
 
+/* cg_sequentiallr_new's checks; false with the error recorded. */
 static bool seq_ok(cg_optim *o, int n, cg_sched *const *c, const int *ms) {
     const char *fn = "cg_sequentiallr_new";
-    if (!o) return cgi_error(NULL, CG_ERR_ARG, "%s: optimizer is NULL", fn) == CG_OK;
+    if (!o) return cgi_error(NULL, CG_ERR_ARG, "%s: optimizer is NULL", fn), false;
     if (!kids_ok(fn, o, n, c)) return false;
-    if (n > 1 && !ms) return cgi_error(NULL, CG_ERR_ARG, "%s: milestones is NULL", fn) == CG_OK;
+    if (n > 1 && !ms) return cgi_error(NULL, CG_ERR_ARG, "%s: milestones is NULL", fn), false;
     for (int i = 0; i + 1 < n; i++)
         if (ms[i] < 1 || (i > 0 && ms[i] <= ms[i - 1]))
             return cgi_error(NULL, CG_ERR_ARG, "%s: milestones must be >= 1 and strictly "
-                             "increasing; milestones[%d] is %d", fn, i, ms[i]) == CG_OK;
+                             "increasing; milestones[%d] is %d", fn, i, ms[i]), false;
     return true;
 }
 
