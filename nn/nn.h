@@ -298,10 +298,15 @@ CG_API void cg_optim_set_steps(cg_optim *o, int64_t steps);
 CG_API void cg_optim_free(cg_optim *o);
 
 /* ---- learning-rate schedules (PyTorch's, stepped once per epoch or step) ---
- * A schedule owns the optimizer's lr: it computes it from the lr it found at
- * construction, so a hand-set lr is overwritten at its next step and two
- * schedules on one optimizer do not chain. OneCycle changes the lr only (no
- * momentum cycling) and fails past total_steps. */
+ * A schedule owns its optimizer's lrs: it keeps one base lr per parameter
+ * group (the group's lr when the schedule was made; PyTorch's base_lrs) and
+ * sets every group's lr from its own base at each step, so a hand-set lr is
+ * overwritten at the next step. Schedules chain with SequentialLR (one after
+ * another at milestones, e.g. warm-up then cosine) and ChainedScheduler
+ * (all at once, factors multiplied); two schedules stepped side by side on
+ * one optimizer do not: the last step wins. OneCycle changes
+ * the lr only (no momentum cycling). Each constructor sets the lrs to their
+ * epoch-0 values; the caller frees the schedule with cg_sched_free. */
 typedef struct cg_sched cg_sched; /* opaque */
 CG_API cg_sched *cg_steplr_new(cg_optim *o, int step_size, double gamma);
 CG_API cg_sched *cg_multisteplr_new(cg_optim *o, int n, const int *milestones, double gamma);
@@ -310,19 +315,50 @@ CG_API cg_sched *cg_cosinelr_new(cg_optim *o, int t_max, double eta_min);
 /* LinearLR: factor from start_factor to 1 over total_steps. */
 CG_API cg_sched *cg_warmuplr_new(cg_optim *o, double start_factor, int total_steps);
 /* OneCycleLR, cosine: from max_lr/div_factor up to max_lr over pct_start of
- * total_steps, then down to max_lr/(div_factor*final_div_factor). */
+ * total_steps, then down to max_lr/(div_factor*final_div_factor); the same
+ * max_lr for every group. Stepping past total_steps is CG_ERR_STATE. */
 CG_API cg_sched *cg_onecyclelr_new(cg_optim *o, double max_lr, int total_steps,
                                    double pct_start, double div_factor,
                                    double final_div_factor);
-/* ReduceLROnPlateau, mode min, relative threshold: lr *= factor after
- * patience steps without improvement, not below min_lr. */
+/* LambdaLR: lr_g = base_g * factor(epoch, user), one function for all
+ * groups, called once per step (and for epoch 0 when made). A factor that is
+ * not finite and >= 0 fails that step (CG_ERR_ARG, lrs kept) or the
+ * constructor. user is borrowed. */
+CG_API cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user),
+                                 void *user);
+/* MultiplicativeLR: every step multiplies each group's current lr by
+ * factor(epoch, user) (epoch >= 1); errors as LambdaLR. */
+CG_API cg_sched *cg_multiplicativelr_new(cg_optim *o,
+                                         double (*factor)(int64_t epoch, void *user),
+                                         void *user);
+/* ReduceLROnPlateau, mode min, relative threshold: each group's lr *= factor
+ * after patience steps without improvement, not below min_lr. */
 CG_API cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
                                 double min_lr);
-CG_API double cg_sched_step(cg_sched *s);                      /* returns the new lr */
-/* plateau needs the metric (cg_sched_step on it is CG_ERR_ARG and keeps the
- * lr); the other schedules ignore it. */
-CG_API double cg_sched_step_metric(cg_sched *s, double metric);
+/* SequentialLR (torch 1.13): scheds[0] until milestones[0], scheds[k] from
+ * milestones[k-1], where it restarts at its epoch 0. Takes ownership of the
+ * n schedules, also on failure; they must be distinct, on o, and neither
+ * plateau nor sequential; the n-1 milestones >= 1 and strictly increasing.
+ * All children use scheds[0]'s base lrs (PyTorch's initial_lr), so make
+ * scheds[0] first, as PyTorch code does. */
+CG_API cg_sched *cg_sequentiallr_new(cg_optim *o, int n, cg_sched *const *scheds,
+                                     const int *milestones);
+/* ChainedScheduler (torch 1.13): each step steps all n schedules in order,
+ * each from the lrs the one before it left (PyTorch's recursive forms), so
+ * their factors multiply, e.g. warm-up times exponential decay. Takes
+ * ownership as SequentialLR, with the same rules; all on scheds[0]'s
+ * optimizer. */
+CG_API cg_sched *cg_chainedscheduler_new(int n, cg_sched *const *scheds);
+/* One step: CG_OK, or an error with the epoch and every lr unchanged
+ * (plateau stepped without a metric: CG_ERR_ARG; OneCycle past total_steps:
+ * CG_ERR_STATE; the optimizer's group count changed: CG_ERR_STATE). */
+CG_API cg_status cg_sched_step(cg_sched *s);
+/* plateau needs the metric; the other schedules ignore it. */
+CG_API cg_status cg_sched_step_metric(cg_sched *s, double metric);
+/* The lr last set for group 0 / for a group (NaN with the error recorded for
+ * a NULL schedule or a group out of range). */
 CG_API double cg_sched_lr(const cg_sched *s);
+CG_API double cg_sched_group_lr(const cg_sched *s, int group);
 CG_API void cg_sched_free(cg_sched *s);
 
 /* ---- gradient clipping (over m's flat gradient buffer) ---------------------- */
