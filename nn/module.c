@@ -104,8 +104,8 @@ cg_tensor *cgi_module_add(cg_module *m, const char *name, cg_tensor *t, bool is_
         if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", fn);
         return NULL;
     }
-    if (!m) {
-        cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
+    if (!m) { /* a failed cg_module_new: keep its error */
+        if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
         cg_tensor_free(t);
         return NULL;
     }
@@ -165,7 +165,10 @@ cg_status cgi_module_adopt(cg_module *m, const char *name, cg_module *child, con
     if (!child) /* keep the error that made the NULL */
         return cg_last_status() != CG_OK ? cg_last_status()
                                          : cgi_error(NULL, CG_ERR_ARG, "%s: child is NULL", fn);
-    if (!m) return adopt_failed(child, cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn));
+    if (!m) /* a failed cg_module_new: keep its error */
+        return adopt_failed(child, cg_last_status() != CG_OK
+                                       ? cg_last_status()
+                                       : cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn));
     if (!name) {
         snprintf(index, sizeof index, "%d", m->nchildren);
         name = index;

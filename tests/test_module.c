@@ -382,6 +382,10 @@ static void test_module_registration_errors(void **state) {
     assert_error(cg_last_status(), "cg_zeros");
     assert_null(cg_module_add_param(NULL, "w", cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
     assert_error(CG_ERR_ARG, "cg_module_add_param: module is NULL");
+    /* after a failed cg_module_new, every add keeps that first error */
+    assert_null(cg_module_add_param(cg_module_new(NULL, NULL), "w", cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
+    assert_null(cg_module_add_child(NULL, "c", scale_new(CG_F64, 1, 0)));
+    assert_error(CG_ERR_ARG, "cg_module_new: the kind is NULL");
     assert_null(cg_module_add_child(m, "alpha", scale_new(CG_F64, 1, 0)));
     assert_error(CG_ERR_ARG, "already has a member named \"alpha\"");
     assert_null(cg_module_get(m, "nope"));
