@@ -652,12 +652,13 @@ static void describe(const cg_module *m, char *buf, size_t size) {
 static void print_tree(FILE *f, const cg_module *m, const char *label, int indent) {
     char desc[256];
     describe(m, desc, sizeof desc);
-    fprintf(f, "%*s%s%s(%s", indent, "", label, m->kind->name, desc);
     if (m->nchildren == 0) {
-        fprintf(f, ")\n");
+        fprintf(f, "%*s%s%s(%s)\n", indent, "", label, m->kind->name, desc);
         return;
     }
-    fprintf(f, "\n");
+    /* with children, as PyTorch: the description on a line of its own */
+    fprintf(f, "%*s%s%s(\n", indent, "", label, m->kind->name);
+    if (desc[0]) fprintf(f, "%*s%s\n", indent + 2, "", desc);
     for (int i = 0; i < m->nchildren; i++) {
         char sub[96];
         snprintf(sub, sizeof sub, "(%s): ", m->children[i].name);
