@@ -35,7 +35,7 @@ ASAN := build/asan
 VG   := build/vg
 
 .PHONY: all deps test test-build valgrind demo tour examples bench bench-compare install \
-        uninstall clean format
+        uninstall clean format format-check
 .DEFAULT_GOAL := all
 
 all: build/libcgrad.a build/libcgrad.so
@@ -140,8 +140,16 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/cgrad $(DESTDIR)$(PREFIX)/lib/pkgconfig/cgrad.pc
 	rm -f $(DESTDIR)$(PREFIX)/lib/libcgrad.*
 
+# Every C file laid out as .clang-format says: `make format` rewrites them,
+# `make format-check` (run by .ci/run) fails on any that differ.
+FORMATTED := $(SRC) $(HEADERS) cgrad_cmocka.h \
+             $(wildcard tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h)
 format:
-	clang-format -i $(SRC) $(HEADERS) $(wildcard tests/*.c examples/*.c bench/*.c)
+	@sh tools/deps.sh clang-format
+	clang-format -i $(FORMATTED)
+format-check:
+	@sh tools/deps.sh clang-format
+	@clang-format --dry-run --Werror $(FORMATTED) && echo "format-check: $(words $(FORMATTED)) files as .clang-format lays them out"
 
 clean:
 	rm -rf build
