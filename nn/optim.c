@@ -454,10 +454,13 @@ static bool take_param(cg_optim *o, const char *fn, int gi, int k, int i, cg_ten
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s is not a leaf (made by cg_%s): only "
                          "leaves can be optimized", fn, at, t->node->op->name), false;
     cg_dtype dt = cg_dtype_of(t);
-    if ((dt != CG_F32 && dt != CG_F64) || (i > 0 && dt != o->dt))
-        return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s is %s (need f32 or f64, one dtype for "
-                         "all: parameter 0 is %s)", fn, at, cg_dtype_name(dt),
-                         cg_dtype_name(i > 0 ? o->dt : dt)), false;
+    if (dt != CG_F32 && dt != CG_F64)
+        return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s is %s (need f32 or f64)", fn, at,
+                         cg_dtype_name(dt)), false;
+    if (i > 0 && dt != o->dt)
+        return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s is %s but the first parameter is %s "
+                         "(one dtype per optimizer)", fn, at, cg_dtype_name(dt),
+                         cg_dtype_name(o->dt)), false;
     if (!cg_is_contiguous(t))
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s is not contiguous", fn, at), false;
     for (int j = 0; j < i; j++)
@@ -856,7 +859,7 @@ static bool next_value(reader *r, const char *key) {
     r->line++;
     const char *end = strchr(r->s, '\n');
     size_t n = end ? (size_t)(end - r->s) : strlen(r->s), k = strlen(key);
-    if (n <= k || strncmp(r->s, key, k) != 0 || r->s[k] != '=' || n - k - 1 >= META_LINE) {
+    if (n <= k + 1 || strncmp(r->s, key, k) != 0 || r->s[k] != '=' || n - k - 1 >= META_LINE) {
         snprintf(what, sizeof what, "want %s=<value>, found \"%.*s\"", key,
                  (int)(n < 40 ? n : 40), r->s);
         return malformed(r, what);
