@@ -62,7 +62,8 @@ static cg_status check_list(const char *fn, const plist *l) {
         return cgi_error(NULL, CG_ERR_ARG, "%s: %d parameters at %s", fn, l->n,
                          l->list ? "params" : "NULL");
     for (int i = 0; i < l->n; i++) {
-        if (!param_at(l, i)) return cgi_error(NULL, CG_ERR_ARG, "%s: parameter %d is NULL", fn, i);
+        if (!param_at(l, i))
+            return cgi_error(NULL, CG_ERR_ARG, "%s: parameter %d is NULL", fn, i);
         cg_tensor *g = grad_at(l, i);
         if (g && !cg_is_contiguous(g))
             return cgi_error(NULL, CG_ERR_STATE, "%s: the gradient of parameter %d is not "

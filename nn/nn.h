@@ -9,7 +9,8 @@
  * over each run of adjacent parameters.
  * Tensors returned by accessors belong to the module: do not free them.
  * Optimizers and schedules are freed with their _free; they borrow the
- * module / optimizer they were made for, which must outlive them.
+ * module, parameters or optimizer they were made for, which must outlive
+ * them.
  *
  * Errors as in the rest of cgrad: NULL or a cg_status, the message in
  * cg_last_error(). */

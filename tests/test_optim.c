@@ -1147,7 +1147,8 @@ static void test_optim_group_errors(void **state) {
     cg_tensor *w = weight_of(m), *b = bias_of(m);
     cg_sgd_opts d = cg_sgd_defaults(0.1), bad = cg_sgd_defaults(-1);
     cg_tensor *wb[2] = {w, b}, *ww[2] = {w, w}, *wnull[2] = {w, NULL};
-    expect_null(cg_sgd_new_groups(1, NULL, &d), CG_ERR_ARG, "cg_sgd_new_groups: groups are NULL");
+    expect_null(cg_sgd_new_groups(1, NULL, &d), CG_ERR_ARG,
+                "cg_sgd_new_groups: groups are NULL");
     expect_null(cg_sgd_new_groups(0, &(cg_param_group){2, wb, NULL}, &d), CG_ERR_ARG,
                 "cg_sgd_new_groups: ngroups < 1");
     expect_null(cg_adam_new_groups(1, &(cg_param_group){2, wb, NULL}, NULL), CG_ERR_ARG,
@@ -1414,8 +1415,10 @@ int main(void) {
         cmocka_unit_test(test_optim_groups_adamw_reference),
         cmocka_unit_test(test_optim_groups_every_kind),
         cmocka_unit_test_setup_teardown(test_optim_plain_list, ctx_setup, ctx_teardown),
-        cmocka_unit_test_setup_teardown(test_optim_frozen_weight_unchanged, ctx_setup, ctx_teardown),
-        cmocka_unit_test_setup_teardown(test_optim_no_gradient_skipped, ctx_setup, ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_optim_frozen_weight_unchanged, ctx_setup,
+                                        ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_optim_no_gradient_skipped, ctx_setup,
+                                        ctx_teardown),
         cmocka_unit_test(test_optim_frozen_at_construction),
         cmocka_unit_test(test_optim_zeroed_grads_are_no_gradient),
         cmocka_unit_test(test_optim_set_group_lr),
