@@ -5,10 +5,12 @@
  * cg_module_free (NULL is fine); a container takes ownership of its
  * children, also when it fails. A module owns its parameters, their
  * gradients and its buffers; all parameters of a module tree share one flat
- * buffer (and their gradients another), so an optimizer step is one loop.
+ * buffer (and their gradients another), so an optimizer step is one loop
+ * over each run of adjacent parameters.
  * Tensors returned by accessors belong to the module: do not free them.
  * Optimizers and schedules are freed with their _free; they borrow the
- * module / optimizer they were made for, which must outlive them.
+ * module, parameters or optimizer they were made for, which must outlive
+ * them.
  *
  * Errors as in the rest of cgrad: NULL or a cg_status, the message in
  * cg_last_error(). */
@@ -269,32 +271,80 @@ CG_API cg_adam_opts cg_adamw_defaults(double lr);  /* the same, weight decay 0.0
 CG_API cg_rmsprop_opts cg_rmsprop_defaults(double lr); /* alpha 0.99, eps 1e-8 */
 CG_API cg_adagrad_opts cg_adagrad_defaults(double lr); /* eps 1e-10 */
 
-/* For all parameters of m, the root of its module tree (borrowed; it must
- * outlive the optimizer and not be put into a container afterwards). Each
- * step bumps the parameters' versions, so a graph recorded before a step
- * cannot be backpropagated after it, as in PyTorch. */
+/* For all unique parameters of m (cg_module_param's order), one group; m is
+ * the root of its module tree (borrowed; it must outlive the optimizer and
+ * not be put into a container afterwards). */
 CG_API cg_optim *cg_sgd_new(cg_module *m, const cg_sgd_opts *o);
 CG_API cg_optim *cg_adam_new(cg_module *m, const cg_adam_opts *o);
 CG_API cg_optim *cg_adamw_new(cg_module *m, const cg_adam_opts *o); /* decoupled decay */
 CG_API cg_optim *cg_rmsprop_new(cg_module *m, const cg_rmsprop_opts *o);
 CG_API cg_optim *cg_adagrad_new(cg_module *m, const cg_adagrad_opts *o);
-/* One update from the gradients in the module's flat gradient buffer. */
+
+/* A parameter group (PyTorch's param_groups entry): nparams leaf tensors
+ * (borrowed; they must outlive the optimizer) with their own options: opts
+ * points to the optimizer's own options struct (cg_sgd_opts for SGD,
+ * cg_adam_opts for Adam/AdamW, ...; copied), NULL for the defaults. A plain
+ * list of tensors is one group with opts NULL. */
+typedef struct cg_param_group {
+    int nparams;
+    cg_tensor *const *params;
+    const void *opts;
+} cg_param_group;
+/* Parameters are contiguous f32 or f64 leaves, all of one dtype, each in one
+ * place of one group; a group may be empty. requires_grad may be false (the
+ * parameter is frozen until it is set). CG_ERR_ARG for NULL groups, params or
+ * defaults, ngroups < 1, a parameter listed twice, a non-leaf or
+ * non-contiguous one, bad options (the message names the group, or
+ * "defaults"); CG_ERR_DTYPE for a non-float or mixed dtype. */
+CG_API cg_optim *cg_sgd_new_groups(int ngroups, const cg_param_group *groups,
+                                   const cg_sgd_opts *defaults);
+CG_API cg_optim *cg_adam_new_groups(int ngroups, const cg_param_group *groups,
+                                    const cg_adam_opts *defaults);
+CG_API cg_optim *cg_adamw_new_groups(int ngroups, const cg_param_group *groups,
+                                     const cg_adam_opts *defaults);
+CG_API cg_optim *cg_rmsprop_new_groups(int ngroups, const cg_param_group *groups,
+                                       const cg_rmsprop_opts *defaults);
+CG_API cg_optim *cg_adagrad_new_groups(int ngroups, const cg_param_group *groups,
+                                       const cg_adagrad_opts *defaults);
+
+/* One update of every parameter that has a new gradient, with its group's
+ * options. Which parameters a step updates (PyTorch's skip of a frozen
+ * parameter or one whose .grad is None):
+ *  - requires_grad false: skipped entirely: no update, no weight decay, its
+ *    state and step count stay;
+ *  - no gradient since the previous step (or since the optimizer was made):
+ *    cg_grad_of(p) is NULL, or its storage and version are those the last
+ *    step saw. A backward that reaches p, or any in-place write to its
+ *    gradient (cg_copy_ into it), bumps that version; cg_optim_zero_grad
+ *    does not, so zeroed gradients are no gradient (PyTorch's set_to_none)
+ *    and a parameter the loss does not use is skipped, also with weight
+ *    decay. Writing a gradient's memory through a raw pointer is not seen.
+ * Each parameter counts its own steps, as PyTorch's state "step": bias
+ * corrections (Adam), the first momentum step (SGD) and Adagrad's lr decay
+ * use them. Each updated parameter's version is bumped, so a graph recorded
+ * before the step cannot be backpropagated after it, as in PyTorch.
+ * CG_ERR_STATE (nothing updated) for a non-contiguous gradient. */
 CG_API cg_status cg_optim_step(cg_optim *o);
+/* Zeroes the gradients of the optimizer's parameters (see the rule above). */
 CG_API void cg_optim_zero_grad(cg_optim *o);
+/* Group 0's lr (NaN and CG_ERR_ARG for NULL); set_lr sets every group's
+ * (CG_ERR_ARG, nothing changed, unless finite and >= 0). */
 CG_API double cg_optim_lr(const cg_optim *o);
-CG_API void cg_optim_set_lr(cg_optim *o, double lr);
-/* Parameter groups (PyTorch's param_groups), 0 .. ngroups-1; schedules act
- * on every group's lr. */
+CG_API cg_status cg_optim_set_lr(cg_optim *o, double lr);
+/* Parameter groups (PyTorch's param_groups), 0 .. ngroups-1 in the order
+ * given; a bad group is CG_ERR_INDEX (NaN from group_lr). */
 CG_API int cg_optim_ngroups(const cg_optim *o);
 CG_API double cg_optim_group_lr(const cg_optim *o, int group);
 CG_API cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr);
-CG_API int64_t cg_optim_steps(const cg_optim *o);
+CG_API int64_t cg_optim_steps(const cg_optim *o); /* cg_optim_step calls */
 CG_API const char *cg_optim_name(const cg_optim *o); /* "sgd", "adam", ... */
-/* Its state, flat 1-D tensors over all parameters ("momentum_buffer",
- * "exp_avg", ...), for checkpoints; owned by the optimizer. */
+/* Its state, flat 1-D tensors over all parameters in group order, then
+ * parameter order ("momentum_buffer", "exp_avg", ...; a buffer exists when
+ * any group's options use it), for checkpoints; owned by the optimizer. */
 CG_API int cg_optim_nstate(const cg_optim *o);
 CG_API cg_tensor *cg_optim_state(const cg_optim *o, int i, const char **name);
-CG_API void cg_optim_set_steps(cg_optim *o, int64_t steps);
+/* Sets the step count and every parameter's (CG_ERR_ARG for steps < 0). */
+CG_API cg_status cg_optim_set_steps(cg_optim *o, int64_t steps);
 CG_API void cg_optim_free(cg_optim *o);
 
 /* ---- learning-rate schedules (PyTorch's, stepped once per epoch or step) ---
@@ -361,11 +411,24 @@ CG_API double cg_sched_lr(const cg_sched *s);
 CG_API double cg_sched_group_lr(const cg_sched *s, int group);
 CG_API void cg_sched_free(cg_sched *s);
 
-/* ---- gradient clipping (over m's flat gradient buffer) ---------------------- */
-/* Scales all gradients so their global L2 norm is at most max_norm; returns
- * the norm before clipping. */
-CG_API double cg_clip_grad_norm(cg_module *m, double max_norm);
-CG_API void cg_clip_grad_value(cg_module *m, double clip);
+/* ---- gradient clipping (PyTorch's clip_grad_norm_ / clip_grad_value_) -------
+ * Over the gradients of m's unique parameters, or of a plain list of
+ * parameters (n >= 0, no NULL entries); a frozen parameter (requires_grad
+ * false) or one without a gradient (cg_grad_of NULL) is skipped. The
+ * gradients are changed in place without bumping their versions. CG_ERR_ARG
+ * for NULL arguments or a negative (or NaN) bound, CG_ERR_STATE for a
+ * non-contiguous gradient; nothing is changed on error. */
+/* Scales the gradients so their global L2 norm (accumulated in double, the
+ * same bits on any thread count) is at most max_norm: by
+ * max_norm / (norm + 1e-6) when that is below 1 (a NaN norm leaves them as
+ * they are). The norm before clipping goes to *total_norm (may be
+ * NULL). */
+CG_API cg_status cg_clip_grad_norm_(cg_module *m, double max_norm, double *total_norm);
+CG_API cg_status cg_clip_grad_norm_params_(int n, cg_tensor *const *params, double max_norm,
+                                           double *total_norm);
+/* g = min(max(g, -clip), clip); NaN stays NaN, as torch.clamp. */
+CG_API cg_status cg_clip_grad_value_(cg_module *m, double clip);
+CG_API cg_status cg_clip_grad_value_params_(int n, cg_tensor *const *params, double clip);
 
 /* ---- checkpoints (safetensors) ---------------------------------------------- */
 /* Writes m's state under its state_dict names (loadable by

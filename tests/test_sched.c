@@ -1,5 +1,5 @@
 /* Tests for nn/sched.c (learning-rate schedules against PyTorch's formulas
- * and a few hand-computed values) and nn/clip.c (gradient clipping). */
+ * and a few hand-computed values); clipping is in test_clip.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -274,10 +274,11 @@ static void test_sched_drives_optimizer(void **state) {
     cg_sgd_opts so = cg_sgd_defaults(1.0);
     cg_optim *o = cg_sgd_new(m, &so);
     cg_sched *s = cg_steplr_new(o, 1, 0.5);
-    double *p = cg_data(cg_module_flat_params(m)), *g = cg_data(cg_module_flat_grads(m));
+    double *p = cg_data(cg_module_flat_params(m));
     p[0] = 0;
-    g[0] = 1;
     for (int e = 0; e < 4; e++) {
+        /* a new gradient each step: a step skips a parameter without one */
+        assert_int_equal(cg_fill_(cg_grad_of(cg_module_param(m, 0, NULL)), 1), CG_OK);
         assert_int_equal(cg_optim_step(o), CG_OK);
         assert_int_equal(cg_sched_step(s), CG_OK);
     }
@@ -770,124 +771,6 @@ static void test_sched_state_malformed(void **state) {
     cg_sched_free(s), cg_sched_free(p);
 }
 
-/* ---- gradient clipping ----------------------------------------------------------- */
-#define NG 8
-static const double GRADS[NG] = {0.1, -0.2, 0.3, 0.0, 1.5, -0.7, 0.25, -2.0};
-
-/* Linear(3, 2) of dtype dt with gradients GRADS. */
-static cg_module *with_grads(cg_dtype dt) {
-    cg_rng rng;
-    cg_rng_seed(&rng, 5);
-    cg_module *m = cg_nn_linear(&rng, dt, 3, 2, true);
-    assert_non_null(m);
-    int64_t n = NG;
-    cg_tensor *g = cg_from_array(NULL, CG_F64, 1, &n, GRADS);
-    assert_int_equal(cg_copy_(cg_module_flat_grads(m), g), CG_OK);
-    cg_tensor_free(g);
-    return m;
-}
-
-static double grads_norm(const cg_module *m, double *out) {
-    assert_int_equal(cg_copy_to_array(cg_module_flat_grads(m), CG_F64, out), CG_OK);
-    double s = 0;
-    for (int i = 0; i < NG; i++) s += out[i] * out[i];
-    return sqrt(s);
-}
-
-static void test_sched_clip_grad_norm(void **state) {
-    (void)state;
-    double ss = 0, g[NG];
-    for (int i = 0; i < NG; i++) ss += GRADS[i] * GRADS[i];
-    double norm = sqrt(ss);
-    for (cg_dtype dt = CG_F32; dt <= CG_F64; dt++) {
-        double tol = dt == CG_F32 ? 1e-6 : 1e-14;
-        cg_module *m = with_grads(dt);
-        assert_rel(cg_clip_grad_norm(m, 1.0), norm, tol);
-        assert_rel(grads_norm(m, g), 1.0, 1e-6); /* max_norm / (norm + 1e-6) */
-        double c = 1.0 / (norm + 1e-6);
-        for (int i = 0; i < NG; i++) assert_rel(g[i], GRADS[i] * c, tol);
-        cg_module_free(m);
-    }
-}
-
-static void test_sched_clip_grad_norm_below_max(void **state) {
-    (void)state;
-    cg_module *m = with_grads(CG_F64);
-    double g[NG];
-    double norm = cg_clip_grad_norm(m, 10.0);
-    assert_rel(norm, grads_norm(m, g), 1e-15);
-    assert_memory_equal(g, GRADS, sizeof g); /* untouched */
-    assert_true(cg_clip_grad_norm(m, 0) == norm); /* max_norm 0 zeroes them */
-    assert_true(grads_norm(m, g) == 0);
-    cg_module_free(m);
-}
-
-/* The norm is summed in fixed blocks: the same bits on any thread count. */
-static void test_sched_clip_grad_norm_threads(void **state) {
-    (void)state;
-    int saved = cg_get_num_threads();
-    double norms[2];
-    for (int k = 0; k < 2; k++) {
-        cg_set_num_threads(k ? 4 : 1);
-        cg_rng rng;
-        cg_rng_seed(&rng, 9);
-        cg_module *m = cg_nn_linear(&rng, CG_F32, 300, 200, true);
-        int64_t n = cg_module_numel(m);
-        cg_tensor *g = cg_randn(NULL, &rng, CG_F32, 1, &n, 0, 1);
-        assert_int_equal(cg_copy_(cg_module_flat_grads(m), g), CG_OK);
-        norms[k] = cg_clip_grad_norm(m, 1.0);
-        cg_tensor_free(g);
-        cg_module_free(m);
-    }
-    cg_set_num_threads(saved);
-    assert_true(norms[0] == norms[1]);
-    assert_rel(norms[0], sqrt(300.0 * 200 + 200), 0.01);
-}
-
-static void test_sched_clip_grad_value(void **state) {
-    (void)state;
-    for (cg_dtype dt = CG_F32; dt <= CG_F64; dt++) {
-        cg_module *m = with_grads(dt);
-        double *first = NULL, g[NG];
-        if (dt == CG_F64) {
-            first = cg_data(cg_module_flat_grads(m));
-            first[3] = NAN;
-        }
-        cg_clip_grad_value(m, 0.5);
-        assert_int_equal(cg_copy_to_array(cg_module_flat_grads(m), CG_F64, g), CG_OK);
-        for (int i = 0; i < NG; i++) {
-            if (first && i == 3) {
-                assert_true(isnan(g[i])); /* NaN stays NaN, as torch.clamp */
-                continue;
-            }
-            double want = GRADS[i] < -0.5 ? -0.5 : GRADS[i] > 0.5 ? 0.5 : GRADS[i];
-            assert_rel(g[i], want, dt == CG_F32 ? 1e-7 : 0);
-        }
-        cg_module_free(m);
-    }
-}
-
-static void test_sched_clip_bad_args(void **state) {
-    (void)state;
-    assert_true(isnan(cg_clip_grad_norm(NULL, 1)));
-    assert_int_equal(cg_last_status(), CG_ERR_ARG);
-    assert_non_null(strstr(cg_last_error(), "cg_clip_grad_norm"));
-    cg_module *m = with_grads(CG_F64);
-    assert_true(isnan(cg_clip_grad_norm(m, -1)));
-    assert_int_equal(cg_last_status(), CG_ERR_ARG);
-    cg_clear_error();
-    cg_clip_grad_value(m, -1);
-    assert_int_equal(cg_last_status(), CG_ERR_ARG);
-    cg_clip_grad_value(NULL, 1);
-    double g[NG];
-    grads_norm(m, g);
-    assert_memory_equal(g, GRADS, sizeof g);
-    cg_module *child = m, *seq = cg_nn_sequential(1, &m);
-    assert_true(isnan(cg_clip_grad_norm(child, 1)));
-    assert_non_null(strstr(cg_last_error(), "container"));
-    cg_module_free(seq);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sched_steplr_known_values, opt_setup, opt_teardown),
@@ -915,11 +798,6 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sched_group_lr, opt_setup, opt_teardown),
         cmocka_unit_test(test_sched_state_roundtrip),
         cmocka_unit_test_setup_teardown(test_sched_state_malformed, opt_setup, opt_teardown),
-        cmocka_unit_test(test_sched_clip_grad_norm),
-        cmocka_unit_test(test_sched_clip_grad_norm_below_max),
-        cmocka_unit_test(test_sched_clip_grad_norm_threads),
-        cmocka_unit_test(test_sched_clip_grad_value),
-        cmocka_unit_test(test_sched_clip_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
