@@ -299,6 +299,41 @@ static void test_sched_overflow_refused(void **state) {
     cg_sched_free(s);
 }
 
+/* Two parameter groups (lr 1 and 0.1): every schedule keeps one base per
+ * group; plateau scales each group and floors each at min_lr. */
+static void test_sched_two_groups(void **state) {
+    (void)state;
+    cg_tensor *a = cg_zeros(NULL, CG_F64, CG_SHAPE(2)), *b = cg_zeros(NULL, CG_F64, CG_SHAPE(3));
+    assert_int_equal(cg_set_requires_grad(a, true), CG_OK);
+    assert_int_equal(cg_set_requires_grad(b, true), CG_OK);
+    cg_sgd_opts slow = cg_sgd_defaults(0.1);
+    cg_param_group groups[] = {{1, &a, NULL}, {1, &b, &slow}};
+    cg_sgd_opts fast = cg_sgd_defaults(1.0);
+    cg_optim *o = cg_sgd_new_groups(2, groups, &fast);
+    assert_non_null(o);
+    cg_sched *warm = cg_warmuplr_new(o, 0.5, 2);
+    cg_sched *cos = cg_cosinelr_new(o, 4, 0);
+    cg_sched *s = cg_sequentiallr_new(o, 2, (cg_sched *[]){warm, cos}, (const int[]){2});
+    assert_non_null(s);
+    for (int e = 0; e < 6; e++) {
+        double g0 = cg_optim_group_lr(o, 0), g1 = cg_optim_group_lr(o, 1);
+        assert_rel(g1, 0.1 * g0, 1e-12); /* one schedule, two bases */
+        assert_rel(cg_sched_group_lr(s, 1), g1, 0);
+        assert_int_equal(cg_sched_step(s), CG_OK);
+    }
+    cg_sched_free(s);
+    cg_sched *p = cg_plateau_new(o, 0.5, 0, 0, 0.04);
+    assert_int_equal(cg_optim_set_group_lr(o, 0, 1.0), CG_OK);
+    assert_int_equal(cg_optim_set_group_lr(o, 1, 0.1), CG_OK);
+    for (int e = 0; e < 3; e++) assert_int_equal(cg_sched_step_metric(p, 1.0), CG_OK);
+    assert_rel(cg_optim_group_lr(o, 0), 0.25, 0); /* the first sets best, two cuts */
+    assert_rel(cg_optim_group_lr(o, 1), 0.04, 0);  /* 0.05, then floored at min_lr */
+    cg_sched_free(p);
+    cg_optim_free(o);
+    cg_tensor_free(a);
+    cg_tensor_free(b);
+}
+
 /* ---- SequentialLR ------------------------------------------------------------------ */
 /* torch 1.13, lr 0.1: SequentialLR(LinearLR(start_factor 0.1, total_iters 5),
  * CosineAnnealingLR(T_max 20), milestones [5]); SEQ_WANT[e] is the lr after e
@@ -784,6 +819,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sched_metric_rules, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_bad_args, opt_setup, opt_teardown),
         cmocka_unit_test(test_sched_drives_optimizer),
+        cmocka_unit_test(test_sched_two_groups),
         cmocka_unit_test_setup_teardown(test_sched_overflow_refused, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_sequential_warmup_cosine, opt_setup,
                                         opt_teardown),
