@@ -151,8 +151,8 @@ static void roundtrip_mlp(cg_dtype dt) {
     char p[128];
     cg_module *a = mlp(1, dt), *b = mlp(2, dt);
     assert_true(state_differs(a, b));
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "mlp.safetensors"), a, NULL, NULL), CG_OK);
-    assert_int_equal(cg_load(p, b, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "mlp.safetensors"), a, NULL, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, b, NULL, NULL, NULL), CG_OK);
     assert_same_state(a, b);
     cg_module_free(a);
     cg_module_free(b);
@@ -192,8 +192,8 @@ static void test_checkpoint_roundtrip_batchnorm_buffers(void **state) {
         cg_ctx_reset(ctx);
     }
     assert_int_equal(cg_item(cg_module_find(a, "1.num_batches_tracked")), 3);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "bn.safetensors"), a, NULL, NULL), CG_OK);
-    assert_int_equal(cg_load(p, b, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "bn.safetensors"), a, NULL, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, b, NULL, NULL, NULL), CG_OK);
     assert_same_state(a, b);
     assert_int_equal(cg_item(cg_module_find(b, "1.num_batches_tracked")), 3);
     cg_ctx_free(ctx);
@@ -228,9 +228,9 @@ static void test_checkpoint_optimizer_resume_is_bitwise(void **state) {
     assert_non_null(ob);
     cg_ctx *ctx = cg_ctx_new();
     for (int i = 0; i < 5; i++) train_step(ctx, a, oa, &rng);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "resume.safetensors"), a, oa, &rng), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "resume.safetensors"), a, oa, NULL, &rng), CG_OK);
     for (int i = 0; i < 3; i++) train_step(ctx, a, oa, &rng);
-    assert_int_equal(cg_load(p, b, ob, &rng2), CG_OK);
+    assert_int_equal(cg_load(p, b, ob, NULL, &rng2), CG_OK);
     assert_int_equal(cg_optim_steps(ob), 5);
     for (int i = 0; i < 3; i++) train_step(ctx, b, ob, &rng2);
     assert_same_state(a, b);
@@ -269,7 +269,7 @@ static void test_checkpoint_golden_bytes(void **state) {
     rng.s[1] = 2;
     rng.s[2] = UINT64_C(0xfedcba9876543210);
     rng.s[3] = UINT64_C(0x0123456789abcdef);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden.safetensors"), m, NULL, &rng), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden.safetensors"), m, NULL, NULL, &rng), CG_OK);
     static const unsigned char data[] = {0, 0, 0xC0, 0x3F, 0, 0, 0, 0xC0, 0, 0, 0x80, 0x3E};
     assert_file_is(p,
                    "{\"__metadata__\":{\"format\":\"pt\",\"cgrad.rng\":"
@@ -294,12 +294,12 @@ static void test_checkpoint_golden_bytes_optimizer(void **state) {
     assert_non_null(o);
     assert_int_equal(cg_optim_nstate(o), 1);
     cg_optim_set_steps(o, 42);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden-opt.safetensors"), m, o, NULL),
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "golden-opt.safetensors"), m, o, NULL, NULL),
                      CG_OK);
     static const unsigned char data[16] = {0, 0, 0, 0, 0, 0, 0xF0, 0xBF}; /* -1.0, 0.0 */
     assert_file_is(p,
                    "{\"__metadata__\":{\"format\":\"pt\",\"cgrad.optimizer\":\"sgd\","
-                   "\"cgrad.step\":\"42\"},"
+                   "\"cgrad.step\":\"42\",\"cgrad.optimizer.state\":\"\"},"
                    "\"weight\":{\"dtype\":\"F64\",\"shape\":[1,1],\"data_offsets\":[0,8]},"
                    "\"optimizer.momentum_buffer\":{\"dtype\":\"F64\",\"shape\":[1],"
                    "\"data_offsets\":[8,16]}}",
@@ -339,7 +339,7 @@ static void test_checkpoint_loads_pytorch_style_file(void **state) {
              "\"z.half\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[40,44]}}",
              true, data, sizeof data, -1);
     cg_module *m = tiny(3);
-    assert_int_equal(cg_load(p, m, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, m, NULL, NULL, NULL), CG_OK);
     assert_tiny_loaded(m);
     cg_module_free(m);
 }
@@ -362,7 +362,7 @@ static void test_checkpoint_loads_i64_buffer(void **state) {
              "\"running_var\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]},"
              "\"weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[20,24]}}",
              true, data, sizeof data, -1);
-    assert_int_equal(cg_load(p, bn, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, bn, NULL, NULL, NULL), CG_OK);
     int64_t got;
     assert_int_equal(cg_copy_to_array(cg_module_find(bn, "num_batches_tracked"), CG_I64, &got),
                      CG_OK);
@@ -388,7 +388,7 @@ static void test_checkpoint_misaligned_data_and_escapes(void **state) {
     assert_true(strlen(h) % 8 != 0);
     write_st(in_dir(p, sizeof p, "unpadded.safetensors"), h, false, data, sizeof data, -1);
     cg_module *m = tiny(3);
-    assert_int_equal(cg_load(p, m, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, m, NULL, NULL, NULL), CG_OK);
     assert_tiny_loaded(m);
     cg_module_free(m);
 }
@@ -398,7 +398,7 @@ static void test_checkpoint_misaligned_data_and_escapes(void **state) {
  * `says`, and leaves the model as it was. */
 static void expect_bad(const char *path, cg_status want, const char *says) {
     cg_module *m = tiny(3), *ref = tiny(3);
-    cg_status got = cg_load(path, m, NULL, NULL);
+    cg_status got = cg_load(path, m, NULL, NULL, NULL);
     if (got != want || !strstr(cg_last_error(), says) || !strstr(cg_last_error(), path))
         fail_msg("%s: got %s \"%s\", want %s with \"%s\"", path, cg_status_str(got),
                  cg_last_error(), cg_status_str(want), says);
@@ -492,7 +492,7 @@ static void test_checkpoint_every_truncation_refused(void **state) {
     (void)state;
     char p[128], q[128];
     cg_module *m = tiny(1);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL, NULL), CG_OK);
     size_t n;
     unsigned char *b = read_raw(p, &n);
     for (size_t k = 0; k < n; k++) {
@@ -510,7 +510,7 @@ static void test_checkpoint_corrupted_bytes_never_crash(void **state) {
     static const unsigned char subst[] = {0x00, 0xFF, '"', '\\', '{', ']', '9', ',', 0x80};
     char p[128], q[128];
     cg_module *m = tiny(1), *ref = tiny(1);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "whole.safetensors"), m, NULL, NULL, NULL), CG_OK);
     size_t n;
     unsigned char *b = read_raw(p, &n);
     for (size_t k = 0; k < n; k++)
@@ -518,7 +518,7 @@ static void test_checkpoint_corrupted_bytes_never_crash(void **state) {
             unsigned char keep = b[k];
             b[k] = subst[s];
             write_raw(in_dir(q, sizeof q, "flipped.safetensors"), b, n);
-            if (cg_load(q, m, NULL, NULL) != CG_OK) assert_same_state(m, ref);
+            if (cg_load(q, m, NULL, NULL, NULL) != CG_OK) assert_same_state(m, ref);
             assert_int_equal(cg_copy_(cg_module_flat_params(m), cg_module_flat_params(ref)),
                              CG_OK);
             b[k] = keep;
@@ -541,13 +541,13 @@ static void test_checkpoint_missing_optimizer_or_rng_refused(void **state) {
     cg_rng rng, before;
     cg_rng_seed(&rng, 4);
     before = rng;
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "plain.safetensors"), src, NULL, NULL), CG_OK);
-    assert_int_equal(cg_load(p, m, adam, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "plain.safetensors"), src, NULL, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, m, adam, NULL, NULL), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "no optimizer state"));
-    assert_int_equal(cg_load(p, m, NULL, &rng), CG_ERR_ARG);
+    assert_int_equal(cg_load(p, m, NULL, NULL, &rng), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "no rng state"));
-    assert_int_equal(cg_save(in_dir(q, sizeof q, "sgd.safetensors"), src, sgd, &rng), CG_OK);
-    assert_int_equal(cg_load(q, m, adam, &rng), CG_ERR_ARG);
+    assert_int_equal(cg_save(in_dir(q, sizeof q, "sgd.safetensors"), src, sgd, NULL, &rng), CG_OK);
+    assert_int_equal(cg_load(q, m, adam, NULL, &rng), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "the file holds sgd state but the optimizer is adam"));
     assert_same_state(m, ref);
     assert_memory_equal(&rng, &before, sizeof rng);
@@ -566,17 +566,17 @@ static void test_checkpoint_failed_save_keeps_old_file(void **state) {
     (void)state;
     char good[128], bad[128], sub[128], tmp[140];
     cg_module *a = tiny(1), *b = tiny(2);
-    assert_int_equal(cg_save(in_dir(good, sizeof good, "good.safetensors"), a, NULL, NULL),
+    assert_int_equal(cg_save(in_dir(good, sizeof good, "good.safetensors"), a, NULL, NULL, NULL),
                      CG_OK);
     size_t n0, n1;
     unsigned char *before = read_raw(good, &n0);
-    assert_int_equal(cg_save(in_dir(bad, sizeof bad, "missing/m.safetensors"), b, NULL, NULL),
+    assert_int_equal(cg_save(in_dir(bad, sizeof bad, "missing/m.safetensors"), b, NULL, NULL, NULL),
                      CG_ERR_IO);
     assert_non_null(strstr(cg_last_error(), "cg_save"));
     assert_non_null(strstr(cg_last_error(), bad));
     assert_non_null(strstr(cg_last_error(), "No such file or directory"));
     assert_int_equal(mkdir(in_dir(sub, sizeof sub, "adir"), 0700), 0);
-    assert_int_equal(cg_save(sub, b, NULL, NULL), CG_ERR_IO);
+    assert_int_equal(cg_save(sub, b, NULL, NULL, NULL), CG_ERR_IO);
     assert_non_null(strstr(cg_last_error(), sub));
     snprintf(tmp, sizeof tmp, "%s.tmp", sub);
     assert_false(exists(tmp));
@@ -595,11 +595,11 @@ static void test_checkpoint_save_replaces_file(void **state) {
     (void)state;
     char p[128], tmp[140];
     cg_module *a = tiny(1), *b = tiny(2), *c = tiny(3);
-    assert_int_equal(cg_save(in_dir(p, sizeof p, "over.safetensors"), a, NULL, NULL), CG_OK);
-    assert_int_equal(cg_save(p, b, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(in_dir(p, sizeof p, "over.safetensors"), a, NULL, NULL, NULL), CG_OK);
+    assert_int_equal(cg_save(p, b, NULL, NULL, NULL), CG_OK);
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     assert_false(exists(tmp));
-    assert_int_equal(cg_load(p, c, NULL, NULL), CG_OK);
+    assert_int_equal(cg_load(p, c, NULL, NULL, NULL), CG_OK);
     assert_same_state(b, c);
     cg_module_free(a);
     cg_module_free(b);
@@ -609,10 +609,10 @@ static void test_checkpoint_save_replaces_file(void **state) {
 static void test_checkpoint_null_arguments(void **state) {
     (void)state;
     cg_module *m = tiny(1);
-    assert_int_equal(cg_save(NULL, m, NULL, NULL), CG_ERR_ARG);
-    assert_int_equal(cg_save("x", NULL, NULL, NULL), CG_ERR_ARG);
-    assert_int_equal(cg_load(NULL, m, NULL, NULL), CG_ERR_ARG);
-    assert_int_equal(cg_load("x", NULL, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_save(NULL, m, NULL, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_save("x", NULL, NULL, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_load(NULL, m, NULL, NULL, NULL), CG_ERR_ARG);
+    assert_int_equal(cg_load("x", NULL, NULL, NULL, NULL), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "cg_load"));
     cg_module_free(m);
 }
