@@ -307,7 +307,7 @@ static cg_status check_names(int n, const char *const *names, const cg_tensor *c
     }
     const char **sorted = malloc(sizeof *sorted * (size_t)(n > 0 ? n : 1));
     if (!sorted) return cgi_error(NULL, CG_ERR_NOMEM, "cg_save_tensors: out of memory");
-    memcpy(sorted, names, sizeof *sorted * (size_t)n);
+    if (n > 0) memcpy(sorted, names, sizeof *sorted * (size_t)n);
     qsort(sorted, (size_t)n, sizeof *sorted, by_string);
     cg_status st = CG_OK;
     for (int i = 1; i < n && st == CG_OK; i++)
@@ -663,7 +663,6 @@ static cg_status plan_rng(loader *L) {
     if (ok) ok = (L->rng.s[0] | L->rng.s[1] | L->rng.s[2] | L->rng.s[3]) != 0;
     return ok ? CG_OK : corrupt(L, "cgrad.rng", "not 64 hex digits of a valid state");
 }
-
 
 static char *dup_string(const char *s) {
     size_t n = strlen(s) + 1;
