@@ -763,7 +763,8 @@ static void test_checkpoint_failed_save_keeps_old_file(void **state) {
     cg_module_free(b);
 }
 
-/* Saving over a checkpoint replaces it whole and leaves no temporary behind. */
+/* Saving over a checkpoint replaces it whole, with the usual permissions,
+ * and leaves no temporary behind. */
 static void test_checkpoint_save_replaces_file(void **state) {
     (void)state;
     char p[128];
@@ -772,6 +773,11 @@ static void test_checkpoint_save_replaces_file(void **state) {
                      CG_OK);
     assert_int_equal(cg_save(p, b, NULL, NULL, NULL), CG_OK);
     assert_int_equal(temporaries("over.safetensors"), 0);
+    mode_t mask = umask(0); /* the file's mode is fopen's 0666 less the umask, not 0600 */
+    umask(mask);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0666 & ~mask);
     assert_int_equal(cg_load(p, c, NULL, NULL, NULL), CG_OK);
     assert_same_state(b, c);
     cg_module_free(a);
