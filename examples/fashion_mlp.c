@@ -238,8 +238,9 @@ static void write_svg(const char *path, const history *h) {
 /* A file saved by --save resumes model, optimizer and rng; a plain state_dict
  * (from PyTorch, say) has only the model. */
 static int load(const char *path, cg_module *m, cg_optim *opt, cg_rng *rng) {
-    if (cg_load(path, m, opt, rng) == CG_OK) return 0;
-    if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL) != CG_OK) return -1;
+    if (cg_load(path, m, opt, NULL, rng) == CG_OK) return 0;
+    if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL, NULL) != CG_OK)
+        return -1;
     printf("loaded the model from %s (it holds no optimizer state)\n", path);
     return 0;
 }
@@ -269,7 +270,7 @@ static int run(const args *a, cg_tensor *const data[4]) {
         write_csv(a->csv, &h);
         write_svg(a->svg, &h);
     }
-    if (rc == 0 && a->save && cg_save(a->save, model, opt, &rng) != CG_OK) rc = -1;
+    if (rc == 0 && a->save && cg_save(a->save, model, opt, NULL, &rng) != CG_OK) rc = -1;
     if (rc != 0) fprintf(stderr, "fashion_mlp: %s\n", cg_last_error());
     cg_ctx_free(ctx);
     cg_batcher_free(batches);

@@ -2,12 +2,16 @@
  * length N, N bytes of JSON giving each tensor's dtype, shape and byte range
  * [begin, end) in the data section that follows, then the raw data
  * (little-endian, C order). cgrad's extras live in "__metadata__", which
- * safetensors limits to strings: "cgrad.optimizer", "cgrad.step" and
- * "cgrad.rng".
+ * safetensors limits to strings: "cgrad.optimizer" (the kind), "cgrad.step",
+ * "cgrad.optimizer.state" and "cgrad.scheduler" (text from the optimizer's
+ * and schedule's hooks in internal.h) and "cgrad.rng". Files written before
+ * the two hook keys existed still load.
  *
  * Loading reads and checks the whole file, then plans every copy (which
  * file bytes go into which tensor) before it writes anything, so any error
- * leaves the model, the optimizer and the rng exactly as they were. */
+ * leaves the model, the optimizer, the schedule and the rng exactly as they
+ * were: the hooks validate their text first (apply false) and apply it only
+ * after every check passed. */
 #include "internal.h"
 #include "json.h"
 
@@ -16,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Tensor bytes go to the file as they lie in memory, which is the format's
@@ -58,57 +64,89 @@ static const st_dtype *dtype_of(cg_dtype dt) {
 }
 
 /* ---- saving -------------------------------------------------------------------------- */
-/* One tensor to write, under its file name. */
+/* One tensor to write under its file name: the module's or the caller's
+ * string, or buf ("optimizer.<name>"). */
 typedef struct item {
-    char name[KEY_MAX];
+    const char *name;
+    char buf[KEY_MAX];
     const cg_tensor *t;
 } item;
+
+/* What a save writes: tensors, then the metadata values (NULL: absent). */
+typedef struct saving {
+    const char *fn; /* the public function, for messages */
+    item *items;
+    int n;
+    const cg_optim *o;
+    char *optim_text, *sched_text; /* the hooks' text, malloc'd */
+    const cg_rng *rng;
+} saving;
 
 static uint64_t tensor_bytes(const cg_tensor *t) {
     return (uint64_t)cg_numel(t) * cg_dtype_size(cg_dtype_of(t));
 }
 
-/* The module's state in state_dict order, then the optimizer's. */
-static cg_status collect(const cg_module *m, const cg_optim *o, item *items, int *n) {
+/* The module's state in state_dict order, then the optimizer's. A tensor
+ * tied under two names is written twice, once under each, as PyTorch's
+ * state_dict lists it. */
+static cg_status collect(saving *S, const cg_module *m, const cg_optim *o) {
     const char *name;
-    *n = 0;
-    for (int i = 0; i < cg_module_nstate(m); i++, (*n)++) {
-        items[*n].t = cg_module_state(m, i, &name, NULL);
-        snprintf(items[*n].name, KEY_MAX, "%s", name); /* < 96 bytes: fits */
+    for (int i = 0; i < cg_module_nstate(m); i++, S->n++) {
+        S->items[S->n].t = cg_module_state(m, i, &name, NULL);
+        S->items[S->n].name = name; /* lives as long as m */
     }
-    for (int i = 0; o && i < cg_optim_nstate(o); i++, (*n)++) {
-        items[*n].t = cg_optim_state(o, i, &name);
-        if (!items[*n].t || !name ||
-            snprintf(items[*n].name, KEY_MAX, "optimizer.%s", name) >= KEY_MAX)
+    for (int i = 0; o && i < cg_optim_nstate(o); i++, S->n++) {
+        item *it = &S->items[S->n];
+        it->t = cg_optim_state(o, i, &name);
+        it->name = it->buf;
+        if (!it->t || !name || snprintf(it->buf, KEY_MAX, "optimizer.%s", name) >= KEY_MAX)
             return cgi_error(NULL, CG_ERR_STATE, "cg_save: optimizer state %d has no "
                              "usable name", i);
     }
     return CG_OK;
 }
 
-static void write_metadata(cgi_jbuf *b, const cg_optim *o, const cg_rng *rng) {
+/* A hook's text, or its failure as an error of cg_save. */
+static cg_status hook_text(char *text, const char *what, char **out) {
+    char why[256];
+    *out = text;
+    if (text) return CG_OK;
+    cg_status st = cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_NOMEM;
+    snprintf(why, sizeof why, "%s", cg_last_error()); /* cgi_error rewrites it */
+    return cgi_error(NULL, st, "cg_save: %s state: %s", what, why);
+}
+
+static void write_metadata(cgi_jbuf *b, const saving *S) {
     cgi_jbuf_printf(b, "{\"__metadata__\":{\"format\":\"pt\"");
-    if (o) {
+    if (S->o) {
         cgi_jbuf_printf(b, ",\"cgrad.optimizer\":");
-        cgi_jbuf_string(b, cg_optim_name(o));
-        cgi_jbuf_printf(b, ",\"cgrad.step\":\"%" PRId64 "\"", cg_optim_steps(o));
+        cgi_jbuf_string(b, cg_optim_name(S->o));
+        cgi_jbuf_printf(b, ",\"cgrad.step\":\"%" PRId64 "\"", cg_optim_steps(S->o));
     }
-    if (rng)
+    if (S->optim_text) {
+        cgi_jbuf_printf(b, ",\"cgrad.optimizer.state\":");
+        cgi_jbuf_string(b, S->optim_text);
+    }
+    if (S->sched_text) {
+        cgi_jbuf_printf(b, ",\"cgrad.scheduler\":");
+        cgi_jbuf_string(b, S->sched_text);
+    }
+    const cg_rng *r = S->rng;
+    if (r)
         cgi_jbuf_printf(b, ",\"cgrad.rng\":\"%016" PRIx64 "%016" PRIx64 "%016" PRIx64
-                        "%016" PRIx64 "\"", rng->s[0], rng->s[1], rng->s[2], rng->s[3]);
+                        "%016" PRIx64 "\"", r->s[0], r->s[1], r->s[2], r->s[3]);
     cgi_jbuf_printf(b, "}");
 }
 
 /* The header text: metadata, then the tensors laid out back to back in
  * order, then spaces so the data starts 8-aligned (as PyTorch pads). */
-static void write_header(cgi_jbuf *b, const item *items, int n, const cg_optim *o,
-                         const cg_rng *rng) {
+static void write_header(cgi_jbuf *b, const saving *S) {
     uint64_t off = 0;
-    write_metadata(b, o, rng);
-    for (int i = 0; i < n; i++) {
-        const cg_tensor *t = items[i].t;
+    write_metadata(b, S);
+    for (int i = 0; i < S->n; i++) {
+        const cg_tensor *t = S->items[i].t;
         cgi_jbuf_printf(b, ",");
-        cgi_jbuf_string(b, items[i].name);
+        cgi_jbuf_string(b, S->items[i].name);
         cgi_jbuf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dtype_of(cg_dtype_of(t))->name);
         for (int d = 0; d < cg_ndim(t); d++)
             cgi_jbuf_printf(b, "%s%" PRId64, d ? "," : "", cg_shape(t)[d]);
@@ -120,7 +158,7 @@ static void write_header(cgi_jbuf *b, const item *items, int n, const cg_optim *
     while (!b->failed && b->len % 8) cgi_jbuf_printf(b, " ");
 }
 
-/* Non-contiguous tensors (none today, but views may come) go through a copy. */
+/* Non-contiguous tensors (views) are written as their values, in C order. */
 static bool write_tensor(FILE *f, const cg_tensor *t) {
     size_t nbytes = (size_t)tensor_bytes(t);
     if (nbytes == 0) return true;
@@ -132,58 +170,170 @@ static bool write_tensor(FILE *f, const cg_tensor *t) {
     return ok;
 }
 
-static bool write_all(FILE *f, const cgi_jbuf *h, const item *items, int n) {
+static bool write_all(FILE *f, const cgi_jbuf *h, const saving *S) {
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h->len >> (8 * i));
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h->data, 1, h->len, f) == h->len;
-    for (int i = 0; ok && i < n; i++) ok = write_tensor(f, items[i].t);
+    for (int i = 0; ok && i < S->n; i++) ok = write_tensor(f, S->items[i].t);
     return ok;
 }
 
-/* Writes tmp completely and durably, then renames it over path: a crash at
- * any point leaves either the old file or the new one, never half of one. */
-static cg_status write_file(const char *path, const char *tmp, const cgi_jbuf *h,
-                            const item *items, int n) {
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return cgi_error(NULL, CG_ERR_IO, "cg_save: %s: %s", path, strerror(errno));
+/* Creates a new file "<path>.XXXXXX" (tmp: strlen(path) + 8 bytes) next to
+ * path, as mkstemp does: O_EXCL, so it never follows a link planted there
+ * and two savers never share one. Unlike mkstemp's 0600 the mode is 0666
+ * less the umask, what fopen gives, so a checkpoint is not made private. */
+static int open_temp(const char *path, char *tmp) {
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    struct timespec ts;
+    size_t len = strlen(path);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^
+                 (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)tmp;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t z = x += UINT64_C(0x9e3779b97f4a7c15); /* splitmix64 */
+        z = (z ^ z >> 30) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ z >> 27) * UINT64_C(0x94d049bb133111eb);
+        z ^= z >> 31;
+        memcpy(tmp, path, len);
+        tmp[len] = '.';
+        for (int i = 0; i < 6; i++, z /= 62) tmp[len + 1 + i] = chars[z % 62];
+        tmp[len + 7] = 0;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    return -1; /* errno EEXIST */
+}
+
+/* fsync on path's directory makes the rename itself durable. */
+static int sync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t len = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (!dir) return ENOMEM;
+    memcpy(dir, slash ? path : ".", len);
+    dir[len] = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+    free(dir);
+    if (fd < 0) return errno;
+    /* some file systems cannot sync a directory (EINVAL): nothing more to do there */
+    if (fsync(fd) != 0 && errno != EINVAL) err = errno;
+    close(fd);
+    return err;
+}
+
+/* Writes tmp completely and durably; false with *err (an errno, 0 for a
+ * failed conversion) on any failure. Closes fd. */
+static bool write_temp(int fd, const cgi_jbuf *h, const saving *S, int *err) {
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        *err = errno;
+        close(fd);
+        return false;
+    }
     errno = 0;
-    bool ok = write_all(f, h, items, n) && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
+    bool ok = write_all(f, h, S) && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    *err = errno;
     if (fclose(f) != 0 && ok) {
         ok = false;
-        err = errno;
+        *err = errno;
     }
+    return ok;
+}
+
+/* The file goes to a unique temporary next to path, which is synced and
+ * renamed over path, then the directory is synced: a crash at any point
+ * leaves either the old file or the new one, never half of one, and a
+ * failure removes the temporary. */
+static cg_status write_file(const char *path, const cgi_jbuf *h, const saving *S) {
+    char *tmp = malloc(strlen(path) + 8);
+    if (!tmp) return cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", S->fn);
+    int fd = open_temp(path, tmp), err = errno;
+    bool ok = fd >= 0 && write_temp(fd, h, S, &err);
     if (ok && rename(tmp, path) != 0) {
         ok = false;
         err = errno;
     }
-    if (ok) return CG_OK;
-    remove(tmp);
-    return cgi_error(NULL, CG_ERR_IO, "cg_save: %s: %s", path,
-                     err ? strerror(err) : "write failed");
+    if (fd >= 0 && !ok) remove(tmp);
+    free(tmp);
+    if (!ok)
+        return cgi_error(NULL, CG_ERR_IO, "%s: %s: %s", S->fn, path,
+                         err ? strerror(err) : "write failed");
+    if ((err = sync_dir(path)) != 0)
+        return cgi_error(NULL, CG_ERR_IO, "%s: %s: written, but syncing its directory "
+                         "failed: %s", S->fn, path, strerror(err));
+    return CG_OK;
 }
 
-cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o,
+static cg_status save_items(const char *path, const saving *S) {
+    cgi_jbuf h = {0};
+    write_header(&h, S);
+    cg_status st = h.failed ? cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", S->fn)
+                            : write_file(path, &h, S);
+    cgi_jbuf_free(&h);
+    return st;
+}
+
+cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o, const cg_sched *s,
                   const cg_rng *rng) {
     if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "cg_save: path or module is NULL");
-    int cap = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0), n = 0;
-    item *items = malloc(sizeof *items * (size_t)(cap > 0 ? cap : 1));
-    char *tmp = malloc(strlen(path) + sizeof ".tmp");
-    cgi_jbuf h = {0};
-    cg_status st = items && tmp ? collect(m, o, items, &n)
-                                : cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
-    if (st == CG_OK) {
-        write_header(&h, items, n, o, rng);
-        if (h.failed) st = cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
+    int cap = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0);
+    saving S = {.fn = "cg_save", .o = o, .rng = rng};
+    S.items = malloc(sizeof *S.items * (size_t)(cap > 0 ? cap : 1));
+    cg_status st = S.items ? collect(&S, m, o)
+                           : cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
+    if (st == CG_OK && o) st = hook_text(cgi_optim_meta(o), "optimizer", &S.optim_text);
+    if (st == CG_OK && s) st = hook_text(cgi_sched_meta(s), "schedule", &S.sched_text);
+    if (st == CG_OK) st = save_items(path, &S);
+    free(S.optim_text);
+    free(S.sched_text);
+    free(S.items);
+    return st;
+}
+
+static int by_string(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Names: none NULL, none "__metadata__" (the format's own key), no repeats. */
+static cg_status check_names(int n, const char *const *names, const cg_tensor *const *ts) {
+    for (int i = 0; i < n; i++) {
+        if (!names[i] || !ts[i])
+            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: %s %d is NULL",
+                             names[i] ? "tensor" : "name", i);
+        if (!strcmp(names[i], "__metadata__"))
+            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: name %d is "
+                             "\"__metadata__\", the format's own key", i);
     }
-    if (st == CG_OK) {
-        strcat(strcpy(tmp, path), ".tmp");
-        st = write_file(path, tmp, &h, items, n);
+    const char **sorted = malloc(sizeof *sorted * (size_t)(n > 0 ? n : 1));
+    if (!sorted) return cgi_error(NULL, CG_ERR_NOMEM, "cg_save_tensors: out of memory");
+    if (n > 0) memcpy(sorted, names, sizeof *sorted * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_string);
+    cg_status st = CG_OK;
+    for (int i = 1; i < n && st == CG_OK; i++)
+        if (!strcmp(sorted[i - 1], sorted[i]))
+            st = cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: the name \"%s\" appears twice",
+                           sorted[i]);
+    free(sorted);
+    return st;
+}
+
+cg_status cg_save_tensors(const char *path, int n, const char *const *names,
+                          const cg_tensor *const *tensors) {
+    if (!path || n < 0 || (n > 0 && (!names || !tensors)))
+        return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: path, names or tensors is NULL "
+                         "or n %d < 0", n);
+    cg_status st = check_names(n, names, tensors);
+    if (st != CG_OK) return st;
+    saving S = {.fn = "cg_save_tensors", .n = n};
+    S.items = calloc((size_t)(n > 0 ? n : 1), sizeof *S.items);
+    if (!S.items) return cgi_error(NULL, CG_ERR_NOMEM, "cg_save_tensors: out of memory");
+    for (int i = 0; i < n; i++) {
+        S.items[i].name = names[i];
+        S.items[i].t = tensors[i];
     }
-    cgi_jbuf_free(&h);
-    free(tmp);
-    free(items);
+    st = save_items(path, &S);
+    free(S.items);
     return st;
 }
 
@@ -194,6 +344,7 @@ typedef struct entry {
     int ndim;
     int64_t shape[CG_MAX_DIMS];
     uint64_t begin, end; /* in the data section */
+    bool used;           /* planned into a tensor (the rest is unexpected) */
 } entry;
 
 /* A planned write: src (file bytes) into dst. */
@@ -203,6 +354,7 @@ typedef struct copy {
 } copy;
 
 typedef struct loader {
+    const char *fn; /* the public function */
     const char *path;
     char *header;
     uint64_t hlen;
@@ -215,7 +367,10 @@ typedef struct loader {
     copy *copies;
     int ncopies;
     int64_t steps;
+    const char *optim_text, *sched_text; /* the hooks' metadata, when restored */
+    char where[320];                     /* "<fn>: <path>", the hooks' fn */
     cg_rng rng;
+    cg_load_report report; /* collected, handed out only on success */
 } loader;
 
 /* "cg_load: <path>: <what>" with status st. */
@@ -226,7 +381,7 @@ static cg_status fail(const loader *L, cg_status st, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return cgi_error(NULL, st, "cg_load: %s: %s", L->path, what);
+    return cgi_error(NULL, st, "%s: %s: %s", L->fn, L->path, what);
 }
 
 static bool read_exact(FILE *f, void *buf, uint64_t n) {
@@ -408,7 +563,7 @@ static cg_status index_entries(loader *L) {
 }
 
 /* ---- loading: planning and applying ---------------------------------------------------- */
-static const entry *find(const loader *L, const char *name) {
+static entry *find(const loader *L, const char *name) {
     entry key = {.name = name};
     return bsearch(&key, L->entries, (size_t)L->nentries, sizeof key, by_name);
 }
@@ -432,7 +587,7 @@ static cg_status plan_copy(loader *L, cg_tensor *dst, const entry *e) {
 
 /* key must be in the file with dst's dtype and shape; `who` owns dst. */
 static cg_status plan_tensor(loader *L, const char *key, cg_tensor *dst, const char *who) {
-    const entry *e = find(L, key);
+    entry *e = find(L, key);
     const st_dtype *want = dtype_of(cg_dtype_of(dst));
     char a[160], b[160];
     if (!e) return fail(L, CG_ERR_ARG, "missing key \"%s\"", key);
@@ -444,6 +599,7 @@ static cg_status plan_tensor(loader *L, const char *key, cg_tensor *dst, const c
         return fail(L, CG_ERR_SHAPE, "%s: file %s but %s %s", key,
                     cgi_fmt_shape(a, sizeof a, e->ndim, e->shape), who,
                     cg_shape_str(dst, b, sizeof b));
+    e->used = true;
     return plan_copy(L, dst, e);
 }
 
@@ -464,7 +620,7 @@ static bool parse_count(const char *s, int64_t *out) {
     return true;
 }
 
-static cg_status plan_optim(loader *L, const cg_optim *o) {
+static cg_status plan_optim(loader *L, cg_optim *o) {
     const char *kind = meta_string(L, "cgrad.optimizer"), *step = meta_string(L, "cgrad.step");
     const char *name;
     char key[KEY_MAX];
@@ -481,7 +637,16 @@ static cg_status plan_optim(loader *L, const cg_optim *o) {
         cg_status st = plan_tensor(L, key, t, "optimizer");
         if (st != CG_OK) return st;
     }
-    return CG_OK;
+    /* Files from before the hooks hold no hyperparameters: the optimizer
+     * keeps its own, as it did then. */
+    L->optim_text = meta_string(L, "cgrad.optimizer.state");
+    return L->optim_text ? cgi_optim_restore_meta(o, L->optim_text, false, L->where) : CG_OK;
+}
+
+static cg_status plan_sched(loader *L, cg_sched *s) {
+    L->sched_text = meta_string(L, "cgrad.scheduler");
+    if (!L->sched_text) return fail(L, CG_ERR_ARG, "no schedule state in the file");
+    return cgi_sched_restore_meta(s, L->sched_text, false, L->where);
 }
 
 /* "cgrad.rng": the four state words as 16 hex digits each, s[0] first. */
@@ -499,18 +664,89 @@ static cg_status plan_rng(loader *L) {
     return ok ? CG_OK : corrupt(L, "cgrad.rng", "not 64 hex digits of a valid state");
 }
 
-static cg_status plan_all(loader *L, const cg_module *m, const cg_optim *o, bool rng) {
-    int n = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0);
-    L->copies = calloc((size_t)n + 1, sizeof *L->copies);
-    if (!L->copies) return fail(L, CG_ERR_NOMEM, "out of memory");
+static char *dup_string(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    return d ? memcpy(d, s, n) : NULL;
+}
+
+/* Appends a copy of name to a list with room for it. */
+static cg_status note(loader *L, char **list, int *n, const char *name) {
+    if (!(list[*n] = dup_string(name))) return fail(L, CG_ERR_NOMEM, "out of memory");
+    (*n)++;
+    return CG_OK;
+}
+
+/* Every state tensor of m from the file; one absent is an error when
+ * strict, else noted as missing (when a report is kept). */
+static cg_status plan_module(loader *L, const cg_module *m, bool strict, bool keep) {
+    cg_load_report *r = &L->report;
+    if (keep && !(r->missing = calloc((size_t)cg_module_nstate(m) + 1, sizeof(char *))))
+        return fail(L, CG_ERR_NOMEM, "out of memory");
     for (int i = 0; i < cg_module_nstate(m); i++) {
         const char *name;
         cg_tensor *t = cg_module_state(m, i, &name, NULL);
-        cg_status st = plan_tensor(L, name, t, "model");
+        cg_status st = strict || find(L, name) ? plan_tensor(L, name, t, "model")
+                       : keep                  ? note(L, r->missing, &r->nmissing, name)
+                                               : CG_OK;
         if (st != CG_OK) return st;
     }
-    cg_status st = o ? plan_optim(L, o) : CG_OK;
-    return st == CG_OK && rng ? plan_rng(L) : st;
+    return CG_OK;
+}
+
+/* The file's tensors that went nowhere, in name order, other than the
+ * optimizer's (a model-only load of a resumable file expects those). */
+static cg_status note_unexpected(loader *L) {
+    cg_load_report *r = &L->report;
+    if (!(r->unexpected = calloc((size_t)L->nentries + 1, sizeof(char *))))
+        return fail(L, CG_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < L->nentries; i++) {
+        const entry *e = &L->entries[i];
+        cg_status st = e->used || !strncmp(e->name, "optimizer.", 10)
+                           ? CG_OK
+                           : note(L, r->unexpected, &r->nunexpected, e->name);
+        if (st != CG_OK) return st;
+    }
+    return CG_OK;
+}
+
+static cg_status plan_all(loader *L, const cg_module *m, cg_optim *o, cg_sched *s, bool rng,
+                          bool strict, bool keep) {
+    int n = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0);
+    L->copies = calloc((size_t)n + 1, sizeof *L->copies);
+    if (!L->copies) return fail(L, CG_ERR_NOMEM, "out of memory");
+    cg_status st = plan_module(L, m, strict, keep);
+    if (st == CG_OK && o) st = plan_optim(L, o);
+    if (st == CG_OK && s) st = plan_sched(L, s);
+    if (st == CG_OK && rng) st = plan_rng(L);
+    return st == CG_OK && keep ? note_unexpected(L) : st;
+}
+
+/* Everything is checked and wrapped: from here nothing fails (the hooks
+ * promise it for text that validated). A tied tensor is copied once per
+ * name, the later name's bytes last, as PyTorch's load_state_dict does. */
+static cg_status apply(loader *L, cg_optim *o, cg_sched *s, cg_rng *rng) {
+    cg_status st = CG_OK;
+    for (int i = 0; i < L->ncopies; i++) cg_copy_(L->copies[i].dst, L->copies[i].src);
+    if (o) {
+        cg_optim_set_steps(o, L->steps);
+        if (L->optim_text) st = cgi_optim_restore_meta(o, L->optim_text, true, L->where);
+    }
+    if (s && st == CG_OK) st = cgi_sched_restore_meta(s, L->sched_text, true, L->where);
+    if (rng) *rng = L->rng;
+    return st;
+}
+
+static void free_list(char **list, int n) {
+    for (int i = 0; list && i < n; i++) free(list[i]);
+    free(list);
+}
+
+void cg_load_report_free(cg_load_report *r) {
+    if (!r) return;
+    free_list(r->missing, r->nmissing);
+    free_list(r->unexpected, r->nunexpected);
+    *r = (cg_load_report){0};
 }
 
 static void loader_free(loader *L) {
@@ -525,20 +761,94 @@ static void loader_free(loader *L) {
     cgi_json_free(&L->doc);
     free(L->header);
     free(L->data);
+    cg_load_report_free(&L->report);
 }
 
-cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_rng *rng) {
-    if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "cg_load: path or module is NULL");
-    loader L = {.path = path, .meta = -1};
-    cg_status st = read_file(&L);
-    if (st == CG_OK) st = index_entries(&L);
-    if (st == CG_OK) st = plan_all(&L, m, o, rng != NULL);
-    if (st == CG_OK) {
-        /* Everything is checked and wrapped: from here nothing can fail. */
-        for (int i = 0; i < L.ncopies; i++) cg_copy_(L.copies[i].dst, L.copies[i].src);
-        if (o) cg_optim_set_steps(o, L.steps);
-        if (rng) *rng = L.rng;
+/* Reads and indexes path; L->fn and L->path set. */
+static cg_status open_file(loader *L) {
+    L->meta = -1;
+    snprintf(L->where, sizeof L->where, "%s: %s", L->fn, L->path);
+    cg_status st = read_file(L);
+    return st == CG_OK ? index_entries(L) : st;
+}
+
+cg_load_opts cg_load_defaults(void) { return (cg_load_opts){.strict = true}; }
+
+static cg_status load(const char *fn, const char *path, cg_module *m, cg_optim *o,
+                      cg_sched *s, cg_rng *rng, const cg_load_opts *opts,
+                      cg_load_report *report) {
+    if (report) *report = (cg_load_report){0};
+    if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "%s: path or module is NULL", fn);
+    cg_load_opts def = cg_load_defaults();
+    loader L = {.fn = fn, .path = path};
+    cg_status st = open_file(&L);
+    if (st == CG_OK)
+        st = plan_all(&L, m, o, s, rng != NULL, (opts ? opts : &def)->strict, report != NULL);
+    if (st == CG_OK) st = apply(&L, o, s, rng);
+    if (st == CG_OK && report) {
+        *report = L.report;
+        L.report = (cg_load_report){0};
     }
+    loader_free(&L);
+    return st;
+}
+
+cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_sched *s, cg_rng *rng) {
+    return load("cg_load", path, m, o, s, rng, NULL, NULL);
+}
+
+cg_status cg_load_ex(const char *path, cg_module *m, cg_optim *o, cg_sched *s, cg_rng *rng,
+                     const cg_load_opts *opts, cg_load_report *report) {
+    return load("cg_load_ex", path, m, o, s, rng, opts, report);
+}
+
+/* ---- named tensors ------------------------------------------------------------------ */
+void cg_tensor_dict_free(cg_tensor_dict *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) {
+        if (d->names) free(d->names[i]);
+        if (d->tensors) cg_tensor_free(d->tensors[i]);
+    }
+    free(d->names);
+    free(d->tensors);
+    *d = (cg_tensor_dict){0};
+}
+
+/* e's bytes into a new caller-owned tensor (memcpy: the file's may be misaligned). */
+static cg_status load_entry(loader *L, const entry *e, cg_tensor_dict *d) {
+    if (e->dt->cg < 0)
+        return fail(L, CG_ERR_DTYPE, "%s: dtype %s, cgrad holds only F32, F64 and I64",
+                    e->name, e->dt->name);
+    cg_tensor *t = cg_empty(NULL, (cg_dtype)e->dt->cg, e->ndim, e->shape);
+    char *name = dup_string(e->name);
+    if (!t || !name) {
+        cg_tensor_free(t);
+        free(name);
+        return fail(L, CG_ERR_NOMEM, "%s: out of memory", e->name);
+    }
+    if (e->end > e->begin) memcpy(cg_data(t), L->data + e->begin, (size_t)(e->end - e->begin));
+    d->names[d->n] = name;
+    d->tensors[d->n++] = t;
+    return CG_OK;
+}
+
+cg_status cg_load_tensors(const char *path, cg_tensor_dict *out) {
+    if (out) *out = (cg_tensor_dict){0};
+    if (!path || !out)
+        return cgi_error(NULL, CG_ERR_ARG, "cg_load_tensors: path or out is NULL");
+    loader L = {.fn = "cg_load_tensors", .path = path};
+    cg_tensor_dict d = {0};
+    cg_status st = open_file(&L);
+    if (st == CG_OK) {
+        d.names = calloc((size_t)L.nentries + 1, sizeof *d.names);
+        d.tensors = calloc((size_t)L.nentries + 1, sizeof *d.tensors);
+        if (!d.names || !d.tensors) st = fail(&L, CG_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == CG_OK && i < L.nentries; i++) st = load_entry(&L, &L.entries[i], &d);
+    if (st == CG_OK)
+        *out = d;
+    else
+        cg_tensor_dict_free(&d);
     loader_free(&L);
     return st;
 }

@@ -432,17 +432,70 @@ CG_API cg_status cg_clip_grad_value_params_(int n, cg_tensor *const *params, dou
 
 /* ---- checkpoints (safetensors) ---------------------------------------------- */
 /* Writes m's state under its state_dict names (loadable by
- * safetensors.torch.load_file), and when given the optimizer's state (keys
- * "optimizer.<name>"), its step and the rng state (in __metadata__). The file
- * is written to path + ".tmp" and renamed over path, so a crash never
+ * safetensors.torch.load_file; a tensor tied under two names is written
+ * under both), and, each when given: the optimizer's state tensors (keys
+ * "optimizer.<name>"), its kind, step and hyperparameters, the schedule's
+ * state and the rng state (in __metadata__). o, s and rng may be NULL. The
+ * file goes to a new temporary next to path ("<path>.XXXXXX", created
+ * exclusively, so a link planted there is never followed and concurrent
+ * savers never share one), is synced and renamed over path, and the
+ * directory synced: a failed save removes its temporary and a crash never
  * destroys the last good checkpoint. */
 CG_API cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o,
-                         const cg_rng *rng);
-/* Reads a file written by cg_save or PyTorch. Every key of m must be present
- * with its shape and dtype; on any error (missing, truncated, corrupt,
- * oversized header, wrong shape or dtype) nothing is changed. o and rng may
- * be NULL; when given, their state must be in the file. */
-CG_API cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_rng *rng);
+                         const cg_sched *s, const cg_rng *rng);
+/* Reads a file written by cg_save or PyTorch. Every state tensor of m must
+ * be present with its shape and dtype (other tensors in the file are
+ * ignored); o, s and rng may be NULL, and each one given must have its state
+ * in the file, else CG_ERR_ARG. A file saved before schedules and optimizer
+ * hyperparameters were stored restores the optimizer's tensors and step and
+ * keeps its hyperparameters. A tied tensor gets the bytes of its later name.
+ * On any error (missing, truncated, corrupt, oversized header, wrong shape
+ * or dtype, state the optimizer or schedule refuses) nothing is changed. */
+CG_API cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_sched *s,
+                         cg_rng *rng);
+
+/* Options with their defaults from cg_load_defaults(). strict (true): every
+ * state tensor of m must be in the file; false: absent ones are left as they
+ * are and reported (PyTorch's load_state_dict(strict=False)). Shape and
+ * dtype mismatches and the optimizer, schedule and rng rules are the same
+ * either way. Unlike PyTorch, a strict load does not refuse the file's extra
+ * tensors (a safetensors file may carry other data): they are reported. */
+typedef struct cg_load_opts {
+    bool strict;
+} cg_load_opts;
+CG_API cg_load_opts cg_load_defaults(void);
+/* What a load did not match: missing, m's state names absent from the file
+ * (state_dict order); unexpected, the file's tensor keys that are neither
+ * m's state nor "optimizer.*" (name order). Strings and arrays are malloc'd;
+ * free with cg_load_report_free (NULL and a zeroed report are fine). */
+typedef struct cg_load_report {
+    int nmissing, nunexpected;
+    char **missing, **unexpected;
+} cg_load_report;
+/* cg_load with options (NULL: the defaults) and a report (NULL: none). On
+ * success *report is filled; on error it is zeroed and nothing changes. */
+CG_API cg_status cg_load_ex(const char *path, cg_module *m, cg_optim *o, cg_sched *s,
+                            cg_rng *rng, const cg_load_opts *opts, cg_load_report *report);
+CG_API void cg_load_report_free(cg_load_report *r);
+
+/* Named tensors, not a module (safetensors.torch.save_file / load_file).
+ * Writes n tensors (borrowed; any layout, written as their values in C
+ * order) under their names, in the given order; a name repeated, NULL or
+ * "__metadata__" is CG_ERR_ARG. Written as safely as cg_save. */
+CG_API cg_status cg_save_tensors(const char *path, int n, const char *const *names,
+                                 const cg_tensor *const *tensors);
+/* A caller-owned dictionary: names malloc'd, tensors caller-owned, both
+ * freed (with the arrays) by cg_tensor_dict_free (NULL and zeroed fine). */
+typedef struct cg_tensor_dict {
+    int n;
+    char **names;
+    cg_tensor **tensors;
+} cg_tensor_dict;
+/* Every tensor of the file, in name order (as load_file's keys). A tensor of
+ * a dtype cgrad does not hold (BF16, U8, ...) is CG_ERR_DTYPE naming it:
+ * nothing is dropped silently. Metadata is ignored. On error *out is zeroed. */
+CG_API cg_status cg_load_tensors(const char *path, cg_tensor_dict *out);
+CG_API void cg_tensor_dict_free(cg_tensor_dict *d);
 
 /* ---- data ------------------------------------------------------------------ */
 /* An IDX file (the MNIST format) of unsigned bytes, raw or gzip-compressed
