@@ -27,6 +27,14 @@ CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k
 /* y = k(x), no graph: x's dtype, or f32 for an integer x the kernel lacks. */
 CGI_HIDDEN cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name,
                                         const cgi_unary_kernel *k, const cg_tensor *x);
+/* The losses' common checks (ops/loss.c, nn/loss.c), each failure reported
+ * under name: r is CG_MEAN, CG_SUM or CG_NONE, x (called xn) and y (yn) are
+ * float, of one dtype and one shape. */
+CGI_HIDDEN bool cgi_loss_pair_ok(cg_ctx *ctx, const char *name, const char *xn,
+                                 const cg_tensor *x, const char *yn, const cg_tensor *y,
+                                 cg_reduction r);
+/* loss reduced by r: cg_mean or cg_sum over every axis, or loss itself (CG_NONE). */
+CGI_HIDDEN cg_tensor *cgi_loss_reduce(cg_ctx *ctx, cg_tensor *loss, cg_reduction r);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 
