@@ -57,6 +57,8 @@ CG_API cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ni
                             size_t saved_size);
 
 /* ---- reading a node (in backward rules) ---------------------------------- */
+/* A NULL node, or an input index out of range, gives NULL (0, false) and an
+ * error naming the accessor. */
 CG_API const cg_op *cg_node_op(const cg_node *node);
 CG_API int cg_node_ninputs(const cg_node *node);
 CG_API const cg_tensor *cg_node_input(const cg_node *node, int i);
@@ -78,6 +80,7 @@ CG_API const cg_node *cg_grad_fn(const cg_tensor *t);
 /* ---- requiring gradients ------------------------------------------------- */
 /* Only leaves of a float dtype can be marked (CG_ERR_STATE / CG_ERR_DTYPE). */
 CG_API cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad);
+/* Both false (and an error, unless one is already recorded) for NULL. */
 CG_API bool cg_requires_grad(const cg_tensor *t);
 CG_API bool cg_is_leaf(const cg_tensor *t);
 /* The accumulated gradient of a leaf, NULL before any backward reaches it.
@@ -94,8 +97,10 @@ CG_API void cg_zero_grad(cg_tensor *t);
 CG_API cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t);
 
 /* ---- grad mode (per context, scoped) ------------------------------------- */
-CG_API void cg_no_grad_push(cg_ctx *ctx); /* ops in ctx stop recording */
-CG_API void cg_no_grad_pop(cg_ctx *ctx);
+/* Pushes nest; a pop without its push is CG_ERR_STATE, a NULL ctx CG_ERR_ARG. */
+CG_API cg_status cg_no_grad_push(cg_ctx *ctx); /* ops in ctx stop recording */
+CG_API cg_status cg_no_grad_pop(cg_ctx *ctx);
+/* false for NULL: nothing made outside a context is recorded. */
 CG_API bool cg_is_grad_enabled(const cg_ctx *ctx);
 
 /* ---- backward ------------------------------------------------------------ */

@@ -65,12 +65,7 @@ static cg_tensor *pointwise(cg_ctx *ctx, pair_kind k, const cg_tensor *x,
 /* ctx NULL: the loss is made in a temporary context and copied out. */
 static cg_tensor *in_temp_ctx(pair_kind k, const cg_tensor *x, const cg_tensor *y, double p,
                               cg_reduction r) {
-    if (x->requires_grad || y->requires_grad) {
-        cgi_error(NULL, CG_ERR_STATE,
-                  "%s: an input requires a gradient, so the result must be made in a "
-                  "context (got NULL)", pair_names[k]);
-        return NULL;
-    }
+    if (!cgi_loss_ctx_ok(NULL, pair_names[k], x, y)) return NULL;
     cg_ctx *tmp = cg_ctx_new();
     if (!tmp) {
         cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory for a temporary context",

@@ -33,6 +33,12 @@ CGI_HIDDEN cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name,
 CGI_HIDDEN bool cgi_loss_pair_ok(cg_ctx *ctx, const char *name, const char *xn,
                                  const cg_tensor *x, const char *yn, const cg_tensor *y,
                                  cg_reduction r);
+/* ctx NULL with an input that requires a gradient is CG_ERR_STATE (a graph
+ * needs a context), checked before cg_record so that the message names the
+ * function called (cg_cross_entropy_ex shares cross_entropy's descriptor;
+ * the composed losses run in a temporary context). */
+CGI_HIDDEN bool cgi_loss_ctx_ok(cg_ctx *ctx, const char *name, const cg_tensor *x,
+                                const cg_tensor *y);
 /* loss reduced by r: cg_mean or cg_sum over every axis, or loss itself (CG_NONE). */
 CGI_HIDDEN cg_tensor *cgi_loss_reduce(cg_ctx *ctx, cg_tensor *loss, cg_reduction r);
 /* CG_OK when every input that needs a gradient got one. */

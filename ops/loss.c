@@ -42,6 +42,13 @@ static bool float_ok(cg_ctx *ctx, const char *name, const char *what, const cg_t
     return false;
 }
 
+bool cgi_loss_ctx_ok(cg_ctx *ctx, const char *name, const cg_tensor *x, const cg_tensor *y) {
+    if (ctx || !(x->requires_grad || y->requires_grad)) return true;
+    cgi_error(NULL, CG_ERR_STATE, "%s: an input requires a gradient, so the result must "
+              "be made in a context (got NULL)", name);
+    return false;
+}
+
 bool cgi_loss_pair_ok(cg_ctx *ctx, const char *name, const char *xn, const cg_tensor *x,
                       const char *yn, const cg_tensor *y, cg_reduction r) {
     char xs[128], ys[128]; /* formatted only for a message */
@@ -165,11 +172,7 @@ static cg_tensor *pointwise_loss(cg_ctx *ctx, const char *name, const cg_op *op,
     CGI_NULL_CHECK(x, name);
     CGI_NULL_CHECK(y, name);
     if (!cgi_loss_pair_ok(ctx, name, "input", x, "target", y, r)) return NULL;
-    if (!ctx && (x->requires_grad || y->requires_grad)) {
-        cgi_error(NULL, CG_ERR_STATE, "%s: an input requires a gradient, so the result must "
-                  "be made in a context (got NULL)", name);
-        return NULL;
-    }
+    if (!cgi_loss_ctx_ok(ctx, name, x, y)) return NULL;
     if (op == &bce_op && !unit_interval(ctx, x)) return NULL;
     cg_tensor *l = cgi_new(ctx, name, x->dtype, x->ndim, x->shape);
     if (l) cgi_map_binary(fns[x->dtype], x, y, l);
@@ -423,12 +426,15 @@ static cg_status class_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *
 static const cg_op cross_entropy_op = {"cross_entropy", class_backward, CG_SAVES_ALL_INPUTS};
 static const cg_op nll_op = {"nll_loss", class_backward, CG_SAVES_ALL_INPUTS};
 
-static cg_tensor *class_loss(cg_ctx *ctx, const char *name, const cg_tensor *x,
-                             const cg_tensor *labels, cg_reduction r, double eps,
-                             int64_t ignore, bool logits) {
+static cg_tensor *class_loss(cg_ctx *ctx, const char *name, const cg_op *op,
+                             const cg_tensor *x, const cg_tensor *labels, cg_reduction r,
+                             double eps, int64_t ignore) {
+    bool logits = op != &nll_op;
     CGI_NULL_CHECK(x, name);
     CGI_NULL_CHECK(labels, name);
-    if (!class_ok(ctx, name, logits ? "logits" : "log_probs", x, labels, r)) return NULL;
+    if (!class_ok(ctx, name, logits ? "logits" : "log_probs", x, labels, r) ||
+        !cgi_loss_ctx_ok(ctx, name, x, labels))
+        return NULL;
     if (!(eps >= 0 && eps <= 1)) {
         cgi_error(ctx, CG_ERR_ARG, "%s: label_smoothing %g is not in [0, 1]", name, eps);
         return NULL;
@@ -436,21 +442,22 @@ static cg_tensor *class_loss(cg_ctx *ctx, const char *name, const cg_tensor *x,
     class_saved sv = {.eps = eps, .ignore = ignore, .logits = logits};
     cg_tensor *out = class_forward(ctx, name, x, labels, r, &sv);
     const cg_tensor *in[] = {x, labels};
-    return cg_record(ctx, logits ? &cross_entropy_op : &nll_op, out, 2, in, &sv, sizeof sv);
+    return cg_record(ctx, op, out, 2, in, &sv, sizeof sv);
 }
 
 /* PyTorch's defaults: no smoothing, label -100 ignored. */
 cg_tensor *cg_cross_entropy(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *labels,
                             cg_reduction r) {
-    return class_loss(ctx, "cg_cross_entropy", logits, labels, r, 0, TORCH_IGNORE_INDEX, true);
+    return class_loss(ctx, "cg_cross_entropy", &cross_entropy_op, logits, labels, r, 0,
+                      TORCH_IGNORE_INDEX);
 }
 cg_tensor *cg_cross_entropy_ex(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *labels,
                                cg_reduction r, double label_smoothing, int64_t ignore_index) {
-    return class_loss(ctx, "cg_cross_entropy_ex", logits, labels, r, label_smoothing,
-                      ignore_index, true);
+    return class_loss(ctx, "cg_cross_entropy_ex", &cross_entropy_op, logits, labels, r,
+                      label_smoothing, ignore_index);
 }
 /* -log_probs[i, label_i]; label -100 is ignored (PyTorch's default). */
 cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs, const cg_tensor *labels,
                        cg_reduction r) {
-    return class_loss(ctx, "cg_nll_loss", log_probs, labels, r, 0, TORCH_IGNORE_INDEX, false);
+    return class_loss(ctx, "cg_nll_loss", &nll_op, log_probs, labels, r, 0, TORCH_IGNORE_INDEX);
 }
