@@ -150,7 +150,10 @@ typedef struct cg_gradcheck_report {
 /* Compares the analytic gradient with central finite differences in float64
  * for every element of every input that requires a gradient (those inputs
  * must be f64). Returns true when all agree; report (may be NULL) says
- * which input and element differ and by how much, or what failed. */
+ * which input and element differ and by how much, or what failed. A check
+ * that cannot run (bad arguments, fn or backward failing) also records an
+ * error naming cg_gradcheck (cg_gradgradcheck); a disagreement is a result,
+ * not an error. */
 CG_API bool cg_gradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *inputs,
                          const cg_gradcheck_opts *opts, cg_gradcheck_report *report);
 /* The same for second derivatives: checks the gradients of fn (computed with

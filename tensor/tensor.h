@@ -87,7 +87,9 @@ CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
  * first few steps of a loop, a loop that resets once per step mallocs nothing. */
 CG_API void cg_ctx_reset(cg_ctx *ctx);
 CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx);
-CG_API cg_status cg_ctx_status(const cg_ctx *ctx); /* first error since reset */
+/* The first error since the last reset; NULL gives CG_ERR_ARG and "" (and
+ * an error, unless one is already recorded). */
+CG_API cg_status cg_ctx_status(const cg_ctx *ctx);
 CG_API const char *cg_ctx_error(const cg_ctx *ctx);
 
 /* ---- threads (BLIS and cgrad's own kernels) ------------------------------- */
@@ -164,7 +166,7 @@ CG_API cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out);
 /* ---- broadcasting -------------------------------------------------------- */
 /* NumPy rules: align shapes on the right; each pair of dims must be equal or
  * one of them 1. Writes the result rank and shape (CG_MAX_DIMS entries).
- * op names the caller in the error message. */
+ * op names the caller in the error message (NULL: cg_broadcast_shapes). */
 CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                                      const int64_t *b, int *nout, int64_t *out);
 

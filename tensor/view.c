@@ -7,7 +7,10 @@
 /* ---- broadcasting ---------------------------------------------------------- */
 cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                               const int64_t *b, int *nout, int64_t *out) {
-    return cgi_broadcast(NULL, op, na, a, nb, b, nout, out);
+    if (!nout || !out || (na > 0 && !a) || (nb > 0 && !b))
+        return cgi_error(NULL, CG_ERR_ARG, "%s: a shape, nout or out is NULL",
+                         op ? op : "cg_broadcast_shapes");
+    return cgi_broadcast(NULL, op ? op : "cg_broadcast_shapes", na, a, nb, b, nout, out);
 }
 
 cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const int64_t *a, int nb,

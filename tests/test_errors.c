@@ -178,6 +178,69 @@ static void test_errors_no_grad_pop_without_push(void **state) {
     cg_ctx_free(ctx);
 }
 
+static void test_errors_ctx_queries_report_null(void **state) {
+    (void)state;
+    cg_clear_error();
+    assert_int_equal(cg_ctx_status(NULL), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_ctx_status: ctx is NULL");
+    assert_string_equal(cg_ctx_error(NULL), "");
+    assert_prefix(CG_ERR_ARG, "cg_ctx_error: ctx is NULL");
+}
+
+static void test_errors_broadcast_shapes_null_arrays(void **state) {
+    (void)state;
+    int n;
+    int64_t out[CG_MAX_DIMS];
+    assert_int_equal(cg_broadcast_shapes("my_op", 2, NULL, 1, (int64_t[]){3}, &n, out),
+                     CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "my_op: a shape, nout or out is NULL");
+    assert_int_equal(cg_broadcast_shapes(NULL, 1, (int64_t[]){2}, 1, (int64_t[]){3}, &n, out),
+                     CG_ERR_SHAPE);
+    assert_prefix(CG_ERR_SHAPE, "cg_broadcast_shapes: [2] and [3]");
+    assert_int_equal(cg_broadcast_shapes(NULL, 0, NULL, 0, NULL, NULL, out), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_broadcast_shapes: a shape, nout or out is NULL");
+}
+
+/* ---- gradcheck: a check that cannot run is an error, a disagreement is not -------- */
+static cg_tensor *square_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return cg_square(ctx, in[0]);
+}
+static cg_tensor *failing_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return cg_matmul(ctx, in[0], in[1]); /* [3] x [2,3]: no product */
+}
+static cg_tensor *wrong_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    cg_tensor *c = cg_detach(ctx, in[0]); /* the gradient through c is lost */
+    return cg_mul(ctx, in[0], c);
+}
+
+static void test_errors_gradcheck_cannot_run(void **state) {
+    (void)state;
+    cg_tensor *x = seeded_leaf(4, CG_F64, CG_SHAPE(3), 1);
+    cg_tensor *f = seeded_leaf(4, CG_F32, CG_SHAPE(3), 1);
+    cg_tensor *m = seeded_leaf(4, CG_F64, CG_SHAPE(2, 3), 1);
+    cg_gradcheck_report r;
+    cg_clear_error();
+    assert_false(cg_gradcheck(NULL, NULL, 1, &x, NULL, NULL));
+    assert_prefix(CG_ERR_ARG, "cg_gradcheck: needs a function and inputs");
+    assert_false(cg_gradcheck(square_fn, NULL, 1, &f, NULL, &r));
+    assert_prefix(CG_ERR_DTYPE, "cg_gradcheck: inputs that require a gradient must be f64");
+    assert_string_equal(r.msg, "gradcheck: inputs that require a gradient must be f64");
+    cg_tensor *in2[2] = {x, m};
+    assert_false(cg_gradcheck(failing_fn, NULL, 2, in2, NULL, NULL));
+    assert_prefix(CG_ERR_SHAPE, "cg_gradcheck: the function failed: cg_matmul: ");
+    assert_false(cg_gradgradcheck(square_fn, NULL, 0, &x, NULL, NULL));
+    assert_prefix(CG_ERR_ARG, "cg_gradgradcheck: needs a function and 1 to 16 inputs");
+    assert_false(cg_gradcheck(wrong_fn, NULL, 1, &x, NULL, &r));
+    assert_int_equal(cg_last_status(), CG_OK); /* a result, told in the report */
+    assert_int_equal(r.input, 0);
+    cg_tensor_free(x);
+    cg_tensor_free(f);
+    cg_tensor_free(m);
+}
+
 /* ---- names: the function called, not the one it calls ---------------------------- */
 /* A heap view of a context tensor is refused under the view's own name. */
 static void test_errors_views_name_themselves(void **state) {
@@ -264,6 +327,9 @@ int main(void) {
         cmocka_unit_test(test_errors_node_accessors),
         cmocka_unit_test(test_errors_leaf_queries_report_null),
         cmocka_unit_test(test_errors_no_grad_pop_without_push),
+        cmocka_unit_test(test_errors_ctx_queries_report_null),
+        cmocka_unit_test(test_errors_broadcast_shapes_null_arrays),
+        cmocka_unit_test(test_errors_gradcheck_cannot_run),
         cmocka_unit_test(test_errors_views_name_themselves),
         cmocka_unit_test(test_errors_graph_without_context_names_function),
         cmocka_unit_test(test_errors_like_creators_name_themselves),
