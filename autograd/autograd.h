@@ -49,9 +49,10 @@ typedef struct cg_op {
 /* Records op as the producer of out (made in ctx by the caller) when grad
  * mode is on in ctx and some input requires a gradient; otherwise does
  * nothing. saved (saved_size bytes, may be NULL) is copied into the node for
- * the backward rule: scalars, axes, flags. Returns out, or NULL on error (a
- * NULL out or input returns NULL; a graph needs a context: recording with
- * ctx NULL is CG_ERR_STATE). */
+ * the backward rule: scalars, axes, flags. Returns out, or NULL on error,
+ * having freed a caller-owned out (a NULL out or input returns NULL and keeps
+ * the error that made it; a graph needs a context: recording with ctx NULL
+ * is CG_ERR_STATE; a NULL op or backward rule is CG_ERR_ARG). */
 CG_API cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
                             const cg_tensor *const *inputs, const void *saved,
                             size_t saved_size);

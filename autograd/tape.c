@@ -44,11 +44,30 @@ static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size)
     return node;
 }
 
+/* An op author's arguments: a NULL out or input keeps the error that made
+ * it (recording one only when none is), as every op does. */
+static bool record_args_ok(cg_ctx *ctx, const cg_op *op, const cg_tensor *out, int ninputs,
+                           const cg_tensor *const *inputs, const void *saved,
+                           size_t saved_size) {
+    if (!op || !op->backward || ninputs < 0 || (ninputs > 0 && !inputs) ||
+        (saved_size && !saved)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_record: needs an op with a backward rule, %d >= 0 "
+                  "inputs and saved bytes when saved_size is %zu", ninputs, saved_size);
+        return false;
+    }
+    bool null_in = !out;
+    for (int i = 0; i < ninputs; i++) null_in = null_in || !inputs[i];
+    if (null_in && cg_last_status() == CG_OK)
+        cgi_error(ctx, CG_ERR_ARG, "cg_%s: cg_record: out or an input is NULL", op->name);
+    return !null_in;
+}
+
 cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
                      const cg_tensor *const *inputs, const void *saved, size_t saved_size) {
-    if (!out) return NULL;
-    for (int i = 0; i < ninputs; i++)
-        if (!inputs[i]) return NULL;
+    if (!record_args_ok(ctx, op, out, ninputs, inputs, saved, saved_size)) {
+        cg_tensor_free(out); /* caller-owned out: the caller no longer holds it */
+        return NULL;
+    }
     if ((ctx && ctx->no_grad_depth > 0) || !any_requires_grad(ninputs, inputs)) return out;
     cg_node *node = NULL;
     if (check_inputs(ctx, op, ninputs, inputs) == CG_OK)

@@ -160,6 +160,37 @@ static void test_errors_leaf_queries_report_null(void **state) {
     assert_prefix(CG_ERR_ARG, "cg_grad_fn: tensor is NULL");
 }
 
+static cg_status id_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                             cg_tensor **gin) {
+    (void)ctx;
+    (void)n;
+    gin[0] = (cg_tensor *)g;
+    return CG_OK;
+}
+static const cg_op id_op = {"my_id", id_backward, 0};
+
+/* Bad arguments to cg_record are errors, and a caller-owned out is freed
+ * (the sanitizer build checks that nothing leaks). */
+static void test_errors_record_bad_arguments(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = seeded_leaf(5, CG_F64, CG_SHAPE(2), 1);
+    cg_clear_error();
+    assert_null(cg_record(ctx, NULL, cg_clone(NULL, x), 1, (const cg_tensor *[]){x}, NULL, 0));
+    assert_prefix(CG_ERR_ARG, "cg_record: needs an op with a backward rule");
+    assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
+                          (const cg_tensor *[]){NULL}, NULL, 0));
+    assert_prefix(CG_ERR_ARG, "cg_my_id: cg_record: out or an input is NULL");
+    assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
+                          (const cg_tensor *[]){x}, NULL, 8));
+    assert_prefix(CG_ERR_ARG, "cg_record: needs an op with a backward rule, 1 >= 0 inputs "
+                  "and saved bytes when saved_size is 8");
+    cg_tensor *y = cg_record(ctx, &id_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1,
+                             (const cg_tensor *[]){x}, NULL, 0);
+    assert_non_null(y);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "my_id");
+    cg_tensor_free(x);
+}
+
 static void test_errors_no_grad_pop_without_push(void **state) {
     cg_ctx *ctx = cg_ctx_new();
     (void)state;
@@ -326,6 +357,7 @@ int main(void) {
         cmocka_unit_test(test_errors_print_returns_status),
         cmocka_unit_test(test_errors_node_accessors),
         cmocka_unit_test(test_errors_leaf_queries_report_null),
+        cmocka_unit_test(test_errors_record_bad_arguments),
         cmocka_unit_test(test_errors_no_grad_pop_without_push),
         cmocka_unit_test(test_errors_ctx_queries_report_null),
         cmocka_unit_test(test_errors_broadcast_shapes_null_arrays),
