@@ -251,7 +251,6 @@ static cg_status print_to(FILE *f, const cg_tensor *t, const char *op) {
     return CG_OK;
 }
 
-
 size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
     if (!buf && size > 0) {
         cgi_error(NULL, CG_ERR_ARG, "cg_format: buf is NULL for size %zu", size);
