@@ -37,12 +37,14 @@ static bool pair_ok(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const cg_tenso
 }
 
 /* where(|d| < k, a d^2, b (|d| - k / 2)): huber (k = delta, a = 1/2,
- * b = delta) and smooth_l1 (k = beta, a = 1 / (2 beta), b = 1). */
-static cg_tensor *piecewise(cg_ctx *ctx, const cg_tensor *d, double k, double a, double b) {
+ * b = delta) and smooth_l1 (k = beta, a = 1 / (2 beta), b = 1); name for
+ * messages. */
+static cg_tensor *piecewise(cg_ctx *ctx, const char *name, const cg_tensor *d, double k,
+                            double a, double b) {
     cg_tensor *ad = cg_abs(ctx, d);
     cg_tensor *quad = cg_mul_scalar(ctx, cg_square(ctx, d), a);
     cg_tensor *lin = cg_mul_scalar(ctx, cg_sub_scalar(ctx, ad, 0.5 * k), b);
-    return cg_where(ctx, cgi_compare_scalar(ctx, &cgi_binary_lt, ad, k), quad, lin);
+    return cg_where(ctx, cgi_compare_scalar(ctx, name, &cgi_binary_lt, ad, k), quad, lin);
 }
 
 /* The unreduced loss: x's shape, or [N] / [] (one per row) for CE_PROBS. */
@@ -53,8 +55,8 @@ static cg_tensor *pointwise(cg_ctx *ctx, pair_kind k, const cg_tensor *x,
     case L1: return cg_abs(ctx, cg_sub(ctx, x, y));
     case SMOOTH_L1: /* beta 0 is l1 (PyTorch's special case: no 0 / 0) */
         if (p == 0) return cg_abs(ctx, cg_sub(ctx, x, y));
-        return piecewise(ctx, cg_sub(ctx, x, y), p, 0.5 / p, 1);
-    case HUBER: return piecewise(ctx, cg_sub(ctx, x, y), p, 0.5, p);
+        return piecewise(ctx, pair_names[k], cg_sub(ctx, x, y), p, 0.5 / p, 1);
+    case HUBER: return piecewise(ctx, pair_names[k], cg_sub(ctx, x, y), p, 0.5, p);
     case CE_PROBS: /* -sum_c p_c log_softmax(x)_c along the class axis */
         return cg_neg(ctx, cg_sum(ctx, cg_mul(ctx, y, cg_log_softmax(ctx, x, -1)),
                                   (const int[]){-1}, 1, false));

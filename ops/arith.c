@@ -107,7 +107,7 @@ static cg_status pow_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
         gin[0] = cgi_grad_like(ctx, cg_mul(ctx, cg_mul(ctx, g, B),
                                            cg_pow(ctx, A, cg_sub_scalar(ctx, B, 1))), A);
     if (NEEDS(1)) {
-        cg_tensor *zero = cgi_compare_scalar(ctx, &cgi_binary_eq, A, 0);
+        cg_tensor *zero = cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_eq, A, 0);
         cg_tensor *safe = cg_where(ctx, zero, cg_ones_like(ctx, A), A);
         cg_tensor *t = cg_mul(ctx, cg_mul(ctx, g, cg_pow(ctx, A, B)), cg_log(ctx, safe));
         gin[1] = cgi_grad_like(ctx, cg_where(ctx, zero, cg_zeros_like(ctx, t), t), B);
@@ -164,13 +164,13 @@ COMPARE_OP(le)
 COMPARE_OP(eq)
 COMPARE_OP(ne)
 
-cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k, const cg_tensor *x,
-                              double s) {
+cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const char *name, const cgi_binary_kernel *k,
+                              const cg_tensor *x, double s) {
     cg_tensor st;
     cgi_storage sto;
     cgi_scalar v;
     if (!x) return NULL;
-    return binary_forward(ctx, "cg_backward", k, x, cgi_stack_scalar(&st, &sto, &v, x->dtype, s));
+    return binary_forward(ctx, name, k, x, cgi_stack_scalar(&st, &sto, &v, x->dtype, s));
 }
 
 /* ---- scalar forms: x op s, with s saved for the backward ---------------------------- */
@@ -270,7 +270,8 @@ static cg_tensor *where_forward(cg_ctx *ctx, const cg_tensor *c, const cg_tensor
         return NULL;
     cg_dtype dt = cgi_promote(a->dtype, b->dtype);
     const cg_tensor *c2 = as_dtype(ctx, "cg_where", c, dt);
-    const cg_tensor *a2 = as_dtype(ctx, "cg_where", a, dt), *b2 = as_dtype(ctx, "cg_where", b, dt);
+    const cg_tensor *a2 = as_dtype(ctx, "cg_where", a, dt);
+    const cg_tensor *b2 = as_dtype(ctx, "cg_where", b, dt);
     cg_tensor *out = c2 && a2 && b2 ? cgi_new(ctx, "cg_where", dt, n, shape) : NULL;
     if (out) cgi_map_ternary(cgi_where_fn[dt], c2, a2, b2, out);
     drop_temp(ctx, c2, c);
@@ -307,8 +308,9 @@ typedef struct clamp_args {
 static cg_status clamp_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                 cg_tensor **gin) {
     const clamp_args *a = cg_node_saved(n);
-    cg_tensor *in = cg_mul(ctx, cgi_compare_scalar(ctx, &cgi_binary_ge, A, a->lo),
-                           cgi_compare_scalar(ctx, &cgi_binary_le, A, a->hi));
+    const char *bw = "cg_backward";
+    cg_tensor *in = cg_mul(ctx, cgi_compare_scalar(ctx, bw, &cgi_binary_ge, A, a->lo),
+                           cgi_compare_scalar(ctx, bw, &cgi_binary_le, A, a->hi));
     gin[0] = cgi_grad_like(ctx, cg_mul(ctx, g, in), A);
     return cgi_grads_made(n, gin);
 }

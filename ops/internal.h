@@ -21,9 +21,11 @@ CGI_HIDDEN cg_dtype cgi_promote(cg_dtype a, cg_dtype b);
 /* The gradient for input x from g of a broadcast shape and maybe another
  * dtype: g summed over the broadcast dims and cast to x's dtype. */
 CGI_HIDDEN cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x);
-/* A float mask (1 where true) of x's comparison with a scalar, no graph. */
-CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k,
-                                         const cg_tensor *x, double s);
+/* A float mask (1 where true) of x's comparison with a scalar, no graph;
+ * name: the public function, for messages ("cg_backward" in backward rules). */
+CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const char *name,
+                                         const cgi_binary_kernel *k, const cg_tensor *x,
+                                         double s);
 /* y = k(x), no graph: x's dtype, or f32 for an integer x the kernel lacks. */
 CGI_HIDDEN cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name,
                                         const cgi_unary_kernel *k, const cg_tensor *x);
