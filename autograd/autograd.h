@@ -49,14 +49,17 @@ typedef struct cg_op {
 /* Records op as the producer of out (made in ctx by the caller) when grad
  * mode is on in ctx and some input requires a gradient; otherwise does
  * nothing. saved (saved_size bytes, may be NULL) is copied into the node for
- * the backward rule: scalars, axes, flags. Returns out, or NULL on error (a
- * NULL out or input returns NULL; a graph needs a context: recording with
- * ctx NULL is CG_ERR_STATE). */
+ * the backward rule: scalars, axes, flags. Returns out, or NULL on error,
+ * having freed a caller-owned out (a NULL out or input returns NULL and keeps
+ * the error that made it; a graph needs a context: recording with ctx NULL
+ * is CG_ERR_STATE; a NULL op or backward rule is CG_ERR_ARG). */
 CG_API cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
                             const cg_tensor *const *inputs, const void *saved,
                             size_t saved_size);
 
 /* ---- reading a node (in backward rules) ---------------------------------- */
+/* A NULL node, or an input index out of range, gives NULL (0, false) and an
+ * error naming the accessor. */
 CG_API const cg_op *cg_node_op(const cg_node *node);
 CG_API int cg_node_ninputs(const cg_node *node);
 CG_API const cg_tensor *cg_node_input(const cg_node *node, int i);
@@ -78,6 +81,7 @@ CG_API const cg_node *cg_grad_fn(const cg_tensor *t);
 /* ---- requiring gradients ------------------------------------------------- */
 /* Only leaves of a float dtype can be marked (CG_ERR_STATE / CG_ERR_DTYPE). */
 CG_API cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad);
+/* Both false (and an error, unless one is already recorded) for NULL. */
 CG_API bool cg_requires_grad(const cg_tensor *t);
 CG_API bool cg_is_leaf(const cg_tensor *t);
 /* The accumulated gradient of a leaf, NULL before any backward reaches it.
@@ -94,8 +98,10 @@ CG_API void cg_zero_grad(cg_tensor *t);
 CG_API cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t);
 
 /* ---- grad mode (per context, scoped) ------------------------------------- */
-CG_API void cg_no_grad_push(cg_ctx *ctx); /* ops in ctx stop recording */
-CG_API void cg_no_grad_pop(cg_ctx *ctx);
+/* Pushes nest; a pop without its push is CG_ERR_STATE, a NULL ctx CG_ERR_ARG. */
+CG_API cg_status cg_no_grad_push(cg_ctx *ctx); /* ops in ctx stop recording */
+CG_API cg_status cg_no_grad_pop(cg_ctx *ctx);
+/* false for NULL: nothing made outside a context is recorded. */
 CG_API bool cg_is_grad_enabled(const cg_ctx *ctx);
 
 /* ---- backward ------------------------------------------------------------ */
@@ -145,7 +151,10 @@ typedef struct cg_gradcheck_report {
 /* Compares the analytic gradient with central finite differences in float64
  * for every element of every input that requires a gradient (those inputs
  * must be f64). Returns true when all agree; report (may be NULL) says
- * which input and element differ and by how much, or what failed. */
+ * which input and element differ and by how much, or what failed. A check
+ * that cannot run (bad arguments, fn or backward failing) also records an
+ * error naming cg_gradcheck (cg_gradgradcheck); a disagreement is a result,
+ * not an error. */
 CG_API bool cg_gradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *inputs,
                          const cg_gradcheck_opts *opts, cg_gradcheck_report *report);
 /* The same for second derivatives: checks the gradients of fn (computed with

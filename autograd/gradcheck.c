@@ -23,15 +23,24 @@ typedef struct check {
     cg_tensor *req[MAX_INS]; /* the inputs that require a gradient */
     cg_gradcheck_opts o;
     cg_gradcheck_report *r;
+    const char *name; /* the public function, for the thread's error */
     int64_t total_out, total_in;
     double *analytic, *numeric; /* [total_out][total_in] */
     double *plus, *minus;       /* [total_out] */
 } check;
 
-static bool fail(check *c, const char *what, const char *detail) {
+/* The check could not run: the report says why, and so does the thread's
+ * error, under the public function's name (status st; CG_OK: the status of
+ * the error in detail, which failed inside fn or backward). */
+static bool fail_status(check *c, cg_status st, const char *what, const char *detail) {
     c->r->ok = false;
     snprintf(c->r->msg, sizeof c->r->msg, "gradcheck: %s%s", what, detail);
+    if (st == CG_OK) st = cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE;
+    cgi_error(NULL, st, "%s: %s", c->name, c->r->msg + strlen("gradcheck: "));
     return false;
+}
+static bool fail(check *c, const char *what, const char *detail) {
+    return fail_status(c, CG_ERR_ARG, what, detail);
 }
 
 /* Address of the flat (C-order) element k of an f64 tensor. */
@@ -51,7 +60,9 @@ static bool validate(check *c) {
         cg_tensor *x = c->inputs[i];
         if (!x) return fail(c, "an input is NULL", "");
         if (!x->requires_grad) continue;
-        if (x->dtype != CG_F64) return fail(c, "inputs that require a gradient must be f64", "");
+        if (x->dtype != CG_F64)
+            return fail_status(c, CG_ERR_DTYPE, "inputs that require a gradient must be f64",
+                               "");
         for (int d = 0; d < x->ndim; d++)
             if (x->strides[d] == 0 && x->shape[d] > 1)
                 return fail(c, "an input overlaps itself (stride 0)", "");
@@ -67,10 +78,12 @@ static bool validate(check *c) {
 static bool evaluate(check *c, cg_ctx *ctx, cg_tensor **outs, double *vals) {
     int n = c->fn(ctx, c->inputs, c->user, outs);
     int64_t total = 0;
-    if (n < 1 || n > MAX_OUTS) return fail(c, "the function failed: ", cg_last_error());
+    if (n < 1 || n > MAX_OUTS)
+        return fail_status(c, CG_OK, "the function failed: ", cg_last_error());
     for (int j = 0; j < n; j++) {
-        if (!outs[j]) return fail(c, "the function failed: ", cg_last_error());
-        if (!cgi_is_float(outs[j]->dtype)) return fail(c, "outputs must be f32 or f64", "");
+        if (!outs[j]) return fail_status(c, CG_OK, "the function failed: ", cg_last_error());
+        if (!cgi_is_float(outs[j]->dtype))
+            return fail_status(c, CG_ERR_DTYPE, "outputs must be f32 or f64", "");
         if (vals) cg_copy_to_array(outs[j], CG_F64, vals + total);
         total += cgi_numel(outs[j]->ndim, outs[j]->shape);
     }
@@ -90,14 +103,14 @@ static bool analytic_row(check *c, cg_ctx *ctx, cg_tensor **outs, int j, int64_t
         if (!outs[q]->requires_grad) continue;
         live[n] = outs[q];
         gouts[n] = cg_zeros(ctx, outs[q]->dtype, outs[q]->ndim, outs[q]->shape);
-        if (!gouts[n]) return fail(c, "", cg_last_error());
+        if (!gouts[n]) return fail_status(c, CG_OK, "", cg_last_error());
         if (q == j && outs[q]->dtype == CG_F64) ((double *)cg_data(gouts[n]))[k] = 1.0;
         if (q == j && outs[q]->dtype == CG_F32) ((float *)cg_data(gouts[n]))[k] = 1.0f;
         n++;
     }
     if (cg_grad(ctx, n, live, (const cg_tensor *const *)gouts, c->nreq, c->req, grads,
                 CG_RETAIN_GRAPH) != CG_OK)
-        return fail(c, "backward failed: ", cg_last_error());
+        return fail_status(c, CG_OK, "backward failed: ", cg_last_error());
     double *dst = c->analytic + row * c->total_in;
     for (int i = 0; i < c->nreq; i++) {
         cg_copy_to_array(grads[i], CG_F64, dst);
@@ -115,7 +128,7 @@ static bool analytic(check *c, cg_ctx *ctx) {
     c->plus = calloc((size_t)c->total_out + 1, sizeof(double));
     c->minus = calloc((size_t)c->total_out + 1, sizeof(double));
     if (!c->analytic || !c->numeric || !c->plus || !c->minus)
-        return fail(c, "out of memory", "");
+        return fail_status(c, CG_ERR_NOMEM, "out of memory", "");
     int64_t row = 0;
     for (int j = 0; j < c->nouts; j++) {
         cg_tensor *o = outs[j];
@@ -198,7 +211,7 @@ static bool run_check(check *c) {
     bool ok = ctx && validate(c) && analytic(c, ctx);
     cg_ctx_reset(ctx);
     ok = ok && numeric(c, ctx) && compare(c);
-    if (!ctx) fail(c, "out of memory", "");
+    if (!ctx) fail_status(c, CG_ERR_NOMEM, "out of memory", "");
     cg_ctx_free(ctx);
     free(c->analytic);
     free(c->numeric);
@@ -235,7 +248,8 @@ bool cg_gradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *inputs,
                   const cg_gradcheck_opts *opts, cg_gradcheck_report *report) {
     cg_gradcheck_report local;
     single s = {fn, user};
-    check c = {.fn = single_fn, .user = &s, .ninputs = ninputs, .inputs = inputs};
+    check c = {.fn = single_fn, .user = &s, .ninputs = ninputs, .inputs = inputs,
+               .name = "cg_gradcheck"};
     init(&c, opts, report ? report : &local);
     if (!fn || ninputs < 1 || !inputs) return fail(&c, "needs a function and inputs", "");
     return run_check(&c);
@@ -270,7 +284,7 @@ static cg_tensor *random_v(check *c, cg_fn fn, void *user, cg_tensor *const *inp
     cg_rng_seed(&rng, 20261122);
     if (out) v = cg_randn(NULL, &rng, out->dtype, out->ndim, out->shape, 0, 1);
     if (v) cg_set_requires_grad(v, true);
-    if (!v) fail(c, "the function failed: ", cg_last_error());
+    if (!v) fail_status(c, CG_OK, "the function failed: ", cg_last_error());
     cg_ctx_free(ctx);
     return v;
 }
@@ -280,7 +294,8 @@ bool cg_gradgradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *input
     cg_gradcheck_report local;
     second s = {fn, user, ninputs};
     cg_tensor *ext[MAX_INS + 1];
-    check c = {.fn = second_fn, .user = &s, .ninputs = ninputs + 1, .inputs = ext};
+    check c = {.fn = second_fn, .user = &s, .ninputs = ninputs + 1, .inputs = ext,
+               .name = "cg_gradgradcheck"};
     init(&c, opts, report ? report : &local);
     if (!fn || ninputs < 1 || ninputs > MAX_INS || !inputs)
         return fail(&c, "needs a function and 1 to 16 inputs", "");

@@ -44,11 +44,30 @@ static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size)
     return node;
 }
 
+/* An op author's arguments: a NULL out or input keeps the error that made
+ * it (recording one only when none is), as every op does. */
+static bool record_args_ok(cg_ctx *ctx, const cg_op *op, const cg_tensor *out, int ninputs,
+                           const cg_tensor *const *inputs, const void *saved,
+                           size_t saved_size) {
+    if (!op || !op->backward || ninputs < 0 || (ninputs > 0 && !inputs) ||
+        (saved_size && !saved)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_record: needs an op with a backward rule, %d >= 0 "
+                  "inputs and saved bytes when saved_size is %zu", ninputs, saved_size);
+        return false;
+    }
+    bool null_in = !out;
+    for (int i = 0; i < ninputs; i++) null_in = null_in || !inputs[i];
+    if (null_in && cg_last_status() == CG_OK)
+        cgi_error(ctx, CG_ERR_ARG, "cg_%s: cg_record: out or an input is NULL", op->name);
+    return !null_in;
+}
+
 cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
                      const cg_tensor *const *inputs, const void *saved, size_t saved_size) {
-    if (!out) return NULL;
-    for (int i = 0; i < ninputs; i++)
-        if (!inputs[i]) return NULL;
+    if (!record_args_ok(ctx, op, out, ninputs, inputs, saved, saved_size)) {
+        cg_tensor_free(out); /* caller-owned out: the caller no longer holds it */
+        return NULL;
+    }
     if ((ctx && ctx->no_grad_depth > 0) || !any_requires_grad(ninputs, inputs)) return out;
     cg_node *node = NULL;
     if (check_inputs(ctx, op, ninputs, inputs) == CG_OK)
@@ -73,21 +92,51 @@ cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
 }
 
 /* ---- node accessors -------------------------------------------------------- */
-const cg_op *cg_node_op(const cg_node *n) { return n ? n->op : NULL; }
-int cg_node_ninputs(const cg_node *n) { return n ? n->ninputs : 0; }
-const cg_tensor *cg_node_output(const cg_node *n) { return n ? n->output : NULL; }
-const void *cg_node_saved(const cg_node *n) { return n ? n->saved : NULL; }
-const cg_node *cg_grad_fn(const cg_tensor *t) { return t ? t->node : NULL; }
+/* An accessor given NULL returns its sentinel (NULL, 0, false) and reports
+ * "op: what is NULL", unless an earlier error made the NULL (that one is
+ * kept, as by every op). Returns true for NULL. */
+static bool null_arg(const void *p, const char *op, const char *what) {
+    if (p) return false;
+    if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", op, what);
+    return true;
+}
+
+/* n is a node and i one of its inputs; else an error under op's name. */
+static bool input_ok(const cg_node *n, int i, const char *op) {
+    if (null_arg(n, op, "node")) return false;
+    if (i >= 0 && i < n->ninputs) return true;
+    cgi_error(n->output->ctx, CG_ERR_INDEX, "%s: input %d out of range for a cg_%s node of %d "
+              "inputs", op, i, n->op->name, n->ninputs);
+    return false;
+}
+
+const cg_op *cg_node_op(const cg_node *n) {
+    return null_arg(n, "cg_node_op", "node") ? NULL : n->op;
+}
+int cg_node_ninputs(const cg_node *n) {
+    return null_arg(n, "cg_node_ninputs", "node") ? 0 : n->ninputs;
+}
+const cg_tensor *cg_node_output(const cg_node *n) {
+    return null_arg(n, "cg_node_output", "node") ? NULL : n->output;
+}
+const void *cg_node_saved(const cg_node *n) {
+    return null_arg(n, "cg_node_saved", "node") ? NULL : n->saved;
+}
+const cg_node *cg_grad_fn(const cg_tensor *t) {
+    return null_arg(t, "cg_grad_fn", "tensor") ? NULL : t->node;
+}
 
 const cg_tensor *cg_node_input(const cg_node *n, int i) {
-    return n && i >= 0 && i < n->ninputs ? n->inputs[i] : NULL;
+    return input_ok(n, i, "cg_node_input") ? n->inputs[i] : NULL;
 }
 bool cg_node_needs_grad(const cg_node *n, int i) {
-    return n && i >= 0 && i < n->ninputs && n->needs[i];
+    return input_ok(n, i, "cg_node_needs_grad") && n->needs[i];
 }
 
 cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
-    if (!cg_node_needs_grad(n, i) || i >= 32 || !n->output->ctx->grad_sinks) return NULL;
+    if (!input_ok(n, i, "cg_node_grad_sink") || !n->needs[i] || i >= 32 ||
+        !n->output->ctx->grad_sinks)
+        return NULL;
     const cg_tensor *x = n->inputs[i];
     cg_tensor *g = x->grad;
     if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
@@ -111,9 +160,13 @@ cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
     return CG_OK;
 }
 
-bool cg_requires_grad(const cg_tensor *t) { return t && t->requires_grad; }
-bool cg_is_leaf(const cg_tensor *t) { return t && !t->node; }
-cg_tensor *cg_grad_of(const cg_tensor *t) { return t ? t->grad : NULL; }
+bool cg_requires_grad(const cg_tensor *t) {
+    return !null_arg(t, "cg_requires_grad", "tensor") && t->requires_grad;
+}
+bool cg_is_leaf(const cg_tensor *t) { return !null_arg(t, "cg_is_leaf", "tensor") && !t->node; }
+cg_tensor *cg_grad_of(const cg_tensor *t) {
+    return null_arg(t, "cg_grad_of", "tensor") ? NULL : t->grad;
+}
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
@@ -140,10 +193,16 @@ cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t) {
 }
 
 /* ---- grad mode --------------------------------------------------------------- */
-void cg_no_grad_push(cg_ctx *ctx) {
-    if (ctx) ctx->no_grad_depth++;
+cg_status cg_no_grad_push(cg_ctx *ctx) {
+    if (!ctx) return cgi_error(NULL, CG_ERR_ARG, "cg_no_grad_push: ctx is NULL");
+    ctx->no_grad_depth++;
+    return CG_OK;
 }
-void cg_no_grad_pop(cg_ctx *ctx) {
-    if (ctx && ctx->no_grad_depth > 0) ctx->no_grad_depth--;
+cg_status cg_no_grad_pop(cg_ctx *ctx) {
+    if (!ctx) return cgi_error(NULL, CG_ERR_ARG, "cg_no_grad_pop: ctx is NULL");
+    if (ctx->no_grad_depth == 0)
+        return cgi_error(ctx, CG_ERR_STATE, "cg_no_grad_pop: no cg_no_grad_push to undo");
+    ctx->no_grad_depth--;
+    return CG_OK;
 }
 bool cg_is_grad_enabled(const cg_ctx *ctx) { return ctx && ctx->no_grad_depth == 0; }

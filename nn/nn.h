@@ -202,12 +202,12 @@ CG_API cg_status cg_init_kaiming_normal_(cg_tensor *t, cg_rng *rng, double a, cg
                                         cg_act act);
 
 /* ---- losses --------------------------------------------------------------- */
-/* input and target have one float dtype and the same shape (no broadcasting).
- * CG_NONE gives per-element losses ([N] per sample for the class losses).
- * With ctx NULL the loss is caller-owned (an input that requires a gradient
- * needs a context, as for every op). */
-typedef enum cg_reduction { CG_MEAN = 0, CG_SUM, CG_NONE } cg_reduction;
-
+/* The composed losses; the fused ones (cg_cross_entropy, cg_cross_entropy_ex,
+ * cg_nll_loss, cg_bce_loss, cg_bce_with_logits) and cg_reduction are in
+ * ops/ops.h. input and target have one float dtype and the same shape (no
+ * broadcasting). CG_NONE gives per-element losses ([N] per sample for
+ * cg_cross_entropy_probs). With ctx NULL the loss is caller-owned (an input
+ * that requires a gradient needs a context, as for every op). */
 CG_API cg_tensor *cg_mse_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
                               cg_reduction r);
 CG_API cg_tensor *cg_l1_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
@@ -220,30 +220,10 @@ CG_API cg_tensor *cg_smooth_l1_loss(cg_ctx *ctx, const cg_tensor *input,
  * PyTorch's default 1). */
 CG_API cg_tensor *cg_huber_loss(cg_ctx *ctx, const cg_tensor *input, const cg_tensor *target,
                                 double delta, cg_reduction r);
-/* logits [N, C] (or [C]), labels i64 [N] (or []): fused log-softmax and NLL,
- * finite for logits of +-1e4. Labels of -100 are ignored (PyTorch's default
- * ignore_index); the mean is over the other rows (NaN when none is left). */
-CG_API cg_tensor *cg_cross_entropy(cg_ctx *ctx, const cg_tensor *logits,
-                                   const cg_tensor *labels, cg_reduction r);
-#define CG_IGNORE_NONE INT64_MIN
-/* With label smoothing in [0, 1] and an ignore_index (CG_IGNORE_NONE for
- * none; PyTorch's default is -100): ignored rows add nothing and the mean is
- * over the others. */
-CG_API cg_tensor *cg_cross_entropy_ex(cg_ctx *ctx, const cg_tensor *logits,
-                                      const cg_tensor *labels, cg_reduction r,
-                                      double label_smoothing, int64_t ignore_index);
 /* Probability targets [N, C] (one-hot: Keras' categorical cross-entropy):
  * -sum_c p_c log_softmax(logits)_c, mean over N. */
 CG_API cg_tensor *cg_cross_entropy_probs(cg_ctx *ctx, const cg_tensor *logits,
                                          const cg_tensor *probs, cg_reduction r);
-/* log_probs [N, C], labels i64 [N]; -100 is ignored, as above. */
-CG_API cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs,
-                              const cg_tensor *labels, cg_reduction r);
-/* probabilities in [0, 1] (else CG_ERR_ARG); logs clamped at -100 as PyTorch. */
-CG_API cg_tensor *cg_bce_loss(cg_ctx *ctx, const cg_tensor *probs, const cg_tensor *target,
-                              cg_reduction r);
-CG_API cg_tensor *cg_bce_with_logits(cg_ctx *ctx, const cg_tensor *logits,
-                                     const cg_tensor *target, cg_reduction r);
 
 /* ---- optimizers (PyTorch's documented update rules) ------------------------ */
 typedef struct cg_optim cg_optim; /* opaque */

@@ -12,7 +12,7 @@
 static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                cg_tensor **gin) {
     const cg_tensor *x = cg_node_input(n, 0);
-    gin[0] = cg_mul(ctx, g, cgi_compare_scalar(ctx, &cgi_binary_gt, x, 0));
+    gin[0] = cg_mul(ctx, g, cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_gt, x, 0));
     return cgi_grads_made(n, gin);
 }
 static const cg_op relu_op = {"relu", relu_backward, CG_SAVES_INPUT(0)};
@@ -96,8 +96,8 @@ static cg_tensor *activate_finite(cg_ctx *ctx, const activation *act, const cg_t
 #define X CG_SAVES_INPUT(0)
 #define Y CG_SAVES_OUTPUT
 /* A mask (no graph) of x > s, or of x < s. */
-#define GT(x, s) cgi_compare_scalar(ctx, &cgi_binary_gt, (x), (s))
-#define LT(x, s) cgi_compare_scalar(ctx, &cgi_binary_lt, (x), (s))
+#define GT(x, s) cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_gt, (x), (s))
+#define LT(x, s) cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_lt, (x), (s))
 
 /* leaky_relu: g where x > 0, slope g elsewhere (at 0 too, as PyTorch). */
 static cg_tensor *leaky_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,

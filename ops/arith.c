@@ -8,8 +8,12 @@ cg_dtype cgi_promote(cg_dtype a, cg_dtype b) { return dtype_rank(a) >= dtype_ran
 
 /* x itself when it already has dtype dt, else a converted copy (no graph:
  * the op records the original inputs and casts gradients back itself). */
-static const cg_tensor *as_dtype(cg_ctx *ctx, const cg_tensor *x, cg_dtype dt) {
-    return x->dtype == dt ? x : cgi_cast(ctx, x, dt);
+static const cg_tensor *as_dtype(cg_ctx *ctx, const char *name, const cg_tensor *x,
+                                 cg_dtype dt) {
+    if (x->dtype == dt) return x;
+    cg_tensor *c = cgi_new(ctx, name, dt, x->ndim, x->shape); /* name: the caller's */
+    if (c) cgi_copy_convert(c, x);
+    return c;
 }
 static void drop_temp(cg_ctx *ctx, const cg_tensor *tmp, const cg_tensor *orig) {
     if (!ctx && tmp && tmp != orig) cg_tensor_free((cg_tensor *)tmp);
@@ -27,7 +31,7 @@ static cg_tensor *binary_forward(cg_ctx *ctx, const char *name, const cgi_binary
         return NULL;
     cg_dtype dt = cgi_promote(a->dtype, b->dtype);
     if (!k->fn[dt]) dt = CG_F32;
-    const cg_tensor *a2 = as_dtype(ctx, a, dt), *b2 = as_dtype(ctx, b, dt);
+    const cg_tensor *a2 = as_dtype(ctx, name, a, dt), *b2 = as_dtype(ctx, name, b, dt);
     cg_tensor *out = a2 && b2 ? cgi_new(ctx, name, dt, n, shape) : NULL;
     if (out) cgi_map_binary(k->fn[dt], a2, b2, out);
     drop_temp(ctx, a2, a);
@@ -103,7 +107,7 @@ static cg_status pow_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
         gin[0] = cgi_grad_like(ctx, cg_mul(ctx, cg_mul(ctx, g, B),
                                            cg_pow(ctx, A, cg_sub_scalar(ctx, B, 1))), A);
     if (NEEDS(1)) {
-        cg_tensor *zero = cgi_compare_scalar(ctx, &cgi_binary_eq, A, 0);
+        cg_tensor *zero = cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_eq, A, 0);
         cg_tensor *safe = cg_where(ctx, zero, cg_ones_like(ctx, A), A);
         cg_tensor *t = cg_mul(ctx, cg_mul(ctx, g, cg_pow(ctx, A, B)), cg_log(ctx, safe));
         gin[1] = cgi_grad_like(ctx, cg_where(ctx, zero, cg_zeros_like(ctx, t), t), B);
@@ -160,13 +164,13 @@ COMPARE_OP(le)
 COMPARE_OP(eq)
 COMPARE_OP(ne)
 
-cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k, const cg_tensor *x,
-                              double s) {
+cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const char *name, const cgi_binary_kernel *k,
+                              const cg_tensor *x, double s) {
     cg_tensor st;
     cgi_storage sto;
     cgi_scalar v;
     if (!x) return NULL;
-    return binary_forward(ctx, "cg_backward", k, x, cgi_stack_scalar(&st, &sto, &v, x->dtype, s));
+    return binary_forward(ctx, name, k, x, cgi_stack_scalar(&st, &sto, &v, x->dtype, s));
 }
 
 /* ---- scalar forms: x op s, with s saved for the backward ---------------------------- */
@@ -179,7 +183,8 @@ static cg_tensor *scalar_forward(cg_ctx *ctx, const char *name, const cgi_binary
     cg_tensor st;
     cgi_storage sto;
     cgi_scalar v;
-    const cg_tensor *sc = cgi_stack_scalar(&st, &sto, &v, dt, s), *x2 = as_dtype(ctx, x, dt);
+    const cg_tensor *sc = cgi_stack_scalar(&st, &sto, &v, dt, s);
+    const cg_tensor *x2 = as_dtype(ctx, name, x, dt);
     cg_tensor *out = x2 ? cgi_new(ctx, name, dt, x->ndim, x->shape) : NULL;
     if (out) cgi_map_binary(k->fn[dt], reversed ? sc : x2, reversed ? x2 : sc, out);
     drop_temp(ctx, x2, x);
@@ -216,7 +221,7 @@ cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name, const cgi_unary_kern
                              const cg_tensor *x) {
     CGI_NULL_CHECK(x, name);
     cg_dtype dt = k->fn[x->dtype] ? x->dtype : CG_F32;
-    const cg_tensor *x2 = as_dtype(ctx, x, dt);
+    const cg_tensor *x2 = as_dtype(ctx, name, x, dt);
     cg_tensor *out = x2 ? cgi_new(ctx, name, dt, x->ndim, x->shape) : NULL;
     if (out) cgi_map_unary(k->fn[dt], x2, out);
     drop_temp(ctx, x2, x);
@@ -264,8 +269,9 @@ static cg_tensor *where_forward(cg_ctx *ctx, const cg_tensor *c, const cg_tensor
         cgi_broadcast(ctx, "cg_where", n1, s1, b->ndim, b->shape, &n, shape) != CG_OK)
         return NULL;
     cg_dtype dt = cgi_promote(a->dtype, b->dtype);
-    const cg_tensor *c2 = as_dtype(ctx, c, dt), *a2 = as_dtype(ctx, a, dt),
-                    *b2 = as_dtype(ctx, b, dt);
+    const cg_tensor *c2 = as_dtype(ctx, "cg_where", c, dt);
+    const cg_tensor *a2 = as_dtype(ctx, "cg_where", a, dt);
+    const cg_tensor *b2 = as_dtype(ctx, "cg_where", b, dt);
     cg_tensor *out = c2 && a2 && b2 ? cgi_new(ctx, "cg_where", dt, n, shape) : NULL;
     if (out) cgi_map_ternary(cgi_where_fn[dt], c2, a2, b2, out);
     drop_temp(ctx, c2, c);
@@ -302,8 +308,9 @@ typedef struct clamp_args {
 static cg_status clamp_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                 cg_tensor **gin) {
     const clamp_args *a = cg_node_saved(n);
-    cg_tensor *in = cg_mul(ctx, cgi_compare_scalar(ctx, &cgi_binary_ge, A, a->lo),
-                           cgi_compare_scalar(ctx, &cgi_binary_le, A, a->hi));
+    const char *bw = "cg_backward";
+    cg_tensor *in = cg_mul(ctx, cgi_compare_scalar(ctx, bw, &cgi_binary_ge, A, a->lo),
+                           cgi_compare_scalar(ctx, bw, &cgi_binary_le, A, a->hi));
     gin[0] = cgi_grad_like(ctx, cg_mul(ctx, g, in), A);
     return cgi_grads_made(n, gin);
 }

@@ -21,12 +21,28 @@ CGI_HIDDEN cg_dtype cgi_promote(cg_dtype a, cg_dtype b);
 /* The gradient for input x from g of a broadcast shape and maybe another
  * dtype: g summed over the broadcast dims and cast to x's dtype. */
 CGI_HIDDEN cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x);
-/* A float mask (1 where true) of x's comparison with a scalar, no graph. */
-CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const cgi_binary_kernel *k,
-                                         const cg_tensor *x, double s);
+/* A float mask (1 where true) of x's comparison with a scalar, no graph;
+ * name: the public function, for messages ("cg_backward" in backward rules). */
+CGI_HIDDEN cg_tensor *cgi_compare_scalar(cg_ctx *ctx, const char *name,
+                                         const cgi_binary_kernel *k, const cg_tensor *x,
+                                         double s);
 /* y = k(x), no graph: x's dtype, or f32 for an integer x the kernel lacks. */
 CGI_HIDDEN cg_tensor *cgi_unary_forward(cg_ctx *ctx, const char *name,
                                         const cgi_unary_kernel *k, const cg_tensor *x);
+/* The losses' common checks (ops/loss.c, nn/loss.c), each failure reported
+ * under name: r is CG_MEAN, CG_SUM or CG_NONE, x (called xn) and y (yn) are
+ * float, of one dtype and one shape. */
+CGI_HIDDEN bool cgi_loss_pair_ok(cg_ctx *ctx, const char *name, const char *xn,
+                                 const cg_tensor *x, const char *yn, const cg_tensor *y,
+                                 cg_reduction r);
+/* ctx NULL with an input that requires a gradient is CG_ERR_STATE (a graph
+ * needs a context), checked before cg_record so that the message names the
+ * function called (cg_cross_entropy_ex shares cross_entropy's descriptor;
+ * the composed losses run in a temporary context). */
+CGI_HIDDEN bool cgi_loss_ctx_ok(cg_ctx *ctx, const char *name, const cg_tensor *x,
+                                const cg_tensor *y);
+/* loss reduced by r: cg_mean or cg_sum over every axis, or loss itself (CG_NONE). */
+CGI_HIDDEN cg_tensor *cgi_loss_reduce(cg_ctx *ctx, cg_tensor *loss, cg_reduction r);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 

@@ -172,7 +172,10 @@ static cg_tensor *linear_forward(cg_ctx *ctx, const cg_tensor *x, const cg_tenso
     int64_t shape[CG_MAX_DIMS];
     for (int i = 0; i < x->ndim - 1; i++) shape[i] = x->shape[i];
     shape[x->ndim - 1] = out;
-    const cg_tensor *x2 = cgi_reshape(ctx, x, 2, (const int64_t[]){m, in});
+    /* x2 [M, in]: with ctx NULL it goes where x lives (the heap, or x's
+     * context), since a heap view of a context tensor is refused */
+    cg_ctx *xctx = ctx ? ctx : x->ctx;
+    const cg_tensor *x2 = cgi_reshape(xctx, x, 2, (const int64_t[]){m, in});
     cg_tensor *y = x2 ? cgi_new(ctx, "cg_linear", x->dtype, x->ndim, shape) : NULL;
     if (y && b) cgi_copy_convert(y, b);
     cg_status s = y ? cgi_gemm(x->dtype, false, true, m, out, in, 1.0,
@@ -180,7 +183,7 @@ static cg_tensor *linear_forward(cg_ctx *ctx, const cg_tensor *x, const cg_tenso
                                (cgi_mat){cgi_ptr(w), w->strides[0], w->strides[1]},
                                b ? 1.0 : 0.0, cgi_ptr(y), out, 1)
                     : CG_ERR_NOMEM;
-    if (!ctx) cg_tensor_free((cg_tensor *)x2);
+    if (!xctx) cg_tensor_free((cg_tensor *)x2);
     if (s == CG_OK) return y;
     cg_tensor_free(y);
     return NULL;

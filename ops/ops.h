@@ -178,6 +178,38 @@ CG_API cg_tensor *cg_matmul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b)
 CG_API cg_tensor *cg_linear(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *weight,
                             const cg_tensor *bias);
 
+/* ---- fused losses ----------------------------------------------------------------- */
+/* How a loss is reduced: the mean or sum over every element (or row, for
+ * the class losses), or none (CG_NONE: per-element losses, [N] per sample
+ * for the class losses). The composed losses (mse, l1, smooth_l1, huber,
+ * cross_entropy_probs) are in nn/nn.h. With ctx NULL the loss is
+ * caller-owned (an input that requires a gradient needs a context, as for
+ * every op). */
+typedef enum cg_reduction { CG_MEAN = 0, CG_SUM, CG_NONE } cg_reduction;
+
+/* logits [N, C] (or [C]), labels i64 [N] (or []): fused log-softmax and NLL,
+ * finite for logits of +-1e4. Labels of -100 are ignored (PyTorch's default
+ * ignore_index); the mean is over the other rows (NaN when none is left). */
+CG_API cg_tensor *cg_cross_entropy(cg_ctx *ctx, const cg_tensor *logits,
+                                   const cg_tensor *labels, cg_reduction r);
+#define CG_IGNORE_NONE INT64_MIN
+/* With label smoothing in [0, 1] and an ignore_index (CG_IGNORE_NONE for
+ * none; PyTorch's default is -100): ignored rows add nothing and the mean is
+ * over the others. */
+CG_API cg_tensor *cg_cross_entropy_ex(cg_ctx *ctx, const cg_tensor *logits,
+                                      const cg_tensor *labels, cg_reduction r,
+                                      double label_smoothing, int64_t ignore_index);
+/* log_probs [N, C], labels i64 [N]; -100 is ignored, as above. */
+CG_API cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs,
+                              const cg_tensor *labels, cg_reduction r);
+/* probs and target of one float dtype and shape (no broadcasting);
+ * probabilities in [0, 1] (else CG_ERR_ARG); logs clamped at -100 as PyTorch. */
+CG_API cg_tensor *cg_bce_loss(cg_ctx *ctx, const cg_tensor *probs, const cg_tensor *target,
+                              cg_reduction r);
+/* The stable form max(x, 0) - x y + log(1 + exp(-|x|)); same shape rules. */
+CG_API cg_tensor *cg_bce_with_logits(cg_ctx *ctx, const cg_tensor *logits,
+                                     const cg_tensor *target, cg_reduction r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -218,7 +218,7 @@ static const cg_tensor *regeom(cg_tensor *hdr, const cg_tensor *t, const cg_tens
 /* t with its zeros replaced by 1 (the mask is a constant): a divisor or a
  * power base that stays finite where the gradient is 0 anyway. */
 static cg_tensor *nonzero(cg_ctx *ctx, const cg_tensor *t) {
-    return cg_add(ctx, t, cgi_compare_scalar(ctx, &cgi_binary_eq, t, 0));
+    return cg_add(ctx, t, cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_eq, t, 0));
 }
 
 typedef cg_tensor *(*fused_forward)(cg_ctx *ctx, const char *op, const cg_tensor *x,

@@ -14,22 +14,28 @@ static cg_status reshape_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor
     gin[0] = cg_reshape(ctx, g, ndim_of(n), shape_of(n));
     return cgi_grads_made(n, gin);
 }
+/* One descriptor per public function, so that cg_record's messages (a graph
+ * without a context, inputs of another context) name the function called. */
+static const cg_op view_op = {"view", reshape_backward, 0};
 static const cg_op reshape_op = {"reshape", reshape_backward, 0};
+static const cg_op flatten_op = {"flatten", reshape_backward, 0};
+static const cg_op squeeze_op = {"squeeze", reshape_backward, 0};
+static const cg_op unsqueeze_op = {"unsqueeze", reshape_backward, 0};
 
 cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
-    return CGI_RECORD(ctx, &reshape_op, cgi_view(ctx, t, ndim, shape), t);
+    return CGI_RECORD(ctx, &view_op, cgi_view(ctx, t, ndim, shape), t);
 }
 cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
     return CGI_RECORD(ctx, &reshape_op, cgi_reshape(ctx, t, ndim, shape), t);
 }
 cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
-    return CGI_RECORD(ctx, &reshape_op, cgi_flatten(ctx, t, start, end), t);
+    return CGI_RECORD(ctx, &flatten_op, cgi_flatten(ctx, t, start, end), t);
 }
 cg_tensor *cg_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
-    return CGI_RECORD(ctx, &reshape_op, cgi_squeeze(ctx, t, dim), t);
+    return CGI_RECORD(ctx, &squeeze_op, cgi_squeeze(ctx, t, dim), t);
 }
 cg_tensor *cg_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
-    return CGI_RECORD(ctx, &reshape_op, cgi_unsqueeze(ctx, t, dim), t);
+    return CGI_RECORD(ctx, &unsqueeze_op, cgi_unsqueeze(ctx, t, dim), t);
 }
 
 /* ---- permute / transpose: the inverse permutation -------------------------- */
@@ -92,6 +98,7 @@ static cg_status slice_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *
     return cgi_grads_made(n, gin);
 }
 static const cg_op slice_op = {"slice", slice_backward, 0};
+static const cg_op narrow_op = {"narrow", slice_backward, 0}; /* cg_record's messages */
 
 /* Backward of slice_scatter: take the same slice of its gradient. */
 static cg_status scatter_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -130,7 +137,7 @@ cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
     if (!y) return NULL;
     int d = dim < 0 ? dim + t->ndim : dim;
     slice_args a = {d, start < 0 ? start + t->shape[d] : start, length, 1};
-    return cg_record(ctx, &slice_op, y, 1, &t, &a, sizeof a);
+    return cg_record(ctx, &narrow_op, y, 1, &t, &a, sizeof a);
 }
 
 /* select drops the dim: its gradient gets it back before the scatter. */
@@ -158,9 +165,10 @@ static cg_status identity_backward(cg_ctx *ctx, const cg_node *n, const cg_tenso
     return cgi_grads_made(n, gin);
 }
 static const cg_op clone_op = {"clone", identity_backward, 0};
+static const cg_op contiguous_op = {"contiguous", identity_backward, 0}; /* messages */
 
 cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t) {
-    return CGI_RECORD(ctx, &clone_op, cgi_contiguous(ctx, t), t);
+    return CGI_RECORD(ctx, &contiguous_op, cgi_contiguous(ctx, t), t);
 }
 cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t) {
     return CGI_RECORD(ctx, &clone_op, cgi_clone(ctx, t), t);

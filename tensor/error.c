@@ -43,8 +43,19 @@ cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...) {
     return status;
 }
 
-cg_status cg_ctx_status(const cg_ctx *ctx) { return ctx ? ctx->status : CG_ERR_ARG; }
-const char *cg_ctx_error(const cg_ctx *ctx) { return ctx ? ctx->msg : ""; }
+/* A NULL ctx: CG_ERR_ARG and "", reported unless an error is already
+ * recorded (a failed cg_ctx_new made the NULL: its error is kept). */
+static bool null_ctx(const cg_ctx *ctx, const char *op) {
+    if (ctx) return false;
+    if (last_status == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: ctx is NULL", op);
+    return true;
+}
+cg_status cg_ctx_status(const cg_ctx *ctx) {
+    return null_ctx(ctx, "cg_ctx_status") ? CG_ERR_ARG : ctx->status;
+}
+const char *cg_ctx_error(const cg_ctx *ctx) {
+    return null_ctx(ctx, "cg_ctx_error") ? "" : ctx->msg;
+}
 
 char *cgi_fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
     size_t len = 0;

@@ -240,8 +240,22 @@ static void write_tensor(writer *w, const cg_tensor *t) {
 }
 
 /* ---- public -------------------------------------------------------------- */
+/* op names the public function in messages; a failed write (the stream's
+ * error flag) is CG_ERR_IO. */
+static cg_status print_to(FILE *f, const cg_tensor *t, const char *op) {
+    if (!f) return cgi_error(NULL, CG_ERR_ARG, "%s: file is NULL", op);
+    writer w = {f, NULL, 0, 0, 0};
+    write_tensor(&w, t);
+    put(&w, "\n");
+    if (ferror(f)) return cgi_error(NULL, CG_ERR_IO, "%s: write failed", op);
+    return CG_OK;
+}
 
 size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
+    if (!buf && size > 0) {
+        cgi_error(NULL, CG_ERR_ARG, "cg_format: buf is NULL for size %zu", size);
+        return 0;
+    }
     writer w = {NULL, buf, size, 0, 0};
     write_tensor(&w, t);
     if (size > 0)
@@ -249,14 +263,10 @@ size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
     return w.len;
 }
 
-void cg_fprint(FILE *f, const cg_tensor *t) {
-    if (!f)
-        return;
-    writer w = {f, NULL, 0, 0, 0};
-    write_tensor(&w, t);
-    put(&w, "\n");
+cg_status cg_fprint(FILE *f, const cg_tensor *t) {
+    return print_to(f, t, "cg_fprint");
 }
 
-void cg_print(const cg_tensor *t) {
-    cg_fprint(stdout, t);
+cg_status cg_print(const cg_tensor *t) {
+    return print_to(stdout, t, "cg_print");
 }

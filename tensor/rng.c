@@ -30,14 +30,12 @@ static uint64_t splitmix64(uint64_t *x) {
 
 /* splitmix64 is a bijection applied to four distinct counters, so the four
  * words differ and the state is never all zero (xoshiro's one bad state). */
-void cg_rng_seed(cg_rng *rng, uint64_t seed) {
-    if (!rng) {
-        cgi_error(NULL, CG_ERR_ARG, "cg_rng_seed: rng is NULL");
-        return;
-    }
+cg_status cg_rng_seed(cg_rng *rng, uint64_t seed) {
+    if (!rng) return cgi_error(NULL, CG_ERR_ARG, "cg_rng_seed: rng is NULL");
     uint64_t x = seed;
     for (int i = 0; i < 4; i++)
         rng->s[i] = splitmix64(&x);
+    return CG_OK;
 }
 
 uint64_t cg_rng_u64(cg_rng *rng) {

@@ -15,6 +15,7 @@ size_t cg_dtype_size(cg_dtype dt) {
     case CG_F64: return 8;
     case CG_I64: return 8;
     }
+    cgi_error(NULL, CG_ERR_DTYPE, "cg_dtype_size: invalid dtype %d", (int)dt);
     return 0;
 }
 
@@ -222,10 +223,12 @@ cg_tensor *cg_full_like(cg_ctx *ctx, const cg_tensor *like, double v) {
     return filled(ctx, "cg_full_like", like->dtype, like->ndim, like->shape, v);
 }
 cg_tensor *cg_zeros_like(cg_ctx *ctx, const cg_tensor *like) {
-    return cg_full_like(ctx, like, 0.0);
+    CGI_NULL_CHECK(like, "cg_zeros_like");
+    return filled(ctx, "cg_zeros_like", like->dtype, like->ndim, like->shape, 0.0);
 }
 cg_tensor *cg_ones_like(cg_ctx *ctx, const cg_tensor *like) {
-    return cg_full_like(ctx, like, 1.0);
+    CGI_NULL_CHECK(like, "cg_ones_like");
+    return filled(ctx, "cg_ones_like", like->dtype, like->ndim, like->shape, 1.0);
 }
 
 cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double step) {
@@ -241,7 +244,7 @@ cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double 
     }
     int64_t n = len > 0 ? (int64_t)len : 0;
     cg_tensor *t = cgi_new(ctx, "cg_arange", dt, 1, &n);
-    size_t es = cg_dtype_size(dt);
+    size_t es = t ? cg_dtype_size(dt) : 0;
     for (int64_t i = 0; t && i < n; i++)
         store(dt, cgi_ptr(t) + (size_t)i * es, start + (double)i * step);
     return t;
@@ -257,7 +260,7 @@ cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end, int64
     }
     cg_tensor *t = cgi_new(ctx, "cg_linspace", dt, 1, &steps);
     double d = steps > 1 ? (end - start) / (double)(steps - 1) : 0.0;
-    size_t es = cg_dtype_size(dt);
+    size_t es = t ? cg_dtype_size(dt) : 0;
     for (int64_t i = 0; t && i < steps; i++) {
         double v = (steps == 1 || i < steps / 2) ? start + d * (double)i : end - d * (double)(steps - 1 - i);
         store(dt, cgi_ptr(t) + (size_t)i * es, v);
@@ -267,7 +270,7 @@ cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end, int64
 
 cg_tensor *cg_eye(cg_ctx *ctx, cg_dtype dt, int64_t rows, int64_t cols) {
     cg_tensor *t = filled(ctx, "cg_eye", dt, 2, (const int64_t[]){rows, cols}, 0.0);
-    size_t es = cg_dtype_size(dt);
+    size_t es = t ? cg_dtype_size(dt) : 0;
     for (int64_t i = 0; t && i < rows && i < cols; i++)
         store(dt, cgi_ptr(t) + (size_t)(i * cols + i) * es, 1.0);
     return t;
@@ -315,23 +318,41 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
 }
 
 /* ---- inspection ------------------------------------------------------------ */
-cg_dtype cg_dtype_of(const cg_tensor *t) { return t ? t->dtype : CG_F32; }
-int cg_ndim(const cg_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *cg_shape(const cg_tensor *t) { return t ? t->shape : NULL; }
-const int64_t *cg_strides(const cg_tensor *t) { return t ? t->strides : NULL; }
-int64_t cg_offset(const cg_tensor *t) { return t ? t->offset : -1; }
-int64_t cg_numel(const cg_tensor *t) { return t ? cgi_numel(t->ndim, t->shape) : -1; }
-void *cg_data(const cg_tensor *t) { return t ? cgi_ptr(t) : NULL; }
+/* An inspector given NULL returns its sentinel (-1, NULL, false, NaN) and
+ * reports "op: tensor is NULL", unless an earlier error made the NULL: that
+ * one is kept, as by every op (CGI_NULL_CHECK). Returns true for NULL. */
+static bool null_tensor(const cg_tensor *t, const char *op) {
+    if (t) return false;
+    if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    return true;
+}
+
+cg_dtype cg_dtype_of(const cg_tensor *t) {
+    return null_tensor(t, "cg_dtype_of") ? CG_F32 : t->dtype;
+}
+int cg_ndim(const cg_tensor *t) { return null_tensor(t, "cg_ndim") ? -1 : t->ndim; }
+const int64_t *cg_shape(const cg_tensor *t) {
+    return null_tensor(t, "cg_shape") ? NULL : t->shape;
+}
+const int64_t *cg_strides(const cg_tensor *t) {
+    return null_tensor(t, "cg_strides") ? NULL : t->strides;
+}
+int64_t cg_offset(const cg_tensor *t) { return null_tensor(t, "cg_offset") ? -1 : t->offset; }
+int64_t cg_numel(const cg_tensor *t) {
+    return null_tensor(t, "cg_numel") ? -1 : cgi_numel(t->ndim, t->shape);
+}
+void *cg_data(const cg_tensor *t) { return null_tensor(t, "cg_data") ? NULL : cgi_ptr(t); }
 
 int64_t cg_dim(const cg_tensor *t, int axis) {
     int a;
-    if (!t || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK) return -1;
+    if (null_tensor(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK)
+        return -1;
     return t->shape[a];
 }
 
 /* Dims of size 1 may have any stride, as in PyTorch. */
 bool cg_is_contiguous(const cg_tensor *t) {
-    if (!t) return false;
+    if (null_tensor(t, "cg_is_contiguous")) return false;
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 0) return true;
@@ -342,7 +363,8 @@ bool cg_is_contiguous(const cg_tensor *t) {
 }
 
 bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
-    if (!a || !b || a->ndim != b->ndim) return false;
+    if (null_tensor(a, "cg_same_shape") || null_tensor(b, "cg_same_shape")) return false;
+    if (a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return false;
     return true;
@@ -401,7 +423,7 @@ cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
 }
 
 double cg_item(const cg_tensor *t) {
-    if (!t) return NAN;
+    if (null_tensor(t, "cg_item")) return NAN;
     if (cgi_numel(t->ndim, t->shape) != 1) {
         char buf[160];
         cgi_error(t->ctx, CG_ERR_SHAPE, "cg_item: %s: needs exactly one element",

@@ -87,7 +87,9 @@ CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
  * first few steps of a loop, a loop that resets once per step mallocs nothing. */
 CG_API void cg_ctx_reset(cg_ctx *ctx);
 CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx);
-CG_API cg_status cg_ctx_status(const cg_ctx *ctx); /* first error since reset */
+/* The first error since the last reset; NULL gives CG_ERR_ARG and "" (and
+ * an error, unless one is already recorded). */
+CG_API cg_status cg_ctx_status(const cg_ctx *ctx);
 CG_API const char *cg_ctx_error(const cg_ctx *ctx);
 
 /* ---- threads (BLIS and cgrad's own kernels) ------------------------------- */
@@ -95,7 +97,7 @@ CG_API void cg_set_num_threads(int n); /* n < 1 means 1 */
 CG_API int cg_get_num_threads(void);
 
 /* ---- dtypes -------------------------------------------------------------- */
-CG_API size_t cg_dtype_size(cg_dtype dt);       /* 0 for an invalid dtype */
+CG_API size_t cg_dtype_size(cg_dtype dt);       /* 0 (and an error) for an invalid dtype */
 CG_API const char *cg_dtype_name(cg_dtype dt);  /* "f32", "f64", "i64" */
 
 /* ---- creation (ctx NULL: caller frees with cg_tensor_free) ---------------- */
@@ -134,6 +136,9 @@ CG_API cg_tensor *cg_bernoulli(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
 CG_API void cg_tensor_free(cg_tensor *t);
 
 /* ---- inspection ---------------------------------------------------------- */
+/* Given NULL, each inspector returns its sentinel (CG_F32, -1, NULL, false)
+ * and records "cg_<name>: tensor is NULL", unless an error is already
+ * recorded (which made the NULL, and is kept). */
 CG_API cg_dtype cg_dtype_of(const cg_tensor *t);
 CG_API int cg_ndim(const cg_tensor *t);                /* -1 for NULL */
 CG_API int64_t cg_dim(const cg_tensor *t, int axis);    /* axis may be < 0; -1 on error */
@@ -153,7 +158,7 @@ CG_API char *cg_shape_str(const cg_tensor *t, char *buf, size_t size);
 CG_API cg_status cg_get(const cg_tensor *t, const int64_t *index, double *out);
 CG_API cg_status cg_set(cg_tensor *t, const int64_t *index, double value);
 CG_API cg_status cg_get_i64(const cg_tensor *t, const int64_t *index, int64_t *out);
-/* The value of a one-element tensor; NaN (and an error) otherwise. */
+/* The value of a one-element tensor; NaN (and an error) otherwise or for NULL. */
 CG_API double cg_item(const cg_tensor *t);
 /* Copies all elements, in C order, into out (numel values of type dt). */
 CG_API cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out);
@@ -161,7 +166,7 @@ CG_API cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out);
 /* ---- broadcasting -------------------------------------------------------- */
 /* NumPy rules: align shapes on the right; each pair of dims must be equal or
  * one of them 1. Writes the result rank and shape (CG_MAX_DIMS entries).
- * op names the caller in the error message. */
+ * op names the caller in the error message (NULL: cg_broadcast_shapes). */
 CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                                      const int64_t *b, int *nout, int64_t *out);
 
@@ -174,13 +179,16 @@ CG_API cg_status cg_fill_(cg_tensor *dst, double value);
 /* NumPy style, summarised with "..." past 1000 elements:
  *   tensor([[1., 2.],
  *           [3., 4.]], shape=[2,2], dtype=f32) */
-CG_API void cg_print(const cg_tensor *t);
-CG_API void cg_fprint(FILE *f, const cg_tensor *t);
-/* Formats into buf like snprintf: returns the length the text needs. */
+/* A NULL f is CG_ERR_ARG, a failed write CG_ERR_IO; a NULL t prints "tensor(NULL)". */
+CG_API cg_status cg_print(const cg_tensor *t);
+CG_API cg_status cg_fprint(FILE *f, const cg_tensor *t);
+/* Formats into buf like snprintf: returns the length the text needs (0 and
+ * an error for buf NULL with size > 0). */
 CG_API size_t cg_format(const cg_tensor *t, char *buf, size_t size);
 
 /* ---- RNG ----------------------------------------------------------------- */
-CG_API void cg_rng_seed(cg_rng *rng, uint64_t seed);
+/* A NULL rng is CG_ERR_ARG; the draws then return 0, 0.0 and NaN with that error. */
+CG_API cg_status cg_rng_seed(cg_rng *rng, uint64_t seed);
 CG_API uint64_t cg_rng_u64(cg_rng *rng);
 CG_API double cg_rng_uniform(cg_rng *rng); /* [0, 1), 53 random bits */
 CG_API double cg_rng_normal(cg_rng *rng);  /* standard normal */

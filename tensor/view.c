@@ -7,7 +7,10 @@
 /* ---- broadcasting ---------------------------------------------------------- */
 cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, int nb,
                               const int64_t *b, int *nout, int64_t *out) {
-    return cgi_broadcast(NULL, op, na, a, nb, b, nout, out);
+    if (!nout || !out || (na > 0 && !a) || (nb > 0 && !b))
+        return cgi_error(NULL, CG_ERR_ARG, "%s: a shape, nout or out is NULL",
+                         op ? op : "cg_broadcast_shapes");
+    return cgi_broadcast(NULL, op ? op : "cg_broadcast_shapes", na, a, nb, b, nout, out);
 }
 
 cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const int64_t *a, int nb,
@@ -109,13 +112,14 @@ cg_tensor *cgi_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *sh
     return cgi_view_of(ctx, "cg_view", t, ndim, sh, st, t->offset);
 }
 
-cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
-    CGI_NULL_CHECK(t, "cg_reshape");
+/* op: the public function, for messages (cg_reshape, cg_flatten). */
+static cg_tensor *reshape_as(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
+                             const int64_t *shape) {
+    CGI_NULL_CHECK(t, op);
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
-    if (infer_shape(ctx, "cg_reshape", t, ndim, shape, sh) != CG_OK) return NULL;
-    if (view_strides(t, ndim, sh, st))
-        return cgi_view_of(ctx, "cg_reshape", t, ndim, sh, st, t->offset);
-    cg_tensor *c = cgi_new(ctx, "cg_reshape", t->dtype, t->ndim, t->shape);
+    if (infer_shape(ctx, op, t, ndim, shape, sh) != CG_OK) return NULL;
+    if (view_strides(t, ndim, sh, st)) return cgi_view_of(ctx, op, t, ndim, sh, st, t->offset);
+    cg_tensor *c = cgi_new(ctx, op, t->dtype, t->ndim, t->shape);
     if (!c) return NULL;
     cgi_copy_convert(c, t);
     cgi_contiguous_strides(ndim, sh, st);
@@ -125,9 +129,15 @@ cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t 
     return c;
 }
 
+cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape) {
+    return reshape_as(ctx, "cg_reshape", t, ndim, shape);
+}
+
 /* ---- axis permutations ------------------------------------------------------- */
-cg_tensor *cgi_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
-    CGI_NULL_CHECK(t, "cg_permute");
+/* op: the public function, for messages (cg_permute, cg_transpose). */
+static cg_tensor *permute_as(cg_ctx *ctx, const char *op, const cg_tensor *t,
+                             const int *dims) {
+    CGI_NULL_CHECK(t, op);
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     bool seen[CG_MAX_DIMS] = {false};
     if (t->ndim > 0 && !dims) {
@@ -145,7 +155,11 @@ cg_tensor *cgi_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
         sh[i] = t->shape[d];
         st[i] = t->strides[d];
     }
-    return cgi_view_of(ctx, "cg_permute", t, t->ndim, sh, st, t->offset);
+    return cgi_view_of(ctx, op, t, t->ndim, sh, st, t->offset);
+}
+
+cg_tensor *cgi_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims) {
+    return permute_as(ctx, "cg_permute", t, dims);
 }
 
 cg_tensor *cgi_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
@@ -157,7 +171,7 @@ cg_tensor *cgi_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1) {
     for (int i = 0; i < t->ndim; i++) dims[i] = i;
     dims[a] = b;
     dims[b] = a;
-    return cgi_permute(ctx, t, dims);
+    return permute_as(ctx, "cg_transpose", t, dims);
 }
 
 /* ---- slicing ----------------------------------------------------------------- */
@@ -167,13 +181,14 @@ static int64_t clamp_index(int64_t i, int64_t n) {
     return i > n ? n : i;
 }
 
-cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
-                    int64_t step) {
-    CGI_NULL_CHECK(t, "cg_slice");
+/* op: the public function, for messages (cg_slice, cg_narrow). */
+static cg_tensor *slice_as(cg_ctx *ctx, const char *op, const cg_tensor *t, int dim,
+                           int64_t start, int64_t end, int64_t step) {
+    CGI_NULL_CHECK(t, op);
     int d;
-    if (cgi_axis(ctx, "cg_slice", t->ndim, dim, &d) != CG_OK) return NULL;
+    if (cgi_axis(ctx, op, t->ndim, dim, &d) != CG_OK) return NULL;
     if (step <= 0) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_slice: step %lld must be positive", (long long)step);
+        cgi_error(ctx, CG_ERR_ARG, "%s: step %lld must be positive", op, (long long)step);
         return NULL;
     }
     int64_t n = t->shape[d], s = clamp_index(start, n), e = clamp_index(end, n);
@@ -184,7 +199,12 @@ cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, in
     sh[d] = len;
     st[d] = t->strides[d] * step;
     int64_t off = t->offset + (len ? s * t->strides[d] : 0);
-    return cgi_view_of(ctx, "cg_slice", t, t->ndim, sh, st, off);
+    return cgi_view_of(ctx, op, t, t->ndim, sh, st, off);
+}
+
+cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
+                     int64_t step) {
+    return slice_as(ctx, "cg_slice", t, dim, start, end, step);
 }
 
 cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
@@ -200,7 +220,7 @@ cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
                   (long long)length, d);
         return NULL;
     }
-    return cgi_slice(ctx, t, d, s, s + length, 1);
+    return slice_as(ctx, "cg_narrow", t, d, s, s + length, 1);
 }
 
 cg_tensor *cgi_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
@@ -286,7 +306,7 @@ cg_tensor *cgi_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim) {
 
 cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
     CGI_NULL_CHECK(t, "cg_flatten");
-    if (t->ndim == 0) return cgi_reshape(ctx, t, 1, (const int64_t[]){1});
+    if (t->ndim == 0) return reshape_as(ctx, "cg_flatten", t, 1, (const int64_t[]){1});
     int s, e;
     if (cgi_axis(ctx, "cg_flatten", t->ndim, start, &s) != CG_OK ||
         cgi_axis(ctx, "cg_flatten", t->ndim, end, &e) != CG_OK)
@@ -301,28 +321,33 @@ cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
         if (k > s && k <= e) sh[n - 1] *= t->shape[k];
         else sh[n++] = t->shape[k];
     }
-    return cgi_reshape(ctx, t, n, sh);
+    return reshape_as(ctx, "cg_flatten", t, n, sh);
 }
 
 /* ---- copies ------------------------------------------------------------------ */
+/* op: the public function, for messages (cg_cast, cg_clone, cg_contiguous). */
+static cg_tensor *cast_as(cg_ctx *ctx, const char *op, const cg_tensor *t, cg_dtype dt) {
+    cg_tensor *c = cgi_new(ctx, op, dt, t->ndim, t->shape);
+    if (c) cgi_copy_convert(c, t);
+    return c;
+}
+
 cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_contiguous");
     if (cg_is_contiguous(t))
         return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides,
                            t->offset);
-    return cgi_clone(ctx, t);
+    return cast_as(ctx, "cg_contiguous", t, t->dtype);
 }
 
 cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_clone");
-    return cgi_cast(ctx, t, t->dtype);
+    return cast_as(ctx, "cg_clone", t, t->dtype);
 }
 
 cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
     CGI_NULL_CHECK(t, "cg_cast");
-    cg_tensor *c = cgi_new(ctx, "cg_cast", dt, t->ndim, t->shape);
-    if (c) cgi_copy_convert(c, t);
-    return c;
+    return cast_as(ctx, "cg_cast", t, dt);
 }
 
 cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
