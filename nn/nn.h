@@ -347,9 +347,14 @@ CG_API cg_sched *cg_warmuplr_new(cg_optim *o, double start_factor, int total_ste
 /* OneCycleLR, cosine: from max_lr/div_factor up to max_lr over pct_start of
  * total_steps, then down to max_lr/(div_factor*final_div_factor); the same
  * max_lr for every group. Stepping past total_steps is CG_ERR_STATE. */
-CG_API cg_sched *cg_onecyclelr_new(cg_optim *o, double max_lr, int total_steps,
-                                   double pct_start, double div_factor,
-                                   double final_div_factor);
+typedef struct cg_onecycle_opts {
+    double max_lr;
+    int total_steps;
+    double pct_start, div_factor, final_div_factor;
+} cg_onecycle_opts;
+/* PyTorch's defaults: pct_start 0.3, div_factor 25, final_div_factor 1e4. */
+CG_API cg_onecycle_opts cg_onecycle_defaults(double max_lr, int total_steps);
+CG_API cg_sched *cg_onecyclelr_new(cg_optim *o, const cg_onecycle_opts *opts);
 /* LambdaLR: lr_g = base_g * factor(epoch, user), one function for all
  * groups, called once per step (and for epoch 0 when made). A factor that is
  * not finite and >= 0 fails that step (CG_ERR_ARG, lrs kept) or the
@@ -363,8 +368,15 @@ CG_API cg_sched *cg_multiplicativelr_new(cg_optim *o,
                                          void *user);
 /* ReduceLROnPlateau, mode min, relative threshold: each group's lr *= factor
  * after patience steps without improvement, not below min_lr. */
-CG_API cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
-                                double min_lr);
+typedef struct cg_plateau_opts {
+    double factor;
+    int patience;
+    double threshold, min_lr;
+} cg_plateau_opts;
+/* PyTorch's defaults: factor 0.1, patience 10, threshold 1e-4, min_lr 0. */
+CG_API cg_plateau_opts cg_plateau_defaults(void);
+/* opts NULL: the defaults. */
+CG_API cg_sched *cg_plateau_new(cg_optim *o, const cg_plateau_opts *opts);
 /* SequentialLR (torch 1.13): scheds[0] until milestones[0], scheds[k] from
  * milestones[k-1], where it restarts at its epoch 0. Takes ownership of the
  * n schedules, also on failure; they must be distinct, on o, and neither

@@ -293,18 +293,23 @@ cg_sched *cg_warmuplr_new(cg_optim *o, double start_factor, int total_steps) {
 }
 
 /* Learning rate only: PyTorch's cycle_momentum has no counterpart here. */
-cg_sched *cg_onecyclelr_new(cg_optim *o, double max_lr, int total_steps, double pct_start,
-                            double div_factor, double final_div_factor) {
-    bool ok = finite_nonneg(max_lr) && total_steps >= 1 && pct_start >= 0 && pct_start <= 1 &&
-              div_factor > 0 && isfinite(div_factor) && final_div_factor > 0 &&
-              isfinite(final_div_factor);
-    double initial = ok ? max_lr / div_factor : 0;
+cg_onecycle_opts cg_onecycle_defaults(double max_lr, int total_steps) {
+    return (cg_onecycle_opts){max_lr, total_steps, 0.3, 25, 1e4};
+}
+
+cg_sched *cg_onecyclelr_new(cg_optim *o, const cg_onecycle_opts *opts) {
+    cg_onecycle_opts c = opts ? *opts : (cg_onecycle_opts){-1, 0, 0, 0, 0};
+    bool ok = finite_nonneg(c.max_lr) && c.total_steps >= 1 && c.pct_start >= 0 &&
+              c.pct_start <= 1 && c.div_factor > 0 && isfinite(c.div_factor) &&
+              c.final_div_factor > 0 && isfinite(c.final_div_factor);
+    double initial = ok ? c.max_lr / c.div_factor : 0;
     return sched_new("cg_onecyclelr_new", o, ok,
-                     "need max_lr >= 0, total_steps >= 1, pct_start in [0, 1] and finite "
-                     "div factors > 0",
-                     (cg_sched){.kind = ONECYCLE, .max_lr = max_lr, .start = initial,
-                                .min_lr = ok ? initial / final_div_factor : 0,
-                                .t_max = total_steps, .pct_start = pct_start});
+                     opts ? "need max_lr >= 0, total_steps >= 1, pct_start in [0, 1] and "
+                            "finite div factors > 0"
+                          : "options are NULL (cg_onecycle_defaults(max_lr, total_steps))",
+                     (cg_sched){.kind = ONECYCLE, .max_lr = c.max_lr, .start = initial,
+                                .min_lr = ok ? initial / c.final_div_factor : 0,
+                                .t_max = c.total_steps, .pct_start = c.pct_start});
 }
 
 cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user),
@@ -319,15 +324,18 @@ cg_sched *cg_multiplicativelr_new(cg_optim *o, double (*factor)(int64_t epoch, v
                      (cg_sched){.kind = MULTIPLICATIVE, .lambda = factor, .user = user});
 }
 
-cg_sched *cg_plateau_new(cg_optim *o, double factor, int patience, double threshold,
-                         double min_lr) {
-    bool ok = factor >= 0 && factor < 1 && patience >= 0 && threshold >= 0 && threshold < 1 &&
-              finite_nonneg(min_lr);
+cg_plateau_opts cg_plateau_defaults(void) { return (cg_plateau_opts){0.1, 10, 1e-4, 0}; }
+
+cg_sched *cg_plateau_new(cg_optim *o, const cg_plateau_opts *opts) {
+    cg_plateau_opts c = opts ? *opts : cg_plateau_defaults();
+    bool ok = c.factor >= 0 && c.factor < 1 && c.patience >= 0 && c.threshold >= 0 &&
+              c.threshold < 1 && finite_nonneg(c.min_lr);
     return sched_new("cg_plateau_new", o, ok,
                      "need factor and threshold in [0, 1), patience >= 0 and a finite "
                      "min_lr >= 0",
-                     (cg_sched){.kind = PLATEAU, .factor = factor, .patience = patience,
-                                .threshold = threshold, .min_lr = min_lr, .best = INFINITY});
+                     (cg_sched){.kind = PLATEAU, .factor = c.factor, .patience = c.patience,
+                                .threshold = c.threshold, .min_lr = c.min_lr,
+                                .best = INFINITY});
 }
 
 /* ---- SequentialLR and ChainedScheduler ------------------------------------------- */

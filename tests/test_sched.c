@@ -168,7 +168,7 @@ static double onecycle_ref(double max_lr, int total, double pct, double div, dou
 
 static void test_sched_onecycle(void **state) {
     cg_optim *o = opt(state, 123.0); /* ignored: the cycle starts at max_lr / div */
-    cg_sched *s = cg_onecyclelr_new(o, 1.0, 10, 0.3, 25, 1e4);
+    cg_sched *s = cg_onecyclelr_new(o, &(cg_onecycle_opts){1.0, 10, 0.3, 25, 1e4});
     assert_non_null(s);
     assert_rel(cg_optim_lr(o), 0.04, 1e-15);
     assert_int_equal(cg_sched_step(s), CG_OK);
@@ -181,7 +181,7 @@ static void test_sched_onecycle(void **state) {
 
     double want[17];
     for (int e = 0; e <= 16; e++) want[e] = onecycle_ref(0.5, 16, 0.25, 10, 100, e);
-    s = cg_onecyclelr_new(o, 0.5, 16, 0.25, 10, 100);
+    s = cg_onecyclelr_new(o, &(cg_onecycle_opts){0.5, 16, 0.25, 10, 100});
     expect_lrs(s, o, 17, want);
     double last = cg_sched_lr(s);
     cg_clear_error();
@@ -195,7 +195,7 @@ static void test_sched_onecycle(void **state) {
 /* factor 0.5, patience 2, threshold 0.1 (better: below 0.9 best), min_lr 0.1. */
 static void test_sched_plateau(void **state) {
     cg_optim *o = opt(state, 1.0);
-    cg_sched *s = cg_plateau_new(o, 0.5, 2, 0.1, 0.1);
+    cg_sched *s = cg_plateau_new(o, &(cg_plateau_opts){0.5, 2, 0.1, 0.1});
     assert_non_null(s);
     assert_true(cg_sched_lr(s) == 1.0 && cg_optim_lr(o) == 1.0);
     const double metric[] = {10, 9.5, 9.2, 8, 8, 8, 8, 8, 8, 7.1, 7, 7, 7, 7, 7, 7, 7,
@@ -218,7 +218,7 @@ static void test_sched_plateau(void **state) {
 /* Plateau needs a metric; the others ignore one. */
 static void test_sched_metric_rules(void **state) {
     cg_optim *o = opt(state, 1.0);
-    cg_sched *s = cg_plateau_new(o, 0.5, 0, 0, 0);
+    cg_sched *s = cg_plateau_new(o, &(cg_plateau_opts){0.5, 0, 0, 0});
     cg_clear_error();
     assert_int_equal(cg_sched_step(s), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "cg_sched_step_metric"));
@@ -247,14 +247,23 @@ static void test_sched_bad_args(void **state) {
     expect_refused(cg_warmuplr_new(o, 0, 5), "cg_warmuplr_new");
     expect_refused(cg_warmuplr_new(o, 1.5, 5), "cg_warmuplr_new");
     expect_refused(cg_warmuplr_new(o, 0.5, 0), "cg_warmuplr_new");
-    expect_refused(cg_onecyclelr_new(o, 1, 0, 0.3, 25, 1e4), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, 1, 10, 1.5, 25, 1e4), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, 1, 10, 0.3, 0, 1e4), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, -1, 10, 0.3, 25, 1e4), "cg_onecyclelr_new");
-    expect_refused(cg_plateau_new(o, 1.0, 2, 1e-4, 0), "cg_plateau_new");
-    expect_refused(cg_plateau_new(o, 0.1, -1, 1e-4, 0), "cg_plateau_new");
-    expect_refused(cg_plateau_new(o, 0.1, 2, -1, 0), "cg_plateau_new");
-    expect_refused(cg_plateau_new(o, 0.1, 2, 1e-4, -1), "cg_plateau_new");
+    expect_refused(cg_onecyclelr_new(o, NULL), "cg_onecycle_defaults");
+    cg_onecycle_opts oc = cg_onecycle_defaults(2.0, 100); /* PyTorch's defaults */
+    assert_true(oc.max_lr == 2.0 && oc.total_steps == 100 && oc.pct_start == 0.3 &&
+                oc.div_factor == 25 && oc.final_div_factor == 1e4);
+    cg_plateau_opts pd = cg_plateau_defaults();
+    assert_true(pd.factor == 0.1 && pd.patience == 10 && pd.threshold == 1e-4 && pd.min_lr == 0);
+    cg_sched *dflt = cg_plateau_new(o, NULL);
+    assert_non_null(dflt);
+    cg_sched_free(dflt);
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 0, 0.3, 25, 1e4}), "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 1.5, 25, 1e4}), "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 0.3, 0, 1e4}), "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){-1, 10, 0.3, 25, 1e4}), "cg_onecyclelr_new");
+    expect_refused(cg_plateau_new(o, &(cg_plateau_opts){1.0, 2, 1e-4, 0}), "cg_plateau_new");
+    expect_refused(cg_plateau_new(o, &(cg_plateau_opts){0.1, -1, 1e-4, 0}), "cg_plateau_new");
+    expect_refused(cg_plateau_new(o, &(cg_plateau_opts){0.1, 2, -1, 0}), "cg_plateau_new");
+    expect_refused(cg_plateau_new(o, &(cg_plateau_opts){0.1, 2, 1e-4, -1}), "cg_plateau_new");
     assert_true(cg_optim_lr(o) == 1.0); /* refused schedules leave the lr alone */
     assert_int_equal(cg_sched_step(NULL), CG_ERR_ARG);
     assert_non_null(strstr(cg_last_error(), "cg_sched_step: schedule is NULL"));
@@ -322,7 +331,7 @@ static void test_sched_two_groups(void **state) {
         assert_int_equal(cg_sched_step(s), CG_OK);
     }
     cg_sched_free(s);
-    cg_sched *p = cg_plateau_new(o, 0.5, 0, 0, 0.04);
+    cg_sched *p = cg_plateau_new(o, &(cg_plateau_opts){0.5, 0, 0, 0.04});
     assert_int_equal(cg_optim_set_group_lr(o, 0, 1.0), CG_OK);
     assert_int_equal(cg_optim_set_group_lr(o, 1, 0.1), CG_OK);
     for (int e = 0; e < 3; e++) assert_int_equal(cg_sched_step_metric(p, 1.0), CG_OK);
@@ -406,7 +415,7 @@ static void test_sched_sequential_warmup_cosine(void **state) {
 static void test_sched_sequential_three(void **state) {
     cg_optim *o = opt(state, 1.0);
     cg_sched *kids[3] = {cg_steplr_new(o, 1, 0.5), cg_exponentiallr_new(o, 0.9),
-                         cg_onecyclelr_new(o, 2.0, 4, 0.5, 4, 10)};
+                         cg_onecyclelr_new(o, &(cg_onecycle_opts){2.0, 4, 0.5, 4, 10})};
     cg_sched *s = cg_sequentiallr_new(o, 3, kids, (const int[]){2, 4});
     assert_non_null(s);
     /* StepLR 1, 0.5; ExponentialLR from 1 at e = 2: 1, 0.9; OneCycle from
@@ -453,7 +462,7 @@ static void test_sched_sequential_bad_args(void **state) {
     expect_seq_refused(2, k, (const int[]){2}, o, "schedule 1 is NULL");
     k[0] = cg_steplr_new(o, 1, 0.5), k[1] = cg_steplr_new(other, 1, 0.5);
     expect_seq_refused(2, k, (const int[]){2}, o, "schedule 1 is on another optimizer");
-    k[0] = cg_plateau_new(o, 0.5, 1, 0, 0), k[1] = cg_steplr_new(o, 1, 0.5);
+    k[0] = cg_plateau_new(o, &(cg_plateau_opts){0.5, 1, 0, 0}), k[1] = cg_steplr_new(o, 1, 0.5);
     expect_seq_refused(2, k, (const int[]){2}, o, "ReduceLROnPlateau");
     k[0] = cg_steplr_new(o, 1, 0.5), k[1] = k[0];
     expect_seq_refused(2, k, (const int[]){2}, o, "schedule 1 appears twice");
@@ -546,7 +555,7 @@ static void test_sched_chained(void **state) {
 /* A child that fails leaves every child and the lr as they were. */
 static void test_sched_chained_failure(void **state) {
     cg_optim *o = opt(state, 1.0);
-    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), cg_onecyclelr_new(o, 1, 2, 0.5, 4, 10)};
+    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 2, 0.5, 4, 10})};
     cg_sched *s = cg_chainedscheduler_new(2, k);
     assert_int_equal(cg_sched_step(s), CG_OK);
     assert_int_equal(cg_sched_step(s), CG_OK);
@@ -567,7 +576,7 @@ static void test_sched_chained_bad_args(void **state) {
     cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), NULL};
     expect_refused(cg_chainedscheduler_new(2, k), fn); /* frees k[0] */
     assert_non_null(strstr(cg_last_error(), "schedule 1 is NULL"));
-    k[0] = cg_steplr_new(o, 1, 0.5), k[1] = cg_plateau_new(o, 0.5, 1, 0, 0);
+    k[0] = cg_steplr_new(o, 1, 0.5), k[1] = cg_plateau_new(o, &(cg_plateau_opts){0.5, 1, 0, 0});
     expect_refused(cg_chainedscheduler_new(2, k), fn);
     assert_non_null(strstr(cg_last_error(), "schedule 1 is a ReduceLROnPlateau"));
     k[0] = cg_steplr_new(o, 1, 0.5), k[1] = k[0];
@@ -658,9 +667,9 @@ static cg_sched *mk_multistep(cg_optim *o) {
 static cg_sched *mk_exp(cg_optim *o) { return cg_exponentiallr_new(o, 0.9); }
 static cg_sched *mk_cosine(cg_optim *o) { return cg_cosinelr_new(o, 7, 0.01); }
 static cg_sched *mk_warmup(cg_optim *o) { return cg_warmuplr_new(o, 0.2, 4); }
-static cg_sched *mk_onecycle(cg_optim *o) { return cg_onecyclelr_new(o, 1, 20, 0.3, 25, 1e4); }
+static cg_sched *mk_onecycle(cg_optim *o) { return cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 20, 0.3, 25, 1e4}); }
 static cg_sched *mk_lambda(cg_optim *o) { return cg_lambdalr_new(o, inverse, &never); }
-static cg_sched *mk_plateau(cg_optim *o) { return cg_plateau_new(o, 0.5, 1, 0.01, 1e-3); }
+static cg_sched *mk_plateau(cg_optim *o) { return cg_plateau_new(o, &(cg_plateau_opts){0.5, 1, 0.01, 1e-3}); }
 static double shrink(int64_t e, void *user) { return 1 - (double)e / *(double *)user; }
 static double hundred = 100;
 static cg_sched *mk_mult(cg_optim *o) { return cg_multiplicativelr_new(o, shrink, &hundred); }
@@ -753,7 +762,7 @@ static void expect_bad_state(cg_sched *s, cg_optim *o, const char *bad, cg_statu
 
 static void test_sched_state_malformed(void **state) {
     cg_optim *o = opt(state, 0.1);
-    cg_sched *s = warmup_cosine(o), *p = cg_plateau_new(o, 0.5, 2, 0, 0);
+    cg_sched *s = warmup_cosine(o), *p = cg_plateau_new(o, &(cg_plateau_opts){0.5, 2, 0, 0});
     for (int i = 0; i < 7; i++) step_ok(s, i);
     cg_sched_step_metric(p, 10);
     cg_sched_step_metric(p, 10); /* one bad epoch */
