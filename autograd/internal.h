@@ -5,6 +5,8 @@
 #include "../tensor/internal.h"
 #include "autograd.h"
 
+typedef struct cgi_pass cgi_pass;
+
 /* One recorded op application. Lives in its context's arena. */
 struct cg_node {
     const cg_op *op;
@@ -16,6 +18,31 @@ struct cg_node {
     cg_tensor *output;
     void *saved;
     bool released;             /* its backward ran without CG_RETAIN_GRAPH */
+    /* Backward bookkeeping of the output, a non-leaf (tensor/ holds none):
+     * the gradient flowing into it during the pass whose id is bpass. Pass
+     * ids are unique process-wide, so a stale tag never matches. */
+    cg_tensor *bgrad;
+    uint64_t bpass;
+    cgi_pass *pass;            /* the pass running this node's backward, else NULL */
+};
+
+/* A leaf reached by a pass and the gradient flowing into it: leaves outlive
+ * passes (and contexts), so their per-pass gradients live in the pass. */
+typedef struct cgi_leaf_slot {
+    const cg_tensor *t;        /* NULL: empty slot */
+    cg_tensor *g;
+} cgi_leaf_slot;
+
+/* One backward pass (cg_backward or cg_grad). On the caller's stack; its
+ * table in the context's arena, so a pass mallocs nothing. */
+struct cgi_pass {
+    cg_ctx *ctx;
+    uint64_t id;
+    unsigned flags;
+    bool sinks;                /* rules may add to leaves' .grad (cg_node_grad_sink) */
+    uint32_t sinks_given;      /* inputs of the running node handed their .grad */
+    cgi_leaf_slot *slots;      /* open addressing, cap a power of two */
+    size_t cap, nleaves;
 };
 
 #endif

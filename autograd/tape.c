@@ -87,13 +87,13 @@ bool cg_node_needs_grad(const cg_node *n, int i) {
 }
 
 cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
-    if (!cg_node_needs_grad(n, i) || i >= 32 || !n->output->ctx->grad_sinks) return NULL;
+    if (!cg_node_needs_grad(n, i) || i >= 32 || !n->pass || !n->pass->sinks) return NULL;
     const cg_tensor *x = n->inputs[i];
     cg_tensor *g = x->grad;
     if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
         !cg_same_shape(g, x))
         return NULL;
-    n->output->ctx->sinks_given |= 1u << i;
+    n->pass->sinks_given |= 1u << i;
     return g;
 }
 

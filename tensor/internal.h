@@ -40,14 +40,15 @@ struct cg_tensor {
     int64_t strides[CG_MAX_DIMS]; /* in elements, >= 0 */
     int ndim;
     cg_dtype dtype;
-    /* autograd (issue: autograd); tensor/ only initialises these */
+    /* Autograd's lasting per-tensor state (PyTorch's AutogradMeta); tensor/
+     * only initialises it. Kept here rather than behind a pointer: every op
+     * reads requires_grad and node, and a side structure would cost one more
+     * allocation per leaf and one more load per input. Per-pass state (the
+     * gradient flowing in during a backward) lives in autograd's own
+     * structures: on the producing node, or in the pass for leaves. */
     bool requires_grad;
     cg_tensor *grad;      /* accumulated gradient of a leaf */
     struct cg_node *node; /* producer, NULL for leaves */
-    /* the gradient flowing into this tensor during one backward pass */
-    cg_tensor *bgrad;
-    cg_ctx *bctx;
-    uint64_t bpass;
 };
 
 /* ---- arena and context --------------------------------------------------- */
@@ -67,12 +68,11 @@ struct cg_ctx {
     size_t resets;
     cg_status status;             /* first error since reset */
     char msg[CGI_MSG_MAX];
-    /* autograd hangs its tape here; tensor/ only clears it on reset */
+    /* Autograd's tape and grad mode, which last across passes (a backward
+     * pass keeps its state in autograd's structures); tensor/ only clears
+     * the tape on reset. */
     struct cg_node *tape_last;
     int no_grad_depth;
-    uint64_t grad_pass;    /* id of the latest backward pass */
-    bool grad_sinks;       /* the running pass lets rules add to leaves' .grad */
-    uint32_t sinks_given;  /* inputs of the running node handed their .grad */
 };
 
 CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */
