@@ -40,12 +40,9 @@ static cg_tensor *accumulate(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b
 }
 
 /* ---- leaves reached: a small hash table keyed by the tensor's address ------ */
-static size_t leaf_hash(const cgi_pass *p, const cg_tensor *t) {
-    return (size_t)(((uint64_t)(uintptr_t)t >> 6) * 0x9E3779B97F4A7C15u >> 32) & (p->cap - 1);
-}
-
+/* Headers are at least 64-byte aligned in contexts, 16 on the heap. */
 static cgi_leaf_slot *leaf_slot(const cgi_pass *p, const cg_tensor *t) {
-    size_t i = leaf_hash(p, t);
+    size_t i = (size_t)((uintptr_t)t >> 4 ^ (uintptr_t)t >> 9) & (p->cap - 1);
     while (p->slots[i].t && p->slots[i].t != t) i = (i + 1) & (p->cap - 1);
     return &p->slots[i];
 }
@@ -70,27 +67,28 @@ static cg_tensor *grad_in(const cgi_pass *p, const cg_tensor *t) {
     return p->cap ? leaf_slot(p, t)->g : NULL;
 }
 
-static cg_status set_grad_in(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
-    if (t->node) {
-        t->node->bgrad = g;
-        t->node->bpass = p->id;
-        return CG_OK;
-    }
-    if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return CG_ERR_NOMEM;
-    cgi_leaf_slot *slot = leaf_slot(p, t);
-    if (!slot->t) p->nleaves++;
-    *slot = (cgi_leaf_slot){t, g};
+/* Adds g to the gradient flowing into t in this pass (*have). */
+static cg_status add_to(cgi_pass *p, cg_tensor **have, cg_tensor *g) {
+    if (*have) g = accumulate(p->ctx, *have, g);
+    if (!g) return cg_last_status();
+    *have = g;
     return CG_OK;
 }
 
-/* Adds g to the gradient flowing into t in this pass. */
 static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
-    cg_tensor *have = grad_in(p, t);
-    if (have) {
-        g = accumulate(p->ctx, have, g);
-        if (!g) return cg_last_status();
+    cg_node *n = t->node;
+    if (n) {
+        if (n->bpass != p->id) n->bgrad = NULL;
+        n->bpass = p->id;
+        return add_to(p, &n->bgrad, g);
     }
-    return set_grad_in(p, t, g);
+    if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return CG_ERR_NOMEM;
+    cgi_leaf_slot *slot = leaf_slot(p, t);
+    if (!slot->t) {
+        *slot = (cgi_leaf_slot){t, NULL};
+        p->nleaves++;
+    }
+    return add_to(p, &slot->g, g);
 }
 
 /* ---- one node ---------------------------------------------------------------- */
@@ -118,7 +116,7 @@ static cg_status check_saved(const cg_node *n) {
 /* The op's gradient for input i must match the input exactly. */
 static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
     const cg_tensor *x = n->inputs[i];
-    if (cg_same_shape(g, x) && g->dtype == x->dtype) return CG_OK;
+    if (cgi_same_shape(g, x) && g->dtype == x->dtype) return CG_OK;
     char sg[160], sx[160];
     return cgi_error(x->ctx ? x->ctx : n->output->ctx, CG_ERR_STATE,
                      "cg_backward: cg_%s gave a %s %s gradient for its %s %s input %d",
@@ -148,9 +146,9 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
         for (int i = 0; i < n->ninputs; i++) gin[i] = NULL;
     }
     p->sinks_given = 0;
-    n->pass = p;
+    p->running = n;
     if (s == CG_OK) s = n->op->backward(p->ctx, n, n->bgrad, gin);
-    n->pass = NULL;
+    p->running = NULL;
     for (int i = 0; s == CG_OK && i < n->ninputs; i++) {
         if (!n->needs[i]) continue;
         if (!gin[i]) return cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE;
@@ -174,7 +172,7 @@ static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const 
                              "gradient for it", op, cg_shape_str(out, so, sizeof so));
         gout = cg_ones(p->ctx, out->dtype, out->ndim, out->shape);
         if (!gout) return cg_last_status();
-    } else if (!cg_same_shape(out, gout) || gout->dtype != out->dtype) {
+    } else if (!cgi_same_shape(out, gout) || gout->dtype != out->dtype) {
         return cgi_error(p->ctx, CG_ERR_SHAPE, "%s: gradient %s %s for a %s %s output", op,
                          cg_dtype_name(gout->dtype), cg_shape_str(gout, sg, sizeof sg),
                          cg_dtype_name(out->dtype), cg_shape_str(out, so, sizeof so));
@@ -199,11 +197,18 @@ static cg_status run_pass(cgi_pass *p, int n, cg_tensor *const *outs,
     if (p->flags & CG_CREATE_GRAPH) p->flags |= CG_RETAIN_GRAPH;
     p->id = atomic_fetch_add(&last_pass_id, 1) + 1;
     cg_node *start = p->ctx->tape_last;
-    for (int i = 0; i < n; i++) {
-        cg_status s = seed(p, outs[i], gouts ? gouts[i] : NULL, op);
-        if (s != CG_OK) return s;
+    cg_status s = CG_OK;
+    for (int i = 0; s == CG_OK && i < n; i++) {
+        const cg_tensor *g = gouts ? gouts[i] : NULL;
+        if (g && cgi_stale(g)) return cgi_stale_error_as(p->ctx, op, "grad_output", i, g);
+        s = seed(p, outs[i], g, op);
     }
-    return sweep(p, start);
+    if (s != CG_OK) return s;
+    p->outer = p->ctx->pass;
+    p->ctx->pass = p;
+    s = sweep(p, start);
+    p->ctx->pass = p->outer;
+    return s;
 }
 
 /* ---- public entry points ------------------------------------------------------------ */
@@ -220,12 +225,17 @@ static cg_status leaf_accumulate(cg_tensor *leaf, const cg_tensor *g) {
 
 cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsigned flags) {
     if (!output) return cgi_error(NULL, CG_ERR_ARG, "cg_backward: output is NULL");
+    cg_status s = CG_OK;
+    if (cgi_stale(output)) s = cgi_stale_error_as(NULL, "cg_backward", "output", -1, output);
+    if (s == CG_OK && grad_output && cgi_stale(grad_output))
+        s = cgi_stale_error_as(NULL, "cg_backward", "grad_output", -1, grad_output);
+    if (s != CG_OK) return s;
     cg_ctx *ctx = output->ctx;
     if (!ctx)
         return cgi_error(NULL, CG_ERR_STATE, "cg_backward: the output was not made in a "
                          "context, so there is no graph to walk");
     cgi_pass p = {.ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH)};
-    cg_status s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
+    s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
     for (size_t i = 0; s == CG_OK && i < p.cap; i++)
         if (p.slots[i].t) s = leaf_accumulate((cg_tensor *)p.slots[i].t, p.slots[i].g);
     return s;
@@ -238,10 +248,14 @@ static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, 
     if (!ctx || nout < 1 || nin < 1 || !outs || !ins || !grads)
         return cgi_error(ctx, CG_ERR_ARG, "cg_grad: needs a context, outputs, inputs and "
                          "room for the gradients");
-    for (int i = 0; i < nout; i++)
+    for (int i = 0; i < nout; i++) {
         if (!outs[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: output %d is NULL", i);
+        if (cgi_stale(outs[i]))
+            return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
+    }
     for (int i = 0; i < nin; i++) {
         if (!ins[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: input %d is NULL", i);
+        if (cgi_stale(ins[i])) return cgi_stale_error(ctx, "cg_grad", i, ins[i]);
         if (!ins[i]->requires_grad)
             return cgi_error(ctx, CG_ERR_STATE, "cg_grad: input %d does not require a "
                              "gradient", i);

@@ -12,18 +12,18 @@ struct cg_node {
     const cg_op *op;
     cg_node *prev;             /* the node recorded before this one (tape order) */
     int ninputs;
+    bool released;             /* its backward ran without CG_RETAIN_GRAPH */
     const cg_tensor **inputs;  /* ninputs */
     uint64_t *versions;        /* storage versions at record time: inputs, output */
     bool *needs;               /* ninputs: input requires a gradient */
     cg_tensor *output;
     void *saved;
-    bool released;             /* its backward ran without CG_RETAIN_GRAPH */
     /* Backward bookkeeping of the output, a non-leaf (tensor/ holds none):
      * the gradient flowing into it during the pass whose id is bpass. Pass
-     * ids are unique process-wide, so a stale tag never matches. */
+     * ids are unique process-wide, so a stale tag never matches. (80 bytes:
+     * with a binary op's arrays the block stays at two cache lines.) */
     cg_tensor *bgrad;
     uint64_t bpass;
-    cgi_pass *pass;            /* the pass running this node's backward, else NULL */
 };
 
 /* A leaf reached by a pass and the gradient flowing into it: leaves outlive
@@ -40,7 +40,9 @@ struct cgi_pass {
     uint64_t id;
     unsigned flags;
     bool sinks;                /* rules may add to leaves' .grad (cg_node_grad_sink) */
+    const cg_node *running;    /* the node whose backward is running */
     uint32_t sinks_given;      /* inputs of the running node handed their .grad */
+    cgi_pass *outer;           /* the ctx's pass this one interrupted (a rule's cg_grad) */
     cgi_leaf_slot *slots;      /* open addressing, cap a power of two */
     size_t cap, nleaves;
 };

@@ -77,7 +77,9 @@ const cg_op *cg_node_op(const cg_node *n) { return n ? n->op : NULL; }
 int cg_node_ninputs(const cg_node *n) { return n ? n->ninputs : 0; }
 const cg_tensor *cg_node_output(const cg_node *n) { return n ? n->output : NULL; }
 const void *cg_node_saved(const cg_node *n) { return n ? n->saved : NULL; }
-const cg_node *cg_grad_fn(const cg_tensor *t) { return t ? t->node : NULL; }
+const cg_node *cg_grad_fn(const cg_tensor *t) {
+    return cgi_usable(t, "cg_grad_fn") ? t->node : NULL;
+}
 
 const cg_tensor *cg_node_input(const cg_node *n, int i) {
     return n && i >= 0 && i < n->ninputs ? n->inputs[i] : NULL;
@@ -87,19 +89,21 @@ bool cg_node_needs_grad(const cg_node *n, int i) {
 }
 
 cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
-    if (!cg_node_needs_grad(n, i) || i >= 32 || !n->pass || !n->pass->sinks) return NULL;
+    cgi_pass *p = n ? n->output->ctx->pass : NULL;
+    if (!cg_node_needs_grad(n, i) || i >= 32 || !p || p->running != n || !p->sinks) return NULL;
     const cg_tensor *x = n->inputs[i];
     cg_tensor *g = x->grad;
     if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
-        !cg_same_shape(g, x))
+        !cgi_same_shape(g, x))
         return NULL;
-    n->pass->sinks_given |= 1u << i;
+    p->sinks_given |= 1u << i;
     return g;
 }
 
 /* ---- leaves ---------------------------------------------------------------- */
 cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "cg_set_requires_grad: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_set_requires_grad", -1, t);
+    if (s != CG_OK) return s;
     if (t->node)
         return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_requires_grad: only a leaf can be "
                          "marked; this tensor was made by cg_%s (use cg_detach)",
@@ -111,16 +115,23 @@ cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
     return CG_OK;
 }
 
-bool cg_requires_grad(const cg_tensor *t) { return t && t->requires_grad; }
-bool cg_is_leaf(const cg_tensor *t) { return t && !t->node; }
-cg_tensor *cg_grad_of(const cg_tensor *t) { return t ? t->grad : NULL; }
+bool cg_requires_grad(const cg_tensor *t) {
+    return cgi_usable(t, "cg_requires_grad") && t->requires_grad;
+}
+bool cg_is_leaf(const cg_tensor *t) { return cgi_usable(t, "cg_is_leaf") && !t->node; }
+cg_tensor *cg_grad_of(const cg_tensor *t) {
+    return cgi_usable(t, "cg_grad_of") ? t->grad : NULL;
+}
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
     if (!t || !g) return cgi_error(NULL, CG_ERR_ARG, "cg_set_grad: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_set_grad", 0, t);
+    if (s == CG_OK) s = cgi_check_input(NULL, "cg_set_grad", 1, g);
+    if (s != CG_OK) return s;
     if (t->node)
         return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_grad: only a leaf has a .grad");
-    if (!cg_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
+    if (!cgi_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
         return cgi_error(t->ctx, CG_ERR_SHAPE, "cg_set_grad: %s %s gradient for a %s %s "
                          "leaf (need the same shape, dtype and owner)",
                          cg_dtype_name(g->dtype), cg_shape_str(g, sg, sizeof sg),
@@ -131,7 +142,7 @@ cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
 }
 
 void cg_zero_grad(cg_tensor *t) {
-    if (t && t->grad) cg_fill_(t->grad, 0.0);
+    if (cgi_usable(t, "cg_zero_grad") && t->grad) cg_fill_(t->grad, 0.0);
 }
 
 cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t) {

@@ -46,12 +46,37 @@ void *cgi_arena_alloc(cgi_arena *a, size_t size) {
     return p;
 }
 
+/* A header at an address congruent to phase modulo CGI_GEN_PHASES * 64:
+ * takes room for the worst padding, then gives back what it did not use
+ * (the block is the last one in the head chunk). */
+static void *arena_alloc_phased(cgi_arena *a, size_t size, size_t phase) {
+    const size_t period = (size_t)CGI_ALIGN * CGI_GEN_PHASES, slack = period - CGI_ALIGN;
+    unsigned char *p = cgi_arena_alloc(a, size + slack);
+    if (!p) return NULL;
+    size_t pad = (size_t)((phase - (uintptr_t)p) & (period - 1));
+    a->head->used -= slack - pad;
+    a->used -= slack - pad;
+    return p + pad;
+}
+
+static void free_chunks(cgi_chunk *c) {
+    for (cgi_chunk *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+}
+
 /* Keeps the memory: one chunk of the total size, so the next step of the same
- * size fits in it without a malloc. */
+ * size fits in it without a malloc. The chunks it replaces are kept until the
+ * next reset, so a handle of the step just ended still reads mapped memory. */
 void cgi_arena_reset(cgi_arena *a) {
+    free_chunks(a->retired);
+    a->retired = NULL;
     if (a->head && a->head->next) {
         size_t total = a->capacity;
-        cgi_arena_release(a);
+        a->retired = a->head;
+        a->head = NULL;
+        a->capacity = 0;
         a->head = chunk_new(a, total); /* on failure: empty arena, grows later */
     } else if (a->head) {
         a->head->used = 0;
@@ -60,11 +85,10 @@ void cgi_arena_reset(cgi_arena *a) {
 }
 
 void cgi_arena_release(cgi_arena *a) {
-    for (cgi_chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
+    free_chunks(a->head);
+    free_chunks(a->retired);
     a->head = NULL;
+    a->retired = NULL;
     a->used = 0;
     a->capacity = 0;
 }
@@ -85,6 +109,7 @@ void cg_ctx_reset(cg_ctx *ctx) {
     if (!ctx) return;
     cgi_arena_reset(&ctx->arena);
     ctx->resets++;
+    ctx->gen++; /* every header made so far fails cgi_stale from now on */
     ctx->status = CG_OK;
     ctx->msg[0] = '\0';
     ctx->tape_last = NULL;
@@ -104,4 +129,12 @@ void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size) {
     void *p = ctx ? cgi_arena_alloc(&ctx->arena, size) : malloc(size ? size : 1);
     if (!p) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, size);
     return p;
+}
+
+cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op) {
+    if (!ctx) return cgi_alloc(NULL, op, sizeof(cg_tensor));
+    size_t phase = (size_t)(ctx->gen % CGI_GEN_PHASES) * CGI_ALIGN;
+    cg_tensor *t = arena_alloc_phased(&ctx->arena, sizeof *t, phase);
+    if (!t) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t);
+    return t;
 }

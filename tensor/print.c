@@ -221,9 +221,15 @@ static void put_suffix(writer *w, const cg_tensor *t) {
     put(w, ")");
 }
 
-static void write_tensor(writer *w, const cg_tensor *t) {
+/* op names the public function in the error a stale handle records. */
+static void write_tensor(writer *w, const cg_tensor *t, const char *op) {
     if (!t) {
         put(w, PREFIX "NULL)");
+        return;
+    }
+    if (cgi_stale(t)) {
+        cgi_stale_error(NULL, op, -1, t);
+        put(w, PREFIX "stale handle)");
         return;
     }
     put(w, PREFIX);
@@ -243,7 +249,7 @@ static void write_tensor(writer *w, const cg_tensor *t) {
 
 size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
     writer w = {NULL, buf, size, 0, 0};
-    write_tensor(&w, t);
+    write_tensor(&w, t, "cg_format");
     if (size > 0)
         buf[w.len < size ? w.len : size - 1] = '\0';
     return w.len;
@@ -253,7 +259,7 @@ void cg_fprint(FILE *f, const cg_tensor *t) {
     if (!f)
         return;
     writer w = {f, NULL, 0, 0, 0};
-    write_tensor(&w, t);
+    write_tensor(&w, t, "cg_print");
     put(&w, "\n");
 }
 

@@ -63,9 +63,10 @@ cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *
 
 /* ---- construction -------------------------------------------------------- */
 static cg_tensor *header_new(cg_ctx *ctx, const char *op) {
-    cg_tensor *t = cgi_alloc(ctx, op, sizeof *t);
-    if (t) memset(t, 0, sizeof *t);
-    if (t) t->ctx = ctx;
+    cg_tensor *t = cgi_alloc_header(ctx, op);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    cgi_stamp_header(t, ctx);
     return t;
 }
 
@@ -138,10 +139,11 @@ cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim
 }
 
 void cg_tensor_free(cg_tensor *t) {
-    if (!t || t->ctx) return;
+    if (!cgi_usable(t, "cg_tensor_free") || t->ctx) return;
     cgi_storage *s = t->storage;
     if (s && s->kind != CGI_STORAGE_ARENA && --s->refcount == 0) free(s);
     cg_tensor_free(t->grad);
+    t->check = 0; /* best effort: a use after free fails cgi_stale while the bytes last */
     free(t);
 }
 
@@ -305,23 +307,36 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
 }
 
 /* ---- inspection ------------------------------------------------------------ */
-cg_dtype cg_dtype_of(const cg_tensor *t) { return t ? t->dtype : CG_F32; }
-int cg_ndim(const cg_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *cg_shape(const cg_tensor *t) { return t ? t->shape : NULL; }
-const int64_t *cg_strides(const cg_tensor *t) { return t ? t->strides : NULL; }
-int64_t cg_offset(const cg_tensor *t) { return t ? t->offset : -1; }
-int64_t cg_numel(const cg_tensor *t) { return t ? cgi_numel(t->ndim, t->shape) : -1; }
-void *cg_data(const cg_tensor *t) { return t ? cgi_ptr(t) : NULL; }
+/* A stale handle reads as NULL, with an error recorded (cgi_usable). */
+cg_dtype cg_dtype_of(const cg_tensor *t) {
+    return cgi_usable(t, "cg_dtype_of") ? t->dtype : CG_F32;
+}
+int cg_ndim(const cg_tensor *t) { return cgi_usable(t, "cg_ndim") ? t->ndim : -1; }
+const int64_t *cg_shape(const cg_tensor *t) {
+    return cgi_usable(t, "cg_shape") ? t->shape : NULL;
+}
+const int64_t *cg_strides(const cg_tensor *t) {
+    return cgi_usable(t, "cg_strides") ? t->strides : NULL;
+}
+int64_t cg_offset(const cg_tensor *t) { return cgi_usable(t, "cg_offset") ? t->offset : -1; }
+int64_t cg_numel(const cg_tensor *t) {
+    return cgi_usable(t, "cg_numel") ? cgi_numel(t->ndim, t->shape) : -1;
+}
+void *cg_data(const cg_tensor *t) { return cgi_usable(t, "cg_data") ? cgi_ptr(t) : NULL; }
 
 int64_t cg_dim(const cg_tensor *t, int axis) {
     int a;
-    if (!t || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK) return -1;
+    if (!cgi_usable(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK)
+        return -1;
     return t->shape[a];
 }
 
-/* Dims of size 1 may have any stride, as in PyTorch. */
 bool cg_is_contiguous(const cg_tensor *t) {
-    if (!t) return false;
+    return cgi_usable(t, "cg_is_contiguous") && cgi_is_contiguous(t);
+}
+
+/* Dims of size 1 may have any stride, as in PyTorch. */
+bool cgi_is_contiguous(const cg_tensor *t) {
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 0) return true;
@@ -332,15 +347,13 @@ bool cg_is_contiguous(const cg_tensor *t) {
 }
 
 bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
-    if (!a || !b || a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
+    return cgi_usable(a, "cg_same_shape") && cgi_usable(b, "cg_same_shape") &&
+           cgi_same_shape(a, b);
 }
 
 char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
-    if (!t) {
-        if (size) snprintf(buf, size, "NULL");
+    if (!t || cgi_stale(t)) {
+        if (size) snprintf(buf, size, t ? "(stale)" : "NULL");
         return buf;
     }
     return cgi_fmt_shape(buf, size, t->ndim, t->shape);
@@ -349,7 +362,8 @@ char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
 /* ---- element access -------------------------------------------------------- */
 static cg_status element_ptr(const cg_tensor *t, const char *op, const int64_t *index,
                              char **out) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    cg_status s = cgi_check_input(NULL, op, -1, t);
+    if (s != CG_OK) return s;
     if (t->ndim > 0 && !index) return cgi_error(NULL, CG_ERR_ARG, "%s: index is NULL", op);
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -392,6 +406,10 @@ cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
 
 double cg_item(const cg_tensor *t) {
     if (!t) return NAN;
+    if (cgi_stale(t)) {
+        cgi_stale_error(NULL, "cg_item", -1, t);
+        return NAN;
+    }
     if (cgi_numel(t->ndim, t->shape) != 1) {
         char buf[160];
         cgi_error(t->ctx, CG_ERR_SHAPE, "cg_item: %s: needs exactly one element",
