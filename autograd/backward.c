@@ -50,7 +50,8 @@ static cgi_leaf_slot *leaf_slot(const cgi_pass *p, const cg_tensor *t) {
 /* Doubles the table (the old one stays in the arena until the reset). */
 static cg_status leaf_grow(cgi_pass *p) {
     size_t cap = p->cap ? p->cap * 2 : LEAF_SLOTS_MIN;
-    cgi_leaf_slot *old = p->slots, *slots = cgi_alloc(p->ctx, "cg_backward", sizeof *slots * cap);
+    cgi_leaf_slot *old = p->slots;
+    cgi_leaf_slot *slots = cgi_alloc(p->ctx, "cg_backward", sizeof *slots * cap);
     if (!slots) return CG_ERR_NOMEM;
     for (size_t i = 0; i < cap; i++) slots[i] = (cgi_leaf_slot){NULL, NULL};
     size_t oldcap = p->cap;

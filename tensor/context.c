@@ -67,14 +67,16 @@ static void free_chunks(cgi_chunk *c) {
 }
 
 /* Keeps the memory: one chunk of the total size, so the next step of the same
- * size fits in it without a malloc. The chunks it replaces are kept until the
- * next reset, so a handle of the step just ended still reads mapped memory. */
+ * size fits in it without a malloc. The chunks it replaces are kept for
+ * CGI_GEN_PHASES - 1 more resets (only while a loop's steps still grow), so
+ * the handles cgi_stale guarantees to catch always read mapped memory. */
 void cgi_arena_reset(cgi_arena *a) {
-    free_chunks(a->retired);
-    a->retired = NULL;
+    free_chunks(a->retired[CGI_RETIRED - 1]);
+    for (int i = CGI_RETIRED - 1; i > 0; i--) a->retired[i] = a->retired[i - 1];
+    a->retired[0] = NULL;
     if (a->head && a->head->next) {
         size_t total = a->capacity;
-        a->retired = a->head;
+        a->retired[0] = a->head;
         a->head = NULL;
         a->capacity = 0;
         a->head = chunk_new(a, total); /* on failure: empty arena, grows later */
@@ -86,9 +88,11 @@ void cgi_arena_reset(cgi_arena *a) {
 
 void cgi_arena_release(cgi_arena *a) {
     free_chunks(a->head);
-    free_chunks(a->retired);
     a->head = NULL;
-    a->retired = NULL;
+    for (int i = 0; i < CGI_RETIRED; i++) {
+        free_chunks(a->retired[i]);
+        a->retired[i] = NULL;
+    }
     a->used = 0;
     a->capacity = 0;
 }

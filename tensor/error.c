@@ -52,7 +52,7 @@ cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int 
     else snprintf(who, sizeof who, "%s", what);
     bool intact = t->check == cgi_stamp(t, t->ctx, t->gen);
     return cgi_error(ctx, CG_ERR_STATE, "%s: %s belongs to a context that was reset%s since "
-                     "it was made", op, who, intact ? "" : " or freed (or was freed itself)");
+                     "it was made", op, who, intact ? "" : " or freed");
 }
 
 cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const cg_tensor *t) {

@@ -62,11 +62,16 @@ struct cg_tensor {
 /* ---- arena and context --------------------------------------------------- */
 typedef struct cgi_chunk cgi_chunk;
 
+/* Generations whose tensor headers never share an address (see cgi_stale). */
+#define CGI_GEN_PHASES 4
+#define CGI_RETIRED (CGI_GEN_PHASES > 1 ? CGI_GEN_PHASES - 1 : 1)
+
 typedef struct cgi_arena {
     cgi_chunk *head;      /* chunk being filled (list of all chunks) */
-    cgi_chunk *retired;   /* chunks a reset merged away, freed at the next reset so
-                           * that stale handles of the last step still read mapped
-                           * memory (and are reported, not a crash) */
+    /* Chunks merged away by the last resets, [0] newest, freed
+     * CGI_GEN_PHASES - 1 resets later: until then stale handles into them
+     * read mapped memory (and are reported, not a crash). */
+    cgi_chunk *retired[CGI_RETIRED];
     size_t used;
     size_t capacity;
     size_t chunk_allocs;
@@ -103,8 +108,8 @@ CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
  * next CGI_GEN_PHASES - 1 generations can sit at a stale handle's address:
  * what is there now is the inside of some other object, or old bytes, and
  * the address-dependent check word fails (or, for the intact old header,
- * the generation does). Costs 96 bytes of padding per header on average. */
-#define CGI_GEN_PHASES 4
+ * the generation does). Costs 96 bytes of padding per header on average
+ * (CGI_GEN_PHASES is defined with the arena above). */
 /* Memory for a tensor header (see above); malloc when ctx is NULL. */
 CGI_HIDDEN cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op);
 

@@ -263,6 +263,41 @@ static void test_autograd_leaf_shared_by_successive_contexts(void **state) {
     cg_tensor_free(x);
 }
 
+/* A pass keeps the leaves it reaches in its own table, which grows: 40
+ * leaves, each reached twice, get exactly their own gradients. */
+static void test_autograd_many_leaves_in_one_pass(void **state) {
+    cg_ctx *ctx = *state;
+    enum { N = 40 };
+    cg_tensor *x[N], *sum = NULL;
+    for (int i = 0; i < N; i++) {
+        x[i] = leaf(CG_F64, CG_SHAPE(1), (double[]){i + 1});
+        cg_tensor *term = cg_mul(ctx, x[i], x[i]); /* d/dx = 2x */
+        sum = sum ? cg_add(ctx, sum, term) : term;
+    }
+    assert_int_equal(cg_backward(cg_sum(ctx, sum, NULL, 0, false)), CG_OK);
+    for (int i = 0; i < N; i++) {
+        assert_values(cg_grad_of(x[i]), (double[]){2.0 * (i + 1)}, 1, 1e-12);
+        cg_tensor_free(x[i]);
+    }
+}
+
+/* The grad-sink permission belongs to the running pass and node: none is
+ * given outside a backward. */
+static void test_autograd_grad_sink_only_inside_backward(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = leaf(CG_F32, CG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    cg_tensor *w = leaf(CG_F32, CG_SHAPE(4, 3), (double[]){1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1});
+    assert_int_equal(cg_set_grad(w, cg_zeros(NULL, CG_F32, CG_SHAPE(4, 3))), CG_OK);
+    cg_tensor *y = cg_linear(ctx, x, w, NULL);
+    assert_non_null(cg_grad_fn(y));
+    assert_null(cg_node_grad_sink(cg_grad_fn(y), 1));
+    assert_int_equal(cg_backward(cg_sum(ctx, y, NULL, 0, false)), CG_OK);
+    assert_null(cg_node_grad_sink(cg_grad_fn(y), 1));
+    assert_values(cg_grad_of(w), (double[]){5, 7, 9, 5, 7, 9, 5, 7, 9, 5, 7, 9}, 12, 1e-6);
+    cg_tensor_free(x);
+    cg_tensor_free(w);
+}
+
 /* ---- gradcheck must be able to fail, and say where ---------------------------- */
 static cg_status wrong_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                 cg_tensor **gin) {
@@ -336,6 +371,10 @@ int main(void) {
         cmocka_unit_test(test_autograd_create_graph_hessian_vector),
         cmocka_unit_test(test_autograd_steady_state_no_malloc),
         cmocka_unit_test(test_autograd_leaf_shared_by_successive_contexts),
+        cmocka_unit_test_setup_teardown(test_autograd_many_leaves_in_one_pass, ctx_setup,
+                                        ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_autograd_grad_sink_only_inside_backward,
+                                        ctx_setup, ctx_teardown),
         cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
         cmocka_unit_test(test_autograd_gradcheck_argument_errors),
     };
