@@ -29,9 +29,8 @@ static cgi_chunk *chunk_new(cgi_arena *a, size_t size) {
     return c;
 }
 
-void *cgi_arena_alloc(cgi_arena *a, size_t size) {
-    size = align_up(size ? size : 1);
-    if (size < size - 1) return NULL; /* overflow in align_up */
+/* size: aligned. */
+static void *bump(cgi_arena *a, size_t size) {
     if (!a->head || a->head->size - a->head->used < size) {
         size_t want = a->capacity > CGI_CHUNK_MIN ? a->capacity : CGI_CHUNK_MIN;
         if (want < size) want = size;
@@ -46,16 +45,32 @@ void *cgi_arena_alloc(cgi_arena *a, size_t size) {
     return p;
 }
 
+/* Blocks small enough go into the padding before the last tensor header
+ * (a tensor's storage or node, usually), so phased headers cost little room. */
+void *cgi_arena_alloc(cgi_arena *a, size_t size) {
+    size = align_up(size ? size : 1);
+    if (size < size - 1) return NULL; /* overflow in align_up */
+    if (size <= a->gap_size) {
+        void *p = a->gap;
+        a->gap += size;
+        a->gap_size -= size;
+        return p;
+    }
+    return bump(a, size);
+}
+
 /* A header at an address congruent to phase modulo CGI_GEN_PHASES * 64:
  * takes room for the worst padding, then gives back what it did not use
  * (the block is the last one in the head chunk). */
 static void *arena_alloc_phased(cgi_arena *a, size_t size, size_t phase) {
     const size_t period = (size_t)CGI_ALIGN * CGI_GEN_PHASES, slack = period - CGI_ALIGN;
-    unsigned char *p = cgi_arena_alloc(a, size + slack);
+    unsigned char *p = bump(a, align_up(size) + slack);
     if (!p) return NULL;
     size_t pad = (size_t)((phase - (uintptr_t)p) & (period - 1));
     a->head->used -= slack - pad;
     a->used -= slack - pad;
+    a->gap = p;
+    a->gap_size = pad;
     return p + pad;
 }
 
@@ -84,6 +99,8 @@ void cgi_arena_reset(cgi_arena *a) {
         a->head->used = 0;
     }
     a->used = 0;
+    a->gap = NULL;
+    a->gap_size = 0;
 }
 
 void cgi_arena_release(cgi_arena *a) {
@@ -95,6 +112,8 @@ void cgi_arena_release(cgi_arena *a) {
     }
     a->used = 0;
     a->capacity = 0;
+    a->gap = NULL;
+    a->gap_size = 0;
 }
 
 cg_ctx *cg_ctx_new(void) {

@@ -75,6 +75,8 @@ typedef struct cgi_arena {
     size_t used;
     size_t capacity;
     size_t chunk_allocs;
+    unsigned char *gap;   /* free padding before the last tensor header */
+    size_t gap_size;
 } cgi_arena;
 
 #define CGI_MSG_MAX 512
