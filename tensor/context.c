@@ -154,10 +154,10 @@ void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size) {
     return p;
 }
 
-cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op) {
+cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op, size_t extra) {
     if (!ctx) return cgi_alloc(NULL, op, sizeof(cg_tensor));
     size_t phase = (size_t)(ctx->gen % CGI_GEN_PHASES) * CGI_ALIGN;
-    cg_tensor *t = arena_alloc_phased(&ctx->arena, sizeof *t, phase);
-    if (!t) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t);
+    cg_tensor *t = arena_alloc_phased(&ctx->arena, sizeof *t + extra, phase);
+    if (!t) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t + extra);
     return t;
 }

@@ -112,8 +112,9 @@ CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
  * the address-dependent check word fails (or, for the intact old header,
  * the generation does). Costs 96 bytes of padding per header on average
  * (CGI_GEN_PHASES is defined with the arena above). */
-/* Memory for a tensor header (see above); malloc when ctx is NULL. */
-CGI_HIDDEN cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op);
+/* Memory for a tensor header (see above) and extra bytes after it, in a
+ * context; malloc of a header alone when ctx is NULL (extra ignored). */
+CGI_HIDDEN cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op, size_t extra);
 
 /* The multiply (odd, so one-to-one) scatters structured bytes: old shapes,
  * a storage header's pointers, zeros, never match by accident. */

@@ -62,8 +62,9 @@ cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *
 }
 
 /* ---- construction -------------------------------------------------------- */
-static cg_tensor *header_new(cg_ctx *ctx, const char *op) {
-    cg_tensor *t = cgi_alloc_header(ctx, op);
+/* extra: bytes after the header in the same block (context tensors only). */
+static cg_tensor *header_new(cg_ctx *ctx, const char *op, size_t extra) {
+    cg_tensor *t = cgi_alloc_header(ctx, op, extra);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     cgi_stamp_header(t, ctx);
@@ -80,25 +81,28 @@ static void set_geometry(cg_tensor *t, int ndim, const int64_t *shape,
     }
 }
 
-/* Storage header and data in one block, data 64-byte aligned. */
-static cgi_storage *storage_new(cg_ctx *ctx, const char *op, size_t nbytes) {
-    size_t head = (sizeof(cgi_storage) + 63) & ~(size_t)63;
-    if (nbytes > SIZE_MAX - head - 64) {
-        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
-        return NULL;
-    }
-    cgi_storage *s = ctx ? cgi_alloc(ctx, op, head + nbytes)
-                         : aligned_alloc(64, (head + nbytes + 63) & ~(size_t)63);
-    if (!s) {
-        if (!ctx) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
-        return NULL;
-    }
-    s->data = (char *)s + head;
+#define STORAGE_HEAD ((sizeof(cgi_storage) + 63) & ~(size_t)63)
+_Static_assert(sizeof(cg_tensor) % 64 == 0, "a storage right after a header stays aligned");
+
+/* Storage header and data in one block at mem, data 64-byte aligned. */
+static cgi_storage *storage_init(void *mem, size_t nbytes, cgi_storage_kind kind) {
+    cgi_storage *s = mem;
+    s->data = (char *)s + STORAGE_HEAD;
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
-    s->kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_HEAP;
+    s->kind = kind;
     return s;
+}
+
+/* A caller-owned tensor's storage (a context's comes with its header). */
+static cgi_storage *storage_new(const char *op, size_t nbytes) {
+    cgi_storage *s = aligned_alloc(64, (STORAGE_HEAD + nbytes + 63) & ~(size_t)63);
+    if (!s) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    return storage_init(s, nbytes, CGI_STORAGE_HEAP);
 }
 
 cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
@@ -110,11 +114,17 @@ cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
     if (cgi_check_shape(ctx, op, ndim, shape) != CG_OK) return NULL;
     int64_t strides[CG_MAX_DIMS];
     cgi_contiguous_strides(ndim, shape, strides);
-    cg_tensor *t = header_new(ctx, op);
+    size_t nbytes = (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt);
+    if (nbytes > SIZE_MAX / 2) {
+        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    /* in a context: header, storage and data in one block (one arena call) */
+    cg_tensor *t = header_new(ctx, op, ctx ? STORAGE_HEAD + nbytes : 0);
     if (!t) return NULL;
-    t->storage = storage_new(ctx, op, (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt));
+    t->storage = ctx ? storage_init(t + 1, nbytes, CGI_STORAGE_ARENA) : storage_new(op, nbytes);
     if (!t->storage) {
-        if (!ctx) free(t);
+        free(t);
         return NULL;
     }
     t->dtype = dt;
@@ -129,7 +139,7 @@ cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim
                   "%s: a view of a context tensor must be made in a context", op);
         return NULL;
     }
-    cg_tensor *v = header_new(ctx, op);
+    cg_tensor *v = header_new(ctx, op, 0);
     if (!v) return NULL;
     v->storage = t->storage;
     if (!ctx) v->storage->refcount++;
@@ -290,7 +300,7 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
         cgi_error(ctx, CG_ERR_ARG, "cg_wrap: data is NULL");
         return NULL;
     }
-    cg_tensor *t = header_new(ctx, "cg_wrap");
+    cg_tensor *t = header_new(ctx, "cg_wrap", 0);
     cgi_storage *s = t ? cgi_alloc(ctx, "cg_wrap", sizeof *s) : NULL;
     if (!s) {
         if (!ctx) free(t);
