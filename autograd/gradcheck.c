@@ -50,6 +50,10 @@ static bool validate(check *c) {
     for (int i = 0; i < c->ninputs; i++) {
         cg_tensor *x = c->inputs[i];
         if (!x) return fail(c, "an input is NULL", "");
+        if (cgi_stale(x)) {
+            cgi_stale_error(NULL, "cg_gradcheck", i, x);
+            return fail(c, "", cg_last_error());
+        }
         if (!x->requires_grad) continue;
         if (x->dtype != CG_F64) return fail(c, "inputs that require a gradient must be f64", "");
         for (int d = 0; d < x->ndim; d++)

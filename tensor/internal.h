@@ -110,7 +110,9 @@ CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
  * next CGI_GEN_PHASES - 1 generations can sit at a stale handle's address:
  * what is there now is the inside of some other object, or old bytes, and
  * the address-dependent check word fails (or, for the intact old header,
- * the generation does). Costs 96 bytes of padding per header on average
+ * the generation does). The padding before a header (96 bytes on average)
+ * takes the next small block that fits, usually the op's node, and a
+ * context tensor's storage and data follow its header in the same block
  * (CGI_GEN_PHASES is defined with the arena above). */
 /* Memory for a tensor header (see above) and extra bytes after it, in a
  * context; malloc of a header alone when ctx is NULL (extra ignored). */

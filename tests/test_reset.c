@@ -156,6 +156,23 @@ static void test_reset_stale_handle_reported_by_grad(void **state) {
     cg_tensor_free(x);
 }
 
+static cg_tensor *square_sum(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return cg_sum(ctx, cg_mul(ctx, in[0], in[0]), NULL, 0, false);
+}
+
+static void test_reset_stale_handle_reported_by_gradcheck(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *old = cg_ones(ctx, CG_F64, CG_SHAPE(2));
+    cg_ctx_reset(ctx);
+    refill(ctx);
+    cg_clear_error();
+    cg_gradcheck_report r;
+    assert_false(cg_gradcheck(square_sum, NULL, 1, &old, NULL, &r));
+    assert_non_null(strstr(r.msg, "cg_gradcheck: input 0 belongs to a context that was reset"));
+    assert_stale_error("cg_gradcheck", "input 0");
+}
+
 /* A training-like loop: a handle kept from step k and used at step k + 1
  * (the same tensors, made in the same order, every step) is always caught,
  * and so is one used up to CGI_GEN_PHASES - 1 steps later. */
@@ -248,6 +265,8 @@ int main(void) {
                                         ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_reset_stale_handle_reported_by_grad, ctx_setup,
                                         ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_reset_stale_handle_reported_by_gradcheck,
+                                        ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_reset_stale_handle_every_step, ctx_setup,
                                         ctx_teardown),
         cmocka_unit_test_setup_teardown(test_reset_stale_handle_after_arena_grew, ctx_setup,
