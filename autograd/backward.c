@@ -3,26 +3,24 @@
  * A producer is always recorded before its consumers, so walking the tape
  * from the newest node to the oldest visits every node after all the nodes
  * that use its output: when a node is reached, its output's gradient is
- * complete. Gradients flowing into a tensor during a pass sit in its bgrad
- * (tagged with the context and pass id, so no clearing is needed); several
- * contributions are summed by the accumulate op, so with CG_CREATE_GRAPH the
- * sum is part of the new graph too. Leaves' .grad are updated after the
- * whole sweep succeeded, but for what a rule adds in place during it
+ * complete. The gradient flowing into a non-leaf during a pass sits on its
+ * producing node (tagged with the pass id, so no clearing is needed); that
+ * flowing into a leaf sits in the pass's own table (leaves outlive passes
+ * and contexts, so nothing is left on them). Several contributions are
+ * summed by the accumulate op, so with CG_CREATE_GRAPH the sum is part of
+ * the new graph too. Leaves' .grad are updated after the whole sweep
+ * succeeded, but for what a rule adds in place during it
  * (cg_node_grad_sink; PyTorch's AccumulateGrad also adds as it goes): a
  * backward that fails half-way may have added some of those. */
 #include "internal.h"
 
-typedef struct leaf_link {
-    cg_tensor *t;
-    struct leaf_link *next;
-} leaf_link;
+#include <stdatomic.h>
 
-typedef struct pass {
-    cg_ctx *ctx;
-    uint64_t id;
-    unsigned flags;
-    leaf_link *leaves; /* leaves reached, for cg_backward */
-} pass;
+#define LEAF_SLOTS_MIN 16
+
+/* Process-wide, so a node tagged by a pass of one context is never taken
+ * for one of another's (nodes' tags need no clearing). */
+static _Atomic uint64_t last_pass_id;
 
 /* ---- accumulate: a + b, whose backward hands gout to both ------------------ */
 static cg_status accumulate_backward(cg_ctx *ctx, const cg_node *node, const cg_tensor *gout,
@@ -41,26 +39,57 @@ static cg_tensor *accumulate(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b
     return cg_record(ctx, &accumulate_op, out, 2, (const cg_tensor *[]){a, b}, NULL, 0);
 }
 
-static bool has_grad(const pass *p, const cg_tensor *t) {
-    return t->bctx == p->ctx && t->bpass == p->id;
+/* ---- leaves reached: a small hash table keyed by the tensor's address ------ */
+/* Headers are at least 64-byte aligned in contexts, 16 on the heap. */
+static cgi_leaf_slot *leaf_slot(const cgi_pass *p, const cg_tensor *t) {
+    size_t i = (size_t)((uintptr_t)t >> 4 ^ (uintptr_t)t >> 9) & (p->cap - 1);
+    while (p->slots[i].t && p->slots[i].t != t) i = (i + 1) & (p->cap - 1);
+    return &p->slots[i];
 }
 
-/* Adds g to the gradient flowing into t in this pass. */
-static cg_status add_grad(pass *p, cg_tensor *t, cg_tensor *g) {
-    if (!has_grad(p, t)) {
-        if (!t->node) {
-            leaf_link *l = cgi_alloc(p->ctx, "cg_backward", sizeof *l);
-            if (!l) return CG_ERR_NOMEM;
-            *l = (leaf_link){t, p->leaves};
-            p->leaves = l;
-        }
-        t->bgrad = g;
-        t->bctx = p->ctx;
-        t->bpass = p->id;
-        return CG_OK;
+/* Doubles the table (the old one stays in the arena until the reset). */
+static cg_status leaf_grow(cgi_pass *p) {
+    size_t cap = p->cap ? p->cap * 2 : LEAF_SLOTS_MIN;
+    cgi_leaf_slot *old = p->slots;
+    cgi_leaf_slot *slots = cgi_alloc(p->ctx, "cg_backward", sizeof *slots * cap);
+    if (!slots) return CG_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++) slots[i] = (cgi_leaf_slot){NULL, NULL};
+    size_t oldcap = p->cap;
+    p->slots = slots;
+    p->cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].t) *leaf_slot(p, old[i].t) = old[i];
+    return CG_OK;
+}
+
+/* The gradient flowing into t in this pass, NULL if none yet. */
+static cg_tensor *grad_in(const cgi_pass *p, const cg_tensor *t) {
+    if (t->node) return t->node->bpass == p->id ? t->node->bgrad : NULL;
+    return p->cap ? leaf_slot(p, t)->g : NULL;
+}
+
+/* Adds g to the gradient flowing into t in this pass (*have). */
+static cg_status add_to(cgi_pass *p, cg_tensor **have, cg_tensor *g) {
+    if (*have) g = accumulate(p->ctx, *have, g);
+    if (!g) return cg_last_status();
+    *have = g;
+    return CG_OK;
+}
+
+static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
+    cg_node *n = t->node;
+    if (n) {
+        if (n->bpass != p->id) n->bgrad = NULL;
+        n->bpass = p->id;
+        return add_to(p, &n->bgrad, g);
     }
-    t->bgrad = accumulate(p->ctx, t->bgrad, g);
-    return t->bgrad ? CG_OK : cg_last_status();
+    if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return CG_ERR_NOMEM;
+    cgi_leaf_slot *slot = leaf_slot(p, t);
+    if (!slot->t) {
+        *slot = (cgi_leaf_slot){t, NULL};
+        p->nleaves++;
+    }
+    return add_to(p, &slot->g, g);
 }
 
 /* ---- one node ---------------------------------------------------------------- */
@@ -88,7 +117,7 @@ static cg_status check_saved(const cg_node *n) {
 /* The op's gradient for input i must match the input exactly. */
 static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
     const cg_tensor *x = n->inputs[i];
-    if (cg_same_shape(g, x) && g->dtype == x->dtype) return CG_OK;
+    if (cgi_same_shape(g, x) && g->dtype == x->dtype) return CG_OK;
     char sg[160], sx[160];
     return cgi_error(x->ctx ? x->ctx : n->output->ctx, CG_ERR_STATE,
                      "cg_backward: cg_%s gave a %s %s gradient for its %s %s input %d",
@@ -98,13 +127,13 @@ static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
 
 /* Whether the rule added input i's gradient to the leaf's .grad itself
  * (cg_node_grad_sink): then the engine only marks the .grad as changed. */
-static bool sunk(cg_ctx *ctx, const cg_node *n, int i, const cg_tensor *g) {
-    if (i >= 32 || !(ctx->sinks_given >> i & 1u) || g != n->inputs[i]->grad) return false;
+static bool sunk(const cgi_pass *p, const cg_node *n, int i, const cg_tensor *g) {
+    if (i >= 32 || !(p->sinks_given >> i & 1u) || g != n->inputs[i]->grad) return false;
     cgi_bump_version(n->inputs[i]->grad);
     return true;
 }
 
-static cg_status run_node(pass *p, cg_node *n) {
+static cg_status run_node(cgi_pass *p, cg_node *n) {
     if (n->released)
         return cgi_error(p->ctx, CG_ERR_STATE, "cg_backward: the graph through cg_%s was "
                          "already freed by a backward; pass CG_RETAIN_GRAPH to the first "
@@ -117,21 +146,23 @@ static cg_status run_node(pass *p, cg_node *n) {
         if (!gin) return CG_ERR_NOMEM;
         for (int i = 0; i < n->ninputs; i++) gin[i] = NULL;
     }
-    p->ctx->sinks_given = 0;
-    if (s == CG_OK) s = n->op->backward(p->ctx, n, n->output->bgrad, gin);
+    p->sinks_given = 0;
+    p->running = n;
+    if (s == CG_OK) s = n->op->backward(p->ctx, n, n->bgrad, gin);
+    p->running = NULL;
     for (int i = 0; s == CG_OK && i < n->ninputs; i++) {
         if (!n->needs[i]) continue;
         if (!gin[i]) return cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE;
-        if (sunk(p->ctx, n, i, gin[i])) continue;
+        if (sunk(p, n, i, gin[i])) continue;
         s = check_gin(n, i, gin[i]);
-        if (s == CG_OK) s = add_grad(p, (cg_tensor *)n->inputs[i], gin[i]);
+        if (s == CG_OK) s = add_grad(p, n->inputs[i], gin[i]);
     }
     if (s == CG_OK && !(p->flags & CG_RETAIN_GRAPH)) n->released = true;
     return s;
 }
 
 /* ---- the sweep ------------------------------------------------------------------ */
-static cg_status seed(pass *p, cg_tensor *out, const cg_tensor *gout, const char *op) {
+static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const char *op) {
     char so[160], sg[160];
     if (!out->requires_grad)
         return cgi_error(p->ctx, CG_ERR_STATE, "%s: the output does not require a gradient "
@@ -142,7 +173,7 @@ static cg_status seed(pass *p, cg_tensor *out, const cg_tensor *gout, const char
                              "gradient for it", op, cg_shape_str(out, so, sizeof so));
         gout = cg_ones(p->ctx, out->dtype, out->ndim, out->shape);
         if (!gout) return cg_last_status();
-    } else if (!cg_same_shape(out, gout) || gout->dtype != out->dtype) {
+    } else if (!cgi_same_shape(out, gout) || gout->dtype != out->dtype) {
         return cgi_error(p->ctx, CG_ERR_SHAPE, "%s: gradient %s %s for a %s %s output", op,
                          cg_dtype_name(gout->dtype), cg_shape_str(gout, sg, sizeof sg),
                          cg_dtype_name(out->dtype), cg_shape_str(out, so, sizeof so));
@@ -150,66 +181,64 @@ static cg_status seed(pass *p, cg_tensor *out, const cg_tensor *gout, const char
     return add_grad(p, out, (cg_tensor *)gout);
 }
 
-static cg_status sweep(pass *p, cg_node *start) {
+static cg_status sweep(cgi_pass *p, cg_node *start) {
     cg_status s = CG_OK;
     bool record = (p->flags & CG_CREATE_GRAPH) != 0;
     if (!record) cg_no_grad_push(p->ctx);
     for (cg_node *n = start; n && s == CG_OK; n = n->prev)
-        if (has_grad(p, n->output)) s = run_node(p, n);
+        if (n->bpass == p->id) s = run_node(p, n);
     if (!record) cg_no_grad_pop(p->ctx);
     return s;
 }
 
 /* Seeds every output, then sweeps from the newest node that exists now (a
  * create_graph pass appends nodes, which the sweep must not visit). */
-static cg_status run_pass(pass *p, int n, cg_tensor *const *outs,
+static cg_status run_pass(cgi_pass *p, int n, cg_tensor *const *outs,
                           const cg_tensor *const *gouts, const char *op) {
     if (p->flags & CG_CREATE_GRAPH) p->flags |= CG_RETAIN_GRAPH;
-    p->id = ++p->ctx->grad_pass;
-    p->leaves = NULL;
+    p->id = atomic_fetch_add(&last_pass_id, 1) + 1;
     cg_node *start = p->ctx->tape_last;
-    for (int i = 0; i < n; i++) {
-        cg_status s = seed(p, outs[i], gouts ? gouts[i] : NULL, op);
-        if (s != CG_OK) return s;
+    cg_status s = CG_OK;
+    for (int i = 0; s == CG_OK && i < n; i++) {
+        const cg_tensor *g = gouts ? gouts[i] : NULL;
+        if (g && cgi_stale(g)) return cgi_stale_error_as(p->ctx, op, "grad_output", i, g);
+        s = seed(p, outs[i], g, op);
     }
-    return sweep(p, start);
-}
-
-/* Leaves outlive the pass (a caller-owned one outlives the context, whose
- * address a later context may reuse): untag them so no later pass can take
- * their stale bgrad for its own. Tensors made in the context die with it. */
-static void end_pass(pass *p) {
-    for (leaf_link *l = p->leaves; l; l = l->next) {
-        l->t->bgrad = NULL;
-        l->t->bctx = NULL;
-        l->t->bpass = 0;
-    }
+    if (s != CG_OK) return s;
+    p->outer = p->ctx->pass;
+    p->ctx->pass = p;
+    s = sweep(p, start);
+    p->ctx->pass = p->outer;
+    return s;
 }
 
 /* ---- public entry points ------------------------------------------------------------ */
-static cg_status leaf_accumulate(cg_tensor *leaf) {
+static cg_status leaf_accumulate(cg_tensor *leaf, const cg_tensor *g) {
     if (!leaf->requires_grad) return CG_OK;
     if (!leaf->grad) {
         leaf->grad = cg_zeros(leaf->ctx, leaf->dtype, leaf->ndim, leaf->shape);
         if (!leaf->grad) return cg_last_status();
     }
-    cgi_map_binary(cgi_binary_add.fn[leaf->dtype], leaf->grad, leaf->bgrad, leaf->grad);
+    cgi_map_binary(cgi_binary_add.fn[leaf->dtype], leaf->grad, g, leaf->grad);
     cgi_bump_version(leaf->grad);
     return CG_OK;
 }
 
 cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsigned flags) {
     if (!output) return cgi_error(NULL, CG_ERR_ARG, "cg_backward: output is NULL");
+    cg_status s = CG_OK;
+    if (cgi_stale(output)) s = cgi_stale_error_as(NULL, "cg_backward", "output", -1, output);
+    if (s == CG_OK && grad_output && cgi_stale(grad_output))
+        s = cgi_stale_error_as(NULL, "cg_backward", "grad_output", -1, grad_output);
+    if (s != CG_OK) return s;
     cg_ctx *ctx = output->ctx;
     if (!ctx)
         return cgi_error(NULL, CG_ERR_STATE, "cg_backward: the output was not made in a "
                          "context, so there is no graph to walk");
-    pass p = {.ctx = ctx, .flags = flags};
-    ctx->grad_sinks = !(flags & CG_CREATE_GRAPH);
-    cg_status s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
-    ctx->grad_sinks = false;
-    for (leaf_link *l = p.leaves; s == CG_OK && l; l = l->next) s = leaf_accumulate(l->t);
-    end_pass(&p);
+    cgi_pass p = {.ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH)};
+    s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
+    for (size_t i = 0; s == CG_OK && i < p.cap; i++)
+        if (p.slots[i].t) s = leaf_accumulate((cg_tensor *)p.slots[i].t, p.slots[i].g);
     return s;
 }
 
@@ -220,10 +249,14 @@ static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, 
     if (!ctx || nout < 1 || nin < 1 || !outs || !ins || !grads)
         return cgi_error(ctx, CG_ERR_ARG, "cg_grad: needs a context, outputs, inputs and "
                          "room for the gradients");
-    for (int i = 0; i < nout; i++)
+    for (int i = 0; i < nout; i++) {
         if (!outs[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: output %d is NULL", i);
+        if (cgi_stale(outs[i]))
+            return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
+    }
     for (int i = 0; i < nin; i++) {
         if (!ins[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: input %d is NULL", i);
+        if (cgi_stale(ins[i])) return cgi_stale_error(ctx, "cg_grad", i, ins[i]);
         if (!ins[i]->requires_grad)
             return cgi_error(ctx, CG_ERR_STATE, "cg_grad: input %d does not require a "
                              "gradient", i);
@@ -237,13 +270,13 @@ cg_status cg_grad(cg_ctx *ctx, int noutputs, cg_tensor *const *outputs,
     cg_status s = check_grad_args(ctx, noutputs, outputs, ninputs, inputs, grads);
     for (int i = 0; grads && i < ninputs; i++) grads[i] = NULL;
     if (s != CG_OK) return s;
-    pass p = {.ctx = ctx, .flags = flags};
+    cgi_pass p = {.ctx = ctx, .flags = flags};
     s = run_pass(&p, noutputs, outputs, grad_outputs, "cg_grad");
     for (int i = 0; s == CG_OK && i < ninputs; i++) {
         const cg_tensor *x = inputs[i];
-        grads[i] = has_grad(&p, x) ? x->bgrad : cg_zeros(ctx, x->dtype, x->ndim, x->shape);
+        grads[i] = grad_in(&p, x);
+        if (!grads[i]) grads[i] = cg_zeros(ctx, x->dtype, x->ndim, x->shape);
         if (!grads[i]) s = cg_last_status();
     }
-    end_pass(&p);
     return s;
 }

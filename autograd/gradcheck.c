@@ -59,6 +59,12 @@ static bool validate(check *c) {
     for (int i = 0; i < c->ninputs; i++) {
         cg_tensor *x = c->inputs[i];
         if (!x) return fail(c, "an input is NULL", "");
+        if (cgi_stale(x)) { /* the thread's error is the stale one, named as usual */
+            cgi_stale_error(NULL, c->name, i, x);
+            c->r->ok = false;
+            snprintf(c->r->msg, sizeof c->r->msg, "gradcheck: %s", cg_last_error());
+            return false;
+        }
         if (!x->requires_grad) continue;
         if (x->dtype != CG_F64)
             return fail_status(c, CG_ERR_DTYPE, "inputs that require a gradient must be f64",

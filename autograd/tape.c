@@ -101,6 +101,12 @@ static bool null_arg(const void *p, const char *op, const char *what) {
     return true;
 }
 
+/* t is a live tensor: NULL reported as null_arg does, a stale handle as
+ * cgi_usable does. */
+static bool live(const cg_tensor *t, const char *op) {
+    return !null_arg(t, op, "tensor") && cgi_usable(t, op);
+}
+
 /* n is a node and i one of its inputs; else an error under op's name. */
 static bool input_ok(const cg_node *n, int i, const char *op) {
     if (null_arg(n, op, "node")) return false;
@@ -123,7 +129,7 @@ const void *cg_node_saved(const cg_node *n) {
     return null_arg(n, "cg_node_saved", "node") ? NULL : n->saved;
 }
 const cg_node *cg_grad_fn(const cg_tensor *t) {
-    return null_arg(t, "cg_grad_fn", "tensor") ? NULL : t->node;
+    return live(t, "cg_grad_fn") ? t->node : NULL;
 }
 
 const cg_tensor *cg_node_input(const cg_node *n, int i) {
@@ -134,21 +140,21 @@ bool cg_node_needs_grad(const cg_node *n, int i) {
 }
 
 cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
-    if (!input_ok(n, i, "cg_node_grad_sink") || !n->needs[i] || i >= 32 ||
-        !n->output->ctx->grad_sinks)
-        return NULL;
+    cgi_pass *p = input_ok(n, i, "cg_node_grad_sink") ? n->output->ctx->pass : NULL;
+    if (!p || !n->needs[i] || i >= 32 || p->running != n || !p->sinks) return NULL;
     const cg_tensor *x = n->inputs[i];
     cg_tensor *g = x->grad;
     if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
-        !cg_same_shape(g, x))
+        !cgi_same_shape(g, x))
         return NULL;
-    n->output->ctx->sinks_given |= 1u << i;
+    p->sinks_given |= 1u << i;
     return g;
 }
 
 /* ---- leaves ---------------------------------------------------------------- */
 cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "cg_set_requires_grad: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_set_requires_grad", -1, t);
+    if (s != CG_OK) return s;
     if (t->node)
         return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_requires_grad: only a leaf can be "
                          "marked; this tensor was made by cg_%s (use cg_detach)",
@@ -161,19 +167,22 @@ cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
 }
 
 bool cg_requires_grad(const cg_tensor *t) {
-    return !null_arg(t, "cg_requires_grad", "tensor") && t->requires_grad;
+    return live(t, "cg_requires_grad") && t->requires_grad;
 }
-bool cg_is_leaf(const cg_tensor *t) { return !null_arg(t, "cg_is_leaf", "tensor") && !t->node; }
+bool cg_is_leaf(const cg_tensor *t) { return live(t, "cg_is_leaf") && !t->node; }
 cg_tensor *cg_grad_of(const cg_tensor *t) {
-    return null_arg(t, "cg_grad_of", "tensor") ? NULL : t->grad;
+    return live(t, "cg_grad_of") ? t->grad : NULL;
 }
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
     if (!t || !g) return cgi_error(NULL, CG_ERR_ARG, "cg_set_grad: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_set_grad", 0, t);
+    if (s == CG_OK) s = cgi_check_input(NULL, "cg_set_grad", 1, g);
+    if (s != CG_OK) return s;
     if (t->node)
         return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_grad: only a leaf has a .grad");
-    if (!cg_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
+    if (!cgi_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
         return cgi_error(t->ctx, CG_ERR_SHAPE, "cg_set_grad: %s %s gradient for a %s %s "
                          "leaf (need the same shape, dtype and owner)",
                          cg_dtype_name(g->dtype), cg_shape_str(g, sg, sizeof sg),
@@ -184,7 +193,7 @@ cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
 }
 
 void cg_zero_grad(cg_tensor *t) {
-    if (t && t->grad) cg_fill_(t->grad, 0.0);
+    if (cgi_usable(t, "cg_zero_grad") && t->grad) cg_fill_(t->grad, 0.0);
 }
 
 cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t) {

@@ -23,8 +23,8 @@ static void drop_temp(cg_ctx *ctx, const cg_tensor *tmp, const cg_tensor *orig) 
  * float-only kernels); no graph. */
 static cg_tensor *binary_forward(cg_ctx *ctx, const char *name, const cgi_binary_kernel *k,
                                  const cg_tensor *a, const cg_tensor *b) {
-    CGI_NULL_CHECK(a, name);
-    CGI_NULL_CHECK(b, name);
+    CGI_INPUT_CHECK(a, name, 0);
+    CGI_INPUT_CHECK(b, name, 1);
     int n;
     int64_t shape[CG_MAX_DIMS];
     if (cgi_broadcast(ctx, name, a->ndim, a->shape, b->ndim, b->shape, &n, shape) != CG_OK)
@@ -294,9 +294,9 @@ static const cg_op where_op = {"where", where_backward, CG_SAVES_INPUT(0)};
 
 cg_tensor *cg_where(cg_ctx *ctx, const cg_tensor *cond, const cg_tensor *a,
                     const cg_tensor *b) {
-    CGI_NULL_CHECK(cond, "cg_where");
-    CGI_NULL_CHECK(a, "cg_where");
-    CGI_NULL_CHECK(b, "cg_where");
+    CGI_INPUT_CHECK(cond, "cg_where", 0);
+    CGI_INPUT_CHECK(a, "cg_where", 1);
+    CGI_INPUT_CHECK(b, "cg_where", 2);
     return CGI_RECORD(ctx, &where_op, where_forward(ctx, cond, a, b), cond, a, b);
 }
 

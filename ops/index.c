@@ -43,6 +43,9 @@ static bool check_list(cg_ctx *ctx, const char *op, int n, const cg_tensor *cons
             if (cg_last_status() == CG_OK)
                 cgi_error(ctx, CG_ERR_ARG, "%s: input %d is NULL", op, i);
             return false;
+        } else if (cgi_stale(xs[i])) {
+            cgi_stale_error(ctx, op, i, xs[i]);
+            return false;
         }
     for (int i = 1; i < n; i++)
         if (xs[i]->dtype != xs[0]->dtype) {
@@ -243,8 +246,8 @@ static const cg_op embedding_op = {"embedding", embedding_backward, CG_SAVES_INP
 /* ---- gathers --------------------------------------------------------------------------- */
 /* x [.., n, ..] and index [k] along axis: out [.., k, ..]. */
 cg_tensor *cg_index_select(cg_ctx *ctx, const cg_tensor *x, int axis, const cg_tensor *index) {
-    CGI_NULL_CHECK(x, "cg_index_select");
-    CGI_NULL_CHECK(index, "cg_index_select");
+    CGI_INPUT_CHECK(x, "cg_index_select", 0);
+    CGI_INPUT_CHECK(index, "cg_index_select", 1);
     int a;
     if (cgi_axis(ctx, "cg_index_select", x->ndim, axis, &a) != CG_OK ||
         !check_index(ctx, "cg_index_select", index, 1, x, a))
@@ -262,8 +265,8 @@ cg_tensor *cg_index_select(cg_ctx *ctx, const cg_tensor *x, int axis, const cg_t
 
 /* x and index of one rank, index no larger off axis: out shaped like index. */
 cg_tensor *cg_gather(cg_ctx *ctx, const cg_tensor *x, int axis, const cg_tensor *index) {
-    CGI_NULL_CHECK(x, "cg_gather");
-    CGI_NULL_CHECK(index, "cg_gather");
+    CGI_INPUT_CHECK(x, "cg_gather", 0);
+    CGI_INPUT_CHECK(index, "cg_gather", 1);
     int a;
     if (cgi_axis(ctx, "cg_gather", x->ndim, axis, &a) != CG_OK ||
         !check_index(ctx, "cg_gather", index, x->ndim, x, a))
@@ -296,8 +299,8 @@ static void lookup(cg_tensor *out, const cg_tensor *weight, const cg_tensor *ind
 
 /* weight [V, D], indices [...] -> [..., D]. */
 cg_tensor *cg_embedding(cg_ctx *ctx, const cg_tensor *weight, const cg_tensor *indices) {
-    CGI_NULL_CHECK(weight, "cg_embedding");
-    CGI_NULL_CHECK(indices, "cg_embedding");
+    CGI_INPUT_CHECK(weight, "cg_embedding", 0);
+    CGI_INPUT_CHECK(indices, "cg_embedding", 1);
     char buf[160];
     if (weight->ndim != 2 || indices->ndim >= CG_MAX_DIMS) {
         cgi_error(ctx, CG_ERR_SHAPE,

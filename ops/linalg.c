@@ -141,8 +141,8 @@ static const cg_op matmul_op = {"matmul", matmul_backward,
                                 CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
 cg_tensor *cg_matmul(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
-    CGI_NULL_CHECK(a, "cg_matmul");
-    CGI_NULL_CHECK(b, "cg_matmul");
+    CGI_INPUT_CHECK(a, "cg_matmul", 0);
+    CGI_INPUT_CHECK(b, "cg_matmul", 1);
     return CGI_RECORD(ctx, &matmul_op, matmul_forward(ctx, a, b), a, b);
 }
 
@@ -224,8 +224,9 @@ static const cg_op linear_op = {"linear", linear_backward,
 
 cg_tensor *cg_linear(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *weight,
                      const cg_tensor *bias) {
-    CGI_NULL_CHECK(x, "cg_linear");
-    CGI_NULL_CHECK(weight, "cg_linear");
+    CGI_INPUT_CHECK(x, "cg_linear", 0);
+    CGI_INPUT_CHECK(weight, "cg_linear", 1);
+    if (bias) CGI_INPUT_CHECK(bias, "cg_linear", 2);
     if (linear_check(ctx, x, weight, bias) != CG_OK) return NULL;
     cg_tensor *y = linear_forward(ctx, x, weight, bias);
     const cg_tensor *inputs[3] = {x, weight, bias};

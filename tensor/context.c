@@ -29,9 +29,8 @@ static cgi_chunk *chunk_new(cgi_arena *a, size_t size) {
     return c;
 }
 
-void *cgi_arena_alloc(cgi_arena *a, size_t size) {
-    size = align_up(size ? size : 1);
-    if (size < size - 1) return NULL; /* overflow in align_up */
+/* size: aligned. */
+static void *bump(cgi_arena *a, size_t size) {
     if (!a->head || a->head->size - a->head->used < size) {
         size_t want = a->capacity > CGI_CHUNK_MIN ? a->capacity : CGI_CHUNK_MIN;
         if (want < size) want = size;
@@ -46,27 +45,75 @@ void *cgi_arena_alloc(cgi_arena *a, size_t size) {
     return p;
 }
 
+/* Blocks small enough go into the padding before the last tensor header
+ * (a tensor's storage or node, usually), so phased headers cost little room. */
+void *cgi_arena_alloc(cgi_arena *a, size_t size) {
+    size = align_up(size ? size : 1);
+    if (size < size - 1) return NULL; /* overflow in align_up */
+    if (size <= a->gap_size) {
+        void *p = a->gap;
+        a->gap += size;
+        a->gap_size -= size;
+        return p;
+    }
+    return bump(a, size);
+}
+
+/* A header at an address congruent to phase modulo CGI_GEN_PHASES * 64:
+ * takes room for the worst padding, then gives back what it did not use
+ * (the block is the last one in the head chunk). */
+static void *arena_alloc_phased(cgi_arena *a, size_t size, size_t phase) {
+    const size_t period = (size_t)CGI_ALIGN * CGI_GEN_PHASES, slack = period - CGI_ALIGN;
+    unsigned char *p = bump(a, align_up(size) + slack);
+    if (!p) return NULL;
+    size_t pad = (size_t)((phase - (uintptr_t)p) & (period - 1));
+    a->head->used -= slack - pad;
+    a->used -= slack - pad;
+    a->gap = p;
+    a->gap_size = pad;
+    return p + pad;
+}
+
+static void free_chunks(cgi_chunk *c) {
+    for (cgi_chunk *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+}
+
 /* Keeps the memory: one chunk of the total size, so the next step of the same
- * size fits in it without a malloc. */
+ * size fits in it without a malloc. The chunks it replaces are kept for
+ * CGI_GEN_PHASES - 1 more resets (only while a loop's steps still grow), so
+ * the handles cgi_stale guarantees to catch always read mapped memory. */
 void cgi_arena_reset(cgi_arena *a) {
+    free_chunks(a->retired[CGI_RETIRED - 1]);
+    for (int i = CGI_RETIRED - 1; i > 0; i--) a->retired[i] = a->retired[i - 1];
+    a->retired[0] = NULL;
     if (a->head && a->head->next) {
         size_t total = a->capacity;
-        cgi_arena_release(a);
+        a->retired[0] = a->head;
+        a->head = NULL;
+        a->capacity = 0;
         a->head = chunk_new(a, total); /* on failure: empty arena, grows later */
     } else if (a->head) {
         a->head->used = 0;
     }
     a->used = 0;
+    a->gap = NULL;
+    a->gap_size = 0;
 }
 
 void cgi_arena_release(cgi_arena *a) {
-    for (cgi_chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
+    free_chunks(a->head);
     a->head = NULL;
+    for (int i = 0; i < CGI_RETIRED; i++) {
+        free_chunks(a->retired[i]);
+        a->retired[i] = NULL;
+    }
     a->used = 0;
     a->capacity = 0;
+    a->gap = NULL;
+    a->gap_size = 0;
 }
 
 cg_ctx *cg_ctx_new(void) {
@@ -85,6 +132,7 @@ void cg_ctx_reset(cg_ctx *ctx) {
     if (!ctx) return;
     cgi_arena_reset(&ctx->arena);
     ctx->resets++;
+    ctx->gen++; /* every header made so far fails cgi_stale from now on */
     ctx->status = CG_OK;
     ctx->msg[0] = '\0';
     ctx->tape_last = NULL;
@@ -104,4 +152,12 @@ void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size) {
     void *p = ctx ? cgi_arena_alloc(&ctx->arena, size) : malloc(size ? size : 1);
     if (!p) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, size);
     return p;
+}
+
+cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op, size_t extra) {
+    if (!ctx) return cgi_alloc(NULL, op, sizeof(cg_tensor));
+    size_t phase = (size_t)(ctx->gen % CGI_GEN_PHASES) * CGI_ALIGN;
+    cg_tensor *t = arena_alloc_phased(&ctx->arena, sizeof *t + extra, phase);
+    if (!t) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t + extra);
+    return t;
 }

@@ -60,10 +60,10 @@ static void coalesce(iter *it) {
  * every input either contiguous with out's shape or a single element. The
  * iteration is then one flat dim with strides 1 or 0. */
 static bool iter_flat(iter *it, cg_tensor *out, const cg_tensor **in, int nin) {
-    if (!cg_is_contiguous(out)) return false;
+    if (!cgi_is_contiguous(out)) return false;
     for (int i = 0; i < nin; i++) {
         bool one = cgi_numel(in[i]->ndim, in[i]->shape) == 1;
-        if (!one && !(cg_same_shape(in[i], out) && cg_is_contiguous(in[i]))) return false;
+        if (!one && !(cgi_same_shape(in[i], out) && cgi_is_contiguous(in[i]))) return false;
         it->strides[i + 1][0] = one ? 0 : 1;
         it->base[i + 1] = cgi_ptr(in[i]);
         it->esize[i + 1] = cg_dtype_size(in[i]->dtype);
@@ -187,5 +187,6 @@ cg_tensor *cgi_stack_scalar(cg_tensor *t, cgi_storage *st, cgi_scalar *v, cg_dty
                         .kind = CGI_STORAGE_BORROWED};
     t->storage = st;
     t->dtype = dt;
+    cgi_stamp_header(t, NULL);
     return t;
 }

@@ -43,6 +43,30 @@ cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...) {
     return status;
 }
 
+/* Only what cgi_stale vouched for is read: t->ctx and t->gen when the check
+ * word matched (the intact header of an earlier generation). */
+cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,
+                             const cg_tensor *t) {
+    char who[48];
+    if (i >= 0) snprintf(who, sizeof who, "%s %d", what, i);
+    else snprintf(who, sizeof who, "%s", what);
+    bool intact = t->check == cgi_stamp(t, t->ctx, t->gen);
+    return cgi_error(ctx, CG_ERR_STATE, "%s: %s belongs to a context that was reset%s since "
+                     "it was made", op, who, intact ? "" : " or freed");
+}
+
+cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const cg_tensor *t) {
+    return cgi_stale_error_as(ctx, op, "input", i, t);
+}
+
+cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t) {
+    if (!t) {
+        if (i < 0) return cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);
+        return cgi_error(ctx, CG_ERR_ARG, "%s: input %d is NULL", op, i);
+    }
+    return cgi_stale(t) ? cgi_stale_error(ctx, op, i, t) : CG_OK;
+}
+
 /* A NULL ctx: CG_ERR_ARG and "", reported unless an error is already
  * recorded (a failed cg_ctx_new made the NULL: its error is kept). */
 static bool null_ctx(const cg_ctx *ctx, const char *op) {

@@ -33,32 +33,51 @@ typedef struct cgi_storage {
 
 struct cg_node; /* autograd/: the op that produced a tensor */
 
+/* Handles outlive what they name: a context tensor's header dies at the
+ * context's reset, and the next step reuses its memory. Every header
+ * therefore carries a validity word that depends on its own address, its
+ * context and the context's generation (bumped by each reset), checked by
+ * every public function before it reads anything else (cgi_stale). The first
+ * 64 bytes hold what the check reads. */
 struct cg_tensor {
-    cgi_storage *storage;
+    uint64_t check;       /* cgi_stamp(this, ctx, gen) */
     cg_ctx *ctx;          /* owning context, NULL for caller-owned */
+    uint32_t gen;         /* ctx's generation when made; 0 for caller-owned */
+    int ndim;
+    cgi_storage *storage;
     int64_t offset;       /* in elements */
     int64_t shape[CG_MAX_DIMS];
     int64_t strides[CG_MAX_DIMS]; /* in elements, >= 0 */
-    int ndim;
     cg_dtype dtype;
-    /* autograd (issue: autograd); tensor/ only initialises these */
+    /* Autograd's lasting per-tensor state (PyTorch's AutogradMeta); tensor/
+     * only initialises it. Kept here rather than behind a pointer: every op
+     * reads requires_grad and node, and a side structure would cost one more
+     * allocation per leaf and one more load per input. Per-pass state (the
+     * gradient flowing in during a backward) lives in autograd's own
+     * structures: on the producing node, or in the pass for leaves. */
     bool requires_grad;
     cg_tensor *grad;      /* accumulated gradient of a leaf */
     struct cg_node *node; /* producer, NULL for leaves */
-    /* the gradient flowing into this tensor during one backward pass */
-    cg_tensor *bgrad;
-    cg_ctx *bctx;
-    uint64_t bpass;
 };
 
 /* ---- arena and context --------------------------------------------------- */
 typedef struct cgi_chunk cgi_chunk;
 
+/* Generations whose tensor headers never share an address (see cgi_stale). */
+#define CGI_GEN_PHASES 4
+#define CGI_RETIRED (CGI_GEN_PHASES > 1 ? CGI_GEN_PHASES - 1 : 1)
+
 typedef struct cgi_arena {
     cgi_chunk *head;      /* chunk being filled (list of all chunks) */
+    /* Chunks merged away by the last resets, [0] newest, freed
+     * CGI_GEN_PHASES - 1 resets later: until then stale handles into them
+     * read mapped memory (and are reported, not a crash). */
+    cgi_chunk *retired[CGI_RETIRED];
     size_t used;
     size_t capacity;
     size_t chunk_allocs;
+    unsigned char *gap;   /* free padding before the last tensor header */
+    size_t gap_size;
 } cgi_arena;
 
 #define CGI_MSG_MAX 512
@@ -66,14 +85,17 @@ typedef struct cgi_arena {
 struct cg_ctx {
     cgi_arena arena;
     size_t resets;
+    uint32_t gen;                 /* generation: bumped by every reset (wraps) */
     cg_status status;             /* first error since reset */
     char msg[CGI_MSG_MAX];
-    /* autograd hangs its tape here; tensor/ only clears it on reset */
+    /* Autograd's tape and grad mode, which last across passes (a backward
+     * pass keeps its state in autograd's structures); tensor/ only clears
+     * the tape on reset. */
     struct cg_node *tape_last;
     int no_grad_depth;
-    uint64_t grad_pass;    /* id of the latest backward pass */
-    bool grad_sinks;       /* the running pass lets rules add to leaves' .grad */
-    uint32_t sinks_given;  /* inputs of the running node handed their .grad */
+    /* The backward pass running in this context, for cg_node_grad_sink;
+     * opaque here, owned by autograd (NULL outside a pass). */
+    struct cgi_pass *pass;
 };
 
 CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */
@@ -82,6 +104,54 @@ CGI_HIDDEN void cgi_arena_release(cgi_arena *a);
 /* Memory for one tensor-related object: arena when ctx, else malloc (NULL
  * with CG_ERR_NOMEM recorded on failure). */
 CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
+
+/* ---- validity of handles -------------------------------------------------- */
+/* A context's tensor headers sit at addresses congruent to (gen mod
+ * CGI_GEN_PHASES) * 64 modulo CGI_GEN_PHASES * 64, so no header made in the
+ * next CGI_GEN_PHASES - 1 generations can sit at a stale handle's address:
+ * what is there now is the inside of some other object, or old bytes, and
+ * the address-dependent check word fails (or, for the intact old header,
+ * the generation does). The padding before a header (96 bytes on average)
+ * takes the next small block that fits, usually the op's node, and a
+ * context tensor's storage and data follow its header in the same block
+ * (CGI_GEN_PHASES is defined with the arena above). */
+/* Memory for a tensor header (see above) and extra bytes after it, in a
+ * context; malloc of a header alone when ctx is NULL (extra ignored). */
+CGI_HIDDEN cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op, size_t extra);
+
+/* The multiply (odd, so one-to-one) scatters structured bytes: old shapes,
+ * a storage header's pointers, zeros, never match by accident. */
+static inline uint64_t cgi_stamp(const cg_tensor *t, const cg_ctx *ctx, uint32_t gen) {
+    uint64_t x = (uint64_t)(uintptr_t)t ^ (uint64_t)(uintptr_t)ctx ^ (uint64_t)gen << 40;
+    return x * 0x9E3779B97F4A7C15u;
+}
+/* Makes the header at t valid for ctx's current generation (or caller-owned). */
+static inline void cgi_stamp_header(cg_tensor *t, cg_ctx *ctx) {
+    t->ctx = ctx;
+    t->gen = ctx ? ctx->gen : 0;
+    t->check = cgi_stamp(t, ctx, t->gen);
+}
+/* Whether t is not a live header: its check word is not the one for its
+ * address (the bytes there are not a header made there: its context was reset
+ * and the memory reused, or it was freed), or its context was reset since.
+ * ctx is only read once the check word vouches for it. */
+static inline bool cgi_stale(const cg_tensor *t) {
+    return t->check != cgi_stamp(t, t->ctx, t->gen) || (t->ctx && t->ctx->gen != t->gen);
+}
+/* Records CG_ERR_STATE "op: input i belongs to a context that was reset ...";
+ * i < 0 leaves the index out. Returns CG_ERR_STATE. */
+CGI_HIDDEN cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const cg_tensor *t);
+/* The same naming the argument otherwise: "op: what i belongs ...". */
+CGI_HIDDEN cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,
+                                        const cg_tensor *t);
+/* CG_OK for a live tensor; CG_ERR_ARG (message "op: input i is NULL") or
+ * CG_ERR_STATE otherwise. For entry points that return a status. */
+CGI_HIDDEN cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t);
+/* For accessors: false for NULL (no error, as before) and for a stale
+ * handle (error recorded). */
+static inline bool cgi_usable(const cg_tensor *t, const char *op) {
+    return t && (!cgi_stale(t) || (cgi_stale_error(NULL, op, -1, t), false));
+}
 
 /* ---- errors -------------------------------------------------------------- */
 /* Records status and a printf-style message for this thread and for ctx
@@ -98,15 +168,22 @@ CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t
                                  int *out);
 
 /* NULL in, NULL out, keeping the error that made the NULL; a NULL passed
- * first-hand (no error recorded yet) records one. Needs `ctx` in scope. */
-#define CGI_NULL_CHECK(t, op)                                                  \
+ * first-hand (no error recorded yet) records one. A stale handle (cgi_stale)
+ * records CG_ERR_STATE and returns NULL. i is the input's position in the
+ * message; CGI_NULL_CHECK leaves it out. Needs `ctx` in scope. */
+#define CGI_INPUT_CHECK(t, op, i)                                              \
     do {                                                                       \
         if (!(t)) {                                                            \
             if (cg_last_status() == CG_OK)                                     \
                 cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);          \
             return NULL;                                                       \
         }                                                                      \
+        if (cgi_stale(t)) {                                                    \
+            cgi_stale_error(ctx, op, i, t);                                    \
+            return NULL;                                                       \
+        }                                                                      \
     } while (0)
+#define CGI_NULL_CHECK(t, op) CGI_INPUT_CHECK(t, op, -1)
 
 /* ---- tensor construction helpers ----------------------------------------- */
 CGI_HIDDEN int64_t cgi_numel(int ndim, const int64_t *shape);
@@ -122,6 +199,15 @@ CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *
                                   int ndim, const int64_t *shape,
                                   const int64_t *strides, int64_t offset);
 CGI_HIDDEN bool cgi_valid_dtype(cg_dtype dt);
+/* cg_is_contiguous and cg_same_shape without the handle checks, for
+ * library code whose tensors were checked on entry (or are stack headers). */
+CGI_HIDDEN bool cgi_is_contiguous(const cg_tensor *t);
+static inline bool cgi_same_shape(const cg_tensor *a, const cg_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
 CGI_HIDDEN bool cgi_is_float(cg_dtype dt);
 /* Marks an in-place write to t's storage (autograd compares versions). */
 static inline void cgi_bump_version(cg_tensor *t) { t->storage->version++; }

@@ -221,9 +221,15 @@ static void put_suffix(writer *w, const cg_tensor *t) {
     put(w, ")");
 }
 
-static void write_tensor(writer *w, const cg_tensor *t) {
+/* op names the public function in the error a stale handle records. */
+static void write_tensor(writer *w, const cg_tensor *t, const char *op) {
     if (!t) {
         put(w, PREFIX "NULL)");
+        return;
+    }
+    if (cgi_stale(t)) {
+        cgi_stale_error(NULL, op, -1, t);
+        put(w, PREFIX "stale handle)");
         return;
     }
     put(w, PREFIX);
@@ -245,7 +251,7 @@ static void write_tensor(writer *w, const cg_tensor *t) {
 static cg_status print_to(FILE *f, const cg_tensor *t, const char *op) {
     if (!f) return cgi_error(NULL, CG_ERR_ARG, "%s: file is NULL", op);
     writer w = {f, NULL, 0, 0, 0};
-    write_tensor(&w, t);
+    write_tensor(&w, t, op);
     put(&w, "\n");
     if (ferror(f)) return cgi_error(NULL, CG_ERR_IO, "%s: write failed", op);
     return CG_OK;
@@ -257,7 +263,7 @@ size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
         return 0;
     }
     writer w = {NULL, buf, size, 0, 0};
-    write_tensor(&w, t);
+    write_tensor(&w, t, "cg_format");
     if (size > 0)
         buf[w.len < size ? w.len : size - 1] = '\0';
     return w.len;

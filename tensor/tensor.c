@@ -63,10 +63,12 @@ cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *
 }
 
 /* ---- construction -------------------------------------------------------- */
-static cg_tensor *header_new(cg_ctx *ctx, const char *op) {
-    cg_tensor *t = cgi_alloc(ctx, op, sizeof *t);
-    if (t) memset(t, 0, sizeof *t);
-    if (t) t->ctx = ctx;
+/* extra: bytes after the header in the same block (context tensors only). */
+static cg_tensor *header_new(cg_ctx *ctx, const char *op, size_t extra) {
+    cg_tensor *t = cgi_alloc_header(ctx, op, extra);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    cgi_stamp_header(t, ctx);
     return t;
 }
 
@@ -80,26 +82,29 @@ static void set_geometry(cg_tensor *t, int ndim, const int64_t *shape,
     }
 }
 
-/* Storage header and data in one block, data 64-byte aligned. */
-static cgi_storage *storage_new(cg_ctx *ctx, const char *op, size_t nbytes) {
-    size_t head = (sizeof(cgi_storage) + 63) & ~(size_t)63;
-    if (nbytes > SIZE_MAX - head - 64) {
-        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
-        return NULL;
-    }
-    cgi_storage *s = ctx ? cgi_alloc(ctx, op, head + nbytes)
-                         : aligned_alloc(64, (head + nbytes + 63) & ~(size_t)63);
-    if (!s) {
-        if (!ctx) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
-        return NULL;
-    }
-    s->data = (char *)s + head;
+#define STORAGE_HEAD ((sizeof(cgi_storage) + 63) & ~(size_t)63)
+_Static_assert(sizeof(cg_tensor) % 64 == 0, "a storage right after a header stays aligned");
+
+/* Storage header and data in one block at mem, data 64-byte aligned. */
+static cgi_storage *storage_init(void *mem, size_t nbytes, cgi_storage_kind kind) {
+    cgi_storage *s = mem;
+    s->data = (char *)s + STORAGE_HEAD;
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
     s->base = NULL;
-    s->kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_HEAP;
+    s->kind = kind;
     return s;
+}
+
+/* A caller-owned tensor's storage (a context's comes with its header). */
+static cgi_storage *storage_new(const char *op, size_t nbytes) {
+    cgi_storage *s = aligned_alloc(64, (STORAGE_HEAD + nbytes + 63) & ~(size_t)63);
+    if (!s) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    return storage_init(s, nbytes, CGI_STORAGE_HEAP);
 }
 
 cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
@@ -111,11 +116,17 @@ cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
     if (cgi_check_shape(ctx, op, ndim, shape) != CG_OK) return NULL;
     int64_t strides[CG_MAX_DIMS];
     cgi_contiguous_strides(ndim, shape, strides);
-    cg_tensor *t = header_new(ctx, op);
+    size_t nbytes = (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt);
+    if (nbytes > SIZE_MAX / 2) {
+        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
+        return NULL;
+    }
+    /* in a context: header, storage and data in one block (one arena call) */
+    cg_tensor *t = header_new(ctx, op, ctx ? STORAGE_HEAD + nbytes : 0);
     if (!t) return NULL;
-    t->storage = storage_new(ctx, op, (size_t)cgi_numel(ndim, shape) * cg_dtype_size(dt));
+    t->storage = ctx ? storage_init(t + 1, nbytes, CGI_STORAGE_ARENA) : storage_new(op, nbytes);
     if (!t->storage) {
-        if (!ctx) free(t);
+        free(t);
         return NULL;
     }
     t->dtype = dt;
@@ -130,7 +141,7 @@ cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim
                   "%s: a view of a context tensor must be made in a context", op);
         return NULL;
     }
-    cg_tensor *v = header_new(ctx, op);
+    cg_tensor *v = header_new(ctx, op, 0);
     if (!v) return NULL;
     v->storage = t->storage;
     if (!ctx) v->storage->refcount++;
@@ -150,9 +161,10 @@ static void storage_release(cgi_storage *s) {
 }
 
 void cg_tensor_free(cg_tensor *t) {
-    if (!t || t->ctx) return;
+    if (!t || !cgi_usable(t, "cg_tensor_free") || t->ctx) return;
     storage_release(t->storage);
     cg_tensor_free(t->grad);
+    t->check = 0; /* best effort: a use after free fails cgi_stale while the bytes last */
     free(t);
 }
 
@@ -301,7 +313,7 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
         cgi_error(ctx, CG_ERR_ARG, "cg_wrap: data is NULL");
         return NULL;
     }
-    cg_tensor *t = header_new(ctx, "cg_wrap");
+    cg_tensor *t = header_new(ctx, "cg_wrap", 0);
     cgi_storage *s = t ? cgi_alloc(ctx, "cg_wrap", sizeof *s) : NULL;
     if (!s) {
         if (!ctx) free(t);
@@ -320,39 +332,42 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
 /* ---- inspection ------------------------------------------------------------ */
 /* An inspector given NULL returns its sentinel (-1, NULL, false, NaN) and
  * reports "op: tensor is NULL", unless an earlier error made the NULL: that
- * one is kept, as by every op (CGI_NULL_CHECK). Returns true for NULL. */
-static bool null_tensor(const cg_tensor *t, const char *op) {
-    if (t) return false;
-    if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
-    return true;
+ * one is kept, as by every op (CGI_NULL_CHECK). A stale handle reads as
+ * NULL too, with its error recorded (cgi_usable). */
+static bool live(const cg_tensor *t, const char *op) {
+    if (!t && cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    return cgi_usable(t, op);
 }
 
 cg_dtype cg_dtype_of(const cg_tensor *t) {
-    return null_tensor(t, "cg_dtype_of") ? CG_F32 : t->dtype;
+    return live(t, "cg_dtype_of") ? t->dtype : CG_F32;
 }
-int cg_ndim(const cg_tensor *t) { return null_tensor(t, "cg_ndim") ? -1 : t->ndim; }
+int cg_ndim(const cg_tensor *t) { return live(t, "cg_ndim") ? t->ndim : -1; }
 const int64_t *cg_shape(const cg_tensor *t) {
-    return null_tensor(t, "cg_shape") ? NULL : t->shape;
+    return live(t, "cg_shape") ? t->shape : NULL;
 }
 const int64_t *cg_strides(const cg_tensor *t) {
-    return null_tensor(t, "cg_strides") ? NULL : t->strides;
+    return live(t, "cg_strides") ? t->strides : NULL;
 }
-int64_t cg_offset(const cg_tensor *t) { return null_tensor(t, "cg_offset") ? -1 : t->offset; }
+int64_t cg_offset(const cg_tensor *t) { return live(t, "cg_offset") ? t->offset : -1; }
 int64_t cg_numel(const cg_tensor *t) {
-    return null_tensor(t, "cg_numel") ? -1 : cgi_numel(t->ndim, t->shape);
+    return live(t, "cg_numel") ? cgi_numel(t->ndim, t->shape) : -1;
 }
-void *cg_data(const cg_tensor *t) { return null_tensor(t, "cg_data") ? NULL : cgi_ptr(t); }
+void *cg_data(const cg_tensor *t) { return live(t, "cg_data") ? cgi_ptr(t) : NULL; }
 
 int64_t cg_dim(const cg_tensor *t, int axis) {
     int a;
-    if (null_tensor(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK)
+    if (!live(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK)
         return -1;
     return t->shape[a];
 }
 
-/* Dims of size 1 may have any stride, as in PyTorch. */
 bool cg_is_contiguous(const cg_tensor *t) {
-    if (null_tensor(t, "cg_is_contiguous")) return false;
+    return live(t, "cg_is_contiguous") && cgi_is_contiguous(t);
+}
+
+/* Dims of size 1 may have any stride, as in PyTorch. */
+bool cgi_is_contiguous(const cg_tensor *t) {
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 0) return true;
@@ -363,16 +378,13 @@ bool cg_is_contiguous(const cg_tensor *t) {
 }
 
 bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
-    if (null_tensor(a, "cg_same_shape") || null_tensor(b, "cg_same_shape")) return false;
-    if (a->ndim != b->ndim) return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->shape[i] != b->shape[i]) return false;
-    return true;
+    return live(a, "cg_same_shape") && live(b, "cg_same_shape") &&
+           cgi_same_shape(a, b);
 }
 
 char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
-    if (!t) {
-        if (size) snprintf(buf, size, "NULL");
+    if (!t || cgi_stale(t)) {
+        if (size) snprintf(buf, size, t ? "(stale)" : "NULL");
         return buf;
     }
     return cgi_fmt_shape(buf, size, t->ndim, t->shape);
@@ -381,7 +393,8 @@ char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
 /* ---- element access -------------------------------------------------------- */
 static cg_status element_ptr(const cg_tensor *t, const char *op, const int64_t *index,
                              char **out) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    cg_status s = cgi_check_input(NULL, op, -1, t);
+    if (s != CG_OK) return s;
     if (t->ndim > 0 && !index) return cgi_error(NULL, CG_ERR_ARG, "%s: index is NULL", op);
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -423,7 +436,7 @@ cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
 }
 
 double cg_item(const cg_tensor *t) {
-    if (null_tensor(t, "cg_item")) return NAN;
+    if (!live(t, "cg_item")) return NAN;
     if (cgi_numel(t->ndim, t->shape) != 1) {
         char buf[160];
         cgi_error(t->ctx, CG_ERR_SHAPE, "cg_item: %s: needs exactly one element",
@@ -437,7 +450,7 @@ double cg_item(const cg_tensor *t) {
 cg_tensor *cgi_slice_of(const cg_tensor *base, int64_t off, int ndim, const int64_t *shape,
                         const char *op) {
     size_t esize = cg_dtype_size(base->dtype);
-    cg_tensor *t = header_new(NULL, op);
+    cg_tensor *t = header_new(NULL, op, 0);
     cgi_storage *s = t ? malloc(sizeof *s) : NULL;
     if (!s) {
         free(t);

@@ -17,6 +17,22 @@
  * function given a NULL tensor returns NULL (or CG_ERR_ARG) without
  * overwriting the error already recorded, so a whole expression can be
  * checked once, at the end.
+ *
+ * Stale handles, in one paragraph: a context tensor used after its
+ * context's reset is an error that every public function taking a tensor
+ * reports (CG_ERR_STATE, "cg_add: input 0 belongs to a context that was reset
+ * since it was made"; "reset or freed" when the bytes no longer hold its
+ * header) instead of reading what now lives at that address. Guaranteed: a
+ * handle used 1 to 3 resets after the one that ended it is always reported,
+ * whatever the context made since (a context places the tensors of
+ * successive generations at different addresses modulo 256). Best effort: a
+ * handle used 4 or more resets later is reported unless a tensor made since
+ * sits at exactly its address (or, if the arena grew then, may read freed
+ * memory: a reset that merges the arena's chunks keeps the old ones for 3
+ * more resets). Not covered: after cg_ctx_free (or
+ * cg_tensor_free of a caller-owned tensor) the memory is returned to the
+ * system; using the handle then is undefined (often reported while the
+ * bytes last, a crash once they are unmapped).
  */
 #ifndef CG_TENSOR_H
 #define CG_TENSOR_H

@@ -334,7 +334,7 @@ static cg_tensor *cast_as(cg_ctx *ctx, const char *op, const cg_tensor *t, cg_dt
 
 cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_contiguous");
-    if (cg_is_contiguous(t))
+    if (cgi_is_contiguous(t))
         return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides,
                            t->offset);
     return cast_as(ctx, "cg_contiguous", t, t->dtype);
@@ -352,6 +352,9 @@ cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
 
 cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
     if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_copy_", 0, dst);
+    if (s == CG_OK) s = cgi_check_input(NULL, "cg_copy_", 1, src);
+    if (s != CG_OK) return s;
     if (!cgi_broadcasts_to(src, dst->ndim, dst->shape)) {
         char s0[160], s1[160];
         return cgi_error(dst->ctx, CG_ERR_SHAPE, "cg_copy_: %s does not broadcast to %s",
@@ -363,7 +366,8 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
 }
 
 cg_status cg_fill_(cg_tensor *dst, double value) {
-    if (!dst) return cgi_error(NULL, CG_ERR_ARG, "cg_fill_: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_fill_", -1, dst);
+    if (s != CG_OK) return s;
     cgi_storage st;
     cgi_scalar v;
     cg_tensor src;
@@ -373,6 +377,7 @@ cg_status cg_fill_(cg_tensor *dst, double value) {
 }
 
 cg_status cg_copy_to_array(const cg_tensor *t, cg_dtype dt, void *out) {
+    if (t && cgi_stale(t)) return cgi_stale_error(NULL, "cg_copy_to_array", -1, t);
     if (!t || (!out && cgi_numel(t->ndim, t->shape) > 0))
         return cgi_error(NULL, CG_ERR_ARG, "cg_copy_to_array: tensor or out is NULL");
     if (!cgi_valid_dtype(dt))
