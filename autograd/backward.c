@@ -14,6 +14,9 @@
  * backward that fails half-way may have added some of those. */
 #include "internal.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include <stdatomic.h>
 
 #define LEAF_SLOTS_MIN 16
@@ -224,6 +227,18 @@ static cg_status leaf_accumulate(cg_tensor *leaf, const cg_tensor *g) {
     return CG_OK;
 }
 
+/* An error from inside the pass (a backward rule's op running out of
+ * memory, a custom rule's own message) named by the function the user
+ * called: "cg_backward: cg_mul: out of memory". */
+static cg_status named(cg_status s, cg_ctx *ctx, const char *fn) {
+    size_t n = strlen(fn);
+    const char *msg = cg_last_error();
+    if (s == CG_OK || (!strncmp(msg, fn, n) && msg[n] == ':')) return s;
+    char inner[CGI_MSG_MAX];
+    snprintf(inner, sizeof inner, "%s", msg);
+    return cgi_error(ctx, s, "%s: %s", fn, inner);
+}
+
 cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsigned flags) {
     if (!output) return cgi_error(NULL, CG_ERR_ARG, "cg_backward: output is NULL");
     cg_status s = CG_OK;
@@ -239,7 +254,7 @@ cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsign
     s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
     for (size_t i = 0; s == CG_OK && i < p.cap; i++)
         if (p.slots[i].t) s = leaf_accumulate((cg_tensor *)p.slots[i].t, p.slots[i].g);
-    return s;
+    return named(s, ctx, "cg_backward");
 }
 
 cg_status cg_backward(cg_tensor *output) { return cg_backward_ex(output, NULL, 0); }
@@ -278,5 +293,5 @@ cg_status cg_grad(cg_ctx *ctx, int noutputs, cg_tensor *const *outputs,
         if (!grads[i]) grads[i] = cg_zeros(ctx, x->dtype, x->ndim, x->shape);
         if (!grads[i]) s = cg_last_status();
     }
-    return s;
+    return named(s, ctx, "cg_grad");
 }

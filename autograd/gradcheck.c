@@ -227,8 +227,10 @@ static bool run_check(check *c) {
     return ok;
 }
 
+cg_gradcheck_opts cg_gradcheck_defaults(void) { return (cg_gradcheck_opts){1e-6, 1e-5, 1e-3}; }
+
 static void init(check *c, const cg_gradcheck_opts *opts, cg_gradcheck_report *r) {
-    c->o = opts ? *opts : (cg_gradcheck_opts){0, 0, 0};
+    c->o = opts ? *opts : cg_gradcheck_defaults();
     if (c->o.eps <= 0) c->o.eps = 1e-6;
     if (c->o.atol <= 0) c->o.atol = 1e-5;
     if (c->o.rtol <= 0) c->o.rtol = 1e-3;

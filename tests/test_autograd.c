@@ -337,6 +337,29 @@ static cg_tensor *poly_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
     return poly(ctx, in[0]);
 }
 
+/* A rule that fails: the error names cg_backward, the function called, and
+ * keeps the rule's own words. */
+static cg_status failing_backward(cg_ctx *ctx, const cg_node *node, const cg_tensor *gout,
+                                  cg_tensor **gin) {
+    (void)node, (void)gout, (void)gin;
+    return cgi_error(ctx, CG_ERR_NOMEM, "my_op: out of scratch");
+}
+static const cg_op failing_op = {"my_op", failing_backward, 0};
+
+static void test_autograd_backward_error_names_backward(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(1));
+    assert_int_equal(cg_set_requires_grad(x, true), CG_OK);
+    cg_tensor *y = cg_record(ctx, &failing_op, cg_clone(ctx, x), 1, (const cg_tensor *[]){x},
+                             NULL, 0);
+    assert_non_null(y);
+    assert_int_equal(cg_backward(y), CG_ERR_NOMEM);
+    assert_string_equal(cg_last_error(), "cg_backward: my_op: out of scratch");
+    cg_clear_error();
+    cg_gradcheck_opts d = cg_gradcheck_defaults();
+    assert_true(d.eps == 1e-6 && d.atol == 1e-5 && d.rtol == 1e-3);
+}
+
 static void test_autograd_gradcheck_argument_errors(void **state) {
     (void)state;
     cg_gradcheck_report r;
@@ -377,6 +400,8 @@ int main(void) {
                                         ctx_setup, ctx_teardown),
         cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
         cmocka_unit_test(test_autograd_gradcheck_argument_errors),
+        cmocka_unit_test_setup_teardown(test_autograd_backward_error_names_backward, ctx_setup,
+                                        ctx_teardown),
     };
     return cmocka_run_group_tests_name("autograd", tests, ctx_setup, ctx_teardown);
 }
