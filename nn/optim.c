@@ -439,7 +439,7 @@ static cg_optim *finish(cg_optim *o, bool ok) {
 /* The gradient's storage and version now: a step updates a parameter only
  * when they differ from those of the last step. */
 static void remember_grad(param *p) {
-    const cg_tensor *g = cg_grad_of(p->t);
+    const cg_tensor *g = p->t->grad;
     p->seen = g ? (const void *)g->storage : NULL;
     p->seen_version = g ? g->storage->version : 0;
 }
@@ -620,9 +620,12 @@ cg_adagrad_opts cg_adagrad_defaults(double lr) {
  * tensors. */
 static bool module_changed(const cg_optim *o) {
     int n = o->nparams;
-    return o->m && (cg_module_nparams(o->m) != n ||
-                    (n > 0 && (cg_module_param(o->m, 0, NULL) != o->params[0].t ||
-                               cg_module_param(o->m, n - 1, NULL) != o->params[n - 1].t)));
+    const cg_module *m = o->m;
+    if (!m) return false;
+    if (cgi_module_sync(m, "cg_optim_step") != CG_OK) return true;
+    return m->nparams != n ||
+           (n > 0 && (m->entries[m->params[0]].t != o->params[0].t ||
+                      m->entries[m->params[n - 1]].t != o->params[n - 1].t));
 }
 
 /* Marks the parameters this step updates: those that require a gradient and
@@ -630,11 +633,12 @@ static bool module_changed(const cg_optim *o) {
 static cg_status mark_active(cg_optim *o) {
     for (int i = 0; i < o->nparams; i++) {
         param *p = &o->params[i];
-        const cg_tensor *g = cg_grad_of(p->t);
-        p->active = cg_requires_grad(p->t) && g &&
+        const cg_tensor *g = p->t->grad; /* the step's loops read fields: parameters are
+                                            caller-owned leaves, checked when taken */
+        p->active = p->t->requires_grad && g &&
                     ((const void *)g->storage != p->seen ||
                      g->storage->version != p->seen_version);
-        if (p->active && !cg_is_contiguous(g))
+        if (p->active && !cgi_is_contiguous(g))
             return cgi_error(NULL, CG_ERR_STATE, "cg_optim_step: the gradient of parameter "
                              "%d (group %d) is not contiguous", i - o->groups[p->group].first,
                              p->group);
@@ -647,8 +651,8 @@ static cg_status mark_active(cg_optim *o) {
 static bool continues(const cg_optim *o, const param *a, const param *b) {
     size_t bytes = (size_t)a->numel * cg_dtype_size(o->dt);
     return b->active && b->group == a->group && b->step == a->step &&
-           (char *)cg_data(a->t) + bytes == (char *)cg_data(b->t) &&
-           (char *)cg_data(cg_grad_of(a->t)) + bytes == (char *)cg_data(cg_grad_of(b->t));
+           cgi_ptr(a->t) + bytes == cgi_ptr(b->t) &&
+           cgi_ptr(a->t->grad) + bytes == cgi_ptr(b->t->grad);
 }
 
 /* One kernel call per run; the per-step numbers only when the group or the
@@ -673,7 +677,7 @@ static void update(const cg_optim *o) {
             ct = p->step + 1;
             c = ki->coefs(o, &o->groups[cg], ct);
         }
-        if (n > 0) ki->run(o, &c, cg_data(p->t), cg_data(cg_grad_of(p->t)), p->off, n);
+        if (n > 0) ki->run(o, &c, cgi_ptr(p->t), cgi_ptr(p->t->grad), p->off, n);
         i = j;
     }
 }
@@ -707,18 +711,18 @@ cg_status cg_optim_step(cg_optim *o) {
 void cg_optim_zero_grad(cg_optim *o) {
     size_t es = o ? cg_dtype_size(o->dt) : 0;
     for (int i = 0; o && i < o->nparams;) {
-        cg_tensor *g = cg_grad_of(o->params[i].t);
-        if (!g || !cg_is_contiguous(g)) {
+        cg_tensor *g = o->params[i].t->grad;
+        if (!g || !cgi_is_contiguous(g)) {
             cg_zero_grad(o->params[i].t); /* a strided gradient of cg_set_grad */
             i++;
             continue;
         }
-        char *start = cg_data(g);
+        char *start = cgi_ptr(g);
         size_t bytes = (size_t)o->params[i].numel * es;
         int j = i + 1;
         for (; j < o->nparams; j++) {
-            cg_tensor *h = cg_grad_of(o->params[j].t);
-            if (!h || !cg_is_contiguous(h) || (char *)cg_data(h) != start + bytes) break;
+            cg_tensor *h = o->params[j].t->grad;
+            if (!h || !cgi_is_contiguous(h) || cgi_ptr(h) != start + bytes) break;
             bytes += (size_t)o->params[j].numel * es;
         }
         if (bytes) memset(start, 0, bytes);

@@ -9,9 +9,11 @@
 
 #if defined(__GNUC__)
 #define CGI_HIDDEN __attribute__((visibility("hidden")))
+#define CGI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CGI_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define CGI_HIDDEN
+#define CGI_UNLIKELY(x) (x)
 #define CGI_PRINTF(f, a)
 #endif
 
@@ -178,7 +180,7 @@ CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t
                 cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);          \
             return NULL;                                                       \
         }                                                                      \
-        if (cgi_stale(t)) {                                                    \
+        if (CGI_UNLIKELY(cgi_stale(t))) {                                      \
             cgi_stale_error(ctx, op, i, t);                                    \
             return NULL;                                                       \
         }                                                                      \
