@@ -9,21 +9,21 @@
 
 #include "cgrad.h"
 
-#define cg_assert_gradcheck_opts(fn, user, n, inputs, opts)                    \
-    do {                                                                       \
-        cg_gradcheck_report cg_report_;                                        \
-        if (!cg_gradcheck((fn), (user), (n), (inputs), (opts), &cg_report_))   \
-            fail_msg("%s", cg_report_.msg);                                    \
+#define cg_assert_gradcheck_opts(fn, user, n, inputs, opts)                                    \
+    do {                                                                                       \
+        cg_gradcheck_report cg_report_;                                                        \
+        if (!cg_gradcheck((fn), (user), (n), (inputs), (opts), &cg_report_))                   \
+            fail_msg("%s", cg_report_.msg);                                                    \
     } while (0)
-#define cg_assert_gradgradcheck_opts(fn, user, n, inputs, opts)                \
-    do {                                                                       \
-        cg_gradcheck_report cg_report_;                                        \
-        if (!cg_gradgradcheck((fn), (user), (n), (inputs), (opts), &cg_report_)) \
-            fail_msg("%s", cg_report_.msg);                                    \
+#define cg_assert_gradgradcheck_opts(fn, user, n, inputs, opts)                                \
+    do {                                                                                       \
+        cg_gradcheck_report cg_report_;                                                        \
+        if (!cg_gradgradcheck((fn), (user), (n), (inputs), (opts), &cg_report_))               \
+            fail_msg("%s", cg_report_.msg);                                                    \
     } while (0)
-#define cg_assert_gradcheck(fn, user, n, inputs)                               \
+#define cg_assert_gradcheck(fn, user, n, inputs)                                               \
     cg_assert_gradcheck_opts(fn, user, n, inputs, NULL)
-#define cg_assert_gradgradcheck(fn, user, n, inputs)                           \
+#define cg_assert_gradgradcheck(fn, user, n, inputs)                                           \
     cg_assert_gradgradcheck_opts(fn, user, n, inputs, NULL)
 
 #endif

@@ -42,8 +42,8 @@ typedef struct cg_op {
     uint32_t saves;
 } cg_op;
 
-#define CG_SAVES_INPUT(i) (1u << (i))
-#define CG_SAVES_OUTPUT (1u << 31)
+#define CG_SAVES_INPUT(i)   (1u << (i))
+#define CG_SAVES_OUTPUT     (1u << 31)
 #define CG_SAVES_ALL_INPUTS 0x7fffffffu
 
 /* Records op as the producer of out (made in ctx by the caller) when grad
@@ -147,7 +147,7 @@ typedef struct cg_gradcheck_report {
     int64_t element;        /* its flat (C-order) element index */
     int64_t output_element; /* flat index of the output element */
     double analytic, numeric, abs_err, rel_err;
-    char msg[512];          /* all of the above in words, or the error */
+    char msg[512]; /* all of the above in words, or the error */
 } cg_gradcheck_report;
 
 /* Compares the analytic gradient with central finite differences in float64

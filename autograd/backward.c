@@ -138,9 +138,11 @@ static bool sunk(const cgi_pass *p, const cg_node *n, int i, const cg_tensor *g)
 
 static cg_status run_node(cgi_pass *p, cg_node *n) {
     if (n->released)
-        return cgi_error(p->ctx, CG_ERR_STATE, "cg_backward: the graph through cg_%s was "
+        return cgi_error(p->ctx, CG_ERR_STATE,
+                         "cg_backward: the graph through cg_%s was "
                          "already freed by a backward; pass CG_RETAIN_GRAPH to the first "
-                         "backward to run another", n->op->name);
+                         "backward to run another",
+                         n->op->name);
     cg_status s = check_saved(n);
     cg_tensor *gin_small[4] = {NULL, NULL, NULL, NULL};
     cg_tensor **gin = gin_small;
@@ -168,12 +170,16 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
 static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const char *op) {
     char so[160], sg[160];
     if (!out->requires_grad)
-        return cgi_error(p->ctx, CG_ERR_STATE, "%s: the output does not require a gradient "
-                         "(no input requires one, or it was made under no-grad)", op);
+        return cgi_error(p->ctx, CG_ERR_STATE,
+                         "%s: the output does not require a gradient "
+                         "(no input requires one, or it was made under no-grad)",
+                         op);
     if (!gout) {
         if (cgi_numel(out->ndim, out->shape) != 1)
-            return cgi_error(p->ctx, CG_ERR_SHAPE, "%s: output %s is not a scalar: pass a "
-                             "gradient for it", op, cg_shape_str(out, so, sizeof so));
+            return cgi_error(p->ctx, CG_ERR_SHAPE,
+                             "%s: output %s is not a scalar: pass a "
+                             "gradient for it",
+                             op, cg_shape_str(out, so, sizeof so));
         gout = cg_ones(p->ctx, out->dtype, out->ndim, out->shape);
         if (!gout) return cg_last_status();
     } else if (!cgi_same_shape(out, gout) || gout->dtype != out->dtype) {
@@ -248,7 +254,8 @@ cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsign
     if (s != CG_OK) return s;
     cg_ctx *ctx = output->ctx;
     if (!ctx)
-        return cgi_error(NULL, CG_ERR_STATE, "cg_backward: the output was not made in a "
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "cg_backward: the output was not made in a "
                          "context, so there is no graph to walk");
     cgi_pass p = {.ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH)};
     s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
@@ -262,19 +269,21 @@ cg_status cg_backward(cg_tensor *output) { return cg_backward_ex(output, NULL, 0
 static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, int nin,
                                  cg_tensor *const *ins, cg_tensor **grads) {
     if (!ctx || nout < 1 || nin < 1 || !outs || !ins || !grads)
-        return cgi_error(ctx, CG_ERR_ARG, "cg_grad: needs a context, outputs, inputs and "
+        return cgi_error(ctx, CG_ERR_ARG,
+                         "cg_grad: needs a context, outputs, inputs and "
                          "room for the gradients");
     for (int i = 0; i < nout; i++) {
         if (!outs[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: output %d is NULL", i);
-        if (cgi_stale(outs[i]))
-            return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
+        if (cgi_stale(outs[i])) return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
     }
     for (int i = 0; i < nin; i++) {
         if (!ins[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: input %d is NULL", i);
         if (cgi_stale(ins[i])) return cgi_stale_error(ctx, "cg_grad", i, ins[i]);
         if (!ins[i]->requires_grad)
-            return cgi_error(ctx, CG_ERR_STATE, "cg_grad: input %d does not require a "
-                             "gradient", i);
+            return cgi_error(ctx, CG_ERR_STATE,
+                             "cg_grad: input %d does not require a "
+                             "gradient",
+                             i);
     }
     return CG_OK;
 }

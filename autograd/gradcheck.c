@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define MAX_OUTS 16
-#define MAX_INS 16
+#define MAX_INS  16
 
 /* Builds up to MAX_OUTS outputs in ctx; returns how many, or -1. */
 typedef int (*multi_fn)(cg_ctx *ctx, cg_tensor *const *inputs, void *user, cg_tensor **outs);
@@ -256,7 +256,10 @@ bool cg_gradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *inputs,
                   const cg_gradcheck_opts *opts, cg_gradcheck_report *report) {
     cg_gradcheck_report local;
     single s = {fn, user};
-    check c = {.fn = single_fn, .user = &s, .ninputs = ninputs, .inputs = inputs,
+    check c = {.fn = single_fn,
+               .user = &s,
+               .ninputs = ninputs,
+               .inputs = inputs,
                .name = "cg_gradcheck"};
     init(&c, opts, report ? report : &local);
     if (!fn || ninputs < 1 || !inputs) return fail(&c, "needs a function and inputs", "");
@@ -279,8 +282,7 @@ static int second_fn(cg_ctx *ctx, cg_tensor *const *inputs, void *user, cg_tenso
     for (int i = 0; i < s->ninputs && nreq < MAX_INS; i++)
         if (inputs[i] && inputs[i]->requires_grad) req[nreq++] = inputs[i];
     const cg_tensor *v = inputs[s->ninputs];
-    if (!out || cg_grad(ctx, 1, &out, &v, nreq, req, outs, CG_CREATE_GRAPH) != CG_OK)
-        return -1;
+    if (!out || cg_grad(ctx, 1, &out, &v, nreq, req, outs, CG_CREATE_GRAPH) != CG_OK) return -1;
     return nreq;
 }
 
@@ -302,7 +304,10 @@ bool cg_gradgradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *input
     cg_gradcheck_report local;
     second s = {fn, user, ninputs};
     cg_tensor *ext[MAX_INS + 1];
-    check c = {.fn = second_fn, .user = &s, .ninputs = ninputs + 1, .inputs = ext,
+    check c = {.fn = second_fn,
+               .user = &s,
+               .ninputs = ninputs + 1,
+               .inputs = ext,
                .name = "cg_gradgradcheck"};
     init(&c, opts, report ? report : &local);
     if (!fn || ninputs < 1 || ninputs > MAX_INS || !inputs)

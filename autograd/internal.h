@@ -10,12 +10,12 @@ typedef struct cgi_pass cgi_pass;
 /* One recorded op application. Lives in its context's arena. */
 struct cg_node {
     const cg_op *op;
-    cg_node *prev;             /* the node recorded before this one (tape order) */
+    cg_node *prev; /* the node recorded before this one (tape order) */
     int ninputs;
-    bool released;             /* its backward ran without CG_RETAIN_GRAPH */
-    const cg_tensor **inputs;  /* ninputs */
-    uint64_t *versions;        /* storage versions at record time: inputs, output */
-    bool *needs;               /* ninputs: input requires a gradient */
+    bool released;            /* its backward ran without CG_RETAIN_GRAPH */
+    const cg_tensor **inputs; /* ninputs */
+    uint64_t *versions;       /* storage versions at record time: inputs, output */
+    bool *needs;              /* ninputs: input requires a gradient */
     cg_tensor *output;
     void *saved;
     /* Backward bookkeeping of the output, a non-leaf (tensor/ holds none):
@@ -29,7 +29,7 @@ struct cg_node {
 /* A leaf reached by a pass and the gradient flowing into it: leaves outlive
  * passes (and contexts), so their per-pass gradients live in the pass. */
 typedef struct cgi_leaf_slot {
-    const cg_tensor *t;        /* NULL: empty slot */
+    const cg_tensor *t; /* NULL: empty slot */
     cg_tensor *g;
 } cgi_leaf_slot;
 
@@ -39,11 +39,11 @@ struct cgi_pass {
     cg_ctx *ctx;
     uint64_t id;
     unsigned flags;
-    bool sinks;                /* rules may add to leaves' .grad (cg_node_grad_sink) */
-    const cg_node *running;    /* the node whose backward is running */
-    uint32_t sinks_given;      /* inputs of the running node handed their .grad */
-    cgi_pass *outer;           /* the ctx's pass this one interrupted (a rule's cg_grad) */
-    cgi_leaf_slot *slots;      /* open addressing, cap a power of two */
+    bool sinks;             /* rules may add to leaves' .grad (cg_node_grad_sink) */
+    const cg_node *running; /* the node whose backward is running */
+    uint32_t sinks_given;   /* inputs of the running node handed their .grad */
+    cgi_pass *outer;        /* the ctx's pass this one interrupted (a rule's cg_grad) */
+    cgi_leaf_slot *slots;   /* open addressing, cap a power of two */
     size_t cap, nleaves;
 };
 

@@ -15,7 +15,8 @@ static cg_status check_inputs(cg_ctx *ctx, const cg_op *op, int n,
     if (!ctx)
         return cgi_error(NULL, CG_ERR_STATE,
                          "cg_%s: an input requires a gradient, so the result must be made "
-                         "in a context (got NULL)", op->name);
+                         "in a context (got NULL)",
+                         op->name);
     for (int i = 0; i < n; i++)
         if (inputs[i]->node && inputs[i]->ctx != ctx)
             return cgi_error(ctx, CG_ERR_STATE,
@@ -51,8 +52,10 @@ static bool record_args_ok(cg_ctx *ctx, const cg_op *op, const cg_tensor *out, i
                            size_t saved_size) {
     if (!op || !op->backward || ninputs < 0 || (ninputs > 0 && !inputs) ||
         (saved_size && !saved)) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_record: needs an op with a backward rule, %d >= 0 "
-                  "inputs and saved bytes when saved_size is %zu", ninputs, saved_size);
+        cgi_error(ctx, CG_ERR_ARG,
+                  "cg_record: needs an op with a backward rule, %d >= 0 "
+                  "inputs and saved bytes when saved_size is %zu",
+                  ninputs, saved_size);
         return false;
     }
     bool null_in = !out;
@@ -111,8 +114,10 @@ static bool live(const cg_tensor *t, const char *op) {
 static bool input_ok(const cg_node *n, int i, const char *op) {
     if (null_arg(n, op, "node")) return false;
     if (i >= 0 && i < n->ninputs) return true;
-    cgi_error(n->output->ctx, CG_ERR_INDEX, "%s: input %d out of range for a cg_%s node of %d "
-              "inputs", op, i, n->op->name, n->ninputs);
+    cgi_error(n->output->ctx, CG_ERR_INDEX,
+              "%s: input %d out of range for a cg_%s node of %d "
+              "inputs",
+              op, i, n->op->name, n->ninputs);
     return false;
 }
 
@@ -128,9 +133,7 @@ const cg_tensor *cg_node_output(const cg_node *n) {
 const void *cg_node_saved(const cg_node *n) {
     return null_arg(n, "cg_node_saved", "node") ? NULL : n->saved;
 }
-const cg_node *cg_grad_fn(const cg_tensor *t) {
-    return live(t, "cg_grad_fn") ? t->node : NULL;
-}
+const cg_node *cg_grad_fn(const cg_tensor *t) { return live(t, "cg_grad_fn") ? t->node : NULL; }
 
 const cg_tensor *cg_node_input(const cg_node *n, int i) {
     return input_ok(n, i, "cg_node_input") ? n->inputs[i] : NULL;
@@ -156,12 +159,15 @@ cg_status cg_set_requires_grad(cg_tensor *t, bool requires_grad) {
     cg_status s = cgi_check_input(NULL, "cg_set_requires_grad", -1, t);
     if (s != CG_OK) return s;
     if (t->node)
-        return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_requires_grad: only a leaf can be "
+        return cgi_error(t->ctx, CG_ERR_STATE,
+                         "cg_set_requires_grad: only a leaf can be "
                          "marked; this tensor was made by cg_%s (use cg_detach)",
                          t->node->op->name);
     if (requires_grad && !cgi_is_float(t->dtype))
-        return cgi_error(t->ctx, CG_ERR_DTYPE, "cg_set_requires_grad: %s tensors have no "
-                         "gradient (need f32 or f64)", cg_dtype_name(t->dtype));
+        return cgi_error(t->ctx, CG_ERR_DTYPE,
+                         "cg_set_requires_grad: %s tensors have no "
+                         "gradient (need f32 or f64)",
+                         cg_dtype_name(t->dtype));
     t->requires_grad = requires_grad;
     return CG_OK;
 }
@@ -170,9 +176,7 @@ bool cg_requires_grad(const cg_tensor *t) {
     return live(t, "cg_requires_grad") && t->requires_grad;
 }
 bool cg_is_leaf(const cg_tensor *t) { return live(t, "cg_is_leaf") && !t->node; }
-cg_tensor *cg_grad_of(const cg_tensor *t) {
-    return live(t, "cg_grad_of") ? t->grad : NULL;
-}
+cg_tensor *cg_grad_of(const cg_tensor *t) { return live(t, "cg_grad_of") ? t->grad : NULL; }
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
@@ -180,10 +184,10 @@ cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     cg_status s = cgi_check_input(NULL, "cg_set_grad", 0, t);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_set_grad", 1, g);
     if (s != CG_OK) return s;
-    if (t->node)
-        return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_grad: only a leaf has a .grad");
+    if (t->node) return cgi_error(t->ctx, CG_ERR_STATE, "cg_set_grad: only a leaf has a .grad");
     if (!cgi_same_shape(t, g) || t->dtype != g->dtype || g->ctx != t->ctx || g == t)
-        return cgi_error(t->ctx, CG_ERR_SHAPE, "cg_set_grad: %s %s gradient for a %s %s "
+        return cgi_error(t->ctx, CG_ERR_SHAPE,
+                         "cg_set_grad: %s %s gradient for a %s %s "
                          "leaf (need the same shape, dtype and owner)",
                          cg_dtype_name(g->dtype), cg_shape_str(g, sg, sizeof sg),
                          cg_dtype_name(t->dtype), cg_shape_str(t, st, sizeof st));

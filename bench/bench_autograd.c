@@ -41,16 +41,17 @@ int main(int argc, char **argv) {
         cg_set_requires_grad(p[i], true);
     }
     double *v = malloc(sizeof(double) * (size_t)o.reps);
-    if (!o.json) printf("%-18s %10s %10s %10s   (chains of %d ops, 1 element)\n", "case",
-                        "median", "min", "max", CHAIN);
+    if (!o.json)
+        printf("%-18s %10s %10s %10s   (chains of %d ops, 1 element)\n", "case", "median",
+               "min", "max", CHAIN);
     for (int m = FORWARD; m <= NO_GRAD; m++) {
         sample(ctx, p, (mode)m); /* warm-up: grows the arena once */
         for (int r = 0; r < o.reps; r++) v[r] = sample(ctx, p, (mode)m);
         double med = bench_median(v, o.reps);
         if (o.json)
             printf("{\"bench\":\"autograd\",\"case\":\"%s\",\"ns_per_op\":%.1f,\"min\":%.1f,"
-                   "\"max\":%.1f,\"threads\":%d}\n", NAMES[m], med, v[0], v[o.reps - 1],
-                   cg_get_num_threads());
+                   "\"max\":%.1f,\"threads\":%d}\n",
+                   NAMES[m], med, v[0], v[o.reps - 1], cg_get_num_threads());
         else
             printf("%-18s %7.1f ns %7.1f ns %7.1f ns\n", NAMES[m], med, v[0], v[o.reps - 1]);
     }

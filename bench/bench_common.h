@@ -38,10 +38,14 @@ static inline double bench_median(double *v, int n) {
 static inline bench_opts bench_parse(int argc, char **argv, int default_reps) {
     bench_opts o = {0, 0, default_reps, 0};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) o.json = 1;
-        else if (!strcmp(argv[i], "--quick")) o.quick = 1;
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--json"))
+            o.json = 1;
+        else if (!strcmp(argv[i], "--quick"))
+            o.quick = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            o.reps = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--json] [--threads N] [--reps N] [--quick]\n", argv[0]);
             exit(2);

@@ -96,13 +96,13 @@ static void run_blis(job *j) {
     dim_t b = (dim_t)j->batch, in = (dim_t)j->in, out = (dim_t)j->out;
     if (j->op == FWD)
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, b, out, in, &one, x, in, 1, w, in, 1,
-                  &zero, j->c, out, 1, NULL, j->rt);
+                     &zero, j->c, out, 1, NULL, j->rt);
     else if (j->op == DX)
-        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, b, in, out, &one, dy, out, 1, w, in, 1,
-                  &zero, j->c, in, 1, NULL, j->rt);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, b, in, out, &one, dy, out, 1, w, in,
+                     1, &zero, j->c, in, 1, NULL, j->rt);
     else
         bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, out, in, b, &one, dy, out, 1, x, in, 1,
-                  &zero, j->c, in, 1, NULL, j->rt);
+                     &zero, j->c, in, 1, NULL, j->rt);
 }
 
 /* m, n, k of the product. */
@@ -176,7 +176,8 @@ static void bench_op(const bench_opts *o, job *j, const char *label, double *v) 
     double best = 0, cg_at_best = 0;
     j->rt = NULL;
     check(j);
-    for (int c = 0; c < 2; c++) { /* direct BLIS on all threads, then on one: the faster counts */
+    for (int c = 0; c < 2;
+         c++) { /* direct BLIS on all threads, then on one: the faster counts */
         j->rt = choice[c];
         long ic = calibrate(run_cgrad, j), ib = calibrate(run_blis, j);
         for (int r = 0; r < o->reps; r++) {

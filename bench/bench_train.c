@@ -60,11 +60,56 @@ typedef struct config {
 } config;
 
 static const config CONFIGS[] = {
-    {"a", "784-128-10 relu, Adam, batch 32", 3, {784, 128, 10}, CG_ACT_RELU, ADAM, 1e-3, 32, 1, false},
-    {"b", "784-512-512-10 relu, SGD, batch 128", 4, {784, 512, 512, 10}, CG_ACT_RELU, SGD, 0.1, 128, 1, false},
-    {"c", "100-64-10 relu, SGD, batch 32", 3, {100, 64, 10}, CG_ACT_RELU, SGD, 0.1, 32, 1, false},
-    {"d", "two Linear(1,1), MSE, SGD, batch 4", 3, {1, 1, 1}, CG_ACT_NONE, SGD, 0.01, 4, 1, true},
-    {"e", "784-500-10 relu, AdamW, batch 1000 = 2 x 500", 3, {784, 500, 10}, CG_ACT_RELU, ADAMW, 1e-3, 500, 2, false},
+    {"a",
+     "784-128-10 relu, Adam, batch 32",
+     3,
+     {784, 128, 10},
+     CG_ACT_RELU,
+     ADAM,
+     1e-3,
+     32,
+     1,
+     false},
+    {"b",
+     "784-512-512-10 relu, SGD, batch 128",
+     4,
+     {784, 512, 512, 10},
+     CG_ACT_RELU,
+     SGD,
+     0.1,
+     128,
+     1,
+     false},
+    {"c",
+     "100-64-10 relu, SGD, batch 32",
+     3,
+     {100, 64, 10},
+     CG_ACT_RELU,
+     SGD,
+     0.1,
+     32,
+     1,
+     false},
+    {"d",
+     "two Linear(1,1), MSE, SGD, batch 4",
+     3,
+     {1, 1, 1},
+     CG_ACT_NONE,
+     SGD,
+     0.01,
+     4,
+     1,
+     true},
+    {"e",
+     "784-500-10 relu, AdamW, batch 1000 = 2 x 500",
+     3,
+     {784, 500, 10},
+     CG_ACT_RELU,
+     ADAMW,
+     1e-3,
+     500,
+     2,
+     false},
 };
 
 typedef struct result {
@@ -108,8 +153,8 @@ static int step(const config *c, cg_ctx *ctx, cg_module *m, cg_optim *o, cg_tens
     for (int k = 0; k < c->accum; k++) {
         double a = bench_now();
         cg_tensor *out = cg_module_forward(ctx, m, x);
-        cg_tensor *loss = c->mse ? cg_mse_loss(ctx, out, y, CG_MEAN)
-                                 : cg_cross_entropy(ctx, out, y, CG_MEAN);
+        cg_tensor *loss =
+            c->mse ? cg_mse_loss(ctx, out, y, CG_MEAN) : cg_cross_entropy(ctx, out, y, CG_MEAN);
         double b = bench_now();
         if (!loss || cg_backward(loss) != CG_OK) return -1;
         cg_ctx_reset(ctx);
@@ -136,7 +181,8 @@ static double gemm_bound_ms(const config *c, int reps) {
     double *v = malloc(sizeof(double) * (size_t)reps);
     rntm_t single = BLIS_RNTM_INITIALIZER; /* small products on one thread, as cgrad does */
     bli_rntm_set_num_threads(1, &single);
-#define ONE_THREAD(m, n, k) ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
+#define ONE_THREAD(m, n, k)                                                                    \
+    ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
     for (int r = 0; r < reps; r++) {
         double t = bench_now();
         for (int k = 0; k < c->accum; k++)
@@ -145,9 +191,13 @@ static double gemm_bound_ms(const config *c, int reps) {
                 rntm_t *fw = ONE_THREAD(B, o, in) ? &single : NULL;
                 rntm_t *dw = ONE_THREAD(o, in, B) ? &single : NULL;
                 rntm_t *dx = ONE_THREAD(B, in, o) ? &single : NULL;
-                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in, 1, &zero, out, o, 1, NULL, fw);
-                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in, 1, &zero, out, in, 1, NULL, dw);
-                if (l > 0) bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1, w, in, 1, &zero, out, in, 1, NULL, dx);
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, B, o, in, &one, x, in, 1, w, in,
+                             1, &zero, out, o, 1, NULL, fw);
+                bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in,
+                             1, &zero, out, in, 1, NULL, dw);
+                if (l > 0)
+                    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1,
+                                 w, in, 1, &zero, out, in, 1, NULL, dx);
             }
         v[r] = (bench_now() - t) * 1e3;
     }
@@ -156,7 +206,8 @@ static double gemm_bound_ms(const config *c, int reps) {
     return med;
 }
 
-/* ---- one configuration -------------------------------------------------------------------- */
+/* ---- one configuration --------------------------------------------------------------------
+ */
 static int run_config(const config *c, int steps, result *res) {
     cg_rng rng;
     cg_rng_seed(&rng, 1);
@@ -172,7 +223,8 @@ static int run_config(const config *c, int steps, result *res) {
     res->n = 0;
     for (int i = 0; rc == 0 && i < steps; i++, res->n++) {
         rc = step(c, ctx, m, o, x, y, &ph);
-        res->step[i] = ph.step, res->fwd[i] = ph.fwd, res->bwd[i] = ph.bwd, res->opt[i] = ph.opt;
+        res->step[i] = ph.step, res->fwd[i] = ph.fwd, res->bwd[i] = ph.bwd,
+        res->opt[i] = ph.opt;
     }
     res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
     res->gemm_bound_ms = gemm_bound_ms(c, steps < 50 ? steps : 50);
@@ -190,13 +242,15 @@ static void report(const config *c, result *r, bool json) {
         printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"step_ms\":%.4f,"
                "\"min_ms\":%.4f,\"max_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
                "\"optim_ms\":%.4f,\"gemm_bound_ms\":%.4f,\"allocs_per_step\":%.2f,"
-               "\"steps\":%d}\n", c->name, cg_get_num_threads(), med, lo, hi, f, b, o,
-               r->gemm_bound_ms, r->allocs_per_step, r->n);
+               "\"steps\":%d}\n",
+               c->name, cg_get_num_threads(), med, lo, hi, f, b, o, r->gemm_bound_ms,
+               r->allocs_per_step, r->n);
         return;
     }
     printf("(%s) %-44s step %7.3f ms (min %7.3f, max %7.3f)  fwd %6.3f  bwd %6.3f  opt %6.3f"
-           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f\n", c->name, c->what, med, lo, hi, f,
-           b, o, r->gemm_bound_ms, med / r->gemm_bound_ms, r->allocs_per_step);
+           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f\n",
+           c->name, c->what, med, lo, hi, f, b, o, r->gemm_bound_ms, med / r->gemm_bound_ms,
+           r->allocs_per_step);
 }
 
 /* ---- one epoch of Fashion-MNIST with (a) ----------------------------------------------- */
@@ -222,10 +276,13 @@ static void fashion_epoch(bool json) {
         double t = bench_now();
         while (cg_batcher_next(b, &xb, &yb)) step(c, ctx, m, o, xb, yb, &ph);
         t = bench_now() - t;
-        if (json) printf("{\"bench\":\"train\",\"config\":\"fashion_epoch_a\",\"threads\":%d,"
-                         "\"epoch_s\":%.3f}\n", cg_get_num_threads(), t);
-        else printf("fashion-mnist epoch with (a): %.3f s for 1875 steps (%.3f ms/step)\n", t,
-                    t / 1875 * 1e3);
+        if (json)
+            printf("{\"bench\":\"train\",\"config\":\"fashion_epoch_a\",\"threads\":%d,"
+                   "\"epoch_s\":%.3f}\n",
+                   cg_get_num_threads(), t);
+        else
+            printf("fashion-mnist epoch with (a): %.3f s for 1875 steps (%.3f ms/step)\n", t,
+                   t / 1875 * 1e3);
         cg_ctx_free(ctx), cg_batcher_free(b), cg_optim_free(o), cg_module_free(m);
     }
     cg_tensor_free(img), cg_tensor_free(x), cg_tensor_free(y);
@@ -235,8 +292,9 @@ int main(int argc, char **argv) {
     bench_opts o = bench_parse(argc, argv, 400);
     static result r;
     int steps = o.reps > 2000 ? 2000 : o.reps;
-    if (!o.json) printf("bench_train: %d threads, %d steps per configuration (medians)\n",
-                        cg_get_num_threads(), steps);
+    if (!o.json)
+        printf("bench_train: %d threads, %d steps per configuration (medians)\n",
+               cg_get_num_threads(), steps);
     for (size_t i = 0; i < sizeof CONFIGS / sizeof CONFIGS[0]; i++) {
         const config *c = &CONFIGS[i];
         int n = c->accum > 1 || c->batch >= 128 ? (steps / 4 > 3 ? steps / 4 : 3) : steps;

@@ -30,9 +30,9 @@
 
 /* ---- the residual block: x + Dropout(fc2(GELU(fc1(LayerNorm(x))))) ---------- */
 static cg_tensor *block_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    cg_tensor *h = cg_module_forward(ctx, cg_module_find_child(m, "norm"), x); /* [B, D] */
+    cg_tensor *h = cg_module_forward(ctx, cg_module_find_child(m, "norm"), x);   /* [B, D] */
     h = cg_gelu(ctx, cg_module_forward(ctx, cg_module_find_child(m, "fc1"), h)); /* [B, 4D] */
-    h = cg_module_forward(ctx, cg_module_find_child(m, "fc2"), h);              /* [B, D] */
+    h = cg_module_forward(ctx, cg_module_find_child(m, "fc2"), h);               /* [B, D] */
     return cg_add(ctx, x, cg_module_forward(ctx, cg_module_find_child(m, "drop"), h));
 }
 
@@ -78,8 +78,10 @@ static cg_optim *optimizer_new(cg_module *m, double lr) {
     cg_tensor **plain = malloc(sizeof *plain * (size_t)n);
     for (int i = 0; decay && plain && i < n; i++) {
         cg_tensor *p = cg_module_param(m, i, NULL);
-        if (cg_ndim(p) >= 2) decay[nd++] = p;
-        else plain[nn++] = p;
+        if (cg_ndim(p) >= 2)
+            decay[nd++] = p;
+        else
+            plain[nn++] = p;
     }
     cg_adam_opts with = cg_adamw_defaults(lr), without = with;
     with.weight_decay = 0.05;
@@ -117,8 +119,11 @@ static int load_split(const char *dir, const char *prefix, cg_tensor **x, cg_ten
     *y = img ? cg_idx_load(lpath, CG_I64, 1.0) : NULL;
     *x = *y ? cg_reshape(NULL, img, 2, (const int64_t[]){cg_dim(img, 0), 784}) : NULL;
     cg_tensor_free(img);
-    if (!*x) fprintf(stderr, "custom_module: %s (apt-get install dataset-fashion-mnist, "
-                             "or --synthetic N)\n", cg_last_error());
+    if (!*x)
+        fprintf(stderr,
+                "custom_module: %s (apt-get install dataset-fashion-mnist, "
+                "or --synthetic N)\n",
+                cg_last_error());
     return *x ? 0 : -1;
 }
 
@@ -130,8 +135,8 @@ static int synthesize(int64_t n, uint64_t seed, cg_tensor **x, cg_tensor **y) {
     cg_rng_seed(&rng, seed);
     cg_ctx *ctx = cg_ctx_new();
     cg_tensor *protos = cg_rand(ctx, &protos_rng, CG_F32, CG_SHAPE(10, 784), 0, 1);
-    cg_tensor *labels = cg_argmax(ctx, cg_rand(ctx, &rng, CG_F32, CG_SHAPE(n, 10), 0, 1), 1,
-                                  false);
+    cg_tensor *labels =
+        cg_argmax(ctx, cg_rand(ctx, &rng, CG_F32, CG_SHAPE(n, 10), 0, 1), 1, false);
     cg_tensor *img = cg_add(ctx, cg_index_select(ctx, protos, 0, labels),
                             cg_randn(ctx, &rng, CG_F32, CG_SHAPE(n, 784), 0, 0.3));
     *x = cg_clone(NULL, img);
@@ -198,9 +203,10 @@ static double evaluate(run *r, const cg_tensor *x, const cg_tensor *y) {
     double hits = 0;
     for (int64_t s = 0; s < cg_dim(x, 0); s += 1000) {
         int64_t len = cg_dim(x, 0) - s < 1000 ? cg_dim(x, 0) - s : 1000;
-        cg_tensor *logits = cg_module_predict(r->ctx, r->model, cg_narrow(r->ctx, x, 0, s, len));
-        cg_tensor *hit = cg_eq(r->ctx, cg_argmax(r->ctx, logits, 1, false),
-                               cg_narrow(r->ctx, y, 0, s, len));
+        cg_tensor *logits =
+            cg_module_predict(r->ctx, r->model, cg_narrow(r->ctx, x, 0, s, len));
+        cg_tensor *hit =
+            cg_eq(r->ctx, cg_argmax(r->ctx, logits, 1, false), cg_narrow(r->ctx, y, 0, s, len));
         hits += cg_item(cg_sum(r->ctx, hit, NULL, 0, false));
         cg_ctx_reset(r->ctx);
     }
@@ -292,34 +298,55 @@ static int check(const args *a) {
     if (rc == 0) rc = in_child(&first);
     if (rc == 0) rc = in_child(&second);
     bool same = rc == 0 && same_bytes(full, resumed);
-    printf("resumed run %s the uninterrupted one\n", same ? "is bitwise identical to"
-                                                         : "DIFFERS from");
+    printf("resumed run %s the uninterrupted one\n",
+           same ? "is bitwise identical to" : "DIFFERS from");
     remove(full), remove(half), remove(resumed), rmdir(dir);
     return same ? 0 : -1;
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
 static int parse_args(int argc, char **argv, args *a) {
-    *a = (args){.epochs = 4, .nblocks = 2, .batch = 64, .width = 128, .lr = 2e-3, .seed = 42,
+    *a = (args){.epochs = 4,
+                .nblocks = 2,
+                .batch = 64,
+                .width = 128,
+                .lr = 2e-3,
+                .seed = 42,
                 .data = "/usr/share/datasets/fashion-mnist"};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--check")) { a->check = true; continue; }
+        if (!strcmp(k, "--check")) {
+            a->check = true;
+            continue;
+        }
         if (!v) return -1;
         i++;
-        if (!strcmp(k, "--epochs")) a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch")) a->batch = atoll(v);
-        else if (!strcmp(k, "--lr")) a->lr = atof(v);
-        else if (!strcmp(k, "--width")) a->width = atoll(v);
-        else if (!strcmp(k, "--blocks")) a->nblocks = atoi(v);
-        else if (!strcmp(k, "--seed")) a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads")) a->threads = atoi(v);
-        else if (!strcmp(k, "--save")) a->save = v;
-        else if (!strcmp(k, "--load")) a->load = v;
-        else if (!strcmp(k, "--data")) a->data = v;
-        else if (!strcmp(k, "--synthetic")) a->synthetic = atoll(v);
-        else if (!strcmp(k, "--stop-after")) a->stop = atoi(v);
-        else return -1;
+        if (!strcmp(k, "--epochs"))
+            a->epochs = atoi(v);
+        else if (!strcmp(k, "--batch"))
+            a->batch = atoll(v);
+        else if (!strcmp(k, "--lr"))
+            a->lr = atof(v);
+        else if (!strcmp(k, "--width"))
+            a->width = atoll(v);
+        else if (!strcmp(k, "--blocks"))
+            a->nblocks = atoi(v);
+        else if (!strcmp(k, "--seed"))
+            a->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--threads"))
+            a->threads = atoi(v);
+        else if (!strcmp(k, "--save"))
+            a->save = v;
+        else if (!strcmp(k, "--load"))
+            a->load = v;
+        else if (!strcmp(k, "--data"))
+            a->data = v;
+        else if (!strcmp(k, "--synthetic"))
+            a->synthetic = atoll(v);
+        else if (!strcmp(k, "--stop-after"))
+            a->stop = atoi(v);
+        else
+            return -1;
     }
     return a->epochs >= 1 && a->batch >= 1 && a->width >= 1 && a->nblocks >= 0 &&
                    (!a->check || a->epochs >= 2)
@@ -330,9 +357,11 @@ static int parse_args(int argc, char **argv, args *a) {
 int main(int argc, char **argv) {
     args a;
     if (parse_args(argc, argv, &a) != 0) {
-        fprintf(stderr, "usage: %s [--epochs N] [--batch N] [--lr X] [--width N] [--blocks N] "
-                        "[--seed N] [--threads N] [--save FILE] [--load FILE] [--stop-after E] "
-                        "[--data DIR | --synthetic N] [--check]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [--epochs N] [--batch N] [--lr X] [--width N] [--blocks N] "
+                "[--seed N] [--threads N] [--save FILE] [--load FILE] [--stop-after E] "
+                "[--data DIR | --synthetic N] [--check]\n",
+                argv[0]);
         return 2;
     }
     if (a.threads > 0) cg_set_num_threads(a.threads);

@@ -50,23 +50,47 @@ static int parse_hidden(const char *s, args *a) {
 }
 
 static int parse_args(int argc, char **argv, args *a) {
-    *a = (args){10, 1, 0, 32, {128}, -1, "adam", NULL, NULL,
-                "/usr/share/datasets/fashion-mnist", "fashion_mlp.csv", "fashion_mlp.svg", 42};
+    *a = (args){10,
+                1,
+                0,
+                32,
+                {128},
+                -1,
+                "adam",
+                NULL,
+                NULL,
+                "/usr/share/datasets/fashion-mnist",
+                "fashion_mlp.csv",
+                "fashion_mlp.svg",
+                42};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--epochs")) a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch")) a->batch = atoll(v);
-        else if (!strcmp(k, "--lr")) a->lr = atof(v);
-        else if (!strcmp(k, "--hidden")) { if (parse_hidden(v, a)) return -1; }
-        else if (!strcmp(k, "--optimizer")) a->optimizer = v;
-        else if (!strcmp(k, "--seed")) a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads")) a->threads = atoi(v);
-        else if (!strcmp(k, "--save")) a->save = v;
-        else if (!strcmp(k, "--load")) a->load = v;
-        else if (!strcmp(k, "--data")) a->data = v;
-        else if (!strcmp(k, "--csv")) a->csv = v;
-        else if (!strcmp(k, "--svg")) a->svg = v;
-        else return -1;
+        if (!strcmp(k, "--epochs"))
+            a->epochs = atoi(v);
+        else if (!strcmp(k, "--batch"))
+            a->batch = atoll(v);
+        else if (!strcmp(k, "--lr"))
+            a->lr = atof(v);
+        else if (!strcmp(k, "--hidden")) {
+            if (parse_hidden(v, a)) return -1;
+        } else if (!strcmp(k, "--optimizer"))
+            a->optimizer = v;
+        else if (!strcmp(k, "--seed"))
+            a->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--threads"))
+            a->threads = atoi(v);
+        else if (!strcmp(k, "--save"))
+            a->save = v;
+        else if (!strcmp(k, "--load"))
+            a->load = v;
+        else if (!strcmp(k, "--data"))
+            a->data = v;
+        else if (!strcmp(k, "--csv"))
+            a->csv = v;
+        else if (!strcmp(k, "--svg"))
+            a->svg = v;
+        else
+            return -1;
     }
     if (argc % 2 == 0 || a->epochs < 0 || a->epochs > 100 || a->batch < 1) return -1;
     if (a->lr < 0) a->lr = strcmp(a->optimizer, "sgd") ? 1e-3 : 0.1;
@@ -107,8 +131,8 @@ static cg_optim *build_optimizer(const args *a, cg_module *m) {
         cg_sgd_opts o = cg_sgd_defaults(a->lr);
         return cg_sgd_new(m, &o);
     }
-    cg_adam_opts o = strcmp(a->optimizer, "adamw") ? cg_adam_defaults(a->lr)
-                                                    : cg_adamw_defaults(a->lr);
+    cg_adam_opts o =
+        strcmp(a->optimizer, "adamw") ? cg_adam_defaults(a->lr) : cg_adamw_defaults(a->lr);
     if (!strcmp(a->optimizer, "adam")) return cg_adam_new(m, &o);
     if (!strcmp(a->optimizer, "adamw")) return cg_adamw_new(m, &o);
     fprintf(stderr, "fashion_mlp: unknown optimizer %s (sgd, adam, adamw)\n", a->optimizer);
@@ -132,8 +156,8 @@ static void progress(int64_t done, int64_t total, double secs, double loss, doub
     int fill = (int)(30 * done / total);
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : '.');
     bar[30] = '\0';
-    printf("\r%lld/%lld [%s] %.1fs - loss: %.4f - acc: %.4f", (long long)done,
-           (long long)total, bar, secs, loss, acc);
+    printf("\r%lld/%lld [%s] %.1fs - loss: %.4f - acc: %.4f", (long long)done, (long long)total,
+           bar, secs, loss, acc);
     if (!end) fflush(stdout);
 }
 
@@ -205,8 +229,9 @@ static void svg_panel(FILE *f, int x0, const char *title, const double *tr, cons
         lo = va[e] < lo ? va[e] : lo, hi = va[e] > hi ? va[e] : hi;
     }
     if (hi - lo < 1e-9) hi = lo + 1;
-    fprintf(f, "<rect x='%d' y='20' width='360' height='240' fill='none' stroke='#888'/>\n"
-               "<text x='%d' y='14' font-size='13'>%s (%.3f to %.3f)</text>\n",
+    fprintf(f,
+            "<rect x='%d' y='20' width='360' height='240' fill='none' stroke='#888'/>\n"
+            "<text x='%d' y='14' font-size='13'>%s (%.3f to %.3f)</text>\n",
             x0, x0, title, lo, hi);
     const double *curves[2] = {tr, va};
     const char *colours[2] = {"#1f77b4", "#ff7f0e"};
@@ -229,9 +254,11 @@ static void write_svg(const char *path, const history *h) {
                "font-family='sans-serif'>\n<rect width='780' height='300' fill='white'/>\n");
     svg_panel(f, 10, "loss", h->loss, h->val_loss, h->n);
     svg_panel(f, 410, "accuracy", h->acc, h->val_acc, h->n);
-    fprintf(f, "<text x='10' y='290' font-size='12' fill='#1f77b4'>train</text>"
-               "<text x='60' y='290' font-size='12' fill='#ff7f0e'>validation (test set)</text>"
-               "<text x='400' y='290' font-size='12'>epochs 1..%d</text>\n</svg>\n", h->n);
+    fprintf(f,
+            "<text x='10' y='290' font-size='12' fill='#1f77b4'>train</text>"
+            "<text x='60' y='290' font-size='12' fill='#ff7f0e'>validation (test set)</text>"
+            "<text x='400' y='290' font-size='12'>epochs 1..%d</text>\n</svg>\n",
+            h->n);
     fclose(f);
 }
 
@@ -259,8 +286,10 @@ static int run(const args *a, cg_tensor *const data[4]) {
     for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
         printf("Epoch %d/%d\n", e + 1, a->epochs);
         rc = train_epoch(ctx, model, opt, batches, &h);
-        if (rc == 0) rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
-        if (rc == 0) printf(" - val_loss: %.4f - val_acc: %.4f\n", h.val_loss[h.n], h.val_acc[h.n]);
+        if (rc == 0)
+            rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
+        if (rc == 0)
+            printf(" - val_loss: %.4f - val_acc: %.4f\n", h.val_loss[h.n], h.val_acc[h.n]);
     }
     double vl = 0, va = 0;
     if (rc == 0 && h.n == 0) rc = evaluate(ctx, model, data[2], data[3], &vl, &va);
@@ -282,9 +311,11 @@ static int run(const args *a, cg_tensor *const data[4]) {
 int main(int argc, char **argv) {
     args a;
     if (parse_args(argc, argv, &a) != 0) {
-        fprintf(stderr, "usage: %s [--epochs N] [--batch N] [--lr X] [--hidden 512,512] "
-                        "[--optimizer sgd|adam|adamw] [--seed N] [--threads N] [--save FILE] "
-                        "[--load FILE] [--data DIR] [--csv FILE] [--svg FILE]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s [--epochs N] [--batch N] [--lr X] [--hidden 512,512] "
+                "[--optimizer sgd|adam|adamw] [--seed N] [--threads N] [--save FILE] "
+                "[--load FILE] [--data DIR] [--csv FILE] [--svg FILE]\n",
+                argv[0]);
         return 2;
     }
     if (a.threads > 0) cg_set_num_threads(a.threads);

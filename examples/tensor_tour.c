@@ -19,7 +19,8 @@ int main(void) {
     puts("\n== views share storage (no copies)");
     cg_tensor *xt = cg_transpose(ctx, x, 0, 1);
     printf("x.T is [%lld,%lld] with strides (%lld,%lld)\n", (long long)cg_dim(xt, 0),
-           (long long)cg_dim(xt, 1), (long long)cg_strides(xt)[0], (long long)cg_strides(xt)[1]);
+           (long long)cg_dim(xt, 1), (long long)cg_strides(xt)[0],
+           (long long)cg_strides(xt)[1]);
     cg_print(xt);
     cg_print(cg_slice(ctx, x, 1, 0, CG_END, 2)); /* x[:, ::2] */
 

@@ -9,10 +9,10 @@
 #include <string.h>
 
 struct cg_batcher {
-    const cg_tensor *x, *y;   /* borrowed; y may be NULL */
-    cg_rng *rng;              /* borrowed; NULL without shuffle */
+    const cg_tensor *x, *y; /* borrowed; y may be NULL */
+    cg_rng *rng;            /* borrowed; NULL without shuffle */
     int64_t n, batch, nbatches;
-    int64_t pos;              /* batches handed out this epoch; -1 before it starts */
+    int64_t pos; /* batches handed out this epoch; -1 before it starts */
     bool shuffle;
     int64_t *perm;            /* this epoch's order of the samples */
     cg_tensor *xbuf, *ybuf;   /* [min(batch, n), ...] */
@@ -69,8 +69,7 @@ static char *copy_strided(char *dst, const char *src, int nd, const int64_t *sha
 /* Rows rows[0..count) of src into the first count rows of buf. The version
  * bump makes autograd refuse a backward through a graph that saved the
  * previous batch, which this overwrote. */
-static void gather(cg_tensor *buf, const cg_tensor *src, const int64_t *rows,
-                   int64_t count) {
+static void gather(cg_tensor *buf, const cg_tensor *src, const int64_t *rows, int64_t count) {
     size_t es = cg_dtype_size(src->dtype);
     size_t row_bytes = (size_t)cgi_numel(src->ndim - 1, src->shape + 1) * es;
     bool flat = rows_contiguous(src);
@@ -78,8 +77,10 @@ static void gather(cg_tensor *buf, const cg_tensor *src, const int64_t *rows,
     char *dst = cgi_ptr(buf);
     for (int64_t i = 0; i < count; i++, dst += row_bytes) {
         const char *row = base + (size_t)(rows[i] * src->strides[0]) * es;
-        if (flat) memcpy(dst, row, row_bytes);
-        else copy_strided(dst, row, src->ndim - 1, src->shape + 1, src->strides + 1, es);
+        if (flat)
+            memcpy(dst, row, row_bytes);
+        else
+            copy_strided(dst, row, src->ndim - 1, src->shape + 1, src->strides + 1, es);
     }
     cgi_bump_version(buf);
 }
@@ -116,16 +117,21 @@ static bool make_buffer(const cg_tensor *t, int64_t rows, int64_t tail, cg_tenso
     return *buf && (tail == 0 || *tailv);
 }
 
-cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch,
-                           bool shuffle, bool drop_last, cg_rng *rng) {
+cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch, bool shuffle,
+                           bool drop_last, cg_rng *rng) {
     cg_ctx *ctx = NULL;
     CGI_NULL_CHECK(x, "cg_batcher_new");
     if (!check_args(x, y, batch, shuffle, rng)) return NULL;
     cg_batcher *b = cgi_alloc(NULL, "cg_batcher_new", sizeof *b);
     if (!b) return NULL;
     int64_t n = x->shape[0], rem = n % batch;
-    *b = (cg_batcher){.x = x, .y = y, .rng = shuffle ? rng : NULL, .n = n, .batch = batch,
-                      .nbatches = n / batch + (rem && !drop_last), .pos = -1,
+    *b = (cg_batcher){.x = x,
+                      .y = y,
+                      .rng = shuffle ? rng : NULL,
+                      .n = n,
+                      .batch = batch,
+                      .nbatches = n / batch + (rem && !drop_last),
+                      .pos = -1,
                       .shuffle = shuffle};
     /* Only a short batch after full ones needs a view: a lone short batch
      * (n < batch) fills the whole buffer. */

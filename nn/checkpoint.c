@@ -32,7 +32,7 @@
 #endif
 
 #define MAX_HEADER ((uint64_t)100 << 20) /* the safetensors reference's own limit */
-#define KEY_MAX 128                      /* "optimizer." and an optimizer state name */
+#define KEY_MAX    128                   /* "optimizer." and an optimizer state name */
 
 /* safetensors' dtypes with their sizes, so that a file's other tensors (a
  * PyTorch file's bf16 extras) can be checked and skipped; cg < 0: not cgrad's. */
@@ -43,11 +43,9 @@ typedef struct st_dtype {
 } st_dtype;
 
 static const st_dtype dtypes[] = {
-    {"F32", 4, CG_F32},     {"F64", 8, CG_F64},     {"I64", 8, CG_I64},
-    {"BOOL", 1, -1},        {"U8", 1, -1},          {"I8", 1, -1},
-    {"F8_E4M3", 1, -1},     {"F8_E5M2", 1, -1},     {"I16", 2, -1},
-    {"U16", 2, -1},         {"F16", 2, -1},         {"BF16", 2, -1},
-    {"I32", 4, -1},         {"U32", 4, -1},         {"U64", 8, -1},
+    {"F32", 4, CG_F32}, {"F64", 8, CG_F64}, {"I64", 8, CG_I64}, {"BOOL", 1, -1}, {"U8", 1, -1},
+    {"I8", 1, -1},      {"F8_E4M3", 1, -1}, {"F8_E5M2", 1, -1}, {"I16", 2, -1},  {"U16", 2, -1},
+    {"F16", 2, -1},     {"BF16", 2, -1},    {"I32", 4, -1},     {"U32", 4, -1},  {"U64", 8, -1},
 };
 #define NDTYPES (int)(sizeof dtypes / sizeof dtypes[0])
 
@@ -100,8 +98,10 @@ static cg_status collect(saving *S, const cg_module *m, const cg_optim *o) {
         it->t = cg_optim_state(o, i, &name);
         it->name = it->buf;
         if (!it->t || !name || snprintf(it->buf, KEY_MAX, "optimizer.%s", name) >= KEY_MAX)
-            return cgi_error(NULL, CG_ERR_STATE, "cg_save: optimizer state %d has no "
-                             "usable name", i);
+            return cgi_error(NULL, CG_ERR_STATE,
+                             "cg_save: optimizer state %d has no "
+                             "usable name",
+                             i);
     }
     return CG_OK;
 }
@@ -133,8 +133,9 @@ static void write_metadata(cgi_jbuf *b, const saving *S) {
     }
     const cg_rng *r = S->rng;
     if (r)
-        cgi_jbuf_printf(b, ",\"cgrad.rng\":\"%016" PRIx64 "%016" PRIx64 "%016" PRIx64
-                        "%016" PRIx64 "\"", r->s[0], r->s[1], r->s[2], r->s[3]);
+        cgi_jbuf_printf(
+            b, ",\"cgrad.rng\":\"%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "\"",
+            r->s[0], r->s[1], r->s[2], r->s[3]);
     cgi_jbuf_printf(b, "}");
 }
 
@@ -188,8 +189,8 @@ static int open_temp(const char *path, char *tmp) {
     struct timespec ts;
     size_t len = strlen(path);
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^
-                 (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)tmp;
+    uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid() << 40 ^
+                 (uint64_t)(uintptr_t)tmp;
     for (int attempt = 0; attempt < 100; attempt++) {
         uint64_t z = x += UINT64_C(0x9e3779b97f4a7c15); /* splitmix64 */
         z = (z ^ z >> 30) * UINT64_C(0xbf58476d1ce4e5b9);
@@ -260,8 +261,10 @@ static cg_status write_file(const char *path, const cgi_jbuf *h, const saving *S
         return cgi_error(NULL, CG_ERR_IO, "%s: %s: %s", S->fn, path,
                          err ? strerror(err) : "write failed");
     if ((err = sync_dir(path)) != 0)
-        return cgi_error(NULL, CG_ERR_IO, "%s: %s: written, but syncing its directory "
-                         "failed: %s", S->fn, path, strerror(err));
+        return cgi_error(NULL, CG_ERR_IO,
+                         "%s: %s: written, but syncing its directory "
+                         "failed: %s",
+                         S->fn, path, strerror(err));
     return CG_OK;
 }
 
@@ -280,8 +283,8 @@ cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o, const
     int cap = cg_module_nstate(m) + (o ? cg_optim_nstate(o) : 0);
     saving S = {.fn = "cg_save", .o = o, .rng = rng};
     S.items = malloc(sizeof *S.items * (size_t)(cap > 0 ? cap : 1));
-    cg_status st = S.items ? collect(&S, m, o)
-                           : cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
+    cg_status st =
+        S.items ? collect(&S, m, o) : cgi_error(NULL, CG_ERR_NOMEM, "cg_save: out of memory");
     if (st == CG_OK && o) st = hook_text(cgi_optim_meta(o), "optimizer", &S.optim_text);
     if (st == CG_OK && s) st = hook_text(cgi_sched_meta(s), "schedule", &S.sched_text);
     if (st == CG_OK) st = save_items(path, &S);
@@ -302,8 +305,10 @@ static cg_status check_names(int n, const char *const *names, const cg_tensor *c
             return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: %s %d is NULL",
                              names[i] ? "tensor" : "name", i);
         if (!strcmp(names[i], "__metadata__"))
-            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: name %d is "
-                             "\"__metadata__\", the format's own key", i);
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "cg_save_tensors: name %d is "
+                             "\"__metadata__\", the format's own key",
+                             i);
     }
     const char **sorted = malloc(sizeof *sorted * (size_t)(n > 0 ? n : 1));
     if (!sorted) return cgi_error(NULL, CG_ERR_NOMEM, "cg_save_tensors: out of memory");
@@ -321,8 +326,10 @@ static cg_status check_names(int n, const char *const *names, const cg_tensor *c
 cg_status cg_save_tensors(const char *path, int n, const char *const *names,
                           const cg_tensor *const *tensors) {
     if (!path || n < 0 || (n > 0 && (!names || !tensors)))
-        return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: path, names or tensors is NULL "
-                         "or n %d < 0", n);
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "cg_save_tensors: path, names or tensors is NULL "
+                         "or n %d < 0",
+                         n);
     cg_status st = check_names(n, names, tensors);
     if (st != CG_OK) return st;
     saving S = {.fn = "cg_save_tensors", .n = n};
@@ -408,16 +415,20 @@ static cg_status read_parts(loader *L, FILE *f) {
     if (!S_ISREG(sb.st_mode)) return fail(L, CG_ERR_IO, "not a regular file");
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8)
-        return fail(L, CG_ERR_IO, "truncated: %" PRIu64 " bytes, a safetensors file has at "
-                    "least 8", size);
+        return fail(L, CG_ERR_IO,
+                    "truncated: %" PRIu64 " bytes, a safetensors file has at "
+                    "least 8",
+                    size);
     if (!read_exact(f, len8, 8)) return read_failed(L, f);
     L->hlen = le64(len8);
     if (L->hlen > MAX_HEADER)
         return fail(L, CG_ERR_IO, "oversized header: %" PRIu64 " bytes (at most 100 MB)",
                     L->hlen);
     if (L->hlen > size - 8)
-        return fail(L, CG_ERR_IO, "truncated: a header of %" PRIu64 " bytes but only %"
-                    PRIu64 " bytes follow", L->hlen, size - 8);
+        return fail(L, CG_ERR_IO,
+                    "truncated: a header of %" PRIu64 " bytes but only %" PRIu64
+                    " bytes follow",
+                    L->hlen, size - 8);
     L->dlen = size - 8 - L->hlen;
     L->header = malloc((size_t)L->hlen + 1);
     L->data = aligned_alloc(64, ((size_t)L->dlen / 64 + 1) * 64);
@@ -436,8 +447,7 @@ static cg_status read_file(loader *L) {
 }
 
 static cg_status corrupt(const loader *L, const char *key, const char *what) {
-    return fail(L, CG_ERR_IO, "corrupt header: %s%s%s", key ? key : "", key ? ": " : "",
-                what);
+    return fail(L, CG_ERR_IO, "corrupt header: %s%s%s", key ? key : "", key ? ": " : "", what);
 }
 
 /* shape: at most CG_MAX_DIMS non-negative integers. */
@@ -477,12 +487,15 @@ static cg_status parse_offsets(const loader *L, entry *e, int node) {
     e->begin = (uint64_t)nodes[b].num;
     e->end = (uint64_t)nodes[x].num;
     if (e->end < e->begin || !entry_bytes(e, &need) || e->end - e->begin != need)
-        return fail(L, CG_ERR_IO, "corrupt header: %s: data_offsets [%" PRIu64 ",%" PRIu64
-                    "] do not fit its dtype and shape", e->name, e->begin, e->end);
+        return fail(L, CG_ERR_IO,
+                    "corrupt header: %s: data_offsets [%" PRIu64 ",%" PRIu64
+                    "] do not fit its dtype and shape",
+                    e->name, e->begin, e->end);
     if (e->end > L->dlen)
-        return fail(L, CG_ERR_IO, "%s: data_offsets [%" PRIu64 ",%" PRIu64 "] past the %"
-                    PRIu64 " data bytes: truncated or corrupt", e->name, e->begin, e->end,
-                    L->dlen);
+        return fail(L, CG_ERR_IO,
+                    "%s: data_offsets [%" PRIu64 ",%" PRIu64 "] past the %" PRIu64
+                    " data bytes: truncated or corrupt",
+                    e->name, e->begin, e->end, L->dlen);
     return CG_OK;
 }
 
@@ -495,8 +508,8 @@ static cg_status parse_entry(const loader *L, int node, entry *e) {
         return corrupt(L, e->name, "needs dtype, shape and data_offsets");
     if (d->nodes[dt].type != CGI_JSON_STRING) return corrupt(L, e->name, "dtype is no string");
     e->dt = dtype_named(d->nodes[dt].str);
-    if (!e->dt) return fail(L, CG_ERR_DTYPE, "%s: unknown dtype \"%s\"", e->name,
-                            d->nodes[dt].str);
+    if (!e->dt)
+        return fail(L, CG_ERR_DTYPE, "%s: unknown dtype \"%s\"", e->name, d->nodes[dt].str);
     cg_status st = parse_shape(L, e, shape);
     return st != CG_OK ? st : parse_offsets(L, e, offsets);
 }
@@ -774,9 +787,8 @@ static cg_status open_file(loader *L) {
 
 cg_load_opts cg_load_defaults(void) { return (cg_load_opts){.strict = true}; }
 
-static cg_status load(const char *fn, const char *path, cg_module *m, cg_optim *o,
-                      cg_sched *s, cg_rng *rng, const cg_load_opts *opts,
-                      cg_load_report *report) {
+static cg_status load(const char *fn, const char *path, cg_module *m, cg_optim *o, cg_sched *s,
+                      cg_rng *rng, const cg_load_opts *opts, cg_load_report *report) {
     if (report) *report = (cg_load_report){0};
     if (!path || !m) return cgi_error(NULL, CG_ERR_ARG, "%s: path or module is NULL", fn);
     cg_load_opts def = cg_load_defaults();
@@ -817,8 +829,8 @@ void cg_tensor_dict_free(cg_tensor_dict *d) {
 /* e's bytes into a new caller-owned tensor (memcpy: the file's may be misaligned). */
 static cg_status load_entry(loader *L, const entry *e, cg_tensor_dict *d) {
     if (e->dt->cg < 0)
-        return fail(L, CG_ERR_DTYPE, "%s: dtype %s, cgrad holds only F32, F64 and I64",
-                    e->name, e->dt->name);
+        return fail(L, CG_ERR_DTYPE, "%s: dtype %s, cgrad holds only F32, F64 and I64", e->name,
+                    e->dt->name);
     cg_tensor *t = cg_empty(NULL, (cg_dtype)e->dt->cg, e->ndim, e->shape);
     char *name = dup_string(e->name);
     if (!t || !name) {

@@ -43,17 +43,17 @@ static int run_end(const plist *l, int i, int64_t *n) {
 }
 
 /* Calls BODY(data, dtype, n) once per run of gradients. */
-#define FOR_RUNS(l, BODY)                                                          \
-    for (int i_ = 0; i_ < (l)->n;) {                                               \
-        cg_tensor *g_ = grad_at(l, i_);                                            \
-        if (!g_) {                                                                 \
-            i_++;                                                                  \
-            continue;                                                              \
-        }                                                                          \
-        int64_t n_;                                                                \
-        int j_ = run_end(l, i_, &n_);                                              \
-        if (n_ > 0) BODY(cg_data(g_), cg_dtype_of(g_), n_);                        \
-        i_ = j_;                                                                   \
+#define FOR_RUNS(l, BODY)                                                                      \
+    for (int i_ = 0; i_ < (l)->n;) {                                                           \
+        cg_tensor *g_ = grad_at(l, i_);                                                        \
+        if (!g_) {                                                                             \
+            i_++;                                                                              \
+            continue;                                                                          \
+        }                                                                                      \
+        int64_t n_;                                                                            \
+        int j_ = run_end(l, i_, &n_);                                                          \
+        if (n_ > 0) BODY(cg_data(g_), cg_dtype_of(g_), n_);                                    \
+        i_ = j_;                                                                               \
     }
 
 /* NULL entries and strided gradients are refused before anything changes. */
@@ -66,8 +66,10 @@ static cg_status check_list(const char *fn, const plist *l) {
             return cgi_error(NULL, CG_ERR_ARG, "%s: parameter %d is NULL", fn, i);
         cg_tensor *g = grad_at(l, i);
         if (g && !cg_is_contiguous(g))
-            return cgi_error(NULL, CG_ERR_STATE, "%s: the gradient of parameter %d is not "
-                             "contiguous", fn, i);
+            return cgi_error(NULL, CG_ERR_STATE,
+                             "%s: the gradient of parameter %d is not "
+                             "contiguous",
+                             fn, i);
     }
     return CG_OK;
 }
@@ -77,8 +79,10 @@ static cg_status check_list(const char *fn, const plist *l) {
 static cg_status module_list(const char *fn, const cg_module *m, plist *l) {
     if (!m) return cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
     if (!cg_module_flat_params(m))
-        return cgi_error(NULL, CG_ERR_ARG, "%s: module %s is inside a container: pass the "
-                         "container", fn, cg_module_name(m));
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: module %s is inside a container: pass the "
+                         "container",
+                         fn, cg_module_name(m));
     *l = (plist){cg_module_nparams(m), NULL, m};
     return CG_OK;
 }

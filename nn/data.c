@@ -15,8 +15,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#define IDX_U8 0x08
-#define READ_CHUNK ((size_t)1 << 30)  /* gzread counts in unsigned, returns int */
+#define IDX_U8      0x08
+#define READ_CHUNK  ((size_t)1 << 30) /* gzread counts in unsigned, returns int */
 #define FIRST_ALLOC ((size_t)1 << 20) /* the data buffer's size before it grows */
 
 /* An open IDX file and the names its errors carry. */
@@ -99,8 +99,7 @@ static cg_status read_header(const reader *r, cg_idx *out, size_t *numel) {
     if (h[2] != IDX_U8)
         return fail(r, "unsupported IDX type 0x%02X (only unsigned byte, 0x08)", h[2]);
     int nd = h[3];
-    if (nd < 1 || nd > CG_MAX_DIMS)
-        return fail(r, "rank %d outside 1..%d", nd, CG_MAX_DIMS);
+    if (nd < 1 || nd > CG_MAX_DIMS) return fail(r, "rank %d outside 1..%d", nd, CG_MAX_DIMS);
     if (read_exact(r, h, 4, 4 + 4 * (size_t)nd, "header") != CG_OK) return CG_ERR_IO;
     uint64_t n = 1;
     for (int d = 0; d < nd; d++) {
@@ -170,8 +169,10 @@ static cg_status read_idx(const char *op, const char *path, cg_idx *out) {
     if (st == CG_OK) st = (idx.data = read_data(&r, n)) ? CG_OK : cg_last_status();
     if (st == CG_OK) st = check_end(&r, n);
     gzclose(r.gz);
-    if (st == CG_OK) *out = idx;
-    else free(idx.data);
+    if (st == CG_OK)
+        *out = idx;
+    else
+        free(idx.data);
     return st;
 }
 
@@ -235,7 +236,8 @@ cg_status cg_normalize_(cg_tensor *x, double mean, double std) {
     if (!(std > 0))
         return cgi_error(x->ctx, CG_ERR_ARG, "cg_normalize_: std %g must be > 0", std);
     if (overlaps(x))
-        return cgi_error(x->ctx, CG_ERR_ARG, "cg_normalize_: x is an expanded view "
+        return cgi_error(x->ctx, CG_ERR_ARG,
+                         "cg_normalize_: x is an expanded view "
                          "(elements share memory)");
     cg_tensor st;
     cgi_storage sto;
@@ -266,8 +268,8 @@ static cg_status check_labels(cg_ctx *ctx, const cg_tensor *labels, int64_t clas
     for (int64_t i = 0; i < labels->shape[0]; i++) {
         int64_t c = l[i * labels->strides[0]];
         if (c < 0 || c >= classes)
-            return cgi_error(ctx, CG_ERR_INDEX, "%s: label %lld at %lld outside [0, %lld)",
-                             op, (long long)c, (long long)i, (long long)classes);
+            return cgi_error(ctx, CG_ERR_INDEX, "%s: label %lld at %lld outside [0, %lld)", op,
+                             (long long)c, (long long)i, (long long)classes);
     }
     return CG_OK;
 }
@@ -284,9 +286,12 @@ cg_tensor *cg_one_hot(cg_ctx *ctx, const cg_tensor *labels, int64_t classes, cg_
     memset(o, 0, (size_t)(n * classes) * es); /* all-zero bits are 0 in every dtype */
     for (int64_t i = 0; i < n; i++) {
         char *p = o + (size_t)(i * classes + l[i * labels->strides[0]]) * es;
-        if (dt == CG_F32) *(float *)p = 1.0f;
-        else if (dt == CG_F64) *(double *)p = 1.0;
-        else *(int64_t *)p = 1;
+        if (dt == CG_F32)
+            *(float *)p = 1.0f;
+        else if (dt == CG_F64)
+            *(double *)p = 1.0;
+        else
+            *(int64_t *)p = 1;
     }
     return out;
 }

@@ -28,6 +28,7 @@ cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim) {
     }
     const char *fn = "cg_nn_embedding";
     cg_module *m = cgi_module_new(&embedding_kind, NULL, fn);
-    cg_tensor *w = cgi_module_add(m, "weight", cg_zeros(NULL, dt, CG_SHAPE(num, dim)), true, fn);
+    cg_tensor *w =
+        cgi_module_add(m, "weight", cg_zeros(NULL, dt, CG_SHAPE(num, dim)), true, fn);
     return cgi_module_done(m, w && cg_init_normal_(w, rng, 0.0, 1.0) == CG_OK, fn);
 }

@@ -25,8 +25,11 @@ static cg_status fill_from(cg_tensor *t, cg_tensor *r) {
 static cg_status uniform(cg_tensor *t, cg_rng *rng, double lo, double hi, const char *op) {
     cg_status s = check(t, rng, true, op);
     if (s == CG_OK && !(lo <= hi && isfinite(lo) && isfinite(hi)))
-        s = cgi_error(NULL, CG_ERR_ARG, "%s: bounds [%g, %g]: need finite lo <= hi", op, lo, hi);
-    return s != CG_OK ? s : fill_from(t, cg_rand(NULL, rng, CG_F64, cg_ndim(t), cg_shape(t), lo, hi));
+        s = cgi_error(NULL, CG_ERR_ARG, "%s: bounds [%g, %g]: need finite lo <= hi", op, lo,
+                      hi);
+    return s != CG_OK
+               ? s
+               : fill_from(t, cg_rand(NULL, rng, CG_F64, cg_ndim(t), cg_shape(t), lo, hi));
 }
 
 static cg_status normal(cg_tensor *t, cg_rng *rng, double mean, double std, const char *op) {
@@ -34,8 +37,9 @@ static cg_status normal(cg_tensor *t, cg_rng *rng, double mean, double std, cons
     if (s == CG_OK && !(std >= 0 && isfinite(std) && isfinite(mean)))
         s = cgi_error(NULL, CG_ERR_ARG, "%s: mean %g, std %g: need finite values, std >= 0", op,
                       mean, std);
-    return s != CG_OK ? s
-                      : fill_from(t, cg_randn(NULL, rng, CG_F64, cg_ndim(t), cg_shape(t), mean, std));
+    return s != CG_OK
+               ? s
+               : fill_from(t, cg_randn(NULL, rng, CG_F64, cg_ndim(t), cg_shape(t), mean, std));
 }
 
 cg_status cg_init_uniform_(cg_tensor *t, cg_rng *rng, double lo, double hi) {
@@ -74,8 +78,10 @@ static cg_status fans(const cg_tensor *t, const cg_rng *rng, const char *op, dou
     if (s != CG_OK) return s;
     if (cg_ndim(t) < 2) {
         char buf[160];
-        return cgi_error(NULL, CG_ERR_SHAPE, "%s: %s: fan in and fan out need 2 or more "
-                         "dims", op, cg_shape_str(t, buf, sizeof buf));
+        return cgi_error(NULL, CG_ERR_SHAPE,
+                         "%s: %s: fan in and fan out need 2 or more "
+                         "dims",
+                         op, cg_shape_str(t, buf, sizeof buf));
     }
     double field = 1;
     for (int i = 2; i < cg_ndim(t); i++) field *= (double)cg_dim(t, i);

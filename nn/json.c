@@ -27,9 +27,7 @@ static bool fail_as(parser *p, cg_status status, const char *what) {
 static bool fail(parser *p, const char *what) { return fail_as(p, CG_ERR_ARG, what); }
 
 /* The next byte, or -1 at the end: every read goes through here or checks len. */
-static int peek(const parser *p) {
-    return p->pos < p->len ? (unsigned char)p->s[p->pos] : -1;
-}
+static int peek(const parser *p) { return p->pos < p->len ? (unsigned char)p->s[p->pos] : -1; }
 
 static void skip_ws(parser *p) {
     for (int c = peek(p); c == ' ' || c == '\t' || c == '\n' || c == '\r'; c = peek(p))
@@ -122,8 +120,10 @@ static bool parse_string(parser *p, const char **out) {
         p->pos++;
         if (c == '"') break;
         if (c < 0x20) return fail(p, "control character in a string");
-        if (c != '\\') *w++ = (char)c;
-        else if (!escape(p, &w)) return false;
+        if (c != '\\')
+            *w++ = (char)c;
+        else if (!escape(p, &w))
+            return false;
     }
     *w++ = '\0';
     p->pool_used += (size_t)(w - start);
@@ -217,7 +217,8 @@ cg_status cgi_json_parse(cgi_json *doc, const char *text, size_t len, char *err,
     *doc = (cgi_json){0};
     if (errsize) err[0] = '\0';
     doc->pool = malloc(len + 1);
-    if (!doc->pool) fail_as(&p, CG_ERR_NOMEM, "out of memory");
+    if (!doc->pool)
+        fail_as(&p, CG_ERR_NOMEM, "out of memory");
     else if (parse_value(&p, 0, &root)) {
         skip_ws(&p);
         if (p.pos != len) fail(&p, "text after the value");
@@ -273,9 +274,12 @@ void cgi_jbuf_string(cgi_jbuf *b, const char *s) {
     cgi_jbuf_printf(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') cgi_jbuf_printf(b, "\\%c", c);
-        else if (c < 0x20) cgi_jbuf_printf(b, "\\u%04x", c);
-        else cgi_jbuf_printf(b, "%c", c);
+        if (c == '"' || c == '\\')
+            cgi_jbuf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            cgi_jbuf_printf(b, "\\u%04x", c);
+        else
+            cgi_jbuf_printf(b, "%c", c);
     }
     cgi_jbuf_printf(b, "\"");
 }

@@ -19,8 +19,8 @@ static cg_tensor *linear_nobias_forward(cg_ctx *ctx, cg_module *m, const cg_tens
 
 static void linear_describe(const cg_module *m, char *buf, size_t size) {
     const cg_tensor *w = cg_module_get(m, "weight");
-    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s",
-             (long long)cg_dim(w, 1), (long long)cg_dim(w, 0),
+    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s", (long long)cg_dim(w, 1),
+             (long long)cg_dim(w, 0),
              cg_module_kind_of(m)->forward == linear_forward ? "True" : "False");
 }
 
@@ -34,20 +34,22 @@ static const cg_module_kind linear_nobias_kind = {"Linear", linear_nobias_forwar
 static cg_module *linear_new(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, bool bias,
                              const char *fn) {
     if (!rng || in < 1 || out < 1 || !cgi_is_float(dt)) {
-        cgi_error(NULL, CG_ERR_ARG, "%s: in %lld, out %lld, dtype %s: need sizes >= 1, a "
-                  "float dtype and an rng", fn, (long long)in, (long long)out,
-                  cg_dtype_name(dt));
+        cgi_error(NULL, CG_ERR_ARG,
+                  "%s: in %lld, out %lld, dtype %s: need sizes >= 1, a "
+                  "float dtype and an rng",
+                  fn, (long long)in, (long long)out, cg_dtype_name(dt));
         return NULL;
     }
     cg_module *m = cgi_module_new(bias ? &linear_kind : &linear_nobias_kind, NULL, fn);
     cg_tensor *w = cgi_module_add(m, "weight", cg_zeros(NULL, dt, CG_SHAPE(out, in)), true, fn);
-    cg_tensor *b = w && bias ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, CG_SHAPE(out)),
-                                              true, fn)
-                             : NULL;
+    cg_tensor *b = w && bias
+                       ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, CG_SHAPE(out)), true, fn)
+                       : NULL;
     double bound = 1.0 / sqrt((double)in);
-    bool ok = w && (!bias || b) &&
-              cg_init_kaiming_uniform_(w, rng, sqrt(5.0), CG_FAN_IN, CG_ACT_LEAKY_RELU) == CG_OK &&
-              (!bias || cg_init_uniform_(b, rng, -bound, bound) == CG_OK);
+    bool ok =
+        w && (!bias || b) &&
+        cg_init_kaiming_uniform_(w, rng, sqrt(5.0), CG_FAN_IN, CG_ACT_LEAKY_RELU) == CG_OK &&
+        (!bias || cg_init_uniform_(b, rng, -bound, bound) == CG_OK);
     return cgi_module_done(m, ok, fn);
 }
 
@@ -133,8 +135,10 @@ static cg_tensor *sequential_forward(cg_ctx *ctx, cg_module *m, const cg_tensor 
 
 static cg_tensor *no_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     (void)x;
-    cgi_error(ctx, CG_ERR_STATE, "%s has no forward: the module holding it calls its "
-              "children", cg_module_name(m));
+    cgi_error(ctx, CG_ERR_STATE,
+              "%s has no forward: the module holding it calls its "
+              "children",
+              cg_module_name(m));
     return NULL;
 }
 

@@ -17,8 +17,8 @@ static const char *const pair_names[] = {"cg_mse_loss", "cg_l1_loss", "cg_smooth
 
 /* Same float dtype, same shape (PyTorch would broadcast with a warning);
  * CE_PROBS: logits and probs [N, C] or [C]; p: beta >= 0 or delta > 0. */
-static bool pair_ok(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const cg_tensor *y,
-                    double p, cg_reduction r) {
+static bool pair_ok(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const cg_tensor *y, double p,
+                    cg_reduction r) {
     const char *name = pair_names[k];
     char xs[128]; /* formatted only for a message */
     if (!cgi_loss_pair_ok(ctx, name, k == CE_PROBS ? "logits" : "input", x,
@@ -48,8 +48,8 @@ static cg_tensor *piecewise(cg_ctx *ctx, const char *name, const cg_tensor *d, d
 }
 
 /* The unreduced loss: x's shape, or [N] / [] (one per row) for CE_PROBS. */
-static cg_tensor *pointwise(cg_ctx *ctx, pair_kind k, const cg_tensor *x,
-                            const cg_tensor *y, double p) {
+static cg_tensor *pointwise(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const cg_tensor *y,
+                            double p) {
     switch (k) {
     case MSE: return cg_square(ctx, cg_sub(ctx, x, y));
     case L1: return cg_abs(ctx, cg_sub(ctx, x, y));
@@ -91,9 +91,9 @@ static cg_tensor *pair_loss(cg_ctx *ctx, pair_kind k, const cg_tensor *x, const 
 
 /* The losses with no parameter (cg_cross_entropy_probs: the mean is over the
  * N rows, PyTorch's mean for probability targets). */
-#define PAIR_LOSS(fn, kind)                                                    \
-    cg_tensor *fn(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *y, cg_reduction r) { \
-        return pair_loss(ctx, kind, x, y, 0, r);                               \
+#define PAIR_LOSS(fn, kind)                                                                    \
+    cg_tensor *fn(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *y, cg_reduction r) {       \
+        return pair_loss(ctx, kind, x, y, 0, r);                                               \
     }
 PAIR_LOSS(cg_mse_loss, MSE)
 PAIR_LOSS(cg_l1_loss, L1)

@@ -68,8 +68,10 @@ static int child_index(const cg_module *m, const char *name) {
 /* A free name for m's next slot or child, or an error naming fn. */
 static cg_status check_new_name(const cg_module *m, const char *name, const char *fn) {
     if (!valid_name(name))
-        return cgi_error(NULL, CG_ERR_ARG, "%s: %s: name \"%s\" must be 1 to 64 letters, "
-                         "digits or _", fn, m->kind->name, name ? name : "(NULL)");
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s: name \"%s\" must be 1 to 64 letters, "
+                         "digits or _",
+                         fn, m->kind->name, name ? name : "(NULL)");
     if (slot_index(m, name) >= 0 || child_index(m, name) >= 0)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s already has a member named \"%s\"", fn,
                          m->kind->name, name);
@@ -90,11 +92,15 @@ static bool grow(void **items, int *cap, int n, size_t size) {
 static cg_status check_tensor(const cg_module *m, const char *name, const cg_tensor *t,
                               bool is_param, const char *fn) {
     if (t->ctx || t->node)
-        return cgi_error(NULL, CG_ERR_STATE, "%s: %s.%s: the tensor must be a caller-owned "
-                         "leaf (made with ctx NULL)", fn, m->kind->name, name);
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "%s: %s.%s: the tensor must be a caller-owned "
+                         "leaf (made with ctx NULL)",
+                         fn, m->kind->name, name);
     if (is_param && !cgi_is_float(t->dtype))
-        return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s.%s: a parameter must be f32 or f64, "
-                         "not %s", fn, m->kind->name, name, cg_dtype_name(t->dtype));
+        return cgi_error(NULL, CG_ERR_DTYPE,
+                         "%s: %s.%s: a parameter must be f32 or f64, "
+                         "not %s",
+                         fn, m->kind->name, name, cg_dtype_name(t->dtype));
     return CG_OK;
 }
 
@@ -199,8 +205,10 @@ cg_status cg_module_tie(cg_module *m, const char *name, cg_tensor *param) {
     if (!m || !param) return cgi_error(NULL, CG_ERR_ARG, "%s: module or tensor is NULL", fn);
     cg_status st = check_tensor(m, name ? name : "?", param, true, fn);
     if (st == CG_OK && !param->requires_grad)
-        st = cgi_error(NULL, CG_ERR_STATE, "%s: %s.%s: the tensor is no parameter (it "
-                       "requires no gradient)", fn, m->kind->name, name ? name : "?");
+        st = cgi_error(NULL, CG_ERR_STATE,
+                       "%s: %s.%s: the tensor is no parameter (it "
+                       "requires no gradient)",
+                       fn, m->kind->name, name ? name : "?");
     if (st != CG_OK) return st;
     int i = name ? slot_index(m, name) : -1;
     if (i < 0) { /* a new parameter name, borrowed */
@@ -210,7 +218,8 @@ cg_status cg_module_tie(cg_module *m, const char *name, cg_tensor *param) {
             free(copy);
             copy = NULL;
         }
-        if (!copy) return st != CG_OK ? st : cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
+        if (!copy)
+            return st != CG_OK ? st : cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
         m->slots[m->nslots++] = (cgi_slot){copy, param, true, false};
     } else {
         if (!m->slots[i].is_param)
@@ -264,8 +273,10 @@ static void module_release(cg_module *m) {
 cg_status cg_module_free(cg_module *m) {
     if (!m) return CG_OK;
     if (m->parents > 0)
-        return cgi_error(NULL, CG_ERR_STATE, "cg_module_free: this %s is held by a "
-                         "container and is freed with it: free the container", m->kind->name);
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "cg_module_free: this %s is held by a "
+                         "container and is freed with it: free the container",
+                         m->kind->name);
     module_release(m);
     return CG_OK;
 }
@@ -457,8 +468,8 @@ cg_tensor *cg_module_find(const cg_module *m, const char *name) {
     }
     for (int i = 0; i < m->nentries; i++)
         if (!strcmp(m->entries[i].name, name)) return m->entries[i].t;
-    cgi_error(NULL, CG_ERR_ARG, "cg_module_find: %s has no state named \"%s\"",
-              m->kind->name, name);
+    cgi_error(NULL, CG_ERR_ARG, "cg_module_find: %s has no state named \"%s\"", m->kind->name,
+              name);
     return NULL;
 }
 
@@ -485,9 +496,10 @@ static cg_tensor *flat_of(const cg_module *m, bool grads, const char *fn) {
     if (!synced(m, fn)) return NULL;
     cg_tensor *t = grads ? m->flat_grad : m->flat;
     if (!t)
-        cgi_error(NULL, CG_ERR_STATE, "%s: this %s has no flat buffers (%s)", fn,
-                  m->kind->name, m->parents ? "it is held by a container: ask the root"
-                  : m->nparams ? "its parameters differ in dtype" : "it has no parameters");
+        cgi_error(NULL, CG_ERR_STATE, "%s: this %s has no flat buffers (%s)", fn, m->kind->name,
+                  m->parents   ? "it is held by a container: ask the root"
+                  : m->nparams ? "its parameters differ in dtype"
+                               : "it has no parameters");
     return t;
 }
 
@@ -513,8 +525,8 @@ int cg_module_nchildren(const cg_module *m) { return m ? m->nchildren : 0; }
 
 cg_module *cg_module_child(const cg_module *m, int i, const char **name) {
     if (!m || i < 0 || i >= m->nchildren) {
-        cgi_error(NULL, m ? CG_ERR_INDEX : CG_ERR_ARG, "cg_module_child: %s", !m ?
-                  "module is NULL" : "index out of range");
+        cgi_error(NULL, m ? CG_ERR_INDEX : CG_ERR_ARG, "cg_module_child: %s",
+                  !m ? "module is NULL" : "index out of range");
         return NULL;
     }
     if (name) *name = m->children[i].name;
@@ -538,7 +550,8 @@ cg_module *cg_module_find_child(const cg_module *m, const char *path) {
         if (!p[len]) break;
         p += len + 1;
     }
-    if (!at) cgi_error(NULL, CG_ERR_ARG, "%s: %s has no module \"%s\"", fn, m->kind->name, path);
+    if (!at)
+        cgi_error(NULL, CG_ERR_ARG, "%s: %s has no module \"%s\"", fn, m->kind->name, path);
     return (cg_module *)at;
 }
 
@@ -571,8 +584,11 @@ static cg_tensor *forward_failed(cg_ctx *ctx, const cg_module *m) {
     char inner[CGI_MSG_MAX];
     cg_status st = cg_last_status();
     if (st == CG_OK) /* a user forward that returned NULL and said nothing */
-        return cgi_error(ctx, CG_ERR_STATE, "cg_module_forward: %s: its forward returned "
-                         "NULL without an error", m->kind->name), NULL;
+        return cgi_error(ctx, CG_ERR_STATE,
+                         "cg_module_forward: %s: its forward returned "
+                         "NULL without an error",
+                         m->kind->name),
+               NULL;
     snprintf(inner, sizeof inner, "%s", cg_last_error());
     cgi_error(ctx, st, "cg_module_forward: %s: %s", m->kind->name, inner);
     return NULL;
@@ -585,9 +601,11 @@ cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     }
     CGI_NULL_CHECK(x, "cg_module_forward");
     if (!ctx && needs_graph(m, x)) {
-        cgi_error(NULL, CG_ERR_STATE, "cg_module_forward: %s: the input or a parameter "
+        cgi_error(NULL, CG_ERR_STATE,
+                  "cg_module_forward: %s: the input or a parameter "
                   "requires a gradient, so the result must be made in a context (got NULL); "
-                  "cg_module_predict runs without a graph", m->kind->name);
+                  "cg_module_predict runs without a graph",
+                  m->kind->name);
         return NULL;
     }
     forward_depth++;
@@ -645,8 +663,9 @@ static void describe(const cg_module *m, char *buf, size_t size) {
     size_t len = 0;
     char shape[96];
     for (int i = 0; i < m->nslots && len < size; i++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%s: %s", i ? ", " : "",
-                                m->slots[i].name, cg_shape_str(m->slots[i].t, shape, sizeof shape));
+        len +=
+            (size_t)snprintf(buf + len, size - len, "%s%s: %s", i ? ", " : "", m->slots[i].name,
+                             cg_shape_str(m->slots[i].t, shape, sizeof shape));
 }
 
 static void print_tree(FILE *f, const cg_module *m, const char *label, int indent) {
@@ -669,7 +688,8 @@ static void print_tree(FILE *f, const cg_module *m, const char *label, int inden
 
 cg_status cg_module_fprint(FILE *f, const cg_module *m) {
     if (!f || !synced(m, "cg_module_fprint"))
-        return f ? cg_last_status() : cgi_error(NULL, CG_ERR_ARG, "cg_module_fprint: file is NULL");
+        return f ? cg_last_status()
+                 : cgi_error(NULL, CG_ERR_ARG, "cg_module_fprint: file is NULL");
     print_tree(f, m, "", 0);
     int64_t trainable = 0;
     for (int k = 0; k < m->nparams; k++)

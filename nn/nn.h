@@ -120,8 +120,7 @@ CG_API cg_module *cg_module_find_child(const cg_module *m, const char *path);
  * children's, depth first; a shared module or tied parameter appears under
  * each of its names. i in [0, n). */
 CG_API int cg_module_nstate(const cg_module *m);
-CG_API cg_tensor *cg_module_state(const cg_module *m, int i, const char **name,
-                                  bool *is_param);
+CG_API cg_tensor *cg_module_state(const cg_module *m, int i, const char **name, bool *is_param);
 CG_API cg_tensor *cg_module_find(const cg_module *m, const char *name); /* NULL if none */
 /* Unique parameters (PyTorch's parameters(): each tensor once, under its
  * first name), what optimizers update. */
@@ -154,8 +153,7 @@ typedef enum cg_act {
 
 /* y = x W^T + b; W [out, in] kaiming-uniform with a = sqrt(5), b uniform
  * +-1/sqrt(in): PyTorch's nn.Linear init. */
-CG_API cg_module *cg_nn_linear(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out,
-                               bool bias);
+CG_API cg_module *cg_nn_linear(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, bool bias);
 /* Children run in order, named "0", "1", ...; takes ownership of them
  * (also on failure); the same module may appear twice (shared). */
 CG_API cg_module *cg_nn_sequential(int n, cg_module *const *children);
@@ -179,8 +177,7 @@ CG_API cg_module *cg_nn_dropout(double p, cg_rng *rng);
 CG_API cg_module *cg_nn_layernorm(cg_dtype dt, int64_t dim, double eps);
 /* [N, C] or [N, C, L]; running mean and variance (unbiased) updated with
  * momentum in training, used in eval (PyTorch eps 1e-5, momentum 0.1). */
-CG_API cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps,
-                                    double momentum);
+CG_API cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double momentum);
 /* Lookup of i64 indices in a [num, dim] table initialised N(0, 1). */
 CG_API cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim);
 
@@ -197,9 +194,9 @@ CG_API cg_status cg_init_xavier_uniform_(cg_tensor *t, cg_rng *rng, double gain)
 CG_API cg_status cg_init_xavier_normal_(cg_tensor *t, cg_rng *rng, double gain);
 /* PyTorch's kaiming_*: a is the leaky slope for CG_ACT_LEAKY_RELU. */
 CG_API cg_status cg_init_kaiming_uniform_(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
-                                         cg_act act);
+                                          cg_act act);
 CG_API cg_status cg_init_kaiming_normal_(cg_tensor *t, cg_rng *rng, double a, cg_fan mode,
-                                        cg_act act);
+                                         cg_act act);
 
 /* ---- losses --------------------------------------------------------------- */
 /* The composed losses; the fused ones (cg_cross_entropy, cg_cross_entropy_ex,
@@ -246,8 +243,8 @@ typedef struct cg_adagrad_opts {
 
 /* PyTorch's defaults with the given learning rate. */
 CG_API cg_sgd_opts cg_sgd_defaults(double lr);
-CG_API cg_adam_opts cg_adam_defaults(double lr);   /* betas 0.9, 0.999; eps 1e-8 */
-CG_API cg_adam_opts cg_adamw_defaults(double lr);  /* the same, weight decay 0.01 */
+CG_API cg_adam_opts cg_adam_defaults(double lr);       /* betas 0.9, 0.999; eps 1e-8 */
+CG_API cg_adam_opts cg_adamw_defaults(double lr);      /* the same, weight decay 0.01 */
 CG_API cg_rmsprop_opts cg_rmsprop_defaults(double lr); /* alpha 0.99, eps 1e-8 */
 CG_API cg_adagrad_opts cg_adagrad_defaults(double lr); /* eps 1e-10 */
 
@@ -316,7 +313,7 @@ CG_API cg_status cg_optim_set_lr(cg_optim *o, double lr);
 CG_API int cg_optim_ngroups(const cg_optim *o);
 CG_API double cg_optim_group_lr(const cg_optim *o, int group);
 CG_API cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr);
-CG_API int64_t cg_optim_steps(const cg_optim *o); /* cg_optim_step calls */
+CG_API int64_t cg_optim_steps(const cg_optim *o);    /* cg_optim_step calls */
 CG_API const char *cg_optim_name(const cg_optim *o); /* "sgd", "adam", ... */
 /* Its state, flat 1-D tensors over all parameters in group order, then
  * parameter order ("momentum_buffer", "exp_avg", ...; a buffer exists when
@@ -363,9 +360,8 @@ CG_API cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, vo
                                  void *user);
 /* MultiplicativeLR: every step multiplies each group's current lr by
  * factor(epoch, user) (epoch >= 1); errors as LambdaLR. */
-CG_API cg_sched *cg_multiplicativelr_new(cg_optim *o,
-                                         double (*factor)(int64_t epoch, void *user),
-                                         void *user);
+CG_API cg_sched *
+cg_multiplicativelr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user), void *user);
 /* ReduceLROnPlateau, mode min, relative threshold: each group's lr *= factor
  * after patience steps without improvement, not below min_lr. */
 typedef struct cg_plateau_opts {
@@ -443,8 +439,7 @@ CG_API cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o
  * keeps its hyperparameters. A tied tensor gets the bytes of its later name.
  * On any error (missing, truncated, corrupt, oversized header, wrong shape
  * or dtype, state the optimizer or schedule refuses) nothing is changed. */
-CG_API cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_sched *s,
-                         cg_rng *rng);
+CG_API cg_status cg_load(const char *path, cg_module *m, cg_optim *o, cg_sched *s, cg_rng *rng);
 
 /* Options with their defaults from cg_load_defaults(). strict (true): every
  * state tensor of m must be in the file; false: absent ones are left as they

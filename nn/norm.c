@@ -74,8 +74,8 @@ cg_module *cg_nn_layernorm(cg_dtype dt, int64_t dim, double eps) {
     }
     cg_module *m = norm_new(&layernorm_kind, eps, 0, fn);
     cg_tensor *w = cgi_module_add(m, "weight", cg_ones(NULL, dt, CG_SHAPE(dim)), true, fn);
-    cg_tensor *b = w ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, CG_SHAPE(dim)), true, fn)
-                     : NULL;
+    cg_tensor *b =
+        w ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, CG_SHAPE(dim)), true, fn) : NULL;
     return cgi_module_done(m, b != NULL, fn);
 }
 
@@ -105,9 +105,9 @@ static cg_tensor *batchnorm_train(cg_ctx *ctx, cg_module *m, const cg_tensor *x,
     cg_tensor *mean = cg_mean(ctx, x, axes, naxes, true);
     cg_tensor *var = cg_var(ctx, x, axes, naxes, 0.0, true);
     int nd = cg_ndim(x);
-    cg_tensor *y = normalise(ctx, x, mean, var, d->eps,
-                             per_channel(ctx, cg_module_get(m, "weight"), nd),
-                             per_channel(ctx, cg_module_get(m, "bias"), nd));
+    cg_tensor *y =
+        normalise(ctx, x, mean, var, d->eps, per_channel(ctx, cg_module_get(m, "weight"), nd),
+                  per_channel(ctx, cg_module_get(m, "bias"), nd));
     if (!y) return NULL;
     cg_tensor *count = cg_module_get(m, "num_batches_tracked");
     double unbias = (double)n / (double)(n - 1);
@@ -123,15 +123,19 @@ static cg_tensor *batchnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *
     int64_t c = cg_dim(cg_module_get(m, "weight"), 0);
     char xs[128];
     if ((nd != 2 && nd != 3) || cg_dim(x, 1) != c) {
-        cgi_error(ctx, CG_ERR_SHAPE, "cg_batchnorm1d: input %s: expected [N, %lld] or "
-                  "[N, %lld, L]", cg_shape_str(x, xs, sizeof xs), (long long)c, (long long)c);
+        cgi_error(ctx, CG_ERR_SHAPE,
+                  "cg_batchnorm1d: input %s: expected [N, %lld] or "
+                  "[N, %lld, L]",
+                  cg_shape_str(x, xs, sizeof xs), (long long)c, (long long)c);
         return NULL;
     }
     int64_t n = cg_numel(x) / c; /* values per channel */
     bool training = cg_module_is_training(m);
     if (training && n <= 1) {
-        cgi_error(ctx, CG_ERR_SHAPE, "cg_batchnorm1d: input %s: expected more than 1 value "
-                  "per channel when training", cg_shape_str(x, xs, sizeof xs));
+        cgi_error(ctx, CG_ERR_SHAPE,
+                  "cg_batchnorm1d: input %s: expected more than 1 value "
+                  "per channel when training",
+                  cg_shape_str(x, xs, sizeof xs));
         return NULL;
     }
     static const int axes[] = {0, 2};
@@ -155,7 +159,8 @@ cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double m
     const char *fn = "cg_nn_batchnorm1d";
     if (features < 1 || !cgi_is_float(dt) || !(eps >= 0 && isfinite(eps)) ||
         !(momentum >= 0 && momentum <= 1)) {
-        cgi_error(NULL, CG_ERR_ARG, "%s: features %lld, eps %g, momentum %g, dtype %s: need "
+        cgi_error(NULL, CG_ERR_ARG,
+                  "%s: features %lld, eps %g, momentum %g, dtype %s: need "
                   "features >= 1, a finite eps >= 0, momentum in [0, 1] and a float dtype",
                   fn, (long long)features, eps, momentum, cg_dtype_name(dt));
         return NULL;
@@ -186,14 +191,15 @@ static void dropout_describe(const cg_module *m, char *buf, size_t size) {
     snprintf(buf, size, "p=%g, inplace=False", ((const dropout_data *)cg_module_data(m))->p);
 }
 
-static const cg_module_kind dropout_kind = {"Dropout", dropout_forward, free,
-                                            dropout_describe};
+static const cg_module_kind dropout_kind = {"Dropout", dropout_forward, free, dropout_describe};
 
 cg_module *cg_nn_dropout(double p, cg_rng *rng) {
     const char *fn = "cg_nn_dropout";
     if (!(p >= 0 && p < 1) || (p > 0 && !rng)) { /* also NaN */
-        cgi_error(NULL, CG_ERR_ARG, "%s: p = %g with %s rng: need p in [0, 1) and an rng "
-                  "when p > 0", fn, p, rng ? "an" : "a NULL");
+        cgi_error(NULL, CG_ERR_ARG,
+                  "%s: p = %g with %s rng: need p in [0, 1) and an rng "
+                  "when p > 0",
+                  fn, p, rng ? "an" : "a NULL");
         return NULL;
     }
     dropout_data *d = malloc(sizeof *d);

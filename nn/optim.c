@@ -37,7 +37,7 @@ typedef union optset {
     cg_adagrad_opts ada;
 } optset;
 _Static_assert(offsetof(cg_sgd_opts, lr) == 0 && offsetof(cg_adam_opts, lr) == 0 &&
-               offsetof(cg_rmsprop_opts, lr) == 0 && offsetof(cg_adagrad_opts, lr) == 0,
+                   offsetof(cg_rmsprop_opts, lr) == 0 && offsetof(cg_adagrad_opts, lr) == 0,
                "lr first");
 #define LR(g) (*(double *)(void *)&(g)->opt)
 
@@ -47,13 +47,13 @@ typedef struct pgroup {
 } pgroup;
 
 typedef struct param {
-    cg_tensor *t;         /* borrowed */
-    int64_t off, numel;   /* its elements in the state buffers */
-    int64_t step;         /* PyTorch's per-parameter state "step" */
-    const void *seen;     /* its gradient's storage at the last step (or construction) */
+    cg_tensor *t;          /* borrowed */
+    int64_t off, numel;    /* its elements in the state buffers */
+    int64_t step;          /* PyTorch's per-parameter state "step" */
+    const void *seen;      /* its gradient's storage at the last step (or construction) */
     uint64_t seen_version; /* ... and that storage's version then */
     int group;
-    bool active;          /* during a step: it takes this update */
+    bool active; /* during a step: it takes this update */
 } param;
 
 struct cg_optim {
@@ -82,34 +82,34 @@ typedef struct coefs {
  * did not vectorise an `omp parallel for simd` loop inside its outlined
  * parallel function, which made Adam 10x slower than memory allows). */
 #define PAR_BLOCK 4096
-#define PAR_FOR(i, n, ...)                                                          \
-    CGI_PAR_FOR((n) > CGI_PAR_MIN, b_, ((n) + PAR_BLOCK - 1) / PAR_BLOCK, {          \
-        const int64_t e_ = (n) < (b_ + 1) * PAR_BLOCK ? (n) : (b_ + 1) * PAR_BLOCK; \
-        for (int64_t i = b_ * PAR_BLOCK; i < e_; i++) __VA_ARGS__                    \
+#define PAR_FOR(i, n, ...)                                                                     \
+    CGI_PAR_FOR((n) > CGI_PAR_MIN, b_, ((n) + PAR_BLOCK - 1) / PAR_BLOCK, {                    \
+        const int64_t e_ = (n) < (b_ + 1) * PAR_BLOCK ? (n) : (b_ + 1) * PAR_BLOCK;            \
+        for (int64_t i = b_ * PAR_BLOCK; i < e_; i++) __VA_ARGS__                              \
     })
 
 /* SGD: g += wd p; b = g on the first step, else mu b + (1 - dampening) g;
  * g = g + mu b (nesterov) or b; p -= lr g. The options are selects and the
  * momentum store has a loop of its own: a store under a branch would keep
  * the compiler from vectorising. */
-#define SGD_KERNEL(T, SFX, SQRT)                                                    \
-    static void sgd_##SFX(const coefs *c, int64_t n, T *restrict p,                  \
-                          const T *restrict g, T *restrict b) {                      \
-        const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, damp = (T)c->damp;      \
-        const bool first = c->first, nest = c->nesterov;                             \
-        if (c->mu == 0) {                                                            \
-            PAR_FOR(i, n, {                                                          \
-                T d = wd != 0 ? g[i] + wd * p[i] : g[i];                             \
-                p[i] = p[i] - lr * d;                                                \
-            });                                                                      \
-            return;                                                                  \
-        }                                                                            \
-        PAR_FOR(i, n, {                                                              \
-            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
-            T bi = first ? d : mu * b[i] + damp * d;                                 \
-            b[i] = bi;                                                               \
-            p[i] = p[i] - lr * (nest ? d + mu * bi : bi);                            \
-        });                                                                          \
+#define SGD_KERNEL(T, SFX, SQRT)                                                               \
+    static void sgd_##SFX(const coefs *c, int64_t n, T *restrict p, const T *restrict g,       \
+                          T *restrict b) {                                                     \
+        const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, damp = (T)c->damp;                \
+        const bool first = c->first, nest = c->nesterov;                                       \
+        if (c->mu == 0) {                                                                      \
+            PAR_FOR(i, n, {                                                                    \
+                T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                       \
+                p[i] = p[i] - lr * d;                                                          \
+            });                                                                                \
+            return;                                                                            \
+        }                                                                                      \
+        PAR_FOR(i, n, {                                                                        \
+            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                           \
+            T bi = first ? d : mu * b[i] + damp * d;                                           \
+            b[i] = bi;                                                                         \
+            p[i] = p[i] - lr * (nest ? d + mu * bi : bi);                                      \
+        });                                                                                    \
     }
 
 /* Adam / AdamW: p *= 1 - lr wd (AdamW: `decay`); g += wd p (Adam);
@@ -120,71 +120,68 @@ typedef struct coefs {
  * max is of the raw v, divided by the current correction. */
 /* One Adam update of element i; VMAX is how s becomes the denominator's
  * second moment (amsgrad keeps the running max in vmax). */
-#define ADAM_ELEMENT(T, SQRT, VMAX)                                                    \
-    {                                                                                \
-        T pi = decay != 1 ? p[i] * decay : p[i];                                     \
-        T d = wd != 0 ? g[i] + wd * pi : g[i];                                       \
-        T mi = b1 * m[i] + a1 * d, s = b2 * v[i] + a2 * d * d;                       \
-        m[i] = mi;                                                                   \
-        v[i] = s;                                                                    \
-        VMAX                                                                         \
-        p[i] = pi + step * mi / (SQRT(s) / bc2 + eps);                               \
+#define ADAM_ELEMENT(T, SQRT, VMAX)                                                            \
+    {                                                                                          \
+        T pi = decay != 1 ? p[i] * decay : p[i];                                               \
+        T d = wd != 0 ? g[i] + wd * pi : g[i];                                                 \
+        T mi = b1 * m[i] + a1 * d, s = b2 * v[i] + a2 * d * d;                                 \
+        m[i] = mi;                                                                             \
+        v[i] = s;                                                                              \
+        VMAX p[i] = pi + step * mi / (SQRT(s) / bc2 + eps);                                    \
     }
 
-#define ADAM_KERNEL(T, SFX, SQRT)                                                   \
-    static void adam_##SFX(const coefs *c, int64_t n, T *restrict p,                 \
-                           const T *restrict g, T *restrict m, T *restrict v,        \
-                           T *restrict vmax) {                                       \
-        const T step = (T)-c->lr, wd = (T)c->wd, decay = (T)c->decay;                \
-        const T b1 = (T)c->b1, a1 = (T)(1 - c->b1), b2 = (T)c->b2,                   \
-                a2 = (T)(1 - c->b2), bc2 = (T)c->bc2_sqrt, eps = (T)c->eps;          \
-        if (!c->amsgrad) {                                                           \
-            PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, ));                                  \
-            return;                                                                  \
-        }                                                                            \
-        PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, s = vmax[i] > s ? vmax[i] : s; vmax[i] = s;)); \
+#define ADAM_KERNEL(T, SFX, SQRT)                                                              \
+    static void adam_##SFX(const coefs *c, int64_t n, T *restrict p, const T *restrict g,      \
+                           T *restrict m, T *restrict v, T *restrict vmax) {                   \
+        const T step = (T)-c->lr, wd = (T)c->wd, decay = (T)c->decay;                          \
+        const T b1 = (T)c->b1, a1 = (T)(1 - c->b1), b2 = (T)c->b2, a2 = (T)(1 - c->b2),        \
+                bc2 = (T)c->bc2_sqrt, eps = (T)c->eps;                                         \
+        if (!c->amsgrad) {                                                                     \
+            PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, ));                                            \
+            return;                                                                            \
+        }                                                                                      \
+        PAR_FOR(i, n, ADAM_ELEMENT(T, SQRT, s = vmax[i] > s ? vmax[i] : s; vmax[i] = s;));     \
     }
 
 /* RMSprop: g += wd p; sq = alpha sq + (1 - alpha) g^2; centered:
  * ga = alpha ga + (1 - alpha) g and sq - ga^2 replaces sq below;
  * avg = sqrt(sq) + eps; momentum: b = mu b + g / avg, p -= lr b;
  * else p += -lr g / avg. */
-#define RMSPROP_KERNEL(T, SFX, SQRT)                                                \
-    static void rmsprop_##SFX(const coefs *c, int64_t n, T *restrict p,              \
-                              const T *restrict g, T *restrict sq, T *restrict b,    \
-                              T *restrict ga) {                                      \
-        const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, eps = (T)c->eps;        \
-        const T alpha = (T)c->alpha, a = (T)(1 - c->alpha);                          \
-        const bool centered = c->centered, has_mu = c->mu > 0;                       \
-        PAR_FOR(i, n, {                                                              \
-            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
-            sq[i] = alpha * sq[i] + a * d * d;                                       \
-            T var = sq[i];                                                           \
-            if (centered) {                                                          \
-                ga[i] = alpha * ga[i] + a * d;                                       \
-                var = var - ga[i] * ga[i];                                           \
-            }                                                                        \
-            T avg = SQRT(var) + eps;                                                 \
-            if (has_mu) {                                                            \
-                b[i] = mu * b[i] + d / avg;                                          \
-                p[i] = p[i] - lr * b[i];                                             \
-            } else {                                                                 \
-                p[i] = p[i] + -lr * d / avg;                                         \
-            }                                                                        \
-        });                                                                          \
+#define RMSPROP_KERNEL(T, SFX, SQRT)                                                           \
+    static void rmsprop_##SFX(const coefs *c, int64_t n, T *restrict p, const T *restrict g,   \
+                              T *restrict sq, T *restrict b, T *restrict ga) {                 \
+        const T lr = (T)c->lr, wd = (T)c->wd, mu = (T)c->mu, eps = (T)c->eps;                  \
+        const T alpha = (T)c->alpha, a = (T)(1 - c->alpha);                                    \
+        const bool centered = c->centered, has_mu = c->mu > 0;                                 \
+        PAR_FOR(i, n, {                                                                        \
+            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                           \
+            sq[i] = alpha * sq[i] + a * d * d;                                                 \
+            T var = sq[i];                                                                     \
+            if (centered) {                                                                    \
+                ga[i] = alpha * ga[i] + a * d;                                                 \
+                var = var - ga[i] * ga[i];                                                     \
+            }                                                                                  \
+            T avg = SQRT(var) + eps;                                                           \
+            if (has_mu) {                                                                      \
+                b[i] = mu * b[i] + d / avg;                                                    \
+                p[i] = p[i] - lr * b[i];                                                       \
+            } else {                                                                           \
+                p[i] = p[i] + -lr * d / avg;                                                   \
+            }                                                                                  \
+        });                                                                                    \
     }
 
 /* Adagrad: g += wd p; sum += g^2; p += -clr g / (sqrt(sum) + eps), with
  * c->lr holding clr = lr / (1 + (t - 1) lr_decay). */
-#define ADAGRAD_KERNEL(T, SFX, SQRT)                                                \
-    static void adagrad_##SFX(const coefs *c, int64_t n, T *restrict p,              \
-                              const T *restrict g, T *restrict sum) {                \
-        const T clr = (T)c->lr, wd = (T)c->wd, eps = (T)c->eps;                      \
-        PAR_FOR(i, n, {                                                              \
-            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                 \
-            sum[i] = sum[i] + d * d;                                                 \
-            p[i] = p[i] + -clr * d / (SQRT(sum[i]) + eps);                           \
-        });                                                                          \
+#define ADAGRAD_KERNEL(T, SFX, SQRT)                                                           \
+    static void adagrad_##SFX(const coefs *c, int64_t n, T *restrict p, const T *restrict g,   \
+                              T *restrict sum) {                                               \
+        const T clr = (T)c->lr, wd = (T)c->wd, eps = (T)c->eps;                                \
+        PAR_FOR(i, n, {                                                                        \
+            T d = wd != 0 ? g[i] + wd * p[i] : g[i];                                           \
+            sum[i] = sum[i] + d * d;                                                           \
+            p[i] = p[i] + -clr * d / (SQRT(sum[i]) + eps);                                     \
+        });                                                                                    \
     }
 
 #define INSTANTIATE(KERNEL) KERNEL(float, f32, sqrtf) KERNEL(double, f64, sqrt)
@@ -194,14 +191,13 @@ INSTANTIATE(RMSPROP_KERNEL)
 INSTANTIATE(ADAGRAD_KERNEL)
 
 /* Calls kernel_f32 or kernel_f64; the void * buffers convert implicitly. */
-#define DISPATCH(kernel, dt, ...)                                                   \
-    do {                                                                             \
-        if ((dt) == CG_F32)                                                          \
-            kernel##_f32(__VA_ARGS__);                                               \
-        else                                                                         \
-            kernel##_f64(__VA_ARGS__);                                               \
+#define DISPATCH(kernel, dt, ...)                                                              \
+    do {                                                                                       \
+        if ((dt) == CG_F32)                                                                    \
+            kernel##_f32(__VA_ARGS__);                                                         \
+        else                                                                                   \
+            kernel##_f64(__VA_ARGS__);                                                         \
     } while (0)
-
 
 /* ---- one run per kind: the per-step numbers, then the loop ---------------- */
 /* The state buffer of that PyTorch name from element off, NULL when the
@@ -217,32 +213,45 @@ static void *state_at(const cg_optim *o, const char *name, int64_t off) {
 static coefs sgd_coefs(const cg_optim *o, const pgroup *g, int64_t t) {
     const cg_sgd_opts *s = &g->opt.sgd;
     (void)o;
-    return (coefs){.lr = s->lr, .wd = s->weight_decay, .mu = s->momentum,
-                   .damp = 1 - s->dampening, .first = t == 1, .nesterov = s->nesterov};
+    return (coefs){.lr = s->lr,
+                   .wd = s->weight_decay,
+                   .mu = s->momentum,
+                   .damp = 1 - s->dampening,
+                   .first = t == 1,
+                   .nesterov = s->nesterov};
 }
 
 static coefs adam_coefs(const cg_optim *o, const pgroup *g, int64_t t) {
     const cg_adam_opts *s = &g->opt.adam;
     bool decoupled = o->kind == ADAMW;
     double bc1 = 1 - pow(s->beta1, (double)t), bc2 = 1 - pow(s->beta2, (double)t);
-    return (coefs){.lr = s->lr / bc1, .wd = decoupled ? 0 : s->weight_decay,
-                   .decay = decoupled ? 1 - s->lr * s->weight_decay : 1, .b1 = s->beta1,
-                   .b2 = s->beta2, .eps = s->eps, .bc2_sqrt = sqrt(bc2),
+    return (coefs){.lr = s->lr / bc1,
+                   .wd = decoupled ? 0 : s->weight_decay,
+                   .decay = decoupled ? 1 - s->lr * s->weight_decay : 1,
+                   .b1 = s->beta1,
+                   .b2 = s->beta2,
+                   .eps = s->eps,
+                   .bc2_sqrt = sqrt(bc2),
                    .amsgrad = s->amsgrad};
 }
 
 static coefs rmsprop_coefs(const cg_optim *o, const pgroup *g, int64_t t) {
     const cg_rmsprop_opts *s = &g->opt.rms;
     (void)o, (void)t;
-    return (coefs){.lr = s->lr, .wd = s->weight_decay, .mu = s->momentum, .eps = s->eps,
-                   .alpha = s->alpha, .centered = s->centered};
+    return (coefs){.lr = s->lr,
+                   .wd = s->weight_decay,
+                   .mu = s->momentum,
+                   .eps = s->eps,
+                   .alpha = s->alpha,
+                   .centered = s->centered};
 }
 
 static coefs adagrad_coefs(const cg_optim *o, const pgroup *g, int64_t t) {
     const cg_adagrad_opts *s = &g->opt.ada;
     (void)o;
     return (coefs){.lr = s->lr / (1 + (double)(t - 1) * s->lr_decay),
-                   .wd = s->weight_decay, .eps = s->eps};
+                   .wd = s->weight_decay,
+                   .eps = s->eps};
 }
 
 /* One kernel call over n elements: p and g point at the run's first element,
@@ -258,14 +267,14 @@ static void adam_run(const cg_optim *o, const coefs *c, void *p, const void *g, 
              state_at(o, "exp_avg_sq", off), state_at(o, "max_exp_avg_sq", off));
 }
 
-static void rmsprop_run(const cg_optim *o, const coefs *c, void *p, const void *g,
-                        int64_t off, int64_t n) {
+static void rmsprop_run(const cg_optim *o, const coefs *c, void *p, const void *g, int64_t off,
+                        int64_t n) {
     DISPATCH(rmsprop, o->dt, c, n, p, g, state_at(o, "square_avg", off),
              state_at(o, "momentum_buffer", off), state_at(o, "grad_avg", off));
 }
 
-static void adagrad_run(const cg_optim *o, const coefs *c, void *p, const void *g,
-                        int64_t off, int64_t n) {
+static void adagrad_run(const cg_optim *o, const coefs *c, void *p, const void *g, int64_t off,
+                        int64_t n) {
     DISPATCH(adagrad, o->dt, c, n, p, g, state_at(o, "sum", off));
 }
 
@@ -293,8 +302,10 @@ static bool check_sgd(const char *fn, const void *u) {
         return false;
     }
     if (o->nesterov && (o->momentum <= 0 || o->dampening != 0)) {
-        cgi_error(NULL, CG_ERR_ARG, "%s: nesterov needs momentum > 0 and dampening 0 "
-                  "(momentum %g, dampening %g)", fn, o->momentum, o->dampening);
+        cgi_error(NULL, CG_ERR_ARG,
+                  "%s: nesterov needs momentum > 0 and dampening 0 "
+                  "(momentum %g, dampening %g)",
+                  fn, o->momentum, o->dampening);
         return false;
     }
     return true;
@@ -310,8 +321,8 @@ static bool check_adam(const char *fn, const void *u) {
 static bool check_rmsprop(const char *fn, const void *u) {
     const cg_rmsprop_opts *o = u;
     return nonneg(fn, "lr", o->lr) && nonneg(fn, "eps", o->eps) &&
-           nonneg(fn, "momentum", o->momentum) &&
-           nonneg(fn, "weight_decay", o->weight_decay) && in_unit(fn, "alpha", o->alpha, true);
+           nonneg(fn, "momentum", o->momentum) && nonneg(fn, "weight_decay", o->weight_decay) &&
+           in_unit(fn, "alpha", o->alpha, true);
 }
 
 static bool check_adagrad(const char *fn, const void *u) {
@@ -330,20 +341,20 @@ typedef struct field {
     bool is_bool;
 } field;
 
-#define DBL(S, x) {#x, offsetof(S, x), false}
-#define BOOL(S, x) {#x, offsetof(S, x), true}
+#define DBL(S, x)                                                                              \
+    { #x, offsetof(S, x), false }
+#define BOOL(S, x)                                                                             \
+    { #x, offsetof(S, x), true }
 static const field sgd_fields[] = {DBL(cg_sgd_opts, lr), DBL(cg_sgd_opts, momentum),
-                                   DBL(cg_sgd_opts, dampening),
-                                   DBL(cg_sgd_opts, weight_decay), BOOL(cg_sgd_opts, nesterov)};
-static const field adam_fields[] = {DBL(cg_adam_opts, lr), DBL(cg_adam_opts, beta1),
-                                    DBL(cg_adam_opts, beta2), DBL(cg_adam_opts, eps),
-                                    DBL(cg_adam_opts, weight_decay),
-                                    BOOL(cg_adam_opts, amsgrad)};
-static const field rms_fields[] = {DBL(cg_rmsprop_opts, lr), DBL(cg_rmsprop_opts, alpha),
-                                   DBL(cg_rmsprop_opts, eps),
-                                   DBL(cg_rmsprop_opts, weight_decay),
-                                   DBL(cg_rmsprop_opts, momentum),
-                                   BOOL(cg_rmsprop_opts, centered)};
+                                   DBL(cg_sgd_opts, dampening), DBL(cg_sgd_opts, weight_decay),
+                                   BOOL(cg_sgd_opts, nesterov)};
+static const field adam_fields[] = {
+    DBL(cg_adam_opts, lr),  DBL(cg_adam_opts, beta1),        DBL(cg_adam_opts, beta2),
+    DBL(cg_adam_opts, eps), DBL(cg_adam_opts, weight_decay), BOOL(cg_adam_opts, amsgrad)};
+static const field rms_fields[] = {
+    DBL(cg_rmsprop_opts, lr),       DBL(cg_rmsprop_opts, alpha),
+    DBL(cg_rmsprop_opts, eps),      DBL(cg_rmsprop_opts, weight_decay),
+    DBL(cg_rmsprop_opts, momentum), BOOL(cg_rmsprop_opts, centered)};
 static const field ada_fields[] = {DBL(cg_adagrad_opts, lr), DBL(cg_adagrad_opts, lr_decay),
                                    DBL(cg_adagrad_opts, weight_decay),
                                    DBL(cg_adagrad_opts, initial_accumulator_value),
@@ -362,16 +373,36 @@ typedef struct kind_info {
 
 #define FIELDS(f) f, (int)(sizeof f / sizeof f[0])
 static const kind_info kinds[] = {
-    [SGD] = {sizeof(cg_sgd_opts), check_sgd, sgd_coefs, sgd_run, FIELDS(sgd_fields),
+    [SGD] = {sizeof(cg_sgd_opts),
+             check_sgd,
+             sgd_coefs,
+             sgd_run,
+             FIELDS(sgd_fields),
              {"momentum_buffer"}},
-    [ADAM] = {sizeof(cg_adam_opts), check_adam, adam_coefs, adam_run, FIELDS(adam_fields),
+    [ADAM] = {sizeof(cg_adam_opts),
+              check_adam,
+              adam_coefs,
+              adam_run,
+              FIELDS(adam_fields),
               {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
-    [ADAMW] = {sizeof(cg_adam_opts), check_adam, adam_coefs, adam_run, FIELDS(adam_fields),
+    [ADAMW] = {sizeof(cg_adam_opts),
+               check_adam,
+               adam_coefs,
+               adam_run,
+               FIELDS(adam_fields),
                {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
-    [RMSPROP] = {sizeof(cg_rmsprop_opts), check_rmsprop, rmsprop_coefs, rmsprop_run,
-                 FIELDS(rms_fields), {"square_avg", "momentum_buffer", "grad_avg"}},
-    [ADAGRAD] = {sizeof(cg_adagrad_opts), check_adagrad, adagrad_coefs, adagrad_run,
-                 FIELDS(ada_fields), {"sum"}},
+    [RMSPROP] = {sizeof(cg_rmsprop_opts),
+                 check_rmsprop,
+                 rmsprop_coefs,
+                 rmsprop_run,
+                 FIELDS(rms_fields),
+                 {"square_avg", "momentum_buffer", "grad_avg"}},
+    [ADAGRAD] = {sizeof(cg_adagrad_opts),
+                 check_adagrad,
+                 adagrad_coefs,
+                 adagrad_run,
+                 FIELDS(ada_fields),
+                 {"sum"}},
 };
 
 /* Whether a group with options o uses the kind's state buffer j. */
@@ -451,24 +482,32 @@ static bool take_param(cg_optim *o, const char *fn, int gi, int k, int i, cg_ten
     snprintf(at, sizeof at, "group %d parameter %d", gi, k);
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn, at), false;
     if (!cg_is_leaf(t))
-        return cgi_error(NULL, CG_ERR_ARG, "%s: %s is not a leaf (made by cg_%s): only "
-                         "leaves can be optimized", fn, at, t->node->op->name), false;
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s is not a leaf (made by cg_%s): only "
+                         "leaves can be optimized",
+                         fn, at, t->node->op->name),
+               false;
     cg_dtype dt = cg_dtype_of(t);
     if (dt != CG_F32 && dt != CG_F64)
         return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s is %s (need f32 or f64)", fn, at,
-                         cg_dtype_name(dt)), false;
+                         cg_dtype_name(dt)),
+               false;
     if (i > 0 && dt != o->dt)
-        return cgi_error(NULL, CG_ERR_DTYPE, "%s: %s is %s but the first parameter is %s "
-                         "(one dtype per optimizer)", fn, at, cg_dtype_name(dt),
-                         cg_dtype_name(o->dt)), false;
+        return cgi_error(NULL, CG_ERR_DTYPE,
+                         "%s: %s is %s but the first parameter is %s "
+                         "(one dtype per optimizer)",
+                         fn, at, cg_dtype_name(dt), cg_dtype_name(o->dt)),
+               false;
     if (!cg_is_contiguous(t))
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s is not contiguous", fn, at), false;
     for (int j = 0; j < i; j++)
         if (o->params[j].t == t)
-            return cgi_error(NULL, CG_ERR_ARG, "%s: %s is also parameter %d of group %d "
-                             "(a parameter may appear once)", fn, at,
-                             j - o->groups[o->params[j].group].first,
-                             o->params[j].group), false;
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: %s is also parameter %d of group %d "
+                             "(a parameter may appear once)",
+                             fn, at, j - o->groups[o->params[j].group].first,
+                             o->params[j].group),
+                   false;
     param *p = &o->params[i];
     *p = (param){.t = t, .off = o->n, .numel = cg_numel(t), .group = gi};
     remember_grad(p);
@@ -500,8 +539,10 @@ static bool check_groups(const char *fn, int ngroups, const cg_param_group *grou
                          int *total) {
     if (!groups || !defaults || ngroups < 1)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s", fn,
-                         !groups ? "groups are NULL" : !defaults ? "defaults are NULL" :
-                         "ngroups < 1"), false;
+                         !groups     ? "groups are NULL"
+                         : !defaults ? "defaults are NULL"
+                                     : "ngroups < 1"),
+               false;
     char label[96]; /* a module's optimizer has only the defaults: no label */
     snprintf(label, sizeof label, "%s%s", fn, from_module ? "" : ": defaults");
     if (!ki->check(label, defaults)) return false;
@@ -510,7 +551,8 @@ static bool check_groups(const char *fn, int ngroups, const cg_param_group *grou
         if (groups[g].nparams < 0 || (groups[g].nparams > 0 && !groups[g].params) ||
             groups[g].nparams > INT32_MAX - *total)
             return cgi_error(NULL, CG_ERR_ARG, "%s: group %d has %d parameters at %s", fn, g,
-                             groups[g].nparams, groups[g].params ? "params" : "NULL"), false;
+                             groups[g].nparams, groups[g].params ? "params" : "NULL"),
+                   false;
         *total += groups[g].nparams;
     }
     return true;
@@ -519,8 +561,7 @@ static bool check_groups(const char *fn, int ngroups, const cg_param_group *grou
 static cg_optim *optim_new(const char *fn, kind k, cg_module *m, int ngroups,
                            const cg_param_group *groups, const void *defaults) {
     int total;
-    if (!check_groups(fn, ngroups, groups, defaults, &kinds[k], m != NULL, &total))
-        return NULL;
+    if (!check_groups(fn, ngroups, groups, defaults, &kinds[k], m != NULL, &total)) return NULL;
     cg_optim *o = calloc(1, sizeof *o);
     if (o) *o = (cg_optim){.kind = k, .m = m, .dt = CG_F32, .ngroups = ngroups};
     if (o) o->params = calloc((size_t)(total ? total : 1), sizeof *o->params);
@@ -623,9 +664,8 @@ static bool module_changed(const cg_optim *o) {
     const cg_module *m = o->m;
     if (!m) return false;
     if (cgi_module_sync(m, "cg_optim_step") != CG_OK) return true;
-    return m->nparams != n ||
-           (n > 0 && (m->entries[m->params[0]].t != o->params[0].t ||
-                      m->entries[m->params[n - 1]].t != o->params[n - 1].t));
+    return m->nparams != n || (n > 0 && (m->entries[m->params[0]].t != o->params[0].t ||
+                                         m->entries[m->params[n - 1]].t != o->params[n - 1].t));
 }
 
 /* Marks the parameters this step updates: those that require a gradient and
@@ -635,13 +675,14 @@ static cg_status mark_active(cg_optim *o) {
         param *p = &o->params[i];
         const cg_tensor *g = p->t->grad; /* the step's loops read fields: parameters are
                                             caller-owned leaves, checked when taken */
-        p->active = p->t->requires_grad && g &&
-                    ((const void *)g->storage != p->seen ||
-                     g->storage->version != p->seen_version);
+        p->active =
+            p->t->requires_grad && g &&
+            ((const void *)g->storage != p->seen || g->storage->version != p->seen_version);
         if (p->active && !cgi_is_contiguous(g))
-            return cgi_error(NULL, CG_ERR_STATE, "cg_optim_step: the gradient of parameter "
-                             "%d (group %d) is not contiguous", i - o->groups[p->group].first,
-                             p->group);
+            return cgi_error(NULL, CG_ERR_STATE,
+                             "cg_optim_step: the gradient of parameter "
+                             "%d (group %d) is not contiguous",
+                             i - o->groups[p->group].first, p->group);
     }
     return CG_OK;
 }
@@ -688,7 +729,8 @@ static void update(const cg_optim *o) {
 cg_status cg_optim_step(cg_optim *o) {
     if (!o) return cgi_error(NULL, CG_ERR_ARG, "cg_optim_step: optimizer is NULL");
     if (module_changed(o))
-        return cgi_error(NULL, CG_ERR_STATE, "cg_optim_step: the %s optimizer's module "
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "cg_optim_step: the %s optimizer's module "
                          "changed: its parameters are not those it was made with",
                          kind_name[o->kind]);
     cg_status st = mark_active(o);
@@ -754,8 +796,10 @@ int cg_optim_ngroups(const cg_optim *o) { return o ? o->ngroups : 0; }
 
 double cg_optim_group_lr(const cg_optim *o, int group) {
     if (o && group >= 0 && group < o->ngroups) return LR(&o->groups[group]);
-    cgi_error(NULL, o ? CG_ERR_INDEX : CG_ERR_ARG, "cg_optim_group_lr: %s", o ? "group out "
-              "of range" : "optimizer is NULL");
+    cgi_error(NULL, o ? CG_ERR_INDEX : CG_ERR_ARG, "cg_optim_group_lr: %s",
+              o ? "group out "
+                  "of range"
+                : "optimizer is NULL");
     return NAN;
 }
 
@@ -900,8 +944,10 @@ static bool read_field(reader *r, const field *f, char *dst) {
 /* The value read must equal the optimizer's. */
 static bool same(const reader *r, const char *what, int64_t got, int64_t want) {
     if (got == want) return true;
-    cgi_error(NULL, CG_ERR_ARG, "%s: optimizer metadata line %d: %s %" PRId64 " but the "
-              "optimizer has %" PRId64, r->fn, r->line, what, got, want);
+    cgi_error(NULL, CG_ERR_ARG,
+              "%s: optimizer metadata line %d: %s %" PRId64 " but the "
+              "optimizer has %" PRId64,
+              r->fn, r->line, what, got, want);
     return false;
 }
 
@@ -924,8 +970,11 @@ static bool read_group(cg_optim *o, reader *r, int g, bool apply) {
     if (!ki->check(label, &u)) return false;
     for (int j = 0; j < MAX_STATE && ki->state[j]; j++)
         if (needs_state(o->kind, &u, j) && !state_at(o, ki->state[j], 0))
-            return cgi_error(NULL, CG_ERR_ARG, "%s: its options need state %s, which this "
-                             "optimizer does not keep", label, ki->state[j]), false;
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: its options need state %s, which this "
+                             "optimizer does not keep",
+                             label, ki->state[j]),
+                   false;
     if (apply) gr->opt = u;
     return true;
 }
@@ -935,8 +984,10 @@ static cg_status read_meta(cg_optim *o, const char *text, bool apply, const char
     int64_t steps, ngroups, v;
     if (!next_value(&r, "kind")) return cg_last_status();
     if (strcmp(r.val, kind_name[o->kind]) != 0)
-        return cgi_error(NULL, CG_ERR_ARG, "%s: the file holds %.20s state but the optimizer "
-                         "is %s", fn, r.val, kind_name[o->kind]);
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: the file holds %.20s state but the optimizer "
+                         "is %s",
+                         fn, r.val, kind_name[o->kind]);
     if (!read_count(&r, "steps", INT64_MAX, &steps) ||
         !read_count(&r, "groups", INT32_MAX, &ngroups) ||
         !same(&r, "groups", ngroups, o->ngroups))

@@ -43,15 +43,24 @@
 static const double PI = 3.14159265358979323846; /* Python's math.pi */
 
 typedef enum kind {
-    STEP, MULTISTEP, EXPONENTIAL, COSINE, LINEAR, ONECYCLE, PLATEAU, LAMBDA, MULTIPLICATIVE,
-    SEQUENTIAL, CHAINED
+    STEP,
+    MULTISTEP,
+    EXPONENTIAL,
+    COSINE,
+    LINEAR,
+    ONECYCLE,
+    PLATEAU,
+    LAMBDA,
+    MULTIPLICATIVE,
+    SEQUENTIAL,
+    CHAINED
 } kind;
 
 /* Each kind's name in the checkpoint text: PyTorch's class name, lower case. */
 static const char *const KIND_NAME[] = {
-    "steplr",     "multisteplr",       "exponentiallr", "cosineannealinglr", "linearlr",
-    "onecyclelr", "reducelronplateau", "lambdalr",      "multiplicativelr", "sequentiallr",
-    "chainedscheduler"};
+    "steplr",           "multisteplr",  "exponentiallr",     "cosineannealinglr",
+    "linearlr",         "onecyclelr",   "reducelronplateau", "lambdalr",
+    "multiplicativelr", "sequentiallr", "chainedscheduler"};
 
 struct cg_sched {
     kind kind;
@@ -71,11 +80,11 @@ struct cg_sched {
     double eta_min;  /* CosineAnnealingLR */
     double start;    /* LinearLR's start_factor; OneCycleLR's initial lr */
     double max_lr, min_lr, pct_start; /* OneCycleLR; min_lr for plateau too */
-    double factor, threshold, best; /* ReduceLROnPlateau */
+    double factor, threshold, best;   /* ReduceLROnPlateau */
     int patience, bad;
     double (*lambda)(int64_t epoch, void *user); /* LambdaLR, MultiplicativeLR */
     void *user;
-    int nchild;       /* SequentialLR (n + 1), ChainedScheduler: children, owned */
+    int nchild; /* SequentialLR (n + 1), ChainedScheduler: children, owned */
     cg_sched **child;
 };
 
@@ -113,8 +122,8 @@ static double closed_form(const cg_sched *s, int64_t e, double base) {
     case COSINE: /* eta_min + (base - eta_min) (1 + cos(pi e / T_max)) / 2 */
         return s->eta_min + (base - s->eta_min) * (1 + cos(PI * (double)e / s->t_max)) / 2;
     case LINEAR: /* base (start + (1 - start) min(e, total) / total) */
-        return base * (s->start + (1 - s->start) * (double)(e < s->t_max ? e : s->t_max) /
-                                      s->t_max);
+        return base *
+               (s->start + (1 - s->start) * (double)(e < s->t_max ? e : s->t_max) / s->t_max);
     case ONECYCLE: return onecycle_lr(s, e);
     default: break;
     }
@@ -143,7 +152,8 @@ static double recursive_lr(const cg_sched *s, int64_t e, double cur, double base
                : (e - 1 - t) % (2 * t) == 0
                    ? cur + (base - s->eta_min) * (1 - cos(PI / t)) / 2
                    : (1 + cos(PI * (double)e / t)) / (1 + cos(PI * (double)(e - 1) / t)) *
-                             (cur - s->eta_min) + s->eta_min;
+                             (cur - s->eta_min) +
+                         s->eta_min;
     default: return closed_form(s, e, base);
     }
 }
@@ -156,9 +166,10 @@ static cg_status factor_at(const cg_sched *s, int64_t e, double *f, const char *
     *f = 1;
     bool used = s->kind == LAMBDA || (s->kind == MULTIPLICATIVE && e > 0);
     if (used && !finite_nonneg(*f = s->lambda(e, s->user)))
-        return cgi_error(NULL, CG_ERR_ARG, "%s: %s's factor at epoch %" PRId64 " is %g; it "
-                         "must be finite and >= 0 (lr kept)", fn,
-                         s->kind == LAMBDA ? "LambdaLR" : "MultiplicativeLR", e, *f);
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s's factor at epoch %" PRId64 " is %g; it "
+                         "must be finite and >= 0 (lr kept)",
+                         fn, s->kind == LAMBDA ? "LambdaLR" : "MultiplicativeLR", e, *f);
     return CG_OK;
 }
 
@@ -169,8 +180,10 @@ static cg_status factor_at(const cg_sched *s, int64_t e, double *f, const char *
 static cg_status lrs_at(cg_sched *s, int64_t e, const double *cur, const char *fn) {
     double f;
     if (s->kind == ONECYCLE && e > s->t_max)
-        return cgi_error(NULL, CG_ERR_STATE, "%s: OneCycleLR stepped %" PRId64 " times, past "
-                         "its total_steps %d (lr kept)", fn, e, s->t_max);
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "%s: OneCycleLR stepped %" PRId64 " times, past "
+                         "its total_steps %d (lr kept)",
+                         fn, e, s->t_max);
     cg_status st = factor_at(s, e, &f, fn);
     if (st != CG_OK) return st;
     for (int g = 0; g < s->ngroups; g++) {
@@ -180,8 +193,10 @@ static cg_status lrs_at(cg_sched *s, int64_t e, const double *cur, const char *f
                     : s->recursive              ? recursive_lr(s, e, cur[g], b)
                                                 : closed_form(s, e, b);
         if (!finite_nonneg(s->tmp[g]))
-            return cgi_error(NULL, CG_ERR_STATE, "%s: %s's lr of group %d at epoch %" PRId64
-                             " would be %g (lr kept)", fn, KIND_NAME[s->kind], g, e, s->tmp[g]);
+            return cgi_error(NULL, CG_ERR_STATE,
+                             "%s: %s's lr of group %d at epoch %" PRId64
+                             " would be %g (lr kept)",
+                             fn, KIND_NAME[s->kind], g, e, s->tmp[g]);
     }
     return CG_OK;
 }
@@ -238,8 +253,7 @@ static cg_sched *sched_alloc(const char *fn, cg_optim *o, cg_sched t) {
 /* A schedule for o from the template t (kind and options), its lrs set to
  * their values at e = 0 (the plateau schedule leaves them); records the error
  * and returns NULL when !ok (bad options, `why`). Takes t.milestones. */
-static cg_sched *sched_new(const char *fn, cg_optim *o, bool ok, const char *why,
-                           cg_sched t) {
+static cg_sched *sched_new(const char *fn, cg_optim *o, bool ok, const char *why, cg_sched t) {
     cg_sched *s = o && ok ? sched_alloc(fn, o, t) : NULL;
     if (!s) {
         free(t.milestones);
@@ -307,9 +321,12 @@ cg_sched *cg_onecyclelr_new(cg_optim *o, const cg_onecycle_opts *opts) {
                      opts ? "need max_lr >= 0, total_steps >= 1, pct_start in [0, 1] and "
                             "finite div factors > 0"
                           : "options are NULL (cg_onecycle_defaults(max_lr, total_steps))",
-                     (cg_sched){.kind = ONECYCLE, .max_lr = c.max_lr, .start = initial,
+                     (cg_sched){.kind = ONECYCLE,
+                                .max_lr = c.max_lr,
+                                .start = initial,
                                 .min_lr = ok ? initial / c.final_div_factor : 0,
-                                .t_max = c.total_steps, .pct_start = c.pct_start});
+                                .t_max = c.total_steps,
+                                .pct_start = c.pct_start});
 }
 
 cg_sched *cg_lambdalr_new(cg_optim *o, double (*factor)(int64_t epoch, void *user),
@@ -333,8 +350,11 @@ cg_sched *cg_plateau_new(cg_optim *o, const cg_plateau_opts *opts) {
     return sched_new("cg_plateau_new", o, ok,
                      "need factor and threshold in [0, 1), patience >= 0 and a finite "
                      "min_lr >= 0",
-                     (cg_sched){.kind = PLATEAU, .factor = c.factor, .patience = c.patience,
-                                .threshold = c.threshold, .min_lr = c.min_lr,
+                     (cg_sched){.kind = PLATEAU,
+                                .factor = c.factor,
+                                .patience = c.patience,
+                                .threshold = c.threshold,
+                                .min_lr = c.min_lr,
                                 .best = INFINITY});
 }
 
@@ -345,9 +365,10 @@ cg_sched *cg_plateau_new(cg_optim *o, const cg_plateau_opts *opts) {
 static bool kids_ok(const char *fn, cg_optim *o, int n, cg_sched *const *c) {
     if (n < 1 || !c)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s", fn,
-                         n < 1 ? "need n >= 1 schedules" : "schedules is NULL"), false;
+                         n < 1 ? "need n >= 1 schedules" : "schedules is NULL"),
+               false;
     for (int i = 0; i < n; i++) {
-        const char *why = !c[i] ? "is NULL"
+        const char *why = !c[i]          ? "is NULL"
                           : c[i]->o != o ? "is on another optimizer"
                           : c[i]->kind == PLATEAU || c[i]->kind >= SEQUENTIAL
                               ? "is a ReduceLROnPlateau, a SequentialLR or a ChainedScheduler, "
@@ -368,8 +389,11 @@ static bool seq_ok(cg_optim *o, int n, cg_sched *const *c, const int *ms) {
     if (n > 1 && !ms) return cgi_error(NULL, CG_ERR_ARG, "%s: milestones is NULL", fn), false;
     for (int i = 0; i + 1 < n; i++)
         if (ms[i] < 1 || (i > 0 && ms[i] <= ms[i - 1]))
-            return cgi_error(NULL, CG_ERR_ARG, "%s: milestones must be >= 1 and strictly "
-                             "increasing; milestones[%d] is %d", fn, i, ms[i]), false;
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: milestones must be >= 1 and strictly "
+                             "increasing; milestones[%d] is %d",
+                             fn, i, ms[i]),
+                   false;
     return true;
 }
 
@@ -512,13 +536,17 @@ static cg_status sched_step(cg_sched *s, bool has_metric, double metric, const c
     if (!s) return cgi_error(NULL, CG_ERR_ARG, "%s: schedule is NULL", fn);
     int ng = cg_optim_ngroups(s->o);
     if (ng != s->ngroups)
-        return cgi_error(NULL, CG_ERR_STATE, "%s: the optimizer has %d parameter groups, the "
-                         "schedule was made for %d", fn, ng, s->ngroups);
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "%s: the optimizer has %d parameter groups, the "
+                         "schedule was made for %d",
+                         fn, ng, s->ngroups);
     switch (s->kind) {
     case PLATEAU:
         if (!has_metric)
-            return cgi_error(NULL, CG_ERR_ARG, "%s: ReduceLROnPlateau needs a metric "
-                             "(cg_sched_step_metric); lr kept", fn);
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: ReduceLROnPlateau needs a metric "
+                             "(cg_sched_step_metric); lr kept",
+                             fn);
         return plateau_step(s, metric);
     case SEQUENTIAL: return seq_step(s, fn);
     case CHAINED: return chain_step(s, fn);
@@ -582,8 +610,10 @@ static void CGI_PRINTF(2, 3) put(sbuf *b, const char *fmt, ...) {
     if (k >= 0 && need > b->cap) {
         size_t cap = need > 2 * b->cap ? need + 256 : 2 * b->cap;
         char *p = realloc(b->p, cap);
-        if (p) b->p = p, b->cap = cap;
-        else k = -1;
+        if (p)
+            b->p = p, b->cap = cap;
+        else
+            k = -1;
     }
     if (k < 0) {
         b->ok = false;
@@ -746,12 +776,14 @@ static bool read_all(rd *r, cg_sched *s) {
 /* Validates the whole text first, so applying it cannot fail half way. */
 cg_status cgi_sched_restore_meta(cg_sched *s, const char *text, bool apply, const char *fn) {
     if (!s || !text)
-        return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn, s ? "schedule state"
-                                                                  : "schedule");
+        return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn,
+                         s ? "schedule state" : "schedule");
     int ng = cg_optim_ngroups(s->o);
     if (ng != s->ngroups)
-        return cgi_error(NULL, CG_ERR_STATE, "%s: the optimizer has %d parameter groups, the "
-                         "schedule was made for %d", fn, ng, s->ngroups);
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "%s: the optimizer has %d parameter groups, the "
+                         "schedule was made for %d",
+                         fn, ng, s->ngroups);
     rd r = {.p = text, .fn = fn};
     if (!read_all(&r, s)) return cg_last_status();
     if (!apply) return CG_OK;

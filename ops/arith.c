@@ -46,8 +46,8 @@ static cg_tensor *binary(cg_ctx *ctx, const char *name, const cg_op *op,
     return CGI_RECORD(ctx, op, binary_forward(ctx, name, k, a, b), a, b);
 }
 
-#define A cg_node_input(n, 0)
-#define B cg_node_input(n, 1)
+#define A        cg_node_input(n, 0)
+#define B        cg_node_input(n, 1)
 #define NEEDS(i) cg_node_needs_grad(n, i)
 
 /* ---- add, sub, mul, div ------------------------------------------------------ */
@@ -90,7 +90,8 @@ static cg_status div_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                               cg_tensor **gin) {
     cg_tensor *gb = cg_div(ctx, g, B);
     if (NEEDS(0)) gin[0] = cgi_grad_like(ctx, gb, A);
-    if (NEEDS(1)) gin[1] = cgi_grad_like(ctx, cg_neg(ctx, cg_mul(ctx, gb, cg_div(ctx, A, B))), B);
+    if (NEEDS(1))
+        gin[1] = cgi_grad_like(ctx, cg_neg(ctx, cg_mul(ctx, gb, cg_div(ctx, A, B))), B);
     return cgi_grads_made(n, gin);
 }
 static const cg_op div_op = {"div", div_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
@@ -104,8 +105,8 @@ cg_tensor *cg_div(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
 static cg_status pow_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                               cg_tensor **gin) {
     if (NEEDS(0))
-        gin[0] = cgi_grad_like(ctx, cg_mul(ctx, cg_mul(ctx, g, B),
-                                           cg_pow(ctx, A, cg_sub_scalar(ctx, B, 1))), A);
+        gin[0] = cgi_grad_like(
+            ctx, cg_mul(ctx, cg_mul(ctx, g, B), cg_pow(ctx, A, cg_sub_scalar(ctx, B, 1))), A);
     if (NEEDS(1)) {
         cg_tensor *zero = cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_eq, A, 0);
         cg_tensor *safe = cg_where(ctx, zero, cg_ones_like(ctx, A), A);
@@ -153,9 +154,9 @@ cg_tensor *cg_minimum(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
 }
 
 /* ---- comparisons: masks, never differentiable ------------------------------------ */
-#define COMPARE_OP(name)                                                       \
-    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) { \
-        return binary_forward(ctx, "cg_" #name, &cgi_binary_##name, a, b);     \
+#define COMPARE_OP(name)                                                                       \
+    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {                \
+        return binary_forward(ctx, "cg_" #name, &cgi_binary_##name, a, b);                     \
     }
 COMPARE_OP(gt)
 COMPARE_OP(lt)
@@ -193,18 +194,18 @@ static cg_tensor *scalar_forward(cg_ctx *ctx, const char *name, const cgi_binary
 
 static double saved_scalar(const cg_node *n) { return *(const double *)cg_node_saved(n); }
 
-#define SCALAR_OP(name, kernel, reversed, gexpr)                               \
-    static cg_status name##_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g, \
-                                     cg_tensor **gin) {                        \
-        double s = saved_scalar(n);                                            \
-        (void)s;                                                               \
-        gin[0] = cgi_grad_like(ctx, (gexpr), A);                               \
-        return cgi_grads_made(n, gin);                                         \
-    }                                                                          \
-    static const cg_op name##_op = {#name, name##_backward, CG_SAVES_INPUT(0)}; \
-    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x, double s) {          \
+#define SCALAR_OP(name, kernel, reversed, gexpr)                                               \
+    static cg_status name##_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,        \
+                                     cg_tensor **gin) {                                        \
+        double s = saved_scalar(n);                                                            \
+        (void)s;                                                                               \
+        gin[0] = cgi_grad_like(ctx, (gexpr), A);                                               \
+        return cgi_grads_made(n, gin);                                                         \
+    }                                                                                          \
+    static const cg_op name##_op = {#name, name##_backward, CG_SAVES_INPUT(0)};                \
+    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x, double s) {                          \
         cg_tensor *y = scalar_forward(ctx, "cg_" #name, &cgi_binary_##kernel, x, s, reversed); \
-        return y ? cg_record(ctx, &name##_op, y, 1, &x, &s, sizeof s) : NULL;  \
+        return y ? cg_record(ctx, &name##_op, y, 1, &x, &s, sizeof s) : NULL;                  \
     }
 
 SCALAR_OP(add_scalar, add, false, g)
@@ -265,7 +266,8 @@ static cg_tensor *where_forward(cg_ctx *ctx, const cg_tensor *c, const cg_tensor
                                 const cg_tensor *b) {
     int n1, n;
     int64_t s1[CG_MAX_DIMS], shape[CG_MAX_DIMS];
-    if (cgi_broadcast(ctx, "cg_where", c->ndim, c->shape, a->ndim, a->shape, &n1, s1) != CG_OK ||
+    if (cgi_broadcast(ctx, "cg_where", c->ndim, c->shape, a->ndim, a->shape, &n1, s1) !=
+            CG_OK ||
         cgi_broadcast(ctx, "cg_where", n1, s1, b->ndim, b->shape, &n, shape) != CG_OK)
         return NULL;
     cg_dtype dt = cgi_promote(a->dtype, b->dtype);

@@ -11,9 +11,9 @@
 #include "ops.h"
 
 /* Records op over inputs (an array literal) without saved bytes. */
-#define CGI_RECORD(ctx, op, out, ...)                                          \
-    cg_record((ctx), (op), (out),                                              \
-              (int)(sizeof((const cg_tensor *[]){__VA_ARGS__}) / sizeof(cg_tensor *)), \
+#define CGI_RECORD(ctx, op, out, ...)                                                          \
+    cg_record((ctx), (op), (out),                                                              \
+              (int)(sizeof((const cg_tensor *[]){__VA_ARGS__}) / sizeof(cg_tensor *)),         \
               (const cg_tensor *[]){__VA_ARGS__}, NULL, 0)
 
 /* PyTorch's promotion for cgrad's dtypes: i64 < f32 < f64. */

@@ -30,17 +30,18 @@ static void as_matrix(const cg_tensor *t, bool is_b, mat_view *v) {
     v->cs = t->strides[t->ndim - 1];
 }
 
-static cg_status check(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b,
-                       const mat_view *va, const mat_view *vb) {
+static cg_status check(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b, const mat_view *va,
+                       const mat_view *vb) {
     char sa[160], sb[160]; /* formatted only for a message */
 #define SHAPES cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb)
     if (a->ndim == 0 || b->ndim == 0)
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_matmul: %s x %s: operands need rank >= 1",
                          SHAPES);
     if (!cgi_is_float(a->dtype) || a->dtype != b->dtype)
-        return cgi_error(ctx, CG_ERR_DTYPE, "cg_matmul: %s x %s: dtypes %s and %s (need "
-                         "one float dtype)", SHAPES, cg_dtype_name(a->dtype),
-                         cg_dtype_name(b->dtype));
+        return cgi_error(ctx, CG_ERR_DTYPE,
+                         "cg_matmul: %s x %s: dtypes %s and %s (need "
+                         "one float dtype)",
+                         SHAPES, cg_dtype_name(a->dtype), cg_dtype_name(b->dtype));
     if (va->cols != vb->rows)
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_matmul: %s x %s: inner dims %lld != %lld",
                          SHAPES, (long long)va->cols, (long long)vb->rows);
@@ -49,9 +50,8 @@ static cg_status check(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b,
 }
 
 /* Result shape: broadcast batch, then m and n unless the operand was 1-D. */
-static int out_shape(const cg_tensor *a, const cg_tensor *b, int nbatch,
-                     const int64_t *batch, const mat_view *va, const mat_view *vb,
-                     int64_t *shape) {
+static int out_shape(const cg_tensor *a, const cg_tensor *b, int nbatch, const int64_t *batch,
+                     const mat_view *va, const mat_view *vb, int64_t *shape) {
     int n = nbatch;
     memcpy(shape, batch, sizeof(int64_t) * (size_t)nbatch);
     if (a->ndim > 1) shape[n++] = va->rows;
@@ -60,9 +60,8 @@ static int out_shape(const cg_tensor *a, const cg_tensor *b, int nbatch,
 }
 
 /* One GEMM per batch index; operand offsets follow broadcast batch strides. */
-static cg_status run(cg_tensor *out, const cg_tensor *a, const cg_tensor *b,
-                     const mat_view *va, const mat_view *vb, int nbatch,
-                     const int64_t *batch) {
+static cg_status run(cg_tensor *out, const cg_tensor *a, const cg_tensor *b, const mat_view *va,
+                     const mat_view *vb, int nbatch, const int64_t *batch) {
     int64_t sa[CG_MAX_DIMS], sb[CG_MAX_DIMS], idx[CG_MAX_DIMS] = {0};
     cg_tensor ba = {.ndim = va->nbatch}, bb = {.ndim = vb->nbatch};
     memcpy(ba.shape, va->batch, sizeof ba.shape);
@@ -82,8 +81,8 @@ static cg_status run(cg_tensor *out, const cg_tensor *a, const cg_tensor *b,
         cgi_mat ma = {cgi_ptr(a) + (size_t)oa * es, va->rs, va->cs};
         cgi_mat mb = {cgi_ptr(b) + (size_t)ob * es, vb->rs, vb->cs};
         char *c = cgi_ptr(out) + (size_t)(i * m * n) * es;
-        cg_status s = cgi_gemm(a->dtype, false, false, m, n, va->cols, 1.0, ma, mb, 0.0, c,
-                               n, 1);
+        cg_status s =
+            cgi_gemm(a->dtype, false, false, m, n, va->cols, 1.0, ma, mb, 0.0, c, n, 1);
         if (s != CG_OK) return s;
         for (int d = nbatch - 1; d >= 0 && ++idx[d] == batch[d]; d--) idx[d] = 0;
     }
@@ -130,11 +129,13 @@ static cg_status matmul_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor 
     shape[nbatch + 1] = b2->shape[b2->ndim - 1];
     cg_tensor *g2 = cg_reshape(ctx, g, nbatch + 2, shape);
     if (cg_node_needs_grad(n, 0))
-        gin[0] = cg_reshape(ctx, cgi_grad_like(ctx, cg_matmul(ctx, g2, cg_transpose(ctx, b2, -1, -2)), a2),
-                            a->ndim, a->shape);
+        gin[0] = cg_reshape(
+            ctx, cgi_grad_like(ctx, cg_matmul(ctx, g2, cg_transpose(ctx, b2, -1, -2)), a2),
+            a->ndim, a->shape);
     if (cg_node_needs_grad(n, 1))
-        gin[1] = cg_reshape(ctx, cgi_grad_like(ctx, cg_matmul(ctx, cg_transpose(ctx, a2, -1, -2), g2), b2),
-                            b->ndim, b->shape);
+        gin[1] = cg_reshape(
+            ctx, cgi_grad_like(ctx, cg_matmul(ctx, cg_transpose(ctx, a2, -1, -2), g2), b2),
+            b->ndim, b->shape);
     return cgi_grads_made(n, gin);
 }
 static const cg_op matmul_op = {"matmul", matmul_backward,
@@ -151,13 +152,16 @@ static cg_status linear_check(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *
                               const cg_tensor *b) {
     char sx[160], sw[160], sb[160]; /* formatted only for a message */
     if (!cgi_is_float(x->dtype) || w->dtype != x->dtype || (b && b->dtype != x->dtype))
-        return cgi_error(ctx, CG_ERR_DTYPE, "cg_linear: x %s %s, weight %s: need one float "
-                         "dtype", cg_shape_str(x, sx, sizeof sx), cg_dtype_name(x->dtype),
+        return cgi_error(ctx, CG_ERR_DTYPE,
+                         "cg_linear: x %s %s, weight %s: need one float "
+                         "dtype",
+                         cg_shape_str(x, sx, sizeof sx), cg_dtype_name(x->dtype),
                          cg_dtype_name(w->dtype));
     if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1])
-        return cgi_error(ctx, CG_ERR_SHAPE, "cg_linear: x %s, weight %s: need x [..., in] "
-                         "and weight [out, in]", cg_shape_str(x, sx, sizeof sx),
-                         cg_shape_str(w, sw, sizeof sw));
+        return cgi_error(ctx, CG_ERR_SHAPE,
+                         "cg_linear: x %s, weight %s: need x [..., in] "
+                         "and weight [out, in]",
+                         cg_shape_str(x, sx, sizeof sx), cg_shape_str(w, sw, sizeof sw));
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return cgi_error(ctx, CG_ERR_SHAPE, "cg_linear: bias %s for weight %s: need [%lld]",
                          cg_shape_str(b, sb, sizeof sb), cg_shape_str(w, sw, sizeof sw),
@@ -194,10 +198,11 @@ static cg_tensor *linear_forward(cg_ctx *ctx, const cg_tensor *x, const cg_tenso
  * temporary and no separate pass to add it. Returns sink, NULL on error. */
 static cg_tensor *add_weight_grad(cg_tensor *sink, const cg_tensor *g2, const cg_tensor *x2) {
     if (!g2 || !x2) return NULL;
-    cg_status s = cgi_gemm(sink->dtype, true, false, sink->shape[0], sink->shape[1],
-                           g2->shape[0], 1.0, (cgi_mat){cgi_ptr(g2), g2->strides[0], g2->strides[1]},
-                           (cgi_mat){cgi_ptr(x2), x2->strides[0], x2->strides[1]}, 1.0,
-                           cgi_ptr(sink), sink->strides[0], sink->strides[1]);
+    cg_status s =
+        cgi_gemm(sink->dtype, true, false, sink->shape[0], sink->shape[1], g2->shape[0], 1.0,
+                 (cgi_mat){cgi_ptr(g2), g2->strides[0], g2->strides[1]},
+                 (cgi_mat){cgi_ptr(x2), x2->strides[0], x2->strides[1]}, 1.0, cgi_ptr(sink),
+                 sink->strides[0], sink->strides[1]);
     return s == CG_OK ? sink : NULL;
 }
 

@@ -44,15 +44,18 @@ static bool float_ok(cg_ctx *ctx, const char *name, const char *what, const cg_t
 
 bool cgi_loss_ctx_ok(cg_ctx *ctx, const char *name, const cg_tensor *x, const cg_tensor *y) {
     if (ctx || !(x->requires_grad || y->requires_grad)) return true;
-    cgi_error(NULL, CG_ERR_STATE, "%s: an input requires a gradient, so the result must "
-              "be made in a context (got NULL)", name);
+    cgi_error(NULL, CG_ERR_STATE,
+              "%s: an input requires a gradient, so the result must "
+              "be made in a context (got NULL)",
+              name);
     return false;
 }
 
 bool cgi_loss_pair_ok(cg_ctx *ctx, const char *name, const char *xn, const cg_tensor *x,
                       const char *yn, const cg_tensor *y, cg_reduction r) {
     char xs[128], ys[128]; /* formatted only for a message */
-    if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x) || !float_ok(ctx, name, yn, y))
+    if (!reduction_ok(ctx, name, r) || !float_ok(ctx, name, xn, x) ||
+        !float_ok(ctx, name, yn, y))
         return false;
     if (x->dtype != y->dtype)
         cgi_error(ctx, CG_ERR_DTYPE, "%s: %s %s and %s %s: dtypes differ", name,
@@ -95,12 +98,12 @@ static double bce_logits_elem(double x, double y) {
 }
 
 /* cgi_binary_fn kernels of the two, computing in double. */
-#define DEFINE_MAP(f, S, T)                                                    \
-    static void f##_##S(int64_t n, const void *a, int64_t sa, const void *b, int64_t sb, \
-                        void *out, int64_t so) {                               \
-        const T *x = a, *y = b;                                                \
-        T *o = out;                                                            \
-        for (int64_t i = 0; i < n; i++) o[i * so] = (T)f(x[i * sa], y[i * sb]); \
+#define DEFINE_MAP(f, S, T)                                                                    \
+    static void f##_##S(int64_t n, const void *a, int64_t sa, const void *b, int64_t sb,       \
+                        void *out, int64_t so) {                                               \
+        const T *x = a, *y = b;                                                                \
+        T *o = out;                                                                            \
+        for (int64_t i = 0; i < n; i++) o[i * so] = (T)f(x[i * sa], y[i * sb]);                \
     }
 DEFINE_MAP(bce_elem, f32, float)
 DEFINE_MAP(bce_elem, f64, double)
@@ -232,7 +235,8 @@ static bool class_ok(cg_ctx *ctx, const char *name, const char *xn, const cg_ten
     else if (labels->ndim != x->ndim - 1 || (x->ndim == 2 && labels->shape[0] != x->shape[0])) {
         if (x->ndim == 2) snprintf(want, sizeof want, "[%lld]", (long long)x->shape[0]);
         cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s and labels %s: labels must have shape %s", name,
-                  xn, cg_shape_str(x, xs, sizeof xs), cg_shape_str(labels, ls, sizeof ls), want);
+                  xn, cg_shape_str(x, xs, sizeof xs), cg_shape_str(labels, ls, sizeof ls),
+                  want);
     } else
         return true;
     return false;
@@ -246,8 +250,9 @@ static bool labels_ok(cg_ctx *ctx, const char *name, const cg_tensor *labels,
         int64_t y = label_at(labels, cr, i);
         if (y == ignore) continue;
         if (y < 0 || y >= cr->c) {
-            cgi_error(ctx, CG_ERR_INDEX, "%s: label %lld (row %lld) out of range for %lld classes",
-                      name, (long long)y, (long long)i, (long long)cr->c);
+            cgi_error(ctx, CG_ERR_INDEX,
+                      "%s: label %lld (row %lld) out of range for %lld classes", name,
+                      (long long)y, (long long)i, (long long)cr->c);
             return false;
         }
         (*kept)++;
@@ -260,41 +265,42 @@ static bool labels_ok(cg_ctx *ctx, const char *name, const cg_tensor *labels,
  * with m the max and s = sum exp(x - m) in double: no exp exceeds 1, so
  * logits of +-1e4 stay finite; *lse is kept for the backward. nll: -x_y. The
  * body is inlined twice so that unit strides (the usual case) vectorise. */
-#define DEFINE_ROW_LOSS(S, T, EXP)                                             \
-    static inline double ce_row_loss_body_##S(const T *x, int64_t n, int64_t cs, int64_t y, \
-                                              double eps, double *lse) {       \
-        T m = x[0];                                                            \
-        double s = 0, sx = 0;                                                  \
-        for (int64_t c = 1; c < n; c++) m = x[c * cs] > m ? x[c * cs] : m;     \
-        for (int64_t c = 0; c < n; c++) {                                      \
-            s += EXP(x[c * cs] - m);                                           \
-            sx += x[c * cs];                                                   \
-        }                                                                      \
-        *lse = m + log(s);                                                     \
-        return log(s) + (1 - eps) * ((double)m - x[y * cs]) + eps * ((double)m - sx / n); \
-    }                                                                          \
-    static double ce_row_loss_##S(const char *px, int64_t n, int64_t cs, int64_t y, double eps, \
-                                  bool logits, double *lse) {                  \
-        const T *x = (const T *)px;                                            \
-        if (!logits) return -(double)x[y * cs];                                \
-        if (cs == 1) return ce_row_loss_body_##S(x, n, 1, y, eps, lse);        \
-        return ce_row_loss_body_##S(x, n, cs, y, eps, lse);                    \
+#define DEFINE_ROW_LOSS(S, T, EXP)                                                             \
+    static inline double ce_row_loss_body_##S(const T *x, int64_t n, int64_t cs, int64_t y,    \
+                                              double eps, double *lse) {                       \
+        T m = x[0];                                                                            \
+        double s = 0, sx = 0;                                                                  \
+        for (int64_t c = 1; c < n; c++) m = x[c * cs] > m ? x[c * cs] : m;                     \
+        for (int64_t c = 0; c < n; c++) {                                                      \
+            s += EXP(x[c * cs] - m);                                                           \
+            sx += x[c * cs];                                                                   \
+        }                                                                                      \
+        *lse = m + log(s);                                                                     \
+        return log(s) + (1 - eps) * ((double)m - x[y * cs]) + eps * ((double)m - sx / n);      \
+    }                                                                                          \
+    static double ce_row_loss_##S(const char *px, int64_t n, int64_t cs, int64_t y,            \
+                                  double eps, bool logits, double *lse) {                      \
+        const T *x = (const T *)px;                                                            \
+        if (!logits) return -(double)x[y * cs];                                                \
+        if (cs == 1) return ce_row_loss_body_##S(x, n, 1, y, eps, lse);                        \
+        return ce_row_loss_body_##S(x, n, cs, y, eps, lse);                                    \
     }
 
 /* Backward of one row into contiguous o: d loss / d x = (softmax - target)
  * coef with softmax = exp(x - lse) (x - lse taken in double: in f32 both may
  * be near 1e4) and target 1 - eps at the label plus eps / C everywhere; nll:
  * -target coef (eps is 0 there). */
-#define DEFINE_ROW_GRAD(S, T, EXP)                                             \
-    static void ce_row_grad_##S(const char *px, int64_t n, int64_t cs, int64_t y, \
-                                const class_saved *sv, double lse, double coef, char *po) { \
-        const T *x = (const T *)px;                                            \
-        T *o = (T *)po, k = (T)coef, off = (T)(sv->eps / (double)n * coef);     \
-        if (sv->logits)                                                        \
-            for (int64_t c = 0; c < n; c++) o[c] = EXP((T)((double)x[c * cs] - lse)) * k - off; \
-        else                                                                   \
-            for (int64_t c = 0; c < n; c++) o[c] = -off;                       \
-        o[y] -= (T)((1 - sv->eps) * coef);                                     \
+#define DEFINE_ROW_GRAD(S, T, EXP)                                                             \
+    static void ce_row_grad_##S(const char *px, int64_t n, int64_t cs, int64_t y,              \
+                                const class_saved *sv, double lse, double coef, char *po) {    \
+        const T *x = (const T *)px;                                                            \
+        T *o = (T *)po, k = (T)coef, off = (T)(sv->eps / (double)n * coef);                    \
+        if (sv->logits)                                                                        \
+            for (int64_t c = 0; c < n; c++)                                                    \
+                o[c] = EXP((T)((double)x[c * cs] - lse)) * k - off;                            \
+        else                                                                                   \
+            for (int64_t c = 0; c < n; c++) o[c] = -off;                                       \
+        o[y] -= (T)((1 - sv->eps) * coef);                                                     \
     }
 DEFINE_ROW_LOSS(f32, float, expf)
 DEFINE_ROW_LOSS(f64, double, exp)
@@ -404,7 +410,8 @@ static cg_tensor *class_grad_graph(cg_ctx *ctx, const cg_tensor *x, const cg_ten
         bool kept = y != sv->ignore;
         put(w, i, kept ? 1 / sv->denom : 0);
         for (int64_t c = 0; c < cr.c; c++)
-            put(t, i * cr.c + c, kept ? sv->eps / (double)cr.c + (c == y ? 1 - sv->eps : 0) : 0);
+            put(t, i * cr.c + c,
+                kept ? sv->eps / (double)cr.c + (c == y ? 1 - sv->eps : 0) : 0);
     }
     cg_tensor *coef = cg_mul(ctx, g, w);
     if (x->ndim == 2) coef = cg_unsqueeze(ctx, coef, 1);
@@ -426,9 +433,9 @@ static cg_status class_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *
 static const cg_op cross_entropy_op = {"cross_entropy", class_backward, CG_SAVES_ALL_INPUTS};
 static const cg_op nll_op = {"nll_loss", class_backward, CG_SAVES_ALL_INPUTS};
 
-static cg_tensor *class_loss(cg_ctx *ctx, const char *name, const cg_op *op,
-                             const cg_tensor *x, const cg_tensor *labels, cg_reduction r,
-                             double eps, int64_t ignore) {
+static cg_tensor *class_loss(cg_ctx *ctx, const char *name, const cg_op *op, const cg_tensor *x,
+                             const cg_tensor *labels, cg_reduction r, double eps,
+                             int64_t ignore) {
     bool logits = op != &nll_op;
     CGI_NULL_CHECK(x, name);
     CGI_NULL_CHECK(labels, name);

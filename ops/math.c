@@ -4,19 +4,19 @@
 
 #include <math.h>
 
-#define MATH_OP(name, saves, gexpr)                                            \
-    static cg_status name##_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g, \
-                                     cg_tensor **gin) {                        \
-        const cg_tensor *x = cg_node_input(n, 0), *y = cg_node_output(n);      \
-        (void)x;                                                               \
-        (void)y;                                                               \
-        gin[0] = (gexpr);                                                      \
-        return cgi_grads_made(n, gin);                                         \
-    }                                                                          \
-    static const cg_op name##_op = {#name, name##_backward, saves};            \
-    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x) {                    \
-        return CGI_RECORD(ctx, &name##_op,                                     \
-                          cgi_unary_forward(ctx, "cg_" #name, &cgi_unary_##name, x), x); \
+#define MATH_OP(name, saves, gexpr)                                                            \
+    static cg_status name##_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,        \
+                                     cg_tensor **gin) {                                        \
+        const cg_tensor *x = cg_node_input(n, 0), *y = cg_node_output(n);                      \
+        (void)x;                                                                               \
+        (void)y;                                                                               \
+        gin[0] = (gexpr);                                                                      \
+        return cgi_grads_made(n, gin);                                                         \
+    }                                                                                          \
+    static const cg_op name##_op = {#name, name##_backward, saves};                            \
+    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x) {                                    \
+        return CGI_RECORD(ctx, &name##_op,                                                     \
+                          cgi_unary_forward(ctx, "cg_" #name, &cgi_unary_##name, x), x);       \
     }
 
 #define X CG_SAVES_INPUT(0)
@@ -44,5 +44,6 @@ MATH_OP(tanh, Y, cg_mul(ctx, g, cg_rsub_scalar(ctx, cg_square(ctx, y), 1)))
 MATH_OP(sigmoid, Y, cg_mul(ctx, g, cg_mul(ctx, y, cg_rsub_scalar(ctx, y, 1))))
 /* erf: g 2/sqrt(pi) exp(-x^2) */
 MATH_OP(erf, X,
-        cg_mul(ctx, g, cg_mul_scalar(ctx, cg_exp(ctx, cg_neg(ctx, cg_square(ctx, x))),
-                                     1.1283791670955126)))
+        cg_mul(ctx, g,
+               cg_mul_scalar(ctx, cg_exp(ctx, cg_neg(ctx, cg_square(ctx, x))),
+                             1.1283791670955126)))

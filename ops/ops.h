@@ -20,15 +20,14 @@ extern "C" {
 /* View with a new shape; one dim may be -1. Fails (CG_ERR_SHAPE) when the
  * strides cannot express it; cg_reshape copies in that case instead. */
 CG_API cg_tensor *cg_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
-CG_API cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim,
-                             const int64_t *shape);
+CG_API cg_tensor *cg_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *shape);
 CG_API cg_tensor *cg_transpose(cg_ctx *ctx, const cg_tensor *t, int d0, int d1);
 /* dims is a permutation of 0..ndim-1 (negative entries allowed). */
 CG_API cg_tensor *cg_permute(cg_ctx *ctx, const cg_tensor *t, const int *dims);
 /* Python's t[start:end:step] along dim; step > 0; start and end clamp like
  * Python's and may be negative. Use CG_END for "to the end". */
-CG_API cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
-                           int64_t end, int64_t step);
+CG_API cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t end,
+                           int64_t step);
 /* length elements from start along dim; out of range is an error. */
 CG_API cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
                             int64_t length);
@@ -45,7 +44,7 @@ CG_API cg_tensor *cg_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end
 /* ---- copies -------------------------------------------------------------- */
 /* Returns t itself when already contiguous (no copy), else a C-order copy. */
 CG_API cg_tensor *cg_contiguous(cg_ctx *ctx, const cg_tensor *t);
-CG_API cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t);     /* always copies */
+CG_API cg_tensor *cg_clone(cg_ctx *ctx, const cg_tensor *t);             /* always copies */
 CG_API cg_tensor *cg_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt); /* copies */
 /* ---- arithmetic (broadcasting, PyTorch dtype promotion) ------------------ */
 CG_API cg_tensor *cg_add(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
@@ -107,8 +106,7 @@ CG_API cg_tensor *cg_gelu_tanh(cg_ctx *ctx, const cg_tensor *x);
 CG_API cg_tensor *cg_silu(cg_ctx *ctx, const cg_tensor *x); /* x * sigmoid(x) */
 /* log(1 + exp(beta x)) / beta, and x itself where beta x > threshold
  * (defaults 1 and 20). */
-CG_API cg_tensor *cg_softplus(cg_ctx *ctx, const cg_tensor *x, double beta,
-                              double threshold);
+CG_API cg_tensor *cg_softplus(cg_ctx *ctx, const cg_tensor *x, double beta, double threshold);
 /* clamp to [lo, hi]; the gradient passes strictly inside (defaults -1, 1). */
 CG_API cg_tensor *cg_hardtanh(cg_ctx *ctx, const cg_tensor *x, double lo, double hi);
 
@@ -135,8 +133,8 @@ CG_API cg_tensor *cg_logsumexp(cg_ctx *ctx, const cg_tensor *x, const int *axes,
                                bool keepdim);
 /* p-norm over axes: (sum |x|^p)^(1/p), p > 0 (2: Euclidean; INFINITY: max |x|).
  * The gradient at a zero norm is 0. */
-CG_API cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes,
-                          int naxes, bool keepdim);
+CG_API cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes, int naxes,
+                          bool keepdim);
 /* i64 index of the first maximum along axis; CG_ALL_DIMS: flat index. */
 CG_API cg_tensor *cg_argmax(cg_ctx *ctx, const cg_tensor *x, int axis, bool keepdim);
 CG_API cg_tensor *cg_argmin(cg_ctx *ctx, const cg_tensor *x, int axis, bool keepdim);
@@ -161,12 +159,10 @@ CG_API cg_tensor *cg_index_select(cg_ctx *ctx, const cg_tensor *x, int axis,
                                   const cg_tensor *index);
 /* out[i][j][k] = x[index[i][j][k]][j][k] for axis 0 (torch.gather): index is
  * i64 of x's rank, no larger than x on the other axes. */
-CG_API cg_tensor *cg_gather(cg_ctx *ctx, const cg_tensor *x, int axis,
-                            const cg_tensor *index);
+CG_API cg_tensor *cg_gather(cg_ctx *ctx, const cg_tensor *x, int axis, const cg_tensor *index);
 /* Rows of weight [V, D] picked by indices (i64, any shape): [..., D]. The
  * gradient is scatter-added into weight's rows. */
-CG_API cg_tensor *cg_embedding(cg_ctx *ctx, const cg_tensor *weight,
-                               const cg_tensor *indices);
+CG_API cg_tensor *cg_embedding(cg_ctx *ctx, const cg_tensor *weight, const cg_tensor *indices);
 
 /* ---- linear algebra ------------------------------------------------------------ */
 /* torch.matmul's rules: 1-D x 1-D is a dot product; a 1-D operand gains a
@@ -200,8 +196,8 @@ CG_API cg_tensor *cg_cross_entropy_ex(cg_ctx *ctx, const cg_tensor *logits,
                                       const cg_tensor *labels, cg_reduction r,
                                       double label_smoothing, int64_t ignore_index);
 /* log_probs [N, C], labels i64 [N]; -100 is ignored, as above. */
-CG_API cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs,
-                              const cg_tensor *labels, cg_reduction r);
+CG_API cg_tensor *cg_nll_loss(cg_ctx *ctx, const cg_tensor *log_probs, const cg_tensor *labels,
+                              cg_reduction r);
 /* probs and target of one float dtype and shape (no broadcasting);
  * probabilities in [0, 1] (else CG_ERR_ARG); logs clamped at -100 as PyTorch. */
 CG_API cg_tensor *cg_bce_loss(cg_ctx *ctx, const cg_tensor *probs, const cg_tensor *target,

@@ -33,14 +33,14 @@ static cg_status axes_mask(cg_ctx *ctx, const char *op, const cg_tensor *x, cons
         return CG_OK;
     }
     if (naxes < 0 || !axes)
-        return cgi_error(ctx, CG_ERR_ARG, "%s: %d axes given as %p", label(lb, sizeof lb, op, x),
-                         naxes, (const void *)axes);
+        return cgi_error(ctx, CG_ERR_ARG, "%s: %d axes given as %p",
+                         label(lb, sizeof lb, op, x), naxes, (const void *)axes);
     for (int i = 0; i < naxes; i++) {
         int a;
         if (cgi_axis_of(ctx, op, x, axes[i], &a) != CG_OK) return CG_ERR_INDEX;
         if (*mask & (1u << a))
-            return cgi_error(ctx, CG_ERR_ARG, "%s: axis %d repeated", label(lb, sizeof lb, op, x),
-                             a);
+            return cgi_error(ctx, CG_ERR_ARG, "%s: axis %d repeated",
+                             label(lb, sizeof lb, op, x), a);
         *mask |= 1u << a;
     }
     return CG_OK;
@@ -67,8 +67,8 @@ static cg_status need_float(cg_ctx *ctx, const char *op, const cg_tensor *x) {
                      label(lb, sizeof lb, op, x), cg_dtype_name(x->dtype));
 }
 
-static cg_tensor *reduce(cg_ctx *ctx, const char *op, cgi_reduce_op rop,
-                         const cg_tensor *x, unsigned mask, bool keepdim) {
+static cg_tensor *reduce(cg_ctx *ctx, const char *op, cgi_reduce_op rop, const cg_tensor *x,
+                         unsigned mask, bool keepdim) {
     char lb[192];
     bool arg = rop == CGI_REDUCE_ARGMAX || rop == CGI_REDUCE_ARGMIN;
     if (rop == CGI_REDUCE_MEAN && need_float(ctx, op, x) != CG_OK) return NULL;
@@ -131,15 +131,16 @@ static void set_selected(cg_tensor *oh, unsigned mask, const int64_t *idx, int64
             off += *rest % oh->shape[d] * strides[d];
             *rest /= oh->shape[d];
         }
-        if (oh->dtype == CG_F32) ((float *)cgi_ptr(oh))[off] = 1.0f;
-        else ((double *)cgi_ptr(oh))[off] = 1.0;
+        if (oh->dtype == CG_F32)
+            ((float *)cgi_ptr(oh))[off] = 1.0f;
+        else
+            ((double *)cgi_ptr(oh))[off] = 1.0;
     }
 }
 
 /* A constant (no graph) of src's shape and dtype in ctx: 1 at the first
  * extreme (rop: ARGMAX or ARGMIN) of each reduced set, 0 elsewhere. */
-static cg_tensor *onehot(cg_ctx *ctx, const cg_tensor *src, cgi_reduce_op rop,
-                         unsigned mask) {
+static cg_tensor *onehot(cg_ctx *ctx, const cg_tensor *src, cgi_reduce_op rop, unsigned mask) {
     int n;
     int64_t shape[CG_MAX_DIMS];
     cgi_reduced_shape(src->ndim, src->shape, mask, false, &n, shape);
@@ -175,14 +176,14 @@ static cg_status min_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
 static const cg_op max_op = {"max", max_backward, CG_SAVES_INPUT(0)};
 static const cg_op min_op = {"min", min_backward, CG_SAVES_INPUT(0)};
 
-#define REDUCE_OP(name, rop, op)                                               \
-    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes, \
-                         bool keepdim) {                                       \
-        reduce_args a = {0, keepdim, 0};                                       \
-        CGI_NULL_CHECK(x, "cg_" #name);                                        \
-        if (axes_mask(ctx, "cg_" #name, x, axes, naxes, &a.mask) != CG_OK) return NULL; \
-        cg_tensor *y = reduce(ctx, "cg_" #name, rop, x, a.mask, keepdim);      \
-        return y ? cg_record(ctx, (op), y, 1, &x, &a, sizeof a) : NULL;        \
+#define REDUCE_OP(name, rop, op)                                                               \
+    cg_tensor *cg_##name(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,          \
+                         bool keepdim) {                                                       \
+        reduce_args a = {0, keepdim, 0};                                                       \
+        CGI_NULL_CHECK(x, "cg_" #name);                                                        \
+        if (axes_mask(ctx, "cg_" #name, x, axes, naxes, &a.mask) != CG_OK) return NULL;        \
+        cg_tensor *y = reduce(ctx, "cg_" #name, rop, x, a.mask, keepdim);                      \
+        return y ? cg_record(ctx, (op), y, 1, &x, &a, sizeof a) : NULL;                        \
     }
 REDUCE_OP(sum, CGI_REDUCE_SUM, &sum_op)
 REDUCE_OP(mean, CGI_REDUCE_MEAN, &mean_op)
@@ -229,8 +230,7 @@ static cg_tensor *fused(cg_ctx *ctx, const char *op, const cg_op *desc, fused_fo
                         const cg_tensor *x, const int *axes, int naxes, bool keepdim,
                         double p) {
     reduce_args a = {0, keepdim, p};
-    if (need_float(ctx, op, x) != CG_OK ||
-        axes_mask(ctx, op, x, axes, naxes, &a.mask) != CG_OK)
+    if (need_float(ctx, op, x) != CG_OK || axes_mask(ctx, op, x, axes, naxes, &a.mask) != CG_OK)
         return NULL;
     cg_tensor *y = fwd(ctx, op, x, &a);
     return y ? cg_record(ctx, desc, y, 1, &x, &a, sizeof a) : NULL;
@@ -371,8 +371,7 @@ static cg_tensor *norm_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
     if (t) {
         cgi_map_unary((p == 2 ? &cgi_unary_square : &cgi_unary_abs)->fn[x->dtype], x, t);
         if (general) apply_scalar(t, &cgi_binary_pow, p);
-        y = reduce(ctx, op, isinf(p) ? CGI_REDUCE_MAX : CGI_REDUCE_SUM, t, a->mask,
-                   a->keepdim);
+        y = reduce(ctx, op, isinf(p) ? CGI_REDUCE_MAX : CGI_REDUCE_SUM, t, a->mask, a->keepdim);
     }
     if (y && p == 2) cgi_map_unary(cgi_unary_sqrt.fn[y->dtype], y, y);
     if (y && general) apply_scalar(y, &cgi_binary_pow, 1.0 / p);
@@ -418,9 +417,10 @@ cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes, i
     return fused(ctx, "cg_norm", &norm_op, norm_forward, x, axes, naxes, keepdim, p);
 }
 
-/* ---- argmax, argmin ------------------------------------------------------------------------ */
-static cg_tensor *arg_reduce(cg_ctx *ctx, const char *op, cgi_reduce_op rop,
-                             const cg_tensor *x, int axis, bool keepdim) {
+/* ---- argmax, argmin ------------------------------------------------------------------------
+ */
+static cg_tensor *arg_reduce(cg_ctx *ctx, const char *op, cgi_reduce_op rop, const cg_tensor *x,
+                             int axis, bool keepdim) {
     CGI_NULL_CHECK(x, op);
     unsigned mask;
     if (axis == CG_ALL_DIMS) return reduce(ctx, op, rop, x, (1u << x->ndim) - 1u, keepdim);

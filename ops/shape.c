@@ -104,8 +104,7 @@ static const cg_op narrow_op = {"narrow", slice_backward, 0}; /* cg_record's mes
 static cg_status scatter_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                   cg_tensor **gin) {
     const slice_args *a = cg_node_saved(n);
-    gin[0] = cg_slice(ctx, g, a->dim, a->start, a->start + (a->len - 1) * a->step + 1,
-                      a->step);
+    gin[0] = cg_slice(ctx, g, a->dim, a->start, a->start + (a->len - 1) * a->step + 1, a->step);
     return cgi_grads_made(n, gin);
 }
 static const cg_op slice_scatter_op = {"slice_scatter", scatter_backward, 0};
@@ -115,7 +114,8 @@ static cg_tensor *slice_scatter(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
                                 const slice_args *a) {
     cg_tensor *out = cg_zeros(ctx, g->dtype, like->ndim, like->shape);
     cg_tensor *dst = out ? cgi_slice(ctx, out, a->dim, a->start,
-                                     a->start + (a->len - 1) * a->step + 1, a->step) : NULL;
+                                     a->start + (a->len - 1) * a->step + 1, a->step)
+                         : NULL;
     if (!dst) return NULL;
     if (a->len > 0) cgi_copy_convert(dst, g);
     return cg_record(ctx, &slice_scatter_op, out, 1, &g, a, sizeof *a);
@@ -131,8 +131,7 @@ cg_tensor *cg_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int
     return cg_record(ctx, &slice_op, y, 1, &t, &a, sizeof a);
 }
 
-cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
-                     int64_t length) {
+cg_tensor *cg_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t length) {
     cg_tensor *y = cgi_narrow(ctx, t, dim, start, length); /* validates */
     if (!y) return NULL;
     int d = dim < 0 ? dim + t->ndim : dim;
@@ -195,8 +194,10 @@ cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x) {
     for (int i = 0; i < g->ndim; i++)
         if (i < lead || (x->shape[i - lead] == 1 && g->shape[i] != 1)) axes[n++] = i;
     const cg_tensor *r = g;
-    if (n > 0) r = cg_reshape(ctx, cg_sum(ctx, g, axes, n, true), x->ndim, x->shape);
-    else if (g->ndim != x->ndim) r = cg_reshape(ctx, g, x->ndim, x->shape);
+    if (n > 0)
+        r = cg_reshape(ctx, cg_sum(ctx, g, axes, n, true), x->ndim, x->shape);
+    else if (g->ndim != x->ndim)
+        r = cg_reshape(ctx, g, x->ndim, x->shape);
     if (r && r->dtype != x->dtype) r = cg_cast(ctx, r, x->dtype);
     return (cg_tensor *)r;
 }

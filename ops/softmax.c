@@ -16,31 +16,30 @@ typedef void (*row_fn)(const char *x, int64_t n, int64_t xs, char *o, int64_t os
 /* The body is inlined twice: with unit strides (the usual last axis of a
  * contiguous input) the compiler drops the stride multiplies and vectorises
  * the max and scale loops. */
-#define DEFINE_ROW(S, T, EXP)                                                  \
-    static inline void row_##S(const T *x, int64_t n, int64_t xs, T *o, int64_t os, \
-                               bool lg) {                                      \
-        T m = x[0];                                                            \
-        double s = 0;                                                          \
-        for (int64_t i = 1; i < n; i++) m = x[i * xs] > m ? x[i * xs] : m;     \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            T e = EXP(x[i * xs] - m);                                          \
-            s += e;                                                            \
-            if (!lg) o[i * os] = e;                                            \
-        }                                                                      \
-        if (lg) {                                                              \
-            T ls = (T)log(s);                                                  \
-            for (int64_t i = 0; i < n; i++) o[i * os] = (x[i * xs] - m) - ls;  \
-        } else {                                                               \
-            T r = (T)(1.0 / s);                                                \
-            for (int64_t i = 0; i < n; i++) o[i * os] *= r;                    \
-        }                                                                      \
-    }                                                                          \
-    static void softmax_row_##S(const char *px, int64_t n, int64_t xs, char *po,   \
-                                int64_t os, bool lg) {                         \
-        if (xs == 1 && os == 1)                                                \
-            row_##S((const T *)px, n, 1, (T *)po, 1, lg);                      \
-        else                                                                   \
-            row_##S((const T *)px, n, xs, (T *)po, os, lg);                    \
+#define DEFINE_ROW(S, T, EXP)                                                                  \
+    static inline void row_##S(const T *x, int64_t n, int64_t xs, T *o, int64_t os, bool lg) { \
+        T m = x[0];                                                                            \
+        double s = 0;                                                                          \
+        for (int64_t i = 1; i < n; i++) m = x[i * xs] > m ? x[i * xs] : m;                     \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T e = EXP(x[i * xs] - m);                                                          \
+            s += e;                                                                            \
+            if (!lg) o[i * os] = e;                                                            \
+        }                                                                                      \
+        if (lg) {                                                                              \
+            T ls = (T)log(s);                                                                  \
+            for (int64_t i = 0; i < n; i++) o[i * os] = (x[i * xs] - m) - ls;                  \
+        } else {                                                                               \
+            T r = (T)(1.0 / s);                                                                \
+            for (int64_t i = 0; i < n; i++) o[i * os] *= r;                                    \
+        }                                                                                      \
+    }                                                                                          \
+    static void softmax_row_##S(const char *px, int64_t n, int64_t xs, char *po, int64_t os,   \
+                                bool lg) {                                                     \
+        if (xs == 1 && os == 1)                                                                \
+            row_##S((const T *)px, n, 1, (T *)po, 1, lg);                                      \
+        else                                                                                   \
+            row_##S((const T *)px, n, xs, (T *)po, os, lg);                                    \
     }
 DEFINE_ROW(f32, float, expf)
 DEFINE_ROW(f64, double, exp)
@@ -136,7 +135,8 @@ cg_tensor *cg_log_softmax(cg_ctx *ctx, const cg_tensor *x, int axis) {
     return softmax_op_apply(ctx, "cg_log_softmax", &log_softmax_op, x, axis, true);
 }
 
-/* ---- dropout ------------------------------------------------------------------------------- */
+/* ---- dropout -------------------------------------------------------------------------------
+ */
 /* Training: inputs (x, mask) with mask = keep / (1 - p), a constant in ctx,
  * so gin = g * mask. Identity (eval, p == 0): input x only, gin = g. */
 static cg_status dropout_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
@@ -165,8 +165,7 @@ static cg_tensor *dropout_train(cg_ctx *ctx, const cg_tensor *x, double p, cg_rn
     return y;
 }
 
-cg_tensor *cg_dropout(cg_ctx *ctx, const cg_tensor *x, double p, bool training,
-                      cg_rng *rng) {
+cg_tensor *cg_dropout(cg_ctx *ctx, const cg_tensor *x, double p, bool training, cg_rng *rng) {
     char sb[128]; /* formatted only for a message */
     CGI_NULL_CHECK(x, "cg_dropout");
     if (!cgi_is_float(x->dtype)) {

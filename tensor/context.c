@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CGI_ALIGN 64
+#define CGI_ALIGN     64
 #define CGI_CHUNK_MIN ((size_t)1 << 20) /* 1 MiB */
 
 struct cgi_chunk {
@@ -158,6 +158,7 @@ cg_tensor *cgi_alloc_header(cg_ctx *ctx, const char *op, size_t extra) {
     if (!ctx) return cgi_alloc(NULL, op, sizeof(cg_tensor));
     size_t phase = (size_t)(ctx->gen % CGI_GEN_PHASES) * CGI_ALIGN;
     cg_tensor *t = arena_alloc_phased(&ctx->arena, sizeof *t + extra, phase);
-    if (!t) cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t + extra);
+    if (!t)
+        cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, sizeof *t + extra);
     return t;
 }

@@ -94,8 +94,7 @@ static void iter_init(iter *it, cg_tensor *out, const cg_tensor **in, int nin) {
 }
 
 /* Runs row over flat indices [begin, end) in C order of the coalesced dims. */
-static void iter_range(const iter *it, row_fn row, const void *fn, int64_t begin,
-                       int64_t end) {
+static void iter_range(const iter *it, row_fn row, const void *fn, int64_t begin, int64_t end) {
     int64_t idx[CG_MAX_DIMS], rem = begin;
     int last = it->ndim - 1;
     for (int d = last; d >= 0; d--) {
@@ -138,9 +137,15 @@ static void iter_run(const iter *it, row_fn row, const void *fn) {
 }
 
 /* ---- unary and binary maps ------------------------------------------------------ */
-typedef struct { cgi_unary_fn f; } unary_box;
-typedef struct { cgi_binary_fn f; } binary_box;
-typedef struct { cgi_ternary_fn f; } ternary_box;
+typedef struct {
+    cgi_unary_fn f;
+} unary_box;
+typedef struct {
+    cgi_binary_fn f;
+} binary_box;
+typedef struct {
+    cgi_ternary_fn f;
+} ternary_box;
 
 static void unary_row(const void *fn, int64_t n, char **p, const int64_t *s) {
     ((const unary_box *)fn)->f(n, p[1], s[1], p[0], s[0]);
@@ -159,8 +164,7 @@ void cgi_map_unary(cgi_unary_fn fn, const cg_tensor *x, cg_tensor *out) {
     iter_run(&it, unary_row, &box);
 }
 
-void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b,
-                    cg_tensor *out) {
+void cgi_map_binary(cgi_binary_fn fn, const cg_tensor *a, const cg_tensor *b, cg_tensor *out) {
     iter it;
     binary_box box = {fn};
     const cg_tensor *in[2] = {a, b};
@@ -180,11 +184,14 @@ void cgi_map_ternary(cgi_ternary_fn fn, const cg_tensor *a, const cg_tensor *b,
 cg_tensor *cgi_stack_scalar(cg_tensor *t, cgi_storage *st, cgi_scalar *v, cg_dtype dt,
                             double value) {
     memset(t, 0, sizeof *t);
-    if (dt == CG_F32) v->f32 = (float)value;
-    else if (dt == CG_F64) v->f64 = value;
-    else v->i64 = (int64_t)value;
-    *st = (cgi_storage){.data = v, .nbytes = sizeof *v, .refcount = 1,
-                        .kind = CGI_STORAGE_BORROWED};
+    if (dt == CG_F32)
+        v->f32 = (float)value;
+    else if (dt == CG_F64)
+        v->f64 = value;
+    else
+        v->i64 = (int64_t)value;
+    *st = (cgi_storage){
+        .data = v, .nbytes = sizeof *v, .refcount = 1, .kind = CGI_STORAGE_BORROWED};
     t->storage = st;
     t->dtype = dt;
     cgi_stamp_header(t, NULL);

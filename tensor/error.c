@@ -48,11 +48,15 @@ cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...) {
 cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,
                              const cg_tensor *t) {
     char who[48];
-    if (i >= 0) snprintf(who, sizeof who, "%s %d", what, i);
-    else snprintf(who, sizeof who, "%s", what);
+    if (i >= 0)
+        snprintf(who, sizeof who, "%s %d", what, i);
+    else
+        snprintf(who, sizeof who, "%s", what);
     bool intact = t->check == cgi_stamp(t, t->ctx, t->gen);
-    return cgi_error(ctx, CG_ERR_STATE, "%s: %s belongs to a context that was reset%s since "
-                     "it was made", op, who, intact ? "" : " or freed");
+    return cgi_error(ctx, CG_ERR_STATE,
+                     "%s: %s belongs to a context that was reset%s since "
+                     "it was made",
+                     op, who, intact ? "" : " or freed");
 }
 
 cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const cg_tensor *t) {
@@ -96,8 +100,8 @@ char *cgi_fmt_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
 cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, int *out) {
     int a = axis < 0 ? axis + ndim : axis;
     if (a < 0 || a >= ndim)
-        return cgi_error(ctx, CG_ERR_INDEX, "%s: axis %d out of range for rank %d", op,
-                         axis, ndim);
+        return cgi_error(ctx, CG_ERR_INDEX, "%s: axis %d out of range for rank %d", op, axis,
+                         ndim);
     *out = a;
     return CG_OK;
 }

@@ -41,7 +41,7 @@ typedef struct gemm_mat {
 
 /* Everything decided before the first call into BLIS. */
 typedef struct gemm_plan {
-    const char *op;      /* function named in error messages */
+    const char *op; /* function named in error messages */
     cg_dtype dt;
     size_t esize;
     int64_t m, n, k;
@@ -53,16 +53,12 @@ typedef struct gemm_plan {
     void *abuf, *bbuf;   /* the packed copies, row-major; NULL when unused */
 } gemm_plan;
 
-static bool fits_blis(int64_t v) {
-    return (int64_t)(dim_t)v == v && (int64_t)(inc_t)v == v;
-}
+static bool fits_blis(int64_t v) { return (int64_t)(dim_t)v == v && (int64_t)(inc_t)v == v; }
 
 /* |s| * dim <= GEMM_SPAN_MAX; the stride of a dim of size <= 1 is ignored. */
 static bool span_ok(int64_t dim, int64_t s) {
-    if (dim <= 1)
-        return true;
-    if (s < -GEMM_SPAN_MAX || s > GEMM_SPAN_MAX)
-        return false;
+    if (dim <= 1) return true;
+    if (s < -GEMM_SPAN_MAX || s > GEMM_SPAN_MAX) return false;
     return (s < 0 ? -s : s) <= GEMM_SPAN_MAX / dim;
 }
 
@@ -74,12 +70,9 @@ static bool no_overlap(int nd, const int64_t *dim, const int64_t *stride) {
     int64_t d[3], s[3];
     int cnt = 0;
     for (int i = 0; i < nd; i++) {
-        if (dim[i] == 0)
-            return true; /* no elements at all */
-        if (dim[i] == 1)
-            continue;
-        if (stride[i] <= 0)
-            return false;
+        if (dim[i] == 0) return true; /* no elements at all */
+        if (dim[i] == 1) continue;
+        if (stride[i] <= 0) return false;
         int j = cnt++;
         for (; j > 0 && s[j - 1] > stride[i]; j--) {
             s[j] = s[j - 1];
@@ -89,14 +82,12 @@ static bool no_overlap(int nd, const int64_t *dim, const int64_t *stride) {
         d[j] = dim[i];
     }
     for (int i = 1; i < cnt; i++)
-        if (s[i] < s[i - 1] * d[i - 1])
-            return false;
+        if (s[i] < s[i - 1] * d[i - 1]) return false;
     return true;
 }
 
 static bool mat_ok(const gemm_mat *x) {
-    return no_overlap(2, (const int64_t[]){x->rows, x->cols},
-                      (const int64_t[]){x->rs, x->cs});
+    return no_overlap(2, (const int64_t[]){x->rows, x->cols}, (const int64_t[]){x->rs, x->cs});
 }
 
 /* The strides BLIS will see: a packed copy is [rows, cols] row-major, and
@@ -135,8 +126,7 @@ static void pack(cg_dtype dt, const gemm_mat *x, void *dst) {
 
 /* C = beta*C element by element (C is m x n at c with p->c's strides). */
 static void scale_c(const gemm_plan *p, char *c) {
-    if (p->beta == 1.0)
-        return;
+    if (p->beta == 1.0) return;
     for (int64_t i = 0; i < p->m; i++) {
         for (int64_t j = 0; j < p->n; j++) {
             int64_t off = i * p->c.rs + j * p->c.cs;
@@ -190,14 +180,12 @@ static bool call_gemv(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
     inc_t incx = (inc_t)(col ? vec->rs : vec->cs), incy = (inc_t)(col ? c->rs : c->cs);
     if (p->dt == CG_F32) {
         float alpha = (float)p->alpha, beta = (float)p->beta;
-        bli_sgemv(t, BLIS_NO_CONJUGATE, rows, cols, &alpha, (float *)mat->data,
-                  (inc_t)mat->rs, (inc_t)mat->cs, (float *)vec->data, incx, &beta,
-                  (float *)cd, incy);
+        bli_sgemv(t, BLIS_NO_CONJUGATE, rows, cols, &alpha, (float *)mat->data, (inc_t)mat->rs,
+                  (inc_t)mat->cs, (float *)vec->data, incx, &beta, (float *)cd, incy);
     } else {
         double alpha = p->alpha, beta = p->beta;
-        bli_dgemv(t, BLIS_NO_CONJUGATE, rows, cols, &alpha, (double *)mat->data,
-                  (inc_t)mat->rs, (inc_t)mat->cs, (double *)vec->data, incx, &beta,
-                  (double *)cd, incy);
+        bli_dgemv(t, BLIS_NO_CONJUGATE, rows, cols, &alpha, (double *)mat->data, (inc_t)mat->rs,
+                  (inc_t)mat->cs, (double *)vec->data, incx, &beta, (double *)cd, incy);
     }
     return true;
 }
@@ -229,12 +217,12 @@ static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
 
 static cg_status check_sizes(const gemm_plan *p) {
     if (p->dt != CG_F32 && p->dt != CG_F64)
-        return cgi_error(NULL, CG_ERR_DTYPE, "%s: dtype %s not supported (f32, f64)",
-                         p->op, cg_dtype_name(p->dt));
+        return cgi_error(NULL, CG_ERR_DTYPE, "%s: dtype %s not supported (f32, f64)", p->op,
+                         cg_dtype_name(p->dt));
     if (p->m < 0 || p->n < 0 || p->k < 0)
         return cgi_error(NULL, CG_ERR_ARG,
-                         "%s: negative size m=%" PRId64 " n=%" PRId64 " k=%" PRId64,
-                         p->op, p->m, p->n, p->k);
+                         "%s: negative size m=%" PRId64 " n=%" PRId64 " k=%" PRId64, p->op,
+                         p->m, p->n, p->k);
     if (!fits_blis(p->m) || !fits_blis(p->n) || !fits_blis(p->k))
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: size m=%" PRId64 " n=%" PRId64 " k=%" PRId64
@@ -253,12 +241,10 @@ static cg_status bad_strides(const gemm_plan *p, const char *name, const gemm_ma
 
 /* C must be writable by BLIS as is: present, in range, not overlapping. */
 static cg_status check_output(const gemm_plan *p, const void *c) {
-    if (c == NULL)
-        return cgi_error(NULL, CG_ERR_ARG, "%s: C is NULL", p->op);
+    if (c == NULL) return cgi_error(NULL, CG_ERR_ARG, "%s: C is NULL", p->op);
     if (!span_ok(p->m, p->c.rs) || !span_ok(p->n, p->c.cs))
         return bad_strides(p, "C", &p->c, "out of range");
-    if (!mat_ok(&p->c))
-        return bad_strides(p, "C", &p->c, "overlap or are not positive");
+    if (!mat_ok(&p->c)) return bad_strides(p, "C", &p->c, "overlap or are not positive");
     return CG_OK;
 }
 
@@ -268,18 +254,16 @@ static cg_status check_input(const gemm_plan *p, const char *name, const gemm_ma
     if (!span_ok(x->rows, x->rs) || !span_ok(x->cols, x->cs))
         return bad_strides(p, name, x, "out of range");
     *pack_it = false;
-    if (p->scale_only)
-        return CG_OK; /* not read */
-    if (x->data == NULL)
-        return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", p->op, name);
+    if (p->scale_only) return CG_OK; /* not read */
+    if (x->data == NULL) return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", p->op, name);
     *pack_it = !mat_ok(x);
     return CG_OK;
 }
 
 /* Fills p from cgi_gemm's arguments: A' is op(A) with strides swapped when
  * transposed. The caller checks sizes first. */
-static void plan_fill(gemm_plan *p, bool transa, bool transb, cgi_mat a, cgi_mat b,
-                      int64_t rsc, int64_t csc) {
+static void plan_fill(gemm_plan *p, bool transa, bool transb, cgi_mat a, cgi_mat b, int64_t rsc,
+                      int64_t csc) {
     p->esize = cg_dtype_size(p->dt);
     p->empty = p->m == 0 || p->n == 0;
     p->scale_only = p->k == 0 || p->alpha == 0.0;
@@ -293,12 +277,9 @@ static void plan_fill(gemm_plan *p, bool transa, bool transb, cgi_mat a, cgi_mat
 /* Validates everything cgi_gemm and cgi_gemm_batched share. */
 static cg_status plan_check(gemm_plan *p, const void *c) {
     cg_status st = check_sizes(p);
-    if (st != CG_OK || p->empty)
-        return st;
-    if ((st = check_output(p, c)) != CG_OK)
-        return st;
-    if ((st = check_input(p, "A", &p->a, &p->pack_a)) != CG_OK)
-        return st;
+    if (st != CG_OK || p->empty) return st;
+    if ((st = check_output(p, c)) != CG_OK) return st;
+    if ((st = check_input(p, "A", &p->a, &p->pack_a)) != CG_OK) return st;
     return check_input(p, "B", &p->b, &p->pack_b);
 }
 
@@ -306,18 +287,19 @@ static cg_status plan_check(gemm_plan *p, const void *c) {
 
 /* malloc for a packed [rows, cols] copy; NULL on overflow or no memory. */
 static void *alloc_packed(size_t esize, int64_t rows, int64_t cols) {
-    if ((uint64_t)rows > SIZE_MAX / esize / (uint64_t)cols)
-        return NULL;
+    if ((uint64_t)rows > SIZE_MAX / esize / (uint64_t)cols) return NULL;
     return malloc((size_t)rows * (size_t)cols * esize);
 }
 
 static cg_status plan_alloc(gemm_plan *p) {
     if (p->pack_a && !(p->abuf = alloc_packed(p->esize, p->m, p->k)))
-        return cgi_error(NULL, CG_ERR_NOMEM, "%s: no memory to pack A [%" PRId64
-                         ",%" PRId64 "]", p->op, p->m, p->k);
+        return cgi_error(NULL, CG_ERR_NOMEM,
+                         "%s: no memory to pack A [%" PRId64 ",%" PRId64 "]", p->op, p->m,
+                         p->k);
     if (p->pack_b && !(p->bbuf = alloc_packed(p->esize, p->k, p->n)))
-        return cgi_error(NULL, CG_ERR_NOMEM, "%s: no memory to pack B [%" PRId64
-                         ",%" PRId64 "]", p->op, p->k, p->n);
+        return cgi_error(NULL, CG_ERR_NOMEM,
+                         "%s: no memory to pack B [%" PRId64 ",%" PRId64 "]", p->op, p->k,
+                         p->n);
     return CG_OK;
 }
 
@@ -337,10 +319,8 @@ static void run_one(gemm_plan *p, int64_t aoff, int64_t boff, char *c, bool repa
     gemm_mat a = p->a, b = p->b;
     a.data += aoff * (int64_t)p->esize;
     b.data += boff * (int64_t)p->esize;
-    if (p->pack_a && (repack || aoff != 0))
-        pack(p->dt, &a, p->abuf);
-    if (p->pack_b && (repack || boff != 0))
-        pack(p->dt, &b, p->bbuf);
+    if (p->pack_a && (repack || aoff != 0)) pack(p->dt, &a, p->abuf);
+    if (p->pack_b && (repack || boff != 0)) pack(p->dt, &b, p->bbuf);
     gemm_mat va = blis_view(&a, p->abuf), vb = blis_view(&b, p->bbuf);
     gemm_mat vc = blis_view(&p->c, NULL);
     call_blis(p, &va, &vb, &vc, c);
@@ -386,26 +366,24 @@ void cgi_gemm_set_threads(int n) {
     atomic_store(&threads_chosen, 1);
 }
 
-cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n,
-                   int64_t k, double alpha, cgi_mat a, cgi_mat b, double beta,
-                   void *c, int64_t rsc, int64_t csc) {
-    gemm_plan p = {.op = "cgi_gemm", .dt = dt, .m = m, .n = n, .k = k,
-                   .alpha = alpha, .beta = beta};
+cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, int64_t k,
+                   double alpha, cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc,
+                   int64_t csc) {
+    gemm_plan p = {
+        .op = "cgi_gemm", .dt = dt, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta};
     plan_fill(&p, transa, transb, a, b, rsc, csc);
     cg_status st = plan_check(&p, c);
-    if (st != CG_OK || p.empty)
-        return st;
+    if (st != CG_OK || p.empty) return st;
     ensure_threads();
-    if ((st = plan_alloc(&p)) == CG_OK)
-        run_one(&p, 0, 0, c, true);
+    if ((st = plan_alloc(&p)) == CG_OK) run_one(&p, 0, 0, c, true);
     plan_free(&p);
     return st;
 }
 
 /* Batch strides: in range for batch steps, and C's batches must not overlap
  * each other or themselves (the 3-d [batch, m, n] geometry is checked). */
-static cg_status check_batch(const gemm_plan *p, int64_t batch, int64_t bsa,
-                             int64_t bsb, int64_t bsc) {
+static cg_status check_batch(const gemm_plan *p, int64_t batch, int64_t bsa, int64_t bsb,
+                             int64_t bsc) {
     if (!span_ok(batch, bsa) || !span_ok(batch, bsb) || !span_ok(batch, bsc))
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: batch strides (%" PRId64 ", %" PRId64 ", %" PRId64
@@ -415,44 +393,42 @@ static cg_status check_batch(const gemm_plan *p, int64_t batch, int64_t bsa,
     int64_t strides[3] = {bsc < 0 ? -bsc : bsc, p->c.rs, p->c.cs};
     if (!no_overlap(3, dims, strides))
         return cgi_error(NULL, CG_ERR_ARG,
-                         "%s: C batch stride %" PRId64 " makes batches of [%" PRId64
-                         ",%" PRId64 "] (strides %" PRId64 ", %" PRId64 ") overlap",
+                         "%s: C batch stride %" PRId64 " makes batches of [%" PRId64 ",%" PRId64
+                         "] (strides %" PRId64 ", %" PRId64 ") overlap",
                          p->op, bsc, p->m, p->n, p->c.rs, p->c.cs);
     return CG_OK;
 }
 
-cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch,
-                           int64_t m, int64_t n, int64_t k, double alpha, cgi_mat a,
-                           int64_t bsa, cgi_mat b, int64_t bsb, double beta, void *c,
-                           int64_t rsc, int64_t csc, int64_t bsc) {
-    gemm_plan p = {.op = "cgi_gemm_batched", .dt = dt, .m = m, .n = n, .k = k,
-                   .alpha = alpha, .beta = beta};
+cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch, int64_t m,
+                           int64_t n, int64_t k, double alpha, cgi_mat a, int64_t bsa,
+                           cgi_mat b, int64_t bsb, double beta, void *c, int64_t rsc,
+                           int64_t csc, int64_t bsc) {
+    gemm_plan p = {.op = "cgi_gemm_batched",
+                   .dt = dt,
+                   .m = m,
+                   .n = n,
+                   .k = k,
+                   .alpha = alpha,
+                   .beta = beta};
     if (batch < 0)
-        return cgi_error(NULL, CG_ERR_ARG, "cgi_gemm_batched: negative batch %" PRId64,
-                         batch);
+        return cgi_error(NULL, CG_ERR_ARG, "cgi_gemm_batched: negative batch %" PRId64, batch);
     plan_fill(&p, transa, transb, a, b, rsc, csc);
     p.empty = p.empty || batch == 0; /* nothing is touched: only sizes checked */
     cg_status st = plan_check(&p, c);
-    if (st != CG_OK || p.empty)
-        return st;
-    if ((st = check_batch(&p, batch, bsa, bsb, bsc)) != CG_OK)
-        return st;
+    if (st != CG_OK || p.empty) return st;
+    if ((st = check_batch(&p, batch, bsa, bsb, bsc)) != CG_OK) return st;
     ensure_threads();
     if ((st = plan_alloc(&p)) == CG_OK) {
         for (int64_t i = 0; i < batch; i++)
-            run_one(&p, i * bsa, i * bsb,
-                    (char *)c + i * bsc * (int64_t)p.esize, i == 0);
+            run_one(&p, i * bsa, i * bsb, (char *)c + i * bsc * (int64_t)p.esize, i == 0);
     }
     plan_free(&p);
     return st;
 }
 
-
 #if defined(__GNUC__)
 /* BLIS keeps its packing pools until bli_finalize, which nothing calls on
  * exit; valgrind then reports them as lost. Release them at exit (or
  * dlclose). BLIS re-initialises itself if it is called again afterwards. */
-__attribute__((destructor)) static void gemm_release_blis(void) {
-    bli_finalize();
-}
+__attribute__((destructor)) static void gemm_release_blis(void) { bli_finalize(); }
 #endif

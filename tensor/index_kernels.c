@@ -5,7 +5,6 @@
  * from one task in a fixed order: parallel runs add up exactly as serial. */
 #include "index_kernels.h"
 
-
 #define WALK_DIMS (CG_MAX_DIMS + 1) /* room for the trailing dim added below */
 #define CHUNK     1024              /* elements of the last dim per task */
 

@@ -8,8 +8,8 @@
 #include <stdarg.h>
 
 #if defined(__GNUC__)
-#define CGI_HIDDEN __attribute__((visibility("hidden")))
-#define CGI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CGI_HIDDEN       __attribute__((visibility("hidden")))
+#define CGI_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define CGI_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define CGI_HIDDEN
@@ -27,8 +27,8 @@ typedef enum cgi_storage_kind {
 typedef struct cgi_storage {
     void *data;
     size_t nbytes;
-    int64_t refcount;     /* heap storages: number of heap tensors on it */
-    uint64_t version;     /* bumped by every in-place write (autograd checks it) */
+    int64_t refcount; /* heap storages: number of heap tensors on it */
+    uint64_t version; /* bumped by every in-place write (autograd checks it) */
     cgi_storage_kind kind;
     struct cgi_storage *base; /* a heap slice's owner (cgi_slice_of), referenced */
 } cgi_storage;
@@ -42,12 +42,12 @@ struct cg_node; /* autograd/: the op that produced a tensor */
  * every public function before it reads anything else (cgi_stale). The first
  * 64 bytes hold what the check reads. */
 struct cg_tensor {
-    uint64_t check;       /* cgi_stamp(this, ctx, gen) */
-    cg_ctx *ctx;          /* owning context, NULL for caller-owned */
-    uint32_t gen;         /* ctx's generation when made; 0 for caller-owned */
+    uint64_t check; /* cgi_stamp(this, ctx, gen) */
+    cg_ctx *ctx;    /* owning context, NULL for caller-owned */
+    uint32_t gen;   /* ctx's generation when made; 0 for caller-owned */
     int ndim;
     cgi_storage *storage;
-    int64_t offset;       /* in elements */
+    int64_t offset; /* in elements */
     int64_t shape[CG_MAX_DIMS];
     int64_t strides[CG_MAX_DIMS]; /* in elements, >= 0 */
     cg_dtype dtype;
@@ -67,10 +67,10 @@ typedef struct cgi_chunk cgi_chunk;
 
 /* Generations whose tensor headers never share an address (see cgi_stale). */
 #define CGI_GEN_PHASES 4
-#define CGI_RETIRED (CGI_GEN_PHASES > 1 ? CGI_GEN_PHASES - 1 : 1)
+#define CGI_RETIRED    (CGI_GEN_PHASES > 1 ? CGI_GEN_PHASES - 1 : 1)
 
 typedef struct cgi_arena {
-    cgi_chunk *head;      /* chunk being filled (list of all chunks) */
+    cgi_chunk *head; /* chunk being filled (list of all chunks) */
     /* Chunks merged away by the last resets, [0] newest, freed
      * CGI_GEN_PHASES - 1 resets later: until then stale handles into them
      * read mapped memory (and are reported, not a crash). */
@@ -78,7 +78,7 @@ typedef struct cgi_arena {
     size_t used;
     size_t capacity;
     size_t chunk_allocs;
-    unsigned char *gap;   /* free padding before the last tensor header */
+    unsigned char *gap; /* free padding before the last tensor header */
     size_t gap_size;
 } cgi_arena;
 
@@ -87,8 +87,8 @@ typedef struct cgi_arena {
 struct cg_ctx {
     cgi_arena arena;
     size_t resets;
-    uint32_t gen;                 /* generation: bumped by every reset (wraps) */
-    cg_status status;             /* first error since reset */
+    uint32_t gen;     /* generation: bumped by every reset (wraps) */
+    cg_status status; /* first error since reset */
     char msg[CGI_MSG_MAX];
     /* Autograd's tape and grad mode, which last across passes (a backward
      * pass keeps its state in autograd's structures); tensor/ only clears
@@ -173,17 +173,17 @@ CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t
  * first-hand (no error recorded yet) records one. A stale handle (cgi_stale)
  * records CG_ERR_STATE and returns NULL. i is the input's position in the
  * message; CGI_NULL_CHECK leaves it out. Needs `ctx` in scope. */
-#define CGI_INPUT_CHECK(t, op, i)                                              \
-    do {                                                                       \
-        if (!(t)) {                                                            \
-            if (cg_last_status() == CG_OK)                                     \
-                cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);          \
-            return NULL;                                                       \
-        }                                                                      \
-        if (CGI_UNLIKELY(cgi_stale(t))) {                                      \
-            cgi_stale_error(ctx, op, i, t);                                    \
-            return NULL;                                                       \
-        }                                                                      \
+#define CGI_INPUT_CHECK(t, op, i)                                                              \
+    do {                                                                                       \
+        if (!(t)) {                                                                            \
+            if (cg_last_status() == CG_OK)                                                     \
+                cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);                          \
+            return NULL;                                                                       \
+        }                                                                                      \
+        if (CGI_UNLIKELY(cgi_stale(t))) {                                                      \
+            cgi_stale_error(ctx, op, i, t);                                                    \
+            return NULL;                                                                       \
+        }                                                                                      \
     } while (0)
 #define CGI_NULL_CHECK(t, op) CGI_INPUT_CHECK(t, op, -1)
 
@@ -197,9 +197,8 @@ CGI_HIDDEN cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim,
 CGI_HIDDEN cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
                               const int64_t *shape);
 /* New header sharing t's storage, with the given geometry (a view). */
-CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t,
-                                  int ndim, const int64_t *shape,
-                                  const int64_t *strides, int64_t offset);
+CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
+                                  const int64_t *shape, const int64_t *strides, int64_t offset);
 CGI_HIDDEN bool cgi_valid_dtype(cg_dtype dt);
 /* cg_is_contiguous and cg_same_shape without the handle checks, for
  * library code whose tensors were checked on entry (or are stack headers). */
@@ -262,28 +261,27 @@ CGI_HIDDEN cg_status cgi_rebind(cg_tensor *t, const cg_tensor *base, int64_t off
  * case never enters an OpenMP region: libgomp ends every region, even one
  * under if(0) or num_threads(1), with a futex wake-up syscall: 1.2 us on the
  * 2-core VM, more than a small op's whole forward. */
-#define CGI_PAR_FOR(PAR, V, N, ...)                                                \
-    do {                                                                           \
-        const int64_t cgi_n_ = (N);                                                \
-        if ((PAR) && cg_get_num_threads() > 1) {                                   \
-            _Pragma("omp parallel for schedule(static)")                           \
-            for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                        \
-        } else {                                                                   \
-            for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                        \
-        }                                                                          \
+#define CGI_PAR_FOR(PAR, V, N, ...)                                                            \
+    do {                                                                                       \
+        const int64_t cgi_n_ = (N);                                                            \
+        if ((PAR) && cg_get_num_threads() > 1) {                                               \
+            _Pragma("omp parallel for schedule(static)") for (int64_t V = 0; V < cgi_n_; V++)  \
+                __VA_ARGS__                                                                    \
+        } else {                                                                               \
+            for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                                   \
+        }                                                                                      \
     } while (0)
 
 /* ---- elementwise kernels (tensor/elementwise.c) -------------------------- */
 /* Unary: out = f(x) over n elements with element strides. */
-typedef void (*cgi_unary_fn)(int64_t n, const void *x, int64_t sx, void *out,
-                             int64_t so);
+typedef void (*cgi_unary_fn)(int64_t n, const void *x, int64_t sx, void *out, int64_t so);
 /* Binary: out = f(a, b); a stride of 0 broadcasts. */
-typedef void (*cgi_binary_fn)(int64_t n, const void *a, int64_t sa, const void *b,
-                              int64_t sb, void *out, int64_t so);
+typedef void (*cgi_binary_fn)(int64_t n, const void *a, int64_t sa, const void *b, int64_t sb,
+                              void *out, int64_t so);
 
 /* Ternary: out = f(a, b, c), e.g. where(cond, x, y). */
-typedef void (*cgi_ternary_fn)(int64_t n, const void *a, int64_t sa, const void *b,
-                               int64_t sb, const void *c, int64_t sc, void *out, int64_t so);
+typedef void (*cgi_ternary_fn)(int64_t n, const void *a, int64_t sa, const void *b, int64_t sb,
+                               const void *c, int64_t sc, void *out, int64_t so);
 
 /* Applies fn over out's shape; x is already broadcast to out's shape
  * (strides may be 0). dtypes: fn decides, by the pointers it is given. */
@@ -322,12 +320,14 @@ typedef struct cgi_binary_kernel {
     cgi_binary_fn fn[3];
 } cgi_binary_kernel;
 
-#define CGI_UNARY_LIST(X)                                                      \
-    X(neg) X(abs) X(sign) X(exp) X(log) X(log1p) X(sqrt) X(rsqrt) X(square)    \
-    X(sin) X(cos) X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
-#define CGI_BINARY_LIST(X)                                                     \
-    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum)                   \
-    X(gt) X(lt) X(ge) X(le) X(eq) X(ne)
+/* The kernel lists: clang-format does not settle on one layout for them. */
+/* clang-format off */
+#define CGI_UNARY_LIST(X) \
+    X(neg) X(abs) X(sign) X(exp) X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(sin) X(cos) \
+    X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
+#define CGI_BINARY_LIST(X) \
+    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(gt) X(lt) X(ge) X(le) X(eq) X(ne)
+/* clang-format on */
 
 #define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_unary_kernel cgi_unary_##name;
 CGI_UNARY_LIST(CGI_DECLARE_KERNEL)
@@ -350,16 +350,15 @@ typedef enum cgi_reduce_op {
 } cgi_reduce_op;
 
 /* Output shape of reducing axes (mask bit i set = reduce axis i). */
-CGI_HIDDEN void cgi_reduced_shape(int ndim, const int64_t *shape, unsigned mask,
-                                  bool keepdim, int *out_ndim, int64_t *out_shape);
+CGI_HIDDEN void cgi_reduced_shape(int ndim, const int64_t *shape, unsigned mask, bool keepdim,
+                                  int *out_ndim, int64_t *out_shape);
 /* out has the reduced shape (keepdim or not, same numel) and is contiguous.
  * SUM/MEAN/MAX/MIN: out has x's dtype; ARGMAX/ARGMIN: out is CG_I64 and the
  * index is the flat index over the reduced axes (C order) of the first
  * extreme (ties go to the first). Reducing an empty set: SUM 0, MEAN NaN;
  * MAX/MIN/ARG* on an empty set are rejected by the caller. Float sums
  * accumulate in double. */
-CGI_HIDDEN void cgi_reduce(cgi_reduce_op op, const cg_tensor *x, unsigned mask,
-                           cg_tensor *out);
+CGI_HIDDEN void cgi_reduce(cgi_reduce_op op, const cg_tensor *x, unsigned mask, cg_tensor *out);
 
 /* ---- GEMM (tensor/gemm.c, the only file that includes blis.h) ------------ */
 /* A matrix operand: element (i, j) is at data[i*rs + j*cs] (element strides). */
@@ -374,17 +373,15 @@ typedef struct cgi_mat {
  * before BLIS is called, since BLIS aborts on bad arguments; any geometry
  * BLIS cannot take (a 0 stride, overlap) is copied to a packed temporary.
  * Sizes of 0 are fine (C = beta*C, or nothing). */
-CGI_HIDDEN cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m,
-                              int64_t n, int64_t k, double alpha, cgi_mat a,
-                              cgi_mat b, double beta, void *c, int64_t rsc,
-                              int64_t csc);
+CGI_HIDDEN cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n,
+                              int64_t k, double alpha, cgi_mat a, cgi_mat b, double beta,
+                              void *c, int64_t rsc, int64_t csc);
 /* batch independent GEMMs; operand p of batch i starts at data + i*bstride
  * (elements; a batch stride of 0 reuses the operand). */
-CGI_HIDDEN cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb,
-                                      int64_t batch, int64_t m, int64_t n, int64_t k,
-                                      double alpha, cgi_mat a, int64_t bsa, cgi_mat b,
-                                      int64_t bsb, double beta, void *c, int64_t rsc,
-                                      int64_t csc, int64_t bsc);
+CGI_HIDDEN cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch,
+                                      int64_t m, int64_t n, int64_t k, double alpha, cgi_mat a,
+                                      int64_t bsa, cgi_mat b, int64_t bsb, double beta, void *c,
+                                      int64_t rsc, int64_t csc, int64_t bsc);
 CGI_HIDDEN void cgi_gemm_set_threads(int n);
 
 #endif

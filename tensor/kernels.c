@@ -42,81 +42,79 @@ double erf(double);
 
 #include <tgmath.h> /* after the declarations: it makes exp & co. macros */
 
-
-#define UNARY_FN(name, T, expr)                                                \
-    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) { \
-        const T *xs = x_;                                                      \
-        T *o = o_;                                                             \
-        if (sx == 1 && so == 1) {                                              \
-            _Pragma("omp simd")                                                \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                T x = xs[i];                                                   \
-                o[i] = (T)(expr);                                              \
-            }                                                                  \
-            return;                                                            \
-        }                                                                      \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            T x = xs[i * sx];                                                  \
-            o[i * so] = (T)(expr);                                             \
-        }                                                                      \
+#define UNARY_FN(name, T, expr)                                                                \
+    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) {            \
+        const T *xs = x_;                                                                      \
+        T *o = o_;                                                                             \
+        if (sx == 1 && so == 1) {                                                              \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                              \
+                T x = xs[i];                                                                   \
+                o[i] = (T)(expr);                                                              \
+            }                                                                                  \
+            return;                                                                            \
+        }                                                                                      \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T x = xs[i * sx];                                                                  \
+            o[i * so] = (T)(expr);                                                             \
+        }                                                                                      \
     }
 
 /* Fast paths: all contiguous, or one side a broadcast scalar (stride 0). */
-#define BINARY_FN(name, T, expr)                                               \
-    static void name(int64_t n, const void *a_, int64_t sa, const void *b_,    \
-                     int64_t sb, void *o_, int64_t so) {                       \
-        const T *as = a_, *bs = b_;                                            \
-        T *o = o_;                                                             \
-        if (so == 1 && sa == 1 && sb == 1) {                                   \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                T x = as[i], y = bs[i];                                        \
-                o[i] = (T)(expr);                                              \
-            }                                                                  \
-        } else if (so == 1 && sa == 1 && sb == 0) {                            \
-            T y = bs[0];                                                       \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                T x = as[i];                                                   \
-                o[i] = (T)(expr);                                              \
-            }                                                                  \
-        } else if (so == 1 && sa == 0 && sb == 1) {                            \
-            T x = as[0];                                                       \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                T y = bs[i];                                                   \
-                o[i] = (T)(expr);                                              \
-            }                                                                  \
-        } else {                                                               \
-            for (int64_t i = 0; i < n; i++) {                                  \
-                T x = as[i * sa], y = bs[i * sb];                              \
-                o[i * so] = (T)(expr);                                         \
-            }                                                                  \
-        }                                                                      \
+#define BINARY_FN(name, T, expr)                                                               \
+    static void name(int64_t n, const void *a_, int64_t sa, const void *b_, int64_t sb,        \
+                     void *o_, int64_t so) {                                                   \
+        const T *as = a_, *bs = b_;                                                            \
+        T *o = o_;                                                                             \
+        if (so == 1 && sa == 1 && sb == 1) {                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                T x = as[i], y = bs[i];                                                        \
+                o[i] = (T)(expr);                                                              \
+            }                                                                                  \
+        } else if (so == 1 && sa == 1 && sb == 0) {                                            \
+            T y = bs[0];                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                T x = as[i];                                                                   \
+                o[i] = (T)(expr);                                                              \
+            }                                                                                  \
+        } else if (so == 1 && sa == 0 && sb == 1) {                                            \
+            T x = as[0];                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                T y = bs[i];                                                                   \
+                o[i] = (T)(expr);                                                              \
+            }                                                                                  \
+        } else {                                                                               \
+            for (int64_t i = 0; i < n; i++) {                                                  \
+                T x = as[i * sa], y = bs[i * sb];                                              \
+                o[i * so] = (T)(expr);                                                         \
+            }                                                                                  \
+        }                                                                                      \
     }
 
 /* A float op: f32 and f64 from one expression, no i64 version. */
-#define FLOAT_UNARY(op, expr)                                                  \
-    UNARY_FN(op##_f32, float, expr)                                            \
-    UNARY_FN(op##_f64, double, expr)                                           \
+#define FLOAT_UNARY(op, expr)                                                                  \
+    UNARY_FN(op##_f32, float, expr)                                                            \
+    UNARY_FN(op##_f64, double, expr)                                                           \
     const cgi_unary_kernel cgi_unary_##op = {#op, {op##_f32, op##_f64, NULL}};
 /* An op defined for every dtype, with an integer expression for i64. */
-#define ALL_UNARY(op, expr, iexpr)                                             \
-    UNARY_FN(op##_f32, float, expr)                                            \
-    UNARY_FN(op##_f64, double, expr)                                           \
-    UNARY_FN(op##_i64, int64_t, iexpr)                                         \
+#define ALL_UNARY(op, expr, iexpr)                                                             \
+    UNARY_FN(op##_f32, float, expr)                                                            \
+    UNARY_FN(op##_f64, double, expr)                                                           \
+    UNARY_FN(op##_i64, int64_t, iexpr)                                                         \
     const cgi_unary_kernel cgi_unary_##op = {#op, {op##_f32, op##_f64, op##_i64}};
-#define FLOAT_BINARY(op, expr)                                                 \
-    BINARY_FN(op##_f32, float, expr)                                           \
-    BINARY_FN(op##_f64, double, expr)                                          \
+#define FLOAT_BINARY(op, expr)                                                                 \
+    BINARY_FN(op##_f32, float, expr)                                                           \
+    BINARY_FN(op##_f64, double, expr)                                                          \
     const cgi_binary_kernel cgi_binary_##op = {#op, {op##_f32, op##_f64, NULL}};
-#define ALL_BINARY(op, expr)                                                   \
-    BINARY_FN(op##_f32, float, expr)                                           \
-    BINARY_FN(op##_f64, double, expr)                                          \
-    BINARY_FN(op##_i64, int64_t, expr)                                         \
+#define ALL_BINARY(op, expr)                                                                   \
+    BINARY_FN(op##_f32, float, expr)                                                           \
+    BINARY_FN(op##_f64, double, expr)                                                          \
+    BINARY_FN(op##_i64, int64_t, expr)                                                         \
     const cgi_binary_kernel cgi_binary_##op = {#op, {op##_f32, op##_f64, op##_i64}};
 
 ALL_UNARY(neg, -x, -(uint64_t)x) /* i64: wraps at INT64_MIN instead of UB */
 ALL_UNARY(abs, fabs(x), x < 0 ? -(uint64_t)x : (uint64_t)x)
 ALL_UNARY(sign, x > 0 ? 1 : (x < 0 ? -1 : x), (x > 0) - (x < 0))
-ALL_UNARY(square, x * x, (uint64_t)x * (uint64_t)x)
+ALL_UNARY(square, x *x, (uint64_t)x *(uint64_t)x)
 ALL_UNARY(relu, x < 0 ? 0 : x, x < 0 ? 0 : x)
 FLOAT_UNARY(exp, exp(x))
 FLOAT_UNARY(log, log(x))
@@ -137,9 +135,9 @@ BINARY_FN(add_i64, int64_t, (uint64_t)x + (uint64_t)y)
 BINARY_FN(sub_f32, float, x - y)
 BINARY_FN(sub_f64, double, x - y)
 BINARY_FN(sub_i64, int64_t, (uint64_t)x - (uint64_t)y)
-BINARY_FN(mul_f32, float, x * y)
-BINARY_FN(mul_f64, double, x * y)
-BINARY_FN(mul_i64, int64_t, (uint64_t)x * (uint64_t)y)
+BINARY_FN(mul_f32, float, x *y)
+BINARY_FN(mul_f64, double, x *y)
+BINARY_FN(mul_i64, int64_t, (uint64_t)x *(uint64_t)y)
 const cgi_binary_kernel cgi_binary_add = {"add", {add_f32, add_f64, add_i64}};
 const cgi_binary_kernel cgi_binary_sub = {"sub", {sub_f32, sub_f64, sub_i64}};
 const cgi_binary_kernel cgi_binary_mul = {"mul", {mul_f32, mul_f64, mul_i64}};
@@ -156,12 +154,12 @@ ALL_BINARY(le, x <= y)
 ALL_BINARY(eq, x == y)
 ALL_BINARY(ne, x != y)
 
-#define WHERE_FN(name, T)                                                      \
-    static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa, \
-                     const void *b_, int64_t sb, void *o_, int64_t so) {       \
-        const T *c = c_, *a = a_, *b = b_;                                     \
-        T *o = o_;                                                             \
-        for (int64_t i = 0; i < n; i++) o[i * so] = c[i * sc] != 0 ? a[i * sa] : b[i * sb]; \
+#define WHERE_FN(name, T)                                                                      \
+    static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa,        \
+                     const void *b_, int64_t sb, void *o_, int64_t so) {                       \
+        const T *c = c_, *a = a_, *b = b_;                                                     \
+        T *o = o_;                                                                             \
+        for (int64_t i = 0; i < n; i++) o[i * so] = c[i * sc] != 0 ? a[i * sa] : b[i * sb];    \
     }
 WHERE_FN(where_f32, float)
 WHERE_FN(where_f64, double)
@@ -182,14 +180,14 @@ UNARY_FN(copy_f32, float, x)
 UNARY_FN(copy_f64, double, x)
 UNARY_FN(copy_i64, int64_t, x)
 
-#define CONVERT_FN(name, S, D, expr)                                           \
-    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) { \
-        const S *xs = x_;                                                      \
-        D *o = o_;                                                             \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            S x = xs[i * sx];                                                  \
-            o[i * so] = (D)(expr);                                             \
-        }                                                                      \
+#define CONVERT_FN(name, S, D, expr)                                                           \
+    static void name(int64_t n, const void *x_, int64_t sx, void *o_, int64_t so) {            \
+        const S *xs = x_;                                                                      \
+        D *o = o_;                                                                             \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            S x = xs[i * sx];                                                                  \
+            o[i * so] = (D)(expr);                                                             \
+        }                                                                                      \
     }
 CONVERT_FN(f32_to_f64, float, double, x)
 CONVERT_FN(f32_to_i64, float, int64_t, f2i(x))

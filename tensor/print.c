@@ -26,21 +26,21 @@
 #include <math.h>
 #include <string.h>
 
-#define THRESHOLD 1000 /* summarise above this many elements */
-#define EDGE 3         /* entries kept at each end of a summarised dim */
+#define THRESHOLD  1000 /* summarise above this many elements */
+#define EDGE       3    /* entries kept at each end of a summarised dim */
 #define LINE_WIDTH 75
-#define PREFIX "tensor("
+#define PREFIX     "tensor("
 #define PREFIX_LEN 7
-#define ELEM_BUF 64
+#define ELEM_BUF   64
 
 /* ---- output: a buffer (snprintf-like) or a FILE ------------------------- */
 
 typedef struct writer {
-    FILE *f;      /* when set, text goes here and buf is unused */
+    FILE *f; /* when set, text goes here and buf is unused */
     char *buf;
     size_t size;
-    size_t len;   /* length of the full text so far */
-    size_t col;   /* column since the last newline, for wrapping */
+    size_t len; /* length of the full text so far */
+    size_t col; /* column since the last newline, for wrapping */
 } writer;
 
 static void put_n(writer *w, const char *s, size_t n) {
@@ -52,14 +52,11 @@ static void put_n(writer *w, const char *s, size_t n) {
     }
     w->len += n;
     size_t k = n;
-    while (k > 0 && s[k - 1] != '\n')
-        k--;
+    while (k > 0 && s[k - 1] != '\n') k--;
     w->col = k > 0 ? n - k : w->col + n; /* k: just past the last newline */
 }
 
-static void put(writer *w, const char *s) {
-    put_n(w, s, strlen(s));
-}
+static void put(writer *w, const char *s) { put_n(w, s, strlen(s)); }
 
 static void put_spaces(writer *w, size_t n) {
     static const char spaces[] = "                                ";
@@ -90,12 +87,9 @@ static size_t format_elem(const printer *pr, const char *p, char *out) {
     if (pr->mode == MODE_INT)
         return (size_t)snprintf(out, ELEM_BUF, "%" PRId64, *(const int64_t *)p);
     double v = read_f(pr->t->dtype, p);
-    if (isnan(v))
-        return (size_t)snprintf(out, ELEM_BUF, "nan");
-    if (isinf(v))
-        return (size_t)snprintf(out, ELEM_BUF, v < 0 ? "-inf" : "inf");
-    if (pr->mode == MODE_INTEGRAL)
-        return (size_t)snprintf(out, ELEM_BUF, "%.0f.", v);
+    if (isnan(v)) return (size_t)snprintf(out, ELEM_BUF, "nan");
+    if (isinf(v)) return (size_t)snprintf(out, ELEM_BUF, v < 0 ? "-inf" : "inf");
+    if (pr->mode == MODE_INTEGRAL) return (size_t)snprintf(out, ELEM_BUF, "%.0f.", v);
     return (size_t)snprintf(out, ELEM_BUF, pr->mode == MODE_SCI ? "%.4e" : "%.4f", v);
 }
 
@@ -121,8 +115,7 @@ static void visit(printer *pr, int dim, const char *p, visit_fn fn, void *arg) {
     }
     int64_t n = pr->t->shape[dim];
     for (int64_t i = 0; i < n; i++) {
-        if (at_ellipsis(pr, i, n))
-            i = n - EDGE;
+        if (at_ellipsis(pr, i, n)) i = n - EDGE;
         visit(pr, dim + 1, elem_at(pr, p, dim, i), fn, arg);
     }
 }
@@ -135,29 +128,23 @@ typedef struct float_stats {
 static void stats_fn(printer *pr, const char *p, void *arg) {
     float_stats *s = arg;
     double v = read_f(pr->t->dtype, p);
-    if (!isfinite(v))
-        return;
+    if (!isfinite(v)) return;
     double a = fabs(v);
-    if (a > s->max_abs)
-        s->max_abs = a;
-    if (a > 0 && a < s->min_nonzero)
-        s->min_nonzero = a;
-    if (v != floor(v))
-        s->integral = false;
+    if (a > s->max_abs) s->max_abs = a;
+    if (a > 0 && a < s->min_nonzero) s->min_nonzero = a;
+    if (v != floor(v)) s->integral = false;
 }
 
 static void width_fn(printer *pr, const char *p, void *arg) {
     char tmp[ELEM_BUF];
     size_t n = format_elem(pr, p, tmp);
     (void)arg;
-    if (n > pr->width)
-        pr->width = n;
+    if (n > pr->width) pr->width = n;
 }
 
 /* NumPy's choice of float format, made once for all printed values. */
 static fmt_mode choose_mode(printer *pr) {
-    if (!cgi_is_float(pr->t->dtype))
-        return MODE_INT;
+    if (!cgi_is_float(pr->t->dtype)) return MODE_INT;
     float_stats s = {0.0, INFINITY, true};
     visit(pr, 0, cgi_ptr(pr->t), stats_fn, &s);
     if (s.min_nonzero < INFINITY &&
@@ -186,8 +173,7 @@ static void put_sep(writer *w, const printer *pr, int dim) {
         put(w, " ");
         return;
     }
-    for (int k = 0; k < (below > 0 ? below : 1); k++)
-        put(w, "\n");
+    for (int k = 0; k < (below > 0 ? below : 1); k++) put(w, "\n");
     put_spaces(w, indent);
 }
 
@@ -199,8 +185,7 @@ static void put_block(writer *w, const printer *pr, int dim, const char *p) {
     int64_t n = pr->t->shape[dim];
     put(w, "[");
     for (int64_t i = 0; i < n; i++) {
-        if (i > 0)
-            put_sep(w, pr, dim);
+        if (i > 0) put_sep(w, pr, dim);
         if (at_ellipsis(pr, i, n)) {
             put(w, "...");
             i = n - EDGE - 1; /* the loop's i++ moves to the last EDGE */
@@ -264,15 +249,10 @@ size_t cg_format(const cg_tensor *t, char *buf, size_t size) {
     }
     writer w = {NULL, buf, size, 0, 0};
     write_tensor(&w, t, "cg_format");
-    if (size > 0)
-        buf[w.len < size ? w.len : size - 1] = '\0';
+    if (size > 0) buf[w.len < size ? w.len : size - 1] = '\0';
     return w.len;
 }
 
-cg_status cg_fprint(FILE *f, const cg_tensor *t) {
-    return print_to(f, t, "cg_fprint");
-}
+cg_status cg_fprint(FILE *f, const cg_tensor *t) { return print_to(f, t, "cg_fprint"); }
 
-cg_status cg_print(const cg_tensor *t) {
-    return print_to(stdout, t, "cg_print");
-}
+cg_status cg_print(const cg_tensor *t) { return print_to(stdout, t, "cg_print"); }

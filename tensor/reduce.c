@@ -37,16 +37,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LANES 16          /* independent sum lanes of a contiguous run */
-#define BLK 2048          /* outputs per task, at most (stack arrays, 16 KB): a bias
-                           * gradient up to 2048 wide streams whole rows */
-#define TASK_WORK 16384   /* elements a runs task aims at */
-#define FEW_BLOCKS 16     /* below this many output blocks, chunk the reduction */
-#define TARGET_TASKS 16   /* tasks wanted when chunking: more only grew the serial
-                           * combine of partials (sum over rows of [16384,1024]:
-                           * 1.84 -> 1.15 ms with BLK 2048, 2 threads) */
-#define CHUNK_WORK 32768  /* smallest chunk worth a task, in elements */
-#define SHORT_RUN 32      /* runs shorter than this are walked as rows */
+#define LANES 16 /* independent sum lanes of a contiguous run */
+#define BLK                                                                                    \
+    2048                 /* outputs per task, at most (stack arrays, 16 KB): a bias            \
+                          * gradient up to 2048 wide streams whole rows */
+#define TASK_WORK  16384 /* elements a runs task aims at */
+#define FEW_BLOCKS 16    /* below this many output blocks, chunk the reduction */
+#define TARGET_TASKS                                                                           \
+    16                   /* tasks wanted when chunking: more only grew the serial              \
+                          * combine of partials (sum over rows of [16384,1024]:                \
+                          * 1.84 -> 1.15 ms with BLK 2048, 2 threads) */
+#define CHUNK_WORK 32768 /* smallest chunk worth a task, in elements */
+#define SHORT_RUN  32    /* runs shorter than this are walked as rows */
 
 /* Running state of up to BLK outputs; one member is used per reduction:
  * f for floats (sums and best values, exact for f32 too), u for i64 sums
@@ -64,12 +66,11 @@ typedef union accs {
  * NULL in ext_run when no index is wanted. */
 typedef struct kernels {
     void (*sum_run)(const char *p, int64_t n, int64_t s, void *acc);
-    void (*sum_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs,
-                     void *acc);
-    void (*ext_run)(const char *p, int64_t n, int64_t s, int64_t i0, bool mx,
-                    void *best, int64_t *bi);
-    void (*ext_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs,
-                     int64_t r0, bool mx, void *best, int64_t *bi);
+    void (*sum_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs, void *acc);
+    void (*ext_run)(const char *p, int64_t n, int64_t s, int64_t i0, bool mx, void *best,
+                    int64_t *bi);
+    void (*ext_rows)(const char *p, int64_t n, int64_t s, int64_t m, int64_t rs, int64_t r0,
+                     bool mx, void *best, int64_t *bi);
     void (*ext_init)(const char *p, int64_t n, int64_t s, void *best);
 } kernels;
 
@@ -101,12 +102,8 @@ static inline bool better_f64(double v, double b, bool mx) {
 static inline bool better_f32(float v, float b, bool mx) {
     return (mx ? v > b : v < b) || (isnan(v) && !isnan(b));
 }
-static inline bool better_i64(int64_t v, int64_t b, bool mx) {
-    return mx ? v > b : v < b;
-}
-static inline bool same_f64(double v, double b) {
-    return v == b || (isnan(v) && isnan(b));
-}
+static inline bool better_i64(int64_t v, int64_t b, bool mx) { return mx ? v > b : v < b; }
+static inline bool same_f64(double v, double b) { return v == b || (isnan(v) && isnan(b)); }
 static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
 
 /* Sums: S suffix, T element type, SA accumulator type. A run is summed in
@@ -115,50 +112,50 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
  * otherwise), the accumulators staying in registers, still in row order, so
  * the bits do not change: summing [16384,1024] over rows on 2 threads, 1.25
  * -> 0.91 ms with eight against four (16 was no faster). */
-#define DEFINE_SUM_KERNELS(S, T, SA)                                                     \
-    static void sum_run_##S(const char *px, int64_t n, int64_t s, void *acc) {           \
-        const T *p = (const T *)px;                                                      \
-        SA lane[LANES] = {0};                                                            \
-        int64_t i = 0;                                                                   \
-        if (s == 1) {                                                                    \
-            for (; i + LANES <= n; i += LANES)                                           \
-                for (int k = 0; k < LANES; k++) lane[k] += (SA)p[i + k];                 \
-        } else {                                                                         \
-            for (; i + LANES <= n; i += LANES)                                           \
-                for (int k = 0; k < LANES; k++) lane[k] += (SA)p[(i + k) * s];           \
-        }                                                                                \
-        for (; i < n; i++) lane[i % LANES] += (SA)p[i * s];                              \
-        for (int w = LANES / 2; w > 0; w /= 2)                                           \
-            for (int k = 0; k < w; k++) lane[k] += lane[k + w];                          \
-        *(SA *)acc += lane[0];                                                           \
-    }                                                                                    \
-    static void sum_rows_##S(const char *px, int64_t n, int64_t s, int64_t m,            \
-                             int64_t rs, void *acc) {                                    \
-        const T *p = (const T *)px;                                                      \
-        SA *a = acc;                                                                     \
-        int64_t r = 0;                                                                   \
-        if (s == 1)                                                                      \
-            for (; r + 8 <= m; r += 8) {                                                 \
-                const T *q = p + r * rs;                                                 \
-                for (int64_t j = 0; j < n; j++) {                                        \
-                    SA v = a[j];                                                         \
-                    for (int k = 0; k < 8; k++) v += (SA)q[k * rs + j];                  \
-                    a[j] = v;                                                            \
-                }                                                                        \
-            }                                                                            \
-        for (; r + 4 <= m; r += 4) {                                                     \
-            const T *q0 = p + r * rs, *q1 = q0 + rs, *q2 = q1 + rs, *q3 = q2 + rs;       \
-            if (s == 1) {                                                                \
-                for (int64_t j = 0; j < n; j++)                                          \
-                    a[j] = (((a[j] + (SA)q0[j]) + (SA)q1[j]) + (SA)q2[j]) + (SA)q3[j];   \
-            } else {                                                                     \
-                for (int64_t j = 0; j < n; j++)                                          \
-                    a[j] = (((a[j] + (SA)q0[j * s]) + (SA)q1[j * s]) + (SA)q2[j * s]) +  \
-                           (SA)q3[j * s];                                                \
-            }                                                                            \
-        }                                                                                \
-        for (; r < m; r++)                                                               \
-            for (int64_t j = 0; j < n; j++) a[j] += (SA)p[r * rs + j * s];               \
+#define DEFINE_SUM_KERNELS(S, T, SA)                                                           \
+    static void sum_run_##S(const char *px, int64_t n, int64_t s, void *acc) {                 \
+        const T *p = (const T *)px;                                                            \
+        SA lane[LANES] = {0};                                                                  \
+        int64_t i = 0;                                                                         \
+        if (s == 1) {                                                                          \
+            for (; i + LANES <= n; i += LANES)                                                 \
+                for (int k = 0; k < LANES; k++) lane[k] += (SA)p[i + k];                       \
+        } else {                                                                               \
+            for (; i + LANES <= n; i += LANES)                                                 \
+                for (int k = 0; k < LANES; k++) lane[k] += (SA)p[(i + k) * s];                 \
+        }                                                                                      \
+        for (; i < n; i++) lane[i % LANES] += (SA)p[i * s];                                    \
+        for (int w = LANES / 2; w > 0; w /= 2)                                                 \
+            for (int k = 0; k < w; k++) lane[k] += lane[k + w];                                \
+        *(SA *)acc += lane[0];                                                                 \
+    }                                                                                          \
+    static void sum_rows_##S(const char *px, int64_t n, int64_t s, int64_t m, int64_t rs,      \
+                             void *acc) {                                                      \
+        const T *p = (const T *)px;                                                            \
+        SA *a = acc;                                                                           \
+        int64_t r = 0;                                                                         \
+        if (s == 1)                                                                            \
+            for (; r + 8 <= m; r += 8) {                                                       \
+                const T *q = p + r * rs;                                                       \
+                for (int64_t j = 0; j < n; j++) {                                              \
+                    SA v = a[j];                                                               \
+                    for (int k = 0; k < 8; k++) v += (SA)q[k * rs + j];                        \
+                    a[j] = v;                                                                  \
+                }                                                                              \
+            }                                                                                  \
+        for (; r + 4 <= m; r += 4) {                                                           \
+            const T *q0 = p + r * rs, *q1 = q0 + rs, *q2 = q1 + rs, *q3 = q2 + rs;             \
+            if (s == 1) {                                                                      \
+                for (int64_t j = 0; j < n; j++)                                                \
+                    a[j] = (((a[j] + (SA)q0[j]) + (SA)q1[j]) + (SA)q2[j]) + (SA)q3[j];         \
+            } else {                                                                           \
+                for (int64_t j = 0; j < n; j++)                                                \
+                    a[j] = (((a[j] + (SA)q0[j * s]) + (SA)q1[j * s]) + (SA)q2[j * s]) +        \
+                           (SA)q3[j * s];                                                      \
+            }                                                                                  \
+        }                                                                                      \
+        for (; r < m; r++)                                                                     \
+            for (int64_t j = 0; j < n; j++) a[j] += (SA)p[r * rs + j * s];                     \
     }
 
 /* Extremes: EA is the type of best values and B the suffix of better_ on
@@ -168,67 +165,66 @@ static inline bool same_i64(int64_t v, int64_t b) { return v == b; }
  * (max/min do not depend on order, except which of +0 and -0 comes out),
  * then, only when that beats the best so far, the first equal element.
  * Short runs (argmax over a few classes) take one plain pass instead. */
-#define DEFINE_EXT_KERNELS(S, T, EA, B)                                                  \
-    static void ext_rows_##S(const char *px, int64_t n, int64_t s, int64_t m,            \
-                             int64_t rs, int64_t r0, bool mx, void *best, int64_t *bi) { \
-        const T *p = (const T *)px;                                                      \
-        EA *b = best;                                                                    \
-        for (int64_t r = 0; r < m; r++) {                                                \
-            for (int64_t j = 0; j < n; j++) {                                            \
-                EA v = (EA)p[r * rs + j * s];                                            \
-                bool t = better_##B(v, b[j], mx);                                        \
-                b[j] = t ? v : b[j];                                                     \
-                bi[j] = t ? r0 + r : bi[j];                                              \
-            }                                                                            \
-        }                                                                                \
-    }                                                                                    \
-    static void ext_init_##S(const char *px, int64_t n, int64_t s, void *best) {         \
-        const T *p = (const T *)px;                                                      \
-        EA *b = best;                                                                    \
-        for (int64_t j = 0; j < n; j++) b[j] = (EA)p[j * s];                             \
-    }                                                                                    \
-    static EA ext_value_##S(const char *px, int64_t n, int64_t s, bool mx) {             \
-        const T *p = (const T *)px;                                                      \
-        EA lane[LANES], v = (EA)p[0];                                                    \
-        int64_t at[LANES], m = n / LANES;                                                \
-        if (m > 0) {                                                                     \
-            ext_init_##S(px, LANES, s, lane);                                            \
-            ext_rows_##S(px, LANES, s, m, LANES * s, 0, mx, lane, at);                   \
-            for (int k = 0; k < LANES; k++)                                              \
-                v = better_##B(lane[k], v, mx) ? lane[k] : v;                            \
-        }                                                                                \
-        for (int64_t i = m * LANES; i < n; i++)                                          \
-            v = better_##B((EA)p[i * s], v, mx) ? (EA)p[i * s] : v;                      \
-        return v;                                                                        \
-    }                                                                                    \
-    static void ext_short_##S(const T *p, int64_t n, int64_t s, int64_t i0, bool mx,     \
-                              EA *b, int64_t *bi) {                                      \
-        T v = (T)*b;                                                                     \
-        int64_t at = -1;                                                                 \
-        for (int64_t i = 0; i < n; i++) {                                                \
-            bool t = better_##S(p[i * s], v, mx);                                        \
-            v = t ? p[i * s] : v;                                                        \
-            at = t ? i : at;                                                             \
-        }                                                                                \
-        *b = (EA)v;                                                                      \
-        if (bi && at >= 0) *bi = i0 + at;                                                \
-    }                                                                                    \
-    static void ext_run_##S(const char *px, int64_t n, int64_t s, int64_t i0, bool mx,   \
-                            void *best, int64_t *bi) {                                   \
-        const T *p = (const T *)px;                                                      \
-        if (n < SHORT_RUN) {                                                             \
-            ext_short_##S(p, n, s, i0, mx, best, bi);                                    \
-            return;                                                                      \
-        }                                                                                \
-        EA *b = best, v = ext_value_##S(px, n, s, mx);                                   \
-        if (!better_##B(v, *b, mx)) return;                                              \
-        *b = v;                                                                          \
-        for (int64_t i = 0; bi && i < n; i++) {                                          \
-            if (same_##B((EA)p[i * s], v)) {                                             \
-                *bi = i0 + i;                                                            \
-                return;                                                                  \
-            }                                                                            \
-        }                                                                                \
+#define DEFINE_EXT_KERNELS(S, T, EA, B)                                                        \
+    static void ext_rows_##S(const char *px, int64_t n, int64_t s, int64_t m, int64_t rs,      \
+                             int64_t r0, bool mx, void *best, int64_t *bi) {                   \
+        const T *p = (const T *)px;                                                            \
+        EA *b = best;                                                                          \
+        for (int64_t r = 0; r < m; r++) {                                                      \
+            for (int64_t j = 0; j < n; j++) {                                                  \
+                EA v = (EA)p[r * rs + j * s];                                                  \
+                bool t = better_##B(v, b[j], mx);                                              \
+                b[j] = t ? v : b[j];                                                           \
+                bi[j] = t ? r0 + r : bi[j];                                                    \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void ext_init_##S(const char *px, int64_t n, int64_t s, void *best) {               \
+        const T *p = (const T *)px;                                                            \
+        EA *b = best;                                                                          \
+        for (int64_t j = 0; j < n; j++) b[j] = (EA)p[j * s];                                   \
+    }                                                                                          \
+    static EA ext_value_##S(const char *px, int64_t n, int64_t s, bool mx) {                   \
+        const T *p = (const T *)px;                                                            \
+        EA lane[LANES], v = (EA)p[0];                                                          \
+        int64_t at[LANES], m = n / LANES;                                                      \
+        if (m > 0) {                                                                           \
+            ext_init_##S(px, LANES, s, lane);                                                  \
+            ext_rows_##S(px, LANES, s, m, LANES *s, 0, mx, lane, at);                          \
+            for (int k = 0; k < LANES; k++) v = better_##B(lane[k], v, mx) ? lane[k] : v;      \
+        }                                                                                      \
+        for (int64_t i = m * LANES; i < n; i++)                                                \
+            v = better_##B((EA)p[i * s], v, mx) ? (EA)p[i * s] : v;                            \
+        return v;                                                                              \
+    }                                                                                          \
+    static void ext_short_##S(const T *p, int64_t n, int64_t s, int64_t i0, bool mx, EA *b,    \
+                              int64_t *bi) {                                                   \
+        T v = (T)*b;                                                                           \
+        int64_t at = -1;                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            bool t = better_##S(p[i * s], v, mx);                                              \
+            v = t ? p[i * s] : v;                                                              \
+            at = t ? i : at;                                                                   \
+        }                                                                                      \
+        *b = (EA)v;                                                                            \
+        if (bi && at >= 0) *bi = i0 + at;                                                      \
+    }                                                                                          \
+    static void ext_run_##S(const char *px, int64_t n, int64_t s, int64_t i0, bool mx,         \
+                            void *best, int64_t *bi) {                                         \
+        const T *p = (const T *)px;                                                            \
+        if (n < SHORT_RUN) {                                                                   \
+            ext_short_##S(p, n, s, i0, mx, best, bi);                                          \
+            return;                                                                            \
+        }                                                                                      \
+        EA *b = best, v = ext_value_##S(px, n, s, mx);                                         \
+        if (!better_##B(v, *b, mx)) return;                                                    \
+        *b = v;                                                                                \
+        for (int64_t i = 0; bi && i < n; i++) {                                                \
+            if (same_##B((EA)p[i * s], v)) {                                                   \
+                *bi = i0 + i;                                                                  \
+                return;                                                                        \
+            }                                                                                  \
+        }                                                                                      \
     }
 
 DEFINE_SUM_KERNELS(f32, float, double)
@@ -240,7 +236,8 @@ DEFINE_EXT_KERNELS(i64, int64_t, int64_t, i64)
 #undef DEFINE_SUM_KERNELS
 #undef DEFINE_EXT_KERNELS
 
-#define KERNELS(S) {sum_run_##S, sum_rows_##S, ext_run_##S, ext_rows_##S, ext_init_##S}
+#define KERNELS(S)                                                                             \
+    { sum_run_##S, sum_rows_##S, ext_run_##S, ext_rows_##S, ext_init_##S }
 static const kernels KERNELS_BY_DTYPE[3] = {KERNELS(f32), KERNELS(f64), KERNELS(i64)};
 #undef KERNELS
 
@@ -254,8 +251,7 @@ typedef struct odo {
 } odo;
 
 /* Positions o at C-order flat index flat of (n, shape); shapes are > 0. */
-static void odo_init(odo *o, int n, const int64_t *shape, const int64_t *stride,
-                     int64_t flat) {
+static void odo_init(odo *o, int n, const int64_t *shape, const int64_t *stride, int64_t flat) {
     o->n = n;
     o->shape = shape;
     o->stride = stride;
@@ -376,8 +372,7 @@ static void plan_schedule(plan *p) {
     }
     p->nchunk = 1;
     if (p->nblk < FEW_BLOCKS) {
-        int64_t n = min64(ceil_div(TARGET_TASKS, p->nblk),
-                          p->nout * p->nred / CHUNK_WORK);
+        int64_t n = min64(ceil_div(TARGET_TASKS, p->nblk), p->nout * p->nred / CHUNK_WORK);
         p->nchunk = n < 2 ? 1 : min64(n, p->nred);
     }
 }
@@ -423,8 +418,8 @@ static inline void fold_run(const plan *p, const char *q, int64_t n, int64_t s, 
 /* runs: one output, whose block starts at x, over reduced [r0, r1) walked
  * as runs of the innermost reduced dim (len elements at stride s); start is
  * the odometer of the outer reduced dims at r0, and c0 the column of r0. */
-static void reduce_run(const plan *p, const char *x, const odo *start, int64_t c0,
-                       int64_t r0, int64_t r1, void *acc, int64_t *ai) {
+static void reduce_run(const plan *p, const char *x, const odo *start, int64_t c0, int64_t r0,
+                       int64_t r1, void *acc, int64_t *ai) {
     int last = p->nr - 1;
     int64_t len = p->rshape[last], s = p->rstride[last];
     if (p->ext) {
@@ -445,8 +440,8 @@ static void reduce_run(const plan *p, const char *x, const odo *start, int64_t c
     }
 }
 
-static void block_runs(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_t r1,
-                       accs *a, int64_t *ai) {
+static void block_runs(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_t r1, accs *a,
+                       int64_t *ai) {
     int last = p->nr - 1;
     odo ko, start;
     odo_init(&ko, p->nk, p->kshape, p->kstride, o0);
@@ -461,8 +456,8 @@ static void block_runs(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_
 /* rows: no consecutive outputs along the innermost kept dim (s apart in x);
  * the reduced range [r0, r1) is walked as runs of rows (the innermost
  * reduced dim, rs apart), each row adding one segment to all no outputs. */
-static void block_rows(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_t r1,
-                       accs *a, int64_t *ai) {
+static void block_rows(const plan *p, int64_t o0, int64_t no, int64_t r0, int64_t r1, accs *a,
+                       int64_t *ai) {
     int kl = p->nk - 1, rl = p->nr - 1;
     int64_t d = p->kshape[kl], s = p->kstride[kl];
     int64_t len = p->rshape[rl], rs = p->rstride[rl];
@@ -554,15 +549,14 @@ static void run_task(const plan *p, int64_t t, void *pv, int64_t *pi, cg_tensor 
         return;
     }
     size_t at = (size_t)(c * p->nout + o0);
-    memcpy((char *)pv + at * sizeof(double), slot(p, &a, 0),
-           (size_t)no * sizeof(double));
+    memcpy((char *)pv + at * sizeof(double), slot(p, &a, 0), (size_t)no * sizeof(double));
     if (pi) memcpy(pi + at, ai, (size_t)no * sizeof *ai);
 }
 
 /* Output o (slot j of a) from its chunk partials, in chunk order: sums add
  * up, extremes keep the first strictly better (ties: earlier chunk). */
-static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_t o,
-                        accs *a, int64_t *ai, int64_t j) {
+static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_t o, accs *a,
+                        int64_t *ai, int64_t j) {
     int64_t step = p->nout, end = p->nout * p->nchunk, win = o;
     const double *f = pv;
     const int64_t *iv = pv;
@@ -575,8 +569,8 @@ static void fold_chunks(const plan *p, const void *pv, const int64_t *pi, int64_
         for (int64_t k = o + step; k < end; k += step) a->u[j] += u[k];
     } else {
         for (int64_t k = o + step; k < end; k += step) {
-            bool t = p->isint ? better_i64(iv[k], iv[win], p->mx)
-                              : better_f64(f[k], f[win], p->mx);
+            bool t =
+                p->isint ? better_i64(iv[k], iv[win], p->mx) : better_f64(f[k], f[win], p->mx);
             win = t ? k : win;
         }
         if (p->isint)

@@ -17,9 +17,7 @@
 
 /* ---- the generator ------------------------------------------------------- */
 
-static uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15u);
@@ -33,8 +31,7 @@ static uint64_t splitmix64(uint64_t *x) {
 cg_status cg_rng_seed(cg_rng *rng, uint64_t seed) {
     if (!rng) return cgi_error(NULL, CG_ERR_ARG, "cg_rng_seed: rng is NULL");
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
     return CG_OK;
 }
 
@@ -93,12 +90,9 @@ typedef double (*draw_fn)(cg_rng *rng, const rand_param *p);
  * rounding to f32: such values step down to the dtype's largest value below
  * hi so the range stays half-open. */
 static double below_hi(double v, const rand_param *p) {
-    if (p->dt == CG_F32)
-        v = (float)v;
-    if (v < p->b || p->a == p->b)
-        return v;
-    if (p->dt != CG_F32)
-        return nextafter(p->b, -INFINITY);
+    if (p->dt == CG_F32) v = (float)v;
+    if (v < p->b || p->a == p->b) return v;
+    if (p->dt != CG_F32) return nextafter(p->b, -INFINITY);
     float f = (float)p->b;
     return (double)f < p->b ? f : nextafterf(f, -INFINITY);
 }
@@ -131,70 +125,63 @@ static void fill(cg_tensor *t, cg_rng *rng, draw_fn draw, const rand_param *p) {
 
 /* Shape, rng and dtype checks shared by the creators; on success sbuf holds
  * the shape for the caller's own messages. */
-static cg_status check_common(cg_ctx *ctx, const char *op, const cg_rng *rng,
-                              cg_dtype dt, int ndim, const int64_t *shape,
-                              bool allow_int, char *sbuf, size_t size) {
+static cg_status check_common(cg_ctx *ctx, const char *op, const cg_rng *rng, cg_dtype dt,
+                              int ndim, const int64_t *shape, bool allow_int, char *sbuf,
+                              size_t size) {
     cg_status st = cgi_check_shape(ctx, op, ndim, shape);
-    if (st != CG_OK)
-        return st;
+    if (st != CG_OK) return st;
     cgi_fmt_shape(sbuf, size, ndim, shape);
-    if (!rng)
-        return cgi_error(ctx, CG_ERR_ARG, "%s: %s: rng is NULL", op, sbuf);
+    if (!rng) return cgi_error(ctx, CG_ERR_ARG, "%s: %s: rng is NULL", op, sbuf);
     if (!cgi_valid_dtype(dt))
-        return cgi_error(ctx, CG_ERR_DTYPE, "%s: %s: invalid dtype %d", op, sbuf,
-                         (int)dt);
+        return cgi_error(ctx, CG_ERR_DTYPE, "%s: %s: invalid dtype %d", op, sbuf, (int)dt);
     if (!allow_int && !cgi_is_float(dt))
-        return cgi_error(ctx, CG_ERR_DTYPE, "%s: %s: needs a floating dtype, got %s",
-                         op, sbuf, cg_dtype_name(dt));
+        return cgi_error(ctx, CG_ERR_DTYPE, "%s: %s: needs a floating dtype, got %s", op, sbuf,
+                         cg_dtype_name(dt));
     return CG_OK;
 }
 
-static cg_tensor *make(cg_ctx *ctx, const char *op, cg_rng *rng, int ndim,
-                       const int64_t *shape, draw_fn draw, const rand_param *p) {
+static cg_tensor *make(cg_ctx *ctx, const char *op, cg_rng *rng, int ndim, const int64_t *shape,
+                       draw_fn draw, const rand_param *p) {
     cg_tensor *t = cgi_new(ctx, op, p->dt, ndim, shape);
-    if (t)
-        fill(t, rng, draw, p);
+    if (t) fill(t, rng, draw, p);
     return t;
 }
 
-cg_tensor *cg_rand(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
-                   const int64_t *shape, double lo, double hi) {
+cg_tensor *cg_rand(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim, const int64_t *shape,
+                   double lo, double hi) {
     const char *op = "cg_rand";
     char sb[SHAPE_BUF];
-    if (check_common(ctx, op, rng, dt, ndim, shape, false, sb, sizeof sb) != CG_OK)
-        return NULL;
+    if (check_common(ctx, op, rng, dt, ndim, shape, false, sb, sizeof sb) != CG_OK) return NULL;
     /* hi - lo must not overflow, and f32 bounds must be representable. */
     double lim = dt == CG_F32 ? FLT_MAX : DBL_MAX;
     if (!(lo <= hi) || !isfinite(hi - lo) || fabs(lo) > lim || fabs(hi) > lim) {
-        cgi_error(ctx, CG_ERR_ARG, "%s: %s: bad range [%g, %g) for %s", op, sb, lo,
-                  hi, cg_dtype_name(dt));
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s: bad range [%g, %g) for %s", op, sb, lo, hi,
+                  cg_dtype_name(dt));
         return NULL;
     }
     rand_param p = {lo, hi, dt};
     return make(ctx, op, rng, ndim, shape, draw_uniform, &p);
 }
 
-cg_tensor *cg_randn(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
-                    const int64_t *shape, double mean, double std) {
+cg_tensor *cg_randn(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim, const int64_t *shape,
+                    double mean, double std) {
     const char *op = "cg_randn";
     char sb[SHAPE_BUF];
-    if (check_common(ctx, op, rng, dt, ndim, shape, false, sb, sizeof sb) != CG_OK)
-        return NULL;
+    if (check_common(ctx, op, rng, dt, ndim, shape, false, sb, sizeof sb) != CG_OK) return NULL;
     if (!isfinite(mean) || !isfinite(std) || std < 0) {
-        cgi_error(ctx, CG_ERR_ARG, "%s: %s: need finite mean and std >= 0, got %g, %g",
-                  op, sb, mean, std);
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s: need finite mean and std >= 0, got %g, %g", op, sb,
+                  mean, std);
         return NULL;
     }
     rand_param p = {mean, std, dt};
     return make(ctx, op, rng, ndim, shape, draw_normal, &p);
 }
 
-cg_tensor *cg_bernoulli(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
-                        const int64_t *shape, double p) {
+cg_tensor *cg_bernoulli(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim, const int64_t *shape,
+                        double p) {
     const char *op = "cg_bernoulli";
     char sb[SHAPE_BUF];
-    if (check_common(ctx, op, rng, dt, ndim, shape, true, sb, sizeof sb) != CG_OK)
-        return NULL;
+    if (check_common(ctx, op, rng, dt, ndim, shape, true, sb, sizeof sb) != CG_OK) return NULL;
     if (!(p >= 0.0 && p <= 1.0)) { /* also rejects NaN */
         cgi_error(ctx, CG_ERR_ARG, "%s: %s: p = %g is not in [0, 1]", op, sb, p);
         return NULL;

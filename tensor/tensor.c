@@ -72,8 +72,8 @@ static cg_tensor *header_new(cg_ctx *ctx, const char *op, size_t extra) {
     return t;
 }
 
-static void set_geometry(cg_tensor *t, int ndim, const int64_t *shape,
-                         const int64_t *strides, int64_t offset) {
+static void set_geometry(cg_tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                         int64_t offset) {
     t->ndim = ndim;
     t->offset = offset;
     for (int i = 0; i < ndim; i++) {
@@ -107,8 +107,7 @@ static cgi_storage *storage_new(const char *op, size_t nbytes) {
     return storage_init(s, nbytes, CGI_STORAGE_HEAP);
 }
 
-cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
-                   const int64_t *shape) {
+cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim, const int64_t *shape) {
     if (!cgi_valid_dtype(dt)) {
         cgi_error(ctx, CG_ERR_DTYPE, "%s: invalid dtype %d", op, (int)dt);
         return NULL;
@@ -245,8 +244,10 @@ cg_tensor *cg_ones_like(cg_ctx *ctx, const cg_tensor *like) {
 
 cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double step) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step)) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_arange: start %g, end %g, step %g: need finite "
-                  "values and a non-zero step", start, end, step);
+        cgi_error(ctx, CG_ERR_ARG,
+                  "cg_arange: start %g, end %g, step %g: need finite "
+                  "values and a non-zero step",
+                  start, end, step);
         return NULL;
     }
     double len = ceil((end - start) / step);
@@ -266,15 +267,18 @@ cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double 
  * half down from end, so both ends are exact. */
 cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end, int64_t steps) {
     if (steps < 0 || !isfinite(start) || !isfinite(end)) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_linspace: start %g, end %g, steps %lld: need "
-                  "finite ends and steps >= 0", start, end, (long long)steps);
+        cgi_error(ctx, CG_ERR_ARG,
+                  "cg_linspace: start %g, end %g, steps %lld: need "
+                  "finite ends and steps >= 0",
+                  start, end, (long long)steps);
         return NULL;
     }
     cg_tensor *t = cgi_new(ctx, "cg_linspace", dt, 1, &steps);
     double d = steps > 1 ? (end - start) / (double)(steps - 1) : 0.0;
     size_t es = t ? cg_dtype_size(dt) : 0;
     for (int64_t i = 0; t && i < steps; i++) {
-        double v = (steps == 1 || i < steps / 2) ? start + d * (double)i : end - d * (double)(steps - 1 - i);
+        double v = (steps == 1 || i < steps / 2) ? start + d * (double)i
+                                                 : end - d * (double)(steps - 1 - i);
         store(dt, cgi_ptr(t) + (size_t)i * es, v);
     }
     return t;
@@ -319,7 +323,9 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
         if (!ctx) free(t);
         return NULL;
     }
-    *s = (cgi_storage){.data = data, .nbytes = nbytes, .refcount = 1,
+    *s = (cgi_storage){.data = data,
+                       .nbytes = nbytes,
+                       .refcount = 1,
                        .kind = ctx ? CGI_STORAGE_ARENA : CGI_STORAGE_BORROWED};
     int64_t strides[CG_MAX_DIMS];
     cgi_contiguous_strides(ndim, shape, strides);
@@ -339,13 +345,9 @@ static bool live(const cg_tensor *t, const char *op) {
     return cgi_usable(t, op);
 }
 
-cg_dtype cg_dtype_of(const cg_tensor *t) {
-    return live(t, "cg_dtype_of") ? t->dtype : CG_F32;
-}
+cg_dtype cg_dtype_of(const cg_tensor *t) { return live(t, "cg_dtype_of") ? t->dtype : CG_F32; }
 int cg_ndim(const cg_tensor *t) { return live(t, "cg_ndim") ? t->ndim : -1; }
-const int64_t *cg_shape(const cg_tensor *t) {
-    return live(t, "cg_shape") ? t->shape : NULL;
-}
+const int64_t *cg_shape(const cg_tensor *t) { return live(t, "cg_shape") ? t->shape : NULL; }
 const int64_t *cg_strides(const cg_tensor *t) {
     return live(t, "cg_strides") ? t->strides : NULL;
 }
@@ -357,8 +359,7 @@ void *cg_data(const cg_tensor *t) { return live(t, "cg_data") ? cgi_ptr(t) : NUL
 
 int64_t cg_dim(const cg_tensor *t, int axis) {
     int a;
-    if (!live(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK)
-        return -1;
+    if (!live(t, "cg_dim") || cgi_axis(NULL, "cg_dim", t->ndim, axis, &a) != CG_OK) return -1;
     return t->shape[a];
 }
 
@@ -378,8 +379,7 @@ bool cgi_is_contiguous(const cg_tensor *t) {
 }
 
 bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
-    return live(a, "cg_same_shape") && live(b, "cg_same_shape") &&
-           cgi_same_shape(a, b);
+    return live(a, "cg_same_shape") && live(b, "cg_same_shape") && cgi_same_shape(a, b);
 }
 
 char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
@@ -459,8 +459,10 @@ cg_tensor *cgi_slice_of(const cg_tensor *base, int64_t off, int ndim, const int6
     }
     int64_t numel = cgi_numel(ndim, shape), strides[CG_MAX_DIMS];
     *s = (cgi_storage){.data = cgi_ptr(base) + (size_t)off * esize,
-                       .nbytes = (size_t)numel * esize, .refcount = 1,
-                       .kind = CGI_STORAGE_HEAP, .base = base->storage};
+                       .nbytes = (size_t)numel * esize,
+                       .refcount = 1,
+                       .kind = CGI_STORAGE_HEAP,
+                       .base = base->storage};
     base->storage->refcount++;
     cgi_contiguous_strides(ndim, shape, strides);
     t->storage = s;

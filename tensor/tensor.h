@@ -53,20 +53,20 @@ extern "C" {
 #endif
 
 #define CG_MAX_DIMS 8
-#define CG_END INT64_MAX      /* cg_slice: to the end of the dim */
+#define CG_END      INT64_MAX /* cg_slice: to the end of the dim */
 #define CG_ALL_DIMS INT32_MIN /* cg_squeeze, cg_argmax: every dim */
 
 typedef enum cg_dtype { CG_F32 = 0, CG_F64 = 1, CG_I64 = 2 } cg_dtype;
 
 typedef enum cg_status {
     CG_OK = 0,
-    CG_ERR_SHAPE,    /* shapes do not fit the operation, negative dims */
-    CG_ERR_DTYPE,    /* dtype not supported or operands disagree */
-    CG_ERR_ARG,      /* a bad argument: NULL, bad rank, bad option */
-    CG_ERR_INDEX,    /* an axis or element index out of range */
-    CG_ERR_NOMEM,    /* out of memory */
-    CG_ERR_IO,       /* a file could not be read or written */
-    CG_ERR_STATE     /* the call is not valid in the current state */
+    CG_ERR_SHAPE, /* shapes do not fit the operation, negative dims */
+    CG_ERR_DTYPE, /* dtype not supported or operands disagree */
+    CG_ERR_ARG,   /* a bad argument: NULL, bad rank, bad option */
+    CG_ERR_INDEX, /* an axis or element index out of range */
+    CG_ERR_NOMEM, /* out of memory */
+    CG_ERR_IO,    /* a file could not be read or written */
+    CG_ERR_STATE  /* the call is not valid in the current state */
 } cg_status;
 
 typedef struct cg_tensor cg_tensor; /* opaque */
@@ -79,13 +79,12 @@ typedef struct cg_rng {
 } cg_rng;
 
 /* Shape literal: cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3)) passes ndim, shape. */
-#define CG_SHAPE(...)                                                          \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                 \
-        (const int64_t[]) { __VA_ARGS__ }
+#define CG_SHAPE(...)                                                                          \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
 /* ---- errors -------------------------------------------------------------- */
-CG_API cg_status cg_last_status(void);   /* this thread's last error code */
-CG_API const char *cg_last_error(void);  /* its message, "" when none */
+CG_API cg_status cg_last_status(void);  /* this thread's last error code */
+CG_API const char *cg_last_error(void); /* its message, "" when none */
 CG_API void cg_clear_error(void);
 CG_API const char *cg_status_str(cg_status s);
 
@@ -97,7 +96,7 @@ typedef struct cg_ctx_stats {
     size_t resets;
 } cg_ctx_stats;
 
-CG_API cg_ctx *cg_ctx_new(void); /* NULL on out of memory */
+CG_API cg_ctx *cg_ctx_new(void);      /* NULL on out of memory */
 CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
 /* Releases every tensor made in ctx and keeps the memory for reuse: after the
  * first few steps of a loop, a loop that resets once per step mallocs nothing. */
@@ -113,8 +112,8 @@ CG_API void cg_set_num_threads(int n); /* n < 1 means 1 */
 CG_API int cg_get_num_threads(void);
 
 /* ---- dtypes -------------------------------------------------------------- */
-CG_API size_t cg_dtype_size(cg_dtype dt);       /* 0 (and an error) for an invalid dtype */
-CG_API const char *cg_dtype_name(cg_dtype dt);  /* "f32", "f64", "i64" */
+CG_API size_t cg_dtype_size(cg_dtype dt);      /* 0 (and an error) for an invalid dtype */
+CG_API const char *cg_dtype_name(cg_dtype dt); /* "f32", "f64", "i64" */
 
 /* ---- creation (ctx NULL: caller frees with cg_tensor_free) ---------------- */
 CG_API cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
@@ -128,22 +127,20 @@ CG_API cg_tensor *cg_zeros_like(cg_ctx *ctx, const cg_tensor *like);
 CG_API cg_tensor *cg_ones_like(cg_ctx *ctx, const cg_tensor *like);
 CG_API cg_tensor *cg_full_like(cg_ctx *ctx, const cg_tensor *like, double value);
 /* [start, end) by step, like numpy.arange; length ceil((end - start) / step). */
-CG_API cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end,
-                            double step);
+CG_API cg_tensor *cg_arange(cg_ctx *ctx, cg_dtype dt, double start, double end, double step);
 /* steps values from start to end inclusive. */
 CG_API cg_tensor *cg_linspace(cg_ctx *ctx, cg_dtype dt, double start, double end,
                               int64_t steps);
 CG_API cg_tensor *cg_eye(cg_ctx *ctx, cg_dtype dt, int64_t rows, int64_t cols);
 /* Copies numel elements of type dt from data (C order). */
-CG_API cg_tensor *cg_from_array(cg_ctx *ctx, cg_dtype dt, int ndim,
-                                const int64_t *shape, const void *data);
+CG_API cg_tensor *cg_from_array(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
+                                const void *data);
 /* Borrows data (C order, no copy): the caller keeps it alive and frees it. */
-CG_API cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape,
-                          void *data);
+CG_API cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, void *data);
 /* Random tensors (floating dtypes) from an explicit rng; same seed, same
  * numbers on every machine and thread count. */
-CG_API cg_tensor *cg_rand(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
-                          const int64_t *shape, double lo, double hi);
+CG_API cg_tensor *cg_rand(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim, const int64_t *shape,
+                          double lo, double hi);
 CG_API cg_tensor *cg_randn(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
                            const int64_t *shape, double mean, double std);
 CG_API cg_tensor *cg_bernoulli(cg_ctx *ctx, cg_rng *rng, cg_dtype dt, int ndim,
@@ -156,12 +153,12 @@ CG_API void cg_tensor_free(cg_tensor *t);
  * and records "cg_<name>: tensor is NULL", unless an error is already
  * recorded (which made the NULL, and is kept). */
 CG_API cg_dtype cg_dtype_of(const cg_tensor *t);
-CG_API int cg_ndim(const cg_tensor *t);                /* -1 for NULL */
-CG_API int64_t cg_dim(const cg_tensor *t, int axis);    /* axis may be < 0; -1 on error */
-CG_API const int64_t *cg_shape(const cg_tensor *t);    /* ndim entries */
-CG_API const int64_t *cg_strides(const cg_tensor *t);  /* in elements */
-CG_API int64_t cg_offset(const cg_tensor *t);          /* in elements */
-CG_API int64_t cg_numel(const cg_tensor *t);           /* -1 for NULL */
+CG_API int cg_ndim(const cg_tensor *t);               /* -1 for NULL */
+CG_API int64_t cg_dim(const cg_tensor *t, int axis);  /* axis may be < 0; -1 on error */
+CG_API const int64_t *cg_shape(const cg_tensor *t);   /* ndim entries */
+CG_API const int64_t *cg_strides(const cg_tensor *t); /* in elements */
+CG_API int64_t cg_offset(const cg_tensor *t);         /* in elements */
+CG_API int64_t cg_numel(const cg_tensor *t);          /* -1 for NULL */
 CG_API bool cg_is_contiguous(const cg_tensor *t);
 /* Pointer to element [0,...,0] (storage plus offset); walk it with strides. */
 CG_API void *cg_data(const cg_tensor *t);

@@ -24,11 +24,10 @@ cg_status cgi_broadcast(cg_ctx *ctx, const char *op, int na, const int64_t *a, i
         int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
         if (da != db && da != 1 && db != 1) {
             char sa[160], sb[160];
-            return cgi_error(ctx, CG_ERR_SHAPE,
-                             "%s: %s and %s: dim %d: %lld vs %lld cannot broadcast", op,
-                             cgi_fmt_shape(sa, sizeof sa, na, a),
-                             cgi_fmt_shape(sb, sizeof sb, nb, b), i, (long long)da,
-                             (long long)db);
+            return cgi_error(
+                ctx, CG_ERR_SHAPE, "%s: %s and %s: dim %d: %lld vs %lld cannot broadcast", op,
+                cgi_fmt_shape(sa, sizeof sa, na, a), cgi_fmt_shape(sb, sizeof sb, nb, b), i,
+                (long long)da, (long long)db);
         }
         res[i] = da == 1 ? db : da;
     }
@@ -57,11 +56,13 @@ static cg_status infer_shape(cg_ctx *ctx, const char *op, const cg_tensor *t, in
         return cgi_error(ctx, CG_ERR_ARG, "%s: bad rank %d", op, ndim);
     for (int i = 0; i < ndim; i++) {
         out[i] = shape[i];
-        if (shape[i] == -1 && infer < 0) infer = i;
+        if (shape[i] == -1 && infer < 0)
+            infer = i;
         else if (shape[i] < 0)
             return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: bad dim %lld", op,
                              cgi_fmt_shape(s1, sizeof s1, ndim, shape), (long long)shape[i]);
-        else known *= shape[i];
+        else
+            known *= shape[i];
     }
     if (infer >= 0 && known != 0 && numel % known == 0) out[infer] = numel / known;
     if ((infer >= 0 && (known == 0 || numel % known)) || cgi_numel(ndim, out) != numel)
@@ -73,8 +74,7 @@ static cg_status infer_shape(cg_ctx *ctx, const char *op, const cg_tensor *t, in
 
 /* PyTorch's computeStride: walks the old dims in chunks that are contiguous
  * with each other and splits each chunk into new dims. false: needs a copy. */
-static bool view_strides(const cg_tensor *t, int ndim, const int64_t *shape,
-                         int64_t *strides) {
+static bool view_strides(const cg_tensor *t, int ndim, const int64_t *shape, int64_t *strides) {
     if (t->ndim == 0 || cgi_numel(t->ndim, t->shape) == 0) {
         cgi_contiguous_strides(ndim, shape, strides);
         return true;
@@ -104,9 +104,10 @@ cg_tensor *cgi_view(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *sh
     if (infer_shape(ctx, "cg_view", t, ndim, shape, sh) != CG_OK) return NULL;
     if (!view_strides(t, ndim, sh, st)) {
         char s0[160], s1[160];
-        cgi_error(ctx, CG_ERR_SHAPE, "cg_view: %s to %s: strides do not allow a view; "
-                  "use cg_reshape", cg_shape_str(t, s0, sizeof s0),
-                  cgi_fmt_shape(s1, sizeof s1, ndim, sh));
+        cgi_error(ctx, CG_ERR_SHAPE,
+                  "cg_view: %s to %s: strides do not allow a view; "
+                  "use cg_reshape",
+                  cg_shape_str(t, s0, sizeof s0), cgi_fmt_shape(s1, sizeof s1, ndim, sh));
         return NULL;
     }
     return cgi_view_of(ctx, "cg_view", t, ndim, sh, st, t->offset);
@@ -135,8 +136,7 @@ cg_tensor *cgi_reshape(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t 
 
 /* ---- axis permutations ------------------------------------------------------- */
 /* op: the public function, for messages (cg_permute, cg_transpose). */
-static cg_tensor *permute_as(cg_ctx *ctx, const char *op, const cg_tensor *t,
-                             const int *dims) {
+static cg_tensor *permute_as(cg_ctx *ctx, const char *op, const cg_tensor *t, const int *dims) {
     CGI_NULL_CHECK(t, op);
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     bool seen[CG_MAX_DIMS] = {false};
@@ -207,17 +207,17 @@ cg_tensor *cgi_slice(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, in
     return slice_as(ctx, "cg_slice", t, dim, start, end, step);
 }
 
-cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start,
-                     int64_t length) {
+cg_tensor *cgi_narrow(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t start, int64_t length) {
     CGI_NULL_CHECK(t, "cg_narrow");
     int d;
     if (cgi_axis(ctx, "cg_narrow", t->ndim, dim, &d) != CG_OK) return NULL;
     int64_t n = t->shape[d], s = start < 0 ? start + n : start;
     if (s < 0 || length < 0 || s > n || length > n - s) {
         char buf[160];
-        cgi_error(ctx, CG_ERR_INDEX, "cg_narrow: %s: start %lld length %lld out of range "
-                  "for dim %d", cg_shape_str(t, buf, sizeof buf), (long long)start,
-                  (long long)length, d);
+        cgi_error(ctx, CG_ERR_INDEX,
+                  "cg_narrow: %s: start %lld length %lld out of range "
+                  "for dim %d",
+                  cg_shape_str(t, buf, sizeof buf), (long long)start, (long long)length, d);
         return NULL;
     }
     return slice_as(ctx, "cg_narrow", t, d, s, s + length, 1);
@@ -240,8 +240,7 @@ cg_tensor *cgi_select(cg_ctx *ctx, const cg_tensor *t, int dim, int64_t index) {
         sh[j] = t->shape[k];
         st[j++] = t->strides[k];
     }
-    return cgi_view_of(ctx, "cg_select", t, t->ndim - 1, sh, st,
-                       t->offset + i * t->strides[d]);
+    return cgi_view_of(ctx, "cg_select", t, t->ndim - 1, sh, st, t->offset + i * t->strides[d]);
 }
 
 /* ---- expand, squeeze, unsqueeze, flatten --------------------------------------- */
@@ -249,8 +248,7 @@ cg_tensor *cgi_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *
     CGI_NULL_CHECK(t, "cg_expand");
     char s0[160], s1[160];
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
-    if (ndim < t->ndim || ndim > CG_MAX_DIMS || !shape)
-        goto bad;
+    if (ndim < t->ndim || ndim > CG_MAX_DIMS || !shape) goto bad;
     for (int i = 0; i < ndim; i++) {
         int k = i - (ndim - t->ndim); /* matching dim of t, < 0 for new dims */
         int64_t old = k >= 0 ? t->shape[k] : 1, want = shape[i];
@@ -318,8 +316,10 @@ cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end) {
     int64_t sh[CG_MAX_DIMS];
     int n = 0;
     for (int k = 0; k < t->ndim; k++) {
-        if (k > s && k <= e) sh[n - 1] *= t->shape[k];
-        else sh[n++] = t->shape[k];
+        if (k > s && k <= e)
+            sh[n - 1] *= t->shape[k];
+        else
+            sh[n++] = t->shape[k];
     }
     return reshape_as(ctx, "cg_flatten", t, n, sh);
 }
@@ -335,8 +335,7 @@ static cg_tensor *cast_as(cg_ctx *ctx, const char *op, const cg_tensor *t, cg_dt
 cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_contiguous");
     if (cgi_is_contiguous(t))
-        return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides,
-                           t->offset);
+        return cgi_view_of(ctx, "cg_contiguous", t, t->ndim, t->shape, t->strides, t->offset);
     return cast_as(ctx, "cg_contiguous", t, t->dtype);
 }
 

@@ -15,8 +15,12 @@
 
 typedef cg_tensor *(*binop)(cg_ctx *, const cg_tensor *, const cg_tensor *);
 typedef cg_tensor *(*unop)(cg_ctx *, const cg_tensor *);
-typedef struct { binop f; } binbox;
-typedef struct { unop f; } unbox;
+typedef struct {
+    binop f;
+} binbox;
+typedef struct {
+    unop f;
+} unbox;
 
 static cg_tensor *call_bin(cg_ctx *ctx, cg_tensor *const *in, void *user) {
     return ((binbox *)user)->f(ctx, in[0], in[1]);
@@ -61,9 +65,9 @@ typedef struct bincase {
 } bincase;
 
 static const bincase BINARY[] = {
-    {"add", cg_add, ANY, ANY},          {"sub", cg_sub, ANY, ANY},
-    {"mul", cg_mul, ANY, ANY},          {"div", cg_div, ANY, ANY},
-    {"pow", cg_pow, POSITIVE, ANY},     {"maximum", cg_maximum, ANY, ANY},
+    {"add", cg_add, ANY, ANY},         {"sub", cg_sub, ANY, ANY},
+    {"mul", cg_mul, ANY, ANY},         {"div", cg_div, ANY, ANY},
+    {"pow", cg_pow, POSITIVE, ANY},    {"maximum", cg_maximum, ANY, ANY},
     {"minimum", cg_minimum, ANY, ANY},
 };
 
@@ -79,7 +83,8 @@ static void check_binary(const bincase *c, cg_rng *rng) {
             cg_tensor_free(in[0]);
             cg_tensor_free(in[1]);
         }
-    cg_tensor *in[2] = {input(rng, c->da, CG_SHAPE(2, 3), false), input(rng, c->db, 0, NULL, false)};
+    cg_tensor *in[2] = {input(rng, c->da, CG_SHAPE(2, 3), false),
+                        input(rng, c->db, 0, NULL, false)};
     cg_assert_gradcheck(call_bin, &box, 2, in); /* rank-0 b */
     cg_tensor_free(in[0]);
     cg_tensor_free(in[1]);
@@ -89,7 +94,8 @@ static void test_arith_grad_binary_ops(void **state) {
     (void)state;
     cg_rng rng;
     cg_rng_seed(&rng, 11);
-    for (size_t i = 0; i < sizeof BINARY / sizeof BINARY[0]; i++) check_binary(&BINARY[i], &rng);
+    for (size_t i = 0; i < sizeof BINARY / sizeof BINARY[0]; i++)
+        check_binary(&BINARY[i], &rng);
 }
 
 typedef struct uncase {
@@ -99,11 +105,11 @@ typedef struct uncase {
 } uncase;
 
 static const uncase UNARY[] = {
-    {"neg", cg_neg, ANY},       {"abs", cg_abs, ANY},         {"sign", cg_sign, ANY},
-    {"exp", cg_exp, ANY},       {"log", cg_log, POSITIVE},    {"log1p", cg_log1p, POSITIVE},
-    {"sqrt", cg_sqrt, POSITIVE}, {"rsqrt", cg_rsqrt, POSITIVE}, {"square", cg_square, ANY},
-    {"sin", cg_sin, ANY},       {"cos", cg_cos, ANY},         {"tanh", cg_tanh, ANY},
-    {"sigmoid", cg_sigmoid, ANY}, {"erf", cg_erf, ANY},       {"relu", cg_relu, ANY},
+    {"neg", cg_neg, ANY},         {"abs", cg_abs, ANY},          {"sign", cg_sign, ANY},
+    {"exp", cg_exp, ANY},         {"log", cg_log, POSITIVE},     {"log1p", cg_log1p, POSITIVE},
+    {"sqrt", cg_sqrt, POSITIVE},  {"rsqrt", cg_rsqrt, POSITIVE}, {"square", cg_square, ANY},
+    {"sin", cg_sin, ANY},         {"cos", cg_cos, ANY},          {"tanh", cg_tanh, ANY},
+    {"sigmoid", cg_sigmoid, ANY}, {"erf", cg_erf, ANY},          {"relu", cg_relu, ANY},
 };
 
 /* The op on a broadcast (stride-0) view of x [1,4]: gradients sum over rows. */
@@ -151,7 +157,8 @@ static void test_arith_grad_scalar_where_clamp(void **state) {
     cg_rng_seed(&rng, 13);
     for (int k = 0; k <= 9; k++)
         for (int tr = 0; tr < 2; tr++) {
-            cg_tensor *in[2] = {input(&rng, ANY, CG_SHAPE(3, 4), tr), input(&rng, ANY, CG_SHAPE(4), tr)};
+            cg_tensor *in[2] = {input(&rng, ANY, CG_SHAPE(3, 4), tr),
+                                input(&rng, ANY, CG_SHAPE(4), tr)};
             cg_assert_gradcheck(scalar_forms, &k, k == 9 ? 2 : 1, in);
             cg_tensor_free(in[0]);
             cg_tensor_free(in[1]);
@@ -165,12 +172,12 @@ static void test_arith_grad_matmul_shapes(void **state) {
     binbox box = {cg_matmul};
     /* {rank, dims...} for a and b */
     const int64_t cases[][2][5] = {
-        {{2, 3, 4}, {2, 4, 5}},             /* 2-D x 2-D */
-        {{1, 4}, {2, 4, 3}},                /* 1-D x 2-D */
-        {{2, 3, 4}, {1, 4}},                /* 2-D x 1-D */
-        {{1, 4}, {1, 4}},                   /* dot */
-        {{3, 2, 3, 4}, {2, 4, 2}},          /* batched x 2-D (broadcast) */
-        {{4, 2, 1, 3, 2}, {3, 3, 2, 2}},    /* batch dims broadcast both ways */
+        {{2, 3, 4}, {2, 4, 5}},          /* 2-D x 2-D */
+        {{1, 4}, {2, 4, 3}},             /* 1-D x 2-D */
+        {{2, 3, 4}, {1, 4}},             /* 2-D x 1-D */
+        {{1, 4}, {1, 4}},                /* dot */
+        {{3, 2, 3, 4}, {2, 4, 2}},       /* batched x 2-D (broadcast) */
+        {{4, 2, 1, 3, 2}, {3, 3, 2, 2}}, /* batch dims broadcast both ways */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int tr = 0; tr < 2; tr++) {
@@ -195,7 +202,8 @@ static void test_arith_grad_linear(void **state) {
         for (int tr = 0; tr < 2; tr++) {
             bool b = bias;
             cg_tensor *in[3] = {input(&rng, ANY, CG_SHAPE(5, 4), tr),
-                                input(&rng, ANY, CG_SHAPE(3, 4), tr), input(&rng, ANY, CG_SHAPE(3), false)};
+                                input(&rng, ANY, CG_SHAPE(3, 4), tr),
+                                input(&rng, ANY, CG_SHAPE(3), false)};
             cg_assert_gradcheck(linear_fn, &b, 3, in);
             cg_assert_gradgradcheck(linear_fn, &b, 3, in);
             cg_tensor_free(in[0]);
@@ -204,7 +212,8 @@ static void test_arith_grad_linear(void **state) {
         }
     bool b = true; /* x with two batch dims */
     cg_tensor *in[3] = {input(&rng, ANY, CG_SHAPE(2, 2, 4), false),
-                        input(&rng, ANY, CG_SHAPE(3, 4), false), input(&rng, ANY, CG_SHAPE(3), false)};
+                        input(&rng, ANY, CG_SHAPE(3, 4), false),
+                        input(&rng, ANY, CG_SHAPE(3), false)};
     cg_assert_gradcheck(linear_fn, &b, 3, in);
     for (int i = 0; i < 3; i++) cg_tensor_free(in[i]);
 }
@@ -245,8 +254,9 @@ static void test_arith_grad_f32_matches_f64(void **state) {
     cg_tensor *a[2] = {a64, a32}, *b[2] = {b64, b32};
     for (int k = 0; k < 2; k++) {
         cg_tensor *h = cg_tanh(ctx, cg_matmul(ctx, cg_log(ctx, a[k]), b[k]));
-        cg_tensor *y = cg_sum(ctx, cg_div(ctx, cg_sigmoid(ctx, h), cg_add_scalar(ctx, cg_exp(ctx, h), 1)),
-                              NULL, 0, false);
+        cg_tensor *y =
+            cg_sum(ctx, cg_div(ctx, cg_sigmoid(ctx, h), cg_add_scalar(ctx, cg_exp(ctx, h), 1)),
+                   NULL, 0, false);
         assert_int_equal(cg_backward(y), CG_OK);
     }
     double g64[20], g32[20];

@@ -15,7 +15,8 @@
 
 /* y = sum(3 x^2 + x): dy/dx = 6x + 1 */
 static cg_tensor *poly(cg_ctx *ctx, const cg_tensor *x) {
-    return cg_sum(ctx, cg_add(ctx, cg_mul_scalar(ctx, cg_square(ctx, x), 3), x), NULL, 0, false);
+    return cg_sum(ctx, cg_add(ctx, cg_mul_scalar(ctx, cg_square(ctx, x), 3), x), NULL, 0,
+                  false);
 }
 
 static void test_autograd_backward_values(void **state) {
@@ -51,7 +52,8 @@ static void test_autograd_shared_input_sums_paths(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){3, -2});
     cg_tensor *h = cg_exp(ctx, x);
-    cg_tensor *y = cg_sum(ctx, cg_add(ctx, cg_mul(ctx, x, x), cg_mul(ctx, h, h)), NULL, 0, false);
+    cg_tensor *y =
+        cg_sum(ctx, cg_add(ctx, cg_mul(ctx, x, x), cg_mul(ctx, h, h)), NULL, 0, false);
     assert_int_equal(cg_backward(y), CG_OK);
     assert_values(cg_grad_of(x), (double[]){6 + 2 * exp(6), -4 + 2 * exp(-4)}, 2, 1e-9);
     cg_tensor_free(x);
@@ -350,8 +352,8 @@ static void test_autograd_backward_error_names_backward(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(1));
     assert_int_equal(cg_set_requires_grad(x, true), CG_OK);
-    cg_tensor *y = cg_record(ctx, &failing_op, cg_clone(ctx, x), 1, (const cg_tensor *[]){x},
-                             NULL, 0);
+    cg_tensor *y =
+        cg_record(ctx, &failing_op, cg_clone(ctx, x), 1, (const cg_tensor *[]){x}, NULL, 0);
     assert_non_null(y);
     assert_int_equal(cg_backward(y), CG_ERR_NOMEM);
     assert_string_equal(cg_last_error(), "cg_backward: my_op: out of scratch");
@@ -396,8 +398,8 @@ int main(void) {
         cmocka_unit_test(test_autograd_leaf_shared_by_successive_contexts),
         cmocka_unit_test_setup_teardown(test_autograd_many_leaves_in_one_pass, ctx_setup,
                                         ctx_teardown),
-        cmocka_unit_test_setup_teardown(test_autograd_grad_sink_only_inside_backward,
-                                        ctx_setup, ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_autograd_grad_sink_only_inside_backward, ctx_setup,
+                                        ctx_teardown),
         cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
         cmocka_unit_test(test_autograd_gradcheck_argument_errors),
         cmocka_unit_test_setup_teardown(test_autograd_backward_error_names_backward, ctx_setup,

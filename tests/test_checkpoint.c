@@ -434,7 +434,8 @@ static void test_checkpoint_loads_file_without_hook_keys(void **state) {
     cg_module_free(m);
 }
 
-/* ---- the format, pinned ------------------------------------------------------------------- */
+/* ---- the format, pinned -------------------------------------------------------------------
+ */
 static void assert_file_is(const char *path, const char *header, const void *data,
                            size_t dlen) {
     size_t n, h = strlen(header), hp = (h + 7) / 8 * 8;
@@ -503,7 +504,8 @@ static void test_checkpoint_golden_bytes_optimizer(void **state) {
     cg_module_free(m);
 }
 
-/* ---- files from elsewhere ------------------------------------------------------------------ */
+/* ---- files from elsewhere ------------------------------------------------------------------
+ */
 static const float tiny_bias[2] = {0.5f, -0.5f};
 static const float tiny_weight[6] = {1, 2, 3, 4, 5, 6};
 
@@ -588,7 +590,8 @@ static void test_checkpoint_misaligned_data_and_escapes(void **state) {
     cg_module_free(m);
 }
 
-/* ---- bad files ------------------------------------------------------------------------------ */
+/* ---- bad files ------------------------------------------------------------------------------
+ */
 /* Loading path into a tiny model fails with want and a message holding
  * `says`, and leaves the model as it was. */
 static void expect_bad(const char *path, cg_status want, const char *says) {
@@ -612,8 +615,8 @@ static void expect_bad_header(const char *header, size_t dlen, cg_status want,
     expect_bad(p, want, says);
 }
 
-#define BIAS_OK "\"bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
-#define WEIGHT_OK "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]}"
+#define BIAS_OK     "\"bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+#define WEIGHT_OK   "\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[8,32]}"
 #define GOOD_HEADER "{" BIAS_OK "," WEIGHT_OK "}"
 
 static void test_checkpoint_bad_length_fields(void **state) {
@@ -639,10 +642,22 @@ static void test_checkpoint_bad_length_fields(void **state) {
 static void test_checkpoint_bad_json(void **state) {
     (void)state;
     static const char *const bad[] = {
-        "", "{", "{\"bias\":", "[1]", "{\"bias\":tru}", "{" BIAS_OK ",}",
-        "{\"bias\" " BIAS_OK "}", "{\"a\":\"\\x\"}", "{\"a\":\"\\ud800\"}",
-        "{\"a\":\"unterminated}", "{\"a\":[-1]}", "{\"a\":[1.5]}", "{\"a\":[01]}",
-        "{\"a\":[99999999999999999999]}", "{\"a\":\"\\u0000\"}", "{\"a\":\"tab\there\"}",
+        "",
+        "{",
+        "{\"bias\":",
+        "[1]",
+        "{\"bias\":tru}",
+        "{" BIAS_OK ",}",
+        "{\"bias\" " BIAS_OK "}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"unterminated}",
+        "{\"a\":[-1]}",
+        "{\"a\":[1.5]}",
+        "{\"a\":[01]}",
+        "{\"a\":[99999999999999999999]}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"tab\there\"}",
         "{} {}", /* then 40 deep, past the parser's limit of 32: */
         ("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1"
          "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"),
@@ -655,31 +670,37 @@ static void test_checkpoint_bad_entries(void **state) {
     (void)state;
     expect_bad_header("{" BIAS_OK "}", 32, CG_ERR_ARG, "missing key \"weight\"");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[3,2],"
-                      "\"data_offsets\":[8,32]}}", 32, CG_ERR_SHAPE,
-                      "weight: file [3,2] but model [2,3]");
+                      "\"data_offsets\":[8,32]}}",
+                      32, CG_ERR_SHAPE, "weight: file [3,2] but model [2,3]");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F64\",\"shape\":[2,3],"
-                      "\"data_offsets\":[8,56]}}", 56, CG_ERR_DTYPE,
-                      "weight: file F64 but model F32");
+                      "\"data_offsets\":[8,56]}}",
+                      56, CG_ERR_DTYPE, "weight: file F64 but model F32");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"Q7\",\"shape\":[2,3],"
-                      "\"data_offsets\":[8,32]}}", 32, CG_ERR_DTYPE, "unknown dtype \"Q7\"");
+                      "\"data_offsets\":[8,32]}}",
+                      32, CG_ERR_DTYPE, "unknown dtype \"Q7\"");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
-                      "\"data_offsets\":[100,124]}}", 32, CG_ERR_IO, "data_offsets [100,124]");
+                      "\"data_offsets\":[100,124]}}",
+                      32, CG_ERR_IO, "data_offsets [100,124]");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
-                      "\"data_offsets\":[8,30]}}", 32, CG_ERR_IO, "do not fit");
+                      "\"data_offsets\":[8,30]}}",
+                      32, CG_ERR_IO, "do not fit");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3],"
-                      "\"data_offsets\":[4,28]}}", 32, CG_ERR_IO, "overlap");
+                      "\"data_offsets\":[4,28]}}",
+                      32, CG_ERR_IO, "overlap");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[2,3]}}", 32,
                       CG_ERR_IO, "needs dtype, shape and data_offsets");
     expect_bad_header("{" BIAS_OK "," WEIGHT_OK ",\"bias\":{\"dtype\":\"F32\",\"shape\":[2],"
-                      "\"data_offsets\":[32,40]}}", 40, CG_ERR_IO, "twice");
-    expect_bad_header("{\"__metadata__\":{\"n\":[1]}," BIAS_OK "," WEIGHT_OK "}", 32,
-                      CG_ERR_IO, "__metadata__");
+                      "\"data_offsets\":[32,40]}}",
+                      40, CG_ERR_IO, "twice");
+    expect_bad_header("{\"__metadata__\":{\"n\":[1]}," BIAS_OK "," WEIGHT_OK "}", 32, CG_ERR_IO,
+                      "__metadata__");
     expect_bad_header("{" BIAS_OK ",\"weight\":[1]}", 32, CG_ERR_IO, "not an object");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,"
-                      "1],\"data_offsets\":[8,12]}}", 32, CG_ERR_SHAPE, "rank 9");
+                      "1],\"data_offsets\":[8,12]}}",
+                      32, CG_ERR_SHAPE, "rank 9");
     expect_bad_header("{" BIAS_OK ",\"weight\":{\"dtype\":\"F32\",\"shape\":[4294967296,"
-                      "4294967296,4294967296],\"data_offsets\":[8,32]}}", 32, CG_ERR_IO,
-                      "do not fit");
+                      "4294967296,4294967296],\"data_offsets\":[8,32]}}",
+                      32, CG_ERR_IO, "do not fit");
 }
 
 /* Every proper prefix of a real checkpoint is refused. */
@@ -747,7 +768,8 @@ static void test_checkpoint_missing_optimizer_or_rng_refused(void **state) {
     assert_int_equal(cg_save(in_dir(q, sizeof q, "sgd.safetensors"), src, sgd, NULL, &rng),
                      CG_OK);
     assert_int_equal(cg_load(q, m, adam, NULL, &rng), CG_ERR_ARG);
-    assert_non_null(strstr(cg_last_error(), "the file holds sgd state but the optimizer is adam"));
+    assert_non_null(
+        strstr(cg_last_error(), "the file holds sgd state but the optimizer is adam"));
     assert_same_state(m, ref);
     assert_memory_equal(&rng, &before, sizeof rng);
     assert_int_equal(cg_optim_steps(adam), 0);
@@ -758,7 +780,8 @@ static void test_checkpoint_missing_optimizer_or_rng_refused(void **state) {
     cg_module_free(ref);
 }
 
-/* ---- writing safely --------------------------------------------------------------------------- */
+/* ---- writing safely
+ * --------------------------------------------------------------------------- */
 /* A save that fails (missing directory; the final rename refused) reports
  * the path and the system's reason, and leaves no temporary file. */
 static void test_checkpoint_failed_save_keeps_old_file(void **state) {

@@ -68,7 +68,7 @@ static void test_clip_grad_norm_below_max(void **state) {
     double g[NG], norm = 0, again = 0;
     assert_int_equal(cg_clip_grad_norm_(m, 10.0, &norm), CG_OK);
     assert_rel(norm, grads_norm(m, g), 1e-15);
-    assert_memory_equal(g, GRADS, sizeof g); /* untouched */
+    assert_memory_equal(g, GRADS, sizeof g);                   /* untouched */
     assert_int_equal(cg_clip_grad_norm_(m, 0, &again), CG_OK); /* max_norm 0 zeroes them */
     assert_true(again == norm);
     assert_true(grads_norm(m, g) == 0);

@@ -9,6 +9,6 @@
 
 int main(void) {
     char *argv[] = {"custom_module", "--check", "--synthetic", "640", "--epochs", "4",
-                    "--width", "32", NULL};
+                    "--width",       "32",      NULL};
     return custom_module_main(8, argv);
 }

@@ -172,8 +172,8 @@ static void test_data_idx_gzip_read_and_load(void **state) {
 static void test_data_idx_empty_dim(void **state) {
     (void)state;
     unsigned char buf[32];
-    const char *p = write_file("empty", buf, idx_bytes(buf, 8, 2, (uint32_t[]){0, 7}, NULL, 0),
-                               false);
+    const char *p =
+        write_file("empty", buf, idx_bytes(buf, 8, 2, (uint32_t[]){0, 7}, NULL, 0), false);
     cg_idx idx;
     assert_int_equal(cg_idx_read(p, &idx), CG_OK);
     assert_true(idx.ndim == 2 && idx.shape[0] == 0 && idx.shape[1] == 7);
@@ -283,14 +283,14 @@ static void test_data_idx_arguments(void **state) {
 /* ---- normalize ------------------------------------------------------------------------ */
 static void test_data_normalize_values(void **state) {
     (void)state;
-    cg_tensor *x = cg_from_array(NULL, CG_F32, CG_SHAPE(2, 3),
-                                 (const float[]){0, 1, 2, 3, 4, 5});
+    cg_tensor *x =
+        cg_from_array(NULL, CG_F32, CG_SHAPE(2, 3), (const float[]){0, 1, 2, 3, 4, 5});
     assert_int_equal(cg_normalize_(x, 2, 2), CG_OK);
     assert_values(x, (const double[]){-1, -0.5, 0, 0.5, 1, 1.5}, 6, 0);
     cg_tensor_free(x);
     /* through a transposed view: every element of the base, once */
-    cg_tensor *base = cg_from_array(NULL, CG_F64, CG_SHAPE(2, 3),
-                                    (const double[]){1, 2, 3, 4, 5, 6});
+    cg_tensor *base =
+        cg_from_array(NULL, CG_F64, CG_SHAPE(2, 3), (const double[]){1, 2, 3, 4, 5, 6});
     cg_tensor *t = cg_transpose(NULL, base, 0, 1);
     assert_int_equal(cg_normalize_(t, 1, 0.5), CG_OK);
     assert_values(base, (const double[]){0, 2, 4, 6, 8, 10}, 6, 0);
@@ -348,8 +348,8 @@ static void test_data_one_hot_values(void **state) {
     assert_int_equal(cg_dtype_of(h), CG_F32);
     assert_true(cg_ndim(h) == 2 && cg_dim(h, 0) == 3 && cg_dim(h, 1) == 4);
     assert_values(h, (const double[]){0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 0}, 12, 0);
-    assert_values(cg_one_hot(ctx, l, 3, CG_F64), (const double[]){0, 0, 1, 1, 0, 0, 0, 1, 0},
-                  9, 0);
+    assert_values(cg_one_hot(ctx, l, 3, CG_F64), (const double[]){0, 0, 1, 1, 0, 0, 0, 1, 0}, 9,
+                  0);
     cg_tensor *i = cg_one_hot(NULL, l, 3, CG_I64); /* caller-owned without a context */
     assert_values(i, (const double[]){0, 0, 1, 1, 0, 0, 0, 1, 0}, 9, 0);
     cg_tensor_free(i);

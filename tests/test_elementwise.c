@@ -18,8 +18,8 @@ static cg_tensor *mat(cg_ctx *ctx, cg_dtype dt, int64_t r, int64_t c, double sta
 
 static void test_elementwise_add_broadcast_row_and_column(void **state) {
     cg_ctx *ctx = *state;
-    cg_tensor *a = mat(ctx, CG_F32, 2, 3, 0);                       /* [2,3] */
-    cg_tensor *row = cg_arange(ctx, CG_F32, 10, 40, 10);             /* [3] */
+    cg_tensor *a = mat(ctx, CG_F32, 2, 3, 0);            /* [2,3] */
+    cg_tensor *row = cg_arange(ctx, CG_F32, 10, 40, 10); /* [3] */
     cg_tensor *col = cg_view(ctx, cg_arange(ctx, CG_F32, 1, 3, 1), CG_SHAPE(2, 1));
     assert_values(cg_add(ctx, a, row), (double[]){10, 21, 32, 13, 24, 35}, 6, 0);
     assert_values(cg_mul(ctx, a, col), (double[]){0, 1, 2, 6, 8, 10}, 6, 0);
@@ -31,7 +31,7 @@ static void test_elementwise_add_broadcast_row_and_column(void **state) {
 static void test_elementwise_strided_operands(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *a = mat(ctx, CG_F64, 3, 4, 0);
-    cg_tensor *t = cg_transpose(ctx, a, 0, 1);          /* [4,3], strides (1,4) */
+    cg_tensor *t = cg_transpose(ctx, a, 0, 1); /* [4,3], strides (1,4) */
     cg_tensor *s = cg_slice(ctx, mat(ctx, CG_F64, 4, 6, 0), 1, 0, 6, 2); /* [4,3] */
     cg_tensor *r = cg_add(ctx, t, s);
     /* t[i][j] = 4j + i, s[i][j] = 6i + 2j */
@@ -53,8 +53,8 @@ static void test_elementwise_unary_values(void **state) {
     assert_values(cg_exp(ctx, x), (double[]){exp(-2), exp(-0.5), 1, exp(1.5)}, 4, 1e-15);
     assert_values(cg_tanh(ctx, x), (double[]){tanh(-2), tanh(-0.5), 0, tanh(1.5)}, 4, 1e-15);
     assert_values(cg_sigmoid(ctx, x),
-                  (double[]){1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 0.5, 1 / (1 + exp(-1.5))},
-                  4, 1e-15);
+                  (double[]){1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 0.5, 1 / (1 + exp(-1.5))}, 4,
+                  1e-15);
     assert_values(cg_erf(ctx, x), (double[]){erf(-2), erf(-0.5), 0, erf(1.5)}, 4, 1e-15);
     cg_tensor *p = cg_from_array(ctx, CG_F32, CG_SHAPE(3), (float[]){0.25f, 1, 4});
     assert_values(cg_sqrt(ctx, p), (double[]){0.5, 1, 2}, 3, 1e-7);
@@ -107,9 +107,10 @@ static void test_elementwise_dtype_promotion(void **state) {
 
 static void test_elementwise_cast_and_copy(void **state) {
     cg_ctx *ctx = *state;
-    cg_tensor *x = cg_from_array(ctx, CG_F64, CG_SHAPE(5), (double[]){-1.7, 2.9, NAN, 1e300, -1e300});
-    assert_values(cg_cast(ctx, x, CG_I64), (double[]){-1, 2, 0, 9223372036854775807.0,
-                                                     -9223372036854775808.0}, 5, 0);
+    cg_tensor *x =
+        cg_from_array(ctx, CG_F64, CG_SHAPE(5), (double[]){-1.7, 2.9, NAN, 1e300, -1e300});
+    assert_values(cg_cast(ctx, x, CG_I64),
+                  (double[]){-1, 2, 0, 9223372036854775807.0, -9223372036854775808.0}, 5, 0);
     cg_tensor *dst = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3));
     assert_int_equal(cg_copy_(dst, cg_arange(ctx, CG_I64, 0, 3, 1)), CG_OK);
     assert_values(dst, (double[]){0, 1, 2, 0, 1, 2}, 6, 0);
@@ -158,7 +159,8 @@ static void test_elementwise_errors(void **state) {
     cg_tensor *a = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3));
     cg_tensor *b = cg_zeros(ctx, CG_F32, CG_SHAPE(4, 3));
     assert_null(cg_add(ctx, a, b));
-    assert_string_equal(cg_last_error(), "cg_add: [2,3] and [4,3]: dim 0: 2 vs 4 cannot broadcast");
+    assert_string_equal(cg_last_error(),
+                        "cg_add: [2,3] and [4,3]: dim 0: 2 vs 4 cannot broadcast");
     assert_int_equal(cg_ctx_status(ctx), CG_ERR_SHAPE);
     /* a failed inner op: the outer ops return NULL and keep the cause */
     assert_null(cg_exp(ctx, cg_mul(ctx, cg_add(ctx, a, b), a)));

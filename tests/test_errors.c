@@ -183,7 +183,7 @@ static void test_errors_record_bad_arguments(void **state) {
     assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
                           (const cg_tensor *[]){x}, NULL, 8));
     assert_prefix(CG_ERR_ARG, "cg_record: needs an op with a backward rule, 1 >= 0 inputs "
-                  "and saved bytes when saved_size is 8");
+                              "and saved bytes when saved_size is 8");
     cg_tensor *y = cg_record(ctx, &id_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1,
                              (const cg_tensor *[]){x}, NULL, 0);
     assert_non_null(y);

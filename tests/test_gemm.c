@@ -27,8 +27,7 @@ static double lcg_next(lcg *r) {
 }
 
 static double get(cg_dtype dt, const void *base, int64_t off) {
-    return dt == CG_F32 ? (double)((const float *)base)[off]
-                        : ((const double *)base)[off];
+    return dt == CG_F32 ? (double)((const float *)base)[off] : ((const double *)base)[off];
 }
 
 static void put(cg_dtype dt, void *base, int64_t off, double v) {
@@ -64,8 +63,7 @@ static smat smat_new(cg_dtype dt, int64_t rows, int64_t cols, int64_t rs, int64_
     x.len = hi - lo + 1 + 3;
     x.buf = malloc((size_t)x.len * cg_dtype_size(dt));
     assert_non_null(x.buf);
-    for (int64_t i = 0; i < x.len; i++)
-        put(dt, x.buf, i, nan_fill ? NAN : lcg_next(r));
+    for (int64_t i = 0; i < x.len; i++) put(dt, x.buf, i, nan_fill ? NAN : lcg_next(r));
     return x;
 }
 
@@ -116,8 +114,7 @@ static void check_untouched(const gcase *tc, const smat *c, const char *before) 
     char *mask = calloc((size_t)c->len, 1);
     assert_non_null(mask);
     for (int64_t i = 0; i < tc->m; i++)
-        for (int64_t j = 0; j < tc->n; j++)
-            mask[c->origin + i * c->rs + j * c->cs] = 1;
+        for (int64_t j = 0; j < tc->n; j++) mask[c->origin + i * c->rs + j * c->cs] = 1;
     for (int64_t e = 0; e < c->len; e++)
         if (!mask[e])
             assert_memory_equal(c->buf + e * (int64_t)es, before + e * (int64_t)es, es);
@@ -152,8 +149,7 @@ static void run_case(const gcase *tc, uint64_t seed) {
     double *ref = malloc(mn * sizeof *ref), *mag = malloc(mn * sizeof *mag);
     assert_true(before && ref && mag);
     memcpy(before, c.buf, cbytes);
-    reference(tc, &a, &b, &c, before + c.origin * (int64_t)cg_dtype_size(tc->dt), ref,
-              mag);
+    reference(tc, &a, &b, &c, before + c.origin * (int64_t)cg_dtype_size(tc->dt), ref, mag);
     assert_int_equal(cgi_gemm(tc->dt, tc->ta, tc->tb, tc->m, tc->n, tc->k, tc->alpha,
                               smat_mat(tc->dt, &a), smat_mat(tc->dt, &b), tc->beta,
                               smat_ptr(tc->dt, &c), c.rs, c.cs),
@@ -353,13 +349,12 @@ typedef struct bcase {
     cg_dtype dt;
     bool ta, tb;
     int64_t batch, m, n, k;
-    int64_t bsa, bsb; /* 0 reuses the operand, else one contiguous matrix each */
+    int64_t bsa, bsb;  /* 0 reuses the operand, else one contiguous matrix each */
     bool interleave_c; /* C as [m, batch, n] memory viewed as [batch, m, n] */
 } bcase;
 
-static void check_batch_result(const bcase *bc, const double *a, const double *b,
-                               const void *c, int64_t rsc, int64_t csc, int64_t bsc,
-                               const double *c0) {
+static void check_batch_result(const bcase *bc, const double *a, const double *b, const void *c,
+                               int64_t rsc, int64_t csc, int64_t bsc, const double *c0) {
     double tol = (bc->dt == CG_F32 ? 1e-5 : 1e-12) * (double)(bc->k + 1);
     for (int64_t q = 0; q < bc->batch; q++)
         for (int64_t i = 0; i < bc->m; i++)
@@ -387,21 +382,18 @@ static void run_batch(const bcase *bc, uint64_t seed) {
     int64_t nc = bc->batch * mn;
     double *ad = malloc((size_t)na * sizeof *ad), *bd = malloc((size_t)nb * sizeof *bd);
     double *c0 = malloc((size_t)nc * sizeof *c0);
-    char *a = malloc((size_t)na * es), *b = malloc((size_t)nb * es), *c = malloc((size_t)nc * es);
+    char *a = malloc((size_t)na * es), *b = malloc((size_t)nb * es),
+         *c = malloc((size_t)nc * es);
     assert_true(ad && bd && c0 && a && b && c);
     /* Values representable in f32, so the f64 copies are exact for both. */
-    for (int64_t i = 0; i < na; i++)
-        put(bc->dt, a, i, ad[i] = (double)(float)lcg_next(&r));
-    for (int64_t i = 0; i < nb; i++)
-        put(bc->dt, b, i, bd[i] = (double)(float)lcg_next(&r));
-    for (int64_t i = 0; i < nc; i++)
-        put(bc->dt, c, i, c0[i] = (double)(float)lcg_next(&r));
+    for (int64_t i = 0; i < na; i++) put(bc->dt, a, i, ad[i] = (double)(float)lcg_next(&r));
+    for (int64_t i = 0; i < nb; i++) put(bc->dt, b, i, bd[i] = (double)(float)lcg_next(&r));
+    for (int64_t i = 0; i < nc; i++) put(bc->dt, c, i, c0[i] = (double)(float)lcg_next(&r));
     int64_t rsc = bc->interleave_c ? bc->batch * bc->n : bc->n;
     int64_t bsc = bc->interleave_c ? bc->n : mn;
     cgi_mat am = {a, bc->ta ? bc->m : bc->k, 1}, bm = {b, bc->tb ? bc->k : bc->n, 1};
-    assert_int_equal(cgi_gemm_batched(bc->dt, bc->ta, bc->tb, bc->batch, bc->m, bc->n,
-                                      bc->k, 2.0, am, bc->bsa, bm, bc->bsb, -1.0, c, rsc,
-                                      1, bsc),
+    assert_int_equal(cgi_gemm_batched(bc->dt, bc->ta, bc->tb, bc->batch, bc->m, bc->n, bc->k,
+                                      2.0, am, bc->bsa, bm, bc->bsb, -1.0, c, rsc, 1, bsc),
                      CG_OK);
     check_batch_result(bc, ad, bd, c, rsc, 1, bsc, c0);
     free(ad);
@@ -438,33 +430,30 @@ static void test_gemm_batched_packed_operands(void **state) {
     double c[2 * 2 * 2];
     memset(c, 0, sizeof c);
     cgi_mat am = {a, 0, 1}, bm = {b, 2, 1};
-    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1.0, am, 3, bm,
-                                      0, 0.0, c, 2, 1, 4),
-                     CG_OK);
+    assert_int_equal(
+        cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1.0, am, 3, bm, 0, 0.0, c, 2, 1, 4),
+        CG_OK);
     const double want[8] = {4, 5, 4, 5, 10, 11, 10, 11};
-    for (int i = 0; i < 8; i++)
-        assert_true(c[i] == want[i]);
+    for (int i = 0; i < 8; i++) assert_true(c[i] == want[i]);
     am.rs = 0, am.cs = 0; /* a[0] broadcast everywhere, batch stride 0 */
-    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1.0, am, 0, bm,
-                                      0, 1.0, c, 2, 1, 4),
-                     CG_OK);
-    for (int i = 0; i < 8; i++)
-        assert_true(c[i] == want[i] + 2.0);
+    assert_int_equal(
+        cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1.0, am, 0, bm, 0, 1.0, c, 2, 1, 4),
+        CG_OK);
+    for (int i = 0; i < 8; i++) assert_true(c[i] == want[i] + 2.0);
 }
 
 static void test_gemm_batched_empty(void **state) {
     (void)state;
     double c[4] = {1, 2, 3, 4};
     cgi_mat none = {NULL, 1, 1};
-    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 0, 2, 2, 2, 1.0, none, 4,
-                                      none, 4, 0.0, c, 2, 1, 4),
+    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 0, 2, 2, 2, 1.0, none, 4, none, 4,
+                                      0.0, c, 2, 1, 4),
                      CG_OK);
     /* k == 0: C = beta*C, A and B never read (NULL is fine). */
-    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 2, 1, 2, 0, 1.0, none, 0,
-                                      none, 0, 2.0, c, 1, 1, 2),
+    assert_int_equal(cgi_gemm_batched(CG_F64, false, false, 2, 1, 2, 0, 1.0, none, 0, none, 0,
+                                      2.0, c, 1, 1, 2),
                      CG_OK);
-    for (int i = 0; i < 4; i++)
-        assert_true(c[i] == 2.0 * (i + 1));
+    for (int i = 0; i < 4; i++) assert_true(c[i] == 2.0 * (i + 1));
 }
 
 /* ---- threads ------------------------------------------------------------- */
@@ -473,9 +462,7 @@ static void test_gemm_threads(void **state) {
     (void)state;
     cgi_gemm_set_threads(2);
     run_case(&(gcase){.dt = CG_F64, .m = 300, .n = 260, .k = 280, .alpha = 1}, 300);
-    run_case(&(gcase){.dt = CG_F32, .m = 257, .n = 300, .k = 199, .alpha = 1,
-                      .beta = 1},
-             301);
+    run_case(&(gcase){.dt = CG_F32, .m = 257, .n = 300, .k = 199, .alpha = 1, .beta = 1}, 301);
     cgi_gemm_set_threads(0); /* < 1 means 1 */
     run_case(&(gcase){.dt = CG_F64, .m = 130, .n = 120, .k = 110, .alpha = 1}, 302);
     cgi_gemm_set_threads(1);
@@ -493,31 +480,31 @@ static void test_gemm_negative_size_is_arg(void **state) {
     (void)state;
     double a[4] = {0}, b[4] = {0}, c[4] = {0};
     cgi_mat am = {a, 2, 1}, bm = {b, 2, 1};
-    expect_error(cgi_gemm(CG_F64, false, false, -1, 2, 2, 1, am, bm, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm(CG_F64, false, false, 2, -2, 2, 1, am, bm, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, -3, 1, am, bm, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm_batched(CG_F64, false, false, -1, 2, 2, 2, 1, am, 4, bm, 4, 0,
-                                  c, 2, 1, 4),
-                 CG_ERR_ARG, "cgi_gemm_batched");
-    expect_error(cgi_gemm_batched(CG_F64, false, false, 1, 2, 2, -2, 1, am, 4, bm, 4, 0,
-                                  c, 2, 1, 4),
-                 CG_ERR_ARG, "cgi_gemm_batched");
+    expect_error(cgi_gemm(CG_F64, false, false, -1, 2, 2, 1, am, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(cgi_gemm(CG_F64, false, false, 2, -2, 2, 1, am, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, -3, 1, am, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(
+        cgi_gemm_batched(CG_F64, false, false, -1, 2, 2, 2, 1, am, 4, bm, 4, 0, c, 2, 1, 4),
+        CG_ERR_ARG, "cgi_gemm_batched");
+    expect_error(
+        cgi_gemm_batched(CG_F64, false, false, 1, 2, 2, -2, 1, am, 4, bm, 4, 0, c, 2, 1, 4),
+        CG_ERR_ARG, "cgi_gemm_batched");
 }
 
 static void test_gemm_bad_dtype(void **state) {
     (void)state;
     int64_t a[4] = {0}, b[4] = {0}, c[4] = {0};
     cgi_mat am = {a, 2, 1}, bm = {b, 2, 1};
-    expect_error(cgi_gemm(CG_I64, false, false, 2, 2, 2, 1, am, bm, 0, c, 2, 1),
-                 CG_ERR_DTYPE, "cgi_gemm");
+    expect_error(cgi_gemm(CG_I64, false, false, 2, 2, 2, 1, am, bm, 0, c, 2, 1), CG_ERR_DTYPE,
+                 "cgi_gemm");
     expect_error(cgi_gemm((cg_dtype)7, false, false, 2, 2, 2, 1, am, bm, 0, c, 2, 1),
                  CG_ERR_DTYPE, "cgi_gemm");
-    expect_error(cgi_gemm_batched(CG_I64, false, false, 2, 2, 2, 2, 1, am, 0, bm, 0, 0,
-                                  c, 2, 1, 4),
-                 CG_ERR_DTYPE, "cgi_gemm_batched");
+    expect_error(
+        cgi_gemm_batched(CG_I64, false, false, 2, 2, 2, 2, 1, am, 0, bm, 0, 0, c, 2, 1, 4),
+        CG_ERR_DTYPE, "cgi_gemm_batched");
 }
 
 /* An output BLIS cannot write (it would overlap itself) is refused, and C
@@ -526,45 +513,42 @@ static void test_gemm_output_overlap_is_arg(void **state) {
     (void)state;
     double a[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, b[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
     double c[16];
-    for (int i = 0; i < 16; i++)
-        c[i] = i;
+    for (int i = 0; i < 16; i++) c[i] = i;
     cgi_mat am = {a, 3, 1}, bm = {b, 3, 1};
-    const int64_t bad[][2] = {{1, 1}, {0, 1}, {3, 0}, {0, 0}, {2, 2}, {2, 3},
-                              {-3, 1}, {3, -1}, {INT64_MAX, 1}};
+    const int64_t bad[][2] = {{1, 1}, {0, 1},  {3, 0},  {0, 0},        {2, 2},
+                              {2, 3}, {-3, 1}, {3, -1}, {INT64_MAX, 1}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        expect_error(cgi_gemm(CG_F64, false, false, 3, 3, 3, 1, am, bm, 0,
-                              c + 8, bad[i][0], bad[i][1]),
-                     CG_ERR_ARG, "cgi_gemm");
+        expect_error(
+            cgi_gemm(CG_F64, false, false, 3, 3, 3, 1, am, bm, 0, c + 8, bad[i][0], bad[i][1]),
+            CG_ERR_ARG, "cgi_gemm");
         assert_non_null(strstr(cg_last_error(), "C"));
     }
-    for (int i = 0; i < 16; i++)
-        assert_true(c[i] == i);
+    for (int i = 0; i < 16; i++) assert_true(c[i] == i);
     /* Batches of C that overlap each other. */
-    expect_error(cgi_gemm_batched(CG_F64, false, false, 2, 3, 3, 3, 1, am, 0, bm, 0, 0,
-                                  c, 3, 1, 0),
-                 CG_ERR_ARG, "cgi_gemm_batched");
-    expect_error(cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1, am, 0, bm, 0, 0,
-                                  c, 2, 1, 2),
-                 CG_ERR_ARG, "cgi_gemm_batched");
-    for (int i = 0; i < 16; i++)
-        assert_true(c[i] == i);
+    expect_error(
+        cgi_gemm_batched(CG_F64, false, false, 2, 3, 3, 3, 1, am, 0, bm, 0, 0, c, 3, 1, 0),
+        CG_ERR_ARG, "cgi_gemm_batched");
+    expect_error(
+        cgi_gemm_batched(CG_F64, false, false, 2, 2, 2, 3, 1, am, 0, bm, 0, 0, c, 2, 1, 2),
+        CG_ERR_ARG, "cgi_gemm_batched");
+    for (int i = 0; i < 16; i++) assert_true(c[i] == i);
 }
 
 static void test_gemm_null_and_huge_args(void **state) {
     (void)state;
     double a[4] = {0}, b[4] = {0}, c[4] = {0};
     cgi_mat am = {a, 2, 1}, bm = {b, 2, 1}, none = {NULL, 2, 1};
-    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, none, bm, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, am, none, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, am, bm, 0, NULL, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
+    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, none, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, am, none, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, am, bm, 0, NULL, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
     cgi_mat huge = {a, INT64_MAX / 2, 1};
-    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, huge, bm, 0, c, 2, 1),
-                 CG_ERR_ARG, "cgi_gemm");
-    expect_error(cgi_gemm_batched(CG_F64, false, false, 3, 2, 2, 2, 1, am, INT64_MAX,
-                                  bm, 0, 0, c, 2, 1, 4),
+    expect_error(cgi_gemm(CG_F64, false, false, 2, 2, 2, 1, huge, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm");
+    expect_error(cgi_gemm_batched(CG_F64, false, false, 3, 2, 2, 2, 1, am, INT64_MAX, bm, 0, 0,
+                                  c, 2, 1, 4),
                  CG_ERR_ARG, "cgi_gemm_batched");
 }
 

@@ -211,8 +211,8 @@ static void test_index_stack_gradcheck(void **state) {
     cg_rng rng;
     cg_rng_seed(&rng, 12);
     cg_tensor *base, *in[3];
-    in[0] = transposed_leaf(&rng, 3, 2, &base); /* [2,3] */
-    in[1] = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 3), 1);         /* expanded to [2,3] */
+    in[0] = transposed_leaf(&rng, 3, 2, &base);          /* [2,3] */
+    in[1] = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 3), 1); /* expanded to [2,3] */
     in[2] = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 3), 1);
     for (int axis = -3; axis < 3; axis++)
         check_all(f_join, (icase){.axis = axis, .n = 3, .expand = true, .stack = true}, 3, in);
@@ -265,7 +265,8 @@ static void test_index_embedding_gradcheck(void **state) {
     cg_tensor *base, *wt = transposed_leaf(&rng, 2, 5, &base); /* [5,2] */
     check_all(f_embedding, (icase){.index = cg_transpose(ctx, rep, 0, 1)}, 1, &wt);
     check_all(f_embedding, (icase){.index = idx(ctx, 0, NULL, (int64_t[]){4})}, 1, &wt);
-    cg_tensor *row = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 2), 1); /* a [3,2] weight of equal rows */
+    cg_tensor *row =
+        randn_leaf(&rng, CG_F64, CG_SHAPE(1, 2), 1); /* a [3,2] weight of equal rows */
     cg_tensor *rep3 = idx(ctx, CG_SHAPE(4), (int64_t[]){2, 0, 2, 1});
     check_all(f_embedding, (icase){.index = rep3, .expand = true}, 1, &row);
     free_all(4, (cg_tensor *[]){w, wt, row, base});

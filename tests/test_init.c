@@ -198,9 +198,11 @@ static void test_init_fans_need_two_dims(void **state) {
     assert_error(CG_ERR_SHAPE, "cg_init_xavier_uniform_: [5]");
     assert_int_equal(cg_init_xavier_normal_(v, &rng, 1.0), CG_ERR_SHAPE);
     assert_error(CG_ERR_SHAPE, "cg_init_xavier_normal_: [5]");
-    assert_int_equal(cg_init_kaiming_uniform_(v, &rng, 0, CG_FAN_IN, CG_ACT_RELU), CG_ERR_SHAPE);
+    assert_int_equal(cg_init_kaiming_uniform_(v, &rng, 0, CG_FAN_IN, CG_ACT_RELU),
+                     CG_ERR_SHAPE);
     assert_error(CG_ERR_SHAPE, "cg_init_kaiming_uniform_: [5]");
-    assert_int_equal(cg_init_kaiming_normal_(s, &rng, 0, CG_FAN_OUT, CG_ACT_RELU), CG_ERR_SHAPE);
+    assert_int_equal(cg_init_kaiming_normal_(s, &rng, 0, CG_FAN_OUT, CG_ACT_RELU),
+                     CG_ERR_SHAPE);
     assert_error(CG_ERR_SHAPE, "cg_init_kaiming_normal_: []");
     moments m = moments_of(v);
     assert_true(m.min == 7.0 && m.max == 7.0);
@@ -220,7 +222,8 @@ static void test_init_null_tensor(void **state) {
     assert_error(CG_ERR_ARG, "cg_init_constant_");
     assert_int_equal(cg_init_xavier_uniform_(NULL, &rng, 1), CG_ERR_ARG);
     assert_error(CG_ERR_ARG, "cg_init_xavier_uniform_");
-    assert_int_equal(cg_init_kaiming_normal_(NULL, &rng, 0, CG_FAN_IN, CG_ACT_RELU), CG_ERR_ARG);
+    assert_int_equal(cg_init_kaiming_normal_(NULL, &rng, 0, CG_FAN_IN, CG_ACT_RELU),
+                     CG_ERR_ARG);
     assert_error(CG_ERR_ARG, "cg_init_kaiming_normal_");
 }
 

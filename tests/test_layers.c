@@ -507,8 +507,8 @@ static void test_layers_batchnorm_gradcheck(void **state) {
             set_state(m, "running_mean", (const double[]){0.5, -1, 2});
             set_state(m, "running_var", (const double[]){0.5, 2, 1.5});
         }
-        cg_tensor *x =
-            mode % 2 ? seeded_leaf(18, CG_F64, CG_SHAPE(2, 3, 4), 1) : seeded_leaf(19, CG_F64, CG_SHAPE(5, 3), 1);
+        cg_tensor *x = mode % 2 ? seeded_leaf(18, CG_F64, CG_SHAPE(2, 3, 4), 1)
+                                : seeded_leaf(19, CG_F64, CG_SHAPE(5, 3), 1);
         gradcheck_and_free(m, x);
     }
 }
@@ -761,7 +761,8 @@ static void test_layers_constructor_errors(void **state) {
     assert_null(cg_nn_mlp(&rng, CG_F32, 1, (const int64_t[]){3}, CG_ACT_RELU));
     assert_error(CG_ERR_ARG, "cg_nn_mlp");
     assert_null(cg_nn_mlp(&rng, CG_F32, 3, (const int64_t[]){3, 0, 2}, CG_ACT_RELU));
-    assert_error(CG_ERR_ARG, "cg_nn_mlp: in 3, out 0"); /* the function called, not an inner one */
+    assert_error(CG_ERR_ARG,
+                 "cg_nn_mlp: in 3, out 0"); /* the function called, not an inner one */
     /* a container owns its children also when it fails: nothing leaks */
     cg_module *kids[] = {cg_nn_linear(&rng, CG_F32, 3, 2, true), NULL};
     assert_null(cg_nn_sequential(2, kids));

@@ -22,10 +22,10 @@ typedef struct pcase {
     double p; /* beta or delta */
     cg_reduction r;
 } pcase;
-static const pcase kinds[] = {{MSE, 0, CG_MEAN},    {L1, 0, CG_MEAN},     {SMOOTH, 1, CG_MEAN},
-                              {SMOOTH, 0.5, CG_MEAN}, {SMOOTH, 0, CG_MEAN}, {HUBER, 1, CG_MEAN},
-                              {HUBER, 2, CG_MEAN},  {BCE, 0, CG_MEAN},    {BCEL, 0, CG_MEAN},
-                              {PROBS, 0, CG_MEAN}};
+static const pcase kinds[] = {
+    {MSE, 0, CG_MEAN},    {L1, 0, CG_MEAN},    {SMOOTH, 1, CG_MEAN}, {SMOOTH, 0.5, CG_MEAN},
+    {SMOOTH, 0, CG_MEAN}, {HUBER, 1, CG_MEAN}, {HUBER, 2, CG_MEAN},  {BCE, 0, CG_MEAN},
+    {BCEL, 0, CG_MEAN},   {PROBS, 0, CG_MEAN}};
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
 static cg_tensor *pair(cg_ctx *ctx, kind k, double p, const cg_tensor *x, const cg_tensor *y,
@@ -67,7 +67,8 @@ static void make_pair(kind k, uint64_t seed, int64_t rows, int64_t cols, bool tr
                       cg_tensor **x, cg_tensor **y) {
     cg_rng rng;
     cg_rng_seed(&rng, seed);
-    int64_t shx[2] = {transposed ? cols : rows, transposed ? rows : cols}, shy[2] = {rows, cols};
+    int64_t shx[2] = {transposed ? cols : rows, transposed ? rows : cols},
+            shy[2] = {rows, cols};
     cg_tensor *bx = k == BCE ? cg_rand(NULL, &rng, CG_F64, 2, shx, 0.05, 0.95)
                              : cg_randn(NULL, &rng, CG_F64, 2, shx, 0, 1.5);
     *x = transposed ? cg_transpose(NULL, bx, 0, 1) : bx;
@@ -185,8 +186,9 @@ static void test_loss_cross_entropy_values_by_hand(void **state) {
     }
     /* a uniform row: log C */
     cg_tensor *u = cg_zeros(ctx, CG_F64, CG_SHAPE(1, 10));
-    assert_float_equal(cg_item(cg_cross_entropy(ctx, u, labels_of(ctx, 1, (int64_t[]){7}),
-                                                CG_MEAN)), log(10.0), 1e-15);
+    assert_float_equal(
+        cg_item(cg_cross_entropy(ctx, u, labels_of(ctx, 1, (int64_t[]){7}), CG_MEAN)),
+        log(10.0), 1e-15);
 }
 
 static void test_loss_cross_entropy_label_smoothing(void **state) {
@@ -200,8 +202,8 @@ static void test_loss_cross_entropy_label_smoothing(void **state) {
         for (int i = 0; i < 3; i++) want[i] = ref_ce(L12 + 4 * i, 4, lab[i], epss[e]);
         assert_reductions(cg_cross_entropy_ex(ctx, x, y, CG_NONE, epss[e], CG_IGNORE_NONE),
                           cg_cross_entropy_ex(ctx, x, y, CG_SUM, epss[e], CG_IGNORE_NONE),
-                          cg_cross_entropy_ex(ctx, x, y, CG_MEAN, epss[e], CG_IGNORE_NONE), want,
-                          3, 3, 1e-12);
+                          cg_cross_entropy_ex(ctx, x, y, CG_MEAN, epss[e], CG_IGNORE_NONE),
+                          want, 3, 3, 1e-12);
     }
     /* eps = 0.1 row 0 written out: 0.9 nll + 0.1 / 4 sum_c (-log_softmax_c) */
     double nl[4], s = 0;
@@ -219,11 +221,13 @@ static void test_loss_cross_entropy_ignore_index(void **state) {
     cg_tensor *x = cg_from_array(ctx, CG_F64, CG_SHAPE(4, 4), xv);
     cg_tensor *y = labels_of(ctx, 4, (int64_t[]){2, -100, 3, 1});
     /* cg_cross_entropy ignores -100 (PyTorch's default): the mean is over 3 rows */
-    double want[4] = {ref_ce(xv, 4, 2, 0), 0, ref_ce(xv + 8, 4, 3, 0), ref_ce(xv + 12, 4, 1, 0)};
+    double want[4] = {ref_ce(xv, 4, 2, 0), 0, ref_ce(xv + 8, 4, 3, 0),
+                      ref_ce(xv + 12, 4, 1, 0)};
     assert_reductions(cg_cross_entropy(ctx, x, y, CG_NONE), cg_cross_entropy(ctx, x, y, CG_SUM),
                       cg_cross_entropy(ctx, x, y, CG_MEAN), want, 4, 3, 1e-12);
     /* another ignore_index (1), with smoothing: rows 0, 1, 2 count */
-    double ws[4] = {ref_ce(xv, 4, 2, 0.2), ref_ce(xv + 4, 4, 0, 0.2), ref_ce(xv + 8, 4, 3, 0.2), 0};
+    double ws[4] = {ref_ce(xv, 4, 2, 0.2), ref_ce(xv + 4, 4, 0, 0.2), ref_ce(xv + 8, 4, 3, 0.2),
+                    0};
     cg_tensor *y2 = labels_of(ctx, 4, (int64_t[]){2, 0, 3, 1});
     assert_reductions(cg_cross_entropy_ex(ctx, x, y2, CG_NONE, 0.2, 1),
                       cg_cross_entropy_ex(ctx, x, y2, CG_SUM, 0.2, 1),
@@ -415,8 +419,8 @@ static void test_loss_gradgradcheck(void **state) {
         cg_assert_gradgradcheck(ce_fn, (void *)&cases[i], 1, &x);
         cg_tensor_free(x);
     }
-    const pcase pc[] = {{MSE, 0, CG_MEAN}, {MSE, 0, CG_NONE}, {BCEL, 0, CG_MEAN},
-                        {BCEL, 0, CG_NONE}};
+    const pcase pc[] = {
+        {MSE, 0, CG_MEAN}, {MSE, 0, CG_NONE}, {BCEL, 0, CG_MEAN}, {BCEL, 0, CG_NONE}};
     for (int i = 0; i < 4; i++) {
         cg_tensor *in[2];
         make_pair(pc[i].k, 80 + (uint64_t)i, 2, 3, false, &in[0], &in[1]);
@@ -435,9 +439,9 @@ static void test_loss_fused_and_graph_backward_agree(void **state) {
     for (int dt = CG_F32; dt <= CG_F64; dt++)
         for (int k = 0; k < 3; k++) {
             cg_tensor *x = seeded_leaf(90, dt, CG_SHAPE(5, 4), 3);
-            cg_tensor *l = k == 2 ? cg_nll_loss(ctx, x, y, CG_NONE)
-                                  : cg_cross_entropy_ex(ctx, x, y, k ? CG_NONE : CG_MEAN,
-                                                        0.1 * k, 1);
+            cg_tensor *l =
+                k == 2 ? cg_nll_loss(ctx, x, y, CG_NONE)
+                       : cg_cross_entropy_ex(ctx, x, y, k ? CG_NONE : CG_MEAN, 0.1 * k, 1);
             double a[20], b[20];
             cg_copy_to_array(grad_of(ctx, l, x, CG_CREATE_GRAPH), CG_F64, a);
             cg_copy_to_array(grad_of(ctx, l, x, 0), CG_F64, b);
@@ -463,8 +467,8 @@ static void test_loss_stable_for_huge_logits(void **state) {
         double g[6];
         cg_copy_to_array(grad_of(ctx, ls, x, CG_CREATE_GRAPH), CG_F64, g);
         for (int i = 0; i < 6; i++) assert_true(isfinite(g[i]));
-        cg_tensor *p = cg_cast(ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(2, 3),
-                                                  (double[]){0, 1, 0, 0, 0, 1}), dt);
+        cg_tensor *p = cg_cast(
+            ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(2, 3), (double[]){0, 1, 0, 0, 0, 1}), dt);
         assert_float_equal(cg_item(cg_cross_entropy_probs(ctx, x, p, CG_MEAN)),
                            (2e4 + log(2.0)) / 2, 1e-3);
         /* bce_with_logits: losses 1e4, 1e4, 0, 0; gradients sigmoid(x) - y and -x */
@@ -521,9 +525,9 @@ static void test_loss_parallel_rows_match_composition(void **state) {
         cg_tensor *fused = cg_cross_entropy_ex(ctx, x, y, CG_MEAN, 0.1, CG_IGNORE_NONE);
         cg_tensor *lsm = cg_log_softmax(ctx, x, 1);
         cg_tensor *nll = cg_neg(ctx, cg_mean(ctx, cg_gather(ctx, lsm, 1, idx), NULL, 0, false));
-        cg_tensor *comp = cg_add(ctx, cg_mul_scalar(ctx, nll, 0.9),
-                                 cg_mul_scalar(ctx, cg_neg(ctx, cg_mean(ctx, lsm, NULL, 0, false)),
-                                               0.1));
+        cg_tensor *comp =
+            cg_add(ctx, cg_mul_scalar(ctx, nll, 0.9),
+                   cg_mul_scalar(ctx, cg_neg(ctx, cg_mean(ctx, lsm, NULL, 0, false)), 0.1));
         double tol = dt ? 1e-12 : 1e-5;
         assert_float_equal(cg_item(fused), cg_item(comp), tol);
         cg_copy_to_array(grad_of(ctx, fused, x, 0), CG_F64, a);
@@ -574,7 +578,8 @@ static void test_loss_errors_class_labels(void **state) {
     cg_tensor *x = cg_zeros(ctx, CG_F32, CG_SHAPE(4, 10));
     cg_tensor *y = labels_of(ctx, 4, (int64_t[]){1, 10, 2, 3});
     assert_null(cg_cross_entropy(ctx, x, y, CG_MEAN));
-    assert_error(CG_ERR_INDEX, "cg_cross_entropy: label 10 (row 1) out of range for 10 classes");
+    assert_error(CG_ERR_INDEX,
+                 "cg_cross_entropy: label 10 (row 1) out of range for 10 classes");
     cg_tensor *neg = labels_of(ctx, 4, (int64_t[]){1, 2, -1, 3});
     assert_null(cg_cross_entropy_ex(ctx, x, neg, CG_SUM, 0, -100));
     assert_error(CG_ERR_INDEX, "cg_cross_entropy_ex: label -1 (row 2) out of range");
@@ -583,7 +588,8 @@ static void test_loss_errors_class_labels(void **state) {
     assert_error(CG_ERR_INDEX, "cg_cross_entropy_ex: label -100 (row 0) out of range");
     assert_null(cg_nll_loss(ctx, x, y, CG_MEAN));
     assert_error(CG_ERR_INDEX, "cg_nll_loss: label 10 (row 1) out of range for 10 classes");
-    assert_null(cg_cross_entropy(ctx, x, labels_of(ctx, 5, (int64_t[]){0, 0, 0, 0, 0}), CG_MEAN));
+    assert_null(
+        cg_cross_entropy(ctx, x, labels_of(ctx, 5, (int64_t[]){0, 0, 0, 0, 0}), CG_MEAN));
     assert_error(CG_ERR_SHAPE, "cg_cross_entropy: logits [4,10] and labels [5]: labels must "
                                "have shape [4]");
     assert_null(cg_cross_entropy(ctx, x, cg_zeros(ctx, CG_I64, CG_SHAPE(4, 1)), CG_MEAN));
@@ -594,7 +600,8 @@ static void test_loss_errors_class_labels(void **state) {
     assert_null(cg_nll_loss(ctx, cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3, 4)), y, CG_MEAN));
     assert_error(CG_ERR_SHAPE, "cg_nll_loss: log_probs [2,3,4]: needs [N, C] or [C]");
     assert_null(cg_cross_entropy(ctx, x, cg_zeros(ctx, CG_F32, CG_SHAPE(4)), CG_MEAN));
-    assert_error(CG_ERR_DTYPE, "cg_cross_entropy: labels [4]: needs i64 class indices, got f32");
+    assert_error(CG_ERR_DTYPE,
+                 "cg_cross_entropy: labels [4]: needs i64 class indices, got f32");
     assert_null(cg_cross_entropy(ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(4, 10)), y, CG_MEAN));
     assert_error(CG_ERR_DTYPE, "cg_cross_entropy: logits [4,10]: needs f32 or f64, got i64");
     const double bad[] = {-0.1, 1.5, NAN};
@@ -614,7 +621,8 @@ static void test_loss_errors_class_labels(void **state) {
 static void test_loss_errors_elementwise(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *x = cg_zeros(ctx, CG_F32, CG_SHAPE(4, 10));
-    cg_tensor *a = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3)), *b = cg_zeros(ctx, CG_F32, CG_SHAPE(3, 2));
+    cg_tensor *a = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3)),
+              *b = cg_zeros(ctx, CG_F32, CG_SHAPE(3, 2));
     assert_null(cg_mse_loss(ctx, a, b, CG_MEAN));
     assert_error(CG_ERR_SHAPE, "cg_mse_loss: input [2,3] and target [3,2]: shapes differ");
     assert_null(cg_l1_loss(ctx, a, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3)), CG_MEAN));

@@ -62,7 +62,7 @@ static void test_matmul_transposed_and_sliced_inputs(void **state) {
 
 static void test_matmul_vector_rules(void **state) {
     cg_ctx *ctx = *state;
-    cg_tensor *v = cg_arange(ctx, CG_F64, 1, 4, 1);                      /* [3] */
+    cg_tensor *v = cg_arange(ctx, CG_F64, 1, 4, 1); /* [3] */
     cg_tensor *m = cg_view(ctx, cg_arange(ctx, CG_F64, 0, 6, 1), CG_SHAPE(3, 2));
     cg_tensor *dot = cg_matmul(ctx, v, v);
     assert_int_equal(cg_ndim(dot), 0);
@@ -116,7 +116,8 @@ static void test_matmul_errors(void **state) {
     cg_tensor *x = cg_zeros(ctx, CG_F32, CG_SHAPE(64, 784));
     cg_tensor *w = cg_zeros(ctx, CG_F32, CG_SHAPE(128, 10));
     assert_null(cg_matmul(ctx, x, w));
-    assert_string_equal(cg_last_error(), "cg_matmul: [64,784] x [128,10]: inner dims 784 != 128");
+    assert_string_equal(cg_last_error(),
+                        "cg_matmul: [64,784] x [128,10]: inner dims 784 != 128");
     assert_int_equal(cg_last_status(), CG_ERR_SHAPE);
     assert_null(cg_matmul(ctx, x, cg_zeros(ctx, CG_F64, CG_SHAPE(784, 2))));
     assert_int_equal(cg_last_status(), CG_ERR_DTYPE);

@@ -79,8 +79,8 @@ static void test_module_user_kind_forward(void **state) {
     cg_ctx *ctx = *state;
     scale_frees = 0;
     cg_module *m = scale_new(CG_F64, 3, 1);
-    cg_tensor *y = cg_module_forward(ctx, m, cg_from_array(ctx, CG_F64, CG_SHAPE(2),
-                                                           (const double[]){1, 2}));
+    cg_tensor *y = cg_module_forward(
+        ctx, m, cg_from_array(ctx, CG_F64, CG_SHAPE(2), (const double[]){1, 2}));
     assert_values(y, (const double[]){4, 7}, 2, 0);
     assert_int_equal(((scale_data *)cg_module_data(m))->calls, 1);
     assert_string_equal(cg_module_name(m), "Scale");
@@ -145,7 +145,8 @@ static void test_module_param_identity_kept(void **state) {
     assert_values(alpha, (const double[]){5}, 1, 0);
     const double *flat = cg_data(cg_module_flat_params(seq));
     assert_ptr_equal(cg_data(alpha), flat + 1);
-    assert_ptr_equal(cg_data(cg_grad_of(alpha)), (const double *)cg_data(cg_module_flat_grads(seq)) + 1);
+    assert_ptr_equal(cg_data(cg_grad_of(alpha)),
+                     (const double *)cg_data(cg_module_flat_grads(seq)) + 1);
     cg_module_free(seq);
 }
 
@@ -208,7 +209,7 @@ static void test_module_shared_across_containers(void **state) {
 /* Tied weights: an output head using the embedding's matrix. */
 static cg_tensor *tied_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *ids) {
     cg_tensor *h = cg_module_forward(ctx, cg_module_find_child(m, "emb"), ids); /* [N, D] */
-    return cg_module_forward(ctx, cg_module_find_child(m, "head"), h);         /* [N, V] */
+    return cg_module_forward(ctx, cg_module_find_child(m, "head"), h);          /* [N, V] */
 }
 static const cg_module_kind tied_kind = {"TiedLM", tied_forward, NULL, NULL};
 
@@ -269,9 +270,9 @@ static void test_module_list_and_dict(void **state) {
 static void test_module_print(void **state) {
     (void)state;
     cg_rng rng = seeded(6);
-    cg_module *m = cg_nn_sequential(
-        3, (cg_module *[]){cg_nn_linear(&rng, CG_F32, 4, 3, true), cg_nn_dropout(0.5, &rng),
-                           scale_new(CG_F32, 1, 0)});
+    cg_module *m =
+        cg_nn_sequential(3, (cg_module *[]){cg_nn_linear(&rng, CG_F32, 4, 3, true),
+                                            cg_nn_dropout(0.5, &rng), scale_new(CG_F32, 1, 0)});
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -337,7 +338,8 @@ static void test_module_forward_errors_name_the_caller(void **state) {
     cg_module_free(silent);
 }
 
-/* ---- ownership and misuse ------------------------------------------------------------------ */
+/* ---- ownership and misuse ------------------------------------------------------------------
+ */
 static void test_module_free_child_refused(void **state) {
     (void)state;
     cg_module *child = scale_new(CG_F64, 1, 0);
@@ -373,7 +375,8 @@ static void test_module_registration_errors(void **state) {
     assert_null(cg_module_add_buffer(m, NULL, cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
     assert_error(CG_ERR_ARG, "cg_module_add_buffer");
     assert_null(cg_module_add_param(m, "ids", cg_zeros(NULL, CG_I64, CG_SHAPE(1))));
-    assert_error(CG_ERR_DTYPE, "cg_module_add_param: Scale.ids: a parameter must be f32 or f64");
+    assert_error(CG_ERR_DTYPE,
+                 "cg_module_add_param: Scale.ids: a parameter must be f32 or f64");
     assert_null(cg_module_add_param(m, "tmp", cg_zeros(ctx, CG_F64, CG_SHAPE(1))));
     assert_error(CG_ERR_STATE, "caller-owned leaf");
     assert_non_null(cg_module_add_buffer(m, "count", cg_zeros(NULL, CG_I64, CG_SHAPE(1))));
@@ -383,7 +386,8 @@ static void test_module_registration_errors(void **state) {
     assert_null(cg_module_add_param(NULL, "w", cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
     assert_error(CG_ERR_ARG, "cg_module_add_param: module is NULL");
     /* after a failed cg_module_new, every add keeps that first error */
-    assert_null(cg_module_add_param(cg_module_new(NULL, NULL), "w", cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
+    assert_null(cg_module_add_param(cg_module_new(NULL, NULL), "w",
+                                    cg_zeros(NULL, CG_F64, CG_SHAPE(1))));
     assert_null(cg_module_add_child(NULL, "c", scale_new(CG_F64, 1, 0)));
     assert_error(CG_ERR_ARG, "cg_module_new: the kind is NULL");
     assert_null(cg_module_add_child(m, "alpha", scale_new(CG_F64, 1, 0)));

@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* A Linear(3, 2) with bias: 6 weights then 2 biases in the flat buffer. */
-#define N 8
+#define N      8
 #define NSTEPS 3
 
 static const double P0[N] = {0.5, -1.25, 0.75, 2.0, -0.3, 0.1, -0.8, 1.5};
@@ -757,7 +757,8 @@ static void test_optim_container_moves(void **state) {
     assert_non_null(o);
     assert_non_null(cg_module_add_child(seq, NULL, model(CG_F64)));
     assert_int_equal(cg_optim_step(o), CG_ERR_STATE);
-    assert_non_null(strstr(cg_last_error(), "cg_optim_step: the sgd optimizer's module changed"));
+    assert_non_null(
+        strstr(cg_last_error(), "cg_optim_step: the sgd optimizer's module changed"));
     cg_clear_error();
     cg_optim_free(o);
     cg_module_free(seq);
@@ -786,8 +787,8 @@ static void test_optim_trains_linear_regression(void **state) {
     cg_rng rng;
     cg_rng_seed(&rng, 3);
     cg_module *m = cg_nn_linear(&rng, CG_F64, 2, 1, true);
-    cg_optim *o = cg_adam_new(m, &(cg_adam_opts){.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999,
-                                                  .eps = 1e-8});
+    cg_optim *o =
+        cg_adam_new(m, &(cg_adam_opts){.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8});
     double xs[16][2], ys[16];
     for (int i = 0; i < 16; i++) {
         xs[i][0] = cg_rng_uniform(&rng) * 2 - 1;
@@ -932,8 +933,8 @@ static void test_optim_plain_list(void **state) {
             for (int k = 0; k < 3; k++) { /* d loss / d t[k] = G[s] slice */
                 int64_t n = sizes[k];
                 cg_tensor *c = cg_from_array(ctx, CG_F64, 1, &n, G[s] + starts[k]);
-                cg_tensor *term = cg_sum(ctx, cg_mul(ctx, t[k], cg_cast(ctx, c, dt)), NULL, 0,
-                                         false);
+                cg_tensor *term =
+                    cg_sum(ctx, cg_mul(ctx, t[k], cg_cast(ctx, c, dt)), NULL, 0, false);
                 loss = loss ? cg_add(ctx, loss, term) : term;
             }
             assert_int_equal(cg_backward(loss), CG_OK);
@@ -1109,8 +1110,7 @@ static void test_optim_set_group_lr(void **state) {
     cg_module *m = model(CG_F64);
     cg_tensor *w = weight_of(m), *b = bias_of(m);
     cg_sgd_opts dflt = cg_sgd_defaults(0.1), bo = cg_sgd_defaults(0.2);
-    cg_optim *o = cg_sgd_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &bo}},
-                                    &dflt);
+    cg_optim *o = cg_sgd_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &bo}}, &dflt);
     assert_int_equal(cg_optim_set_group_lr(o, 1, 0.5), CG_OK);
     assert_true(cg_optim_group_lr(o, 0) == 0.1 && cg_optim_group_lr(o, 1) == 0.5);
     put_grads(m, G[0]);
@@ -1173,7 +1173,8 @@ static void test_optim_group_errors(void **state) {
                 "group 0 parameter 1 is also parameter 0 of group 0");
     expect_null(cg_rmsprop_new_groups(2, (cg_param_group[]){{2, wb, NULL}, {1, &b, NULL}},
                                       &(cg_rmsprop_opts){.lr = 0.1, .alpha = 0.9}),
-                CG_ERR_ARG, "cg_rmsprop_new_groups: group 1 parameter 0 is also parameter 1 "
+                CG_ERR_ARG,
+                "cg_rmsprop_new_groups: group 1 parameter 0 is also parameter 1 "
                 "of group 0");
     /* bad options name their group, or the defaults */
     expect_null(cg_sgd_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &bad}}, &d),
@@ -1182,20 +1183,23 @@ static void test_optim_group_errors(void **state) {
                 "cg_sgd_new_groups: defaults: lr -1");
     cg_adagrad_opts ad = cg_adagrad_defaults(0.1), adbad = ad;
     adbad.eps = -1;
-    expect_null(cg_adagrad_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &adbad}},
-                                      &ad), CG_ERR_ARG, "cg_adagrad_new_groups: group 1: eps");
+    expect_null(
+        cg_adagrad_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &adbad}}, &ad),
+        CG_ERR_ARG, "cg_adagrad_new_groups: group 1: eps");
     /* not a float leaf, mixed dtypes, strided */
     cg_tensor *sq = cg_square(ctx, w);
-    expect_null(cg_adamw_new_groups(1, &(cg_param_group){1, &sq, NULL},
-                                    &(cg_adam_opts){.lr = 0.1}),
-                CG_ERR_ARG, "cg_adamw_new_groups: group 0 parameter 0 is not a leaf (made by "
-                "cg_square)");
+    expect_null(
+        cg_adamw_new_groups(1, &(cg_param_group){1, &sq, NULL}, &(cg_adam_opts){.lr = 0.1}),
+        CG_ERR_ARG,
+        "cg_adamw_new_groups: group 0 parameter 0 is not a leaf (made by "
+        "cg_square)");
     cg_tensor *idx = cg_zeros(NULL, CG_I64, CG_SHAPE(2));
     expect_null(cg_sgd_new_groups(1, &(cg_param_group){1, &idx, NULL}, &d), CG_ERR_DTYPE,
                 "group 0 parameter 0 is i64 (need f32 or f64)");
     cg_tensor *f32 = cg_zeros(NULL, CG_F32, CG_SHAPE(2));
     expect_null(cg_sgd_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &f32, NULL}}, &d),
-                CG_ERR_DTYPE, "group 1 parameter 0 is f32 but the first parameter is f64 (one "
+                CG_ERR_DTYPE,
+                "group 1 parameter 0 is f32 but the first parameter is f64 (one "
                 "dtype per optimizer)");
     cg_tensor *base = cg_zeros(NULL, CG_F64, CG_SHAPE(3, 2));
     cg_tensor *tr = cg_transpose(NULL, base, 0, 1);
@@ -1249,8 +1253,7 @@ static void test_optim_strided_grad_refused(void **state) {
 static cg_optim *meta_optim(cg_module *m, double lr, bool step) {
     cg_tensor *w = weight_of(m), *b = bias_of(m);
     cg_adam_opts dflt = adam_opts(lr, 0.99, 0.1, true), bo = adam_opts(0.2, 0.9, 0, true);
-    cg_optim *o = cg_adam_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &bo}},
-                                     &dflt);
+    cg_optim *o = cg_adam_new_groups(2, (cg_param_group[]){{1, &w, NULL}, {1, &b, &bo}}, &dflt);
     assert_non_null(o);
     if (!step) return o;
     assert_int_equal(cg_set_requires_grad(b, false), CG_OK);

@@ -178,16 +178,14 @@ static void test_print_scientific(void **state) {
     check_format(f64_of(CG_SHAPE(2), big),
                  "tensor([ 1.0000e+09, -2.0000e+00], shape=[2], dtype=f64)");
     const double ratio[] = {0.001, 1.0}; /* ratio exactly 1e3: still fixed */
-    check_format(f64_of(CG_SHAPE(2), ratio),
-                 "tensor([0.0010, 1.0000], shape=[2], dtype=f64)");
+    check_format(f64_of(CG_SHAPE(2), ratio), "tensor([0.0010, 1.0000], shape=[2], dtype=f64)");
 }
 
 /* Long rows wrap at 75 columns, continuing under the opening bracket. */
 static void test_print_wraps_long_rows(void **state) {
     (void)state;
     double d[30];
-    for (int i = 0; i < 30; i++)
-        d[i] = i + 0.5;
+    for (int i = 0; i < 30; i++) d[i] = i + 0.5;
     cg_tensor *t = f64_of(CG_SHAPE(30), d);
     char buf[BUF];
     cg_format(t, buf, sizeof buf);

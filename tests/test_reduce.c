@@ -17,16 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUM CGI_REDUCE_SUM
-#define MEAN CGI_REDUCE_MEAN
-#define MAX CGI_REDUCE_MAX
-#define MIN CGI_REDUCE_MIN
+#define SUM    CGI_REDUCE_SUM
+#define MEAN   CGI_REDUCE_MEAN
+#define MAX    CGI_REDUCE_MAX
+#define MIN    CGI_REDUCE_MIN
 #define ARGMAX CGI_REDUCE_ARGMAX
 #define ARGMIN CGI_REDUCE_ARGMIN
 
 static const cgi_reduce_op OPS[] = {SUM, MEAN, MAX, MIN, ARGMAX, ARGMIN};
 static const cg_dtype DTYPES[] = {CG_F32, CG_F64, CG_I64};
-#define NOPS 6
+#define NOPS    6
 #define NDTYPES 3
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -61,8 +61,8 @@ static cg_tensor *make(cg_dtype dt, int ndim, const int64_t *shape, uint64_t see
 }
 
 /* out = op(x) over mask, in a fresh caller-owned (or ctx) tensor. */
-static cg_tensor *reduce_in(cg_ctx *ctx, cgi_reduce_op op, const cg_tensor *x,
-                            unsigned mask, bool keepdim) {
+static cg_tensor *reduce_in(cg_ctx *ctx, cgi_reduce_op op, const cg_tensor *x, unsigned mask,
+                            bool keepdim) {
     int n;
     int64_t shape[CG_MAX_DIMS];
     cgi_reduced_shape(x->ndim, x->shape, mask, keepdim, &n, shape);
@@ -238,18 +238,30 @@ static void test_reduce_hand_values(void **state) {
         unsigned mask;
         double want[3];
     } cases[] = {
-        {SUM, 1, {8, 8, 9}},   {SUM, 2, {8, 17}},       {SUM, 3, {25}},
-        {MEAN, 1, {4, 4, 4.5}}, {MEAN, 2, {8.0 / 3, 17.0 / 3}}, {MEAN, 3, {25.0 / 6}},
-        {MAX, 1, {7, 5, 7}},   {MAX, 2, {5, 7}},        {MAX, 3, {7}},
-        {MIN, 1, {1, 3, 2}},   {MIN, 2, {1, 3}},        {MIN, 3, {1}},
-        {ARGMAX, 1, {1, 0, 1}}, {ARGMAX, 2, {1, 0}},    {ARGMAX, 3, {3}},
-        {ARGMIN, 1, {0, 1, 0}}, {ARGMIN, 2, {0, 1}},    {ARGMIN, 3, {0}},
+        {SUM, 1, {8, 8, 9}},
+        {SUM, 2, {8, 17}},
+        {SUM, 3, {25}},
+        {MEAN, 1, {4, 4, 4.5}},
+        {MEAN, 2, {8.0 / 3, 17.0 / 3}},
+        {MEAN, 3, {25.0 / 6}},
+        {MAX, 1, {7, 5, 7}},
+        {MAX, 2, {5, 7}},
+        {MAX, 3, {7}},
+        {MIN, 1, {1, 3, 2}},
+        {MIN, 2, {1, 3}},
+        {MIN, 3, {1}},
+        {ARGMAX, 1, {1, 0, 1}},
+        {ARGMAX, 2, {1, 0}},
+        {ARGMAX, 3, {3}},
+        {ARGMIN, 1, {0, 1, 0}},
+        {ARGMIN, 2, {0, 1}},
+        {ARGMIN, 3, {0}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         cg_tensor *out = reduce(cases[c].op, x, cases[c].mask);
         for (int64_t o = 0; o < cg_numel(out); o++)
-            assert_same(at(out, o), is_arg(cases[c].op) ? cases[c].want[o]
-                                                        : (float)cases[c].want[o]);
+            assert_same(at(out, o),
+                        is_arg(cases[c].op) ? cases[c].want[o] : (float)cases[c].want[o]);
         cg_tensor_free(out);
     }
     cg_tensor_free(x);
@@ -397,10 +409,10 @@ static void test_reduce_sliced_with_step_and_offset(void **state) {
     (void)state;
     for (int k = 0; k < NDTYPES; k++) {
         cg_tensor *x = make(DTYPES[k], CG_SHAPE(7, 9, 6), 41 + (uint64_t)k);
-        cg_tensor *a = cg_slice(NULL, x, 1, 1, CG_END, 2);  /* [7,4,6], offset 6 */
-        cg_tensor *b = cg_slice(NULL, a, 2, 1, 5, 3);       /* [7,4,2], step 3 */
-        cg_tensor *c = cg_narrow(NULL, x, 0, 2, 4);         /* [4,9,6], offset 108 */
-        cg_tensor *d = cg_select(NULL, x, 2, 5);            /* [7,9], offset 5 */
+        cg_tensor *a = cg_slice(NULL, x, 1, 1, CG_END, 2); /* [7,4,6], offset 6 */
+        cg_tensor *b = cg_slice(NULL, a, 2, 1, 5, 3);      /* [7,4,2], step 3 */
+        cg_tensor *c = cg_narrow(NULL, x, 0, 2, 4);        /* [4,9,6], offset 108 */
+        cg_tensor *d = cg_select(NULL, x, 2, 5);           /* [7,9], offset 5 */
         assert_non_null(b);
         assert_non_null(c);
         assert_non_null(d);
@@ -502,8 +514,7 @@ static void test_reduce_zero_size_dims(void **state) {
 static void test_reduce_i64_exact(void **state) {
     (void)state;
     const int64_t big = INT64_C(1) << 58; /* sums need more than 53 bits */
-    const int64_t data[6] = {big,         big,         -2 * big + 5,
-                             4 * big + 1, 4 * big + 3, 4 * big + 2};
+    const int64_t data[6] = {big, big, -2 * big + 5, 4 * big + 1, 4 * big + 3, 4 * big + 2};
     cg_tensor *x = cg_from_array(NULL, CG_I64, CG_SHAPE(2, 3), data);
     cg_tensor *s = reduce(SUM, x, 2), *mx = reduce(MAX, x, 2), *am = reduce(ARGMAX, x, 2);
     cg_tensor *mn = reduce(MIN, x, 3);

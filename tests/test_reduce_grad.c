@@ -87,7 +87,8 @@ static void check_layouts(red_case c) {
         assert_false(cg_is_contiguous(xt));
         assert_int_equal(cg_set_requires_grad(xt, true), CG_OK);
         cg_assert_gradcheck(apply_fn, &c, 1, &xt);
-        cg_tensor *in[2] = {randn_leaf(&rng, CG_F64, CG_SHAPE(4, 3), 1), randn_leaf(&rng, CG_F64, CG_SHAPE(3), 1)};
+        cg_tensor *in[2] = {randn_leaf(&rng, CG_F64, CG_SHAPE(4, 3), 1),
+                            randn_leaf(&rng, CG_F64, CG_SHAPE(3), 1)};
         cg_assert_gradcheck(apply_bcast_fn, &c, 2, in);
         cg_tensor_free(xt);
         cg_tensor_free(base);
@@ -103,12 +104,10 @@ static const struct {
     double p;
     bool gg, layouts;
 } CHECKS[] = {
-    {R_MAX, 0, true, true},         {R_MIN, 0, true, true},
-    {R_VAR, 1, true, true},         {R_VAR, 0, false, false},
-    {R_STD, 1, true, true},         {R_STD, 0, false, false},
-    {R_LSE, 0, true, true},         {R_NORM, 2, true, true},
-    {R_NORM, 3, true, false},       {R_NORM, 1, false, false},
-    {R_NORM, 0.5, false, false},    {R_NORM, 1.5, false, true},
+    {R_MAX, 0, true, true},          {R_MIN, 0, true, true},      {R_VAR, 1, true, true},
+    {R_VAR, 0, false, false},        {R_STD, 1, true, true},      {R_STD, 0, false, false},
+    {R_LSE, 0, true, true},          {R_NORM, 2, true, true},     {R_NORM, 3, true, false},
+    {R_NORM, 1, false, false},       {R_NORM, 0.5, false, false}, {R_NORM, 1.5, false, true},
     {R_NORM, INFINITY, false, true},
 };
 
@@ -245,7 +244,8 @@ static void test_reduce_grad_logsumexp_gradcheck(void **state) {
     run_checks(R_LSE);
 }
 
-/* ---- norm --------------------------------------------------------------------------------- */
+/* ---- norm ---------------------------------------------------------------------------------
+ */
 static void test_reduce_grad_norm_by_hand(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *x = leaf(CG_F64, CG_SHAPE(2), (double[]){3, -4});
@@ -293,8 +293,8 @@ static void test_reduce_grad_norm_gradcheck(void **state) {
 static void test_reduce_grad_f32_matches_f64(void **state) {
     cg_ctx *ctx = *state;
     const red_case cases[] = {
-        {R_MAX, {1}, 1, false, 0}, {R_MIN, {0}, 1, true, 0},  {R_VAR, {1}, 1, false, 1},
-        {R_STD, {0}, 0, true, 0},  {R_LSE, {0}, 1, false, 0}, {R_NORM, {1}, 1, true, 2},
+        {R_MAX, {1}, 1, false, 0},  {R_MIN, {0}, 1, true, 0},  {R_VAR, {1}, 1, false, 1},
+        {R_STD, {0}, 0, true, 0},   {R_LSE, {0}, 1, false, 0}, {R_NORM, {1}, 1, true, 2},
         {R_NORM, {0}, 0, false, 3},
     };
     cg_rng rng;
@@ -346,7 +346,8 @@ static void test_reduce_grad_heap_results(void **state) {
 
 static void test_reduce_grad_errors(void **state) {
     cg_ctx *ctx = *state;
-    cg_tensor *i = cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3)), *f = cg_ones(ctx, CG_F32, CG_SHAPE(2, 3));
+    cg_tensor *i = cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3)),
+              *f = cg_ones(ctx, CG_F32, CG_SHAPE(2, 3));
     assert_null(cg_var(ctx, i, NULL, 0, 1, false));
     assert_error(CG_ERR_DTYPE, "cg_var: [2,3]: needs f32 or f64, got i64");
     assert_null(cg_std(ctx, i, NULL, 0, 1, false));

@@ -18,10 +18,14 @@
  * old header intact, or its bytes since reused. */
 static void assert_stale_error(const char *op, const char *who) {
     char intact[160], reused[160];
-    snprintf(intact, sizeof intact, "%s: %s belongs to a context that was reset since it "
-             "was made", op, who);
-    snprintf(reused, sizeof reused, "%s: %s belongs to a context that was reset or freed "
-             "since it was made", op, who);
+    snprintf(intact, sizeof intact,
+             "%s: %s belongs to a context that was reset since it "
+             "was made",
+             op, who);
+    snprintf(reused, sizeof reused,
+             "%s: %s belongs to a context that was reset or freed "
+             "since it was made",
+             op, who);
     assert_int_equal(cg_last_status(), CG_ERR_STATE);
     if (strcmp(cg_last_error(), intact) != 0) assert_string_equal(cg_last_error(), reused);
     cg_clear_error();
@@ -231,10 +235,13 @@ static void test_reset_valid_tensors_not_flagged(void **state) {
     for (int step = 0; step < 2 * CGI_GEN_PHASES + 1; step++) {
         cg_clear_error();
         cg_tensor *a = cg_add(ctx, heap, cg_wrap(ctx, CG_F32, CG_SHAPE(2, 3), buf));
-        cg_tensor *v[] = {cg_transpose(ctx, a, 0, 1), cg_slice(ctx, a, 1, 0, 2, 1),
-                          cg_select(ctx, a, 0, 1), cg_expand(ctx, cg_unsqueeze(ctx, a, 0),
-                                                             CG_SHAPE(2, 2, 3)),
-                          cg_detach(ctx, a), hview, wrapped};
+        cg_tensor *v[] = {cg_transpose(ctx, a, 0, 1),
+                          cg_slice(ctx, a, 1, 0, 2, 1),
+                          cg_select(ctx, a, 0, 1),
+                          cg_expand(ctx, cg_unsqueeze(ctx, a, 0), CG_SHAPE(2, 2, 3)),
+                          cg_detach(ctx, a),
+                          hview,
+                          wrapped};
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             assert_non_null(v[i]);
             assert_non_null(cg_sum(ctx, v[i], NULL, 0, false));

@@ -24,9 +24,7 @@ static uint64_t ref_splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static uint64_t ref_rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
+static uint64_t ref_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static uint64_t ref_xoshiro(uint64_t s[4]) {
     uint64_t result = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
@@ -43,11 +41,9 @@ static uint64_t ref_xoshiro(uint64_t s[4]) {
 
 static void mean_var(const double *x, int64_t n, double *mean, double *var) {
     double m = 0, v = 0;
-    for (int64_t i = 0; i < n; i++)
-        m += x[i];
+    for (int64_t i = 0; i < n; i++) m += x[i];
     m /= (double)n;
-    for (int64_t i = 0; i < n; i++)
-        v += (x[i] - m) * (x[i] - m);
+    for (int64_t i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
     *mean = m;
     *var = v / (double)n;
 }
@@ -64,8 +60,7 @@ static void test_rng_same_seed_same_sequence(void **state) {
     cg_rng a, b;
     cg_rng_seed(&a, 1234);
     cg_rng_seed(&b, 1234);
-    for (int i = 0; i < 1000; i++)
-        assert_true(cg_rng_u64(&a) == cg_rng_u64(&b));
+    for (int i = 0; i < 1000; i++) assert_true(cg_rng_u64(&a) == cg_rng_u64(&b));
 }
 
 static void test_rng_different_seeds_differ(void **state) {
@@ -74,8 +69,7 @@ static void test_rng_different_seeds_differ(void **state) {
     cg_rng_seed(&a, 1);
     cg_rng_seed(&b, 2);
     int same = 0;
-    for (int i = 0; i < 100; i++)
-        same += cg_rng_u64(&a) == cg_rng_u64(&b);
+    for (int i = 0; i < 100; i++) same += cg_rng_u64(&a) == cg_rng_u64(&b);
     assert_int_equal(same, 0);
 }
 
@@ -103,12 +97,10 @@ static void test_rng_matches_reference_algorithm(void **state) {
     for (uint64_t seed = 0; seed < 50; seed += 7) {
         uint64_t s[4];
         x = seed;
-        for (int i = 0; i < 4; i++)
-            s[i] = ref_splitmix64(&x);
+        for (int i = 0; i < 4; i++) s[i] = ref_splitmix64(&x);
         cg_rng r;
         cg_rng_seed(&r, seed);
-        for (int i = 0; i < 100; i++)
-            assert_true(cg_rng_u64(&r) == ref_xoshiro(s));
+        for (int i = 0; i < 100; i++) assert_true(cg_rng_u64(&r) == ref_xoshiro(s));
     }
 }
 
@@ -153,10 +145,8 @@ static void test_rng_normal_uses_two_draws(void **state) {
     cg_rng a, b;
     cg_rng_seed(&a, 5);
     cg_rng_seed(&b, 5);
-    for (int i = 0; i < 37; i++)
-        (void)cg_rng_normal(&a);
-    for (int i = 0; i < 74; i++)
-        (void)cg_rng_u64(&b);
+    for (int i = 0; i < 37; i++) (void)cg_rng_normal(&a);
+    for (int i = 0; i < 74; i++) (void)cg_rng_u64(&b);
     assert_true(cg_rng_u64(&a) == cg_rng_u64(&b));
 }
 
@@ -190,8 +180,7 @@ static void test_rng_rand_f32_excludes_hi(void **state) {
     cg_tensor *t = cg_rand(NULL, &r, CG_F32, CG_SHAPE(1000), 1.0, 1.0 + 0x1.0p-23);
     assert_non_null(t);
     const float *d = cg_data(t);
-    for (int i = 0; i < 1000; i++)
-        assert_true(d[i] == 1.0f);
+    for (int i = 0; i < 1000; i++) assert_true(d[i] == 1.0f);
     cg_tensor_free(t);
 }
 
@@ -204,8 +193,7 @@ static void test_rng_rand_follows_scalar_stream(void **state) {
     cg_tensor *t = cg_rand(NULL, &a, CG_F64, CG_SHAPE(4, 5), 10.0, 20.0);
     assert_non_null(t);
     const double *d = cg_data(t);
-    for (int i = 0; i < 20; i++)
-        assert_true(d[i] == 10.0 + 10.0 * cg_rng_uniform(&b));
+    for (int i = 0; i < 20; i++) assert_true(d[i] == 10.0 + 10.0 * cg_rng_uniform(&b));
     assert_true(cg_rng_u64(&a) == cg_rng_u64(&b));
     cg_tensor_free(t);
 }

@@ -150,7 +150,8 @@ static void test_sched_warmup(void **state) {
 
     opt(state, 0.1);
     double f[15];
-    for (int e = 0; e < 15; e++) f[e] = 0.1 * (1.0 / 3 + (1 - 1.0 / 3) * (e < 10 ? e : 10) / 10);
+    for (int e = 0; e < 15; e++)
+        f[e] = 0.1 * (1.0 / 3 + (1 - 1.0 / 3) * (e < 10 ? e : 10) / 10);
     s = cg_warmuplr_new(o, 1.0 / 3, 10);
     expect_lrs(s, o, 15, f);
     cg_sched_free(s);
@@ -198,9 +199,9 @@ static void test_sched_plateau(void **state) {
     cg_sched *s = cg_plateau_new(o, &(cg_plateau_opts){0.5, 2, 0.1, 0.1});
     assert_non_null(s);
     assert_true(cg_sched_lr(s) == 1.0 && cg_optim_lr(o) == 1.0);
-    const double metric[] = {10, 9.5, 9.2, 8, 8, 8, 8, 8, 8, 7.1, 7, 7, 7, 7, 7, 7, 7,
-                             7, 7, 7, 7};
-    const double want[] = {1,   1,   1,   1,    1,    1,     0.5,   0.5,   0.5, 0.5, 0.5,
+    const double metric[] = {10, 9.5, 9.2, 8, 8, 8, 8, 8, 8, 7.1, 7,
+                             7,  7,   7,   7, 7, 7, 7, 7, 7, 7};
+    const double want[] = {1,   1,    1,    1,    1,     1,     0.5,   0.5, 0.5, 0.5, 0.5,
                            0.5, 0.25, 0.25, 0.25, 0.125, 0.125, 0.125, 0.1, 0.1, 0.1};
     /* 10 best; 9.5, 9.2 bad (not below 9); 8 better, which resets patience;
      * the third bad epoch after it halves the lr; 7.1 better (below 7.2);
@@ -252,14 +253,19 @@ static void test_sched_bad_args(void **state) {
     assert_true(oc.max_lr == 2.0 && oc.total_steps == 100 && oc.pct_start == 0.3 &&
                 oc.div_factor == 25 && oc.final_div_factor == 1e4);
     cg_plateau_opts pd = cg_plateau_defaults();
-    assert_true(pd.factor == 0.1 && pd.patience == 10 && pd.threshold == 1e-4 && pd.min_lr == 0);
+    assert_true(pd.factor == 0.1 && pd.patience == 10 && pd.threshold == 1e-4 &&
+                pd.min_lr == 0);
     cg_sched *dflt = cg_plateau_new(o, NULL);
     assert_non_null(dflt);
     cg_sched_free(dflt);
-    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 0, 0.3, 25, 1e4}), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 1.5, 25, 1e4}), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 0.3, 0, 1e4}), "cg_onecyclelr_new");
-    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){-1, 10, 0.3, 25, 1e4}), "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 0, 0.3, 25, 1e4}),
+                   "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 1.5, 25, 1e4}),
+                   "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 10, 0.3, 0, 1e4}),
+                   "cg_onecyclelr_new");
+    expect_refused(cg_onecyclelr_new(o, &(cg_onecycle_opts){-1, 10, 0.3, 25, 1e4}),
+                   "cg_onecyclelr_new");
     expect_refused(cg_plateau_new(o, &(cg_plateau_opts){1.0, 2, 1e-4, 0}), "cg_plateau_new");
     expect_refused(cg_plateau_new(o, &(cg_plateau_opts){0.1, -1, 1e-4, 0}), "cg_plateau_new");
     expect_refused(cg_plateau_new(o, &(cg_plateau_opts){0.1, 2, -1, 0}), "cg_plateau_new");
@@ -312,7 +318,8 @@ static void test_sched_overflow_refused(void **state) {
  * group; plateau scales each group and floors each at min_lr. */
 static void test_sched_two_groups(void **state) {
     (void)state;
-    cg_tensor *a = cg_zeros(NULL, CG_F64, CG_SHAPE(2)), *b = cg_zeros(NULL, CG_F64, CG_SHAPE(3));
+    cg_tensor *a = cg_zeros(NULL, CG_F64, CG_SHAPE(2)),
+              *b = cg_zeros(NULL, CG_F64, CG_SHAPE(3));
     assert_int_equal(cg_set_requires_grad(a, true), CG_OK);
     assert_int_equal(cg_set_requires_grad(b, true), CG_OK);
     cg_sgd_opts slow = cg_sgd_defaults(0.1);
@@ -336,7 +343,7 @@ static void test_sched_two_groups(void **state) {
     assert_int_equal(cg_optim_set_group_lr(o, 1, 0.1), CG_OK);
     for (int e = 0; e < 3; e++) assert_int_equal(cg_sched_step_metric(p, 1.0), CG_OK);
     assert_rel(cg_optim_group_lr(o, 0), 0.25, 0); /* the first sets best, two cuts */
-    assert_rel(cg_optim_group_lr(o, 1), 0.04, 0);  /* 0.05, then floored at min_lr */
+    assert_rel(cg_optim_group_lr(o, 1), 0.04, 0); /* 0.05, then floored at min_lr */
     cg_sched_free(p);
     cg_optim_free(o);
     cg_tensor_free(a);
@@ -383,15 +390,37 @@ static void test_sched_two_groups(void **state) {
  *     out.append(o.lr)
  * print(",\n".join(", ".join(repr(v) for v in out[k:k + 4]) for k in range(0, len(out), 4)))
  */
-static const double SEQ_WANT[31] = {
-    0.010000000000000002, 0.028000000000000004, 0.046000000000000006, 0.064,
-    0.082, 0.1, 0.0993844170297569, 0.09755282581475769,
-    0.0945503262094184, 0.0904508497187474, 0.08535533905932739, 0.07938926261462367,
-    0.07269952498697735, 0.06545084971874739, 0.05782172325201156, 0.05000000000000001,
-    0.04217827674798848, 0.03454915028125264, 0.027300475013022667, 0.020610737385376353,
-    0.014644660940672629, 0.009549150281252633, 0.005449673790581611, 0.0024471741852423235,
-    0.0006155829702431171, 0.0, 0.0006155829702431115, 0.0024471741852423123,
-    0.005449673790581605, 0.009549150281252621, 0.014644660940672615};
+static const double SEQ_WANT[31] = {0.010000000000000002,
+                                    0.028000000000000004,
+                                    0.046000000000000006,
+                                    0.064,
+                                    0.082,
+                                    0.1,
+                                    0.0993844170297569,
+                                    0.09755282581475769,
+                                    0.0945503262094184,
+                                    0.0904508497187474,
+                                    0.08535533905932739,
+                                    0.07938926261462367,
+                                    0.07269952498697735,
+                                    0.06545084971874739,
+                                    0.05782172325201156,
+                                    0.05000000000000001,
+                                    0.04217827674798848,
+                                    0.03454915028125264,
+                                    0.027300475013022667,
+                                    0.020610737385376353,
+                                    0.014644660940672629,
+                                    0.009549150281252633,
+                                    0.005449673790581611,
+                                    0.0024471741852423235,
+                                    0.0006155829702431171,
+                                    0.0,
+                                    0.0006155829702431115,
+                                    0.0024471741852423123,
+                                    0.005449673790581605,
+                                    0.009549150281252621,
+                                    0.014644660940672615};
 
 static cg_sched *warmup_cosine(cg_optim *o) {
     cg_sched *kids[2] = {cg_warmuplr_new(o, 0.1, 5), cg_cosinelr_new(o, 20, 0)};
@@ -520,15 +549,28 @@ static void test_sched_sequential_bad_args(void **state) {
  * o.lr = 0.8
  * run([Cos(T=3, eta=0.1), Step(size=2, gamma=0.5), MultiStep(ms=[3, 3, 5], gamma=0.7)], 12)
  */
-static const double CHAIN1_WANT[9] = {
-    0.5, 0.5625, 0.6074999999999999, 0.637875,
-    0.6560999999999999, 0.59049, 0.5314409999999999, 0.47829689999999997,
-    0.43046721};
-static const double CHAIN2_WANT[13] = {
-    0.8, 0.625, 0.13750000000000004, 0.048999999999999995,
-    0.11199999999999999, 0.09519999999999998, 0.04679999999999999, 0.06009999999999998,
-    0.04334999999999999, 0.1, 0.1375, 0.2124999999999999,
-    0.12499999999999999};
+static const double CHAIN1_WANT[9] = {0.5,
+                                      0.5625,
+                                      0.6074999999999999,
+                                      0.637875,
+                                      0.6560999999999999,
+                                      0.59049,
+                                      0.5314409999999999,
+                                      0.47829689999999997,
+                                      0.43046721};
+static const double CHAIN2_WANT[13] = {0.8,
+                                       0.625,
+                                       0.13750000000000004,
+                                       0.048999999999999995,
+                                       0.11199999999999999,
+                                       0.09519999999999998,
+                                       0.04679999999999999,
+                                       0.06009999999999998,
+                                       0.04334999999999999,
+                                       0.1,
+                                       0.1375,
+                                       0.2124999999999999,
+                                       0.12499999999999999};
 
 static void test_sched_chained(void **state) {
     cg_optim *o = opt(state, 1.0);
@@ -555,7 +597,8 @@ static void test_sched_chained(void **state) {
 /* A child that fails leaves every child and the lr as they were. */
 static void test_sched_chained_failure(void **state) {
     cg_optim *o = opt(state, 1.0);
-    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5), cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 2, 0.5, 4, 10})};
+    cg_sched *k[2] = {cg_steplr_new(o, 1, 0.5),
+                      cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 2, 0.5, 4, 10})};
     cg_sched *s = cg_chainedscheduler_new(2, k);
     assert_int_equal(cg_sched_step(s), CG_OK);
     assert_int_equal(cg_sched_step(s), CG_OK);
@@ -667,9 +710,13 @@ static cg_sched *mk_multistep(cg_optim *o) {
 static cg_sched *mk_exp(cg_optim *o) { return cg_exponentiallr_new(o, 0.9); }
 static cg_sched *mk_cosine(cg_optim *o) { return cg_cosinelr_new(o, 7, 0.01); }
 static cg_sched *mk_warmup(cg_optim *o) { return cg_warmuplr_new(o, 0.2, 4); }
-static cg_sched *mk_onecycle(cg_optim *o) { return cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 20, 0.3, 25, 1e4}); }
+static cg_sched *mk_onecycle(cg_optim *o) {
+    return cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 20, 0.3, 25, 1e4});
+}
 static cg_sched *mk_lambda(cg_optim *o) { return cg_lambdalr_new(o, inverse, &never); }
-static cg_sched *mk_plateau(cg_optim *o) { return cg_plateau_new(o, &(cg_plateau_opts){0.5, 1, 0.01, 1e-3}); }
+static cg_sched *mk_plateau(cg_optim *o) {
+    return cg_plateau_new(o, &(cg_plateau_opts){0.5, 1, 0.01, 1e-3});
+}
 static double shrink(int64_t e, void *user) { return 1 - (double)e / *(double *)user; }
 static double hundred = 100;
 static cg_sched *mk_mult(cg_optim *o) { return cg_multiplicativelr_new(o, shrink, &hundred); }
@@ -678,8 +725,8 @@ static cg_sched *mk_chain(cg_optim *o) {
                       cg_multiplicativelr_new(o, shrink, &hundred)};
     return cg_chainedscheduler_new(3, k);
 }
-static const maker MAKERS[] = {mk_step,   mk_multistep, mk_exp,        mk_cosine,
-                               mk_warmup, mk_onecycle,  mk_lambda,     mk_plateau,
+static const maker MAKERS[] = {mk_step,   mk_multistep, mk_exp,       mk_cosine,
+                               mk_warmup, mk_onecycle,  mk_lambda,    mk_plateau,
                                mk_mult,   mk_chain,     warmup_cosine};
 #define NMAKERS (int)(sizeof MAKERS / sizeof MAKERS[0])
 
@@ -770,18 +817,26 @@ static void test_sched_state_malformed(void **state) {
     assert_non_null(strstr(good, "sequentiallr epoch 7 groups 1 base "));
     assert_non_null(strstr(good, " children 2\nlinearlr epoch 4 "));
     assert_non_null(strstr(good, "\ncosineannealinglr epoch 2 "));
-    const char *edits[][3] = { /* from, to, status */
-        {"sequentiallr", "steplr", "a"},      {"epoch 7", "epoch -1", "i"},
-        {"epoch 7", "epoch 7x", "i"},         {"epoch 7", "epoch 99999999999999999999", "i"},
-        {"epoch 7", "epochs 7", "i"},         {"groups 1", "groups 2", "a"},
-        {"groups 1", "groups 0", "i"},        {"base 0x", "base -0x", "i"},
-        {"base 0x", "base nan 0x", "i"},      {"lr 0x", "lr inf 0x", "i"},
-        {"children 2", "children 3", "a"},    {"children 2", "children", "i"},
+    const char *edits[][3] = {
+        /* from, to, status */
+        {"sequentiallr", "steplr", "a"},
+        {"epoch 7", "epoch -1", "i"},
+        {"epoch 7", "epoch 7x", "i"},
+        {"epoch 7", "epoch 99999999999999999999", "i"},
+        {"epoch 7", "epochs 7", "i"},
+        {"groups 1", "groups 2", "a"},
+        {"groups 1", "groups 0", "i"},
+        {"base 0x", "base -0x", "i"},
+        {"base 0x", "base nan 0x", "i"},
+        {"lr 0x", "lr inf 0x", "i"},
+        {"children 2", "children 3", "a"},
+        {"children 2", "children", "i"},
         {"\ncosineannealinglr", "\nlinearlr", "a"},
         {"linearlr epoch 4", "linearlr epoch -1", "i"},
         {"\ncosineannealinglr", " 0x1p+0\ncosineannealinglr", "i"},
         {"\ncosineannealinglr", "\nsteplr", "a"},
-        {"\ncosineannealinglr", "", "i"},     {"children 2\n", "children 2\nx ", "i"},
+        {"\ncosineannealinglr", "", "i"},
+        {"children 2\n", "children 2\nx ", "i"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         char *bad = replaced(good, edits[i][0], edits[i][1]);
@@ -804,8 +859,11 @@ static void test_sched_state_malformed(void **state) {
     expect_bad_state(s, o, "", CG_ERR_IO);
     expect_bad_state(s, o, NULL, CG_ERR_ARG);
     expect_bad_state(s, o, pgood, CG_ERR_ARG); /* a plateau's state */
-    const char *pedits[][2] = {{"bad 1", "bad 3"}, {"bad 1", "bad -1"}, {"bad 1", "bad"},
-                               {"best ", "best nan "}, {"best ", "worst "}};
+    const char *pedits[][2] = {{"bad 1", "bad 3"},
+                               {"bad 1", "bad -1"},
+                               {"bad 1", "bad"},
+                               {"best ", "best nan "},
+                               {"best ", "worst "}};
     for (size_t i = 0; i < sizeof pedits / sizeof pedits[0]; i++) {
         char *bad = replaced(pgood, pedits[i][0], pedits[i][1]);
         expect_bad_state(p, o, bad, CG_ERR_IO);
@@ -817,7 +875,8 @@ static void test_sched_state_malformed(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sched_steplr_known_values, opt_setup, opt_teardown),
+        cmocka_unit_test_setup_teardown(test_sched_steplr_known_values, opt_setup,
+                                        opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_steplr_formula, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_multisteplr, opt_setup, opt_teardown),
         cmocka_unit_test_setup_teardown(test_sched_exponentiallr, opt_setup, opt_teardown),

@@ -172,7 +172,8 @@ static void test_shape_grad_slice(void **state) {
         .op = SLICE, .dims = {1}, .start = -2, .end = CG_END, .step = 1, .bcast = true});
     check((scase){.op = SLICE, .dims = {1}, .start = 0, .end = 3, .step = 2, .bcast = true});
     /* a start before the beginning of an expanded dim clamps to 0 */
-    check((scase){.op = SLICE, .dims = {1}, .start = -10, .end = CG_END, .step = 1, .bcast = true});
+    check((scase){
+        .op = SLICE, .dims = {1}, .start = -10, .end = CG_END, .step = 1, .bcast = true});
 }
 
 static void test_shape_grad_narrow(void **state) {

@@ -60,7 +60,8 @@ static void assert_reference(const cg_tensor *y, const cg_tensor *x, int axis, b
     double *want = malloc((size_t)n * sizeof *want), *got = malloc((size_t)n * sizeof *got);
     reference(x, axis < 0 ? axis + cg_ndim(x) : axis, lg, want);
     assert_int_equal(cg_copy_to_array(y, CG_F64, got), CG_OK);
-    for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], tol * (1 + fabs(want[i])));
+    for (int64_t i = 0; i < n; i++)
+        assert_float_equal(got[i], want[i], tol * (1 + fabs(want[i])));
     free(want);
     free(got);
 }
@@ -96,7 +97,8 @@ static void test_softmax_every_axis_and_layout(void **state) {
     cg_rng_seed(&rng, 1);
     for (int dt = CG_F32; dt <= CG_F64; dt++) {
         cg_tensor *x = cg_randn(ctx, &rng, dt, CG_SHAPE(3, 4, 5), 0, 3);
-        cg_tensor *xt = cg_transpose(ctx, cg_randn(ctx, &rng, dt, CG_SHAPE(5, 4, 3), 0, 3), 0, 2);
+        cg_tensor *xt =
+            cg_transpose(ctx, cg_randn(ctx, &rng, dt, CG_SHAPE(5, 4, 3), 0, 3), 0, 2);
         double tol = dt == CG_F32 ? 1e-5 : 1e-13;
         for (int axis = -3; axis < 3; axis++)
             for (int lg = 0; lg < 2; lg++) {
@@ -126,8 +128,9 @@ static void test_softmax_stable_for_huge_logits(void **state) {
         cg_tensor *y = cg_softmax(ctx, x, 0);
         assert_values(y, (double[]){1, 0, 0}, 3, 0);
         assert_values(cg_log_softmax(ctx, x, 0), (double[]){0, -2e4, -1e4}, 3, 0);
-        backward_sum(ctx, cg_mul(ctx, y, cg_from_array(ctx, dt, CG_SHAPE(3),
-                                                        (double[]){1, 2, 3}))); /* finite */
+        backward_sum(
+            ctx, cg_mul(ctx, y,
+                        cg_from_array(ctx, dt, CG_SHAPE(3), (double[]){1, 2, 3}))); /* finite */
         assert_values(cg_grad_of(x), (double[]){0, 0, 0}, 3, 0);
         cg_tensor_free(x);
     }
@@ -142,7 +145,8 @@ static void test_softmax_empty_and_single(void **state) {
     assert_values(cg_log_softmax(ctx, one, 1), (double[]){0, 0}, 2, 0);
 }
 
-/* ---- softmax, log_softmax: gradients ------------------------------------------------------ */
+/* ---- softmax, log_softmax: gradients ------------------------------------------------------
+ */
 /* d sum(w * softmax(x)) / dx = y (w - sum(w y)). */
 static void test_softmax_backward_by_hand(void **state) {
     cg_ctx *ctx = *state;
@@ -182,7 +186,8 @@ static void check_op(bool lg) {
         cg_tensor *xt = cg_transpose(NULL, base, 0, 1);
         assert_int_equal(cg_set_requires_grad(xt, true), CG_OK);
         cg_assert_gradcheck(apply_fn, &c, 1, &xt);
-        cg_tensor *in[2] = {seeded_leaf(7, CG_F64, CG_SHAPE(4, 3), 2), seeded_leaf(8, CG_F64, CG_SHAPE(3), 2)};
+        cg_tensor *in[2] = {seeded_leaf(7, CG_F64, CG_SHAPE(4, 3), 2),
+                            seeded_leaf(8, CG_F64, CG_SHAPE(3), 2)};
         cg_assert_gradcheck(apply_bcast_fn, &c, 2, in);
         cg_tensor_free(xt);
         cg_tensor_free(base);
@@ -231,15 +236,18 @@ static void test_softmax_f32_matches_f64(void **state) {
     cg_tensor_free(x32);
 }
 
-/* ---- dropout ------------------------------------------------------------------------------ */
+/* ---- dropout ------------------------------------------------------------------------------
+ */
 /* Counts the zeros of y (n elements); every other value must equal keep. */
 static int64_t count_dropped(const cg_tensor *y, int64_t n, double keep) {
     double *v = malloc((size_t)n * sizeof *v);
     int64_t zeros = 0;
     assert_int_equal(cg_copy_to_array(y, CG_F64, v), CG_OK);
     for (int64_t i = 0; i < n; i++) {
-        if (v[i] == 0) zeros++;
-        else if (v[i] != keep) fail_msg("element %lld is %g, not 0 or %g", (long long)i, v[i], keep);
+        if (v[i] == 0)
+            zeros++;
+        else if (v[i] != keep)
+            fail_msg("element %lld is %g, not 0 or %g", (long long)i, v[i], keep);
     }
     free(v);
     return zeros;
@@ -254,7 +262,7 @@ static void test_softmax_dropout_keeps_half_scaled_by_two(void **state) {
         assert_non_null(y);
         assert_int_equal(cg_dtype_of(y), dt);
         int64_t zeros = count_dropped(y, 10000, 2.0); /* kept values exactly 2 */
-        assert_in_range(zeros, 4800, 5200);            /* ~ 5000 +- 4 sigma */
+        assert_in_range(zeros, 4800, 5200);           /* ~ 5000 +- 4 sigma */
     }
     cg_tensor *y = cg_dropout(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(10000)), 0.2, true, &rng);
     assert_in_range(count_dropped(y, 10000, 1 / 0.8), 1840, 2160);
@@ -287,8 +295,8 @@ static void test_softmax_dropout_same_seed_same_mask(void **state) {
     cg_rng_seed(&r3, 78);
     cg_tensor *ones = cg_ones(ctx, CG_F32, CG_SHAPE(30, 20));
     cg_tensor *a = cg_dropout(ctx, ones, 0.3, true, &r1);
-    cg_tensor *b = cg_dropout(ctx, cg_transpose(ctx, cg_ones(ctx, CG_F32, CG_SHAPE(20, 30)), 0, 1),
-                              0.3, true, &r2);
+    cg_tensor *b = cg_dropout(
+        ctx, cg_transpose(ctx, cg_ones(ctx, CG_F32, CG_SHAPE(20, 30)), 0, 1), 0.3, true, &r2);
     cg_tensor *c = cg_dropout(ctx, ones, 0.3, true, &r3);
     float va[600], vb[600], vc[600];
     cg_copy_to_array(a, CG_F32, va);
@@ -343,7 +351,8 @@ static void test_softmax_errors(void **state) {
     cg_ctx *ctx = *state;
     cg_rng rng;
     cg_rng_seed(&rng, 1);
-    cg_tensor *i = cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3)), *f = cg_ones(ctx, CG_F32, CG_SHAPE(2, 3));
+    cg_tensor *i = cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3)),
+              *f = cg_ones(ctx, CG_F32, CG_SHAPE(2, 3));
     assert_null(cg_softmax(ctx, i, 0));
     assert_error(CG_ERR_DTYPE, "cg_softmax: [2,3]: needs f32 or f64, got i64");
     assert_null(cg_log_softmax(ctx, i, 0));

@@ -79,7 +79,8 @@ static void test_train_linear_regression_sgd(void **state) {
     cg_tensor *x = cg_view(NULL, line, CG_SHAPE(16, 1));
     cg_tensor_free(line); /* the view keeps the storage */
     cg_ctx *ctx = cg_ctx_new();
-    cg_tensor *y = cg_add_scalar(NULL, cg_mul_scalar(ctx, x, 3), -1); /* no graph: x needs none */
+    cg_tensor *y =
+        cg_add_scalar(NULL, cg_mul_scalar(ctx, x, 3), -1); /* no graph: x needs none */
     cg_module *m = cg_nn_linear(&rng, CG_F64, 1, 1, true);
     cg_sgd_opts o = cg_sgd_defaults(0.1);
     cg_optim *opt = cg_sgd_new(m, &o);
@@ -124,7 +125,8 @@ static void test_train_flat_grads_match_params(void **state) {
     }
     assert_int_equal(off, cg_module_numel(m));
     cg_module_zero_grad(m);
-    assert_float_equal(cg_item(cg_sum(ctx, cg_abs(ctx, cg_module_flat_grads(m)), NULL, 0, false)), 0, 0);
+    assert_float_equal(
+        cg_item(cg_sum(ctx, cg_abs(ctx, cg_module_flat_grads(m)), NULL, 0, false)), 0, 0);
     cg_ctx_free(ctx);
     cg_module_free(m);
 }

@@ -60,7 +60,8 @@ static void test_view_reshape_errors(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *a = iota234(ctx);
     assert_null(cg_reshape(ctx, a, CG_SHAPE(5, -1)));
-    assert_non_null(strstr(cg_last_error(), "cg_reshape: cannot reshape [2,3,4] (24 elements) to [5,-1]"));
+    assert_non_null(
+        strstr(cg_last_error(), "cg_reshape: cannot reshape [2,3,4] (24 elements) to [5,-1]"));
     assert_null(cg_reshape(ctx, a, CG_SHAPE(-1, -1)));
     assert_null(cg_reshape(ctx, a, CG_SHAPE(25)));
     assert_int_equal(cg_last_status(), CG_ERR_SHAPE);
@@ -222,18 +223,12 @@ typedef struct bcase {
 static void test_view_broadcast_table(void **state) {
     (void)state;
     static const bcase cases[] = {
-        {2, {2, 3}, 2, {2, 3}, 2, {2, 3}},
-        {2, {2, 3}, 1, {3}, 2, {2, 3}},
-        {2, {2, 1}, 1, {3}, 2, {2, 3}},
-        {3, {4, 1, 5}, 2, {3, 1}, 3, {4, 3, 5}},
-        {0, {0}, 2, {2, 3}, 2, {2, 3}},
-        {1, {1}, 1, {0}, 1, {0}},
-        {2, {0, 3}, 2, {1, 3}, 2, {0, 3}},
-        {4, {8, 1, 6, 1}, 3, {7, 1, 5}, 4, {8, 7, 6, 5}},
-        {2, {2, 3}, 1, {2}, -1, {0}},
-        {2, {2, 3}, 2, {3, 3}, -1, {0}},
-        {1, {0}, 1, {2}, -1, {0}},
-        {3, {4, 1, 5}, 2, {3, 4}, -1, {0}},
+        {2, {2, 3}, 2, {2, 3}, 2, {2, 3}}, {2, {2, 3}, 1, {3}, 2, {2, 3}},
+        {2, {2, 1}, 1, {3}, 2, {2, 3}},    {3, {4, 1, 5}, 2, {3, 1}, 3, {4, 3, 5}},
+        {0, {0}, 2, {2, 3}, 2, {2, 3}},    {1, {1}, 1, {0}, 1, {0}},
+        {2, {0, 3}, 2, {1, 3}, 2, {0, 3}}, {4, {8, 1, 6, 1}, 3, {7, 1, 5}, 4, {8, 7, 6, 5}},
+        {2, {2, 3}, 1, {2}, -1, {0}},      {2, {2, 3}, 2, {3, 3}, -1, {0}},
+        {1, {0}, 1, {2}, -1, {0}},         {3, {4, 1, 5}, 2, {3, 4}, -1, {0}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bcase *c = &cases[i];
