@@ -580,66 +580,62 @@ static cg_tensor *forward_heap(cg_module *m, const cg_tensor *x) {
     return out;
 }
 
-static cg_tensor *forward_failed(cg_ctx *ctx, const cg_module *m) {
+/* The outermost failing forward names the function called and the module. */
+static cg_tensor *forward_failed(cg_ctx *ctx, const cg_module *m, const char *fn) {
     char inner[CGI_MSG_MAX];
     cg_status st = cg_last_status();
     if (st == CG_OK) /* a user forward that returned NULL and said nothing */
         return cgi_error(ctx, CG_ERR_STATE,
-                         "cg_module_forward: %s: its forward returned "
-                         "NULL without an error",
-                         m->kind->name),
+                         "%s: %s: its forward returned NULL without an "
+                         "error",
+                         fn, m->kind->name),
                NULL;
     snprintf(inner, sizeof inner, "%s", cg_last_error());
-    cgi_error(ctx, st, "cg_module_forward: %s: %s", m->kind->name, inner);
+    cgi_error(ctx, st, "%s: %s: %s", fn, m->kind->name, inner);
     return NULL;
 }
 
-cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    if (!m) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_module_forward: module is NULL");
-        return NULL;
-    }
-    CGI_NULL_CHECK(x, "cg_module_forward");
-    if (!ctx && needs_graph(m, x)) {
-        cgi_error(NULL, CG_ERR_STATE,
-                  "cg_module_forward: %s: the input or a parameter "
-                  "requires a gradient, so the result must be made in a context (got NULL); "
-                  "cg_module_predict runs without a graph",
-                  m->kind->name);
-        return NULL;
-    }
+/* m's forward on x: in ctx, or in a scratch context copied out when ctx is
+ * NULL. fn names the public function in errors. */
+static cg_tensor *run_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const char *fn) {
     forward_depth++;
     cg_tensor *y = ctx ? m->kind->forward(ctx, m, x) : forward_heap(m, x);
     forward_depth--;
-    if (!y && forward_depth == 0) return forward_failed(ctx, m);
-    return y;
+    return !y && forward_depth == 0 ? forward_failed(ctx, m, fn) : y;
+}
+
+/* m and x given and x live; else the error recorded. */
+static bool args_ok(cg_ctx *ctx, const cg_module *m, const cg_tensor *x, const char *fn) {
+    if (!m) return cgi_error(ctx, CG_ERR_ARG, "%s: module is NULL", fn), false;
+    if (!x) {
+        if (cg_last_status() == CG_OK) cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", fn);
+        return false;
+    }
+    return cgi_check_input(ctx, fn, -1, x) == CG_OK;
+}
+
+cg_tensor *cg_module_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const char *fn = "cg_module_forward";
+    if (!args_ok(ctx, m, x, fn)) return NULL;
+    if (!ctx && needs_graph(m, x)) {
+        cgi_error(NULL, CG_ERR_STATE,
+                  "%s: %s: the input or a parameter requires a gradient, "
+                  "so the result must be made in a context (got NULL); cg_module_predict "
+                  "runs without a graph",
+                  fn, m->kind->name);
+        return NULL;
+    }
+    return run_forward(ctx, m, x, fn);
 }
 
 cg_tensor *cg_module_predict(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    if (!m) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_module_predict: module is NULL");
-        return NULL;
-    }
-    CGI_NULL_CHECK(x, "cg_module_predict");
+    if (!args_ok(ctx, m, x, "cg_module_predict")) return NULL;
     bool training = m->training;
     cg_module_train(m, false);
-    forward_depth++;
-    cg_tensor *y;
-    if (ctx) {
-        cg_no_grad_push(ctx);
-        y = m->kind->forward(ctx, m, x);
-        cg_no_grad_pop(ctx);
-    } else {
-        y = forward_heap(m, x);
-    }
-    forward_depth--;
+    if (ctx) cg_no_grad_push(ctx);
+    cg_tensor *y = run_forward(ctx, m, x, "cg_module_predict");
+    if (ctx) cg_no_grad_pop(ctx);
     cg_module_train(m, training);
-    if (!y && forward_depth == 0) {
-        char inner[CGI_MSG_MAX];
-        snprintf(inner, sizeof inner, "%s", cg_last_error());
-        cgi_error(ctx, cg_last_status() ? cg_last_status() : CG_ERR_STATE,
-                  "cg_module_predict: %s: %s", m->kind->name, inner);
-    }
     return y;
 }
 

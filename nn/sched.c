@@ -532,14 +532,20 @@ static cg_status plateau_step(cg_sched *s, double metric) {
     return CG_OK;
 }
 
+/* The optimizer still has the groups s was made for. */
+static cg_status groups_match(const cg_sched *s, const char *fn) {
+    int ng = cg_optim_ngroups(s->o);
+    if (ng == s->ngroups) return CG_OK;
+    return cgi_error(NULL, CG_ERR_STATE,
+                     "%s: the optimizer has %d parameter groups, the "
+                     "schedule was made for %d",
+                     fn, ng, s->ngroups);
+}
+
 static cg_status sched_step(cg_sched *s, bool has_metric, double metric, const char *fn) {
     if (!s) return cgi_error(NULL, CG_ERR_ARG, "%s: schedule is NULL", fn);
-    int ng = cg_optim_ngroups(s->o);
-    if (ng != s->ngroups)
-        return cgi_error(NULL, CG_ERR_STATE,
-                         "%s: the optimizer has %d parameter groups, the "
-                         "schedule was made for %d",
-                         fn, ng, s->ngroups);
+    cg_status gs = groups_match(s, fn);
+    if (gs != CG_OK) return gs;
     switch (s->kind) {
     case PLATEAU:
         if (!has_metric)
@@ -778,12 +784,8 @@ cg_status cgi_sched_restore_meta(cg_sched *s, const char *text, bool apply, cons
     if (!s || !text)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn,
                          s ? "schedule state" : "schedule");
-    int ng = cg_optim_ngroups(s->o);
-    if (ng != s->ngroups)
-        return cgi_error(NULL, CG_ERR_STATE,
-                         "%s: the optimizer has %d parameter groups, the "
-                         "schedule was made for %d",
-                         fn, ng, s->ngroups);
+    cg_status gs = groups_match(s, fn);
+    if (gs != CG_OK) return gs;
     rd r = {.p = text, .fn = fn};
     if (!read_all(&r, s)) return cg_last_status();
     if (!apply) return CG_OK;
