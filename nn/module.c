@@ -117,6 +117,13 @@ cg_tensor *cgi_module_add(cg_module *m, const char *name, cg_tensor *t, bool is_
     }
     cg_status st = check_new_name(m, name, fn);
     if (st == CG_OK) st = check_tensor(m, name, t, is_param, fn);
+    for (int i = 0; st == CG_OK && i < m->nslots; i++)
+        if (m->slots[i].t == t) /* taking it twice would free it twice */
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: %s.%s: the tensor is already %s.%s (share "
+                             "a parameter with cg_module_tie)",
+                             fn, m->kind->name, name, m->kind->name, m->slots[i].name),
+                   NULL;
     if (st == CG_OK && is_param) st = cg_set_requires_grad(t, true);
     char *copy = st == CG_OK ? dup_str(name) : NULL;
     if (copy && !grow((void **)&m->slots, &m->slots_cap, m->nslots, sizeof *m->slots)) {

@@ -380,6 +380,9 @@ static void test_module_registration_errors(void **state) {
     assert_null(cg_module_add_param(m, "tmp", cg_zeros(ctx, CG_F64, CG_SHAPE(1))));
     assert_error(CG_ERR_STATE, "caller-owned leaf");
     assert_non_null(cg_module_add_buffer(m, "count", cg_zeros(NULL, CG_I64, CG_SHAPE(1))));
+    assert_null(cg_module_add_param(m, "again", cg_module_get(m, "alpha"))); /* not freed */
+    assert_error(CG_ERR_ARG, "Scale.again: the tensor is already Scale.alpha");
+    assert_non_null(cg_module_get(m, "alpha"));
     /* a NULL tensor keeps the error that made it */
     assert_null(cg_module_add_param(m, "big", cg_zeros(NULL, CG_F64, CG_SHAPE(-1))));
     assert_error(cg_last_status(), "cg_zeros");
