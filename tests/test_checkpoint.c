@@ -233,18 +233,6 @@ static void test_checkpoint_roundtrip_batchnorm_buffers(void **state) {
     cg_module_free(b);
 }
 
-/* One Adam step on an MSE loss over a batch drawn from rng. */
-static void train_step(cg_ctx *ctx, cg_module *m, cg_optim *o, cg_rng *rng) {
-    cg_tensor *x = cg_randn(ctx, rng, CG_F32, CG_SHAPE(8, 4), 0, 1);
-    cg_tensor *y = cg_randn(ctx, rng, CG_F32, CG_SHAPE(8, 3), 0, 1);
-    cg_optim_zero_grad(o);
-    cg_tensor *loss = cg_mse_loss(ctx, cg_module_forward(ctx, m, x), y, CG_MEAN);
-    assert_non_null(loss);
-    assert_int_equal(cg_backward(loss), CG_OK);
-    assert_int_equal(cg_optim_step(o), CG_OK);
-    cg_ctx_reset(ctx);
-}
-
 /* Saving mid-run and resuming in a fresh process (model, Adam, rng) gives
  * bit for bit the parameters of the run that never stopped. */
 static void test_checkpoint_optimizer_resume_is_bitwise(void **state) {
@@ -259,13 +247,13 @@ static void test_checkpoint_optimizer_resume_is_bitwise(void **state) {
     assert_non_null(oa);
     assert_non_null(ob);
     cg_ctx *ctx = cg_ctx_new();
-    for (int i = 0; i < 5; i++) train_step(ctx, a, oa, &rng);
+    for (int i = 0; i < 5; i++) mse_train_step(ctx, a, oa, &rng, 8);
     assert_int_equal(cg_save(in_dir(p, sizeof p, "resume.safetensors"), a, oa, NULL, &rng),
                      CG_OK);
-    for (int i = 0; i < 3; i++) train_step(ctx, a, oa, &rng);
+    for (int i = 0; i < 3; i++) mse_train_step(ctx, a, oa, &rng, 8);
     assert_int_equal(cg_load(p, b, ob, NULL, &rng2), CG_OK);
     assert_int_equal(cg_optim_steps(ob), 5);
-    for (int i = 0; i < 3; i++) train_step(ctx, b, ob, &rng2);
+    for (int i = 0; i < 3; i++) mse_train_step(ctx, b, ob, &rng2, 8);
     assert_same_state(a, b);
     assert_memory_equal(&rng, &rng2, sizeof rng);
     assert_int_equal(cg_optim_steps(ob), 8);
@@ -303,7 +291,7 @@ static void run_new(run *r, uint64_t init_seed, uint64_t rng_seed, bool sched) {
 
 static void run_steps(cg_ctx *ctx, run *r, int k) {
     for (int i = 0; i < k; i++) {
-        train_step(ctx, r->m, r->o, &r->rng);
+        mse_train_step(ctx, r->m, r->o, &r->rng, 8);
         if (r->s) cg_sched_step(r->s);
     }
 }

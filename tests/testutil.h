@@ -76,4 +76,18 @@ static inline void set_state(cg_module *m, const char *name, const double *v) {
     cg_tensor_free(src);
 }
 
+/* One optimizer step of m (inputs [*, 4], outputs [*, 3]) on an MSE loss
+ * over a batch of n rows drawn from rng. */
+static inline void mse_train_step(cg_ctx *ctx, cg_module *m, cg_optim *o, cg_rng *rng,
+                                  int64_t n) {
+    cg_tensor *x = cg_randn(ctx, rng, CG_F32, CG_SHAPE(n, 4), 0, 1);
+    cg_tensor *y = cg_randn(ctx, rng, CG_F32, CG_SHAPE(n, 3), 0, 1);
+    cg_optim_zero_grad(o);
+    cg_tensor *loss = cg_mse_loss(ctx, cg_module_forward(ctx, m, x), y, CG_MEAN);
+    assert_non_null(loss);
+    assert_int_equal(cg_backward(loss), CG_OK);
+    assert_int_equal(cg_optim_step(o), CG_OK);
+    cg_ctx_reset(ctx);
+}
+
 #endif
