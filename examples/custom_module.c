@@ -293,7 +293,7 @@ static int check(const args *a) {
     second.seed = a->seed + 1; /* everything it needs must come from the file */
     printf("-- %d epochs in one process\n", a->epochs);
     int rc = in_child(&all);
-    printf("-- %d epochs, save, then a new process loads and trains to %d\n", first.stop,
+    printf("-- %d of %d epochs, save; then a new process loads and finishes\n", first.stop,
            a->epochs);
     if (rc == 0) rc = in_child(&first);
     if (rc == 0) rc = in_child(&second);
