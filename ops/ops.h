@@ -206,6 +206,82 @@ CG_API cg_tensor *cg_bce_loss(cg_ctx *ctx, const cg_tensor *probs, const cg_tens
 CG_API cg_tensor *cg_bce_with_logits(cg_ctx *ctx, const cg_tensor *logits,
                                      const cg_tensor *target, cg_reduction r);
 
+/* ---- convolution, pooling, padding, normalisation (NCHW) ---------------------
+ * Layouts and argument meanings are PyTorch's torch.nn.functional ones.
+ * Spatial options are per dim: [0] is H (or L for the 1-D ops), [1] W. */
+typedef struct cg_conv_opts {
+    int64_t stride[2];         /* >= 1 */
+    int64_t padding[2];        /* zeros on both sides of each dim, >= 0 */
+    int64_t dilation[2];       /* >= 1 */
+    int64_t output_padding[2]; /* conv_transpose only: extra size on one side */
+    int64_t groups;            /* divides in and out channels; in == groups: depthwise */
+    bool same; /* padding "same" (stride 1 only): out size = in size, as PyTorch pads
+                  (the odd extra on the end) */
+} cg_conv_opts;
+/* stride 1, padding 0, dilation 1, output_padding 0, groups 1. */
+CG_API cg_conv_opts cg_conv_defaults(void);
+/* x [N, C_in, L], w [C_out, C_in / groups, K], b [C_out] or NULL -> [N, C_out, L_out];
+ * opts NULL: the defaults. */
+CG_API cg_tensor *cg_conv1d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                            const cg_tensor *b, const cg_conv_opts *opts);
+/* x [N, C_in, H, W], w [C_out, C_in / groups, KH, KW], b [C_out] or NULL. */
+CG_API cg_tensor *cg_conv2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                            const cg_tensor *b, const cg_conv_opts *opts);
+/* The gradient of conv2d w.r.t. its input, as an op: x [N, C_in, H, W],
+ * w [C_in, C_out / groups, KH, KW] (PyTorch's ConvTranspose2d layout), b [C_out]. */
+CG_API cg_tensor *cg_conv_transpose2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                                      const cg_tensor *b, const cg_conv_opts *opts);
+
+typedef struct cg_pool_opts {
+    int64_t kernel[2];   /* >= 1 */
+    int64_t stride[2];   /* 0: the kernel size (PyTorch's stride=None) */
+    int64_t padding[2];  /* at most half the kernel */
+    int64_t dilation[2]; /* max pooling only; >= 1 */
+    bool ceil_mode;
+    bool count_include_pad; /* avg pooling: padded zeros count in the mean */
+} cg_pool_opts;
+/* kernel kh x kw (kw ignored by the 1-D ops), PyTorch's defaults otherwise:
+ * stride = kernel, padding 0, dilation 1, ceil_mode false, count_include_pad
+ * true. */
+CG_API cg_pool_opts cg_pool_defaults(int64_t kh, int64_t kw);
+/* x [N, C, H, W] (or [C, H, W]); indices (may be NULL) receives an i64 tensor
+ * in ctx of the output's shape: each maximum's flat index in its input plane
+ * (h * W + w), as PyTorch's return_indices. Second order: zero almost
+ * everywhere, so its backward is not differentiable again. */
+CG_API cg_tensor *cg_max_pool2d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts,
+                                cg_tensor **indices);
+CG_API cg_tensor *cg_max_pool1d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts,
+                                cg_tensor **indices); /* x [N, C, L] */
+CG_API cg_tensor *cg_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts);
+CG_API cg_tensor *cg_avg_pool1d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts);
+/* x [N, C, H, W] -> [N, C, out_h, out_w], PyTorch's adaptive bins. */
+CG_API cg_tensor *cg_adaptive_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, int64_t out_h,
+                                         int64_t out_w);
+
+typedef enum cg_pad_mode { CG_PAD_CONSTANT = 0, CG_PAD_REFLECT, CG_PAD_REPLICATE } cg_pad_mode;
+/* PyTorch's F.pad: pad holds npad (even) sizes, last dim first: (left,
+ * right) of the last dim, then (top, bottom) of the one before, ...;
+ * constant padding may be negative (crops); value is the constant. */
+CG_API cg_tensor *cg_pad(cg_ctx *ctx, const cg_tensor *x, int npad, const int64_t *pad,
+                         cg_pad_mode mode, double value);
+
+/* F.batch_norm over x [N, C, ...]: per channel C. Training: batch statistics
+ * (biased variance for the output) and, when given, running_mean and
+ * running_var [C] updated in place with momentum (unbiased variance), as
+ * PyTorch; eval: the running statistics. weight, bias [C] or NULL. */
+CG_API cg_tensor *cg_batch_norm(cg_ctx *ctx, const cg_tensor *x, cg_tensor *running_mean,
+                                cg_tensor *running_var, const cg_tensor *weight,
+                                const cg_tensor *bias, bool training, double momentum,
+                                double eps);
+/* F.group_norm: x [N, C, ...], C split into groups; weight, bias [C] or NULL. */
+CG_API cg_tensor *cg_group_norm(cg_ctx *ctx, const cg_tensor *x, int64_t groups,
+                                const cg_tensor *weight, const cg_tensor *bias, double eps);
+/* F.layer_norm over the last ndim dims, which must equal normalized_shape;
+ * weight, bias of that shape or NULL. */
+CG_API cg_tensor *cg_layer_norm(cg_ctx *ctx, const cg_tensor *x, int ndim,
+                                const int64_t *normalized_shape, const cg_tensor *weight,
+                                const cg_tensor *bias, double eps);
+
 #ifdef __cplusplus
 }
 #endif
