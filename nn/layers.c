@@ -168,8 +168,9 @@ static cg_module *container_new(const cg_module_kind *kind, int n, const char *c
     int i = 0;
     bool ok = m != NULL;
     for (; ok && i < n; i++) {
-        if (!children[i]) {
-            cgi_error(NULL, CG_ERR_ARG, "%s: child %d is NULL", fn, i);
+        if (!children[i]) { /* keep the error of a constructor that failed */
+            if (cg_last_status() == CG_OK)
+                cgi_error(NULL, CG_ERR_ARG, "%s: child %d is NULL", fn, i);
             ok = false;
         } else {
             ok = cgi_module_adopt(m, names ? names[i] : NULL, children[i], fn) == CG_OK;

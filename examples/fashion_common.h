@@ -1,0 +1,194 @@
+/* What the Fashion-MNIST examples (fashion_mlp.c, lenet5.c) share: reading
+ * the data, one epoch of training with Keras' progress bar, evaluation,
+ * and the per-epoch CSV and SVG chart. Each function is static: include
+ * this file in one program. Public cgrad headers only. */
+#ifndef FASHION_COMMON_H
+#define FASHION_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgrad.h"
+
+typedef struct history { /* per epoch, for the CSV and the chart */
+    double loss[100], acc[100], val_loss[100], val_acc[100], seconds[100];
+    int n;
+} history;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- data ------------------------------------------------------------------- */
+/* images [N, sample...] f32 in [0, 1] (sample: [784] for an MLP, [1, 28, 28]
+ * for a CNN) and labels [N] i64, from DIR/PREFIX-*-ubyte.gz; prog names the
+ * program in messages. */
+static int load_split(const char *prog, const char *dir, const char *prefix, int ndim,
+                      const int64_t *sample, cg_tensor **x, cg_tensor **y) {
+    char ipath[512], lpath[512];
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+    cg_tensor *img = cg_idx_load(ipath, CG_F32, 1.0 / 255.0);
+    *y = img ? cg_idx_load(lpath, CG_I64, 1.0) : NULL;
+    if (!img || !*y) {
+        fprintf(stderr, "%s: %s\n", prog, cg_last_error());
+        fprintf(stderr, "%s: looked for %s and %s\n", prog, ipath, lpath);
+        fprintf(stderr,
+                "%s: get the data with: apt-get install dataset-fashion-mnist"
+                " (or pass --data DIR)\n",
+                prog);
+        cg_tensor_free(img);
+        return -1;
+    }
+    int64_t shape[CG_MAX_DIMS] = {cg_dim(img, 0)};
+    for (int i = 0; i < ndim && i + 1 < CG_MAX_DIMS; i++) shape[i + 1] = sample[i];
+    *x = cg_reshape(NULL, img, ndim + 1, shape);
+    cg_tensor_free(img);
+    return *x && cg_dim(*x, 0) == cg_dim(*y, 0) ? 0 : -1;
+}
+
+/* ---- one epoch ----------------------------------------------------------------- */
+/* The number of rows of logits [B, 10] whose argmax is the label. */
+static double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) {
+    cg_no_grad_push(ctx);
+    cg_tensor *hit = cg_eq(ctx, cg_argmax(ctx, logits, 1, false), y);
+    double n = cg_item(cg_sum(ctx, hit, NULL, 0, false));
+    cg_no_grad_pop(ctx);
+    return n;
+}
+
+/* Keras' bar: "1875/1875 [=====...] 0.9s - loss: 0.4967 - acc: 0.8253". */
+static void progress(int64_t done, int64_t total, double secs, double loss, double acc,
+                     bool end) {
+    char bar[31];
+    int fill = (int)(30 * done / total);
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : '.');
+    bar[30] = '\0';
+    printf("\r%lld/%lld [%s] %.1fs - loss: %.4f - acc: %.4f", (long long)done, (long long)total,
+           bar, secs, loss, acc);
+    if (!end) fflush(stdout);
+}
+
+/* One epoch; an optimizer step every `accum` batches, each batch's mean loss
+ * divided by accum so the step sees the mean over all of them. */
+static int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, int accum,
+                       history *h) {
+    bool tty = isatty(STDOUT_FILENO);
+    int64_t nb = cg_batcher_nbatches(b), i = 0, seen = 0;
+    double loss_sum = 0, hits = 0, t0 = now();
+    cg_tensor *xb, *yb;
+    cg_module_train(m, true);
+    while (cg_batcher_next(b, &xb, &yb)) {
+        if (i % accum == 0) cg_optim_zero_grad(opt);
+        cg_tensor *logits = cg_module_forward(ctx, m, xb);
+        cg_tensor *loss = cg_cross_entropy(ctx, logits, yb, CG_MEAN);
+        if (!loss || cg_backward(cg_mul_scalar(ctx, loss, 1.0 / accum)) != CG_OK) return -1;
+        if ((i + 1) % accum == 0 && cg_optim_step(opt) != CG_OK) return -1;
+        loss_sum += cg_item(loss) * (double)cg_dim(xb, 0);
+        hits += correct(ctx, logits, yb);
+        seen += cg_dim(xb, 0);
+        cg_ctx_reset(ctx);
+        if (++i % 50 == 0 || i == nb)
+            if (tty)
+                progress(i, nb, now() - t0, loss_sum / (double)seen, hits / (double)seen,
+                         false);
+    }
+    h->loss[h->n] = loss_sum / (double)seen;
+    h->acc[h->n] = hits / (double)seen;
+    h->seconds[h->n] = now() - t0;
+    if (!tty) progress(nb, nb, h->seconds[h->n], h->loss[h->n], h->acc[h->n], true);
+    return 0;
+}
+
+/* Mean loss and accuracy over x, y in chunks of 1000, without a graph. */
+static int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const cg_tensor *y,
+                    double *loss, double *acc) {
+    int64_t n = cg_dim(x, 0);
+    double l = 0, hits = 0;
+    cg_module_train(m, false);
+    cg_no_grad_push(ctx);
+    for (int64_t s = 0; s < n; s += 1000) {
+        int64_t len = n - s < 1000 ? n - s : 1000;
+        cg_tensor *yb = cg_narrow(ctx, y, 0, s, len);
+        cg_tensor *logits = cg_module_forward(ctx, m, cg_narrow(ctx, x, 0, s, len));
+        cg_tensor *lb = cg_cross_entropy(ctx, logits, yb, CG_SUM);
+        if (!lb) return -1;
+        l += cg_item(lb);
+        hits += correct(ctx, logits, yb);
+        cg_ctx_reset(ctx); /* frees the chunk's tensors; grad mode stays off */
+    }
+    cg_no_grad_pop(ctx);
+    *loss = l / (double)n;
+    *acc = hits / (double)n;
+    return 0;
+}
+
+/* ---- outputs: CSV and an SVG chart (SVG is text: no plotting library) -------- */
+static void write_csv(const char *path, const history *h) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "epoch,loss,acc,val_loss,val_acc,seconds\n");
+    for (int e = 0; e < h->n; e++)
+        fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", e + 1, h->loss[e], h->acc[e],
+                h->val_loss[e], h->val_acc[e], h->seconds[e]);
+    fclose(f);
+}
+
+/* One panel at (x0, 20), 360 x 240: train (blue) and val (orange) curves. */
+static void svg_panel(FILE *f, int x0, const char *title, const double *tr, const double *va,
+                      int n) {
+    double lo = tr[0], hi = tr[0];
+    for (int e = 0; e < n; e++) {
+        lo = tr[e] < lo ? tr[e] : lo, hi = tr[e] > hi ? tr[e] : hi;
+        lo = va[e] < lo ? va[e] : lo, hi = va[e] > hi ? va[e] : hi;
+    }
+    if (hi - lo < 1e-9) hi = lo + 1;
+    fprintf(f,
+            "<rect x='%d' y='20' width='360' height='240' fill='none' stroke='#888'/>\n"
+            "<text x='%d' y='14' font-size='13'>%s (%.3f to %.3f)</text>\n",
+            x0, x0, title, lo, hi);
+    const double *curves[2] = {tr, va};
+    const char *colours[2] = {"#1f77b4", "#ff7f0e"};
+    for (int c = 0; c < 2; c++) {
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colours[c]);
+        for (int e = 0; e < n; e++)
+            fprintf(f, "%.1f,%.1f ", x0 + 360.0 * (n > 1 ? (double)e / (n - 1) : 0.5),
+                    20 + 240 * (1 - (curves[c][e] - lo) / (hi - lo)));
+        fprintf(f, "'/>\n");
+    }
+}
+
+static void write_svg(const char *path, const history *h) {
+    FILE *f = fopen(path, "w");
+    if (!f || h->n == 0) {
+        if (f) fclose(f);
+        return;
+    }
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='780' height='300' "
+               "font-family='sans-serif'>\n<rect width='780' height='300' fill='white'/>\n");
+    svg_panel(f, 10, "loss", h->loss, h->val_loss, h->n);
+    svg_panel(f, 410, "accuracy", h->acc, h->val_acc, h->n);
+    fprintf(f,
+            "<text x='10' y='290' font-size='12' fill='#1f77b4'>train</text>"
+            "<text x='60' y='290' font-size='12' fill='#ff7f0e'>validation (test set)</text>"
+            "<text x='400' y='290' font-size='12'>epochs 1..%d</text>\n</svg>\n",
+            h->n);
+    fclose(f);
+}
+
+/* A file saved by --save resumes model, optimizer and rng; a plain state_dict
+ * (from PyTorch, say) has only the model. */
+static int load(const char *path, cg_module *m, cg_optim *opt, cg_rng *rng) {
+    if (cg_load(path, m, opt, NULL, rng) == CG_OK) return 0;
+    if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL, NULL) != CG_OK)
+        return -1;
+    printf("loaded the model from %s (it holds no optimizer state)\n", path);
+    return 0;
+}
+
+#endif
