@@ -233,9 +233,10 @@ static cg_tensor *dropout2d_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *
     const dropout_data *d = cg_module_data(m);
     if (!cg_module_is_training(m) || d->p == 0) return cg_dropout(ctx, x, 0, false, NULL);
     int nd = cg_ndim(x);
-    if ((nd != 3 && nd != 4) || !cgi_is_float(cg_dtype_of(x))) {
+    bool rank_ok = nd == 3 || nd == 4;
+    if (!rank_ok || !cgi_is_float(cg_dtype_of(x))) {
         char xs[128];
-        cgi_error(ctx, CG_ERR_SHAPE,
+        cgi_error(ctx, rank_ok ? CG_ERR_DTYPE : CG_ERR_SHAPE,
                   "cg_dropout2d: input %s of %s: expected f32 or f64 [N, C, H, W] or [C, H, W]",
                   cg_shape_str(x, xs, sizeof xs), cg_dtype_name(cg_dtype_of(x)));
         return NULL;
