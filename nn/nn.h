@@ -173,11 +173,23 @@ CG_API cg_module *cg_nn_mlp(cg_rng *rng, cg_dtype dt, int nsizes, const int64_t 
 CG_API cg_module *cg_nn_activation(cg_act act);
 /* Zeroes with probability p in training mode; rng is borrowed. */
 CG_API cg_module *cg_nn_dropout(double p, cg_rng *rng);
-/* Over the last dim of size dim; weight ones, bias zeros (PyTorch eps 1e-5). */
+/* Zeroes whole channels of [N, C, H, W] (or [C, H, W], PyTorch's future
+ * reading of 3-D input) with probability p in training mode, scaling the
+ * rest by 1/(1-p); identity in eval. rng is borrowed. */
+CG_API cg_module *cg_nn_dropout2d(double p, cg_rng *rng);
+/* Over the last dim of size dim (cg_layer_norm); weight ones, bias zeros
+ * (PyTorch eps 1e-5). */
 CG_API cg_module *cg_nn_layernorm(cg_dtype dt, int64_t dim, double eps);
-/* [N, C] or [N, C, L]; running mean and variance (unbiased) updated with
- * momentum in training, used in eval (PyTorch eps 1e-5, momentum 0.1). */
+/* [N, C] or [N, C, L] (cg_batch_norm); running mean and variance (unbiased)
+ * updated with momentum in training, used in eval (PyTorch eps 1e-5,
+ * momentum 0.1). State: weight (ones), bias (zeros), running_mean,
+ * running_var, num_batches_tracked (i64, counts training forwards). */
 CG_API cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double momentum);
+/* The same over [N, C, H, W]: statistics per channel over N, H and W. */
+CG_API cg_module *cg_nn_batchnorm2d(cg_dtype dt, int64_t features, double eps, double momentum);
+/* cg_group_norm over [N, channels, ...] in groups (dividing channels);
+ * weight [channels] ones, bias zeros (PyTorch eps 1e-5). */
+CG_API cg_module *cg_nn_groupnorm(cg_dtype dt, int64_t groups, int64_t channels, double eps);
 /* Lookup of i64 indices in a [num, dim] table initialised N(0, 1). */
 CG_API cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim);
 

@@ -1,7 +1,7 @@
-/* LayerNorm, BatchNorm1d and Dropout: the layers whose forward is more than
- * one op or depends on train / eval mode. The norms are composed of
- * differentiable ops (mean, biased variance, rsqrt), so their gradients come
- * from the ops' own backward rules. */
+/* LayerNorm, BatchNorm1d, BatchNorm2d, GroupNorm, Dropout and Dropout2d: the
+ * layers whose forward depends on train / eval mode or on state beyond its
+ * parameters. The norms call the functionals of ops/norm.c (composed of
+ * differentiable ops, so gradients of any order come from those ops). */
 #include "internal.h"
 
 #include <math.h>
@@ -28,31 +28,12 @@ static cg_module *norm_new(const cg_module_kind *kind, double eps, double moment
     return cgi_module_new(kind, d, fn);
 }
 
-/* (x - mean) / sqrt(var + eps) * w + b, all broadcasting against x. */
-static cg_tensor *normalise(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *mean,
-                            const cg_tensor *var, double eps, const cg_tensor *w,
-                            const cg_tensor *b) {
-    cg_tensor *xhat =
-        cg_mul(ctx, cg_sub(ctx, x, mean), cg_rsqrt(ctx, cg_add_scalar(ctx, var, eps)));
-    return cg_add(ctx, cg_mul(ctx, xhat, w), b);
-}
-
 /* ---- LayerNorm ------------------------------------------------------------------ */
 /* x [..., D] with weight and bias [D]: statistics over the last dim only. */
 static cg_tensor *layernorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     const cg_tensor *w = cg_module_get(m, "weight");
-    if (cg_ndim(x) < 1 || cg_dim(x, -1) != cg_dim(w, 0)) {
-        char xs[128], ws[128];
-        cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_layernorm: input %s: its last dim must match the "
-                  "normalized shape %s",
-                  cg_shape_str(x, xs, sizeof xs), cg_shape_str(w, ws, sizeof ws));
-        return NULL;
-    }
-    int last = -1;
-    cg_tensor *mean = cg_mean(ctx, x, &last, 1, true);    /* [..., 1] */
-    cg_tensor *var = cg_var(ctx, x, &last, 1, 0.0, true); /* biased, [..., 1] */
-    return normalise(ctx, x, mean, var, eps_of(m), w, cg_module_get(m, "bias"));
+    int64_t d = cg_dim(w, 0);
+    return cg_layer_norm(ctx, x, 1, &d, w, cg_module_get(m, "bias"), eps_of(m));
 }
 
 static void layernorm_describe(const cg_module *m, char *buf, size_t size) {
@@ -79,71 +60,41 @@ cg_module *cg_nn_layernorm(cg_dtype dt, int64_t dim, double eps) {
     return cgi_module_done(m, b != NULL, fn);
 }
 
-/* ---- BatchNorm1d ------------------------------------------------------------------ */
-/* A per-channel [C] tensor shaped to broadcast against x: [C] for [N, C],
- * [C, 1] for [N, C, L]. */
-static cg_tensor *per_channel(cg_ctx *ctx, const cg_tensor *t, int ndim) {
-    return ndim == 2 ? (cg_tensor *)t : cg_reshape(ctx, t, CG_SHAPE(cg_dim(t, 0), 1));
-}
+/* ---- BatchNorm1d, BatchNorm2d ---------------------------------------------------- */
+static const cg_module_kind batchnorm1d_kind, batchnorm2d_kind;
 
-/* running = (1 - momentum) running + momentum scale batch, outside the
- * graph: batch (kept dims, [1, C] or [1, C, 1]) is detached first, running
- * is a buffer. */
-static cg_status blend(cg_ctx *ctx, cg_tensor *running, const cg_tensor *batch, double scale,
-                       double momentum) {
-    cg_tensor *flat = cg_reshape(ctx, cg_detach(ctx, batch), 1, cg_shape(running));
-    cg_tensor *next = cg_add(ctx, cg_mul_scalar(ctx, running, 1.0 - momentum),
-                             cg_mul_scalar(ctx, flat, momentum * scale));
-    return next ? cg_copy_(running, next) : cg_last_status();
-}
-
-/* Training: batch statistics over N (and L), biased for the output,
- * unbiased (times n / (n - 1)) for running_var, as PyTorch. */
-static cg_tensor *batchnorm_train(cg_ctx *ctx, cg_module *m, const cg_tensor *x,
-                                  const int *axes, int naxes, int64_t n) {
-    const norm_data *d = cg_module_data(m);
-    cg_tensor *mean = cg_mean(ctx, x, axes, naxes, true);
-    cg_tensor *var = cg_var(ctx, x, axes, naxes, 0.0, true);
-    int nd = cg_ndim(x);
-    cg_tensor *y =
-        normalise(ctx, x, mean, var, d->eps, per_channel(ctx, cg_module_get(m, "weight"), nd),
-                  per_channel(ctx, cg_module_get(m, "bias"), nd));
-    if (!y) return NULL;
-    cg_tensor *count = cg_module_get(m, "num_batches_tracked");
-    double unbias = (double)n / (double)(n - 1);
-    bool ok = blend(ctx, cg_module_get(m, "running_mean"), mean, 1.0, d->momentum) == CG_OK &&
-              blend(ctx, cg_module_get(m, "running_var"), var, unbias, d->momentum) == CG_OK &&
-              cg_fill_(count, cg_item(count) + 1.0) == CG_OK;
-    return ok ? y : NULL;
-}
-
-/* x [N, C] or [N, C, L]. */
-static cg_tensor *batchnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+/* x's rank is one BatchNorm1d ([N, C] or [N, C, L]) or BatchNorm2d ([N, C,
+ * H, W]) takes, with the layer's C channels. */
+static bool batchnorm_input_ok(cg_ctx *ctx, const cg_module *m, const cg_tensor *x) {
     int nd = cg_ndim(x);
     int64_t c = cg_dim(cg_module_get(m, "weight"), 0);
+    bool two_d = cg_module_kind_of(m) == &batchnorm2d_kind;
+    if ((two_d ? nd == 4 : nd == 2 || nd == 3) && cg_dim(x, 1) == c) return true;
     char xs[128];
-    if ((nd != 2 && nd != 3) || cg_dim(x, 1) != c) {
+    if (two_d)
+        cgi_error(ctx, CG_ERR_SHAPE, "cg_batchnorm2d: input %s: expected [N, %lld, H, W]",
+                  cg_shape_str(x, xs, sizeof xs), (long long)c);
+    else
         cgi_error(ctx, CG_ERR_SHAPE,
                   "cg_batchnorm1d: input %s: expected [N, %lld] or "
                   "[N, %lld, L]",
                   cg_shape_str(x, xs, sizeof xs), (long long)c, (long long)c);
-        return NULL;
-    }
-    int64_t n = cg_numel(x) / c; /* values per channel */
+    return false;
+}
+
+/* cg_batch_norm with the layer's state: batch statistics (and an update of
+ * the running ones, counted in num_batches_tracked) in training, the
+ * running ones in eval. */
+static cg_tensor *batchnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const norm_data *d = cg_module_data(m);
+    if (!batchnorm_input_ok(ctx, m, x)) return NULL;
     bool training = cg_module_is_training(m);
-    if (training && n <= 1) {
-        cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_batchnorm1d: input %s: expected more than 1 value "
-                  "per channel when training",
-                  cg_shape_str(x, xs, sizeof xs));
-        return NULL;
-    }
-    static const int axes[] = {0, 2};
-    if (training) return batchnorm_train(ctx, m, x, axes, nd - 1, n);
-    return normalise(ctx, x, per_channel(ctx, cg_module_get(m, "running_mean"), nd),
-                     per_channel(ctx, cg_module_get(m, "running_var"), nd), eps_of(m),
-                     per_channel(ctx, cg_module_get(m, "weight"), nd),
-                     per_channel(ctx, cg_module_get(m, "bias"), nd));
+    cg_tensor *y = cg_batch_norm(ctx, x, cg_module_get(m, "running_mean"),
+                                 cg_module_get(m, "running_var"), cg_module_get(m, "weight"),
+                                 cg_module_get(m, "bias"), training, d->momentum, d->eps);
+    if (!y || !training) return y;
+    cg_tensor *count = cg_module_get(m, "num_batches_tracked");
+    return cg_fill_(count, cg_item(count) + 1.0) == CG_OK ? y : NULL;
 }
 
 static void batchnorm_describe(const cg_module *m, char *buf, size_t size) {
@@ -152,11 +103,15 @@ static void batchnorm_describe(const cg_module *m, char *buf, size_t size) {
              (long long)cg_dim(cg_module_get(m, "weight"), 0), d->eps, d->momentum);
 }
 
-static const cg_module_kind batchnorm_kind = {"BatchNorm1d", batchnorm_forward, free,
-                                              batchnorm_describe};
+static const cg_module_kind batchnorm1d_kind = {"BatchNorm1d", batchnorm_forward, free,
+                                                batchnorm_describe};
+static const cg_module_kind batchnorm2d_kind = {"BatchNorm2d", batchnorm_forward, free,
+                                                batchnorm_describe};
 
-cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double momentum) {
-    const char *fn = "cg_nn_batchnorm1d";
+/* PyTorch's state: weight ones, bias zeros, running_mean zeros,
+ * running_var ones, num_batches_tracked 0 (i64, rank 0). */
+static cg_module *batchnorm_new(const cg_module_kind *kind, cg_dtype dt, int64_t features,
+                                double eps, double momentum, const char *fn) {
     if (features < 1 || !cgi_is_float(dt) || !(eps >= 0 && isfinite(eps)) ||
         !(momentum >= 0 && momentum <= 1)) {
         cgi_error(NULL, CG_ERR_ARG,
@@ -165,13 +120,65 @@ cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double m
                   fn, (long long)features, eps, momentum, cg_dtype_name(dt));
         return NULL;
     }
-    cg_module *m = norm_new(&batchnorm_kind, eps, momentum, fn);
+    cg_module *m = norm_new(kind, eps, momentum, fn);
     const int64_t c[] = {features};
     bool ok = cgi_module_add(m, "weight", cg_ones(NULL, dt, 1, c), true, fn) &&
               cgi_module_add(m, "bias", cg_zeros(NULL, dt, 1, c), true, fn) &&
               cgi_module_add(m, "running_mean", cg_zeros(NULL, dt, 1, c), false, fn) &&
               cgi_module_add(m, "running_var", cg_ones(NULL, dt, 1, c), false, fn) &&
               cgi_module_add(m, "num_batches_tracked", cg_zeros(NULL, CG_I64, 0, c), false, fn);
+    return cgi_module_done(m, ok, fn);
+}
+
+cg_module *cg_nn_batchnorm1d(cg_dtype dt, int64_t features, double eps, double momentum) {
+    return batchnorm_new(&batchnorm1d_kind, dt, features, eps, momentum, "cg_nn_batchnorm1d");
+}
+
+cg_module *cg_nn_batchnorm2d(cg_dtype dt, int64_t features, double eps, double momentum) {
+    return batchnorm_new(&batchnorm2d_kind, dt, features, eps, momentum, "cg_nn_batchnorm2d");
+}
+
+/* ---- GroupNorm ---------------------------------------------------------------------- */
+typedef struct groupnorm_data {
+    double eps;
+    int64_t groups;
+} groupnorm_data;
+
+static cg_tensor *groupnorm_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const groupnorm_data *d = cg_module_data(m);
+    return cg_group_norm(ctx, x, d->groups, cg_module_get(m, "weight"),
+                         cg_module_get(m, "bias"), d->eps);
+}
+
+static void groupnorm_describe(const cg_module *m, char *buf, size_t size) {
+    const groupnorm_data *d = cg_module_data(m);
+    snprintf(buf, size, "%lld, %lld, eps=%g, affine=True", (long long)d->groups,
+             (long long)cg_dim(cg_module_get(m, "weight"), 0), d->eps);
+}
+
+static const cg_module_kind groupnorm_kind = {"GroupNorm", groupnorm_forward, free,
+                                              groupnorm_describe};
+
+cg_module *cg_nn_groupnorm(cg_dtype dt, int64_t groups, int64_t channels, double eps) {
+    const char *fn = "cg_nn_groupnorm";
+    if (groups < 1 || channels < 1 || channels % groups != 0 || !cgi_is_float(dt) ||
+        !(eps >= 0 && isfinite(eps))) {
+        cgi_error(NULL, CG_ERR_ARG,
+                  "%s: groups %lld, channels %lld, eps %g, dtype %s: need groups >= 1 "
+                  "dividing channels >= 1, a finite eps >= 0 and a float dtype",
+                  fn, (long long)groups, (long long)channels, eps, cg_dtype_name(dt));
+        return NULL;
+    }
+    groupnorm_data *d = malloc(sizeof *d);
+    if (!d) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    *d = (groupnorm_data){eps, groups};
+    cg_module *m = cgi_module_new(&groupnorm_kind, d, fn);
+    const int64_t c[] = {channels};
+    bool ok = cgi_module_add(m, "weight", cg_ones(NULL, dt, 1, c), true, fn) &&
+              cgi_module_add(m, "bias", cg_zeros(NULL, dt, 1, c), true, fn);
     return cgi_module_done(m, ok, fn);
 }
 
@@ -193,8 +200,9 @@ static void dropout_describe(const cg_module *m, char *buf, size_t size) {
 
 static const cg_module_kind dropout_kind = {"Dropout", dropout_forward, free, dropout_describe};
 
-cg_module *cg_nn_dropout(double p, cg_rng *rng) {
-    const char *fn = "cg_nn_dropout";
+/* A dropout module of kind; fn names the constructor in errors. */
+static cg_module *dropout_new(const cg_module_kind *kind, double p, cg_rng *rng,
+                              const char *fn) {
     if (!(p >= 0 && p < 1) || (p > 0 && !rng)) { /* also NaN */
         cgi_error(NULL, CG_ERR_ARG,
                   "%s: p = %g with %s rng: need p in [0, 1) and an rng "
@@ -208,6 +216,40 @@ cg_module *cg_nn_dropout(double p, cg_rng *rng) {
         return NULL;
     }
     *d = (dropout_data){p, rng};
-    cg_module *m = cgi_module_new(&dropout_kind, d, fn);
+    cg_module *m = cgi_module_new(kind, d, fn);
     return cgi_module_done(m, m != NULL, fn);
+}
+
+cg_module *cg_nn_dropout(double p, cg_rng *rng) {
+    return dropout_new(&dropout_kind, p, rng, "cg_nn_dropout");
+}
+
+/* ---- Dropout2d ---------------------------------------------------------------------- */
+/* Training: x [N, C, H, W] (or [C, H, W]) times a mask [N, C, 1, 1] (or
+ * [C, 1, 1]) of 1/(1-p) with probability 1-p, else 0, drawn from rng in C
+ * order: whole channels are zeroed. Eval or p == 0: a view of x. The
+ * gradient is g times the same mask, from cg_mul. */
+static cg_tensor *dropout2d_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const dropout_data *d = cg_module_data(m);
+    if (!cg_module_is_training(m) || d->p == 0) return cg_dropout(ctx, x, 0, false, NULL);
+    int nd = cg_ndim(x);
+    bool rank_ok = nd == 3 || nd == 4;
+    if (!rank_ok || !cgi_is_float(cg_dtype_of(x))) {
+        char xs[128];
+        cgi_error(ctx, rank_ok ? CG_ERR_DTYPE : CG_ERR_SHAPE,
+                  "cg_dropout2d: input %s of %s: expected f32 or f64 [N, C, H, W] or [C, H, W]",
+                  cg_shape_str(x, xs, sizeof xs), cg_dtype_name(cg_dtype_of(x)));
+        return NULL;
+    }
+    int64_t shape[4] = {cg_dim(x, 0), cg_dim(x, 1), 1, 1};
+    if (nd == 3) shape[1] = 1; /* [C, 1, 1] */
+    cg_tensor *keep = cg_bernoulli(ctx, d->rng, cg_dtype_of(x), nd, shape, 1.0 - d->p);
+    return cg_mul(ctx, x, cg_mul_scalar(ctx, keep, 1.0 / (1.0 - d->p)));
+}
+
+static const cg_module_kind dropout2d_kind = {"Dropout2d", dropout2d_forward, free,
+                                              dropout_describe};
+
+cg_module *cg_nn_dropout2d(double p, cg_rng *rng) {
+    return dropout_new(&dropout2d_kind, p, rng, "cg_nn_dropout2d");
 }

@@ -268,7 +268,11 @@ CG_API cg_tensor *cg_pad(cg_ctx *ctx, const cg_tensor *x, int npad, const int64_
 /* F.batch_norm over x [N, C, ...]: per channel C. Training: batch statistics
  * (biased variance for the output) and, when given, running_mean and
  * running_var [C] updated in place with momentum (unbiased variance), as
- * PyTorch; eval: the running statistics. weight, bias [C] or NULL. */
+ * PyTorch; eval: the running statistics (both required; no gradient flows
+ * to them). weight, bias [C] or NULL. Every tensor has x's float dtype;
+ * momentum in [0, 1], eps >= 0; training needs more than one value per
+ * channel. The norms are composed of differentiable ops: gradients of any
+ * order. */
 CG_API cg_tensor *cg_batch_norm(cg_ctx *ctx, const cg_tensor *x, cg_tensor *running_mean,
                                 cg_tensor *running_var, const cg_tensor *weight,
                                 const cg_tensor *bias, bool training, double momentum,

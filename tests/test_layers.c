@@ -369,7 +369,7 @@ static void test_layers_layernorm_errors(void **state) {
     cg_ctx *ctx = *state;
     cg_module *m = cg_nn_layernorm(CG_F64, 4, EPS);
     assert_null(cg_module_forward(ctx, m, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 5))));
-    assert_error(CG_ERR_SHAPE, "cg_layernorm: input [2,5]");
+    assert_error(CG_ERR_SHAPE, "cg_layer_norm: input [2,5]");
     assert_null(cg_module_forward(ctx, m, cg_scalar(ctx, CG_F64, 1)));
     assert_error(CG_ERR_SHAPE, "normalized shape [4]");
     cg_module_free(m);
