@@ -42,10 +42,10 @@ otherwise idle machine: two benchmarks side by side spoil both.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
-import resource
 import time
 from collections import namedtuple
 from pathlib import Path
