@@ -11,7 +11,18 @@ issue's target where there is one (met / missed).
       forward + backward, forward under no_grad. Median ns per op.
   training steps (bench_train): zero_grad, forward, loss, backward,
       optimizer step, on random data made once (fixed seed, f32 inputs,
-      int64 labels). Median ms per step.
+      int64 labels). Median ms per step. (a)-(e) are MLPs, (f) ggml's MNIST
+      CNN and (g) LeNet-5 on [B, 1, 28, 28] inputs; (f) also reports its peak
+      RSS (ru_maxrss of a child process that runs (f) alone).
+
+The strong baseline (the default; --baseline plain for the old one): PyTorch
+runs with BLIS_NUM_THREADS and OMP_NUM_THREADS set to the thread count
+(Debian's PyTorch does its GEMMs in BLIS, which takes its thread count only
+from BLIS_NUM_THREADS in the environment, not from torch.set_num_threads) and
+with GLIBC_TUNABLES raising glibc's mmap and trim thresholds (otherwise glibc
+returns freed tensor memory to the kernel and PyTorch page-faults it back in
+every step). Both are read at process start, so the script re-executes itself
+with them set; the cgrad binaries get the caller's environment.
 
 Same BLAS kernels: Debian's PyTorch does its matrix products in the system
 BLAS (libblas.so.3, which Debian's alternatives point at BLIS once libblis is
@@ -23,13 +34,15 @@ BLIS_ARCH_TYPE as cgrad would, unless it is set already or --torch-blas
 default asks for PyTorch exactly as installed.
 
 Usage: /usr/bin/python3 bench/torch_compare.py [--threads N] [--quick] [--json]
-                                              [--skip-cgrad] [--torch-blas same|default]
+           [--skip-cgrad] [--torch-blas same|default] [--baseline strong|plain]
+           [--cases a,b,...,g,autograd]
 --quick runs a few steps only: a smoke test, not a measurement. Run it on an
 otherwise idle machine: two benchmarks side by side spoil both.
 """
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,8 +55,10 @@ BIN = ROOT / "build" / "rel" / "bench"
 DEFAULT_THREADS = 2  # cgrad's default on the 2-core development machine
 
 # ---- the configurations (as bench/bench_train.c) ---------------------------------------------
-Config = namedtuple("Config", "name what sizes relu optim lr batch accum loss")
-CONFIGS = [  # name, what, sizes, relu, optimizer, lr, batch, accum, loss
+# arch: "mlp" (Linear layers of sizes), "ggml_cnn" or "lenet5" (inputs [B, 1, 28, 28]).
+Config = namedtuple("Config", "name what sizes relu optim lr batch accum loss arch",
+                    defaults=("mlp",))
+CONFIGS = [  # name, what, sizes, relu, optimizer, lr, batch, accum, loss[, arch]
     Config("a", "784-128-10 relu, Adam, batch 32",
            (784, 128, 10), True, "adam", 1e-3, 32, 1, "ce"),
     Config("b", "784-512-512-10 relu, SGD, batch 128",
@@ -54,13 +69,18 @@ CONFIGS = [  # name, what, sizes, relu, optimizer, lr, batch, accum, loss
            (1, 1, 1), False, "sgd", 0.01, 4, 1, "mse"),
     Config("e", "784-500-10 relu, AdamW, batch 2 x 500",
            (784, 500, 10), True, "adamw", 1e-3, 500, 2, "ce"),
+    Config("f", "ggml MNIST CNN, AdamW, batch 1000 = 2 x 500",
+           (784, 10), True, "adamw", 1e-3, 500, 2, "ce", "ggml_cnn"),
+    Config("g", "LeNet-5, Adam, batch 128",
+           (784, 10), True, "adam", 1e-3, 128, 1, "ce", "lenet5"),
 ]
+RSS_CASES = {"f"}  # peak RSS reported beside the step time
 AUTOGRAD_CASES = ["forward", "forward+backward", "no_grad forward"]
 CHAIN = 100  # ops per chain, as bench_autograd.c
 
 # Targets of the bench issue: cgrad/PyTorch step-time ratios, and an absolute
 # bound on cgrad's autograd overhead.
-RATIO_TARGETS = {"a": 0.35, "c": 0.15, "d": 0.05}
+RATIO_TARGETS = {"a": 0.35, "c": 0.15, "d": 0.05, "f": 0.35, "g": 0.5}
 B_TARGET = {1: 0.85, 2: 1.0}  # (b) depends on the thread count
 AUTOGRAD_TARGET_NS = {"forward+backward": 300.0}
 
@@ -100,8 +120,26 @@ def torch_autograd(torch, case, inner, reps):
 
 
 # ---- PyTorch: training steps -----------------------------------------------------------------
+def ggml_cnn(nn):
+    """The CNN of ggml's MNIST example; [B, 1, 28, 28] -> [B, 10]."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(784, 10))
+
+
+def lenet5(nn):
+    """LeNet-5 with ReLU and max pooling; [B, 1, 28, 28] -> [B, 10]. Its state_dict
+    names (0., 3., 7., 9., 11.) are those of cgrad's LeNet-5 checkpoints."""
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
 def torch_model(torch, cfg):
-    """Linear layers of cfg.sizes, with ReLU between them when cfg.relu."""
+    """cfg.arch's CNN, or Linear layers of cfg.sizes with ReLU between them when cfg.relu."""
+    if cfg.arch != "mlp":
+        return {"ggml_cnn": ggml_cnn, "lenet5": lenet5}[cfg.arch](torch.nn)
     layers = []
     for i in range(len(cfg.sizes) - 1):
         layers.append(torch.nn.Linear(cfg.sizes[i], cfg.sizes[i + 1]))
@@ -119,7 +157,8 @@ def torch_batches(torch, cfg):
     g = torch.Generator().manual_seed(1)
     batches = []
     for _ in range(cfg.accum):
-        x = torch.randn(cfg.batch, cfg.sizes[0], generator=g)
+        shape = (cfg.batch, cfg.sizes[0]) if cfg.arch == "mlp" else (cfg.batch, 1, 28, 28)
+        x = torch.randn(*shape, generator=g)
         if cfg.loss == "mse":
             y = torch.randn(cfg.batch, cfg.sizes[-1], generator=g)
         else:
@@ -158,25 +197,64 @@ def train_steps(cfg, quick):
     return (20, 100) if cfg.batch >= 128 else (20, 200)
 
 
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_child_case(torch, args):
+    """--child-case NAME: times that configuration alone in this fresh process and
+    prints one JSON line with its step time and this process's peak RSS."""
+    cfg = next(c for c in CONFIGS if c.name == args.child_case)
+    torch.set_num_threads(args.threads)
+    before = peak_rss_mib()  # the interpreter and PyTorch's libraries
+    ms = torch_train(torch, cfg, *train_steps(cfg, args.quick))
+    print(json.dumps({"case": cfg.name, "step_ms": ms, "peak_rss_mib": peak_rss_mib(),
+                      "rss_before_mib": before}))
+    return 0
+
+
+def torch_in_child(cfg, args):
+    """{key: value} of cfg run alone in a child process of this script (same
+    environment), so that its ru_maxrss is this case's peak RSS."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-case", cfg.name,
+           "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            return {("train", cfg.name): r["step_ms"], ("rss", cfg.name): r["peak_rss_mib"],
+                    ("rss_before", cfg.name): r["rss_before_mib"]}
+    print(f"  PyTorch ({cfg.name}) in a child process: exit {p.returncode}: "
+          f"{p.stderr.strip()[-300:]}")
+    return {}
+
+
 def run_torch(torch, args):
     reps, inner = (3, 20) if args.quick else (31, 200)
     res = {}
-    for case in AUTOGRAD_CASES:
-        res[("autograd", case)] = torch_autograd(torch, case, inner, reps)
+    if "autograd" in args.cases:
+        for case in AUTOGRAD_CASES:
+            res[("autograd", case)] = torch_autograd(torch, case, inner, reps)
     for cfg in CONFIGS:
-        res[("train", cfg.name)] = torch_train(torch, cfg, *train_steps(cfg, args.quick))
+        if cfg.name not in args.cases:
+            continue
+        if cfg.name in RSS_CASES:
+            res.update(torch_in_child(cfg, args))
+        else:
+            res[("train", cfg.name)] = torch_train(torch, cfg, *train_steps(cfg, args.quick))
     return res
 
 
 # ---- cgrad: the bench binaries' JSON lines ---------------------------------------------------
 def run_binary(name, extra):
-    """(JSON objects printed, problem or None). A missing binary is 'not built'."""
+    """(JSON objects printed, problem or None). A missing binary is 'not built'.
+    It runs in the caller's environment, not the strong baseline's."""
     path = BIN / name
     if not path.exists():
         return [], "not built"
     try:
         p = subprocess.run([str(path), "--json", *extra], capture_output=True, text=True,
-                           check=False)
+                           check=False, env=caller_env())
     except OSError as e:
         return [], f"cannot run: {e}"
     rows = []
@@ -191,40 +269,52 @@ def run_binary(name, extra):
 
 
 def run_cgrad(args):
-    """{(kind, case): value} and {binary: problem}."""
+    """{(kind, case): value} and {binary: problem}. bench_train's JSON lines pair
+    with PyTorch's cases by "config" (a-g); (f)'s peak RSS is read from
+    "peak_rss_kb" or "peak_rss_mib" when bench_train prints one."""
     threads = ["--threads", str(args.threads)]
     res, problems = {}, {}
-    rows, problems["bench_autograd"] = run_binary(
-        "bench_autograd", threads + (["--reps", "3"] if args.quick else []))
-    for r in rows:
-        if "case" in r and "ns_per_op" in r:
-            res[("autograd", r["case"])] = float(r["ns_per_op"])
+    if "autograd" in args.cases:
+        rows, problems["bench_autograd"] = run_binary(
+            "bench_autograd", threads + (["--reps", "3"] if args.quick else []))
+        for r in rows:
+            if "case" in r and "ns_per_op" in r:
+                res[("autograd", r["case"])] = float(r["ns_per_op"])
     rows, problems["bench_train"] = run_binary(
         "bench_train", threads + (["--reps", "10"] if args.quick else []))
     for r in rows:
         if "config" in r and "step_ms" in r:
             res[("train", r["config"])] = float(r["step_ms"])
+        if "config" in r and "peak_rss_kb" in r:
+            res[("rss", r["config"])] = float(r["peak_rss_kb"]) / 1024
+        elif "config" in r and "peak_rss_mib" in r:
+            res[("rss", r["config"])] = float(r["peak_rss_mib"])
     return res, problems
 
 
 # ---- the table -------------------------------------------------------------------------------
-def table_rows(cg, th, threads, notes):
+def table_rows(cg, th, threads, notes, cases):
     """One dict per case, in the order printed; notes[kind] stands in for a
     missing cgrad figure ("not built", "skipped", "-")."""
     rows = []
-    for case in AUTOGRAD_CASES:
+    for case in AUTOGRAD_CASES if "autograd" in cases else []:
         key = ("autograd", case)
         limit = AUTOGRAD_TARGET_NS.get(case)
         rows.append(dict(key=key, label=f"autograd {case}", unit="ns/op", cgrad=cg.get(key),
                          torch=th.get(key), target_kind="cgrad_ns" if limit else None,
                          target=limit, note=notes["autograd"]))
-    for cfg in CONFIGS:
+    for cfg in (c for c in CONFIGS if c.name in cases):
         key = ("train", cfg.name)
         limit = ratio_target(cfg.name, threads)
         rows.append(dict(key=key, label=f"({cfg.name}) {cfg.what}", unit="ms/step",
                          cgrad=cg.get(key), torch=th.get(key),
                          target_kind="ratio" if limit else None, target=limit,
                          note=notes["train"]))
+        if cfg.name in RSS_CASES:
+            key = ("rss", cfg.name)
+            rows.append(dict(key=key, label=f"({cfg.name}) peak RSS of the process", unit="MiB",
+                             cgrad=cg.get(key), torch=th.get(key), target_kind=None,
+                             target=None, note=notes["train"]))
     for r in rows:
         r["ratio"] = r["cgrad"] / r["torch"] if r["cgrad"] and r["torch"] else None
         measured = r["cgrad"] if r["target_kind"] == "cgrad_ns" else r["ratio"]
@@ -253,14 +343,15 @@ def print_table(rows):
               f"{fmt(r['torch'], '-')} {ratio}  {target}{verdict}")
 
 
-def print_json(rows, threads, version):
+def print_json(rows, threads, version, baseline):
     for r in rows:
         def rnd(v):
             return None if v is None else round(v, 4)
         out = {"bench": "compare", "kind": r["key"][0], "case": r["key"][1],
                "unit": r["unit"], "cgrad": rnd(r["cgrad"]), "torch": rnd(r["torch"]),
                "ratio": rnd(r["ratio"]), "target_kind": r["target_kind"], "target": r["target"],
-               "met": r["met"], "threads": threads, "torch_version": version}
+               "met": r["met"], "threads": threads, "torch_version": version,
+               "baseline": baseline}
         print(json.dumps(out, separators=(",", ":")))
 
 
@@ -287,6 +378,45 @@ def choose_torch_blas(mode):
     return f"{lib}, as installed"
 
 
+# ---- the strong baseline: PyTorch's environment ---------------------------------------------
+STRONG_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967295"
+STRONG_VARS = ("BLIS_NUM_THREADS", "OMP_NUM_THREADS", "GLIBC_TUNABLES")
+CALLER_ENV = "CGRAD_TORCH_COMPARE_CALLER_ENV"  # the caller's values of STRONG_VARS, as JSON
+
+
+def reexec_strong(threads):
+    """Re-executes this script once with the strong baseline's environment: BLIS
+    and glibc read these variables only at process start. Returns only when the
+    environment is set already."""
+    if CALLER_ENV in os.environ:
+        return
+    env = dict(os.environ)
+    env[CALLER_ENV] = json.dumps({k: os.environ.get(k) for k in STRONG_VARS})
+    env.update(BLIS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               GLIBC_TUNABLES=STRONG_MALLOC)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def caller_env():
+    """The environment this script was started with (for the cgrad binaries)."""
+    env = dict(os.environ)
+    for k, v in json.loads(env.pop(CALLER_ENV, "{}")).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def describe_baseline(args):
+    if args.baseline == "strong":
+        settings = " ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in STRONG_VARS)
+        return f"strong PyTorch baseline: {settings}"
+    return ("plain PyTorch baseline (--baseline plain): the caller's environment, BLIS on one "
+            "thread unless BLIS_NUM_THREADS is set, glibc's default malloc thresholds")
+
+
 # ---- main ------------------------------------------------------------------------------------
 def cgrad_notes(args, problems):
     """What the cgrad column shows when a figure is missing, per kind of case."""
@@ -295,6 +425,9 @@ def cgrad_notes(args, problems):
             return "skipped"
         return "not built" if problems.get(binary) == "not built" else "-"
     return {"autograd": note("bench_autograd"), "train": note("bench_train")}
+
+
+ALL_CASES = ["autograd"] + [c.name for c in CONFIGS]
 
 
 def parse_args():
@@ -308,11 +441,24 @@ def parse_args():
     ap.add_argument("--torch-blas", choices=("same", "default"), default="same",
                     help="same: PyTorch's BLIS gets the kernels cgrad picks (default); "
                     "default: PyTorch as installed")
-    return ap.parse_args()
+    ap.add_argument("--baseline", choices=("strong", "plain"), default="strong",
+                    help="strong: PyTorch with BLIS_NUM_THREADS, OMP_NUM_THREADS and glibc "
+                    "malloc thresholds set (default); plain: the caller's environment")
+    ap.add_argument("--cases", default=",".join(ALL_CASES),
+                    help=f"comma-separated subset of {','.join(ALL_CASES)} (default: all)")
+    ap.add_argument("--child-case", help=argparse.SUPPRESS)  # internal: one case, peak RSS
+    args = ap.parse_args()
+    args.cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in args.cases if c not in ALL_CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {','.join(unknown)}; known: {','.join(ALL_CASES)}")
+    return args
 
 
 def main():
     args = parse_args()
+    if args.baseline == "strong" and not args.child_case:
+        reexec_strong(args.threads)
     blas = choose_torch_blas(args.torch_blas)  # before BLIS starts in this process
     try:
         import torch
@@ -320,6 +466,8 @@ def main():
         print(f"torch_compare: PyTorch is not importable ({e}); install Debian's "
               "python3-torch to compare. Skipped.")
         return 0
+    if args.child_case:
+        return run_child_case(torch, args)
     # cgrad first: it runs before this process has started any PyTorch threads.
     cg, problems = ({}, {}) if args.skip_cgrad else run_cgrad(args)
     torch.set_num_threads(args.threads)
@@ -327,13 +475,18 @@ def main():
     print(f"PyTorch {torch.__version__} and cgrad, {args.threads} thread(s)"
           + ("; --quick: a smoke test, not a measurement" if args.quick else ""))
     print(f"PyTorch's BLAS: {blas}")
+    print(f"Baseline: {describe_baseline(args)}")
     for name, problem in problems.items():
         if problem and problem != "not built":
             print(f"  {name}: {problem}")
-    rows = table_rows(cg, th, args.threads, cgrad_notes(args, problems))
+    rows = table_rows(cg, th, args.threads, cgrad_notes(args, problems), args.cases)
     print_table(rows)
+    for name in RSS_CASES:
+        if ("rss_before", name) in th:
+            print(f"PyTorch's ({name}) process held {th[('rss_before', name)]:.0f} MiB "
+                  "(interpreter and libraries) before its first step")
     if args.json:
-        print_json(rows, args.threads, torch.__version__)
+        print_json(rows, args.threads, torch.__version__, args.baseline)
     return 0
 
 
