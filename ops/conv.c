@@ -36,7 +36,7 @@
  * just written from cache. Measured with bench_conv on one thread, ggml's
  * MNIST 8->16 layer (batch 500) forward: 33 ms with 2^22 elements (the whole
  * batch in one tile), 8.4 ms with 2^18, 16.8 ms with 2^16. */
-#define TILE_ELEMS ((int64_t)1 << 16)
+#define TILE_ELEMS ((int64_t)1 << 18)
 
 /* The geometry saved with each node. Index 0 is H, 1 is W; a 1-D op has H
  * trivial (kernel 1, stride 1, no padding). */
