@@ -316,6 +316,63 @@ static void test_conv_f32_matches_reference(void **state) {
     }
 }
 
+/* A batch larger than one tile of scratch (ops/conv.c: 2^18 elements, one
+ * 8-channel 48x48 image per tile here): the forward, d x (against the
+ * reference transpose) and d w (against its definition, the tiles adding in
+ * turn) are still exact. */
+static void test_conv_many_tiles(void **state) {
+    cg_ctx *ctx = *state;
+    cfg c = {.n = 3, .cin = 8, .cout = 4, .h = 48, .w = 40, .kh = 3, .kw = 3};
+    c.o = cg_conv_defaults();
+    c.o.padding[0] = c.o.padding[1] = 1;
+    cg_tensor *in[3];
+    make_inputs(&c, 17, in);
+    check_against_ref(ctx, &c, in, 1e-12);
+    int64_t nx = cg_numel(in[0]), nw = cg_numel(in[1]), ny = c.n * c.cout * c.h * c.w;
+    double *x = malloc(sizeof(double) * (size_t)(2 * nx + 2 * nw + ny));
+    double *w = x + nx, *g = w + nw, *dx = g + ny, *dw = dx + nx;
+    cg_rng rng = seeded(18);
+    cg_tensor *gy = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(c.n, c.cout, c.h, c.w), 0, 1);
+    assert_int_equal(cg_copy_to_array(in[0], CG_F64, x), CG_OK);
+    assert_int_equal(cg_copy_to_array(in[1], CG_F64, w), CG_OK);
+    assert_int_equal(cg_copy_to_array(gy, CG_F64, g), CG_OK);
+    cg_tensor *y = cg_conv2d(ctx, in[0], in[1], NULL, &c.o);
+    assert_int_equal(cg_backward_ex(y, gy, 0), CG_OK);
+    /* d x: the transpose of g with w, by the reference */
+    cfg t = {.n = c.n,
+             .cin = c.cout,
+             .cout = c.cin,
+             .h = c.h,
+             .w = c.w,
+             .kh = 3,
+             .kw = 3,
+             .transposed = true,
+             .o = c.o};
+    ref_conv(&t, g, w, NULL, dx);
+    cg_tensor *want = cg_from_array(ctx, CG_F64, 4, cg_shape(in[0]), dx);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, want, cg_grad_of(in[0]))), NULL, 0,
+                               false)) < 1e-10);
+    /* d w[co][ci][ky][kx] = sum over n, oy, ox of g[n][co][oy][ox] x[n][ci][oy+ky-1][ox+kx-1]
+     */
+    memset(dw, 0, sizeof(double) * (size_t)nw);
+    for (int64_t i = 0; i < nw; i++) {
+        int64_t kx = i % 3, ky = i / 3 % 3, ci = i / 9 % c.cin, co = i / 9 / c.cin;
+        for (int64_t n = 0; n < c.n; n++)
+            for (int64_t oy = 0; oy < c.h; oy++)
+                for (int64_t ox = 0; ox < c.w; ox++) {
+                    int64_t py = oy + ky - 1, px = ox + kx - 1;
+                    if (py < 0 || py >= c.h || px < 0 || px >= c.w) continue;
+                    dw[i] += g[((n * c.cout + co) * c.h + oy) * c.w + ox] *
+                             x[((n * c.cin + ci) * c.h + py) * c.w + px];
+                }
+    }
+    want = cg_from_array(ctx, CG_F64, 4, cg_shape(in[1]), dw);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, want, cg_grad_of(in[1]))), NULL, 0,
+                               false)) < 1e-10);
+    free(x);
+    free_inputs(in);
+}
+
 /* ---- gradients ------------------------------------------------------------------------ */
 static void test_conv_conv2d_gradcheck(void **state) {
     over_grid(*state, false, false, 5, 4, grad_check);
@@ -553,6 +610,7 @@ int main(void) {
         T(test_conv_conv1d_matches_reference),
         T(test_conv_transpose2d_matches_reference),
         T(test_conv_f32_matches_reference),
+        T(test_conv_many_tiles),
         T(test_conv_conv2d_gradcheck),
         T(test_conv_conv1d_gradcheck),
         T(test_conv_transpose2d_gradcheck),
