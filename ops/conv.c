@@ -27,6 +27,7 @@
 
 #include "../tensor/conv_kernels.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,12 +101,12 @@ static double bias_at(const cg_tensor *b, int64_t i) {
 }
 
 /* Planes (n0 + i, c0 + c) of t, i < nt, c < nc, each [H*W], into the rows c
- * of dst [nc, nt * H * W] at column i * H * W. */
+ * of dst [nc, nt * H * W] at column i * H * W; threaded when par. */
 static void gather(const cg_tensor *t, int64_t n0, int64_t nt, int64_t c0, int64_t nc,
-                   char *dst) {
+                   char *dst, bool par) {
     int64_t es = (int64_t)cg_dtype_size(t->dtype), p = t->shape[2] * t->shape[3];
     const int64_t *s = t->strides;
-    CGI_PAR_FOR(nt * nc * p >= CGI_PAR_MIN, i, nt * nc, {
+    CGI_PAR_FOR(par && nt * nc * p >= CGI_PAR_MIN, i, nt * nc, {
         int64_t ti = i / nc, c = i % nc;
         const char *src = cgi_ptr(t) + ((n0 + ti) * s[0] + (c0 + c) * s[1]) * es;
         cgi_plane_copy(t->dtype, t->shape[2], t->shape[3], src, s[2], s[3],
@@ -115,122 +116,205 @@ static void gather(const cg_tensor *t, int64_t n0, int64_t nt, int64_t c0, int64
 
 /* im2col of the planes (n0 + i, c0 + c) of x into cols [nc * KK, nt * P]. */
 static void im2col_tile(const cgi_conv_geom *k, const cg_tensor *x, int64_t n0, int64_t nt,
-                        int64_t c0, int64_t nc, char *cols) {
+                        int64_t c0, int64_t nc, char *cols, bool par) {
     int64_t es = (int64_t)cg_dtype_size(x->dtype), p = k->oh * k->ow, kk = k->kh * k->kw;
     int64_t ld = nt * p;
     const int64_t *s = x->strides;
-    CGI_PAR_FOR(nt * nc * kk * p >= CGI_PAR_MIN, i, nt * nc, {
+    CGI_PAR_FOR(par && nt * nc * kk * p >= CGI_PAR_MIN, i, nt * nc, {
         int64_t ti = i / nc, c = i % nc;
         const char *src = cgi_ptr(x) + ((n0 + ti) * s[0] + (c0 + c) * s[1]) * es;
         cgi_im2col_plane(x->dtype, k, src, s[2], s[3], cols + (c * kk * ld + ti * p) * es, ld);
     });
 }
 
-/* Scratch of n elements: the arena's, or the heap's with ctx NULL. */
-static char *scratch(cg_ctx *ctx, const char *name, cg_dtype dt, int64_t n) {
-    return cgi_alloc(ctx, name, (size_t)n * cg_dtype_size(dt));
-}
-static void scratch_free(cg_ctx *ctx, char *p) {
-    if (!ctx) free(p);
+/* ---- scheduling tiles over threads ------------------------------------------------ */
+/* One op's work, cut in tiles of `tile` images (a fixed size, whatever the
+ * thread count). x, w, b, g and y are 4-D (lifted) and w is contiguous:
+ *   conv2d:           x the image, w, b, y the grid
+ *   conv_transpose2d: x the grid, w, b, y the image
+ *   conv2d_weight:    x the image, g the grid, y the weight gradient */
+typedef struct conv_job {
+    const cg_tensor *x, *w, *b, *g;
+    cg_tensor *y;
+    cgi_conv_geom k;
+    cg_dtype dt;
+    int64_t n, groups, cin_g, cout_g, kg, p, es; /* kg: rows of the columns */
+    int64_t tile, ntiles, scratch;               /* scratch elements per worker */
+    int64_t lanes;  /* conv2d_weight: partial sums, each over tiles i = lane mod lanes */
+    char *partials; /* lanes - 1 weight-sized partial sums (lane 0 sums into y) */
+} conv_job;
+
+/* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
+ * kernels may thread (units run one after the other). */
+typedef cg_status (*unit_fn)(const conv_job *j, int64_t unit, char *scratch, bool par);
+
+static int64_t images_in(const conv_job *j, int64_t tile, int64_t *n0) {
+    *n0 = tile * j->tile;
+    return j->n - *n0 < j->tile ? j->n - *n0 : j->tile;
 }
 
-/* ---- the three forwards, on 4-D (lifted) tensors; w contiguous ------------------ */
-/* y [N, Cout, OH, OW]: per tile and group, cols [Kg, t P] = im2col(x_g),
- * out [Coutg, t P] = w_g [Coutg, Kg] cols, out's rows + bias into y. */
+/* Runs units 0..nunits: with enough of them for every thread, each thread
+ * takes whole units (one OpenMP region, scratch per thread, single-threaded
+ * kernels and GEMMs: BLIS nested in the region runs on one thread); else one
+ * after the other with threaded kernels and BLIS. A unit's arithmetic is the
+ * same either way, so the thread count never changes a bit. */
+static cg_status run_units(cg_ctx *ctx, const char *name, const conv_job *j, unit_fn fn,
+                           int64_t nunits) {
+    int threads = cg_get_num_threads();
+    bool across = threads > 1 && nunits >= 2 * (int64_t)threads;
+    int slots = across ? threads : 1;
+    char *scr = cgi_alloc(ctx, name, (size_t)(j->scratch * slots * j->es));
+    if (!scr) return CG_ERR_NOMEM;
+    int bad = 0;
+    if (across) {
+#pragma omp parallel for schedule(static) num_threads(slots) reduction(| : bad)
+        for (int64_t u = 0; u < nunits; u++)
+            bad |= fn(j, u, scr + omp_get_thread_num() * j->scratch * j->es, false) != CG_OK;
+    } else {
+        for (int64_t u = 0; u < nunits && !bad; u++) bad = fn(j, u, scr, true) != CG_OK;
+    }
+    if (!ctx) free(scr);
+    return bad ? cgi_error(ctx, CG_ERR_ARG, "%s: a GEMM failed", name) : CG_OK;
+}
+
+/* The job's common sizes: images n, channels per group of the image side
+ * (cin_g) and of the grid side (cout_g), KK, and tiles of at most
+ * TILE_ELEMS scratch elements (per_col: scratch rows per grid column). */
+static conv_job job_of(const cg_tensor *img, const cg_tensor *grid, const geom2 *gm, int64_t kh,
+                       int64_t kw, int64_t grid_ch) {
+    conv_job j = {.dt = img->dtype, .n = img->shape[0], .groups = gm->groups};
+    j.k = kgeom(gm, img, grid, kh, kw);
+    j.cin_g = img->shape[1] / gm->groups, j.cout_g = grid_ch / gm->groups;
+    j.p = j.k.oh * j.k.ow, j.es = (int64_t)cg_dtype_size(j.dt);
+    return j;
+}
+static void tiles_of(conv_job *j, int64_t rows) {
+    j->tile = tile_of(j->n, rows * j->p);
+    j->ntiles = (j->n + j->tile - 1) / j->tile;
+    j->scratch = j->tile * j->p * rows;
+}
+
+/* ---- conv2d ----------------------------------------------------------------------- */
+/* Per tile and group: cols [Kg, t P] = im2col(x_g), out [Coutg, t P] =
+ * w_g [Coutg, Kg] cols, then out's rows plus the bias into y's planes. */
+static cg_status conv_tile(const conv_job *j, int64_t tile, char *cols, bool par) {
+    int64_t n0, nt = images_in(j, tile, &n0), ld = nt * j->p, cog = j->cout_g, es = j->es;
+    char *out = cols + j->tile * j->p * j->kg * es;
+    const cg_tensor *y = j->y;
+    for (int64_t gi = 0; gi < j->groups; gi++) {
+        im2col_tile(&j->k, j->x, n0, nt, gi * j->cin_g, j->cin_g, cols, par);
+        cg_status s = cgi_gemm(j->dt, false, false, cog, ld, j->kg, 1.0,
+                               (cgi_mat){cgi_ptr(j->w) + gi * cog * j->kg * es, j->kg, 1},
+                               (cgi_mat){cols, ld, 1}, 0.0, out, ld, 1);
+        if (s != CG_OK) return s;
+        CGI_PAR_FOR(par && ld * cog >= CGI_PAR_MIN, i, nt * cog, {
+            int64_t ti = i / cog, co = gi * cog + i % cog;
+            char *dst = cgi_ptr(y) + ((n0 + ti) * y->strides[0] + co * y->strides[1]) * es;
+            cgi_plane_copy(j->dt, 1, j->p, out + ((i % cog) * ld + ti * j->p) * es, 0, 1, dst,
+                           j->b ? bias_at(j->b, co) : 0.0);
+        });
+    }
+    return CG_OK;
+}
+
 static cg_status conv_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
                               const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
                               cg_tensor *y) {
-    cg_dtype dt = x->dtype;
-    int64_t n = x->shape[0], groups = gm->groups, cg = x->shape[1] / groups;
-    int64_t cog = w->shape[0] / groups, es = (int64_t)cg_dtype_size(dt);
-    cgi_conv_geom k = kgeom(gm, x, y, w->shape[2], w->shape[3]);
-    int64_t p = k.oh * k.ow, kg = cg * k.kh * k.kw, tile = tile_of(n, (kg + cog) * p);
-    char *cols = scratch(ctx, name, dt, tile * p * (kg + cog));
-    if (!cols) return CG_ERR_NOMEM;
-    char *out = cols + tile * p * kg * es;
-    cg_status s = CG_OK;
-    for (int64_t n0 = 0; n0 < n && s == CG_OK; n0 += tile) {
-        int64_t nt = n - n0 < tile ? n - n0 : tile, ld = nt * p;
-        for (int64_t gi = 0; gi < groups && s == CG_OK; gi++) {
-            im2col_tile(&k, x, n0, nt, gi * cg, cg, cols);
-            s = cgi_gemm(dt, false, false, cog, ld, kg, 1.0,
-                         (cgi_mat){cgi_ptr(w) + gi * cog * kg * es, kg, 1},
-                         (cgi_mat){cols, ld, 1}, 0.0, out, ld, 1);
-            CGI_PAR_FOR(ld * cog >= CGI_PAR_MIN, i, nt * cog, {
-                int64_t ti = i / cog, co = gi * cog + i % cog;
-                char *dst = cgi_ptr(y) + ((n0 + ti) * y->strides[0] + co * y->strides[1]) * es;
-                cgi_plane_copy(dt, 1, p, out + ((i % cog) * ld + ti * p) * es, 0, 1, dst,
-                               b ? bias_at(b, co) : 0.0);
-            });
-        }
-    }
-    scratch_free(ctx, cols);
-    return s;
+    conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], w->shape[0]);
+    j.x = x, j.w = w, j.b = b, j.y = y;
+    j.kg = j.cin_g * j.k.kh * j.k.kw;
+    tiles_of(&j, j.kg + j.cout_g);
+    return run_units(ctx, name, &j, conv_tile, j.ntiles);
 }
 
-/* y [N, Cout, OH, OW] (the image) from x [N, Cin, H, W] (the grid): y's
- * planes start as the bias; per tile and group, xs [Cing, t P] gathered from
- * x, cols [Coutg KK, t P] = w_g^T xs with w_g [Cing, Coutg KK], and col2im
- * adds each image's columns into its planes. */
+/* ---- conv_transpose2d -------------------------------------------------------------- */
+/* Per tile and group: xs [Cing, t P] gathered from x, cols [Coutg KK, t P] =
+ * w_g^T xs with w_g [Cing, Coutg KK], then col2im adds each image's columns
+ * into its planes of y, filled with the bias first (while they are in cache). */
+static cg_status convt_tile(const conv_job *j, int64_t tile, char *cols, bool par) {
+    int64_t n0, nt = images_in(j, tile, &n0), ld = nt * j->p, es = j->es;
+    int64_t cig = j->cout_g, cog = j->cin_g, kk = j->k.kh * j->k.kw, plane = j->k.ih * j->k.iw;
+    char *xs = cols + j->tile * j->p * j->kg * es, *yd = cgi_ptr(j->y);
+    int64_t cout = j->y->shape[1];
+    CGI_PAR_FOR(par && nt * cout * plane >= CGI_PAR_MIN, i, nt * cout, {
+        cgi_fill(j->dt, plane, yd + (n0 * cout + i) * plane * es,
+                 j->b ? bias_at(j->b, i % cout) : 0.0);
+    });
+    for (int64_t gi = 0; gi < j->groups; gi++) {
+        gather(j->x, n0, nt, gi * cig, cig, xs, par);
+        cg_status s = cgi_gemm(j->dt, true, false, j->kg, ld, cig, 1.0,
+                               (cgi_mat){cgi_ptr(j->w) + gi * cig * j->kg * es, j->kg, 1},
+                               (cgi_mat){xs, ld, 1}, 0.0, cols, ld, 1);
+        if (s != CG_OK) return s;
+        CGI_PAR_FOR(par && nt * j->kg * j->p >= CGI_PAR_MIN, i, nt * cog, {
+            int64_t ti = i / cog, co = i % cog;
+            char *dst = yd + ((n0 + ti) * j->y->shape[1] + gi * cog + co) * plane * es;
+            cgi_col2im_plane(j->dt, &j->k, cols + (co * kk * ld + ti * j->p) * es, ld, dst);
+        });
+    }
+    return CG_OK;
+}
+
+/* x [N, Cin, H, W] is the grid, y [N, Cout, OH, OW] (contiguous) the image:
+ * in the job, the image side (cin_g) is y's and the grid side (cout_g) x's. */
 static cg_status convt_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
                                const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
                                cg_tensor *y) {
-    cg_dtype dt = x->dtype;
-    int64_t n = x->shape[0], groups = gm->groups, cig = x->shape[1] / groups;
-    int64_t cog = w->shape[1], cout = y->shape[1], es = (int64_t)cg_dtype_size(dt);
-    cgi_conv_geom k = kgeom(gm, y, x, w->shape[2], w->shape[3]);
-    int64_t p = k.oh * k.ow, plane = k.ih * k.iw, kk = k.kh * k.kw, kg = cog * kk;
-    int64_t tile = tile_of(n, (kg + cig) * p);
-    char *cols = scratch(ctx, name, dt, tile * p * (kg + cig));
-    if (!cols) return CG_ERR_NOMEM;
-    char *xs = cols + tile * p * kg * es, *yd = cgi_ptr(y); /* y is contiguous */
-    CGI_PAR_FOR(n * cout * plane >= CGI_PAR_MIN, i, n * cout,
-                { cgi_fill(dt, plane, yd + i * plane * es, b ? bias_at(b, i % cout) : 0.0); });
-    cg_status s = CG_OK;
-    for (int64_t n0 = 0; n0 < n && s == CG_OK; n0 += tile) {
-        int64_t nt = n - n0 < tile ? n - n0 : tile, ld = nt * p;
-        for (int64_t gi = 0; gi < groups && s == CG_OK; gi++) {
-            gather(x, n0, nt, gi * cig, cig, xs);
-            s = cgi_gemm(dt, true, false, kg, ld, cig, 1.0,
-                         (cgi_mat){cgi_ptr(w) + gi * cig * kg * es, kg, 1},
-                         (cgi_mat){xs, ld, 1}, 0.0, cols, ld, 1);
-            CGI_PAR_FOR(nt * kg * p >= CGI_PAR_MIN, i, nt * cog, {
-                int64_t ti = i / cog, co = i % cog;
-                char *dst = yd + ((n0 + ti) * cout + gi * cog + co) * plane * es;
-                cgi_col2im_plane(dt, &k, cols + (co * kk * ld + ti * p) * es, ld, dst);
-            });
+    conv_job j = job_of(y, x, gm, w->shape[2], w->shape[3], x->shape[1]);
+    j.x = x, j.w = w, j.b = b, j.y = y;
+    j.kg = j.cin_g * j.k.kh * j.k.kw;
+    tiles_of(&j, j.kg + j.cout_g);
+    return run_units(ctx, name, &j, convt_tile, j.ntiles);
+}
+
+/* ---- conv2d_weight ------------------------------------------------------------------ */
+/* Partial sums of the weight gradient: at most LANES, fixed by the tile
+ * count alone, so that threads can share the batch and the sums still add
+ * in one order. */
+#define LANES 8
+
+/* Lane l sums the tiles l, l + lanes, ... into its partial: per tile and
+ * group, gs [Coutg, t P] gathered from g and cols [Kg, t P], one GEMM adding
+ * gs cols^T (beta 1 after the lane's first tile). */
+static cg_status wgrad_lane(const conv_job *j, int64_t lane, char *cols, bool par) {
+    int64_t es = j->es, cog = j->cout_g, nw = j->groups * cog * j->kg;
+    char *gs = cols + j->tile * j->p * j->kg * es;
+    char *dst = lane ? j->partials + (lane - 1) * nw * es : cgi_ptr(j->y);
+    for (int64_t t = lane; t < j->ntiles; t += j->lanes) {
+        int64_t n0, nt = images_in(j, t, &n0), ld = nt * j->p;
+        for (int64_t gi = 0; gi < j->groups; gi++) {
+            im2col_tile(&j->k, j->x, n0, nt, gi * j->cin_g, j->cin_g, cols, par);
+            gather(j->g, n0, nt, gi * cog, cog, gs, par);
+            cg_status s =
+                cgi_gemm(j->dt, false, true, cog, j->kg, ld, 1.0, (cgi_mat){gs, ld, 1},
+                         (cgi_mat){cols, ld, 1}, t == lane ? 0.0 : 1.0,
+                         dst + gi * cog * j->kg * es, j->kg, 1);
+            if (s != CG_OK) return s;
         }
     }
-    scratch_free(ctx, cols);
-    return s;
+    return CG_OK;
 }
 
 /* dw [Cout, Cin/G, KH, KW] = sum over images of g_g [Coutg, P] im2col(x_g)^T:
- * per tile and group, gs [Coutg, t P] gathered from g and cols [Kg, t P], one
- * GEMM adding into dw (beta 1 after the first tile: batch order). */
+ * the lanes' partial sums, then added to lane 0's in lane order. */
 static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
                                const geom2 *gm, cg_tensor *dw) {
-    cg_dtype dt = x->dtype;
-    int64_t n = x->shape[0], groups = gm->groups, cg = x->shape[1] / groups;
-    int64_t cog = g->shape[1] / groups, es = (int64_t)cg_dtype_size(dt);
-    cgi_conv_geom k = kgeom(gm, x, g, gm->kernel[0], gm->kernel[1]);
-    int64_t p = k.oh * k.ow, kg = cg * k.kh * k.kw, tile = tile_of(n, (kg + cog) * p);
-    if (n == 0) cgi_fill(dt, cgi_numel(4, dw->shape), cgi_ptr(dw), 0.0);
-    char *cols = scratch(ctx, "cg_backward", dt, tile * p * (kg + cog));
-    if (!cols) return CG_ERR_NOMEM;
-    char *gs = cols + tile * p * kg * es;
-    cg_status s = CG_OK;
-    for (int64_t n0 = 0; n0 < n && s == CG_OK; n0 += tile) {
-        int64_t nt = n - n0 < tile ? n - n0 : tile, ld = nt * p;
-        for (int64_t gi = 0; gi < groups && s == CG_OK; gi++) {
-            im2col_tile(&k, x, n0, nt, gi * cg, cg, cols);
-            gather(g, n0, nt, gi * cog, cog, gs);
-            s = cgi_gemm(dt, false, true, cog, kg, ld, 1.0, (cgi_mat){gs, ld, 1},
-                         (cgi_mat){cols, ld, 1}, n0 ? 1.0 : 0.0,
-                         cgi_ptr(dw) + gi * cog * kg * es, kg, 1);
-        }
+    conv_job j = job_of(x, g, gm, gm->kernel[0], gm->kernel[1], g->shape[1]);
+    j.x = x, j.g = g, j.y = dw;
+    j.kg = j.cin_g * j.k.kh * j.k.kw;
+    tiles_of(&j, j.kg + j.cout_g);
+    int64_t nw = cgi_numel(4, dw->shape);
+    if (j.n == 0) {
+        cgi_fill(j.dt, nw, cgi_ptr(dw), 0.0);
+        return CG_OK;
     }
-    scratch_free(ctx, cols);
+    j.lanes = j.ntiles < LANES ? j.ntiles : LANES;
+    j.partials = cgi_alloc(ctx, "cg_backward", (size_t)((j.lanes - 1) * nw * j.es + 1));
+    if (!j.partials) return CG_ERR_NOMEM;
+    cg_status s = run_units(ctx, "cg_backward", &j, wgrad_lane, j.lanes);
+    for (int64_t l = 1; l < j.lanes && s == CG_OK; l++)
+        cgi_plane_add(j.dt, nw, j.partials + (l - 1) * nw * j.es, cgi_ptr(dw));
+    if (!ctx) free(j.partials);
     return s;
 }
 

@@ -103,6 +103,15 @@ void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t 
         copy_f64(h, w, src, sy, sx, dst, add);
 }
 
+void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst) {
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == CG_F32)
+            ((float *)dst)[i] += ((const float *)src)[i];
+        else
+            ((double *)dst)[i] += ((const double *)src)[i];
+    }
+}
+
 void cgi_fill(cg_dtype dt, int64_t n, void *dst, double v) {
     for (int64_t i = 0; i < n; i++) {
         if (dt == CG_F32)

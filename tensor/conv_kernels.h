@@ -35,6 +35,8 @@ CGI_HIDDEN void cgi_col2im_plane(cg_dtype dt, const cgi_conv_geom *g, const void
 /* dst[y * w + x] = src[y * sy + x * sx] + add, for a plane [h, w]. */
 CGI_HIDDEN void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t sy,
                                int64_t sx, void *dst, double add);
+/* dst[i] += src[i] for n contiguous elements. */
+CGI_HIDDEN void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst);
 /* dst[i] = v for n contiguous elements. */
 CGI_HIDDEN void cgi_fill(cg_dtype dt, int64_t n, void *dst, double v);
 
