@@ -319,7 +319,7 @@ static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor 
 }
 
 /* ---- the recorded ops ------------------------------------------------------------ */
-static const cg_op conv2d_op, conv_transpose2d_op, conv2d_weight_op;
+static const cg_op conv2d_op, conv1d_op, conv_transpose2d_op, conv2d_weight_op;
 
 /* A contiguous w (w itself, or a copy in ctx; the caller frees a heap copy). */
 static const cg_tensor *contig(cg_ctx *ctx, const cg_tensor *w) {
@@ -334,14 +334,14 @@ static int out_shape(const geom2 *gm, const int64_t *s4, int64_t *shape) {
     return nd;
 }
 
-/* conv2d (op == &conv2d_op) or conv_transpose2d of x, w, b (b may be NULL)
- * under gm (checked), recorded over the tensors as given. */
+/* conv2d (op: conv2d_op or conv1d_op) or conv_transpose2d of x, w, b (b may
+ * be NULL) under gm (checked), recorded over the tensors as given. */
 static cg_tensor *conv_apply(cg_ctx *ctx, const char *name, const cg_op *op, const cg_tensor *x,
                              const cg_tensor *w, const cg_tensor *b, const geom2 *gm) {
     const cg_tensor *wc = contig(ctx, w);
     if (!wc) return NULL;
     cg_tensor xl = lift(x, gm->unbatched, gm->one_d), wl = lift(wc, false, gm->one_d);
-    bool fwd = op == &conv2d_op;
+    bool fwd = op != &conv_transpose2d_op;
     int64_t s4[4] = {xl.shape[0], fwd ? wl.shape[0] : wl.shape[1] * gm->groups}, shape[4];
     for (int d = 0; d < 2; d++)
         s4[2 + d] = fwd ? conv_out(xl.shape[2 + d], wl.shape[2 + d], gm, d)
@@ -428,6 +428,9 @@ static cg_status conv2d_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor 
     return cgi_grads_made(n, gin);
 }
 static const cg_op conv2d_op = {"conv2d", conv2d_backward,
+                                CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+/* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
+static const cg_op conv1d_op = {"conv1d", conv2d_backward,
                                 CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
 /* conv_transpose2d: dx = conv2d(g, w) to x's size, dw = conv2d_weight(g, x)
@@ -640,8 +643,10 @@ static cg_tensor *conv_entry(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x,
     if (!dtypes_ok(ctx, f, x, w, b) || !ranks_ok(ctx, f, x, w) || !opts_ok(ctx, f, &o) ||
         !channels_ok(ctx, f, x, w, b, o.groups) || !geometry_ok(ctx, f, x, w, &o, &gm))
         return NULL;
-    return conv_apply(ctx, f->name, f->transposed ? &conv_transpose2d_op : &conv2d_op, x, w, b,
-                      &gm);
+    const cg_op *op = f->transposed ? &conv_transpose2d_op
+                      : f->nsp == 1 ? &conv1d_op
+                                    : &conv2d_op;
+    return conv_apply(ctx, f->name, op, x, w, b, &gm);
 }
 
 cg_tensor *cg_conv1d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w, const cg_tensor *b,

@@ -461,6 +461,30 @@ static void test_conv_heap_result(void **state) {
     cg_tensor_free(x);
 }
 
+/* A batch of none gives an empty output and a zero weight gradient, as
+ * PyTorch; each op's node carries its own name. */
+static void test_conv_empty_batch_and_names(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 2, 5, 5));
+    cg_tensor *w = seeded_leaf(3, CG_F64, CG_SHAPE(4, 2, 3, 3), 1);
+    cg_tensor *y = cg_conv2d(ctx, x, w, NULL, NULL);
+    assert_int_equal(cg_numel(y), 0);
+    assert_int_equal(cg_shape(y)[1], 4);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv2d");
+    assert_int_equal(cg_backward(cg_sum(ctx, y, NULL, 0, false)), CG_OK);
+    assert_int_equal(cg_numel(cg_grad_of(w)), 72);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_grad_of(w)), NULL, 0, false)) == 0);
+    cg_tensor *w1 = cg_reshape(ctx, w, 3, (int64_t[]){4, 2, 9});
+    y = cg_conv1d(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(1, 2, 9)), w1, NULL, NULL);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv1d");
+    y = cg_conv_transpose2d(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(1, 4, 2, 2)), w, NULL, NULL);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv_transpose2d");
+    /* a graph needs a context: the message names the function called */
+    assert_null(cg_conv1d(NULL, cg_ones(ctx, CG_F64, CG_SHAPE(1, 2, 9)), w1, NULL, NULL));
+    assert_error(CG_ERR_STATE, "cg_conv1d: an input requires a gradient");
+    cg_tensor_free(w);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 /* op(x, w, b, o) fails with st and a message containing want, in ctx and on
  * the heap (ctx NULL: nothing leaks). */
@@ -617,6 +641,7 @@ int main(void) {
         T(test_conv_gradgradcheck),
         T(test_conv_unbatched),
         T(test_conv_heap_result),
+        T(test_conv_empty_batch_and_names),
         T(test_conv_errors),
         T(test_conv_threads_bitwise),
     };
