@@ -19,10 +19,13 @@
  * the backward rules through reshaped views. Padding is kept per side (lo,
  * hi), which "same" needs and which conv_transpose2d, the adjoint, inherits.
  *
- * Determinism: im2col, col2im and the copies thread over whole planes, and
- * each GEMM's result does not depend on BLIS's thread count (BLIS splits m
- * and n, never k); the weight gradient adds tiles in batch order. So 1 and N
- * threads give the same bits. */
+ * Threads and determinism: with enough tiles, each thread takes whole tiles
+ * (run_units); otherwise the tiles run in turn with im2col, col2im and the
+ * copies threaded over whole planes and BLIS threaded. Tile sizes never
+ * depend on the thread count, a GEMM's result does not depend on BLIS's
+ * (BLIS splits m and n, never k), and the weight gradient sums a fixed set
+ * of lanes of tiles, then the lanes in order. So 1 and N threads give the
+ * same bits (test_conv_threads_bitwise). */
 #include "internal.h"
 
 #include "../tensor/conv_kernels.h"
