@@ -229,15 +229,16 @@ static const cg_op max_pool2d_op = {"max_pool2d", max_pool_backward, CG_SAVES_IN
 static const cg_op max_pool_backward_op = {"max_pool_backward", max_unpool_backward,
                                            CG_SAVES_INPUT(1)};
 
-/* Both max poolings. The indices are made when asked for or when x may need
- * a gradient; the node holds them as its (constant) input 1. */
+/* Both max poolings. The indices are made when asked for or when x needs a
+ * gradient (ctx NULL: for cg_record to refuse); the node holds them as its
+ * (constant) input 1. */
 static cg_tensor *max_pool(cg_ctx *ctx, const char *name, const cg_op *op, const cg_tensor *x,
                            const cg_pool_opts *o, int sd, cg_tensor **indices) {
     if (indices) *indices = NULL;
     CGI_INPUT_CHECK(x, name, 0);
     pool_saved s;
     if (!pool_setup(ctx, name, x, o, sd, CGI_POOL_MAX, &s)) return NULL;
-    bool want = indices || x->requires_grad;
+    bool want = indices || (x->requires_grad && (!ctx || cg_is_grad_enabled(ctx)));
     cg_tensor *y = cgi_new(ctx, name, x->dtype, s.ndim, s.yshape);
     cg_tensor *idx = y && want ? cgi_new(ctx, name, CG_I64, s.ndim, s.yshape) : NULL;
     if (!y || (want && !idx)) {

@@ -49,39 +49,79 @@ static int64_t out_plane(const cgi_pool_geom *geo) { return geo->dim[0].out * ge
 static int64_t in_plane(const cgi_pool_geom *geo) { return geo->dim[0].in * geo->dim[1].in; }
 
 /* ---- max pooling ---------------------------------------------------------------------- */
-/* ISNAN: NaN takes the window (PyTorch's val > max || isnan(val)). */
-#define MAX_POOL(name, T, LOWEST, ISNAN)                                                       \
+/* The outputs ow in [*lo, *hi) whose window tap at offset off (= j * dilation
+ * - pad) falls inside the row: 0 <= ow * stride + off < in. */
+static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, int64_t *hi) {
+    int64_t s = d->stride, last = d->in - 1 - off;
+    *lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    *hi = last < 0 ? 0 : last / s + 1;
+    if (*hi > d->out) *hi = d->out;
+}
+
+/* One output row: every window starts at -inf with its first tap's index,
+ * then the taps are visited row h by row, tap j by tap j, each a pass over the
+ * outputs it reaches. Per window that is PyTorch's order (ties go to the
+ * first; NaN takes the window), and the pass has no data-dependent branch
+ * (random data would mispredict) and no border test. */
+#define MAX_ROW(name, T, U, LOWEST, ISNAN)                                                     \
+    static inline void name(const cgi_pool_geom *geo, const T *xp, int64_t sh, int64_t sw,     \
+                            int64_t oh, T *yr, int64_t *ir, bool with_idx) {                   \
+        const cgi_pool_dim *dh = &geo->dim[0], *dw = &geo->dim[1];                             \
+        int64_t h0, h1, w0, w1, W = dw->in;                                                    \
+        max_window(dh, oh, &h0, &h1);                                                          \
+        for (int64_t ow = 0; ow < dw->out; ow++) {                                             \
+            max_window(dw, ow, &w0, &w1);                                                      \
+            yr[ow] = LOWEST;                                                                   \
+            if (with_idx) ir[ow] = h0 * W + w0;                                                \
+        }                                                                                      \
+        for (int64_t h = h0; h < h1; h += dh->dilation)                                        \
+            for (int64_t j = 0; j < dw->kernel; j++) {                                         \
+                int64_t off = j * dw->dilation - dw->pad, lo, hi;                              \
+                tap_range(dw, off, &lo, &hi);                                                  \
+                const T *xr = xp + h * sh;                                                     \
+                for (int64_t ow = lo; ow < hi; ow++) {                                         \
+                    int64_t w = ow * dw->stride + off;                                         \
+                    T v = xr[w * sw], cur = yr[ow];                                            \
+                    U m = (U)0 - (U)((v > cur) | ISNAN(v)), vb, cb;                            \
+                    memcpy(&vb, &v, sizeof v);                                                 \
+                    memcpy(&cb, &cur, sizeof cur);                                             \
+                    vb = (vb & m) | (cb & ~m);                                                 \
+                    memcpy(&yr[ow], &vb, sizeof vb);                                           \
+                    if (with_idx) {                                                            \
+                        uint64_t mi = (uint64_t)0 - (m & 1);                                   \
+                        ir[ow] = (int64_t)(((uint64_t)(h * W + w) & mi) |                      \
+                                           ((uint64_t)ir[ow] & ~mi));                          \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+    }
+/* Plane p; the rows are called with literal flags and unit strides so
+ * that each variant compiles to its own loop. */
+#define MAX_POOL(name, T, U, LOWEST, ISNAN)                                                    \
+    MAX_ROW(name##_row, T, U, LOWEST, ISNAN)                                                   \
     static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,               \
                      cg_tensor *idx, int64_t p) {                                              \
-        const cgi_pool_dim *dh = &geo->dim[0], *dw = &geo->dim[1];                             \
         const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \
-        int64_t sh = x->strides[2], sw = x->strides[3], no = out_plane(geo);                   \
-        T *yp = (T *)cgi_ptr(y) + p * no;                                                      \
-        int64_t *ip = idx ? (int64_t *)cgi_ptr(idx) + p * no : NULL;                           \
-        for (int64_t oh = 0; oh < dh->out; oh++) {                                             \
-            int64_t h0, h1, w0, w1;                                                            \
-            max_window(dh, oh, &h0, &h1);                                                      \
-            for (int64_t ow = 0; ow < dw->out; ow++) {                                         \
-                max_window(dw, ow, &w0, &w1);                                                  \
-                T best = LOWEST;                                                               \
-                int64_t at = h0 * dw->in + w0;                                                 \
-                for (int64_t h = h0; h < h1; h += dh->dilation)                                \
-                    for (int64_t w = w0; w < w1; w += dw->dilation) {                          \
-                        T v = xp[h * sh + w * sw];                                             \
-                        if (v > best || ISNAN(v)) {                                            \
-                            best = v;                                                          \
-                            at = h * dw->in + w;                                               \
-                        }                                                                      \
-                    }                                                                          \
-                yp[oh * dw->out + ow] = best;                                                  \
-                if (ip) ip[oh * dw->out + ow] = at;                                            \
-            }                                                                                  \
+        int64_t sh = x->strides[2], sw = x->strides[3], ow_n = geo->dim[1].out;                \
+        T *yp = (T *)cgi_ptr(y) + p * out_plane(geo);                                          \
+        int64_t *ip = idx ? (int64_t *)cgi_ptr(idx) + p * out_plane(geo) : NULL;               \
+        for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
+            T *yr = yp + oh * ow_n;                                                            \
+            int64_t *ir = ip ? ip + oh * ow_n : NULL;                                          \
+            if (ip && sw == 1)                                                                 \
+                name##_row(geo, xp, sh, 1, oh, yr, ir, true);                                  \
+            else if (ip)                                                                       \
+                name##_row(geo, xp, sh, sw, oh, yr, ir, true);                                 \
+            else if (sw == 1)                                                                  \
+                name##_row(geo, xp, sh, 1, oh, yr, NULL, false);                               \
+            else                                                                               \
+                name##_row(geo, xp, sh, sw, oh, yr, NULL, false);                              \
         }                                                                                      \
     }
 #define NO_NAN(v) ((void)(v), 0)
-MAX_POOL(max_f32, float, -INFINITY, isnan)
-MAX_POOL(max_f64, double, -INFINITY, isnan)
-MAX_POOL(max_i64, int64_t, INT64_MIN, NO_NAN)
+MAX_POOL(max_f32, float, uint32_t, -INFINITY, isnan)
+MAX_POOL(max_f64, double, uint64_t, -INFINITY, isnan)
+MAX_POOL(max_i64, int64_t, uint64_t, INT64_MIN, NO_NAN)
 
 void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg_tensor *idx) {
     int64_t planes = geo->n * geo->c, work = planes * out_plane(geo) * geo->dim[0].kernel;
