@@ -184,6 +184,11 @@ static void test_pool_dtypes(void **state) {
     assert_int_equal(cg_dtype_of(y), CG_F32);
     assert_true(isnan(((float *)cg_data(y))[0]));
     assert_indices(idx, (int64_t[]){1, 2}, 2);
+    cg_tensor *f2 =
+        cg_from_array(ctx, CG_F32, CG_SHAPE(1, 2, 4), (float[]){1, NAN, 3, 2, 0, 5, NAN, 4});
+    y = cg_max_pool2d(ctx, f2, &o, &idx); /* the 2x2 fast path */
+    assert_true(isnan(((float *)cg_data(y))[0]) && isnan(((float *)cg_data(y))[1]));
+    assert_indices(idx, (int64_t[]){1, 6}, 2);
     y = cg_avg_pool1d(ctx, f, &o);
     assert_true(isnan(((float *)cg_data(y))[0]));
     assert_float_equal(((float *)cg_data(y))[1], 2.5, 0);
