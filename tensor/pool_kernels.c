@@ -61,8 +61,9 @@ static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, in
 /* One output row: every window starts at -inf with its first tap's index,
  * then the taps are visited row h by row, tap j by tap j, each a pass over the
  * outputs it reaches. Per window that is PyTorch's order (ties go to the
- * first; NaN takes the window), and the pass has no data-dependent branch
- * (random data would mispredict) and no border test. */
+ * first; NaN takes the window), and the pass has no border test and no
+ * data-dependent branch (random data mispredicts half the compares; the
+ * selects are bit masks because GCC turned ?: back into branches here). */
 #define MAX_ROW(name, T, U, LOWEST, ISNAN)                                                     \
     static inline void name(const cgi_pool_geom *geo, const T *xp, int64_t sh, int64_t sw,     \
                             int64_t oh, T *yr, int64_t *ir, bool with_idx) {                   \

@@ -223,6 +223,24 @@ static void test_pool_unbatched_and_strided(void **state) {
     }
 }
 
+/* A batch of 0 gives empty outputs and gradients, as PyTorch. */
+static void test_pool_empty_batch(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 2, 4, 4)), *g;
+    cg_set_requires_grad(x, true);
+    cg_pool_opts o = cg_pool_defaults(2, 2);
+    cg_tensor *ys[] = {cg_max_pool2d(ctx, x, &o, NULL), cg_avg_pool2d(ctx, x, &o),
+                       cg_adaptive_avg_pool2d(ctx, x, 3, 3),
+                       cg_pad(ctx, x, 4, (int64_t[]){1, 1, 1, 1}, CG_PAD_REFLECT, 0)};
+    for (int k = 0; k < 4; k++) {
+        assert_non_null(ys[k]);
+        assert_int_equal(cg_dim(ys[k], 0), 0);
+        cg_tensor *s = cg_sum(ctx, ys[k], NULL, 0, false);
+        assert_int_equal(cg_grad(ctx, 1, &s, NULL, 1, &x, &g, 0), CG_OK);
+        assert_int_equal(cg_numel(g), 0);
+    }
+}
+
 /* ---- a naive reference over the option grid -----------------------------------------------
  */
 /* The options of one grid point, per dim ([0] H, [1] W; 1-D: H is 1 with kernel 1). */
@@ -752,6 +770,7 @@ int main(void) {
         cmocka_unit_test(test_pool_pad_values),
         cmocka_unit_test(test_pool_dtypes),
         cmocka_unit_test(test_pool_unbatched_and_strided),
+        cmocka_unit_test(test_pool_empty_batch),
         cmocka_unit_test(test_pool_matches_reference),
         cmocka_unit_test(test_pool_gradcheck_grid),
         cmocka_unit_test(test_pool_gradgradcheck),
