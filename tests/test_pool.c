@@ -665,6 +665,10 @@ static void test_pool_errors(void **state) {
     o.dilation[0] = 4;
     assert_null(cg_max_pool2d(NULL, x, &o, NULL));
     assert_error(CG_ERR_SHAPE, "too small for kernel 2x2 (padding 1x1, dilation 4x1)");
+    cg_pool_opts o5 = opts(5, 1, 1);
+    assert_null(cg_avg_pool2d(NULL, x, &o5));
+    assert_error(CG_ERR_SHAPE, "cg_avg_pool2d: input [1,1,2,2] is too small for kernel 5x5 "
+                               "(padding 1x1)");
     assert_null(cg_max_pool2d(NULL, v, &o, NULL));
     assert_error(CG_ERR_SHAPE, "cg_max_pool2d: input [2,3] must be [N, C, H, W] or [C, H, W]");
     assert_null(cg_max_pool1d(NULL, x, &o, NULL));
