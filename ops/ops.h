@@ -244,24 +244,33 @@ typedef struct cg_pool_opts {
  * stride = kernel, padding 0, dilation 1, ceil_mode false, count_include_pad
  * true. */
 CG_API cg_pool_opts cg_pool_defaults(int64_t kh, int64_t kw);
-/* x [N, C, H, W] (or [C, H, W]); indices (may be NULL) receives an i64 tensor
- * in ctx of the output's shape: each maximum's flat index in its input plane
- * (h * W + w), as PyTorch's return_indices. Second order: zero almost
- * everywhere, so its backward is not differentiable again. */
+/* x [N, C, H, W] (or [C, H, W]); f32, f64 or i64. indices (may be NULL)
+ * receives an i64 tensor in ctx (ctx NULL: yours to free) of the output's
+ * shape: each maximum's flat index in its input plane (h * W + w), as
+ * PyTorch's return_indices (ties: the first; NaN wins its window). Second
+ * order: zero almost everywhere in x (the indices are constants); the
+ * backward, a scatter to the indices, is differentiable in the output
+ * gradient (a gather), so gradient penalties through max pooling work. */
 CG_API cg_tensor *cg_max_pool2d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts,
                                 cg_tensor **indices);
 CG_API cg_tensor *cg_max_pool1d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts,
                                 cg_tensor **indices); /* x [N, C, L] */
+/* f32, f64; the divisor at the borders and in ceil mode is PyTorch's. The
+ * backward is an op (its transpose), itself differentiable: double backward. */
 CG_API cg_tensor *cg_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts);
 CG_API cg_tensor *cg_avg_pool1d(cg_ctx *ctx, const cg_tensor *x, const cg_pool_opts *opts);
-/* x [N, C, H, W] -> [N, C, out_h, out_w], PyTorch's adaptive bins. */
+/* x [N, C, H, W] (or [C, H, W]) -> [N, C, out_h, out_w] (sizes >= 0),
+ * PyTorch's adaptive bins [floor(i In / Out), ceil((i + 1) In / Out)). */
 CG_API cg_tensor *cg_adaptive_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, int64_t out_h,
                                          int64_t out_w);
 
 typedef enum cg_pad_mode { CG_PAD_CONSTANT = 0, CG_PAD_REFLECT, CG_PAD_REPLICATE } cg_pad_mode;
 /* PyTorch's F.pad: pad holds npad (even) sizes, last dim first: (left,
  * right) of the last dim, then (top, bottom) of the one before, ...;
- * constant padding may be negative (crops); value is the constant. */
+ * sizes may be negative (crop); value is the constant (other modes: 0).
+ * Reflect and replicate pad 1, 2 or 3 trailing dims of an input of rank
+ * npad / 2 + 1 or + 2, as PyTorch; reflect sizes are below the dim. Any
+ * dtype; double backward (the backward is a crop or fold op). */
 CG_API cg_tensor *cg_pad(cg_ctx *ctx, const cg_tensor *x, int npad, const int64_t *pad,
                          cg_pad_mode mode, double value);
 

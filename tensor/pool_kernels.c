@@ -1,0 +1,334 @@
+/* Pooling and padding kernels: one plane per task, windows walked in C
+ * order, sums in double (avg) and in the element type (the transposes,
+ * which add at most a few terms per element). */
+#include "pool_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- geometry ------------------------------------------------------------------------- */
+/* The element offset of plane p = (n, c) in a rank-4 tensor. */
+static inline int64_t plane_off(const cg_tensor *t, int64_t c, int64_t p) {
+    return (p / c) * t->strides[0] + (p % c) * t->strides[1];
+}
+
+/* Max pooling's window o along d: [*lo, *hi) stepping by the dilation, the
+ * taps in the padding skipped (the first tap is moved to the first inside). */
+static inline void max_window(const cgi_pool_dim *d, int64_t o, int64_t *lo, int64_t *hi) {
+    int64_t s = o * d->stride - d->pad, e = s + (d->kernel - 1) * d->dilation + 1;
+    while (s < 0) s += d->dilation;
+    *lo = s;
+    *hi = e < d->in ? e : d->in;
+}
+
+/* Average pooling's window o along dim k: [*lo, *hi) inside the input, and
+ * the factor of the divisor it contributes (PyTorch's: with count_include_pad
+ * the window clipped to the padded input, else to the input; adaptive:
+ * start floor(o in / out), end ceil((o + 1) in / out)). */
+static inline int64_t box(const cgi_pool_geom *geo, int k, int64_t o, int64_t *lo,
+                          int64_t *hi) {
+    const cgi_pool_dim *d = &geo->dim[k];
+    if (geo->kind == CGI_POOL_ADAPTIVE) {
+        *lo = o * d->in / d->out;
+        *hi = ((o + 1) * d->in + d->out - 1) / d->out;
+        return *hi - *lo;
+    }
+    int64_t s = o * d->stride - d->pad, e = s + d->kernel;
+    if (e > d->in + d->pad) e = d->in + d->pad;
+    int64_t padded = e - s;
+    *lo = s > 0 ? s : 0;
+    *hi = e < d->in ? e : d->in;
+    return geo->count_include_pad ? padded : *hi - *lo;
+}
+
+/* Runs body(p) over the planes, in parallel when the work is large. */
+#define PLANES(planes, work, p, ...)                                                           \
+    CGI_PAR_FOR((planes) > 1 && (work) > CGI_PAR_MIN, p, (planes), {__VA_ARGS__})
+
+static int64_t out_plane(const cgi_pool_geom *geo) { return geo->dim[0].out * geo->dim[1].out; }
+static int64_t in_plane(const cgi_pool_geom *geo) { return geo->dim[0].in * geo->dim[1].in; }
+
+/* ---- max pooling ---------------------------------------------------------------------- */
+/* The outputs ow in [*lo, *hi) whose window tap at offset off (= j * dilation
+ * - pad) falls inside the row: 0 <= ow * stride + off < in. */
+static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, int64_t *hi) {
+    int64_t s = d->stride, last = d->in - 1 - off;
+    *lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    *hi = last < 0 ? 0 : last / s + 1;
+    if (*hi > d->out) *hi = d->out;
+}
+
+/* One output row: every window starts at -inf with its first tap's index,
+ * then the taps are visited row h by row, tap j by tap j, each a pass over the
+ * outputs it reaches. Per window that is PyTorch's order (ties go to the
+ * first; NaN takes the window), and the pass has no border test and no
+ * data-dependent branch (random data mispredicts half the compares; the
+ * selects are bit masks because GCC turned ?: back into branches here). */
+#define MAX_ROW(name, T, U, LOWEST, ISNAN)                                                     \
+    static inline void name(const cgi_pool_geom *geo, const T *xp, int64_t sh, int64_t sw,     \
+                            int64_t oh, T *yr, int64_t *ir, bool with_idx) {                   \
+        const cgi_pool_dim *dh = &geo->dim[0], *dw = &geo->dim[1];                             \
+        int64_t h0, h1, w0, w1, W = dw->in;                                                    \
+        max_window(dh, oh, &h0, &h1);                                                          \
+        for (int64_t ow = 0; ow < dw->out; ow++) {                                             \
+            max_window(dw, ow, &w0, &w1);                                                      \
+            yr[ow] = LOWEST;                                                                   \
+            if (with_idx) ir[ow] = h0 * W + w0;                                                \
+        }                                                                                      \
+        for (int64_t h = h0; h < h1; h += dh->dilation)                                        \
+            for (int64_t j = 0; j < dw->kernel; j++) {                                         \
+                int64_t off = j * dw->dilation - dw->pad, lo, hi;                              \
+                tap_range(dw, off, &lo, &hi);                                                  \
+                const T *xr = xp + h * sh;                                                     \
+                for (int64_t ow = lo; ow < hi; ow++) {                                         \
+                    int64_t w = ow * dw->stride + off;                                         \
+                    T v = xr[w * sw], cur = yr[ow];                                            \
+                    U m = (U)0 - (U)((v > cur) | ISNAN(v)), vb, cb;                            \
+                    memcpy(&vb, &v, sizeof v);                                                 \
+                    memcpy(&cb, &cur, sizeof cur);                                             \
+                    vb = (vb & m) | (cb & ~m);                                                 \
+                    memcpy(&yr[ow], &vb, sizeof vb);                                           \
+                    if (with_idx) {                                                            \
+                        uint64_t mi = (uint64_t)0 - (m & 1);                                   \
+                        ir[ow] = (int64_t)(((uint64_t)(h * W + w) & mi) |                      \
+                                           ((uint64_t)ir[ow] & ~mi));                          \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+    }
+/* The common 2x2 window, stride 2, no padding or dilation, on unit-stride
+ * rows r0 and r1 (input rows 2 oh and 2 oh + 1) whose windows all fit:
+ * the same taps in the same order as MAX_ROW, written so that the compiler
+ * vectorises it (selects, no branches). base is r0's first index. */
+#define MAX_2X2(name, T, ISNAN)                                                                \
+    static void name(const T *restrict r0, const T *restrict r1, int64_t n, T *restrict y,     \
+                     int64_t *restrict ix, int64_t base, int64_t W) {                          \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1], m = a;       \
+            int64_t k = 0;                                                                     \
+            bool t = (b > m) | ISNAN(b);                                                       \
+            m = t ? b : m;                                                                     \
+            k = t ? 1 : k;                                                                     \
+            t = (c > m) | ISNAN(c);                                                            \
+            m = t ? c : m;                                                                     \
+            k = t ? W : k;                                                                     \
+            t = (d > m) | ISNAN(d);                                                            \
+            m = t ? d : m;                                                                     \
+            k = t ? W + 1 : k;                                                                 \
+            y[i] = m;                                                                          \
+            if (ix) ix[i] = base + 2 * i + k;                                                  \
+        }                                                                                      \
+    }
+
+/* Whether the window along d is 2, stride 2, unpadded, undilated, all inside. */
+static bool plain_2x2(const cgi_pool_dim *d) {
+    return d->kernel == 2 && d->stride == 2 && d->pad == 0 && d->dilation == 1 &&
+           2 * d->out <= d->in;
+}
+
+/* Plane p; the rows are called with literal flags and unit strides so
+ * that each variant compiles to its own loop. */
+#define MAX_POOL(name, T, U, LOWEST, ISNAN)                                                    \
+    MAX_ROW(name##_row, T, U, LOWEST, ISNAN)                                                   \
+    MAX_2X2(name##_2x2, T, ISNAN)                                                              \
+    static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,               \
+                     cg_tensor *idx, int64_t p) {                                              \
+        const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \
+        int64_t sh = x->strides[2], sw = x->strides[3], ow_n = geo->dim[1].out;                \
+        T *yp = (T *)cgi_ptr(y) + p * out_plane(geo);                                          \
+        int64_t *ip = idx ? (int64_t *)cgi_ptr(idx) + p * out_plane(geo) : NULL;               \
+        bool fast = sw == 1 && plain_2x2(&geo->dim[0]) && plain_2x2(&geo->dim[1]);             \
+        for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
+            T *yr = yp + oh * ow_n;                                                            \
+            int64_t *ir = ip ? ip + oh * ow_n : NULL;                                          \
+            if (fast)                                                                          \
+                name##_2x2(xp + 2 * oh * sh, xp + (2 * oh + 1) * sh, ow_n, yr, ir,             \
+                           2 * oh * geo->dim[1].in, geo->dim[1].in);                           \
+            else if (ip && sw == 1)                                                            \
+                name##_row(geo, xp, sh, 1, oh, yr, ir, true);                                  \
+            else if (ip)                                                                       \
+                name##_row(geo, xp, sh, sw, oh, yr, ir, true);                                 \
+            else if (sw == 1)                                                                  \
+                name##_row(geo, xp, sh, 1, oh, yr, NULL, false);                               \
+            else                                                                               \
+                name##_row(geo, xp, sh, sw, oh, yr, NULL, false);                              \
+        }                                                                                      \
+    }
+#define NO_NAN(v) ((void)(v), 0)
+MAX_POOL(max_f32, float, uint32_t, -INFINITY, isnan)
+MAX_POOL(max_f64, double, uint64_t, -INFINITY, isnan)
+MAX_POOL(max_i64, int64_t, uint64_t, INT64_MIN, NO_NAN)
+
+void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg_tensor *idx) {
+    int64_t planes = geo->n * geo->c, work = planes * out_plane(geo) * geo->dim[0].kernel;
+    work *= geo->dim[1].kernel;
+    switch (x->dtype) {
+    case CG_F32: PLANES(planes, work, p, max_f32(geo, x, y, idx, p);); break;
+    case CG_F64: PLANES(planes, work, p, max_f64(geo, x, y, idx, p);); break;
+    case CG_I64: PLANES(planes, work, p, max_i64(geo, x, y, idx, p);); break;
+    }
+}
+
+/* dx's plane p: zeros, then each g added at its index, in output order. */
+#define MAX_SCATTER(name, T)                                                                   \
+    static void name(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,       \
+                     cg_tensor *dx, int64_t p) {                                               \
+        int64_t ni = in_plane(geo), no = out_plane(geo), ow_n = geo->dim[1].out;               \
+        const T *gp = (const T *)cgi_ptr(g) + plane_off(g, geo->c, p);                         \
+        const int64_t *ip = (const int64_t *)cgi_ptr(idx) + p * no;                            \
+        T *dp = (T *)cgi_ptr(dx) + p * ni;                                                     \
+        memset(dp, 0, sizeof(T) * (size_t)ni);                                                 \
+        for (int64_t o = 0; o < no; o++)                                                       \
+            dp[ip[o]] += gp[(o / ow_n) * g->strides[2] + (o % ow_n) * g->strides[3]];          \
+    }
+MAX_SCATTER(scatter_f32, float)
+MAX_SCATTER(scatter_f64, double)
+
+void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
+                          cg_tensor *dx) {
+    int64_t planes = geo->n * geo->c, work = planes * in_plane(geo);
+    if (g->dtype == CG_F32)
+        PLANES(planes, work, p, scatter_f32(geo, g, idx, dx, p););
+    else
+        PLANES(planes, work, p, scatter_f64(geo, g, idx, dx, p););
+}
+
+/* ---- average pooling ------------------------------------------------------------------ */
+#define AVG_POOL(name, T)                                                                      \
+    static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, int64_t p) {  \
+        const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \
+        int64_t sh = x->strides[2], sw = x->strides[3], ow_n = geo->dim[1].out;                \
+        T *yp = (T *)cgi_ptr(y) + p * out_plane(geo);                                          \
+        for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
+            int64_t h0, h1, w0, w1, fh = box(geo, 0, oh, &h0, &h1);                            \
+            for (int64_t ow = 0; ow < ow_n; ow++) {                                            \
+                int64_t fw = box(geo, 1, ow, &w0, &w1);                                        \
+                double s = 0;                                                                  \
+                for (int64_t h = h0; h < h1; h++)                                              \
+                    for (int64_t w = w0; w < w1; w++) s += xp[h * sh + w * sw];                \
+                yp[oh * ow_n + ow] = (T)(s / (double)(fh * fw));                               \
+            }                                                                                  \
+        }                                                                                      \
+    }
+AVG_POOL(avg_f32, float)
+AVG_POOL(avg_f64, double)
+
+/* dx's plane p: zeros, then g[o] / divisor(o) added over window o, in output order. */
+#define AVG_BACKWARD(name, T)                                                                  \
+    static void name(const cgi_pool_geom *geo, const cg_tensor *g, cg_tensor *dx, int64_t p) { \
+        const T *gp = (const T *)cgi_ptr(g) + plane_off(g, geo->c, p);                         \
+        int64_t w_n = geo->dim[1].in, ni = in_plane(geo);                                      \
+        T *dp = (T *)cgi_ptr(dx) + p * ni;                                                     \
+        memset(dp, 0, sizeof(T) * (size_t)ni);                                                 \
+        for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
+            int64_t h0, h1, w0, w1, fh = box(geo, 0, oh, &h0, &h1);                            \
+            for (int64_t ow = 0; ow < geo->dim[1].out; ow++) {                                 \
+                int64_t fw = box(geo, 1, ow, &w0, &w1);                                        \
+                T v = (T)(gp[oh * g->strides[2] + ow * g->strides[3]] / (double)(fh * fw));    \
+                for (int64_t h = h0; h < h1; h++)                                              \
+                    for (int64_t w = w0; w < w1; w++) dp[h * w_n + w] += v;                    \
+            }                                                                                  \
+        }                                                                                      \
+    }
+AVG_BACKWARD(avg_backward_f32, float)
+AVG_BACKWARD(avg_backward_f64, double)
+
+/* The work of a window pass: each input element is read about
+ * (kernel / stride)^2 times; in_plane is a fair lower bound. */
+static int64_t avg_work(const cgi_pool_geom *geo) {
+    int64_t o = out_plane(geo), i = in_plane(geo);
+    return geo->n * geo->c * (o > i ? o : i);
+}
+
+void cgi_avg_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y) {
+    int64_t planes = geo->n * geo->c, work = avg_work(geo);
+    if (x->dtype == CG_F32)
+        PLANES(planes, work, p, avg_f32(geo, x, y, p););
+    else
+        PLANES(planes, work, p, avg_f64(geo, x, y, p););
+}
+
+void cgi_avg_pool_backward(const cgi_pool_geom *geo, const cg_tensor *g, cg_tensor *dx) {
+    int64_t planes = geo->n * geo->c, work = avg_work(geo);
+    if (g->dtype == CG_F32)
+        PLANES(planes, work, p, avg_backward_f32(geo, g, dx, p););
+    else
+        PLANES(planes, work, p, avg_backward_f64(geo, g, dx, p););
+}
+
+/* ---- reflect and replicate padding ---------------------------------------------------- */
+/* The input position read by padded position i - lo (i in input coordinates). */
+static inline int64_t source(bool reflect, int64_t i, int64_t n) {
+    if (reflect) return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+    return i < 0 ? 0 : i >= n ? n - 1 : i;
+}
+
+/* The element offset of plane p over t's lead dims (C order). */
+static int64_t lead_off(const cg_tensor *t, int nlead, int64_t p) {
+    int64_t off = 0;
+    for (int d = nlead - 1; d >= 0; d--) {
+        off += (p % t->shape[d]) * t->strides[d];
+        p /= t->shape[d];
+    }
+    return off;
+}
+
+static int64_t numel3(const int64_t *s) { return s[0] * s[1] * s[2]; }
+
+/* Copies of 4- or 8-byte elements: the map only moves bits. */
+#define PAD_MAP(name, T)                                                                       \
+    static void name(const cgi_pad_geom *geo, const cg_tensor *x, cg_tensor *out, int64_t p) { \
+        const int L = geo->nlead;                                                              \
+        const T *xp = (const T *)cgi_ptr(x) + lead_off(x, L, p);                               \
+        const int64_t *s = x->strides + L, *in = geo->in, *lo = geo->lo;                       \
+        T *op = (T *)cgi_ptr(out) + p * numel3(geo->out);                                      \
+        for (int64_t a = 0; a < geo->out[0]; a++) {                                            \
+            int64_t ia = source(geo->reflect, a - lo[0], in[0]);                               \
+            for (int64_t b = 0; b < geo->out[1]; b++) {                                        \
+                const T *row = xp + ia * s[0] + source(geo->reflect, b - lo[1], in[1]) * s[1]; \
+                for (int64_t c = 0; c < geo->out[2]; c++)                                      \
+                    *op++ = row[source(geo->reflect, c - lo[2], in[2]) * s[2]];                \
+            }                                                                                  \
+        }                                                                                      \
+    }
+PAD_MAP(map_4, uint32_t)
+PAD_MAP(map_8, uint64_t)
+
+static int64_t lead_planes(const cg_tensor *t, int nlead) { return cgi_numel(nlead, t->shape); }
+
+void cgi_pad_map(const cgi_pad_geom *geo, const cg_tensor *x, cg_tensor *out) {
+    int64_t planes = lead_planes(x, geo->nlead), work = planes * numel3(geo->out);
+    if (cg_dtype_size(x->dtype) == 4)
+        PLANES(planes, work, p, map_4(geo, x, out, p););
+    else
+        PLANES(planes, work, p, map_8(geo, x, out, p););
+}
+
+/* dx's plane p: zeros, then every g added where it was read from, in g's order. */
+#define PAD_FOLD(name, T)                                                                      \
+    static void name(const cgi_pad_geom *geo, const cg_tensor *g, cg_tensor *dx, int64_t p) {  \
+        const int L = geo->nlead;                                                              \
+        const T *gp = (const T *)cgi_ptr(g) + lead_off(g, L, p);                               \
+        const int64_t *s = g->strides + L, *in = geo->in, *lo = geo->lo;                       \
+        T *dp = (T *)cgi_ptr(dx) + p * numel3(in);                                             \
+        memset(dp, 0, sizeof(T) * (size_t)numel3(in));                                         \
+        for (int64_t a = 0; a < geo->out[0]; a++) {                                            \
+            int64_t ia = source(geo->reflect, a - lo[0], in[0]);                               \
+            for (int64_t b = 0; b < geo->out[1]; b++) {                                        \
+                T *row = dp + (ia * in[1] + source(geo->reflect, b - lo[1], in[1])) * in[2];   \
+                const T *grow = gp + a * s[0] + b * s[1];                                      \
+                for (int64_t c = 0; c < geo->out[2]; c++)                                      \
+                    row[source(geo->reflect, c - lo[2], in[2])] += grow[c * s[2]];             \
+            }                                                                                  \
+        }                                                                                      \
+    }
+PAD_FOLD(fold_f32, float)
+PAD_FOLD(fold_f64, double)
+
+void cgi_pad_fold(const cgi_pad_geom *geo, const cg_tensor *g, cg_tensor *dx) {
+    int64_t planes = lead_planes(g, geo->nlead), work = planes * numel3(geo->out);
+    if (g->dtype == CG_F32)
+        PLANES(planes, work, p, fold_f32(geo, g, dx, p););
+    else
+        PLANES(planes, work, p, fold_f64(geo, g, dx, p););
+}

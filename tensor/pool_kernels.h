@@ -1,0 +1,62 @@
+/* Pooling and padding kernels below the graph (not installed).
+ *
+ * They validate nothing: ops/pool.c checks ranks, sizes and options first.
+ * Every kernel works plane by plane (one plane: one (n, c) pair, or one
+ * position of the dims in front of the padded ones), each plane on one
+ * thread in a fixed order, so results do not depend on the thread count.
+ * Strided operands (x, or the incoming gradient) may have any strides,
+ * 0 included; the operand written is contiguous. Nothing is allocated. */
+#ifndef CG_POOL_KERNELS_H
+#define CG_POOL_KERNELS_H
+
+#include "internal.h"
+
+/* One spatial dim of a pooling: in -> out windows. */
+typedef struct cgi_pool_dim {
+    int64_t in, out;
+    int64_t kernel, stride, pad, dilation; /* unused by adaptive pooling */
+} cgi_pool_dim;
+
+typedef enum cgi_pool_kind { CGI_POOL_MAX, CGI_POOL_AVG, CGI_POOL_ADAPTIVE } cgi_pool_kind;
+
+/* A pooling over n * c planes of dim[0] x dim[1] (H x W; the 1-D ops use
+ * H = 1 with kernel 1). The tensors the kernels take are rank 4: [n, c, H, W]
+ * for x and dx, [n, c, out H, out W] for y, g and indices. */
+typedef struct cgi_pool_geom {
+    cgi_pool_kind kind;
+    bool count_include_pad; /* CGI_POOL_AVG */
+    int64_t n, c;
+    cgi_pool_dim dim[2];
+} cgi_pool_geom;
+
+/* y = the window maxima of x (f32, f64 or i64), NaN winning as in PyTorch,
+ * ties to the first; idx (i64, may be NULL) = each maximum's flat index
+ * h * W + w in its plane. */
+CGI_HIDDEN void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,
+                             cg_tensor *idx);
+/* dx = zeros with g scattered (added) to the positions idx names. f32, f64. */
+CGI_HIDDEN void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g,
+                                     const cg_tensor *idx, cg_tensor *dx);
+/* Average and adaptive average pooling: y = the windows' means (f32, f64). */
+CGI_HIDDEN void cgi_avg_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y);
+/* Its transpose: dx = zeros plus g[o] / divisor(o) over every window o. */
+CGI_HIDDEN void cgi_avg_pool_backward(const cgi_pool_geom *geo, const cg_tensor *g,
+                                      cg_tensor *dx);
+
+/* Reflect or replicate padding of the last 3 dims of a tensor [lead..., A,
+ * B, C] (callers padding fewer dims add dims of 1 with zero padding in
+ * front): out dim k has size in[k] + lo[k] + hi[k]; lo and hi may be
+ * negative (crop). The lead dims keep their sizes. */
+typedef struct cgi_pad_geom {
+    bool reflect; /* else replicate */
+    int nlead;
+    int64_t in[3], out[3], lo[3];
+} cgi_pad_geom;
+
+/* out (contiguous, x's dtype, any of the three) = x padded. */
+CGI_HIDDEN void cgi_pad_map(const cgi_pad_geom *geo, const cg_tensor *x, cg_tensor *out);
+/* Its transpose: dx (contiguous, zeroed here) = the sum of g over the
+ * positions of the padded tensor that read each input element. f32, f64. */
+CGI_HIDDEN void cgi_pad_fold(const cgi_pad_geom *geo, const cg_tensor *g, cg_tensor *dx);
+
+#endif
