@@ -2,6 +2,10 @@
  *   (a) 784-128-10 relu, Adam 1e-3, batch 32       (b) 784-512-512-10 relu, SGD, batch 128
  *   (c) 100-64-10 relu, SGD, batch 32              (d) two Linear(1,1), MSE, SGD, batch 4
  *   (e) 784-500-10 relu, AdamW 1e-3, batch 1000 as two accumulated batches of 500
+ *   (f) ggml's MNIST CNN: conv3x3 1->8 pad 1, relu, maxpool 2, conv3x3 8->16 pad 1, relu,
+ *       maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000 as 2 x 500
+ *   (g) LeNet-5: conv5x5 1->6 pad 2, relu, maxpool 2, conv5x5 6->16, relu, maxpool 2,
+ *       400-120-84-10 relu; Adam 1e-3, batch 128 (inputs [B, 1, 28, 28] for both)
  * For each: a full step (zero_grad, forward, loss, backward, optimizer step),
  * its forward / backward / optimizer phases, median/min/max over many steps,
  * the heap allocations per steady-state step (malloc is interposed in this
@@ -47,6 +51,12 @@ int posix_memalign(void **p, size_t a, size_t n) {
 /* ---- configurations --------------------------------------------------------------- */
 typedef enum { ADAM, ADAMW, SGD } optim_kind;
 
+/* A conv layer of a CNN configuration, on a square input of size hw; each
+ * is followed by relu and a 2x2 max pool. */
+typedef struct conv_spec {
+    int64_t in, out, k, pad, hw;
+} conv_spec;
+
 typedef struct config {
     const char *name, *what;
     int nsizes;
@@ -57,6 +67,8 @@ typedef struct config {
     int64_t batch; /* per forward/backward */
     int accum;     /* forward/backward passes per optimizer step */
     bool mse;      /* MSE on [batch, out] targets instead of cross-entropy */
+    int nconv;     /* conv layers before the MLP (input [batch, 1, 28, 28]) */
+    conv_spec convs[2];
 } config;
 
 static const config CONFIGS[] = {
@@ -69,7 +81,9 @@ static const config CONFIGS[] = {
      1e-3,
      32,
      1,
-     false},
+     false,
+     0,
+     {{0}}},
     {"b",
      "784-512-512-10 relu, SGD, batch 128",
      4,
@@ -79,7 +93,9 @@ static const config CONFIGS[] = {
      0.1,
      128,
      1,
-     false},
+     false,
+     0,
+     {{0}}},
     {"c",
      "100-64-10 relu, SGD, batch 32",
      3,
@@ -89,7 +105,9 @@ static const config CONFIGS[] = {
      0.1,
      32,
      1,
-     false},
+     false,
+     0,
+     {{0}}},
     {"d",
      "two Linear(1,1), MSE, SGD, batch 4",
      3,
@@ -99,7 +117,9 @@ static const config CONFIGS[] = {
      0.01,
      4,
      1,
-     true},
+     true,
+     0,
+     {{0}}},
     {"e",
      "784-500-10 relu, AdamW, batch 1000 = 2 x 500",
      3,
@@ -109,7 +129,33 @@ static const config CONFIGS[] = {
      1e-3,
      500,
      2,
-     false},
+     false,
+     0,
+     {{0}}},
+    {"f",
+     "MNIST CNN 8-16 conv3x3, AdamW, batch 2 x 500",
+     2,
+     {784, 10},
+     CG_ACT_NONE,
+     ADAMW,
+     1e-3,
+     500,
+     2,
+     false,
+     2,
+     {{1, 8, 3, 1, 28}, {8, 16, 3, 1, 14}}},
+    {"g",
+     "LeNet-5, Adam, batch 128",
+     4,
+     {400, 120, 84, 10},
+     CG_ACT_RELU,
+     ADAM,
+     1e-3,
+     128,
+     1,
+     false,
+     2,
+     {{1, 6, 5, 2, 28}, {6, 16, 5, 0, 14}}},
 };
 
 typedef struct result {
@@ -127,10 +173,32 @@ static cg_optim *make_optim(const config *c, cg_module *m) {
     return c->opt == ADAM ? cg_adam_new(m, &o) : cg_adamw_new(m, &o);
 }
 
-/* Random inputs [batch, in] and labels [batch] (or targets [batch, out]). */
+/* The model: the conv layers (each conv, relu, 2x2 max pool), a flatten,
+ * then the MLP; or the MLP alone. */
+static cg_module *make_model(const config *c, cg_rng *rng) {
+    if (c->nconv == 0) return cg_nn_mlp(rng, CG_F32, c->nsizes, c->sizes, c->act);
+    cg_module *m = cg_nn_sequential(0, NULL);
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    for (int i = 0; i < c->nconv; i++) {
+        const conv_spec *v = &c->convs[i];
+        cg_conv_opts co = cg_conv_defaults();
+        co.padding[0] = co.padding[1] = v->pad;
+        cg_module_add_child(m, NULL,
+                            cg_nn_conv2d(rng, CG_F32, v->in, v->out, v->k, v->k, &co, true));
+        cg_module_add_child(m, NULL, cg_nn_activation(CG_ACT_RELU));
+        cg_module_add_child(m, NULL, cg_nn_maxpool2d(&po));
+    }
+    cg_module_add_child(m, NULL, cg_nn_flatten(1, -1));
+    cg_module_add_child(m, NULL, cg_nn_mlp(rng, CG_F32, c->nsizes, c->sizes, c->act));
+    return cg_module_nchildren(m) == 3 * c->nconv + 2 ? m : (cg_module_free(m), NULL);
+}
+
+/* Random inputs [batch, in] ([batch, 1, 28, 28] for a CNN) and labels
+ * [batch] (or targets [batch, out]). */
 static void make_data(const config *c, cg_rng *rng, cg_tensor **x, cg_tensor **y) {
     int64_t in = c->sizes[0], out = c->sizes[c->nsizes - 1];
-    *x = cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, in), 0, 1);
+    *x = c->nconv ? cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, 1, 28, 28), 0, 1)
+                  : cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, in), 0, 1);
     if (c->mse) {
         *y = cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, out), 0, 1);
         return;
@@ -170,21 +238,57 @@ static int step(const config *c, cg_ctx *ctx, cg_module *m, cg_optim *o, cg_tens
 }
 
 /* ---- the GEMM-only lower bound --------------------------------------------------------- */
+#define ONE_THREAD(m, n, k)                                                                    \
+    ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
+
+/* The products of the conv layers as im2col GEMMs: with M = out channels,
+ * N = B x out pixels and K = in channels x kernel, the forward (M x N x K),
+ * the weight gradient (M x K x N) and, but for the first layer, the input
+ * gradient (K x N x M); a, b, d hold the largest operands. */
+static void conv_gemms(const config *c, float *a, float *b, float *d, rntm_t *single) {
+    float one = 1, zero = 0;
+    for (int l = 0; l < c->nconv; l++) {
+        const conv_spec *v = &c->convs[l];
+        int64_t ho = v->hw + 2 * v->pad - v->k + 1;
+        dim_t M = v->out, N = c->batch * ho * ho, K = v->in * v->k * v->k;
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, a, K, 1, b, N, 1,
+                     &zero, d, N, 1, NULL, ONE_THREAD(M, N, K) ? single : NULL);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, M, K, N, &one, d, N, 1, b, N, 1, &zero,
+                     a, K, 1, NULL, ONE_THREAD(M, K, N) ? single : NULL);
+        if (l > 0)
+            bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, K, N, M, &one, a, K, 1, d, N, 1,
+                         &zero, b, N, 1, NULL, ONE_THREAD(K, N, M) ? single : NULL);
+    }
+}
+
+/* Elements of the largest conv operand (M x K, K x N or M x N). */
+static int64_t conv_max_operand(const config *c) {
+    int64_t most = 1;
+    for (int l = 0; l < c->nconv; l++) {
+        const conv_spec *v = &c->convs[l];
+        int64_t ho = v->hw + 2 * v->pad - v->k + 1, N = c->batch * ho * ho;
+        int64_t K = v->in * v->k * v->k, dims[] = {v->out * K, K * N, v->out * N};
+        for (int i = 0; i < 3; i++) most = dims[i] > most ? dims[i] : most;
+    }
+    return most;
+}
+
 /* Each Linear(in, out) on a batch B does Y = X W^T (B x out x in), dW = dY^T X
  * (out x in x B) and, but for the first layer, dX = dY W (B x in x out). */
 static double gemm_bound_ms(const config *c, int reps) {
-    int64_t B = c->batch, maxd = 1;
+    int64_t B = c->batch, maxd = 1, cmax = conv_max_operand(c);
     for (int i = 0; i < c->nsizes; i++) maxd = c->sizes[i] > maxd ? c->sizes[i] : maxd;
+    float *ca = calloc((size_t)cmax, 4), *cb = calloc((size_t)cmax, 4);
+    float *cd = calloc((size_t)cmax, 4);
     float *x = calloc((size_t)(B * maxd), 4), *w = calloc((size_t)(maxd * maxd), 4);
     float *g = calloc((size_t)(B * maxd), 4), *out = calloc((size_t)((B + maxd) * maxd), 4);
     float one = 1, zero = 0;
     double *v = malloc(sizeof(double) * (size_t)reps);
     rntm_t single = BLIS_RNTM_INITIALIZER; /* small products on one thread, as cgrad does */
     bli_rntm_set_num_threads(1, &single);
-#define ONE_THREAD(m, n, k)                                                                    \
-    ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
     for (int r = 0; r < reps; r++) {
         double t = bench_now();
+        for (int k = 0; k < c->accum; k++) conv_gemms(c, ca, cb, cd, &single);
         for (int k = 0; k < c->accum; k++)
             for (int l = 0; l + 1 < c->nsizes; l++) {
                 dim_t in = c->sizes[l], o = c->sizes[l + 1];
@@ -195,14 +299,14 @@ static double gemm_bound_ms(const config *c, int reps) {
                              1, &zero, out, o, 1, NULL, fw);
                 bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, o, in, B, &one, g, o, 1, x, in,
                              1, &zero, out, in, 1, NULL, dw);
-                if (l > 0)
+                if (l > 0 || c->nconv > 0)
                     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, B, in, o, &one, g, o, 1,
                                  w, in, 1, &zero, out, in, 1, NULL, dx);
             }
         v[r] = (bench_now() - t) * 1e3;
     }
     double med = bench_median(v, reps);
-    free(v), free(x), free(w), free(g), free(out);
+    free(v), free(x), free(w), free(g), free(out), free(ca), free(cb), free(cd);
     return med;
 }
 
@@ -211,7 +315,7 @@ static double gemm_bound_ms(const config *c, int reps) {
 static int run_config(const config *c, int steps, result *res) {
     cg_rng rng;
     cg_rng_seed(&rng, 1);
-    cg_module *m = cg_nn_mlp(&rng, CG_F32, c->nsizes, c->sizes, c->act);
+    cg_module *m = make_model(c, &rng);
     cg_optim *o = m ? make_optim(c, m) : NULL;
     cg_tensor *x, *y;
     make_data(c, &rng, &x, &y);

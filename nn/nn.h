@@ -193,6 +193,25 @@ CG_API cg_module *cg_nn_groupnorm(cg_dtype dt, int64_t groups, int64_t channels,
 /* Lookup of i64 indices in a [num, dim] table initialised N(0, 1). */
 CG_API cg_module *cg_nn_embedding(cg_rng *rng, cg_dtype dt, int64_t num, int64_t dim);
 
+/* ---- convolutional layers (x [N, C, H, W]; [N, C, L] for Conv1d) ------------
+ * PyTorch's Conv1d, Conv2d, ConvTranspose2d: weight [out, in / groups, kh,
+ * kw] ([in, out / groups, kh, kw] for the transpose) and bias [out], both
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as PyTorch initialises them; opts (NULL:
+ * cg_conv_defaults) as the functional ops take them. */
+CG_API cg_module *cg_nn_conv1d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, int64_t k,
+                               const cg_conv_opts *opts, bool bias);
+CG_API cg_module *cg_nn_conv2d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, int64_t kh,
+                               int64_t kw, const cg_conv_opts *opts, bool bias);
+CG_API cg_module *cg_nn_conv_transpose2d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out,
+                                         int64_t kh, int64_t kw, const cg_conv_opts *opts,
+                                         bool bias);
+/* MaxPool2d, AvgPool2d from cg_pool_defaults(kh, kw) and its fields. */
+CG_API cg_module *cg_nn_maxpool2d(const cg_pool_opts *opts);
+CG_API cg_module *cg_nn_avgpool2d(const cg_pool_opts *opts);
+CG_API cg_module *cg_nn_adaptive_avgpool2d(int64_t out_h, int64_t out_w);
+/* nn.Flatten: dims start_dim..end_dim into one (PyTorch's defaults 1, -1). */
+CG_API cg_module *cg_nn_flatten(int start_dim, int end_dim);
+
 /* ---- init: in place (PyTorch's nn.init names, ending in _), from an explicit rng;
  * t is a parameter or any f32 / f64 tensor -------------------------------- */
 typedef enum cg_fan { CG_FAN_IN, CG_FAN_OUT } cg_fan;

@@ -1,0 +1,173 @@
+/* Convolutional networks on Fashion-MNIST, as a PyTorch user writes them
+ * with nn.Sequential:
+ *   lenet5 (default): LeNet-5, conv5x5 1->6 pad 2, relu, maxpool 2, conv5x5 6->16,
+ *     relu, maxpool 2, flatten, 400-120-84-10 with relu; Adam 1e-3, batch 128.
+ *   cnn: ggml's MNIST CNN, conv3x3 1->8 pad 1, relu, maxpool 2, conv3x3 8->16
+ *     pad 1, relu, maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000
+ *     as 2 accumulated halves of 500 (bench_train's configuration (f)).
+ * State names are PyTorch's ("0.weight", "3.weight", "7.weight", ...), so a
+ * checkpoint loads into the same nn.Sequential with strict=True
+ * (bench/torch_checkpoint.py --model lenet5).
+ *
+ *   lenet5 [--model lenet5|cnn] [--epochs 15] [--batch N] [--lr 1e-3] [--seed 42]
+ *          [--threads N] [--save FILE] [--load FILE] [--data DIR]
+ *          [--csv lenet5.csv] [--svg lenet5.svg]
+ * Build: cc lenet5.c $(pkg-config --cflags --libs cgrad) */
+#include "fashion_common.h"
+
+typedef struct args {
+    const char *model, *save, *load, *data, *csv, *svg;
+    int epochs, threads, accum;
+    int64_t batch;
+    double lr;
+    uint64_t seed;
+} args;
+
+/* ---- the two models ---------------------------------------------------------- */
+static cg_module *conv(cg_rng *rng, int64_t in, int64_t out, int64_t k, int64_t pad) {
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = pad;
+    return cg_nn_conv2d(rng, CG_F32, in, out, k, k, &o, true);
+}
+
+static cg_module *pool2(void) {
+    cg_pool_opts o = cg_pool_defaults(2, 2);
+    return cg_nn_maxpool2d(&o);
+}
+
+static cg_module *relu(void) { return cg_nn_activation(CG_ACT_RELU); }
+
+static cg_module *lenet5(cg_rng *rng) {
+    cg_module *layers[] = {conv(rng, 1, 6, 5, 2),
+                           relu(),
+                           pool2(),
+                           conv(rng, 6, 16, 5, 0),
+                           relu(),
+                           pool2(),
+                           cg_nn_flatten(1, -1),
+                           cg_nn_linear(rng, CG_F32, 400, 120, true),
+                           relu(),
+                           cg_nn_linear(rng, CG_F32, 120, 84, true),
+                           relu(),
+                           cg_nn_linear(rng, CG_F32, 84, 10, true)};
+    return cg_nn_sequential(12, layers);
+}
+
+static cg_module *mnist_cnn(cg_rng *rng) {
+    cg_module *layers[] = {conv(rng, 1, 8, 3, 1),
+                           relu(),
+                           pool2(),
+                           conv(rng, 8, 16, 3, 1),
+                           relu(),
+                           pool2(),
+                           cg_nn_flatten(1, -1),
+                           cg_nn_linear(rng, CG_F32, 784, 10, true)};
+    return cg_nn_sequential(8, layers);
+}
+
+/* ---- command line ------------------------------------------------------------- */
+static int parse_args(int argc, char **argv, args *a) {
+    *a = (args){"lenet5",
+                NULL,
+                NULL,
+                "/usr/share/datasets/fashion-mnist",
+                "lenet5.csv",
+                "lenet5.svg",
+                15,
+                0,
+                1,
+                0,
+                1e-3,
+                42};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--model"))
+            a->model = v;
+        else if (!strcmp(k, "--epochs"))
+            a->epochs = atoi(v);
+        else if (!strcmp(k, "--batch"))
+            a->batch = atoll(v);
+        else if (!strcmp(k, "--lr"))
+            a->lr = atof(v);
+        else if (!strcmp(k, "--seed"))
+            a->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--threads"))
+            a->threads = atoi(v);
+        else if (!strcmp(k, "--save"))
+            a->save = v;
+        else if (!strcmp(k, "--load"))
+            a->load = v;
+        else if (!strcmp(k, "--data"))
+            a->data = v;
+        else if (!strcmp(k, "--csv"))
+            a->csv = v;
+        else if (!strcmp(k, "--svg"))
+            a->svg = v;
+        else
+            return -1;
+    }
+    bool cnn = !strcmp(a->model, "cnn");
+    if (!cnn && strcmp(a->model, "lenet5")) return -1;
+    if (a->batch == 0) a->batch = cnn ? 500 : 128; /* the cnn steps every 2 batches */
+    a->accum = cnn ? 2 : 1;
+    return argc % 2 == 1 && a->epochs >= 0 && a->epochs <= 100 && a->batch >= 1 ? 0 : -1;
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+static int run(const args *a, cg_tensor *const data[4]) {
+    cg_rng rng;
+    cg_rng_seed(&rng, a->seed);
+    bool cnn = !strcmp(a->model, "cnn");
+    cg_module *model = cnn ? mnist_cnn(&rng) : lenet5(&rng);
+    cg_adam_opts ao = cnn ? cg_adamw_defaults(a->lr) : cg_adam_defaults(a->lr);
+    cg_optim *opt = !model ? NULL : cnn ? cg_adamw_new(model, &ao) : cg_adam_new(model, &ao);
+    cg_batcher *batches = cg_batcher_new(data[0], data[1], a->batch, true, false, &rng);
+    cg_ctx *ctx = cg_ctx_new();
+    static history h;
+    int rc = model && opt && batches && ctx ? 0 : -1;
+    if (rc == 0) cg_module_print(model);
+    if (rc == 0 && a->load) rc = load(a->load, model, opt, &rng);
+    for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
+        printf("Epoch %d/%d\n", e + 1, a->epochs);
+        rc = train_epoch(ctx, model, opt, batches, a->accum, &h);
+        if (rc == 0)
+            rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
+        if (rc == 0)
+            printf(" - val_loss: %.4f - val_acc: %.4f - %.1fs per epoch\n", h.val_loss[h.n],
+                   h.val_acc[h.n], h.seconds[h.n]);
+    }
+    double vl = 0, va = 0;
+    if (rc == 0 && h.n == 0) rc = evaluate(ctx, model, data[2], data[3], &vl, &va);
+    if (rc == 0) {
+        printf("test accuracy: %.4f (%d epochs)\n", h.n ? h.val_acc[h.n - 1] : va, h.n);
+        write_csv(a->csv, &h);
+        write_svg(a->svg, &h);
+    }
+    if (rc == 0 && a->save && cg_save(a->save, model, opt, NULL, &rng) != CG_OK) rc = -1;
+    if (rc != 0) fprintf(stderr, "lenet5: %s\n", cg_last_error());
+    cg_ctx_free(ctx);
+    cg_batcher_free(batches);
+    cg_optim_free(opt);
+    cg_module_free(model);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    args a;
+    if (parse_args(argc, argv, &a) != 0) {
+        fprintf(stderr,
+                "usage: %s [--model lenet5|cnn] [--epochs N] [--batch N] [--lr X] "
+                "[--seed N] [--threads N] [--save FILE] [--load FILE] [--data DIR] "
+                "[--csv FILE] [--svg FILE]\n",
+                argv[0]);
+        return 2;
+    }
+    if (a.threads > 0) cg_set_num_threads(a.threads);
+    cg_tensor *data[4] = {NULL, NULL, NULL, NULL}; /* train x, y; test x, y */
+    const int64_t sample[] = {1, 28, 28};
+    int rc = load_split("lenet5", a.data, "train", 3, sample, &data[0], &data[1]);
+    if (rc == 0) rc = load_split("lenet5", a.data, "t10k", 3, sample, &data[2], &data[3]);
+    if (rc == 0) rc = run(&a, data);
+    for (int i = 0; i < 4; i++) cg_tensor_free(data[i]);
+    return rc == 0 ? 0 : 1;
+}

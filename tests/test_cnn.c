@@ -1,0 +1,226 @@
+/* The convolutional layers (nn/conv.c): state_dict names and shapes as
+ * PyTorch's, default initialisation bounds, forward equal to the functional
+ * ops, PyTorch's printed form, gradchecks through the layers, errors, and a
+ * short CNN training run on generated images whose loss must fall. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cgrad_cmocka.h"
+#include "testutil.h"
+
+static cg_tensor *module_fn(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    return cg_module_forward(ctx, user, in[0]);
+}
+
+/* The printed tree of m, as cg_module_print writes it; free the result. */
+static char *printed(const cg_module *m) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(cg_module_fprint(f, m), CG_OK);
+    fclose(f);
+    return text;
+}
+
+/* Every element of t within [-bound, bound], and not all in one half of it. */
+static void assert_uniform_within(const cg_tensor *t, double bound) {
+    int64_t n = cg_numel(t);
+    double *v = malloc(sizeof *v * (size_t)n), lo = INFINITY, hi = -INFINITY;
+    assert_int_equal(cg_copy_to_array(t, CG_F64, v), CG_OK);
+    for (int64_t i = 0; i < n; i++) lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
+    free(v);
+    assert_true(lo >= -bound && hi <= bound && lo < -bound / 4 && hi > bound / 4);
+}
+
+/* ---- Conv2d, Conv1d, ConvTranspose2d ------------------------------------------------ */
+static void test_cnn_conv2d_state_and_init(void **state) {
+    (void)state;
+    cg_rng rng = seeded(1);
+    cg_conv_opts o = cg_conv_defaults();
+    o.groups = 2;
+    cg_module *m = cg_nn_conv2d(&rng, CG_F32, 4, 6, 3, 5, &o, true);
+    assert_non_null(m);
+    char buf[64];
+    assert_string_equal(cg_shape_str(cg_module_find(m, "weight"), buf, sizeof buf),
+                        "[6,2,3,5]");
+    assert_string_equal(cg_shape_str(cg_module_find(m, "bias"), buf, sizeof buf), "[6]");
+    double bound = 1 / sqrt(2.0 * 3 * 5); /* fan_in = in / groups * kh * kw */
+    assert_uniform_within(cg_module_find(m, "weight"), bound);
+    assert_uniform_within(cg_module_find(m, "bias"), bound);
+    cg_module_free(m);
+    m = cg_nn_conv_transpose2d(&rng, CG_F32, 4, 6, 3, 3, NULL, false);
+    assert_string_equal(cg_shape_str(cg_module_find(m, "weight"), buf, sizeof buf),
+                        "[4,6,3,3]");
+    assert_int_equal(cg_module_nstate(m), 1);
+    cg_module_free(m);
+    m = cg_nn_conv1d(&rng, CG_F64, 3, 5, 4, NULL, true);
+    assert_string_equal(cg_shape_str(cg_module_find(m, "weight"), buf, sizeof buf), "[5,3,4]");
+    cg_module_free(m);
+}
+
+/* The layers give what the functional ops give on their parameters. */
+static void test_cnn_layers_match_functional(void **state) {
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(2);
+    cg_conv_opts o = cg_conv_defaults();
+    o.stride[0] = 2, o.padding[1] = 1;
+    cg_module *c2 = cg_nn_conv2d(&rng, CG_F64, 2, 3, 3, 3, &o, true);
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(2, 2, 7, 6), 0, 1);
+    cg_tensor *y = cg_module_forward(ctx, c2, x);
+    cg_tensor *want =
+        cg_conv2d(ctx, x, cg_module_find(c2, "weight"), cg_module_find(c2, "bias"), &o);
+    assert_non_null(y);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, y, want)), NULL, 0, false)) == 0);
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *mp = cg_nn_maxpool2d(&po), *ap = cg_nn_avgpool2d(&po);
+    cg_module *ad = cg_nn_adaptive_avgpool2d(2, 3), *fl = cg_nn_flatten(1, -1);
+    cg_tensor *p = cg_module_forward(ctx, mp, x), *q = cg_max_pool2d(ctx, x, &po, NULL);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, p, q)), NULL, 0, false)) == 0);
+    p = cg_module_forward(ctx, ap, x), q = cg_avg_pool2d(ctx, x, &po);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, p, q)), NULL, 0, false)) == 0);
+    p = cg_module_forward(ctx, ad, x), q = cg_adaptive_avg_pool2d(ctx, x, 2, 3);
+    assert_true(cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, p, q)), NULL, 0, false)) == 0);
+    assert_int_equal(cg_ndim(cg_module_forward(ctx, fl, x)), 2);
+    assert_int_equal(cg_dim(cg_module_forward(ctx, fl, x), 1), 2 * 7 * 6);
+    cg_module_free(c2), cg_module_free(mp), cg_module_free(ap), cg_module_free(ad);
+    cg_module_free(fl);
+}
+
+static void test_cnn_layer_gradcheck(void **state) {
+    (void)state;
+    cg_rng rng = seeded(3);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        4, (cg_module *[]){cg_nn_conv2d(&rng, CG_F64, 2, 3, 3, 3, &o, true),
+                           cg_nn_activation(CG_ACT_TANH), cg_nn_avgpool2d(&po),
+                           cg_nn_conv_transpose2d(&rng, CG_F64, 3, 2, 2, 2, NULL, true)});
+    assert_non_null(m);
+    cg_tensor *x = seeded_leaf(4, CG_F64, CG_SHAPE(2, 2, 4, 4), 1);
+    cg_tensor *in[6] = {x};
+    for (int i = 0; i < 4; i++) in[1 + i] = cg_module_param(m, i, NULL);
+    cg_assert_gradcheck(module_fn, m, 5, in);
+    cg_tensor_free(x);
+    cg_module_free(m);
+}
+
+/* PyTorch's print(model) for the same layers. */
+static void test_cnn_print_as_pytorch(void **state) {
+    (void)state;
+    cg_rng rng = seeded(5);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 2;
+    cg_conv_opts t = cg_conv_defaults();
+    t.stride[0] = t.stride[1] = 2, t.output_padding[0] = t.output_padding[1] = 1;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        6,
+        (cg_module *[]){cg_nn_conv2d(&rng, CG_F32, 1, 6, 5, 5, &o, true), cg_nn_maxpool2d(&po),
+                        cg_nn_avgpool2d(&po), cg_nn_adaptive_avgpool2d(1, 1),
+                        cg_nn_conv_transpose2d(&rng, CG_F32, 6, 3, 3, 3, &t, false),
+                        cg_nn_flatten(1, -1)});
+    char *text = printed(m);
+    assert_string_equal(
+        text, "Sequential(\n"
+              "  (0): Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))\n"
+              "  (1): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, "
+              "ceil_mode=False)\n"
+              "  (2): AvgPool2d(kernel_size=2, stride=2, padding=0)\n"
+              "  (3): AdaptiveAvgPool2d(output_size=1)\n"
+              "  (4): ConvTranspose2d(6, 3, kernel_size=(3, 3), stride=(2, 2), "
+              "output_padding=(1, 1), bias=False)\n"
+              "  (5): Flatten(start_dim=1, end_dim=-1)\n"
+              ")\n"
+              "Total params: 318\n"
+              "Trainable params: 318\n");
+    free(text);
+    cg_module_free(m);
+}
+
+static void test_cnn_constructor_errors(void **state) {
+    (void)state;
+    cg_rng rng = seeded(6);
+    cg_conv_opts o = cg_conv_defaults();
+    o.groups = 3;
+    assert_null(cg_nn_conv2d(&rng, CG_F32, 4, 6, 3, 3, &o, true));
+    assert_error(CG_ERR_ARG, "cg_nn_conv2d: in 4, out 6, kernel 3 x 3, groups 3");
+    assert_null(cg_nn_conv2d(NULL, CG_F32, 4, 6, 3, 3, NULL, true));
+    assert_error(CG_ERR_ARG, "rng");
+    assert_null(cg_nn_conv1d(&rng, CG_I64, 4, 6, 3, NULL, true));
+    assert_error(CG_ERR_ARG, "cg_nn_conv1d");
+    assert_null(cg_nn_conv_transpose2d(&rng, CG_F32, 4, 6, 0, 3, NULL, true));
+    assert_error(CG_ERR_ARG, "cg_nn_conv_transpose2d");
+    assert_null(cg_nn_maxpool2d(NULL));
+    assert_error(CG_ERR_ARG, "cg_nn_maxpool2d: options are NULL");
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    po.padding[0] = 2;
+    assert_null(cg_nn_avgpool2d(&po));
+    assert_error(CG_ERR_ARG, "cg_nn_avgpool2d: kernel 2, stride 2, padding 2");
+    assert_null(cg_nn_adaptive_avgpool2d(0, 1));
+    assert_error(CG_ERR_ARG, "cg_nn_adaptive_avgpool2d");
+}
+
+/* ---- a short training run -------------------------------------------------------------- */
+/* 4x4 images of two classes (a bright left or right half, plus noise):
+ * a small CNN learns them; the loss must fall below 0.2 within 60 steps. */
+static void test_cnn_short_training_run(void **state) {
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(7);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        5, (cg_module *[]){cg_nn_conv2d(&rng, CG_F32, 1, 4, 3, 3, &o, true),
+                           cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po),
+                           cg_nn_flatten(1, -1), cg_nn_linear(&rng, CG_F32, 16, 2, true)});
+    cg_adam_opts ao = cg_adam_defaults(0.05);
+    cg_optim *opt = cg_adam_new(m, &ao);
+    assert_non_null(opt);
+    float img[32 * 16];
+    int64_t lab[32];
+    for (int i = 0; i < 32; i++) {
+        lab[i] = i % 2;
+        for (int p = 0; p < 16; p++) img[i * 16 + p] = (float)((p % 4 < 2) == (i % 2));
+    }
+    cg_tensor *x0 = cg_from_array(NULL, CG_F32, CG_SHAPE(32, 1, 4, 4), img);
+    cg_tensor *noise = cg_randn(NULL, &rng, CG_F32, CG_SHAPE(32, 1, 4, 4), 0, 0.2);
+    cg_tensor *x = cg_add(NULL, x0, noise), *y = cg_from_array(NULL, CG_I64, CG_SHAPE(32), lab);
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; step++) {
+        cg_optim_zero_grad(opt);
+        cg_tensor *loss = cg_cross_entropy(ctx, cg_module_forward(ctx, m, x), y, CG_MEAN);
+        assert_non_null(loss);
+        assert_int_equal(cg_backward(loss), CG_OK);
+        assert_int_equal(cg_optim_step(opt), CG_OK);
+        last = cg_item(loss);
+        if (step == 0) first = last;
+        cg_ctx_reset(ctx);
+    }
+    assert_true(first > 0.5 && last < 0.2);
+    cg_tensor_free(x0), cg_tensor_free(noise), cg_tensor_free(x), cg_tensor_free(y);
+    cg_optim_free(opt);
+    cg_module_free(m);
+}
+
+#define CTX_TEST(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cnn_conv2d_state_and_init),
+        CTX_TEST(test_cnn_layers_match_functional),
+        cmocka_unit_test(test_cnn_layer_gradcheck),
+        cmocka_unit_test(test_cnn_print_as_pytorch),
+        cmocka_unit_test(test_cnn_constructor_errors),
+        CTX_TEST(test_cnn_short_training_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
