@@ -162,6 +162,7 @@ typedef struct result {
     double step[2000], fwd[2000], bwd[2000], opt[2000];
     int n;
     double gemm_bound_ms, allocs_per_step;
+    long peak_rss_kb; /* this configuration's own peak (the mark reset before it) */
 } result;
 
 static cg_optim *make_optim(const config *c, cg_module *m) {
@@ -310,9 +311,30 @@ static double gemm_bound_ms(const config *c, int reps) {
     return med;
 }
 
+/* ---- peak memory of one configuration -----------------------------------------------------
+ */
+/* Linux: writing 5 to clear_refs resets the peak RSS mark (VmHWM), so each
+ * configuration's peak is its own (plus the process's base), not an
+ * earlier one's. -1 where /proc does not say. */
+static void reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) fputs("5", f), fclose(f);
+}
+
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
 /* ---- one configuration --------------------------------------------------------------------
  */
 static int run_config(const config *c, int steps, result *res) {
+    reset_peak_rss();
     cg_rng rng;
     cg_rng_seed(&rng, 1);
     cg_module *m = make_model(c, &rng);
@@ -331,6 +353,7 @@ static int run_config(const config *c, int steps, result *res) {
         res->opt[i] = ph.opt;
     }
     res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
+    res->peak_rss_kb = peak_rss_kb();
     res->gemm_bound_ms = gemm_bound_ms(c, steps < 50 ? steps : 50);
     if (rc != 0) fprintf(stderr, "bench_train: %s: %s\n", c->name, cg_last_error());
     cg_ctx_free(ctx), cg_optim_free(o), cg_module_free(m), cg_tensor_free(x), cg_tensor_free(y);
@@ -346,15 +369,15 @@ static void report(const config *c, result *r, bool json) {
         printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"step_ms\":%.4f,"
                "\"min_ms\":%.4f,\"max_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
                "\"optim_ms\":%.4f,\"gemm_bound_ms\":%.4f,\"allocs_per_step\":%.2f,"
-               "\"steps\":%d}\n",
+               "\"peak_rss_kb\":%ld,\"steps\":%d}\n",
                c->name, cg_get_num_threads(), med, lo, hi, f, b, o, r->gemm_bound_ms,
-               r->allocs_per_step, r->n);
+               r->allocs_per_step, r->peak_rss_kb, r->n);
         return;
     }
     printf("(%s) %-44s step %7.3f ms (min %7.3f, max %7.3f)  fwd %6.3f  bwd %6.3f  opt %6.3f"
-           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f\n",
+           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f  peak %.0f MiB\n",
            c->name, c->what, med, lo, hi, f, b, o, r->gemm_bound_ms, med / r->gemm_bound_ms,
-           r->allocs_per_step);
+           r->allocs_per_step, (double)r->peak_rss_kb / 1024);
 }
 
 /* ---- one epoch of Fashion-MNIST with (a) ----------------------------------------------- */

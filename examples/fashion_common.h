@@ -181,10 +181,10 @@ static void write_svg(const char *path, const history *h) {
     fclose(f);
 }
 
-/* A file saved by --save resumes model, optimizer and rng; a plain state_dict
- * (from PyTorch, say) has only the model. */
-static int load(const char *path, cg_module *m, cg_optim *opt, cg_rng *rng) {
-    if (cg_load(path, m, opt, NULL, rng) == CG_OK) return 0;
+/* A file saved by --save resumes model, optimizer, schedule (may be NULL)
+ * and rng; a plain state_dict (from PyTorch, say) has only the model. */
+static int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, cg_rng *rng) {
+    if (cg_load(path, m, opt, sched, rng) == CG_OK) return 0;
     if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL, NULL) != CG_OK)
         return -1;
     printf("loaded the model from %s (it holds no optimizer state)\n", path);

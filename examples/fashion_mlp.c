@@ -111,7 +111,7 @@ static int run(const args *a, cg_tensor *const data[4]) {
     cg_ctx *ctx = cg_ctx_new();
     static history h;
     int rc = model && opt && batches && ctx ? 0 : -1;
-    if (rc == 0 && a->load) rc = load(a->load, model, opt, &rng);
+    if (rc == 0 && a->load) rc = load(a->load, model, opt, NULL, &rng);
     for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
         printf("Epoch %d/%d\n", e + 1, a->epochs);
         rc = train_epoch(ctx, model, opt, batches, 1, &h);
