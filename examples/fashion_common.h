@@ -74,16 +74,10 @@ static void progress(int64_t done, int64_t total, double secs, double loss, doub
     if (!end) fflush(stdout);
 }
 
-/* A change made to each training batch (augmentation), or NULL. */
-typedef struct transform {
-    cg_tensor *(*fn)(cg_ctx *ctx, const cg_tensor *x, void *user);
-    void *user;
-} transform;
-
 /* One epoch; an optimizer step every `accum` batches, each batch's mean loss
  * divided by accum so the step sees the mean over all of them. */
 static int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, int accum,
-                       const transform *tf, history *h) {
+                       history *h) {
     bool tty = isatty(STDOUT_FILENO);
     int64_t nb = cg_batcher_nbatches(b), i = 0, seen = 0;
     double loss_sum = 0, hits = 0, t0 = now();
@@ -91,7 +85,7 @@ static int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, 
     cg_module_train(m, true);
     while (cg_batcher_next(b, &xb, &yb)) {
         if (i % accum == 0) cg_optim_zero_grad(opt);
-        cg_tensor *logits = cg_module_forward(ctx, m, tf ? tf->fn(ctx, xb, tf->user) : xb);
+        cg_tensor *logits = cg_module_forward(ctx, m, xb);
         cg_tensor *loss = cg_cross_entropy(ctx, logits, yb, CG_MEAN);
         if (!loss || cg_backward(cg_mul_scalar(ctx, loss, 1.0 / accum)) != CG_OK) return -1;
         if ((i + 1) % accum == 0 && cg_optim_step(opt) != CG_OK) return -1;

@@ -114,7 +114,7 @@ static int run(const args *a, cg_tensor *const data[4]) {
     if (rc == 0 && a->load) rc = load(a->load, model, opt, NULL, &rng);
     for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
         printf("Epoch %d/%d\n", e + 1, a->epochs);
-        rc = train_epoch(ctx, model, opt, batches, 1, NULL, &h);
+        rc = train_epoch(ctx, model, opt, batches, 1, &h);
         if (rc == 0)
             rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
         if (rc == 0)

@@ -2,8 +2,7 @@
  * with nn.Sequential:
  *   lenet5 (default): LeNet-5, conv5x5 1->6 pad 2, relu, maxpool 2, conv5x5 6->16,
  *     relu, maxpool 2, flatten, 400-120-84-10 with relu; Adam 1e-3, batch 128,
- *     the lr annealed to 0 over the epochs by a cosine schedule, and half of each
- *     batch's images mirrored left to right (--augment 0 turns that off).
+ *     the lr annealed to 0 over the epochs by a cosine schedule.
  *   cnn: ggml's MNIST CNN, conv3x3 1->8 pad 1, relu, maxpool 2, conv3x3 8->16
  *     pad 1, relu, maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000
  *     as 2 accumulated halves of 500 (bench_train's configuration (f)).
@@ -14,13 +13,13 @@
  *
  *   lenet5 [--model lenet5|cnn] [--epochs 15] [--batch N] [--lr 1e-3] [--seed 42]
  *          [--threads N] [--save FILE] [--load FILE] [--data DIR]
- *          [--csv lenet5.csv] [--svg lenet5.svg] [--augment 1]
+ *          [--csv lenet5.csv] [--svg lenet5.svg]
  * Build: cc lenet5.c $(pkg-config --cflags --libs cgrad) */
 #include "fashion_common.h"
 
 typedef struct args {
     const char *model, *save, *load, *data, *csv, *svg;
-    int epochs, threads, accum, augment;
+    int epochs, threads, accum;
     int64_t batch;
     double lr;
     uint64_t seed;
@@ -68,30 +67,20 @@ static cg_module *mnist_cnn(cg_rng *rng) {
     return cg_nn_sequential(8, layers);
 }
 
-/* ---- augmentation --------------------------------------------------------------- */
-/* x [B, 1, 28, 28] with a random half of the images mirrored left to right
- * (a coin per image from the run's rng). */
-typedef struct mirror {
-    cg_rng *rng;
-    cg_tensor *reversed; /* i64 [28]: 27, 26, ..., 0 */
-} mirror;
-
-static cg_tensor *mirror_half(cg_ctx *ctx, const cg_tensor *x, void *user) {
-    mirror *mr = user;
-    cg_tensor *coin = cg_bernoulli(ctx, mr->rng, CG_F32, CG_SHAPE(cg_dim(x, 0), 1, 1, 1), 0.5);
-    return cg_where(ctx, coin, cg_index_select(ctx, x, 3, mr->reversed), x);
-}
-
 /* ---- command line ------------------------------------------------------------- */
 static int parse_args(int argc, char **argv, args *a) {
-    *a = (args){.model = "lenet5",
-                .data = "/usr/share/datasets/fashion-mnist",
-                .csv = "lenet5.csv",
-                .svg = "lenet5.svg",
-                .epochs = 15,
-                .augment = 1,
-                .lr = 1e-3,
-                .seed = 42};
+    *a = (args){"lenet5",
+                NULL,
+                NULL,
+                "/usr/share/datasets/fashion-mnist",
+                "lenet5.csv",
+                "lenet5.svg",
+                15,
+                0,
+                1,
+                0,
+                1e-3,
+                42};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model"))
@@ -137,16 +126,13 @@ static int run(const args *a, cg_tensor *const data[4]) {
     cg_batcher *batches = cg_batcher_new(data[0], data[1], a->batch, true, false, &rng);
     cg_sched *sched = opt && a->epochs > 0 ? cg_cosinelr_new(opt, a->epochs, 0) : NULL;
     cg_ctx *ctx = cg_ctx_new();
-    cg_tensor *reversed = cg_arange(NULL, CG_I64, 27, -1, -1);
-    mirror mr = {&rng, reversed};
-    transform tf = {mirror_half, &mr};
     static history h;
-    int rc = model && opt && batches && ctx && reversed && (sched || a->epochs == 0) ? 0 : -1;
+    int rc = model && opt && batches && ctx && (sched || a->epochs == 0) ? 0 : -1;
     if (rc == 0) cg_module_print(model);
     if (rc == 0 && a->load) rc = load(a->load, model, opt, sched, &rng);
     for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
         printf("Epoch %d/%d\n", e + 1, a->epochs);
-        rc = train_epoch(ctx, model, opt, batches, a->accum, a->augment ? &tf : NULL, &h);
+        rc = train_epoch(ctx, model, opt, batches, a->accum, &h);
         if (rc == 0)
             rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
         if (rc == 0)
@@ -163,7 +149,6 @@ static int run(const args *a, cg_tensor *const data[4]) {
     if (rc == 0 && a->save && cg_save(a->save, model, opt, sched, &rng) != CG_OK) rc = -1;
     if (rc != 0) fprintf(stderr, "lenet5: %s\n", cg_last_error());
     cg_ctx_free(ctx);
-    cg_tensor_free(reversed);
     cg_sched_free(sched);
     cg_batcher_free(batches);
     cg_optim_free(opt);
