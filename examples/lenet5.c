@@ -1,7 +1,7 @@
 /* Convolutional networks on Fashion-MNIST, as a PyTorch user writes them
  * with nn.Sequential:
  *   lenet5 (default): LeNet-5, conv5x5 1->6 pad 2, relu, maxpool 2, conv5x5 6->16,
- *     relu, maxpool 2, flatten, 400-120-84-10 with relu; Adam 1e-3, batch 128,
+ *     relu, maxpool 2, flatten, 400-120-84-10 with relu; Adam 1e-3, batch 64,
  *     the lr annealed to 0 over the epochs by a cosine schedule.
  *   cnn: ggml's MNIST CNN, conv3x3 1->8 pad 1, relu, maxpool 2, conv3x3 8->16
  *     pad 1, relu, maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000
@@ -13,7 +13,7 @@
  *
  *   lenet5 [--model lenet5|cnn] [--epochs 15] [--batch N] [--lr 1e-3] [--seed 42]
  *          [--threads N] [--save FILE] [--load FILE] [--data DIR]
- *          [--csv lenet5.csv] [--svg lenet5.svg]
+ *          [--csv lenet5.csv] [--svg lenet5.svg] [--weight-decay X (AdamW)]
  * Build: cc lenet5.c $(pkg-config --cflags --libs cgrad) */
 #include "fashion_common.h"
 
@@ -21,7 +21,7 @@ typedef struct args {
     const char *model, *save, *load, *data, *csv, *svg;
     int epochs, threads, accum;
     int64_t batch;
-    double lr;
+    double lr, weight_decay;
     uint64_t seed;
 } args;
 
@@ -69,18 +69,13 @@ static cg_module *mnist_cnn(cg_rng *rng) {
 
 /* ---- command line ------------------------------------------------------------- */
 static int parse_args(int argc, char **argv, args *a) {
-    *a = (args){"lenet5",
-                NULL,
-                NULL,
-                "/usr/share/datasets/fashion-mnist",
-                "lenet5.csv",
-                "lenet5.svg",
-                15,
-                0,
-                1,
-                0,
-                1e-3,
-                42};
+    *a = (args){.model = "lenet5",
+                .data = "/usr/share/datasets/fashion-mnist",
+                .csv = "lenet5.csv",
+                .svg = "lenet5.svg",
+                .epochs = 15,
+                .lr = 1e-3,
+                .seed = 42};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model"))
@@ -105,12 +100,14 @@ static int parse_args(int argc, char **argv, args *a) {
             a->csv = v;
         else if (!strcmp(k, "--svg"))
             a->svg = v;
+        else if (!strcmp(k, "--weight-decay"))
+            a->weight_decay = atof(v);
         else
             return -1;
     }
     bool cnn = !strcmp(a->model, "cnn");
     if (!cnn && strcmp(a->model, "lenet5")) return -1;
-    if (a->batch == 0) a->batch = cnn ? 500 : 128; /* the cnn steps every 2 batches */
+    if (a->batch == 0) a->batch = cnn ? 500 : 64; /* the cnn steps every 2 batches */
     a->accum = cnn ? 2 : 1;
     return argc % 2 == 1 && a->epochs >= 0 && a->epochs <= 100 && a->batch >= 1 ? 0 : -1;
 }
@@ -121,8 +118,10 @@ static int run(const args *a, cg_tensor *const data[4]) {
     cg_rng_seed(&rng, a->seed);
     bool cnn = !strcmp(a->model, "cnn");
     cg_module *model = cnn ? mnist_cnn(&rng) : lenet5(&rng);
-    cg_adam_opts ao = cnn ? cg_adamw_defaults(a->lr) : cg_adam_defaults(a->lr);
-    cg_optim *opt = !model ? NULL : cnn ? cg_adamw_new(model, &ao) : cg_adam_new(model, &ao);
+    bool decay = cnn || a->weight_decay > 0; /* AdamW, else Adam */
+    cg_adam_opts ao = decay ? cg_adamw_defaults(a->lr) : cg_adam_defaults(a->lr);
+    if (a->weight_decay > 0) ao.weight_decay = a->weight_decay;
+    cg_optim *opt = !model ? NULL : decay ? cg_adamw_new(model, &ao) : cg_adam_new(model, &ao);
     cg_batcher *batches = cg_batcher_new(data[0], data[1], a->batch, true, false, &rng);
     cg_sched *sched = opt && a->epochs > 0 ? cg_cosinelr_new(opt, a->epochs, 0) : NULL;
     cg_ctx *ctx = cg_ctx_new();
@@ -162,7 +161,7 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: %s [--model lenet5|cnn] [--epochs N] [--batch N] [--lr X] "
                 "[--seed N] [--threads N] [--save FILE] [--load FILE] [--data DIR] "
-                "[--csv FILE] [--svg FILE]\n",
+                "[--csv FILE] [--svg FILE] [--weight-decay X]\n",
                 argv[0]);
         return 2;
     }
