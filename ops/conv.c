@@ -412,35 +412,17 @@ static cg_tensor *unlift(cg_ctx *ctx, cg_tensor *g4, const cg_tensor *like) {
     return g4 && g4->ndim != like->ndim ? cg_reshape(ctx, g4, like->ndim, like->shape) : g4;
 }
 
-/* conv2d: dx = conv_transpose2d(g, w) to x's size, dw = conv2d_weight(x, g),
- * db = sum of g over N, H, W. */
-static cg_status conv2d_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
-                                 cg_tensor **gin) {
-    const geom2 *gm = cg_node_saved(n);
-    const cg_tensor *x = cg_node_input(n, 0), *w = cg_node_input(n, 1);
-    cg_tensor *x4 = lift_view(ctx, x, gm->unbatched, gm->one_d);
-    cg_tensor *w4 = lift_view(ctx, w, false, gm->one_d);
-    cg_tensor *g4 = lift_view(ctx, g, gm->unbatched, gm->one_d);
-    if (!x4 || !w4 || !g4) return cg_last_status();
-    geom2 p = plain(gm);
-    p.kernel[0] = w4->shape[2], p.kernel[1] = w4->shape[3];
-    if (cg_node_needs_grad(n, 0))
-        gin[0] = unlift(ctx, transpose_to(ctx, g4, w4, &p, x4->shape[2], x4->shape[3]), x);
-    if (cg_node_needs_grad(n, 1)) gin[1] = unlift(ctx, conv2d_weight(ctx, x4, g4, &p), w);
-    if (cg_node_needs_grad(n, 2)) gin[2] = cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
-    return cgi_grads_made(n, gin);
-}
-static const cg_op conv2d_op = {"conv2d", conv2d_backward,
-                                CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
-/* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
-static const cg_op conv1d_op = {"conv1d", conv2d_backward,
-                                CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+static const cg_op conv_transpose2d_op; /* defined below, with its rule */
 
-/* conv_transpose2d: dx = conv2d(g, w) to x's size, dw = conv2d_weight(g, x)
- * (g the image, x the grid), db = sum of g over N, H, W. */
-static cg_status convt_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
-                                cg_tensor **gin) {
+/* conv2d and conv_transpose2d, each the other's input gradient:
+ *   conv2d:           dx = conv_transpose2d(g, w) to x's size, dw = conv2d_weight(x, g);
+ *   conv_transpose2d: dx = conv2d(g, w) to x's size, dw = conv2d_weight(g, x)
+ *                     (g the image, x the grid);
+ * db = sum of g over N, H, W for both. */
+static cg_status conv_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                               cg_tensor **gin) {
     const geom2 *gm = cg_node_saved(n);
+    bool t = cg_node_op(n) == &conv_transpose2d_op;
     const cg_tensor *x = cg_node_input(n, 0), *w = cg_node_input(n, 1);
     cg_tensor *x4 = lift_view(ctx, x, gm->unbatched, gm->one_d);
     cg_tensor *w4 = lift_view(ctx, w, false, gm->one_d);
@@ -448,13 +430,20 @@ static cg_status convt_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *
     if (!x4 || !w4 || !g4) return cg_last_status();
     geom2 p = plain(gm);
     p.kernel[0] = w4->shape[2], p.kernel[1] = w4->shape[3];
+    int64_t h = x4->shape[2], wd = x4->shape[3];
     if (cg_node_needs_grad(n, 0))
-        gin[0] = unlift(ctx, conv_to(ctx, g4, w4, &p, x4->shape[2], x4->shape[3]), x);
-    if (cg_node_needs_grad(n, 1)) gin[1] = unlift(ctx, conv2d_weight(ctx, g4, x4, &p), w);
+        gin[0] = unlift(
+            ctx, t ? conv_to(ctx, g4, w4, &p, h, wd) : transpose_to(ctx, g4, w4, &p, h, wd), x);
+    if (cg_node_needs_grad(n, 1))
+        gin[1] =
+            unlift(ctx, t ? conv2d_weight(ctx, g4, x4, &p) : conv2d_weight(ctx, x4, g4, &p), w);
     if (cg_node_needs_grad(n, 2)) gin[2] = cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
     return cgi_grads_made(n, gin);
 }
-static const cg_op conv_transpose2d_op = {"conv_transpose2d", convt_backward,
+static const cg_op conv2d_op = {"conv2d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+/* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
+static const cg_op conv1d_op = {"conv1d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+static const cg_op conv_transpose2d_op = {"conv_transpose2d", conv_backward,
                                           CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
 /* conv2d_weight(x, g) with h the gradient of the weight it made:
