@@ -191,4 +191,33 @@ static int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, 
     return 0;
 }
 
+/* ---- the whole run ------------------------------------------------------------------- */
+/* epochs epochs on the training split (data[0], data[1] through b; an
+ * optimizer step every accum batches, sched stepped after each epoch when
+ * given), evaluated on the test split (data[2], data[3]) after each; then
+ * the test accuracy printed and the CSV and chart written. */
+static int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched, cg_batcher *b,
+               int accum, cg_tensor *const data[4], int epochs, const char *csv,
+               const char *svg, history *h) {
+    int rc = 0;
+    for (int e = 0; rc == 0 && e < epochs; e++, h->n++) {
+        printf("Epoch %d/%d\n", e + 1, epochs);
+        rc = train_epoch(ctx, m, opt, b, accum, h);
+        if (rc == 0)
+            rc = evaluate(ctx, m, data[2], data[3], &h->val_loss[h->n], &h->val_acc[h->n]);
+        if (rc == 0 && sched) rc = cg_sched_step(sched);
+        if (rc == 0)
+            printf(" - val_loss: %.4f - val_acc: %.4f - %.1fs per epoch\n", h->val_loss[h->n],
+                   h->val_acc[h->n], h->seconds[h->n]);
+    }
+    double vl = 0, va = 0;
+    if (rc == 0 && h->n == 0) rc = evaluate(ctx, m, data[2], data[3], &vl, &va);
+    if (rc != 0) return rc;
+    printf("test accuracy: %.4f (%d epochs, %lld parameters)\n",
+           h->n ? h->val_acc[h->n - 1] : va, h->n, (long long)cg_module_numel(m));
+    write_csv(csv, h);
+    write_svg(svg, h);
+    return 0;
+}
+
 #endif

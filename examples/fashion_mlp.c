@@ -112,22 +112,8 @@ static int run(const args *a, cg_tensor *const data[4]) {
     static history h;
     int rc = model && opt && batches && ctx ? 0 : -1;
     if (rc == 0 && a->load) rc = load(a->load, model, opt, NULL, &rng);
-    for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
-        printf("Epoch %d/%d\n", e + 1, a->epochs);
-        rc = train_epoch(ctx, model, opt, batches, 1, &h);
-        if (rc == 0)
-            rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
-        if (rc == 0)
-            printf(" - val_loss: %.4f - val_acc: %.4f\n", h.val_loss[h.n], h.val_acc[h.n]);
-    }
-    double vl = 0, va = 0;
-    if (rc == 0 && h.n == 0) rc = evaluate(ctx, model, data[2], data[3], &vl, &va);
-    if (rc == 0) {
-        printf("test accuracy: %.4f (%d epochs, %lld parameters)\n",
-               h.n ? h.val_acc[h.n - 1] : va, h.n, (long long)cg_module_numel(model));
-        write_csv(a->csv, &h);
-        write_svg(a->svg, &h);
-    }
+    if (rc == 0)
+        rc = fit(ctx, model, opt, NULL, batches, 1, data, a->epochs, a->csv, a->svg, &h);
     if (rc == 0 && a->save && cg_save(a->save, model, opt, NULL, &rng) != CG_OK) rc = -1;
     if (rc != 0) fprintf(stderr, "fashion_mlp: %s\n", cg_last_error());
     cg_ctx_free(ctx);

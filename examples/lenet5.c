@@ -129,22 +129,9 @@ static int run(const args *a, cg_tensor *const data[4]) {
     int rc = model && opt && batches && ctx && (sched || a->epochs == 0) ? 0 : -1;
     if (rc == 0) cg_module_print(model);
     if (rc == 0 && a->load) rc = load(a->load, model, opt, sched, &rng);
-    for (int e = 0; rc == 0 && e < a->epochs; e++, h.n++) {
-        printf("Epoch %d/%d\n", e + 1, a->epochs);
-        rc = train_epoch(ctx, model, opt, batches, a->accum, &h);
-        if (rc == 0)
-            rc = evaluate(ctx, model, data[2], data[3], &h.val_loss[h.n], &h.val_acc[h.n]);
-        if (rc == 0)
-            printf(" - val_loss: %.4f - val_acc: %.4f - %.1fs per epoch\n", h.val_loss[h.n],
-                   h.val_acc[h.n], h.seconds[h.n]);
-    }
-    double vl = 0, va = 0;
-    if (rc == 0 && h.n == 0) rc = evaluate(ctx, model, data[2], data[3], &vl, &va);
-    if (rc == 0) {
-        printf("test accuracy: %.4f (%d epochs)\n", h.n ? h.val_acc[h.n - 1] : va, h.n);
-        write_csv(a->csv, &h);
-        write_svg(a->svg, &h);
-    }
+    if (rc == 0)
+        rc =
+            fit(ctx, model, opt, sched, batches, a->accum, data, a->epochs, a->csv, a->svg, &h);
     if (rc == 0 && a->save && cg_save(a->save, model, opt, sched, &rng) != CG_OK) rc = -1;
     if (rc != 0) fprintf(stderr, "lenet5: %s\n", cg_last_error());
     cg_ctx_free(ctx);
