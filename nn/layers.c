@@ -189,11 +189,12 @@ cg_module *cg_nn_module_list(int n, cg_module *const *children) {
 }
 
 cg_module *cg_nn_module_dict(int n, const char *const *names, cg_module *const *children) {
-    if (n > 0 && !names) {
-        cgi_error(NULL, CG_ERR_ARG, "cg_nn_module_dict: names is NULL");
-        if (children) release_rest(children, 0, n);
-        return NULL;
-    }
+    for (int i = 0; i < n; i++)
+        if (!names || !names[i]) { /* a dict's members are named: no index names here */
+            cgi_error(NULL, CG_ERR_ARG, "cg_nn_module_dict: name %d is NULL", names ? i : 0);
+            if (children) release_rest(children, 0, n);
+            return NULL;
+        }
     return container_new(&dict_kind, n, names, children, "cg_nn_module_dict");
 }
 

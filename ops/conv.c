@@ -507,18 +507,19 @@ static bool ranks_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const cg
 static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o) {
     char a[48], b[48], c[48];
     const char *bad = NULL;
+    const int64_t cap = (int64_t)1 << 30; /* larger values overflow the size arithmetic */
     for (int d = 0; d < f->nsp; d++) {
-        if (o->stride[d] < 1) bad = "stride";
-        if (o->dilation[d] < 1) bad = "dilation";
-        if (o->padding[d] < 0) bad = "padding";
-        if (o->output_padding[d] < 0) bad = "output_padding";
+        if (o->stride[d] < 1 || o->stride[d] > cap) bad = "stride";
+        if (o->dilation[d] < 1 || o->dilation[d] > cap) bad = "dilation";
+        if (o->padding[d] < 0 || o->padding[d] > cap) bad = "padding";
+        if (o->output_padding[d] < 0 || o->output_padding[d] > cap) bad = "output_padding";
     }
     if (bad) {
         const int64_t *v = !strcmp(bad, "stride")     ? o->stride
                            : !strcmp(bad, "dilation") ? o->dilation
                            : !strcmp(bad, "padding")  ? o->padding
                                                       : o->output_padding;
-        cgi_error(ctx, CG_ERR_ARG, "%s: %s %s must be %s", f->name, bad,
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s %s must be %s and at most 2^30", f->name, bad,
                   dims_str(a, sizeof a, f->nsp, v),
                   bad[0] == 's' || bad[0] == 'd' ? ">= 1" : ">= 0");
         return false;

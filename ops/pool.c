@@ -389,6 +389,14 @@ static bool check_pad_args(cg_ctx *ctx, const cg_tensor *x, int npad, const int6
 static bool check_pad_dim(cg_ctx *ctx, const pad_saved *s, int d, const cg_tensor *x) {
     char sx[160];
     int64_t in = x->shape[d], lo = pad_lo(s, d), hi = pad_hi(s, d);
+    const int64_t cap = (int64_t)1 << 31; /* sizes past it overflow the arithmetic below */
+    if (lo > cap || lo < -cap || hi > cap || hi < -cap) {
+        cgi_error(ctx, CG_ERR_SHAPE,
+                  "cg_pad: padding (%lld, %lld) of dim %d: each size must "
+                  "be within +-2^31",
+                  (long long)lo, (long long)hi, d);
+        return false;
+    }
     int64_t kept = in + (lo < 0 ? lo : 0) + (hi < 0 ? hi : 0);
     const char *why = NULL;
     if (s->mode == CG_PAD_CONSTANT && kept < 0)

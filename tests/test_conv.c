@@ -546,6 +546,13 @@ static void test_conv_errors(void **state) {
     expect_error(ctx, 1, (int64_t[]){1, 3, 9}, 3, (int64_t[]){2, 3, 3}, 3, CG_F32, 0, &o,
                  CG_ERR_ARG, "cg_conv1d: stride 0 must be >= 1");
     o = cg_conv_defaults();
+    o.stride[0] = INT64_MAX; /* would overflow the output size arithmetic */
+    expect_error(ctx, 2, x8, 4, w16, 4, CG_F32, 0, &o, CG_ERR_ARG,
+                 "cg_conv2d: stride 9223372036854775807x1 must be >= 1 and at most 2^30");
+    o = cg_conv_defaults();
+    o.padding[1] = INT64_MAX / 2;
+    expect_error(ctx, 2, x8, 4, w16, 4, CG_F32, 0, &o, CG_ERR_ARG, "and at most 2^30");
+    o = cg_conv_defaults();
     o.dilation[1] = -1;
     expect_error(ctx, 2, x8, 4, w16, 4, CG_F32, 0, &o, CG_ERR_ARG,
                  "cg_conv2d: dilation 1x-1 must be >= 1");

@@ -261,6 +261,9 @@ static void test_module_list_and_dict(void **state) {
     assert_non_null(dict);
     assert_string_equal(cg_module_name(cg_module_find_child(dict, "decoder")), "ReLU");
     assert_names(dict, 2, (const char *[]){"encoder.alpha", "encoder.shift"});
+    assert_null(
+        cg_nn_module_dict(1, (const char *[]){NULL}, (cg_module *[]){cg_nn_identity()}));
+    assert_error(CG_ERR_ARG, "cg_nn_module_dict: name 0 is NULL"); /* and nothing leaked */
     assert_null(cg_module_find_child(dict, "middle"));
     assert_error(CG_ERR_ARG, "cg_module_find_child: ModuleDict has no module \"middle\"");
     cg_module_free(list);

@@ -732,6 +732,11 @@ static void test_pool_pad_errors(void **state) {
     assert_error(CG_ERR_ARG, "cg_pad: npad -2 must be even");
     assert_null(cg_pad(NULL, x, 2, NULL, CG_PAD_CONSTANT, 0));
     assert_error(CG_ERR_ARG, "cg_pad: pad is NULL (npad 2)");
+    /* sizes that would overflow the output's arithmetic (a fuzzer's INT64_MAX) */
+    assert_null(cg_pad(NULL, x, 2, (const int64_t[]){INT64_MAX, 1}, CG_PAD_CONSTANT, 0));
+    assert_error(CG_ERR_SHAPE, "cg_pad: padding (9223372036854775807, 1) of dim 2: each size");
+    assert_null(cg_pad(NULL, x, 2, (const int64_t[]){1, INT64_MIN}, CG_PAD_REPLICATE, 0));
+    assert_error(CG_ERR_SHAPE, "must be within +-2^31");
     assert_null(cg_pad(NULL, x, 8, p, CG_PAD_CONSTANT, 0));
     assert_error(CG_ERR_SHAPE, "cg_pad: 4 padding pairs for input [1,2,3] of rank 3");
     assert_null(cg_pad(NULL, x, 2, p, (cg_pad_mode)7, 0));
