@@ -89,14 +89,8 @@ static cg_conv_opts conv_opts(const cg_conv_opts *opts, int dims) {
 static cg_module *conv_new(const cg_module_kind *kind, cg_rng *rng, cg_dtype dt, int wdim,
                            const int64_t *wshape, int64_t nbias, conv_data d, bool bias,
                            const char *fn) {
-    conv_data *data = malloc(sizeof *data);
-    if (!data) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *data = d;
-    data->bias = bias;
-    cg_module *m = cgi_module_new(kind, data, fn);
+    d.bias = bias;
+    cg_module *m = cgi_module_new_copy(kind, &d, sizeof d, fn);
     cg_tensor *w = cgi_module_add(m, "weight", cg_zeros(NULL, dt, wdim, wshape), true, fn);
     cg_tensor *b =
         w && bias ? cgi_module_add(m, "bias", cg_zeros(NULL, dt, 1, &nbias), true, fn) : NULL;
@@ -203,13 +197,7 @@ static const cg_module_kind adaptive_kind = {"AdaptiveAvgPool2d", adaptive_forwa
                                              adaptive_describe};
 
 static cg_module *pool_new(const cg_module_kind *kind, pool_data d, const char *fn) {
-    pool_data *data = malloc(sizeof *data);
-    if (!data) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *data = d;
-    cg_module *m = cgi_module_new(kind, data, fn);
+    cg_module *m = cgi_module_new_copy(kind, &d, sizeof d, fn);
     return cgi_module_done(m, m != NULL, fn);
 }
 
@@ -279,12 +267,7 @@ static const cg_module_kind flatten_kind = {"Flatten", flatten_forward, free, fl
 
 cg_module *cg_nn_flatten(int start_dim, int end_dim) {
     const char *fn = "cg_nn_flatten";
-    flatten_data *d = malloc(sizeof *d);
-    if (!d) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *d = (flatten_data){start_dim, end_dim};
-    cg_module *m = cgi_module_new(&flatten_kind, d, fn);
+    flatten_data d = {start_dim, end_dim};
+    cg_module *m = cgi_module_new_copy(&flatten_kind, &d, sizeof d, fn);
     return cgi_module_done(m, m != NULL, fn);
 }

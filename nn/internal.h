@@ -68,6 +68,10 @@ CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn);
 /* cg_module_new / cg_module_add_param / cg_module_add_child with the public
  * function's name for messages (built-in constructors pass their own). */
 CGI_HIDDEN cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn);
+/* The same with a malloc'd copy of the size bytes at data as the module's
+ * data (the kind's free_data must be free). */
+CGI_HIDDEN cg_module *cgi_module_new_copy(const cg_module_kind *kind, const void *data,
+                                          size_t size, const char *fn);
 CGI_HIDDEN cg_tensor *cgi_module_add(cg_module *m, const char *name, cg_tensor *t,
                                      bool is_param, const char *fn);
 CGI_HIDDEN cg_status cgi_module_adopt(cg_module *m, const char *name, cg_module *child,

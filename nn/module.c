@@ -26,6 +26,17 @@ cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn
     return m;
 }
 
+cg_module *cgi_module_new_copy(const cg_module_kind *kind, const void *data, size_t size,
+                               const char *fn) {
+    void *copy = malloc(size);
+    if (!copy) {
+        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    memcpy(copy, data, size);
+    return cgi_module_new(kind, copy, fn);
+}
+
 cg_module *cg_module_new(const cg_module_kind *kind, void *data) {
     return cgi_module_new(kind, data, "cg_module_new");
 }

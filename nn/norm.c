@@ -19,13 +19,7 @@ static double eps_of(const cg_module *m) { return ((const norm_data *)cg_module_
 /* A module of kind with norm_data {eps, momentum}. */
 static cg_module *norm_new(const cg_module_kind *kind, double eps, double momentum,
                            const char *fn) {
-    norm_data *d = malloc(sizeof *d);
-    if (!d) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *d = (norm_data){eps, momentum};
-    return cgi_module_new(kind, d, fn);
+    return cgi_module_new_copy(kind, &(norm_data){eps, momentum}, sizeof(norm_data), fn);
 }
 
 /* ---- LayerNorm ------------------------------------------------------------------ */
@@ -169,13 +163,8 @@ cg_module *cg_nn_groupnorm(cg_dtype dt, int64_t groups, int64_t channels, double
                   fn, (long long)groups, (long long)channels, eps, cg_dtype_name(dt));
         return NULL;
     }
-    groupnorm_data *d = malloc(sizeof *d);
-    if (!d) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *d = (groupnorm_data){eps, groups};
-    cg_module *m = cgi_module_new(&groupnorm_kind, d, fn);
+    cg_module *m = cgi_module_new_copy(&groupnorm_kind, &(groupnorm_data){eps, groups},
+                                       sizeof(groupnorm_data), fn);
     const int64_t c[] = {channels};
     bool ok = cgi_module_add(m, "weight", cg_ones(NULL, dt, 1, c), true, fn) &&
               cgi_module_add(m, "bias", cg_zeros(NULL, dt, 1, c), true, fn);
@@ -210,13 +199,7 @@ static cg_module *dropout_new(const cg_module_kind *kind, double p, cg_rng *rng,
                   fn, p, rng ? "an" : "a NULL");
         return NULL;
     }
-    dropout_data *d = malloc(sizeof *d);
-    if (!d) {
-        cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", fn);
-        return NULL;
-    }
-    *d = (dropout_data){p, rng};
-    cg_module *m = cgi_module_new(kind, d, fn);
+    cg_module *m = cgi_module_new_copy(kind, &(dropout_data){p, rng}, sizeof(dropout_data), fn);
     return cgi_module_done(m, m != NULL, fn);
 }
 
