@@ -99,9 +99,7 @@ cg_tensor *cg_record(cg_ctx *ctx, const cg_op *op, cg_tensor *out, int ninputs,
  * "op: what is NULL", unless an earlier error made the NULL (that one is
  * kept, as by every op). Returns true for NULL. */
 static bool null_arg(const void *p, const char *op, const char *what) {
-    if (p) return false;
-    if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", op, what);
-    return true;
+    return !p && (cgi_null_arg(NULL, op, what), true);
 }
 
 /* t is a live tensor: NULL reported as null_arg does, a stale handle as

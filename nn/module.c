@@ -117,12 +117,8 @@ static cg_status check_tensor(const cg_module *m, const char *name, const cg_ten
 
 cg_tensor *cgi_module_add(cg_module *m, const char *name, cg_tensor *t, bool is_param,
                           const char *fn) {
-    if (!t) { /* keep the error that made the NULL */
-        if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", fn);
-        return NULL;
-    }
-    if (!m) { /* a failed cg_module_new: keep its error */
-        if (cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
+    if (!t || !m) { /* a failed constructor made the NULL: keep its error */
+        cgi_null_arg(NULL, fn, t ? "module" : "tensor");
         cg_tensor_free(t);
         return NULL;
     }
@@ -186,13 +182,8 @@ static cg_status adopt_failed(cg_module *child, cg_status st) {
 
 cg_status cgi_module_adopt(cg_module *m, const char *name, cg_module *child, const char *fn) {
     char index[24];
-    if (!child) /* keep the error that made the NULL */
-        return cg_last_status() != CG_OK ? cg_last_status()
-                                         : cgi_error(NULL, CG_ERR_ARG, "%s: child is NULL", fn);
-    if (!m) /* a failed cg_module_new: keep its error */
-        return adopt_failed(child, cg_last_status() != CG_OK
-                                       ? cg_last_status()
-                                       : cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn));
+    if (!child) return cgi_null_arg(NULL, fn, "child"); /* keeps its constructor's error */
+    if (!m) return adopt_failed(child, cgi_null_arg(NULL, fn, "module"));
     if (!name) {
         snprintf(index, sizeof index, "%d", m->nchildren);
         name = index;
@@ -625,10 +616,7 @@ static cg_tensor *run_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x, con
 /* m and x given and x live; else the error recorded. */
 static bool args_ok(cg_ctx *ctx, const cg_module *m, const cg_tensor *x, const char *fn) {
     if (!m) return cgi_error(ctx, CG_ERR_ARG, "%s: module is NULL", fn), false;
-    if (!x) {
-        if (cg_last_status() == CG_OK) cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", fn);
-        return false;
-    }
+    if (!x) return cgi_null_arg(ctx, fn, "tensor"), false;
     return cgi_check_input(ctx, fn, -1, x) == CG_OK;
 }
 

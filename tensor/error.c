@@ -71,12 +71,14 @@ cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t
     return cgi_stale(t) ? cgi_stale_error(ctx, op, i, t) : CG_OK;
 }
 
-/* A NULL ctx: CG_ERR_ARG and "", reported unless an error is already
- * recorded (a failed cg_ctx_new made the NULL: its error is kept). */
+cg_status cgi_null_arg(cg_ctx *ctx, const char *op, const char *what) {
+    if (last_status != CG_OK) return last_status;
+    return cgi_error(ctx, CG_ERR_ARG, "%s: %s is NULL", op, what);
+}
+
+/* A NULL ctx: CG_ERR_ARG and "" (a failed cg_ctx_new's error is kept). */
 static bool null_ctx(const cg_ctx *ctx, const char *op) {
-    if (ctx) return false;
-    if (last_status == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: ctx is NULL", op);
-    return true;
+    return !ctx && (cgi_null_arg(NULL, op, "ctx"), true);
 }
 cg_status cg_ctx_status(const cg_ctx *ctx) {
     return null_ctx(ctx, "cg_ctx_status") ? CG_ERR_ARG : ctx->status;

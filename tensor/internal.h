@@ -169,6 +169,11 @@ CGI_HIDDEN cg_status cgi_axis(cg_ctx *ctx, const char *op, int ndim, int axis, i
 CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int axis,
                                  int *out);
 
+/* A NULL argument `what` of op: records CG_ERR_ARG "op: what is NULL" unless
+ * an error is already held (the one that made the NULL, as after a failed
+ * constructor: NULL in, NULL out keeps it). Returns the status held. */
+CGI_HIDDEN cg_status cgi_null_arg(cg_ctx *ctx, const char *op, const char *what);
+
 /* NULL in, NULL out, keeping the error that made the NULL; a NULL passed
  * first-hand (no error recorded yet) records one. A stale handle (cgi_stale)
  * records CG_ERR_STATE and returns NULL. i is the input's position in the
@@ -176,8 +181,7 @@ CGI_HIDDEN cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t
 #define CGI_INPUT_CHECK(t, op, i)                                                              \
     do {                                                                                       \
         if (!(t)) {                                                                            \
-            if (cg_last_status() == CG_OK)                                                     \
-                cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);                          \
+            cgi_null_arg(ctx, op, "tensor");                                                   \
             return NULL;                                                                       \
         }                                                                                      \
         if (CGI_UNLIKELY(cgi_stale(t))) {                                                      \

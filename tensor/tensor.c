@@ -341,7 +341,7 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
  * one is kept, as by every op (CGI_NULL_CHECK). A stale handle reads as
  * NULL too, with its error recorded (cgi_usable). */
 static bool live(const cg_tensor *t, const char *op) {
-    if (!t && cg_last_status() == CG_OK) cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    if (!t) cgi_null_arg(NULL, op, "tensor");
     return cgi_usable(t, op);
 }
 
