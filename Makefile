@@ -44,6 +44,10 @@ deps:
 	@sh tools/deps.sh
 
 # ---- library -------------------------------------------------------------
+# The direct convolution kernels are written as multiply-adds; let them be FMAs
+# (ISO C mode otherwise keeps the multiply and the add apart).
+$(REL)/tensor/conv_kernels.o: REL_CFLAGS += -ffp-contract=fast
+
 $(REL)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) -c $< -o $@

@@ -145,6 +145,9 @@ typedef struct conv_job {
     int64_t tile, ntiles, scratch;               /* scratch elements per worker */
     int64_t lanes;  /* conv2d_weight: partial sums, each over tiles i = lane mod lanes */
     char *partials; /* lanes - 1 weight-sized partial sums (lane 0 sums into y) */
+    bool flip;      /* direct conv_transpose2d: w is [Cin, Cout/G, KH, KW], taps reversed */
+    int64_t *off;   /* direct: the shift of each tap (c, ky, kx) of the padded planes */
+    char *wflip;    /* direct conv_transpose2d: w as [G, Cout/G, Cin/G, KH, KW], reversed */
 } conv_job;
 
 /* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
@@ -197,6 +200,132 @@ static void tiles_of(conv_job *j, int64_t rows) {
     j->scratch = j->tile * j->p * rows;
 }
 
+/* ---- direct convolution ------------------------------------------------------------ */
+/* With unit stride and few taps per output (DIRECT_MAX_KG = input channels
+ * per group x KH x KW), the im2col GEMMs are narrow (M = output channels,
+ * K = taps) or, for the weight gradient, tiny M and N with a huge K, and BLIS
+ * runs them at 5-30 GF/s; the direct kernels of conv_kernels.h read each
+ * padded plane from L1 instead. Measured with bench_conv on one thread (Zen 5):
+ * TODO. One unit is one image (lane, for the weight gradient), whatever the
+ * thread count, so the bits do not depend on it either. */
+#define DIRECT_MAX_KG 256
+/* The direct weight gradient keeps a vector of lanes per weight element and
+ * lane of images (LANES): 8 MB of f32 at this many elements. */
+#define DIRECT_MAX_WEIGHT ((int64_t)1 << 14)
+
+static bool direct_ok(const cgi_conv_geom *k, int64_t taps_per_out) {
+    return k->sh == 1 && k->sw == 1 && taps_per_out <= DIRECT_MAX_KG;
+}
+
+/* conv_transpose2d's w [Cin, Cout/G, KH, KW] as conv2d's taps: per group,
+ * [Cout/G, Cin/G, KH, KW] with each kernel reversed. */
+static void flip_weight(const conv_job *j) {
+    int64_t kk = j->k.kh * j->k.kw, es = j->es;
+    for (int64_t gi = 0; gi < j->groups; gi++)
+        for (int64_t o = 0; o < j->cout_g; o++)
+            for (int64_t c = 0; c < j->cin_g; c++) {
+                const char *src =
+                    cgi_ptr(j->w) + ((gi * j->cin_g + c) * j->cout_g + o) * kk * es;
+                char *dst = j->wflip + ((gi * j->cout_g + o) * j->cin_g + c) * kk * es;
+                for (int64_t t = 0; t < kk; t++)
+                    memcpy(dst + t * es, src + (kk - 1 - t) * es, (size_t)es);
+            }
+}
+
+/* Scratch per unit: cin_g padded planes and cout_g grid planes (the forward
+ * uses one); shared by the units: the tap shifts and a flipped weight. */
+static bool direct_plan(cg_ctx *ctx, const char *name, conv_job *j) {
+    int64_t sl = cgi_direct_src_len(&j->k), ntap = j->cin_g * j->k.kh * j->k.kw;
+    j->scratch = j->cin_g * sl + j->cout_g * cgi_direct_len(&j->k);
+    j->off = cgi_alloc(ctx, name, (size_t)ntap * sizeof *j->off);
+    if (j->off) cgi_direct_offsets(&j->k, j->cin_g, sl, j->off);
+    if (j->off && j->flip) {
+        j->wflip = cgi_alloc(ctx, name, (size_t)(j->groups * j->cout_g * ntap * j->es));
+        if (j->wflip) flip_weight(j);
+    }
+    return j->off && (!j->flip || j->wflip);
+}
+
+/* The taps [Cin/G, KH, KW] of output channel o of group gi. */
+static const char *taps_of(const conv_job *j, int64_t gi, int64_t o) {
+    int64_t ntap = j->cin_g * j->k.kh * j->k.kw;
+    return (j->flip ? j->wflip : cgi_ptr(j->w)) + (gi * j->cout_g + o) * ntap * j->es;
+}
+
+/* Image n, every group: pad the input planes, then per output channel the
+ * plane acc = bias + taps * padded planes, its rows into y's plane. */
+static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool par) {
+    (void)par;
+    int64_t es = j->es, sl = cgi_direct_src_len(&j->k);
+    int64_t wp = cgi_direct_wp(&j->k), plane = j->k.oh * j->k.ow;
+    char *acc = scr + j->cin_g * sl * es;
+    const int64_t *s = j->x->strides;
+    for (int64_t gi = 0; gi < j->groups; gi++) {
+        for (int64_t c = 0; c < j->cin_g; c++)
+            cgi_direct_pad_plane(j->dt, &j->k,
+                                 cgi_ptr(j->x) + (n * s[0] + (gi * j->cin_g + c) * s[1]) * es,
+                                 s[2], s[3], scr + c * sl * es);
+        for (int64_t o = 0; o < j->cout_g; o++) {
+            int64_t co = gi * j->cout_g + o;
+            cgi_direct_conv(j->dt, &j->k, j->cin_g * j->k.kh * j->k.kw, taps_of(j, gi, o),
+                            j->off, scr, j->b ? bias_at(j->b, co) : 0.0, acc);
+            cgi_plane_copy(j->dt, j->k.oh, j->k.ow, acc, wp, 1,
+                           cgi_ptr(j->y) + (n * j->y->shape[1] + co) * plane * es, 0);
+        }
+    }
+    return CG_OK;
+}
+
+/* conv2d (flip false) or conv_transpose2d (flip true, unit stride) of x into
+ * y (contiguous), directly. conv_transpose2d is conv2d of x with the weight
+ * transposed and reversed and the padding dil (k - 1) - lo. */
+static cg_status direct_conv(cg_ctx *ctx, const char *name, const cg_tensor *x,
+                             const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
+                             cg_tensor *y, bool flip) {
+    conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], y->shape[1]);
+    j.x = x, j.w = w, j.b = b, j.y = y, j.flip = flip;
+    if (flip) {
+        j.k.ph = gm->dil[0] * (w->shape[2] - 1) - gm->lo[0];
+        j.k.pw = gm->dil[1] * (w->shape[3] - 1) - gm->lo[1];
+    }
+    cg_status s = CG_ERR_NOMEM;
+    if (direct_plan(ctx, name, &j)) s = run_units(ctx, name, &j, direct_conv_image, j.n);
+    if (!ctx) free(j.off), free(j.wflip);
+    return s;
+}
+
+/* Lane l of the weight gradient: images l, l + lanes, ...; per image and
+ * group the padded planes of x and the flat planes of g, then every (o, c)
+ * pair's taps, in the lane's partial sums (each tap a vector of lanes). */
+static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, bool par) {
+    (void)par;
+    int64_t es = j->es, sl = cgi_direct_src_len(&j->k), len = cgi_direct_len(&j->k);
+    int64_t kk = j->k.kh * j->k.kw, vl = CGI_DIRECT_VEC_BYTES / es;
+    int64_t nw = j->groups * j->cout_g * j->cin_g * kk;
+    char *gp = scr + j->cin_g * sl * es, *dst = j->partials + lane * nw * vl * es;
+    const int64_t *sx = j->x->strides, *sg = j->g->strides;
+    cgi_fill(j->dt, nw * vl, dst, 0.0);
+    for (int64_t n = lane; n < j->n; n += j->lanes)
+        for (int64_t gi = 0; gi < j->groups; gi++) {
+            for (int64_t c = 0; c < j->cin_g; c++)
+                cgi_direct_pad_plane(j->dt, &j->k,
+                                     cgi_ptr(j->x) +
+                                         (n * sx[0] + (gi * j->cin_g + c) * sx[1]) * es,
+                                     sx[2], sx[3], scr + c * sl * es);
+            for (int64_t o = 0; o < j->cout_g; o++)
+                cgi_direct_grid_plane(j->dt, &j->k,
+                                      cgi_ptr(j->g) +
+                                          (n * sg[0] + (gi * j->cout_g + o) * sg[1]) * es,
+                                      sg[2], sg[3], gp + o * len * es);
+            for (int64_t o = 0; o < j->cout_g; o++)
+                for (int64_t c = 0; c < j->cin_g; c++)
+                    cgi_direct_wgrad_plane(
+                        j->dt, &j->k, j->off, gp + o * len * es, scr + c * sl * es,
+                        dst + ((gi * j->cout_g + o) * j->cin_g + c) * kk * vl * es);
+        }
+    return CG_OK;
+}
+
 /* ---- conv2d ----------------------------------------------------------------------- */
 /* Per tile and group: cols [Kg, t P] = im2col(x_g), out [Coutg, t P] =
  * w_g [Coutg, Kg] cols, then out's rows plus the bias into y's planes. */
@@ -226,6 +355,7 @@ static cg_status conv_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
     conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], w->shape[0]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
+    if (direct_ok(&j.k, j.kg)) return direct_conv(ctx, name, x, w, b, gm, y, false);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, conv_tile, j.ntiles);
 }
@@ -266,6 +396,8 @@ static cg_status convt_compute(cg_ctx *ctx, const char *name, const cg_tensor *x
     conv_job j = job_of(y, x, gm, w->shape[2], w->shape[3], x->shape[1]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
+    if (direct_ok(&j.k, j.cout_g * j.k.kh * j.k.kw))
+        return direct_conv(ctx, name, x, w, b, gm, y, true);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, convt_tile, j.ntiles);
 }
@@ -298,8 +430,37 @@ static cg_status wgrad_lane(const conv_job *j, int64_t lane, char *cols, bool pa
     return CG_OK;
 }
 
-/* dw [Cout, Cin/G, KH, KW] = sum over images of g_g [Coutg, P] im2col(x_g)^T:
- * the lanes' partial sums, then added to lane 0's in lane order. */
+/* The lanes' partial sums [nw] of the tiled GEMMs, added to lane 0's (dw)
+ * in lane order. */
+static cg_status wgrad_gemm(cg_ctx *ctx, conv_job *j, int64_t nw) {
+    j->lanes = j->ntiles < LANES ? j->ntiles : LANES;
+    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)((j->lanes - 1) * nw * j->es + 1));
+    if (!j->partials) return CG_ERR_NOMEM;
+    cg_status s = run_units(ctx, "cg_backward", j, wgrad_lane, j->lanes);
+    for (int64_t l = 1; l < j->lanes && s == CG_OK; l++)
+        cgi_plane_add(j->dt, nw, j->partials + (l - 1) * nw * j->es, cgi_ptr(j->y));
+    if (!ctx) free(j->partials);
+    return s;
+}
+
+/* The direct kernels' lanes [nw, VEC] per lane of images, added in lane
+ * order, then each tap's vector summed into dw. */
+static cg_status wgrad_direct(cg_ctx *ctx, conv_job *j, int64_t nw) {
+    int64_t vl = CGI_DIRECT_VEC_BYTES / j->es;
+    j->lanes = j->n < LANES ? j->n : LANES;
+    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)(j->lanes * nw * vl * j->es));
+    cg_status s = CG_ERR_NOMEM;
+    if (j->partials && direct_plan(ctx, "cg_backward", j))
+        s = run_units(ctx, "cg_backward", j, direct_wgrad_lane, j->lanes);
+    for (int64_t l = 1; l < j->lanes && s == CG_OK; l++)
+        cgi_plane_add(j->dt, nw * vl, j->partials + l * nw * vl * j->es, j->partials);
+    if (s == CG_OK) cgi_direct_lanes_sum(j->dt, nw, j->partials, cgi_ptr(j->y));
+    if (!ctx) free(j->partials), free(j->off);
+    return s;
+}
+
+/* dw [Cout, Cin/G, KH, KW] = sum over images of g_g [Coutg, P] im2col(x_g)^T,
+ * directly when the stride is 1, the taps few and the lanes small. */
 static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
                                const geom2 *gm, cg_tensor *dw) {
     conv_job j = job_of(x, g, gm, gm->kernel[0], gm->kernel[1], g->shape[1]);
@@ -311,14 +472,8 @@ static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor 
         cgi_fill(j.dt, nw, cgi_ptr(dw), 0.0);
         return CG_OK;
     }
-    j.lanes = j.ntiles < LANES ? j.ntiles : LANES;
-    j.partials = cgi_alloc(ctx, "cg_backward", (size_t)((j.lanes - 1) * nw * j.es + 1));
-    if (!j.partials) return CG_ERR_NOMEM;
-    cg_status s = run_units(ctx, "cg_backward", &j, wgrad_lane, j.lanes);
-    for (int64_t l = 1; l < j.lanes && s == CG_OK; l++)
-        cgi_plane_add(j.dt, nw, j.partials + (l - 1) * nw * j.es, cgi_ptr(dw));
-    if (!ctx) free(j.partials);
-    return s;
+    return direct_ok(&j.k, j.kg) && nw <= DIRECT_MAX_WEIGHT ? wgrad_direct(ctx, &j, nw)
+                                                            : wgrad_gemm(ctx, &j, nw);
 }
 
 /* ---- the recorded ops ------------------------------------------------------------ */

@@ -76,6 +76,159 @@ static void valid_range(int64_t off, int64_t s, int64_t n, int64_t len, int64_t 
         }                                                                                      \
     }
 
+/* Direct convolution kernels (conv_kernels.h), on GCC's generic vectors of
+ * 64 bytes (one AVX-512 register; two or four narrower ones elsewhere), so
+ * the running sums stay in registers, which GCC does not do for plain arrays.
+ * The forward keeps a block of 128 outputs through every channel and tap:
+ * one load per multiply-add, and eight independent sums in flight (the last
+ * block ends at the grid's end, overlapping the one before, which it rewrites
+ * with the same bits; grids under 128 go in blocks of 32). The weight gradient takes eight taps
+ * at once, each in one vector of lanes, so one load of the grid serves eight; the lanes are
+ * summed in order at the end, the same for every call. Unaligned loads go through memcpy. */
+typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
+typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
+
+#define FWD_BLOCK(T, SUF, B)                                                                   \
+    static void dfwd##B##_##SUF(int64_t ntap, const T *taps, const int64_t *off, const T *src, \
+                                T bias, T *acc) {                                              \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T), NV = B / VL };                              \
+        vec_##SUF a[NV], x;                                                                    \
+        for (int v = 0; v < NV; v++) a[v] = (vec_##SUF){0} + bias;                             \
+        for (int64_t t = 0; t < ntap; t++) {                                                   \
+            vec_##SUF w = (vec_##SUF){0} + taps[t];                                            \
+            for (int v = 0; v < NV; v++) {                                                     \
+                memcpy(&x, src + off[t] + v * VL, sizeof x);                                   \
+                a[v] += w * x;                                                                 \
+            }                                                                                  \
+        }                                                                                      \
+        memcpy(acc, a, sizeof a);                                                              \
+    }
+#define DIRECT_KERNELS(T, SUF)                                                                 \
+    FWD_BLOCK(T, SUF, 128)                                                                     \
+    FWD_BLOCK(T, SUF, 32)                                                                      \
+    static void dconv_##SUF(const cgi_conv_geom *g, int64_t ntap, const T *taps,               \
+                            const int64_t *off, const T *src, T bias, T *acc) {                \
+        int64_t len = cgi_direct_len(g), i = 0;                                                \
+        for (; i + 128 <= len; i += 128)                                                       \
+            dfwd128_##SUF(ntap, taps, off, src + i, bias, acc + i);                            \
+        for (; i < len; i += 32) dfwd32_##SUF(ntap, taps, off, src + i, bias, acc + i);        \
+    }                                                                                          \
+    /* Eight taps: lane vectors part[t] += grid * (src + off[t]) over len. */                  \
+    static void dwgrad8_##SUF(int64_t len, const T *grid, const T *src, const int64_t *off,    \
+                              T *lanes) {                                                      \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        vec_##SUF part[8], gv, x;                                                              \
+        memcpy(part, lanes, sizeof part);                                                      \
+        for (int64_t i = 0; i < len; i += VL) {                                                \
+            memcpy(&gv, grid + i, sizeof gv);                                                  \
+            for (int t = 0; t < 8; t++) {                                                      \
+                memcpy(&x, src + off[t] + i, sizeof x);                                        \
+                part[t] += gv * x;                                                             \
+            }                                                                                  \
+        }                                                                                      \
+        memcpy(lanes, part, sizeof part);                                                      \
+    }                                                                                          \
+    /* One tap, in two vectors of lanes (len is a multiple of 32 elements). */                 \
+    static void dwgrad1_##SUF(int64_t len, const T *grid, const T *src, T *lanes) {            \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        vec_##SUF p0 = {0}, p1 = {0}, g0, g1, x0, x1, acc;                                     \
+        for (int64_t i = 0; i < len; i += 2 * VL) {                                            \
+            memcpy(&g0, grid + i, sizeof g0), memcpy(&g1, grid + i + VL, sizeof g1);           \
+            memcpy(&x0, src + i, sizeof x0), memcpy(&x1, src + i + VL, sizeof x1);             \
+            p0 += g0 * x0, p1 += g1 * x1;                                                      \
+        }                                                                                      \
+        memcpy(&acc, lanes, sizeof acc);                                                       \
+        acc += p0 + p1;                                                                        \
+        memcpy(lanes, &acc, sizeof acc);                                                       \
+    }                                                                                          \
+    static void dwgrad_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *grid,        \
+                             const T *src, T *lanes) {                                         \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        int64_t len = cgi_direct_len(g), kk = g->kh * g->kw, t = 0;                            \
+        for (; t + 8 <= kk; t += 8) dwgrad8_##SUF(len, grid, src, off + t, lanes + t * VL);    \
+        for (; t < kk; t++) dwgrad1_##SUF(len, grid, src + off[t], lanes + t * VL);            \
+    }                                                                                          \
+    static void lanes_sum_##SUF(int64_t n, const T *lanes, T *dst) {                           \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            T sum = 0;                                                                         \
+            for (int l = 0; l < VL; l++) sum += lanes[i * VL + l];                             \
+            dst[i] = sum;                                                                      \
+        }                                                                                      \
+    }
+
+DIRECT_KERNELS(float, f32)
+DIRECT_KERNELS(double, f64)
+
+int64_t cgi_direct_wp(const cgi_conv_geom *g) { return g->ow + (g->kw - 1) * g->dw; }
+
+int64_t cgi_direct_len(const cgi_conv_geom *g) {
+    int64_t n = g->oh * cgi_direct_wp(g);
+    return (n + CGI_DIRECT_LANES - 1) / CGI_DIRECT_LANES * CGI_DIRECT_LANES;
+}
+
+int64_t cgi_direct_src_len(const cgi_conv_geom *g) {
+    return cgi_direct_len(g) + (g->kh - 1) * g->dh * cgi_direct_wp(g) + (g->kw - 1) * g->dw;
+}
+
+/* Pixel (iy, ix) goes to padded (iy + ph, ix + pw); pixels no grid element
+ * reaches (beyond row oh + (kh - 1) dh or column wp) are left out, so none
+ * wraps into the next row. */
+void cgi_direct_pad_plane(cg_dtype dt, const cgi_conv_geom *g, const void *x, int64_t sy,
+                          int64_t sx, void *dst) {
+    int64_t wp = cgi_direct_wp(g), rows = g->oh + (g->kh - 1) * g->dh;
+    int64_t es = (int64_t)cg_dtype_size(dt);
+    memset(dst, 0, (size_t)(cgi_direct_src_len(g) * es));
+    int64_t x0 = g->pw < 0 ? -g->pw : 0, x1 = g->iw < wp - g->pw ? g->iw : wp - g->pw;
+    if (x1 <= x0) return;
+    for (int64_t iy = 0; iy < g->ih; iy++) {
+        int64_t r = iy + g->ph;
+        if (r < 0 || r >= rows) continue;
+        cgi_plane_copy(dt, 1, x1 - x0, (const char *)x + (iy * sy + x0 * sx) * es, 0, sx,
+                       (char *)dst + (r * wp + x0 + g->pw) * es, 0);
+    }
+}
+
+void cgi_direct_grid_plane(cg_dtype dt, const cgi_conv_geom *g, const void *src, int64_t sy,
+                           int64_t sx, void *dst) {
+    int64_t wp = cgi_direct_wp(g), es = (int64_t)cg_dtype_size(dt);
+    memset(dst, 0, (size_t)(cgi_direct_len(g) * es));
+    for (int64_t oy = 0; oy < g->oh; oy++)
+        cgi_plane_copy(dt, 1, g->ow, (const char *)src + oy * sy * es, 0, sx,
+                       (char *)dst + oy * wp * es, 0);
+}
+
+void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl, int64_t *off) {
+    int64_t wp = cgi_direct_wp(g);
+    for (int64_t c = 0; c < nc; c++)
+        for (int64_t ky = 0; ky < g->kh; ky++)
+            for (int64_t kx = 0; kx < g->kw; kx++)
+                *off++ = c * sl + ky * g->dh * wp + kx * g->dw;
+}
+
+void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t ntap, const void *taps,
+                     const int64_t *off, const void *src, double bias, void *acc) {
+    if (dt == CG_F32)
+        dconv_f32(g, ntap, taps, off, src, (float)bias, acc);
+    else
+        dconv_f64(g, ntap, taps, off, src, bias, acc);
+}
+
+void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                            const void *grid, const void *src, void *lanes) {
+    if (dt == CG_F32)
+        dwgrad_f32(g, off, grid, src, lanes);
+    else
+        dwgrad_f64(g, off, grid, src, lanes);
+}
+
+void cgi_direct_lanes_sum(cg_dtype dt, int64_t n, const void *lanes, void *dst) {
+    if (dt == CG_F32)
+        lanes_sum_f32(n, lanes, dst);
+    else
+        lanes_sum_f64(n, lanes, dst);
+}
+
 CONV_KERNELS(float, f32)
 CONV_KERNELS(double, f64)
 

@@ -32,6 +32,46 @@ CGI_HIDDEN void cgi_im2col_plane(cg_dtype dt, const cgi_conv_geom *g, const void
  * the padding are dropped). */
 CGI_HIDDEN void cgi_col2im_plane(cg_dtype dt, const cgi_conv_geom *g, const void *cols,
                                  int64_t ld, void *y);
+/* ---- direct convolution (unit stride, any dilation) ----------------------
+ * For layers with few input channels per group, where im2col's GEMMs are
+ * narrow and BLIS runs them at a fraction of its rate. An image channel is
+ * copied into a zero-padded "flat" plane whose rows are wp = ow + (kw - 1) dw
+ * long, so that each tap is one shift of the whole plane: grid element
+ * i = oy * wp + ox meets padded element i + ky dh wp + kx dw. Columns ox >= ow
+ * are computed and dropped. Grid lengths are rounded up to CGI_DIRECT_LANES
+ * so that the loops have no tail. */
+#define CGI_DIRECT_LANES 32
+/* Padded row length, grid length (rounded), padded-plane length. */
+CGI_HIDDEN int64_t cgi_direct_wp(const cgi_conv_geom *g);
+CGI_HIDDEN int64_t cgi_direct_len(const cgi_conv_geom *g);
+CGI_HIDDEN int64_t cgi_direct_src_len(const cgi_conv_geom *g);
+/* Image channel x (element (y, x) at x[y * sy + x * sx]) into the padded
+ * flat plane dst [cgi_direct_src_len]: zero outside the image. */
+CGI_HIDDEN void cgi_direct_pad_plane(cg_dtype dt, const cgi_conv_geom *g, const void *x,
+                                     int64_t sy, int64_t sx, void *dst);
+/* Grid channel src [oh, ow] (strides sy, sx) into the flat grid plane
+ * dst [cgi_direct_len]: zero in the dropped columns and the rounding. */
+CGI_HIDDEN void cgi_direct_grid_plane(cg_dtype dt, const cgi_conv_geom *g, const void *src,
+                                      int64_t sy, int64_t sx, void *dst);
+/* The shift of each tap (c, ky, kx), c < nc, in order, into off [nc kh kw]:
+ * c * sl + ky dh wp + kx dw, for padded planes sl apart. */
+CGI_HIDDEN void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl,
+                                   int64_t *off);
+/* One output plane: acc [len] = bias + sum over the ntap taps t of taps[t]
+ * times the padded planes at src shifted by off[t]. */
+CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t ntap,
+                                const void *taps, const int64_t *off, const void *src,
+                                double bias, void *acc);
+/* The weight gradient of one (output, input) channel pair, kept in lanes:
+ * lanes [kh kw, VEC] (VEC = CGI_DIRECT_VEC_BYTES of elements) += for each
+ * tap t, grid times src shifted by off[t] (offsets of one channel), lane by
+ * lane over len. cgi_direct_lanes_sum ends it. */
+#define CGI_DIRECT_VEC_BYTES 64
+CGI_HIDDEN void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                                       const void *grid, const void *src, void *lanes);
+/* dst[i] = the sum of lanes [n, VEC]'s row i, in lane order. */
+CGI_HIDDEN void cgi_direct_lanes_sum(cg_dtype dt, int64_t n, const void *lanes, void *dst);
+
 /* dst[y * w + x] = src[y * sy + x * sx] + add, for a plane [h, w]. */
 CGI_HIDDEN void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t sy,
                                int64_t sx, void *dst, double add);

@@ -98,23 +98,30 @@ static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, in
     }
 /* The common 2x2 window, stride 2, no padding or dilation, on unit-stride
  * rows r0 and r1 (input rows 2 oh and 2 oh + 1) whose windows all fit:
- * the same taps in the same order as MAX_ROW, written so that the compiler
- * vectorises it (selects, no branches). base is r0's first index. */
-#define MAX_2X2(name, T, ISNAN)                                                                \
+ * the same taps in the same order as MAX_ROW. The selects are bit masks, as
+ * there: rows are short (7 or 14 windows in LeNet-sized nets), so most
+ * windows run in the scalar tail, where GCC turned ?: into branches that
+ * random data mispredicts (5 ms for [500, 8, 28, 28] on one Zen 5 core, 1 ms
+ * with masks). base is r0's first index. */
+#define MAX_2X2(name, T, U, ISNAN)                                                             \
+    static inline void name##_take(T v, int64_t kv, T *m, int64_t *k) {                        \
+        int take = (v > *m) | ISNAN(v);                                                        \
+        U tm = (U)0 - (U)take, vb, mb;                                                         \
+        uint64_t tk = (uint64_t)0 - (uint64_t)take;                                            \
+        memcpy(&vb, &v, sizeof v);                                                             \
+        memcpy(&mb, m, sizeof mb);                                                             \
+        mb = (vb & tm) | (mb & ~tm);                                                           \
+        memcpy(m, &mb, sizeof mb);                                                             \
+        *k = (int64_t)(((uint64_t)kv & tk) | ((uint64_t)*k & ~tk));                            \
+    }                                                                                          \
     static void name(const T *restrict r0, const T *restrict r1, int64_t n, T *restrict y,     \
                      int64_t *restrict ix, int64_t base, int64_t W) {                          \
         for (int64_t i = 0; i < n; i++) {                                                      \
-            T a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1], m = a;       \
+            T m = r0[2 * i];                                                                   \
             int64_t k = 0;                                                                     \
-            bool t = (b > m) | ISNAN(b);                                                       \
-            m = t ? b : m;                                                                     \
-            k = t ? 1 : k;                                                                     \
-            t = (c > m) | ISNAN(c);                                                            \
-            m = t ? c : m;                                                                     \
-            k = t ? W : k;                                                                     \
-            t = (d > m) | ISNAN(d);                                                            \
-            m = t ? d : m;                                                                     \
-            k = t ? W + 1 : k;                                                                 \
+            name##_take(r0[2 * i + 1], 1, &m, &k);                                             \
+            name##_take(r1[2 * i], W, &m, &k);                                                 \
+            name##_take(r1[2 * i + 1], W + 1, &m, &k);                                         \
             y[i] = m;                                                                          \
             if (ix) ix[i] = base + 2 * i + k;                                                  \
         }                                                                                      \
@@ -130,7 +137,7 @@ static bool plain_2x2(const cgi_pool_dim *d) {
  * that each variant compiles to its own loop. */
 #define MAX_POOL(name, T, U, LOWEST, ISNAN)                                                    \
     MAX_ROW(name##_row, T, U, LOWEST, ISNAN)                                                   \
-    MAX_2X2(name##_2x2, T, ISNAN)                                                              \
+    MAX_2X2(name##_2x2, T, U, ISNAN)                                                           \
     static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,               \
                      cg_tensor *idx, int64_t p) {                                              \
         const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \

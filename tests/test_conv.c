@@ -373,6 +373,23 @@ static void test_conv_many_tiles(void **state) {
     free_inputs(in);
 }
 
+/* Unit stride with few taps per output goes to the direct kernels, with many
+ * (here 32 x 3 x 3 = 288) to im2col and BLIS (ops/conv.c, DIRECT_MAX_KG):
+ * the wide layer against the reference and gradchecked, both directions. */
+static void test_conv_wide_layer_by_gemm(void **state) {
+    for (int t = 0; t < 2; t++) {
+        cfg c = {.n = 2, .cin = 32, .cout = 4, .h = 4, .w = 5, .kh = 3, .kw = 3};
+        c.transposed = t, c.bias = true;
+        c.o = cg_conv_defaults();
+        c.o.padding[0] = c.o.padding[1] = 1;
+        cg_tensor *in[3];
+        make_inputs(&c, 31, in);
+        check_against_ref(*state, &c, in, 1e-12);
+        cg_assert_gradcheck(apply_fn, (void *)&c, 3, in);
+        free_inputs(in);
+    }
+}
+
 /* ---- gradients ------------------------------------------------------------------------ */
 static void test_conv_conv2d_gradcheck(void **state) {
     over_grid(*state, false, false, 5, 4, grad_check);
@@ -595,10 +612,14 @@ static void test_conv_errors(void **state) {
 /* ---- threads ------------------------------------------------------------------------ */
 /* y, dx and dw of a conv2d and of a conv_transpose2d, f32, with n threads,
  * copied to out (caller frees). */
-static float *run_threads(cg_ctx *ctx, int n, bool transposed, int64_t *count) {
+/* variant 0: conv2d, 1: conv_transpose2d (both by the direct kernels), 2:
+ * conv2d with 32 x 3 x 3 taps per output (im2col and BLIS). */
+static float *run_threads(cg_ctx *ctx, int n, int variant, int64_t *count) {
+    bool transposed = variant == 1;
+    int64_t cin = variant == 2 ? 32 : 8;
     cg_set_num_threads(n);
-    cg_tensor *x = seeded_leaf(1, CG_F32, CG_SHAPE(16, 8, 24, 24), 1);
-    cg_tensor *w = seeded_leaf(2, CG_F32, CG_SHAPE(8, 8, 3, 3), 1);
+    cg_tensor *x = seeded_leaf(1, CG_F32, CG_SHAPE(16, cin, 24, 24), 1);
+    cg_tensor *w = seeded_leaf(2, CG_F32, CG_SHAPE(8, cin, 3, 3), 1);
     cg_conv_opts o = cg_conv_defaults();
     o.padding[0] = o.padding[1] = 1;
     cg_tensor *y =
@@ -619,7 +640,7 @@ static float *run_threads(cg_ctx *ctx, int n, bool transposed, int64_t *count) {
 
 static void test_conv_threads_bitwise(void **state) {
     int before = cg_get_num_threads();
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         int64_t n1, n2;
         float *one = run_threads(*state, 1, t, &n1), *two = run_threads(*state, 2, t, &n2);
         assert_int_equal(n1, n2);
@@ -651,6 +672,7 @@ int main(void) {
         T(test_conv_empty_batch_and_names),
         T(test_conv_errors),
         T(test_conv_threads_bitwise),
+        T(test_conv_wide_layer_by_gemm),
     };
     return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
 }
