@@ -115,7 +115,9 @@ static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, in
         *k = (int64_t)(((uint64_t)kv & tk) | ((uint64_t)*k & ~tk));                            \
     }                                                                                          \
     static void name(const T *restrict r0, const T *restrict r1, int64_t n, T *restrict y,     \
-                     int64_t *restrict ix, int64_t base, int64_t W) {                          \
+                     int64_t *restrict ix, int64_t base, int64_t W, int64_t room_in,           \
+                     int64_t room_out) {                                                       \
+        (void)room_in, (void)room_out;                                                         \
         for (int64_t i = 0; i < n; i++) {                                                      \
             T m = r0[2 * i];                                                                   \
             int64_t k = 0;                                                                     \
@@ -135,9 +137,8 @@ static bool plain_2x2(const cgi_pool_dim *d) {
 
 /* Plane p; the rows are called with literal flags and unit strides so
  * that each variant compiles to its own loop. */
-#define MAX_POOL(name, T, U, LOWEST, ISNAN)                                                    \
+#define MAX_POOL(name, T, U, LOWEST, ISNAN, ROW_2X2)                                           \
     MAX_ROW(name##_row, T, U, LOWEST, ISNAN)                                                   \
-    MAX_2X2(name##_2x2, T, U, ISNAN)                                                           \
     static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,               \
                      cg_tensor *idx, int64_t p) {                                              \
         const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \
@@ -149,8 +150,10 @@ static bool plain_2x2(const cgi_pool_dim *d) {
             T *yr = yp + oh * ow_n;                                                            \
             int64_t *ir = ip ? ip + oh * ow_n : NULL;                                          \
             if (fast)                                                                          \
-                name##_2x2(xp + 2 * oh * sh, xp + (2 * oh + 1) * sh, ow_n, yr, ir,             \
-                           2 * oh * geo->dim[1].in, geo->dim[1].in);                           \
+                ROW_2X2(xp + 2 * oh * sh, xp + (2 * oh + 1) * sh, ow_n, yr, ir,                \
+                        2 * oh * geo->dim[1].in, geo->dim[1].in,                               \
+                        (geo->dim[0].in - 1 - 2 * oh) * sh + geo->dim[1].in,                   \
+                        (geo->dim[0].out - oh) * ow_n);                                        \
             else if (ip && sw == 1)                                                            \
                 name##_row(geo, xp, sh, 1, oh, yr, ir, true);                                  \
             else if (ip)                                                                       \
@@ -162,9 +165,70 @@ static bool plain_2x2(const cgi_pool_dim *d) {
         }                                                                                      \
     }
 #define NO_NAN(v) ((void)(v), 0)
-MAX_POOL(max_f32, float, uint32_t, -INFINITY, isnan)
-MAX_POOL(max_f64, double, uint64_t, -INFINITY, isnan)
-MAX_POOL(max_i64, int64_t, uint64_t, INT64_MIN, NO_NAN)
+MAX_2X2(max2x2_f32, float, uint32_t, isnan)
+MAX_2X2(max2x2_f64, double, uint64_t, isnan)
+MAX_2X2(max2x2_i64, int64_t, uint64_t, NO_NAN)
+
+/* f32 2x2 windows sixteen at a time on GCC's generic vectors: the even and
+ * odd elements of two rows' 32 inputs are the four taps, taken in MAX_ROW's
+ * order with the same rule (a later tap wins if greater or NaN). A row
+ * shorter than 16 windows reads on into the next rows and writes garbage into
+ * the next rows' outputs, which their own turn overwrites; so that happens
+ * only while the reads and the writes stay in this plane (room_in elements
+ * from r0, room_out outputs from y: planes may be on other threads). The
+ * rest goes through max2x2_f32. */
+typedef float vf32 __attribute__((vector_size(64)));
+typedef int32_t vi32 __attribute__((vector_size(64)));
+#if defined(__clang__)
+#define EVENS(a, b)                                                                            \
+    __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODDS(a, b)                                                                             \
+    __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#else
+#define EVENS(a, b)                                                                            \
+    __builtin_shuffle(a, b, (vi32){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define ODDS(a, b)                                                                             \
+    __builtin_shuffle(a, b, (vi32){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#endif
+
+static inline void take16(vf32 v, int32_t kv, vf32 *m, vi32 *k) {
+    vi32 t = (v > *m) | (v != v);
+    *m = (vf32)(((vi32)v & t) | ((vi32)*m & ~t));
+    *k = (((vi32){0} + kv) & t) | (*k & ~t);
+}
+
+static void max16_f32(const float *r0, const float *r1, float *y, int64_t *ix, int64_t base,
+                      int64_t W) {
+    vf32 a0, a1, c0, c1, m, b, c, d;
+    vi32 k = {0};
+    memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 16, sizeof a1);
+    memcpy(&c0, r1, sizeof c0), memcpy(&c1, r1 + 16, sizeof c1);
+    m = EVENS(a0, a1), b = ODDS(a0, a1), c = EVENS(c0, c1), d = ODDS(c0, c1);
+    take16(b, 1, &m, &k);
+    take16(c, (int32_t)W, &m, &k);
+    take16(d, (int32_t)W + 1, &m, &k);
+    memcpy(y, &m, sizeof m);
+    if (ix)
+        for (int l = 0; l < 16; l++) ix[l] = base + 2 * l + k[l];
+}
+
+static void max2x2v_f32(const float *restrict r0, const float *restrict r1, int64_t n,
+                        float *restrict y, int64_t *restrict ix, int64_t base, int64_t W,
+                        int64_t room_in, int64_t room_out) {
+    int64_t gap = r1 - r0; /* r1 = r0 + gap: 32 reads from r1 stay in the plane */
+    if (W > INT32_MAX / 2 || (n < 16 && (room_out < 16 || room_in < gap + 32))) {
+        max2x2_f32(r0, r1, n, y, ix, base, W, room_in, room_out);
+        return;
+    }
+    for (int64_t i = 0; i < n; i += 16) {
+        int64_t at = n < 16 || i + 16 <= n ? i : n - 16; /* the last block ends at n */
+        max16_f32(r0 + 2 * at, r1 + 2 * at, y + at, ix ? ix + at : NULL, base + 2 * at, W);
+    }
+}
+
+MAX_POOL(max_f32, float, uint32_t, -INFINITY, isnan, max2x2v_f32)
+MAX_POOL(max_f64, double, uint64_t, -INFINITY, isnan, max2x2_f64)
+MAX_POOL(max_i64, int64_t, uint64_t, INT64_MIN, NO_NAN, max2x2_i64)
 
 void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg_tensor *idx) {
     int64_t planes = geo->n * geo->c, work = planes * out_plane(geo) * geo->dim[0].kernel;

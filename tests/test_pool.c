@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cgrad_cmocka.h"
@@ -192,6 +193,46 @@ static void test_pool_dtypes(void **state) {
     y = cg_avg_pool1d(ctx, f, &o);
     assert_true(isnan(((float *)cg_data(y))[0]));
     assert_float_equal(((float *)cg_data(y))[1], 2.5, 0);
+}
+
+/* The f32 2x2 windows go sixteen at a time (tensor/pool_kernels.c), reading
+ * and writing past a short row's end within its plane: rows of 18 windows
+ * (16 and an overlapping last block), of 7 (into the next rows), odd sizes
+ * (the last row and column dropped), values drawn from {0, 1, 2, NaN} so that
+ * ties and NaNs are everywhere: values and indices as a naive walk of each
+ * window in PyTorch's order (a later tap wins if greater or NaN). */
+static void test_pool_max2x2_vector_path(void **state) {
+    static const int64_t shapes[][4] = {{2, 3, 10, 36}, {3, 2, 14, 14}, {1, 5, 9, 15}};
+    cg_rng rng = seeded(41);
+    for (int si = 0; si < 3; si++) {
+        const int64_t *s = shapes[si];
+        int64_t n = s[0] * s[1] * s[2] * s[3], oh = s[2] / 2, ow = s[3] / 2;
+        float *x = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t r = cg_rng_u64(&rng) % 7;
+            x[i] = r == 6 ? NAN : (float)(r % 3);
+        }
+        cg_tensor *t = cg_from_array(*state, CG_F32, 4, s, x), *idx;
+        cg_pool_opts o = cg_pool_defaults(2, 2);
+        cg_tensor *y = cg_max_pool2d(*state, t, &o, &idx);
+        assert_non_null(y);
+        const float *yv = cg_data(y);
+        const int64_t *iv = cg_data(idx);
+        for (int64_t p = 0; p < s[0] * s[1]; p++)
+            for (int64_t i = 0; i < oh * ow; i++) {
+                const float *xp = x + p * s[2] * s[3];
+                int64_t h = 2 * (i / ow), w = 2 * (i % ow), best = h * s[3] + w;
+                for (int64_t k = 1; k < 4; k++) {
+                    int64_t at = (h + k / 2) * s[3] + w + k % 2;
+                    if (xp[at] > xp[best] || isnan(xp[at])) best = at;
+                }
+                int64_t o_at = p * oh * ow + i;
+                assert_int_equal(iv[o_at], best);
+                assert_true(isnan(xp[best]) ? isnan(yv[o_at]) : yv[o_at] == xp[best]);
+            }
+        free(x);
+        cg_ctx_reset(*state);
+    }
 }
 
 /* [C, H, W] and [1, C, H, W] agree, as do a transposed input and its copy. */
@@ -772,6 +813,7 @@ static void test_pool_pad_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_max2d_values),
+        cmocka_unit_test(test_pool_max2x2_vector_path),
         cmocka_unit_test(test_pool_avg2d_values),
         cmocka_unit_test(test_pool_ceil_mode_values),
         cmocka_unit_test(test_pool_1d_values),
