@@ -8,11 +8,28 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-/* relu: g where x > 0 (the gradient at 0 is 0, as PyTorch). */
+/* relu: g where x > 0, else 0 (at 0 too, as PyTorch), one fused op,
+ * relu_grad(g, x): one pass where a mask and a product took four. Linear in
+ * g, so its own rule is itself, dg = relu_grad(h, x); x gets zeros (the
+ * second derivative of relu is 0 almost everywhere). */
+static const cg_op relu_grad_op;
+static cg_tensor *relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x) {
+    if (!g || !x) return NULL;
+    cg_tensor *out = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);
+    if (out) cgi_map_binary(cgi_binary_relu_grad.fn[x->dtype], g, x, out);
+    return CGI_RECORD(ctx, &relu_grad_op, out, g, x);
+}
+static cg_status relu_grad_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *h,
+                                    cg_tensor **gin) {
+    if (cg_node_needs_grad(n, 0)) gin[0] = relu_grad(ctx, h, cg_node_input(n, 1));
+    if (cg_node_needs_grad(n, 1)) gin[1] = cg_zeros_like(ctx, cg_node_input(n, 1));
+    return cgi_grads_made(n, gin);
+}
+static const cg_op relu_grad_op = {"relu_backward", relu_grad_backward, CG_SAVES_INPUT(1)};
+
 static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                cg_tensor **gin) {
-    const cg_tensor *x = cg_node_input(n, 0);
-    gin[0] = cg_mul(ctx, g, cgi_compare_scalar(ctx, "cg_backward", &cgi_binary_gt, x, 0));
+    gin[0] = relu_grad(ctx, g, cg_node_input(n, 0));
     return cgi_grads_made(n, gin);
 }
 static const cg_op relu_op = {"relu", relu_backward, CG_SAVES_INPUT(0)};

@@ -232,11 +232,19 @@ static void flip_weight(const conv_job *j) {
             }
 }
 
-/* Scratch per unit: cin_g padded planes and cout_g grid planes (the forward
- * uses one); shared by the units: the tap shifts and a flipped weight. */
+/* Elements of scratch for the forward's cout_g biases (doubles), rounded to
+ * 64 bytes. */
+static int64_t direct_bias_elems(const conv_job *j) {
+    return (j->cout_g * (int64_t)sizeof(double) + 63) / 64 * 64 / j->es;
+}
+
+/* Scratch per unit: the forward's biases, cin_g padded planes, cout_g grid
+ * or output planes; shared by the units: the tap shifts and a flipped
+ * weight. */
 static bool direct_plan(cg_ctx *ctx, const char *name, conv_job *j) {
     int64_t sl = cgi_direct_src_len(&j->k), ntap = j->cin_g * j->k.kh * j->k.kw;
-    j->scratch = j->cin_g * sl + j->cout_g * cgi_direct_len(&j->k);
+    j->scratch = direct_bias_elems(j) + j->cin_g * sl + j->cout_g * cgi_direct_len(&j->k);
+    j->scratch = (j->scratch + 15) / 16 * 16; /* each worker's part 64-byte aligned */
     j->off = cgi_alloc(ctx, name, (size_t)ntap * sizeof *j->off);
     if (j->off) cgi_direct_offsets(&j->k, j->cin_g, sl, j->off);
     if (j->off && j->flip) {
@@ -252,26 +260,28 @@ static const char *taps_of(const conv_job *j, int64_t gi, int64_t o) {
     return (j->flip ? j->wflip : cgi_ptr(j->w)) + (gi * j->cout_g + o) * ntap * j->es;
 }
 
-/* Image n, every group: pad the input planes, then per output channel the
- * plane acc = bias + taps * padded planes, its rows into y's plane. */
+/* Image n, every group: pad the input planes, then the output planes acc
+ * [Cout/G, len] = bias + taps * padded planes, their rows into y's planes. */
 static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool par) {
     (void)par;
-    int64_t es = j->es, sl = cgi_direct_src_len(&j->k);
+    int64_t es = j->es, sl = cgi_direct_src_len(&j->k), len = cgi_direct_len(&j->k);
     int64_t wp = cgi_direct_wp(&j->k), plane = j->k.oh * j->k.ow;
-    char *acc = scr + j->cin_g * sl * es;
+    double *bias = (double *)scr; /* first: scr is 64-byte aligned */
+    char *pads = scr + direct_bias_elems(j) * es, *acc = pads + j->cin_g * sl * es;
     const int64_t *s = j->x->strides;
     for (int64_t gi = 0; gi < j->groups; gi++) {
         for (int64_t c = 0; c < j->cin_g; c++)
             cgi_direct_pad_plane(j->dt, &j->k,
                                  cgi_ptr(j->x) + (n * s[0] + (gi * j->cin_g + c) * s[1]) * es,
-                                 s[2], s[3], scr + c * sl * es);
-        for (int64_t o = 0; o < j->cout_g; o++) {
-            int64_t co = gi * j->cout_g + o;
-            cgi_direct_conv(j->dt, &j->k, j->cin_g * j->k.kh * j->k.kw, taps_of(j, gi, o),
-                            j->off, scr, j->b ? bias_at(j->b, co) : 0.0, acc);
-            cgi_plane_copy(j->dt, j->k.oh, j->k.ow, acc, wp, 1,
-                           cgi_ptr(j->y) + (n * j->y->shape[1] + co) * plane * es, 0);
-        }
+                                 s[2], s[3], pads + c * sl * es);
+        for (int64_t o = 0; o < j->cout_g; o++)
+            bias[o] = j->b ? bias_at(j->b, gi * j->cout_g + o) : 0.0;
+        cgi_direct_conv(j->dt, &j->k, j->cout_g, j->cin_g * j->k.kh * j->k.kw,
+                        taps_of(j, gi, 0), j->off, pads, bias, acc);
+        for (int64_t o = 0; o < j->cout_g; o++)
+            cgi_plane_copy(
+                j->dt, j->k.oh, j->k.ow, acc + o * len * es, wp, 1,
+                cgi_ptr(j->y) + (n * j->y->shape[1] + gi * j->cout_g + o) * plane * es, 0);
     }
     return CG_OK;
 }

@@ -79,39 +79,67 @@ static void valid_range(int64_t off, int64_t s, int64_t n, int64_t len, int64_t 
 /* Direct convolution kernels (conv_kernels.h), on GCC's generic vectors of
  * 64 bytes (one AVX-512 register; two or four narrower ones elsewhere), so
  * the running sums stay in registers, which GCC does not do for plain arrays.
- * The forward keeps a block of 128 outputs through every channel and tap:
- * one load per multiply-add, and eight independent sums in flight (the last
+ * The forward keeps a block of eight vectors of outputs of two output
+ * channels through every input channel and tap: one (unaligned) load serves
+ * two multiply-adds, and sixteen independent sums are in flight. The last
  * block ends at the grid's end, overlapping the one before, which it rewrites
- * with the same bits; grids under 128 go in blocks of 32). The weight gradient takes eight taps
- * at once, each in one vector of lanes, so one load of the grid serves eight; the lanes are
- * summed in order at the end, the same for every call. Unaligned loads go through memcpy. */
+ * with the same bits; grids shorter than a block, and an odd last channel,
+ * go in blocks of 32 elements, one channel at a time. The weight gradient
+ * takes eight taps at once, each in one vector of lanes, so one load of the
+ * grid serves eight; the lanes live with the caller until every plane is in
+ * (summing a vector's lanes per plane would cost more than a small plane).
+ * Unaligned loads go through memcpy. */
 typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
 typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
 
-#define FWD_BLOCK(T, SUF, B)                                                                   \
-    static void dfwd##B##_##SUF(int64_t ntap, const T *taps, const int64_t *off, const T *src, \
-                                T bias, T *acc) {                                              \
-        enum { VL = sizeof(vec_##SUF) / sizeof(T), NV = B / VL };                              \
+#define DIRECT_KERNELS(T, SUF)                                                                 \
+    enum { VL_##SUF = sizeof(vec_##SUF) / sizeof(T), BLOCK_##SUF = 8 * VL_##SUF };             \
+    /* Two output channels, one block: acc0/acc1 = bias + taps0/taps1 . src. */                \
+    static void dfwd2_##SUF(int64_t ntap, const T *taps0, const T *taps1, const int64_t *off,  \
+                            const T *src, T bias0, T bias1, T *acc0, T *acc1) {                \
+        vec_##SUF a[8], b[8], x;                                                               \
+        for (int v = 0; v < 8; v++)                                                            \
+            a[v] = (vec_##SUF){0} + bias0, b[v] = (vec_##SUF){0} + bias1;                      \
+        for (int64_t t = 0; t < ntap; t++) {                                                   \
+            vec_##SUF w0 = (vec_##SUF){0} + taps0[t], w1 = (vec_##SUF){0} + taps1[t];          \
+            for (int v = 0; v < 8; v++) {                                                      \
+                memcpy(&x, src + off[t] + v * VL_##SUF, sizeof x);                             \
+                a[v] += w0 * x;                                                                \
+                b[v] += w1 * x;                                                                \
+            }                                                                                  \
+        }                                                                                      \
+        memcpy(acc0, a, sizeof a);                                                             \
+        memcpy(acc1, b, sizeof b);                                                             \
+    }                                                                                          \
+    /* One output channel, 32 elements. */                                                     \
+    static void dfwd32_##SUF(int64_t ntap, const T *taps, const int64_t *off, const T *src,    \
+                             T bias, T *acc) {                                                 \
+        enum { NV = 32 / VL_##SUF };                                                           \
         vec_##SUF a[NV], x;                                                                    \
         for (int v = 0; v < NV; v++) a[v] = (vec_##SUF){0} + bias;                             \
         for (int64_t t = 0; t < ntap; t++) {                                                   \
             vec_##SUF w = (vec_##SUF){0} + taps[t];                                            \
             for (int v = 0; v < NV; v++) {                                                     \
-                memcpy(&x, src + off[t] + v * VL, sizeof x);                                   \
+                memcpy(&x, src + off[t] + v * VL_##SUF, sizeof x);                             \
                 a[v] += w * x;                                                                 \
             }                                                                                  \
         }                                                                                      \
         memcpy(acc, a, sizeof a);                                                              \
-    }
-#define DIRECT_KERNELS(T, SUF)                                                                 \
-    FWD_BLOCK(T, SUF, 128)                                                                     \
-    FWD_BLOCK(T, SUF, 32)                                                                      \
-    static void dconv_##SUF(const cgi_conv_geom *g, int64_t ntap, const T *taps,               \
-                            const int64_t *off, const T *src, T bias, T *acc) {                \
-        int64_t len = cgi_direct_len(g), i = 0;                                                \
-        for (; i + 128 <= len; i += 128)                                                       \
-            dfwd128_##SUF(ntap, taps, off, src + i, bias, acc + i);                            \
-        for (; i < len; i += 32) dfwd32_##SUF(ntap, taps, off, src + i, bias, acc + i);        \
+    }                                                                                          \
+    static void dconv_##SUF(const cgi_conv_geom *g, int64_t nout, int64_t ntap, const T *taps, \
+                            const int64_t *off, const T *src, const double *bias, T *acc) {    \
+        int64_t len = cgi_direct_len(g), o = 0;                                                \
+        for (; o + 2 <= nout && len >= BLOCK_##SUF; o += 2)                                    \
+            for (int64_t i = 0; i < len; i += BLOCK_##SUF) {                                   \
+                int64_t at = i + BLOCK_##SUF <= len ? i : len - BLOCK_##SUF;                   \
+                dfwd2_##SUF(ntap, taps + o * ntap, taps + (o + 1) * ntap, off, src + at,       \
+                            (T)bias[o], (T)bias[o + 1], acc + o * len + at,                    \
+                            acc + (o + 1) * len + at);                                         \
+            }                                                                                  \
+        for (; o < nout; o++)                                                                  \
+            for (int64_t i = 0; i < len; i += 32)                                              \
+                dfwd32_##SUF(ntap, taps + o * ntap, off, src + i, (T)bias[o],                  \
+                             acc + o * len + i);                                               \
     }                                                                                          \
     /* Eight taps: lane vectors part[t] += grid * (src + off[t]) over len. */                  \
     static void dwgrad8_##SUF(int64_t len, const T *grid, const T *src, const int64_t *off,    \
@@ -171,6 +199,20 @@ int64_t cgi_direct_src_len(const cgi_conv_geom *g) {
     return cgi_direct_len(g) + (g->kh - 1) * g->dh * cgi_direct_wp(g) + (g->kw - 1) * g->dw;
 }
 
+/* n elements of size es, src element stride sx: the padded planes are
+ * copied row by row and rows are short (14 or 28 elements in LeNet-sized
+ * nets), so a row is one memcpy when it can be (cgi_plane_copy's per-row
+ * setup cost more than the copy). */
+static void copy_row(char *dst, const char *src, int64_t n, int64_t sx, int64_t es) {
+    if (sx == 1) {
+        memcpy(dst, src, (size_t)(n * es));
+    } else if (es == 4) {
+        for (int64_t i = 0; i < n; i++) memcpy(dst + 4 * i, src + 4 * i * sx, 4);
+    } else {
+        for (int64_t i = 0; i < n; i++) memcpy(dst + 8 * i, src + 8 * i * sx, 8);
+    }
+}
+
 /* Pixel (iy, ix) goes to padded (iy + ph, ix + pw); pixels no grid element
  * reaches (beyond row oh + (kh - 1) dh or column wp) are left out, so none
  * wraps into the next row. */
@@ -184,8 +226,8 @@ void cgi_direct_pad_plane(cg_dtype dt, const cgi_conv_geom *g, const void *x, in
     for (int64_t iy = 0; iy < g->ih; iy++) {
         int64_t r = iy + g->ph;
         if (r < 0 || r >= rows) continue;
-        cgi_plane_copy(dt, 1, x1 - x0, (const char *)x + (iy * sy + x0 * sx) * es, 0, sx,
-                       (char *)dst + (r * wp + x0 + g->pw) * es, 0);
+        copy_row((char *)dst + (r * wp + x0 + g->pw) * es,
+                 (const char *)x + (iy * sy + x0 * sx) * es, x1 - x0, sx, es);
     }
 }
 
@@ -194,8 +236,7 @@ void cgi_direct_grid_plane(cg_dtype dt, const cgi_conv_geom *g, const void *src,
     int64_t wp = cgi_direct_wp(g), es = (int64_t)cg_dtype_size(dt);
     memset(dst, 0, (size_t)(cgi_direct_len(g) * es));
     for (int64_t oy = 0; oy < g->oh; oy++)
-        cgi_plane_copy(dt, 1, g->ow, (const char *)src + oy * sy * es, 0, sx,
-                       (char *)dst + oy * wp * es, 0);
+        copy_row((char *)dst + oy * wp * es, (const char *)src + oy * sy * es, g->ow, sx, es);
 }
 
 void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl, int64_t *off) {
@@ -206,12 +247,13 @@ void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl, int64_t 
                 *off++ = c * sl + ky * g->dh * wp + kx * g->dw;
 }
 
-void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t ntap, const void *taps,
-                     const int64_t *off, const void *src, double bias, void *acc) {
+void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t nout, int64_t ntap,
+                     const void *taps, const int64_t *off, const void *src, const double *bias,
+                     void *acc) {
     if (dt == CG_F32)
-        dconv_f32(g, ntap, taps, off, src, (float)bias, acc);
+        dconv_f32(g, nout, ntap, taps, off, src, bias, acc);
     else
-        dconv_f64(g, ntap, taps, off, src, bias, acc);
+        dconv_f64(g, nout, ntap, taps, off, src, bias, acc);
 }
 
 void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,

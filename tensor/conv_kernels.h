@@ -57,11 +57,12 @@ CGI_HIDDEN void cgi_direct_grid_plane(cg_dtype dt, const cgi_conv_geom *g, const
  * c * sl + ky dh wp + kx dw, for padded planes sl apart. */
 CGI_HIDDEN void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl,
                                    int64_t *off);
-/* One output plane: acc [len] = bias + sum over the ntap taps t of taps[t]
- * times the padded planes at src shifted by off[t]. */
-CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t ntap,
+/* nout output planes: acc [nout, len] = bias[o] + the sum over the ntap taps
+ * t of taps [nout, ntap][o][t] times the padded planes at src shifted by
+ * off[t]. */
+CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t nout, int64_t ntap,
                                 const void *taps, const int64_t *off, const void *src,
-                                double bias, void *acc);
+                                const double *bias, void *acc);
 /* The weight gradient of one (output, input) channel pair, kept in lanes:
  * lanes [kh kw, VEC] (VEC = CGI_DIRECT_VEC_BYTES of elements) += for each
  * tap t, grid times src shifted by off[t] (offsets of one channel), lane by

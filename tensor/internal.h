@@ -330,7 +330,8 @@ typedef struct cgi_binary_kernel {
     X(neg) X(abs) X(sign) X(exp) X(log) X(log1p) X(sqrt) X(rsqrt) X(square) X(sin) X(cos) \
     X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
 #define CGI_BINARY_LIST(X) \
-    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(gt) X(lt) X(ge) X(le) X(eq) X(ne)
+    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(gt) X(lt) X(ge) X(le) X(eq) X(ne) \
+    X(relu_grad)
 /* clang-format on */
 
 #define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_unary_kernel cgi_unary_##name;

@@ -154,6 +154,10 @@ ALL_BINARY(le, x <= y)
 ALL_BINARY(eq, x == y)
 ALL_BINARY(ne, x != y)
 
+/* relu's backward: the gradient x where the input y > 0, else 0 (PyTorch's
+ * threshold_backward: an infinite or NaN gradient does not leak through). */
+ALL_BINARY(relu_grad, y > 0 ? x : 0)
+
 #define WHERE_FN(name, T)                                                                      \
     static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa,        \
                      const void *b_, int64_t sb, void *o_, int64_t so) {                       \

@@ -246,6 +246,25 @@ static void test_activation_large_magnitudes_finite_gradients(void **state) {
         }
 }
 
+/* relu's backward is PyTorch's threshold_backward: the output's gradient
+ * where x > 0, else exactly 0, even for an infinite or NaN gradient (a mask
+ * times the gradient would give NaN there). It is an op of its own, linear in
+ * the gradient: differentiating through it gives the same mask. */
+static void test_activation_relu_backward_masks(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_from_array(ctx, CG_F64, CG_SHAPE(4), (double[]){-1, 0, 2, 3});
+    cg_tensor *gy = cg_from_array(ctx, CG_F64, CG_SHAPE(4), (double[]){INFINITY, NAN, 5, -1});
+    cg_set_requires_grad(x, true);
+    cg_set_requires_grad(gy, true);
+    cg_tensor *y = cg_relu(ctx, x), *gx, *gg;
+    const cg_tensor *gys[1] = {gy};
+    assert_int_equal(cg_grad(ctx, 1, &y, gys, 1, &x, &gx, CG_CREATE_GRAPH), CG_OK);
+    assert_values(gx, (double[]){0, 0, 5, -1}, 4, 0);
+    cg_tensor *s = cg_sum(ctx, gx, NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &s, NULL, 1, &gy, &gg, 0), CG_OK);
+    assert_values(gg, (double[]){0, 0, 1, 1}, 4, 0);
+}
+
 /* Known slopes: PyTorch's conventions at the kinks. */
 static void test_activation_gradient_at_kinks(void **state) {
     cg_ctx *ctx = *state;
@@ -379,6 +398,8 @@ int main(void) {
                                         ctx_teardown),
         cmocka_unit_test(test_activation_gradcheck_all_layouts),
         cmocka_unit_test(test_activation_gradgradcheck_all_layouts),
+        cmocka_unit_test_setup_teardown(test_activation_relu_backward_masks, ctx_setup,
+                                        ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_large_magnitudes_finite_gradients,
                                         ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_gradient_at_kinks, ctx_setup,
