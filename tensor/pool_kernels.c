@@ -240,7 +240,9 @@ void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg
     }
 }
 
-/* dx's plane p: zeros, then each g added at its index, in output order. */
+/* dx's plane p: zeros, then each g added at its index, in output order
+ * (row by row: a division per output to find its row cost more than the
+ * scatter). */
 #define MAX_SCATTER(name, T)                                                                   \
     static void name(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,       \
                      cg_tensor *dx, int64_t p) {                                               \
@@ -249,8 +251,11 @@ void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg
         const int64_t *ip = (const int64_t *)cgi_ptr(idx) + p * no;                            \
         T *dp = (T *)cgi_ptr(dx) + p * ni;                                                     \
         memset(dp, 0, sizeof(T) * (size_t)ni);                                                 \
-        for (int64_t o = 0; o < no; o++)                                                       \
-            dp[ip[o]] += gp[(o / ow_n) * g->strides[2] + (o % ow_n) * g->strides[3]];          \
+        for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
+            const T *gr = gp + oh * g->strides[2];                                             \
+            const int64_t *ir = ip + oh * ow_n;                                                \
+            for (int64_t ow = 0; ow < ow_n; ow++) dp[ir[ow]] += gr[ow * g->strides[3]];        \
+        }                                                                                      \
     }
 MAX_SCATTER(scatter_f32, float)
 MAX_SCATTER(scatter_f64, double)
