@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-/* ---- composites with ctx NULL ---------------------------------------------------------- */
+/* ---- composites with ctx NULL ------------------------------------------------------------ */
 typedef cg_tensor *(*compose_fn)(cg_ctx *ctx, const cg_tensor *const *xs, const void *arg);
 
 /* f(ctx, xs, arg); with ctx NULL in a temporary context, the result cloned out. */
@@ -57,7 +57,7 @@ cg_tensor *cg_outer(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
     return composed(ctx, "cg_outer", 2, (const cg_tensor *[]){a, b}, outer_fn, NULL);
 }
 
-/* ---- bmm -------------------------------------------------------------------------------- */
+/* ---- bmm --------------------------------------------------------------------------------- */
 static cg_status bmm_check(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
     char sa[160], sb[160]; /* formatted only for a message */
 #define SHAPES cg_shape_str(a, sa, sizeof sa), cg_shape_str(b, sb, sizeof sb)
@@ -110,8 +110,7 @@ cg_tensor *cg_bmm(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b) {
     return CGI_RECORD(ctx, &bmm_op, bmm_forward(ctx, a, b), a, b);
 }
 
-/* ---- einsum: parsing ----------------------------------------------------------------------
- */
+/* ---- einsum: parsing --------------------------------------------------------------------- */
 /* Labels: 'A'-'Z' are 0-25, 'a'-'z' 26-51 (PyTorch's order for the implicit
  * output), the dims an ellipsis stands for 52-59, right-aligned over the
  * operands (the broadcast rule). */
@@ -194,7 +193,7 @@ static bool parse(cg_ctx *ctx, const char *eq, term *in, int *nin, term *out,
     return true;
 }
 
-/* ---- einsum: labels and sizes ----------------------------------------------------------- */
+/* ---- einsum: labels and sizes ------------------------------------------------------------ */
 /* Operand i's term over its rank: ellipsis dims get their labels. */
 static bool label_operand(cg_ctx *ctx, plan *p, int i, const term *t, const cg_tensor *x) {
     int e = x->ndim - t->n; /* dims under the ellipsis */
@@ -315,7 +314,7 @@ static bool make_plan(cg_ctx *ctx, plan *p, const char *eq, int n, const cg_tens
     return p->nout <= CG_MAX_DIMS && cgi_check_shape(ctx, "cg_einsum", p->nout, shape) == CG_OK;
 }
 
-/* ---- einsum: running the plan --------------------------------------------------------- */
+/* ---- einsum: running the plan ------------------------------------------------------------ */
 static int find(const int8_t *lab, int n, int l) {
     for (int k = 0; k < n; k++)
         if (lab[k] == l) return k;
@@ -437,8 +436,8 @@ static bool contract(cg_ctx *ctx, const plan *p, int i, lt *a, lt *b) {
     if (r.nb + r.nl + r.nr > CG_MAX_DIMS || !product_ok(p, r.b, r.nb, &prod) ||
         !product_ok(p, r.l, r.nl, &prod) || !product_ok(p, r.r, r.nr, &prod)) {
         cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_einsum: '%s': contracting operand %d gives %d dims of too many elements "
-                  "(at most %d dims)",
+                  "cg_einsum: '%s': contracting operand %d makes an intermediate of %d dims "
+                  "(at most %d) or too many elements",
                   p->eq, i, r.nb + r.nl + r.nr, CG_MAX_DIMS);
         return false;
     }
@@ -476,8 +475,7 @@ static cg_tensor *einsum_fn(cg_ctx *ctx, const cg_tensor *const *xs, const void 
     return cg_permute(ctx, acc.t, perm);
 }
 
-/* ---- einsum: entry points -------------------------------------------------------------------
- */
+/* ---- einsum: entry points ---------------------------------------------------------------- */
 cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
                        const cg_tensor *const *operands) {
     if (!equation || n < 1 || n > MAX_OPS || !operands) {

@@ -50,7 +50,7 @@ static cg_tensor *add_at(cg_ctx *ctx, const char *name, const cg_tensor *x, int 
     return y;
 }
 
-/* ---- scatter_add ----------------------------------------------------------------------- */
+/* ---- scatter_add ------------------------------------------------------------------------- */
 /* t (index's shape) padded with zeros at the end of each dim to like's shape. */
 static cg_tensor *pad_to(cg_ctx *ctx, cg_tensor *t, const cg_tensor *like) {
     if (!t || cgi_same_shape(t, like)) return t;
@@ -109,7 +109,7 @@ cg_tensor *cg_scatter_add(cg_ctx *ctx, const cg_tensor *x, int dim, const cg_ten
              : NULL;
 }
 
-/* ---- index_add ------------------------------------------------------------------------- */
+/* ---- index_add --------------------------------------------------------------------------- */
 /* index (0-d or 1-D) as a 1-D tensor, for index_select in the backward. */
 static const cg_tensor *as_vector(cg_ctx *ctx, const cg_tensor *index) {
     return index->ndim == 1 ? index : cg_reshape(ctx, index, 1, (const int64_t[]){1});
@@ -163,7 +163,7 @@ cg_tensor *cg_index_add(cg_ctx *ctx, const cg_tensor *x, int dim, const cg_tenso
              : NULL;
 }
 
-/* ---- sort, topk ------------------------------------------------------------------------- */
+/* ---- sort, topk -------------------------------------------------------------------------- */
 /* The values' gradient: g put back at the indices (a permutation's inverse
  * for sort, zeros elsewhere for topk); differentiable in g (a gather). */
 static cg_status sorted_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,

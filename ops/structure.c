@@ -16,7 +16,7 @@
 
 #define NEEDS(i) cg_node_needs_grad(n, i)
 
-/* ---- scalars ------------------------------------------------------------------------ */
+/* ---- scalars ----------------------------------------------------------------------------- */
 /* Whether s is an integer an i64 holds. An i64 tensor's op with such an s
  * stays i64, as with a Python int; any other s makes it f32, as a Python
  * float does in PyTorch (cgrad's scalar arithmetic does the same). */
@@ -40,7 +40,7 @@ static bool value_fits(cg_ctx *ctx, const char *name, cg_dtype dt, double v) {
     return ok;
 }
 
-/* ---- comparisons with a number: masks, no gradient -------------------------------- */
+/* ---- comparisons with a number: masks, no gradient --------------------------------------- */
 /* i64 x against a non-integral s is compared in f32, as PyTorch does. */
 static cg_tensor *compare_scalar(cg_ctx *ctx, const char *name, const cgi_binary_kernel *k,
                                  const cg_tensor *x, double s) {
@@ -65,7 +65,7 @@ COMPARE_SCALAR(le)
 COMPARE_SCALAR(eq)
 COMPARE_SCALAR(ne)
 
-/* ---- masked_fill and where with a scalar ------------------------------------------ */
+/* ---- masked_fill and where with a scalar ------------------------------------------------- */
 /* cond ? value : x (value_first) or cond ? x : value, over the broadcast
  * shape of cond and x, in dtype dt (x converted when it differs). cond may
  * have any dtype: nonzero (NaN too) is true. No graph. */
@@ -134,7 +134,7 @@ cg_tensor *cg_where_scalar(cg_ctx *ctx, const cg_tensor *cond, const cg_tensor *
     return CGI_RECORD(ctx, &where_scalar_op, y, cond, x);
 }
 
-/* ---- tril, triu ----------------------------------------------------------------------- */
+/* ---- tril, triu -------------------------------------------------------------------------- */
 typedef struct tri_args {
     int64_t diagonal;
     bool upper;
@@ -177,7 +177,7 @@ cg_tensor *cg_triu(cg_ctx *ctx, const cg_tensor *x, int64_t diagonal) {
     return triangle(ctx, x, diagonal, true);
 }
 
-/* ---- cumsum --------------------------------------------------------------------------- */
+/* ---- cumsum ------------------------------------------------------------------------------ */
 typedef struct cum_args {
     int dim;
     bool reverse;
@@ -217,7 +217,7 @@ cg_tensor *cg_cumsum(cg_ctx *ctx, const cg_tensor *x, int dim) {
     return cumsum_dir(ctx, "cg_cumsum", x, dim, false);
 }
 
-/* ---- cumprod -------------------------------------------------------------------------- */
+/* ---- cumprod ----------------------------------------------------------------------------- */
 /* The exact O(n) gradient (no graph): for a plain backward. */
 static cg_tensor *cumprod_grad_direct(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
                                       int d) {
@@ -274,7 +274,7 @@ cg_tensor *cg_cumprod(cg_ctx *ctx, const cg_tensor *x, int dim) {
     return cg_record(ctx, &cumprod_op, y, 1, &x, &d, sizeof d);
 }
 
-/* ---- flip ------------------------------------------------------------------------------- */
+/* ---- flip -------------------------------------------------------------------------------- */
 /* dims (ndims of them, negative allowed, no repeats) as a bit mask of x's dims. */
 static bool dims_mask(cg_ctx *ctx, const char *name, const cg_tensor *x, const int *dims,
                       int ndims, unsigned *mask) {
@@ -330,7 +330,7 @@ cg_tensor *cg_flip(cg_ctx *ctx, const cg_tensor *x, const int *dims, int ndims) 
     return flip_mask(ctx, x, mask);
 }
 
-/* ---- roll ------------------------------------------------------------------------------- */
+/* ---- roll -------------------------------------------------------------------------------- */
 /* Per dim, the shift in [0, size); flat: x rolled as one line in C order
  * (shift[0] then applies to it), as torch.roll without dims. */
 typedef struct roll_args {
@@ -512,7 +512,7 @@ cg_tensor *cg_repeat(cg_ctx *ctx, const cg_tensor *x, int ndim, const int64_t *r
     return repeat_apply(ctx, x, &a); /* cgi_new checks the product of the dims */
 }
 
-/* ---- split, chunk: views ---------------------------------------------------------------- */
+/* ---- split, chunk: views ----------------------------------------------------------------- */
 /* NULL in: -1, keeping the error that made the NULL; a stale handle too. */
 #define SPLIT_INPUT_CHECK(x, name)                                                             \
     do {                                                                                       \

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- lines ------------------------------------------------------------------------- */
+/* ---- lines ------------------------------------------------------------------------------- */
 /* Positions of t off dim: how many lines t has along dim. */
 static int64_t line_count(const cg_tensor *t, int dim) {
     int64_t n = 1;
@@ -47,7 +47,7 @@ static void run_lines(int nops, const cg_tensor *const *ts, int dim, line_fn fn,
     });
 }
 
-/* ---- masked where ------------------------------------------------------------------ */
+/* ---- masked where ------------------------------------------------------------------------ */
 #define MASK_WHERE(name, T, C)                                                                 \
     static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa,        \
                      const void *b_, int64_t sb, void *o_, int64_t so) {                       \
@@ -70,7 +70,7 @@ const cgi_ternary_fn cgi_mask_where_fn[3][3] = {
     {where_i64_f32, where_i64_f64, where_i64_i64},
 };
 
-/* ---- triangles --------------------------------------------------------------------- */
+/* ---- triangles --------------------------------------------------------------------------- */
 void cgi_zero_triangle(cg_tensor *out, int64_t diagonal, bool upper) {
     int64_t r = out->shape[out->ndim - 2], c = out->shape[out->ndim - 1];
     int64_t rows = cgi_numel(out->ndim - 1, out->shape);
@@ -86,7 +86,7 @@ void cgi_zero_triangle(cg_tensor *out, int64_t diagonal, bool upper) {
     });
 }
 
-/* ---- cumulative sums and products ---------------------------------------------------- */
+/* ---- cumulative sums and products -------------------------------------------------------- */
 /* p[0] out, p[1] x; flag: from the end (cumsum). ACC: the accumulator type
  * (double for floats, uint64_t for i64: wraps instead of overflowing). */
 #define CUM_LINE(name, T, ACC, init, OPEQ)                                                     \
@@ -142,7 +142,7 @@ void cgi_cumprod_grad(const cg_tensor *x, const cg_tensor *g, int dim, cg_tensor
     run_lines(3, (const cg_tensor *[]){out, x, g}, dim, fn, false);
 }
 
-/* ---- tiling -------------------------------------------------------------------------- */
+/* ---- tiling ------------------------------------------------------------------------------ */
 /* Offset in t (rank n) of row q of the shape rows (dims 0..n-2 of rows, C
  * order), each coordinate taken modulo t's dim. */
 static int64_t tile_row_offset(const cg_tensor *t, const int64_t *rows, int n, int64_t q) {
@@ -218,7 +218,7 @@ void cgi_repeat_fold(const cg_tensor *g, cg_tensor *out) {
     }
 }
 
-/* ---- sorting --------------------------------------------------------------------------- */
+/* ---- sorting ----------------------------------------------------------------------------- */
 /* Whether element i of the line (stride s) sorts strictly before element j. */
 typedef bool (*before_fn)(const char *line, int64_t s, int64_t i, int64_t j);
 
