@@ -295,6 +295,115 @@ CG_API cg_tensor *cg_layer_norm(cg_ctx *ctx, const cg_tensor *x, int ndim,
                                 const int64_t *normalized_shape, const cg_tensor *weight,
                                 const cg_tensor *bias, double eps);
 
+/* ---- sequence ops ---- */
+/* Masks, structure, cumulative ops, scatter-adds, sorting and products for
+ * sequence models, as PyTorch 1.13 defines them. Every op that returns a
+ * float tensor is differentiable, and its backward is made of
+ * differentiable ops, so gradients of any order work (cg_gradgradcheck)
+ * for all of them: masked_fill, where_scalar, tril, triu, cumsum, cumprod,
+ * flip, roll, repeat, split / chunk, scatter_add, index_add, the values of
+ * sort and topk, outer, bmm and einsum. */
+
+/* x compared with a number: 1 where true, 0 elsewhere, in x's dtype (an i64
+ * x against a number that is not an integer is compared in f32 and gives
+ * f32, as PyTorch promotes a Python float); no gradient. */
+CG_API cg_tensor *cg_gt_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_lt_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_ge_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_le_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_eq_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+CG_API cg_tensor *cg_ne_scalar(cg_ctx *ctx, const cg_tensor *x, double s);
+/* value where mask is nonzero (NaN counts as true), x elsewhere; mask of
+ * any dtype (a comparison's result) and x broadcast together (torch's
+ * out-of-place masked_fill). x's dtype; a value that overflows it is
+ * CG_ERR_ARG (an i64 x truncates fractions). The mask gets no gradient. */
+CG_API cg_tensor *cg_masked_fill(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *mask,
+                                 double value);
+/* torch.where(cond, x, value): x where cond is nonzero, value elsewhere
+ * (broadcast; the scalar on the other side is cg_masked_fill). x's dtype,
+ * or f32 for an i64 x and a value that is not an integer. */
+CG_API cg_tensor *cg_where_scalar(cg_ctx *ctx, const cg_tensor *cond, const cg_tensor *x,
+                                  double value);
+/* x [..., R, C] with the elements above diagonal (tril: col - row >
+ * diagonal) or below it (triu: col - row < diagonal) of every matrix set to 0. */
+CG_API cg_tensor *cg_tril(cg_ctx *ctx, const cg_tensor *x, int64_t diagonal);
+CG_API cg_tensor *cg_triu(cg_ctx *ctx, const cg_tensor *x, int64_t diagonal);
+/* Running sum and product along dim (a rank-0 x takes dim 0 or -1); f32
+ * accumulates in double, i64 wraps. cumprod's gradient is exact with zeros
+ * in x: one O(n) pass, or with CG_CREATE_GRAPH PyTorch's differentiable
+ * O(n^2) form. */
+CG_API cg_tensor *cg_cumsum(cg_ctx *ctx, const cg_tensor *x, int dim);
+CG_API cg_tensor *cg_cumprod(cg_ctx *ctx, const cg_tensor *x, int dim);
+/* A copy with the ndims dims listed (no repeats; none: a plain copy) reversed. */
+CG_API cg_tensor *cg_flip(cg_ctx *ctx, const cg_tensor *x, const int *dims, int ndims);
+/* Elements shifted by shifts[i] (either sign, wrapping) along dims[i],
+ * i < n; a dim listed twice shifts by the sum. dims NULL: x rolled as one
+ * flat line with the one shift (n == 1), as torch.roll without dims. */
+CG_API cg_tensor *cg_roll(cg_ctx *ctx, const cg_tensor *x, const int64_t *shifts,
+                          const int *dims, int n);
+/* torch's Tensor.repeat: x tiled repeats[d] times along each dim d < ndim
+ * (ndim >= x's rank; x gains leading dims of 1). Repeats >= 0. */
+CG_API cg_tensor *cg_repeat(cg_ctx *ctx, const cg_tensor *x, int ndim, const int64_t *repeats);
+/* Views of x along dim (differentiable, no copy). out receives them and the
+ * count is returned; on error -1, out's entries untouched or NULL. In a
+ * context the views belong to it; with ctx NULL each is yours to
+ * cg_tensor_free (x may be freed first: a view keeps the storage), and x
+ * must then be caller-owned and not require a gradient.
+ * cg_split: pieces of split_size (the last one may be shorter; an empty dim
+ * gives one empty piece); more than max_out pieces is CG_ERR_ARG.
+ * cg_split_sizes: n pieces of the sizes given (summing to the dim's size);
+ * out holds n. cg_chunk: pieces of ceil(size / chunks), so maybe fewer than
+ * chunks, as torch.chunk (an empty dim: chunks empty pieces). */
+CG_API int cg_split(cg_ctx *ctx, const cg_tensor *x, int64_t split_size, int dim,
+                    cg_tensor **out, int max_out);
+CG_API int cg_split_sizes(cg_ctx *ctx, const cg_tensor *x, const int64_t *sizes, int n, int dim,
+                          cg_tensor **out);
+CG_API int cg_chunk(cg_ctx *ctx, const cg_tensor *x, int chunks, int dim, cg_tensor **out,
+                    int max_out);
+/* A copy of x with src added at i64 index along dim; repeated indices add
+ * up (in a fixed order: results do not depend on the thread count). Indices
+ * out of range are CG_ERR_INDEX; src has x's dtype.
+ * scatter_add: out[i][index[i][j]] += src[i][j] (dim 1): index, src and x
+ * of one rank, index no larger than src, nor than x off dim (src may be
+ * larger: its extra elements get zero gradient).
+ * index_add: out[..., index[i], ...] += src[..., i, ...]: index 1-D (or
+ * 0-d), src of x's shape with index's length along dim. */
+CG_API cg_tensor *cg_scatter_add(cg_ctx *ctx, const cg_tensor *x, int dim,
+                                 const cg_tensor *index, const cg_tensor *src);
+CG_API cg_tensor *cg_index_add(cg_ctx *ctx, const cg_tensor *x, int dim, const cg_tensor *index,
+                               const cg_tensor *src);
+/* Sorted along dim (a rank-0 x takes dim 0 or -1): values (x's dtype,
+ * differentiable: the gradient goes back to the source positions) and
+ * indices (i64, their positions in x). Either pointer may be NULL when not
+ * wanted. The sort is stable: equal values keep their order (as torch.sort
+ * with stable=True); NaN sorts above every number, as PyTorch. In a context
+ * both results belong to it, with ctx NULL to you. On error both are NULL. */
+CG_API cg_status cg_sort(cg_ctx *ctx, const cg_tensor *x, int dim, bool descending,
+                         cg_tensor **values, cg_tensor **indices);
+/* The k largest (largest) or smallest along dim, sorted, 0 <= k <= size
+ * (else CG_ERR_ARG). Ties go to the lower index (PyTorch leaves their order
+ * unspecified); otherwise as cg_sort. */
+CG_API cg_status cg_topk(cg_ctx *ctx, const cg_tensor *x, int64_t k, int dim, bool largest,
+                         cg_tensor **values, cg_tensor **indices);
+/* a [n], b [m] -> [n, m] = a_i b_j (dtypes promote as cg_mul). */
+CG_API cg_tensor *cg_outer(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+/* torch.bmm: a [B, n, k] x b [B, k, m] -> [B, n, m], both 3-D with one
+ * batch size (no broadcasting; cg_matmul broadcasts batch dims), one float
+ * dtype; one batched GEMM. */
+CG_API cg_tensor *cg_bmm(cg_ctx *ctx, const cg_tensor *a, const cg_tensor *b);
+/* torch.einsum: "bij,bjk->bik" (labels a-z and A-Z, spaces ignored, "..."
+ * for broadcast dims, a repeated label takes a diagonal, labels left out of
+ * the output are summed; without "->" the output is the ellipsis then the
+ * labels used once, in order A-Z, a-z). Dims of one label must agree or be
+ * 1 (broadcast). Two or more operands need one float dtype. cg_einsum
+ * takes one operand (b is then not read and must be NULL) or two;
+ * cg_einsum_n any number up to 16, contracted left to right. Bad equations
+ * are CG_ERR_ARG, size mismatches CG_ERR_SHAPE. */
+CG_API cg_tensor *cg_einsum(cg_ctx *ctx, const char *equation, const cg_tensor *a,
+                            const cg_tensor *b);
+CG_API cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
+                              const cg_tensor *const *operands);
+
 #ifdef __cplusplus
 }
 #endif
