@@ -404,6 +404,26 @@ CG_API cg_tensor *cg_einsum(cg_ctx *ctx, const char *equation, const cg_tensor *
 CG_API cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
                               const cg_tensor *const *operands);
 
+/* ---- attention --------------------------------------------------------------- */
+/* Options of cg_scaled_dot_product_attention; cg_attn_defaults() gives
+ * PyTorch's: no mask, not causal, no dropout, scale 1 / sqrt(D). */
+typedef struct cg_attn_opts {
+    const cg_tensor *mask; /* NULL, or added to the scores (-inf blocks), dtype of q,
+                              broadcastable to [..., Tq, Tk] */
+    bool causal;           /* query i sees keys j <= i (Tq == Tk, else CG_ERR_SHAPE) */
+    double dropout;        /* on the attention weights, in [0, 1); needs rng when > 0 */
+    cg_rng *rng;           /* dropout's generator (not read when dropout is 0) */
+    double scale;          /* 0: 1 / sqrt(D) */
+} cg_attn_opts;
+CG_API cg_attn_opts cg_attn_defaults(void);
+/* PyTorch's F.scaled_dot_product_attention: softmax(q k^T scale + mask) v.
+ * q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with the same leading dims
+ * (typically [B, H]); f32 or f64; opts NULL for the defaults. Fused (see
+ * ops/attention.c): scores are never held whole. */
+CG_API cg_tensor *cg_scaled_dot_product_attention(cg_ctx *ctx, const cg_tensor *q,
+                                                  const cg_tensor *k, const cg_tensor *v,
+                                                  const cg_attn_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif
