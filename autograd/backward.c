@@ -251,6 +251,10 @@ cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsign
     if (cgi_stale(output)) s = cgi_stale_error_as(NULL, "cg_backward", "output", -1, output);
     if (s == CG_OK && grad_output && cgi_stale(grad_output))
         s = cgi_stale_error_as(NULL, "cg_backward", "grad_output", -1, grad_output);
+    if (s == CG_OK && (flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH)))
+        s = cgi_error(NULL, CG_ERR_ARG,
+                      "cg_backward: unknown flag bits 0x%x (CG_RETAIN_GRAPH, CG_CREATE_GRAPH)",
+                      flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH));
     if (s != CG_OK) return s;
     cg_ctx *ctx = output->ctx;
     if (!ctx)
@@ -293,6 +297,10 @@ cg_status cg_grad(cg_ctx *ctx, int noutputs, cg_tensor *const *outputs,
                   cg_tensor **grads, unsigned flags) {
     cg_status s = check_grad_args(ctx, noutputs, outputs, ninputs, inputs, grads);
     for (int i = 0; grads && i < ninputs; i++) grads[i] = NULL;
+    if (s == CG_OK && (flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH)))
+        s = cgi_error(ctx, CG_ERR_ARG,
+                      "cg_grad: unknown flag bits 0x%x (CG_RETAIN_GRAPH, CG_CREATE_GRAPH)",
+                      flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH));
     if (s != CG_OK) return s;
     cgi_pass p = {.ctx = ctx, .flags = flags};
     s = run_pass(&p, noutputs, outputs, grad_outputs, "cg_grad");

@@ -50,12 +50,15 @@ static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size)
 static bool record_args_ok(cg_ctx *ctx, const cg_op *op, const cg_tensor *out, int ninputs,
                            const cg_tensor *const *inputs, const void *saved,
                            size_t saved_size) {
-    if (!op || !op->backward || ninputs < 0 || (ninputs > 0 && !inputs) ||
-        (saved_size && !saved)) {
-        cgi_error(ctx, CG_ERR_ARG,
-                  "cg_record: needs an op with a backward rule, %d >= 0 "
-                  "inputs and saved bytes when saved_size is %zu",
-                  ninputs, saved_size);
+    const char *bad = !op                      ? "op is NULL"
+                      : !op->backward          ? "the op has no backward rule"
+                      : ninputs < 0            ? "ninputs is negative"
+                      : ninputs > 0 && !inputs ? "inputs is NULL"
+                      : saved_size && !saved   ? "saved is NULL with a non-zero saved_size"
+                                               : NULL;
+    if (bad) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_record: %s (op %s, ninputs %d, saved_size %zu)", bad,
+                  op && op->name ? op->name : "?", ninputs, saved_size);
         return false;
     }
     bool null_in = !out;

@@ -13,7 +13,7 @@ static cg_status check(const cg_tensor *t, const cg_rng *rng, bool random, const
         return cgi_error(NULL, CG_ERR_DTYPE, "%s: a %s tensor: initialisers fill f32 or f64",
                          op, cg_dtype_name(cg_dtype_of(t)));
     if (random && !rng) return cgi_error(NULL, CG_ERR_ARG, "%s: rng is NULL", op);
-    return CG_OK;
+    return cgi_check_writable(op, t);
 }
 
 static cg_status fill_from(cg_tensor *t, cg_tensor *r) {

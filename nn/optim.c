@@ -828,7 +828,15 @@ const char *cg_optim_name(const cg_optim *o) { return o ? kind_name[o->kind] : "
 int cg_optim_nstate(const cg_optim *o) { return o ? o->nstate : 0; }
 
 cg_tensor *cg_optim_state(const cg_optim *o, int i, const char **name) {
-    if (!o || i < 0 || i >= o->nstate) return NULL;
+    if (!o) {
+        cgi_error(NULL, CG_ERR_ARG, "cg_optim_state: optimizer is NULL");
+        return NULL;
+    }
+    if (i < 0 || i >= o->nstate) {
+        cgi_error(NULL, CG_ERR_INDEX, "cg_optim_state: index %d out of range [0, %d)", i,
+                  o->nstate);
+        return NULL;
+    }
     if (name) *name = o->names[i];
     return o->views[i];
 }

@@ -295,11 +295,19 @@ static const cg_op std_op = {"std", std_backward, CG_SAVES_INPUT(0) | CG_SAVES_O
 cg_tensor *cg_var(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
                   double correction, bool keepdim) {
     CGI_NULL_CHECK(x, "cg_var");
+    if (!isfinite(correction)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_var: correction %g must be finite", correction);
+        return NULL;
+    }
     return fused(ctx, "cg_var", &var_op, var_forward, x, axes, naxes, keepdim, correction);
 }
 cg_tensor *cg_std(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
                   double correction, bool keepdim) {
     CGI_NULL_CHECK(x, "cg_std");
+    if (!isfinite(correction)) {
+        cgi_error(ctx, CG_ERR_ARG, "cg_std: correction %g must be finite", correction);
+        return NULL;
+    }
     return fused(ctx, "cg_std", &std_op, std_forward, x, axes, naxes, keepdim, correction);
 }
 

@@ -118,3 +118,16 @@ cg_status cgi_axis_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int axis,
     snprintf(lb, sizeof lb, "%s: %s", op, cg_shape_str(t, sb, sizeof sb));
     return cgi_axis(ctx, lb, t->ndim, axis, out);
 }
+
+cg_status cgi_check_writable(const char *op, const cg_tensor *t) {
+    for (int i = 0; i < t->ndim; i++)
+        if (t->strides[i] == 0 && t->shape[i] > 1) {
+            char buf[160];
+            return cgi_error(NULL, CG_ERR_ARG,
+                             "%s: %s is an expanded view (dim %d has stride 0): its elements "
+                             "share memory, so it cannot be written in place; copy it first "
+                             "(cg_clone)",
+                             op, cg_shape_str(t, buf, sizeof buf), i);
+        }
+    return CG_OK;
+}

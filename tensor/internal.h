@@ -149,6 +149,9 @@ CGI_HIDDEN cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char 
 /* CG_OK for a live tensor; CG_ERR_ARG (message "op: input i is NULL") or
  * CG_ERR_STATE otherwise. For entry points that return a status. */
 CGI_HIDDEN cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t);
+/* t may be written in place: no dim of size > 1 with stride 0 (an expanded
+ * view, whose elements share memory: PyTorch refuses such writes too). */
+CGI_HIDDEN cg_status cgi_check_writable(const char *op, const cg_tensor *t);
 /* For accessors: false for NULL (no error, as before) and for a stale
  * handle (error recorded). */
 static inline bool cgi_usable(const cg_tensor *t, const char *op) {

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,9 @@ cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *
         return cgi_error(ctx, CG_ERR_ARG, "%s: rank %d outside 0..%d", op, ndim, CG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return cgi_error(ctx, CG_ERR_ARG, "%s: shape is NULL for rank %d", op, ndim);
+    /* The product of the dims above 0, not the element count: a zero dim
+     * makes the count 0, but the strides of the other dims are still their
+     * products, which must not overflow (a [0, 2^62, 2^62] tensor). */
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         char buf[160];
@@ -57,7 +61,7 @@ cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim, const int64_t *
         if (shape[i] > 0 && n > (INT64_MAX / 16) / shape[i])
             return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: too many elements", op,
                              cgi_fmt_shape(buf, sizeof buf, ndim, shape));
-        n *= shape[i];
+        if (shape[i] > 0) n *= shape[i];
     }
     return CG_OK;
 }
@@ -317,6 +321,11 @@ cg_tensor *cg_wrap(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape, voi
         cgi_error(ctx, CG_ERR_ARG, "cg_wrap: data is NULL");
         return NULL;
     }
+    if ((uintptr_t)data % cg_dtype_size(dt)) { /* kernels read whole elements */
+        cgi_error(ctx, CG_ERR_ARG, "cg_wrap: data %p is not aligned for %s (%zu bytes)", data,
+                  cg_dtype_name(dt), cg_dtype_size(dt));
+        return NULL;
+    }
     cg_tensor *t = header_new(ctx, "cg_wrap", 0);
     cgi_storage *s = t ? cgi_alloc(ctx, "cg_wrap", sizeof *s) : NULL;
     if (!s) {
@@ -413,21 +422,23 @@ static cg_status element_ptr(const cg_tensor *t, const char *op, const int64_t *
 cg_status cg_get(const cg_tensor *t, const int64_t *index, double *out) {
     char *p;
     cg_status s = element_ptr(t, "cg_get", index, &p);
-    if (s == CG_OK && out) *out = load(t->dtype, p);
+    if (s == CG_OK && !out) return cgi_error(NULL, CG_ERR_ARG, "cg_get: out is NULL");
+    if (s == CG_OK) *out = load(t->dtype, p);
     return s;
 }
 
 cg_status cg_get_i64(const cg_tensor *t, const int64_t *index, int64_t *out) {
     char *p;
     cg_status s = element_ptr(t, "cg_get_i64", index, &p);
-    if (s == CG_OK && out)
-        *out = t->dtype == CG_I64 ? *(const int64_t *)p : to_i64(load(t->dtype, p));
+    if (s == CG_OK && !out) return cgi_error(NULL, CG_ERR_ARG, "cg_get_i64: out is NULL");
+    if (s == CG_OK) *out = t->dtype == CG_I64 ? *(const int64_t *)p : to_i64(load(t->dtype, p));
     return s;
 }
 
 cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
     char *p;
     cg_status s = element_ptr(t, "cg_set", index, &p);
+    if (s == CG_OK) s = cgi_check_writable("cg_set", t);
     if (s == CG_OK) {
         store(t->dtype, p, value);
         cgi_bump_version(t);

@@ -57,13 +57,15 @@ static cg_status infer_shape(cg_ctx *ctx, const char *op, const cg_tensor *t, in
     for (int i = 0; i < ndim; i++) {
         out[i] = shape[i];
         if (shape[i] == -1 && infer < 0)
-            infer = i;
+            infer = i, out[i] = 1;
         else if (shape[i] < 0)
             return cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: bad dim %lld", op,
                              cgi_fmt_shape(s1, sizeof s1, ndim, shape), (long long)shape[i]);
-        else
-            known *= shape[i];
     }
+    /* dims whose product overflows (and so could wrap to numel) are refused
+     * before any product is taken */
+    if (cgi_check_shape(ctx, op, ndim, out) != CG_OK) return CG_ERR_SHAPE;
+    known = cgi_numel(ndim, out);
     if (infer >= 0 && known != 0 && numel % known == 0) out[infer] = numel / known;
     if ((infer >= 0 && (known == 0 || numel % known)) || cgi_numel(ndim, out) != numel)
         return cgi_error(ctx, CG_ERR_SHAPE, "%s: cannot reshape %s (%lld elements) to %s", op,
@@ -192,12 +194,14 @@ static cg_tensor *slice_as(cg_ctx *ctx, const char *op, const cg_tensor *t, int 
         return NULL;
     }
     int64_t n = t->shape[d], s = clamp_index(start, n), e = clamp_index(end, n);
-    int64_t len = e > s ? (e - s + step - 1) / step : 0;
+    /* neither e - s + step nor the stride times a step past the end may
+     * overflow (step INT64_MAX): one element keeps the stride it has */
+    int64_t len = e > s ? (e - s - 1) / step + 1 : 0;
     int64_t sh[CG_MAX_DIMS], st[CG_MAX_DIMS];
     memcpy(sh, t->shape, sizeof sh);
     memcpy(st, t->strides, sizeof st);
     sh[d] = len;
-    st[d] = t->strides[d] * step;
+    st[d] = len > 1 ? t->strides[d] * step : t->strides[d];
     int64_t off = t->offset + (len ? s * t->strides[d] : 0);
     return cgi_view_of(ctx, op, t, t->ndim, sh, st, off);
 }
@@ -353,6 +357,7 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
     if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
     cg_status s = cgi_check_input(NULL, "cg_copy_", 0, dst);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_copy_", 1, src);
+    if (s == CG_OK) s = cgi_check_writable("cg_copy_", dst);
     if (s != CG_OK) return s;
     if (!cgi_broadcasts_to(src, dst->ndim, dst->shape)) {
         char s0[160], s1[160];
@@ -366,6 +371,7 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
 
 cg_status cg_fill_(cg_tensor *dst, double value) {
     cg_status s = cgi_check_input(NULL, "cg_fill_", -1, dst);
+    if (s == CG_OK) s = cgi_check_writable("cg_fill_", dst);
     if (s != CG_OK) return s;
     cgi_storage st;
     cgi_scalar v;

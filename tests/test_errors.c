@@ -176,18 +176,82 @@ static void test_errors_record_bad_arguments(void **state) {
     cg_tensor *x = seeded_leaf(5, CG_F64, CG_SHAPE(2), 1);
     cg_clear_error();
     assert_null(cg_record(ctx, NULL, cg_clone(NULL, x), 1, (const cg_tensor *[]){x}, NULL, 0));
-    assert_prefix(CG_ERR_ARG, "cg_record: needs an op with a backward rule");
+    assert_prefix(CG_ERR_ARG, "cg_record: op is NULL");
     assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
                           (const cg_tensor *[]){NULL}, NULL, 0));
     assert_prefix(CG_ERR_ARG, "cg_my_id: cg_record: out or an input is NULL");
     assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
                           (const cg_tensor *[]){x}, NULL, 8));
-    assert_prefix(CG_ERR_ARG, "cg_record: needs an op with a backward rule, 1 >= 0 inputs "
-                              "and saved bytes when saved_size is 8");
+    assert_prefix(CG_ERR_ARG, "cg_record: saved is NULL with a non-zero saved_size (op my_id");
+    static const cg_op no_rule = {"no_rule", NULL, 0};
+    assert_null(cg_record(ctx, &no_rule, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1,
+                          (const cg_tensor *[]){x}, NULL, 0));
+    assert_prefix(CG_ERR_ARG, "cg_record: the op has no backward rule (op no_rule");
+    assert_null(cg_record(ctx, &id_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), -1,
+                          (const cg_tensor *[]){x}, NULL, 0));
+    assert_prefix(CG_ERR_ARG, "cg_record: ninputs is negative");
     cg_tensor *y = cg_record(ctx, &id_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1,
                              (const cg_tensor *[]){x}, NULL, 0);
     assert_non_null(y);
     assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "my_id");
+    cg_tensor_free(x);
+}
+
+/* The outside campaign's findings (issue "hardening"), each refused with a
+ * message: dims whose product overflows int64 (it wrapped to the element
+ * count, and a select then wrote outside the buffer), a zero-element tensor
+ * whose other dims overflow the strides, a step past the end of int64, a
+ * misaligned wrap, writes into an expanded view, a NULL out, unknown flag
+ * bits, a NaN correction, an optimizer state index out of range. */
+static void test_errors_campaign_findings(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *a = cg_zeros(ctx, CG_F32, CG_SHAPE(6));
+    const int64_t wrap[3] = {INT64_MAX, INT64_MAX, 6};
+    assert_null(cg_reshape(ctx, a, 3, wrap));
+    assert_prefix(CG_ERR_SHAPE, "cg_reshape: [9223372036854775807,9223372036854775807,6]: too");
+    assert_null(cg_view(ctx, a, 3, wrap));
+    assert_prefix(CG_ERR_SHAPE, "cg_view: ");
+    assert_null(cg_reshape(ctx, a, 3, (const int64_t[]){-1, INT64_MAX, INT64_MAX}));
+    assert_prefix(CG_ERR_SHAPE, "cg_reshape: ");
+    assert_null(cg_zeros(ctx, CG_F32, CG_SHAPE(0, INT64_MAX, INT64_MAX)));
+    assert_prefix(CG_ERR_SHAPE, "cg_zeros: [0,9223372036854775807,9223372036854775807]: too");
+    cg_tensor *b = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3));
+    cg_tensor *s = cg_slice(ctx, b, 1, 0, CG_END, INT64_MAX);
+    assert_non_null(s);
+    assert_int_equal(cg_shape(s)[1], 1); /* PyTorch: b[:, ::2**63-1] is [2, 1] */
+    _Alignas(8) char buf[64] = {0};
+    assert_null(cg_wrap(ctx, CG_F32, CG_SHAPE(2), buf + 1));
+    assert_prefix(CG_ERR_ARG, "cg_wrap: data ");
+    assert_non_null(cg_wrap(ctx, CG_F32, CG_SHAPE(2), buf + 4));
+    cg_tensor *e = cg_expand(ctx, cg_zeros(ctx, CG_F32, CG_SHAPE(1)), 1, (const int64_t[]){4});
+    assert_int_equal(cg_copy_(e, cg_ones(ctx, CG_F32, CG_SHAPE(4))), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_copy_: [4] is an expanded view");
+    assert_int_equal(cg_fill_(e, 1), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_fill_: [4] is an expanded view");
+    assert_int_equal(cg_set(e, (const int64_t[]){0}, 1), CG_ERR_ARG);
+    assert_int_equal(cg_init_constant_(e, 1), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_init_constant_: [4] is an expanded view");
+    assert_int_equal(cg_get(b, (const int64_t[]){0, 0}, NULL), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_get: out is NULL");
+    assert_int_equal(cg_get_i64(b, (const int64_t[]){0, 0}, NULL), CG_ERR_ARG);
+    cg_tensor *x = seeded_leaf(3, CG_F64, CG_SHAPE(2), 1);
+    cg_tensor *l = cg_sum(ctx, cg_square(ctx, x), NULL, 0, false), *g;
+    assert_int_equal(cg_backward_ex(l, NULL, 4), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_backward: unknown flag bits 0x4");
+    assert_int_equal(cg_grad(ctx, 1, &l, NULL, 1, &x, &g, 8), CG_ERR_ARG);
+    assert_prefix(CG_ERR_ARG, "cg_grad: unknown flag bits 0x8");
+    assert_null(cg_var(ctx, b, NULL, 0, NAN, false));
+    assert_prefix(CG_ERR_ARG, "cg_var: correction");
+    assert_null(cg_std(ctx, b, NULL, 0, INFINITY, false));
+    assert_prefix(CG_ERR_ARG, "cg_std: correction");
+    cg_tensor *ps[1] = {x};
+    cg_sgd_opts so = cg_sgd_defaults(0.1);
+    so.momentum = 0.9; /* one state tensor per parameter */
+    cg_optim *o = cg_sgd_new_groups(1, &(cg_param_group){1, ps, NULL}, &so);
+    assert_non_null(o);
+    assert_null(cg_optim_state(o, 99, NULL));
+    assert_prefix(CG_ERR_INDEX, "cg_optim_state: index 99 out of range");
+    cg_optim_free(o);
     cg_tensor_free(x);
 }
 
@@ -367,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_errors_like_creators_name_themselves),
         cmocka_unit_test(test_errors_linear_without_context),
         cmocka_unit_test(test_errors_losses_name_themselves),
+        cmocka_unit_test(test_errors_campaign_findings),
     };
     return cmocka_run_group_tests_name("errors", tests, ctx_setup, ctx_teardown);
 }
