@@ -125,11 +125,12 @@ static void iter_range(const iter *it, row_fn row, const void *fn, int64_t begin
 static void iter_run(const iter *it, row_fn row, const void *fn) {
     int64_t total = cgi_numel(it->ndim, it->shape);
     if (total == 0) return;
-    if (total < CGI_PAR_MIN || omp_get_max_threads() == 1) {
+    int threads = cg_get_num_threads();
+    if (total < CGI_PAR_MIN || threads == 1) {
         iter_range(it, row, fn, 0, total);
         return;
     }
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
         iter_range(it, row, fn, total * t / nt, total * (t + 1) / nt);

@@ -356,7 +356,7 @@ static void choose_kernels(void) {
 
 static void ensure_threads(void) {
     if (!atomic_load_explicit(&threads_chosen, memory_order_relaxed))
-        cgi_gemm_set_threads(omp_get_max_threads());
+        cgi_gemm_set_threads(cg_get_num_threads());
 }
 
 /* Every path into BLIS comes through here first (ensure_threads). */

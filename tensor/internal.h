@@ -271,8 +271,11 @@ CGI_HIDDEN cg_status cgi_rebind(cg_tensor *t, const cg_tensor *base, int64_t off
 #define CGI_PAR_FOR(PAR, V, N, ...)                                                            \
     do {                                                                                       \
         const int64_t cgi_n_ = (N);                                                            \
-        if ((PAR) && cg_get_num_threads() > 1) {                                               \
-            _Pragma("omp parallel for schedule(static)") for (int64_t V = 0; V < cgi_n_; V++)  \
+        const int cgi_t_ = cg_get_num_threads();                                               \
+        if ((PAR) && cgi_t_ > 1) {                                                             \
+            _Pragma(                                                                           \
+                "omp parallel for schedule(static) num_threads(cgi_t_)") for (int64_t V = 0;   \
+                                                                              V < cgi_n_; V++) \
                 __VA_ARGS__                                                                    \
         } else {                                                                               \
             for (int64_t V = 0; V < cgi_n_; V++) __VA_ARGS__                                   \

@@ -108,7 +108,12 @@ CG_API cg_status cg_ctx_status(const cg_ctx *ctx);
 CG_API const char *cg_ctx_error(const cg_ctx *ctx);
 
 /* ---- threads (BLIS and cgrad's own kernels) ------------------------------- */
-CG_API void cg_set_num_threads(int n); /* n < 1 means 1 */
+/* One count for the whole process (any thread may call it; a later call
+ * wins), used by every parallel region of cgrad and by BLIS. Until it is
+ * called: OpenMP's default, i.e. OMP_NUM_THREADS or the number of cores, and
+ * BLIS takes the same at the first product (BLIS_NUM_THREADS is overridden).
+ * n < 1 means 1. */
+CG_API void cg_set_num_threads(int n);
 CG_API int cg_get_num_threads(void);
 
 /* ---- dtypes -------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -240,6 +241,34 @@ static void test_ctx_heap_view_of_ctx_tensor_refused(void **state) {
     cg_ctx_free(ctx);
 }
 
+/* cg_set_num_threads is process-wide: another thread sees the count (an
+ * OpenMP setting alone would stay with the thread that made it), and that
+ * thread's parallel kernels use it. */
+static void *other_thread(void *arg) {
+    int *seen = arg;
+    seen[0] = cg_get_num_threads();
+    cg_tensor *a = cg_ones(NULL, CG_F32, CG_SHAPE(1 << 16)); /* above CGI_PAR_MIN */
+    cg_tensor *b = cg_add(NULL, a, a);
+    seen[1] = b && ((float *)cg_data(b))[(1 << 16) - 1] == 2.0f;
+    cg_tensor_free(a);
+    cg_tensor_free(b);
+    return NULL;
+}
+
+static void test_threads_count_is_process_wide(void **state) {
+    (void)state;
+    int before = cg_get_num_threads(), seen[2] = {0, 0};
+    cg_set_num_threads(3);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_thread, seen), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(seen[0], 3);
+    assert_true(seen[1]);
+    cg_set_num_threads(0);
+    assert_int_equal(cg_get_num_threads(), 1);
+    cg_set_num_threads(before);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_zeros_ones_full),
@@ -259,6 +288,7 @@ int main(void) {
         cmocka_unit_test(test_ctx_keeps_first_error),
         cmocka_unit_test(test_ctx_large_tensor_beyond_chunk),
         cmocka_unit_test(test_ctx_heap_view_of_ctx_tensor_refused),
+        cmocka_unit_test(test_threads_count_is_process_wide),
     };
     return cmocka_run_group_tests_name("tensor", tests, NULL, NULL);
 }
