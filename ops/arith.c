@@ -180,7 +180,7 @@ static cg_tensor *scalar_forward(cg_ctx *ctx, const char *name, const cgi_binary
                                  const cg_tensor *x, double s, bool reversed) {
     CGI_NULL_CHECK(x, name);
     cg_dtype dt = x->dtype;
-    if (dt == CG_I64 && (!k->fn[CG_I64] || s != (double)(int64_t)s)) dt = CG_F32;
+    if (dt == CG_I64 && (!k->fn[CG_I64] || !cgi_f64_is_i64(s))) dt = CG_F32;
     cg_tensor st;
     cgi_storage sto;
     cgi_scalar v;

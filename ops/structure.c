@@ -20,11 +20,8 @@
 /* Whether s is an integer an i64 holds. An i64 tensor's op with such an s
  * stays i64, as with a Python int; any other s makes it f32, as a Python
  * float does in PyTorch (cgrad's scalar arithmetic does the same). */
-static bool fits_i64(double s) {
-    return s >= -9223372036854775808.0 && s < 9223372036854775808.0 && s == (double)(int64_t)s;
-}
 static cg_dtype scalar_dtype(const cg_tensor *x, double s) {
-    return x->dtype == CG_I64 && !fits_i64(s) ? CG_F32 : x->dtype;
+    return x->dtype == CG_I64 && !cgi_f64_is_i64(s) ? CG_F32 : x->dtype;
 }
 
 /* value converts to dt without overflow: PyTorch refuses the rest (NaN and

@@ -190,7 +190,7 @@ cg_tensor *cgi_stack_scalar(cg_tensor *t, cgi_storage *st, cgi_scalar *v, cg_dty
     else if (dt == CG_F64)
         v->f64 = value;
     else
-        v->i64 = (int64_t)value;
+        v->i64 = cgi_f64_to_i64(value);
     *st = (cgi_storage){
         .data = v, .nbytes = sizeof *v, .refcount = 1, .kind = CGI_STORAGE_BORROWED};
     t->storage = st;

@@ -259,6 +259,20 @@ CGI_HIDDEN cg_tensor *cgi_slice_of(const cg_tensor *base, int64_t off, int ndim,
 CGI_HIDDEN cg_status cgi_rebind(cg_tensor *t, const cg_tensor *base, int64_t off,
                                 const char *op);
 
+/* ---- float to integer ------------------------------------------------------ */
+/* Float to i64 truncates toward zero like C and PyTorch, clamped to the i64
+ * range with NaN to 0: a plain cast out of range is undefined behaviour. */
+static inline int64_t cgi_f64_to_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775807.0) return INT64_MAX;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+/* v is a whole number that i64 holds exactly. */
+static inline bool cgi_f64_is_i64(double v) {
+    return v >= -9223372036854775808.0 && v < 9223372036854775807.0 && v == (double)(int64_t)v;
+}
+
 /* ---- threading ----------------------------------------------------------- */
 /* Work below this many elements runs on one thread. */
 #define CGI_PAR_MIN 32768

@@ -171,14 +171,7 @@ WHERE_FN(where_i64, int64_t)
 const cgi_ternary_fn cgi_where_fn[3] = {where_f32, where_f64, where_i64};
 
 /* ---- converting copy ------------------------------------------------------------ */
-/* Float to i64 truncates toward zero like C and PyTorch, clamped to the i64
- * range with NaN to 0 so out-of-range values cannot be undefined. */
-static inline int64_t f2i(double v) {
-    if (v != v) return 0;
-    if (v >= 9223372036854775807.0) return INT64_MAX;
-    if (v <= -9223372036854775808.0) return INT64_MIN;
-    return (int64_t)v;
-}
+/* Float to i64: cgi_f64_to_i64 (truncated, clamped, NaN to 0). */
 
 UNARY_FN(copy_f32, float, x)
 UNARY_FN(copy_f64, double, x)
@@ -194,9 +187,9 @@ UNARY_FN(copy_i64, int64_t, x)
         }                                                                                      \
     }
 CONVERT_FN(f32_to_f64, float, double, x)
-CONVERT_FN(f32_to_i64, float, int64_t, f2i(x))
+CONVERT_FN(f32_to_i64, float, int64_t, cgi_f64_to_i64(x))
 CONVERT_FN(f64_to_f32, double, float, x)
-CONVERT_FN(f64_to_i64, double, int64_t, f2i(x))
+CONVERT_FN(f64_to_i64, double, int64_t, cgi_f64_to_i64(x))
 CONVERT_FN(i64_to_f32, int64_t, float, x)
 CONVERT_FN(i64_to_f64, int64_t, double, x)
 

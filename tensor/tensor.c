@@ -181,19 +181,11 @@ static double load(cg_dtype dt, const char *p) {
     return NAN;
 }
 
-/* Float to int conversion is undefined out of range: clamp, NaN -> 0. */
-static int64_t to_i64(double v) {
-    if (v != v) return 0;
-    if (v >= 9223372036854775807.0) return INT64_MAX;
-    if (v <= -9223372036854775808.0) return INT64_MIN;
-    return (int64_t)v;
-}
-
 static void store(cg_dtype dt, char *p, double v) {
     switch (dt) {
     case CG_F32: *(float *)p = (float)v; break;
     case CG_F64: *(double *)p = v; break;
-    case CG_I64: *(int64_t *)p = to_i64(v); break;
+    case CG_I64: *(int64_t *)p = cgi_f64_to_i64(v); break;
     }
 }
 
@@ -431,7 +423,8 @@ cg_status cg_get_i64(const cg_tensor *t, const int64_t *index, int64_t *out) {
     char *p;
     cg_status s = element_ptr(t, "cg_get_i64", index, &p);
     if (s == CG_OK && !out) return cgi_error(NULL, CG_ERR_ARG, "cg_get_i64: out is NULL");
-    if (s == CG_OK) *out = t->dtype == CG_I64 ? *(const int64_t *)p : to_i64(load(t->dtype, p));
+    if (s == CG_OK)
+        *out = t->dtype == CG_I64 ? *(const int64_t *)p : cgi_f64_to_i64(load(t->dtype, p));
     return s;
 }
 

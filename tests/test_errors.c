@@ -253,6 +253,14 @@ static void test_errors_campaign_findings(void **state) {
     assert_prefix(CG_ERR_INDEX, "cg_optim_state: index 99 out of range");
     cg_optim_free(o);
     cg_tensor_free(x);
+    /* a number beyond i64 against an i64 tensor: f32, as PyTorch (the old
+     * test cast it to i64 first, undefined behaviour) */
+    cg_tensor *iv = cg_from_array(ctx, CG_I64, CG_SHAPE(2), (const int64_t[]){1, 2});
+    cg_tensor *big = cg_add_scalar(ctx, iv, 1e30);
+    assert_non_null(big);
+    assert_int_equal(cg_dtype_of(big), CG_F32);
+    assert_float_equal(((float *)cg_data(big))[1], 1e30f, 1e23);
+    assert_int_equal(cg_dtype_of(cg_mul_scalar(ctx, iv, NAN)), CG_F32);
 }
 
 static void test_errors_no_grad_pop_without_push(void **state) {
