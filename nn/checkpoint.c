@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -179,15 +181,20 @@ static bool write_all(FILE *f, const cgi_jbuf *h, const saving *S) {
     return ok;
 }
 
-/* Creates a new file "<path>.XXXXXX" (tmp: strlen(path) + 8 bytes) next to
- * path, as mkstemp does: O_EXCL, so it never follows a link planted there
- * and two savers never share one. Unlike mkstemp's 0600 the mode is 0666
- * less the umask, what fopen gives, so a checkpoint is not made private. */
-static int open_temp(const char *path, char *tmp) {
-    static const char chars[] = "abcdefghijklmnopqrstuvwxyz"
+/* Temporaries are "<path>.tmp.<pid>.XXXXXX": the pid says whose it is, so a
+ * later save can remove those a killed process left (sweep_stale). */
+#define TMP_EXTRA 40 /* ".tmp." + up to 20 digits + "." + 6 + NUL, and spare */
+static const char TMP_CHARS[] = "abcdefghijklmnopqrstuvwxyz"
                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/* Creates a new file "<path>.tmp.<pid>.XXXXXX" (tmp: strlen(path) +
+ * TMP_EXTRA bytes) next to path, as mkstemp does: O_EXCL, so it never follows
+ * a link planted there and two savers never share one. Unlike mkstemp's 0600
+ * the mode is 0666 less the umask, what fopen gives, so a checkpoint is not
+ * made private. */
+static int open_temp(const char *path, char *tmp) {
     struct timespec ts;
-    size_t len = strlen(path);
+    int len = snprintf(tmp, strlen(path) + TMP_EXTRA, "%s.tmp.%ld.", path, (long)getpid());
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid() << 40 ^
                  (uint64_t)(uintptr_t)tmp;
@@ -196,14 +203,45 @@ static int open_temp(const char *path, char *tmp) {
         z = (z ^ z >> 30) * UINT64_C(0xbf58476d1ce4e5b9);
         z = (z ^ z >> 27) * UINT64_C(0x94d049bb133111eb);
         z ^= z >> 31;
-        memcpy(tmp, path, len);
-        tmp[len] = '.';
-        for (int i = 0; i < 6; i++, z /= 62) tmp[len + 1 + i] = chars[z % 62];
-        tmp[len + 7] = 0;
+        for (int i = 0; i < 6; i++, z /= 62) tmp[len + i] = TMP_CHARS[z % 62];
+        tmp[len + 6] = 0;
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd >= 0 || errno != EEXIST) return fd;
     }
     return -1; /* errno EEXIST */
+}
+
+/* The pid of a temporary of base's ("<base>.tmp.<pid>.XXXXXX"), else 0. */
+static long temp_owner(const char *name, const char *base) {
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0) return 0;
+    const char *p = name + n + 5;
+    long pid = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) pid = pid * 10 + (*p - '0');
+    if (!digits || *p != '.' || strlen(p + 1) != 6 || strspn(p + 1, TMP_CHARS) != 6) return 0;
+    return pid;
+}
+
+/* Removes the temporaries of path whose writer is gone (killed during a
+ * save): those of processes that no longer exist on this machine. A live
+ * process's temporaries stay, and so do those of a process with a reused pid
+ * (harmless: removed once that process ends). Errors are ignored: this is
+ * tidying, the save itself has succeeded. */
+static void sweep_stale(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+             slash ? path : ".");
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const char *base = slash ? slash + 1 : path;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long pid = temp_owner(e->d_name, base);
+        if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
 }
 
 /* fsync on path's directory makes the rename itself durable. */
@@ -247,7 +285,7 @@ static bool write_temp(int fd, const cgi_jbuf *h, const saving *S, int *err) {
  * leaves either the old file or the new one, never half of one, and a
  * failure removes the temporary. */
 static cg_status write_file(const char *path, const cgi_jbuf *h, const saving *S) {
-    char *tmp = malloc(strlen(path) + 8);
+    char *tmp = malloc(strlen(path) + TMP_EXTRA);
     if (!tmp) return cgi_error(NULL, CG_ERR_NOMEM, "%s: out of memory", S->fn);
     int fd = open_temp(path, tmp), err = errno;
     bool ok = fd >= 0 && write_temp(fd, h, S, &err);
@@ -265,6 +303,7 @@ static cg_status write_file(const char *path, const cgi_jbuf *h, const saving *S
                          "%s: %s: written, but syncing its directory "
                          "failed: %s",
                          S->fn, path, strerror(err));
+    sweep_stale(path);
     return CG_OK;
 }
 

@@ -455,11 +455,13 @@ CG_API cg_status cg_clip_grad_value_params_(int n, cg_tensor *const *params, dou
  * under both), and, each when given: the optimizer's state tensors (keys
  * "optimizer.<name>"), its kind, step and hyperparameters, the schedule's
  * state and the rng state (in __metadata__). o, s and rng may be NULL. The
- * file goes to a new temporary next to path ("<path>.XXXXXX", created
- * exclusively, so a link planted there is never followed and concurrent
- * savers never share one), is synced and renamed over path, and the
- * directory synced: a failed save removes its temporary and a crash never
- * destroys the last good checkpoint. */
+ * file goes to a new temporary next to path ("<path>.tmp.<pid>.XXXXXX",
+ * created exclusively, so a link planted there is never followed and
+ * concurrent savers never share one), is synced and renamed over path, and
+ * the directory synced: a failed save removes its temporary and a crash never
+ * destroys the last good checkpoint. A process killed mid-save leaves its
+ * temporary; the next successful save to path removes the temporaries of
+ * processes no longer running on this machine. */
 CG_API cg_status cg_save(const char *path, const cg_module *m, const cg_optim *o,
                          const cg_sched *s, const cg_rng *rng);
 /* Reads a file written by cg_save or PyTorch. Every state tensor of m must

@@ -1120,6 +1120,35 @@ static pid_t saver(const char *path, const cg_module *m, int times) {
 
 /* Two processes saving different models to one path while a third loads
  * it: every load finds one whole model, and so does the last. */
+/* A save killed mid-write leaves its temporary "<path>.tmp.<pid>.XXXXXX";
+ * the next save to that path removes those whose process is gone, and
+ * keeps a live process's (it may be saving right now) and other names. */
+static void test_checkpoint_save_sweeps_stale_temporaries(void **state) {
+    (void)state;
+    char p[128], dead[200], live[200], other[200];
+    in_dir(p, sizeof p, "stale.safetensors");
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* reaped: the pid is gone */
+    snprintf(dead, sizeof dead, "%s.tmp.%ld.abcDE9", p, (long)child);
+    snprintf(live, sizeof live, "%s.tmp.%ld.abcDE9", p, (long)getppid());
+    snprintf(other, sizeof other, "%s.tmp.%ld.abc", p, (long)child); /* not one of ours */
+    write_raw(dead, "half", 4);
+    write_raw(live, "half", 4);
+    write_raw(other, "half", 4);
+    cg_module *m = tiny(1);
+    assert_int_equal(cg_save(p, m, NULL, NULL, NULL), CG_OK);
+    struct stat sb;
+    assert_int_equal(stat(dead, &sb), -1);
+    assert_int_equal(stat(live, &sb), 0);
+    assert_int_equal(stat(other, &sb), 0);
+    assert_int_equal(temporaries("stale.safetensors"), 2);
+    remove(live);
+    remove(other);
+    cg_module_free(m);
+}
+
 static void test_checkpoint_concurrent_saves_leave_one_model(void **state) {
     (void)state;
     char p[128];
@@ -1233,6 +1262,7 @@ int main(void) {
         cmocka_unit_test(test_checkpoint_tensors_load_errors),
         cmocka_unit_test(test_checkpoint_save_ignores_planted_symlink),
         cmocka_unit_test(test_checkpoint_concurrent_saves_leave_one_model),
+        cmocka_unit_test(test_checkpoint_save_sweeps_stale_temporaries),
         cmocka_unit_test(test_checkpoint_failed_write_keeps_old_file),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
