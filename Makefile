@@ -32,10 +32,20 @@ BENCHES := $(sort $(basename $(notdir $(wildcard bench/bench_*.c))))
 
 REL  := build/rel
 ASAN := build/asan
+# fuzzing (tests/fuzz/, below)
+FUZZERS      := safetensors idx json
+FUZZ_CORPUS  := build/fuzz-corpus
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp -fno-math-errno \
+                -D_POSIX_C_SOURCE=200809L -I. -Wno-unknown-pragmas \
+                -fsanitize=fuzzer-no-link,address,undefined
+FUZZ         := build/fuzz
+REPLAYS      := $(addprefix $(ASAN)/tests/fuzz/replay_,$(FUZZERS))
 VG   := build/vg
 
 .PHONY: all deps test test-build valgrind demo tour examples bench bench-compare install \
-        uninstall clean format format-check
+        uninstall clean format format-check fuzz
 .DEFAULT_GOAL := all
 
 all: build/libcgrad.a build/libcgrad.so
@@ -88,10 +98,49 @@ test: deps
 	@$(MAKE) --no-print-directory test-build
 	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) \
 	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) -- \
-	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES))
+	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) \
+	    $(REPLAYS)
 test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS)) \
             $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) \
-            $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES))
+            $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) $(REPLAYS) $(FUZZ_CORPUS)/.stamp
+
+# ---- fuzzing (tests/fuzz/) ------------------------------------------------
+# make test replays each harness on the seed corpus the build generates and on
+# every reproducer found so far (tests/fuzz/regressions/<harness>/), built by
+# gcc with the sanitizers. `make fuzz` runs libFuzzer campaigns: clang, its
+# fuzzer runtime and libomp, installed only for this target.
+
+$(ASAN)/tests/fuzz/replay_%: tests/fuzz/replay.c tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h \
+                             $(ASAN)/libcgrad.a
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) -DHARNESS='"$*"' $(ASAN_LDFLAGS) -o $@ tests/fuzz/replay.c \
+	    tests/fuzz/fuzz_$*.c $(ASAN)/libcgrad.a $(LIBS)
+$(ASAN)/tests/fuzz/gen_corpus: tests/fuzz/gen_corpus.c $(ASAN)/libcgrad.a
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_CFLAGS) $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a $(LIBS)
+$(FUZZ_CORPUS)/.stamp: $(ASAN)/tests/fuzz/gen_corpus
+	@mkdir -p $(addprefix $(FUZZ_CORPUS)/,$(FUZZERS))
+	$< $(FUZZ_CORPUS)
+	@touch $@
+
+$(FUZZ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ)/fuzz_%: $(FUZZ)/tests/fuzz/fuzz_%.o $(SRC:%.c=$(FUZZ)/%.o)
+	$(FUZZ_CC) -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+# One campaign per harness, FUZZ_SECONDS each, one after the other on one
+# core; new inputs go to the corpus, findings to tests/fuzz/regressions/.
+fuzz:
+	@sh tools/deps.sh clang libclang-rt-14-dev libomp-14-dev
+	@$(MAKE) --no-print-directory $(FUZZ_CORPUS)/.stamp $(addprefix $(FUZZ)/fuzz_,$(FUZZERS))
+	@for h in $(FUZZERS); do \
+	    mkdir -p tests/fuzz/regressions/$$h; \
+	    echo "fuzz: $$h for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 \
+	        -artifact_prefix=tests/fuzz/regressions/$$h/ $(FUZZ_CORPUS)/$$h || exit 1; \
+	done
 
 # The test binaries under valgrind (slow; not part of `make test`).
 valgrind: deps $(addprefix $(VG)/tests/,$(TESTS))
@@ -147,7 +196,8 @@ uninstall:
 # Every C file laid out as .clang-format says: `make format` rewrites them,
 # `make format-check` (run by .ci/run) fails on any that differ.
 FORMATTED := $(SRC) $(HEADERS) cgrad_cmocka.h \
-             $(wildcard tests/*.c tests/*.h examples/*.c bench/*.c bench/*.h)
+             $(wildcard tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h examples/*.c bench/*.c \
+                        bench/*.h)
 format:
 	@sh tools/deps.sh clang-format
 	clang-format -i $(FORMATTED)
