@@ -81,15 +81,19 @@ $(VG)/libcgrad.a: $(SRC:%.c=$(VG)/%.o)
 	ar rcs $@ $^
 
 # ---- tests ---------------------------------------------------------------
+# test_oom fails cgrad's allocations one by one: the linker sends the
+# library's calls through the test's own wrappers.
+OOM_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
+$(REL)/tests/test_oom $(ASAN)/tests/test_oom $(VG)/tests/test_oom: TEST_LDFLAGS := $(OOM_WRAP)
 $(REL)/tests/%: $(REL)/tests/%.o build/libcgrad.a
-	$(CC) -fopenmp -o $@ $< build/libcgrad.a -lcmocka $(LIBS)
+	$(CC) -fopenmp $(TEST_LDFLAGS) -o $@ $< build/libcgrad.a -lcmocka $(LIBS)
 $(ASAN)/tests/%: $(ASAN)/tests/%.o $(ASAN)/libcgrad.a
-	$(CC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a -lcmocka $(LIBS)
+	$(CC) -fopenmp $(ASAN_LDFLAGS) $(TEST_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a -lcmocka $(LIBS)
 $(ASAN)/examples/%: $(ASAN)/examples/%.o $(ASAN)/libcgrad.a
 	$(CC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad.a $(LIBS)
 
 $(VG)/tests/%: $(VG)/tests/%.o $(VG)/libcgrad.a
-	$(CC) -fopenmp -o $@ $< $(VG)/libcgrad.a -lcmocka $(LIBS)
+	$(CC) -fopenmp $(TEST_LDFLAGS) -o $@ $< $(VG)/libcgrad.a -lcmocka $(LIBS)
 
 # examples/custom_op.c documents how users add an op, so it runs as a test too.
 TEST_EXAMPLES := custom_op
