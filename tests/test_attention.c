@@ -3,7 +3,7 @@
  * Attention against the composite matmul, mask, softmax, matmul written here
  * with public ops: values and gradients in f32 and f64, causal or not, an
  * additive mask broadcast over heads, lengths that are not a multiple of
- * the tile (64), one query, Tq != Tk, non-contiguous q, k, v (transposes of
+ * the tiles (128 queries, 256 keys), one query, Tq != Tk, non-contiguous q, k, v (transposes of
  * [B, T, H, D]); float64 gradcheck and gradgradcheck; the same bits for 1
  * and 2 threads; every error path. Sampling: frequencies of a seeded run
  * within tolerance, top_k = 1 as argmax, errors. */
@@ -129,15 +129,17 @@ static void compare(cg_ctx *ctx, const acase *c, cg_dtype dt, double tol) {
 static const acase CASES[] = {
     {.b = 2, .h = 3, .tq = 5, .tk = 5, .d = 4, .dv = 4},
     {.b = 2, .h = 3, .tq = 5, .tk = 5, .d = 4, .dv = 4, .causal = true},
-    {.b = 1, .h = 2, .tq = 70, .tk = 70, .d = 8, .dv = 8},
-    {.b = 1, .h = 2, .tq = 130, .tk = 130, .d = 8, .dv = 5, .causal = true},
     {.b = 2, .h = 2, .tq = 1, .tk = 1, .d = 3, .dv = 2},
     {.b = 2, .h = 2, .tq = 1, .tk = 1, .d = 3, .dv = 2, .causal = true},
-    {.b = 2, .h = 1, .tq = 3, .tk = 70, .d = 4, .dv = 6},
-    {.b = 2, .h = 1, .tq = 67, .tk = 2, .d = 4, .dv = 3},
-    {.b = 2, .h = 3, .tq = 66, .tk = 66, .d = 4, .dv = 4, .causal = true, .mask = 1},
-    {.b = 2, .h = 2, .tq = 9, .tk = 65, .d = 5, .dv = 4, .mask = 2},
-    {.b = 2, .h = 3, .tq = 65, .tk = 65, .d = 4, .dv = 4, .causal = true, .transposed = true},
+    /* query tiles (128) and key tiles (256) with short last ones */
+    {.b = 1, .h = 2, .tq = 300, .tk = 300, .d = 8, .dv = 5, .causal = true},
+    {.b = 1, .h = 1, .tq = 300, .tk = 300, .d = 6, .dv = 6},
+    {.b = 1, .h = 2, .tq = 129, .tk = 129, .d = 4, .dv = 4, .causal = true},
+    {.b = 2, .h = 1, .tq = 3, .tk = 520, .d = 4, .dv = 6},
+    {.b = 2, .h = 1, .tq = 260, .tk = 2, .d = 4, .dv = 3},
+    {.b = 2, .h = 3, .tq = 270, .tk = 270, .d = 4, .dv = 4, .causal = true, .mask = 1},
+    {.b = 2, .h = 2, .tq = 9, .tk = 257, .d = 5, .dv = 4, .mask = 2},
+    {.b = 2, .h = 3, .tq = 257, .tk = 257, .d = 4, .dv = 4, .causal = true, .transposed = true},
     {.b = 2, .h = 2, .tq = 7, .tk = 9, .d = 4, .dv = 3, .mask = 1, .transposed = true},
     {.b = 1, .h = 2, .tq = 6, .tk = 6, .d = 4, .dv = 4, .scale = 0.7},
 };
@@ -225,15 +227,19 @@ static void test_attention_gradcheck_transposed(void **state) {
     free3(in);
 }
 
-/* Lengths past one tile: the online softmax across tiles, causal skipping. */
+/* Lengths past one tile: the online softmax across key tiles (256), more
+ * than one query tile (128), causal skipping. */
 static void test_attention_gradcheck_tiles(void **state) {
     (void)state;
     cg_tensor *in[3];
-    const int64_t s[4] = {1, 1, 66, 2};
-    leaves3(14, s, s, s, in);
-    gcase c = {.causal = true};
+    leaves3(14, (const int64_t[]){1, 1, 2, 1}, (const int64_t[]){1, 1, 520, 1},
+            (const int64_t[]){1, 1, 520, 1}, in);
+    gcase c = {0};
     cg_assert_gradcheck(f_attn, &c, 3, in);
-    c.causal = false;
+    free3(in);
+    const int64_t s[4] = {1, 1, 130, 1};
+    leaves3(15, s, s, s, in);
+    c.causal = true;
     cg_assert_gradcheck(f_attn, &c, 3, in);
     free3(in);
 }
@@ -324,21 +330,40 @@ static void test_attention_by_hand(void **state) {
     assert_values(SDPA(ctx, q4, k4, v, NULL), (double[]){1, 6}, 2, 1e-14);
 }
 
-/* Every key masked: NaN, as the composite's softmax of -inf; no keys: zeros. */
+/* Every key masked: NaN, as the composite's softmax of -inf; the keys of
+ * a whole tile masked (the running max stays -inf over it): as the
+ * composite; no keys: zeros. */
 static void test_attention_masked_rows_and_empty(void **state) {
     cg_ctx *ctx = *state;
     cg_rng rng = seeded(21);
-    cg_tensor *q = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(1, 2, 3), 0, 1);
-    cg_tensor *k = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(1, 70, 3), 0, 1);
-    cg_tensor *v = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(1, 70, 2), 0, 1);
+    cg_tensor *q = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 3, 3), 1);
+    cg_tensor *k = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 300, 3), 1);
+    cg_tensor *v = randn_leaf(&rng, CG_F64, CG_SHAPE(1, 300, 2), 1);
+    double *mv = calloc(900, sizeof(double));
+    for (int j = 0; j < 300; j++) mv[j] = j < 280 ? -INFINITY : 0; /* row 0: 20 keys left */
+    for (int j = 0; j < 300; j++) mv[300 + j] = -INFINITY;         /* row 1: none */
     cg_attn_opts o = cg_attn_defaults();
-    o.mask = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 1), (double[]){0, -INFINITY});
-    cg_tensor *y = SDPA(ctx, q, k, v, &o);
-    double got[4];
+    cg_tensor *mask = cg_from_array(ctx, CG_F64, CG_SHAPE(3, 300), mv);
+    o.mask = mask;
+    free(mv);
+    cg_tensor *y = SDPA(ctx, q, k, v, &o), *ref = reference(ctx, q, k, v, &o);
+    double got[6];
     cg_copy_to_array(y, CG_F64, got);
-    assert_false(isnan(got[0]) || isnan(got[1]));
+    assert_false(isnan(got[0]) || isnan(got[1]) || isnan(got[4]) || isnan(got[5]));
     assert_true(isnan(got[2]) && isnan(got[3]));
-    assert_true(max_diff(y, reference(ctx, q, k, v, &o)) < 1e-12);
+    assert_true(max_diff(y, ref) < 1e-12);
+    /* with row 1 unmasked, the gradients agree too (and are finite) */
+    for (int j = 0; j < 300; j++) cg_set(mask, (int64_t[]){1, j}, 0.5);
+    cg_tensor *in[3] = {q, k, v}, *ga[3], *gb[3];
+    cg_tensor *la = cg_sum(ctx, cg_square(ctx, SDPA(ctx, q, k, v, &o)), NULL, 0, false);
+    cg_tensor *lb = cg_sum(ctx, cg_square(ctx, reference(ctx, q, k, v, &o)), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &la, NULL, 3, in, ga, 0), CG_OK);
+    assert_int_equal(cg_grad(ctx, 1, &lb, NULL, 3, in, gb, 0), CG_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_true(isfinite(cg_item(cg_sum(ctx, cg_abs(ctx, ga[i]), NULL, 0, false))));
+        assert_true(max_diff(ga[i], gb[i]) < 1e-12);
+    }
+    free3(in);
     /* Tk = 0 */
     cg_tensor *qe = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 2, 3), 1);
     cg_tensor *ke = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 0, 3), 1);
