@@ -55,9 +55,11 @@ static bool dtypes_ok(cg_ctx *ctx, const cg_tensor *q, const cg_tensor *k, const
     cg_dtype dt = q->dtype;
     if (cgi_is_float(dt) && k->dtype == dt && v->dtype == dt && (!mask || mask->dtype == dt))
         return true;
-    cgi_error(ctx, CG_ERR_DTYPE, "%s: q %s, k %s, v %s, mask %s: need one float dtype", NAME,
-              cg_dtype_name(dt), cg_dtype_name(k->dtype), cg_dtype_name(v->dtype),
-              mask ? cg_dtype_name(mask->dtype) : "none");
+    char s[420];
+    cgi_error(ctx, CG_ERR_DTYPE,
+              "%s: %s: dtypes q %s, k %s, v %s, mask %s: need one float dtype", NAME,
+              qkv_str(s, sizeof s, q, k, v), cg_dtype_name(dt), cg_dtype_name(k->dtype),
+              cg_dtype_name(v->dtype), mask ? cg_dtype_name(mask->dtype) : "none");
     return false;
 }
 
@@ -102,22 +104,21 @@ static bool mask_ok(cg_ctx *ctx, const cg_tensor *q, const cg_tensor *k,
     return false;
 }
 
-static bool opts_ok(cg_ctx *ctx, const cg_tensor *q, const cg_tensor *k,
+static bool opts_ok(cg_ctx *ctx, const cg_tensor *q, const cg_tensor *k, const cg_tensor *v,
                     const cg_attn_opts *o) {
     int n = q->ndim;
-    char sq[128], sk[128];
-    if (o->causal && q->shape[n - 2] != k->shape[n - 2]) {
-        cgi_error(ctx, CG_ERR_SHAPE, "%s: causal needs as many queries as keys: q %s, k %s",
-                  NAME, cg_shape_str(q, sq, sizeof sq), cg_shape_str(k, sk, sizeof sk));
-        return false;
-    }
-    if (!(o->dropout >= 0 && o->dropout < 1)) /* also NaN */
-        cgi_error(ctx, CG_ERR_ARG, "%s: dropout %g is not in [0, 1)", NAME, o->dropout);
+    char s[420];
+    qkv_str(s, sizeof s, q, k, v);
+    if (o->causal && q->shape[n - 2] != k->shape[n - 2])
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: %s: causal needs as many queries as keys", NAME, s);
+    else if (!(o->dropout >= 0 && o->dropout < 1)) /* also NaN */
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s: dropout %g is not in [0, 1)", NAME, s, o->dropout);
     else if (o->dropout > 0 && !o->rng)
-        cgi_error(ctx, CG_ERR_ARG, "%s: dropout %g needs an rng (got NULL)", NAME, o->dropout);
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s: dropout %g needs an rng (got NULL)", NAME, s,
+                  o->dropout);
     else if (!(o->scale >= 0 && o->scale < INFINITY))
-        cgi_error(ctx, CG_ERR_ARG, "%s: scale %g must be finite and >= 0 (0: 1 / sqrt(D))",
-                  NAME, o->scale);
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s: scale %g must be finite and >= 0 (0: 1 / sqrt(D))",
+                  NAME, s, o->scale);
     else
         return true;
     return false;
@@ -347,7 +348,7 @@ cg_tensor *cg_scaled_dot_product_attention(cg_ctx *ctx, const cg_tensor *q, cons
     if (o.mask) CGI_INPUT_CHECK(o.mask, NAME, 3);
     const cg_tensor *in[4] = {q, k, v, o.mask};
     if (!dtypes_ok(ctx, q, k, v, o.mask) || !shapes_ok(ctx, q, k, v) ||
-        !mask_ok(ctx, q, k, o.mask) || !opts_ok(ctx, q, k, &o) || !ctx_ok(ctx, in, 4))
+        !mask_ok(ctx, q, k, o.mask) || !opts_ok(ctx, q, k, v, &o) || !ctx_ok(ctx, in, 4))
         return NULL;
     double scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[q->ndim - 1]);
     if (o.dropout > 0 || (o.mask && o.mask->requires_grad && cg_is_grad_enabled(ctx)))

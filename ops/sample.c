@@ -57,7 +57,8 @@ static bool table_ok(cg_ctx *ctx, const char *name, const char *what, const cg_t
         cgi_error(ctx, CG_ERR_SHAPE, "%s: %s %s has no categories", name, what,
                   cg_shape_str(t, s, sizeof s));
     else if (!rng)
-        cgi_error(ctx, CG_ERR_ARG, "%s: rng is NULL", name);
+        cgi_error(ctx, CG_ERR_ARG, "%s: %s %s: rng is NULL", name, what,
+                  cg_shape_str(t, s, sizeof s));
     else
         return true;
     return false;
@@ -66,26 +67,29 @@ static bool table_ok(cg_ctx *ctx, const char *name, const char *what, const cg_t
 /* ---- multinomial ------------------------------------------------------------------------- */
 /* Row r of probs: finite, >= 0, a positive sum and (without replacement)
  * at least n categories of non-zero weight, as torch.multinomial asks. */
-static bool probs_row_ok(cg_ctx *ctx, const double *w, int64_t v, int64_t r, int64_t n,
-                         bool replacement) {
-    int64_t nonzero = 0;
+static bool probs_row_ok(cg_ctx *ctx, const cg_tensor *probs, const double *w, int64_t r,
+                         int64_t n, bool replacement) {
+    int64_t v = probs->shape[probs->ndim - 1], nonzero = 0;
+    char s[128];
+    cg_shape_str(probs, s, sizeof s);
     for (int64_t j = 0; j < v; j++) {
         if (!(w[j] >= 0) || isinf(w[j])) {
             cgi_error(ctx, CG_ERR_ARG,
-                      "cg_multinomial: row %lld holds %g: probabilities must be finite and "
-                      ">= 0",
-                      (long long)r, w[j]);
+                      "cg_multinomial: probs %s: row %lld holds %g: probabilities must be "
+                      "finite and >= 0",
+                      s, (long long)r, w[j]);
             return false;
         }
         nonzero += w[j] > 0;
     }
     if (nonzero == 0)
-        cgi_error(ctx, CG_ERR_ARG, "cg_multinomial: row %lld sums to 0", (long long)r);
+        cgi_error(ctx, CG_ERR_ARG, "cg_multinomial: probs %s: row %lld sums to 0", s,
+                  (long long)r);
     else if (!replacement && nonzero < n)
         cgi_error(ctx, CG_ERR_ARG,
-                  "cg_multinomial: row %lld has %lld non-zero categories, fewer than the %lld "
-                  "samples drawn without replacement",
-                  (long long)r, (long long)nonzero, (long long)n);
+                  "cg_multinomial: probs %s: row %lld has %lld non-zero categories, fewer than "
+                  "the %lld samples drawn without replacement",
+                  s, (long long)r, (long long)nonzero, (long long)n);
     else
         return true;
     return false;
@@ -135,7 +139,7 @@ cg_tensor *cg_multinomial(cg_ctx *ctx, const cg_tensor *probs, int64_t n, bool r
     bool ok = w != NULL;
     for (int64_t r = 0; ok && r < rows; r++) {
         load_row(probs, r, w);
-        ok = probs_row_ok(ctx, w, v, r, n, replacement);
+        ok = probs_row_ok(ctx, probs, w, r, n, replacement);
         if (ok) draw_row(w, v, n, replacement, rng, (int64_t *)cgi_ptr(out) + r * n);
     }
     if (!ctx) free(w);
@@ -151,19 +155,22 @@ static int desc(const void *a, const void *b) {
 
 /* Row r of logits (in x) as weights exp((x - max) / temperature) in w,
  * zero below the top_k-th largest (ties with it kept); tmp: V scratch. */
-static bool logits_weights(cg_ctx *ctx, const double *x, int64_t v, int64_t r, double temp,
-                           int64_t top_k, double *w, double *tmp) {
+static bool logits_weights(cg_ctx *ctx, const cg_tensor *logits, const double *x, int64_t r,
+                           double temp, int64_t top_k, double *w, double *tmp) {
+    int64_t v = logits->shape[logits->ndim - 1];
     double mx = -INFINITY, thr = -INFINITY;
+    char s[128];
     for (int64_t j = 0; j < v; j++) {
         if (isnan(x[j]) || x[j] == INFINITY) {
-            cgi_error(ctx, CG_ERR_ARG, "cg_sample_logits: row %lld holds %g", (long long)r,
-                      x[j]);
+            cgi_error(ctx, CG_ERR_ARG, "cg_sample_logits: logits %s: row %lld holds %g",
+                      cg_shape_str(logits, s, sizeof s), (long long)r, x[j]);
             return false;
         }
         mx = x[j] > mx ? x[j] : mx;
     }
     if (mx == -INFINITY) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_sample_logits: row %lld is all -inf", (long long)r);
+        cgi_error(ctx, CG_ERR_ARG, "cg_sample_logits: logits %s: row %lld is all -inf",
+                  cg_shape_str(logits, s, sizeof s), (long long)r);
         return false;
     }
     if (top_k > 0 && top_k < v) {
@@ -179,11 +186,12 @@ cg_tensor *cg_sample_logits(cg_ctx *ctx, const cg_tensor *logits, double tempera
                             int64_t top_k, cg_rng *rng) {
     CGI_INPUT_CHECK(logits, "cg_sample_logits", 0);
     if (!table_ok(ctx, "cg_sample_logits", "logits", logits, rng)) return NULL;
+    char sb[128];
     if (!(temperature > 0 && temperature < INFINITY) || top_k < 0) {
         cgi_error(ctx, CG_ERR_ARG,
-                  "cg_sample_logits: temperature %g, top_k %lld: need a finite temperature > "
-                  "0 and top_k >= 0 (0: all)",
-                  temperature, (long long)top_k);
+                  "cg_sample_logits: logits %s: temperature %g, top_k %lld: need a finite "
+                  "temperature > 0 and top_k >= 0 (0: all)",
+                  cg_shape_str(logits, sb, sizeof sb), temperature, (long long)top_k);
         return NULL;
     }
     int64_t v = logits->shape[logits->ndim - 1],
@@ -193,7 +201,7 @@ cg_tensor *cg_sample_logits(cg_ctx *ctx, const cg_tensor *logits, double tempera
     bool ok = x != NULL;
     for (int64_t r = 0; ok && r < rows; r++) {
         load_row(logits, r, x);
-        ok = logits_weights(ctx, x, v, r, temperature, top_k, x + v, x + 2 * v);
+        ok = logits_weights(ctx, logits, x, r, temperature, top_k, x + v, x + 2 * v);
         if (ok)
             ((int64_t *)cgi_ptr(out))[r] =
                 pick(x + v, v, cg_rng_uniform(rng) * total_of(x + v, v));

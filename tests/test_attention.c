@@ -557,14 +557,14 @@ static void test_attention_errors(void **state) {
     o.mask = cg_zeros(ctx, CG_F32, CG_SHAPE(1, 2, 3, 5)); /* more dims than the scores */
     BAD(CG_ERR_SHAPE, "does not broadcast", SDPA(ctx, q, k, v, &o));
     o.mask = cg_zeros(ctx, CG_F64, CG_SHAPE(3, 5));
-    BAD(CG_ERR_DTYPE, "q f32, k f32, v f32, mask f64: need one float dtype",
+    BAD(CG_ERR_DTYPE, "v [2,5,6]: dtypes q f32, k f32, v f32, mask f64: need one float dtype",
         SDPA(ctx, q, k, v, &o));
     o = cg_attn_defaults();
     BAD(CG_ERR_DTYPE, "need one float dtype", SDPA(ctx, q, cg_cast(ctx, k, CG_F64), v, NULL));
     cg_tensor *qi = cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3, 4));
-    BAD(CG_ERR_DTYPE, "q i64", SDPA(ctx, qi, qi, qi, NULL));
+    BAD(CG_ERR_DTYPE, "dtypes q i64", SDPA(ctx, qi, qi, qi, NULL));
     o.causal = true;
-    BAD(CG_ERR_SHAPE, "causal needs as many queries as keys: q [2,3,4], k [2,5,4]",
+    BAD(CG_ERR_SHAPE, "q [2,3,4], k [2,5,4], v [2,5,6]: causal needs as many queries as keys",
         SDPA(ctx, q, k, v, &o));
     o = cg_attn_defaults();
     o.dropout = 1;
@@ -576,7 +576,7 @@ static void test_attention_errors(void **state) {
     BAD(CG_ERR_ARG, "is not in [0, 1)", SDPA(ctx, q, k, v, &o));
     o.dropout = 0.1;
     o.rng = NULL;
-    BAD(CG_ERR_ARG, "dropout 0.1 needs an rng", SDPA(ctx, q, k, v, &o));
+    BAD(CG_ERR_ARG, "v [2,5,6]: dropout 0.1 needs an rng", SDPA(ctx, q, k, v, &o));
     o = cg_attn_defaults();
     o.scale = -1;
     BAD(CG_ERR_ARG, "scale -1 must be finite and >= 0", SDPA(ctx, q, k, v, &o));
@@ -675,7 +675,7 @@ static void test_sample_multinomial_errors(void **state) {
     cg_rng rng = seeded(43);
     cg_tensor *p = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 3), (double[]){1, 1, 0, 0, 0, 0});
     assert_null(cg_multinomial(ctx, p, 1, true, &rng));
-    assert_error(CG_ERR_ARG, "cg_multinomial: row 1 sums to 0");
+    assert_error(CG_ERR_ARG, "cg_multinomial: probs [2,3]: row 1 sums to 0");
     double bad[3] = {-1, NAN, INFINITY};
     for (int i = 0; i < 3; i++) {
         cg_tensor *b = cg_from_array(ctx, CG_F64, CG_SHAPE(3), (double[]){1, bad[i], 1});
@@ -691,7 +691,7 @@ static void test_sample_multinomial_errors(void **state) {
     assert_null(cg_multinomial(ctx, one, 0, true, &rng));
     assert_error(CG_ERR_ARG, "n = 0 samples");
     assert_null(cg_multinomial(ctx, one, 1, true, NULL));
-    assert_error(CG_ERR_ARG, "cg_multinomial: rng is NULL");
+    assert_error(CG_ERR_ARG, "cg_multinomial: probs [3]: rng is NULL");
     assert_null(cg_multinomial(ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(3)), 1, true, &rng));
     assert_error(CG_ERR_DTYPE, "needs f32 or f64");
     assert_null(cg_multinomial(ctx, cg_scalar(ctx, CG_F64, 1), 1, true, &rng));
@@ -757,14 +757,14 @@ static void test_sample_logits_errors(void **state) {
     assert_null(cg_sample_logits(ctx, x, 1, -1, &rng));
     assert_error(CG_ERR_ARG, "top_k >= 0");
     assert_null(cg_sample_logits(ctx, x, 1, 0, NULL));
-    assert_error(CG_ERR_ARG, "cg_sample_logits: rng is NULL");
+    assert_error(CG_ERR_ARG, "cg_sample_logits: logits [2,3]: rng is NULL");
     assert_null(cg_sample_logits(ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(2, 3)), 1, 0, &rng));
     assert_error(CG_ERR_DTYPE, "cg_sample_logits: logits [2,3] is i64");
     assert_null(cg_sample_logits(ctx, cg_zeros(ctx, CG_F32, CG_SHAPE(1, 2, 3)), 1, 0, &rng));
     assert_error(CG_ERR_SHAPE, "needs [V] or [B, V]");
     cg_tensor *bad = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 2), (double[]){0, 1, NAN, 0});
     assert_null(cg_sample_logits(ctx, bad, 1, 0, &rng));
-    assert_error(CG_ERR_ARG, "cg_sample_logits: row 1 holds nan");
+    assert_error(CG_ERR_ARG, "cg_sample_logits: logits [2,2]: row 1 holds nan");
     cg_tensor *inf = cg_from_array(ctx, CG_F64, CG_SHAPE(2), (double[]){-INFINITY, -INFINITY});
     assert_null(cg_sample_logits(ctx, inf, 1, 0, &rng));
     assert_error(CG_ERR_ARG, "row 0 is all -inf");
