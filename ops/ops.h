@@ -410,19 +410,44 @@ CG_API cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
 typedef struct cg_attn_opts {
     const cg_tensor *mask; /* NULL, or added to the scores (-inf blocks), dtype of q,
                               broadcastable to [..., Tq, Tk] */
-    bool causal;           /* query i sees keys j <= i (Tq == Tk, else CG_ERR_SHAPE) */
+    bool causal;           /* query i sees keys j <= i (Tq == Tk, else CG_ERR_SHAPE);
+                              may be combined with a mask */
     double dropout;        /* on the attention weights, in [0, 1); needs rng when > 0 */
     cg_rng *rng;           /* dropout's generator (not read when dropout is 0) */
-    double scale;          /* 0: 1 / sqrt(D) */
+    double scale;          /* 0: 1 / sqrt(D); else finite and > 0 */
 } cg_attn_opts;
 CG_API cg_attn_opts cg_attn_defaults(void);
 /* PyTorch's F.scaled_dot_product_attention: softmax(q k^T scale + mask) v.
  * q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv] with the same leading dims
- * (typically [B, H]); f32 or f64; opts NULL for the defaults. Fused (see
- * ops/attention.c): scores are never held whole. */
+ * (typically [B, H]), D >= 1; f32 or f64; any strides (a transpose of
+ * [B, T, H, D] is read in place); opts NULL for the defaults. Result
+ * [..., Tq, Dv]. A query whose keys are all masked gives NaN (softmax of
+ * -inf), no keys at all (Tk = 0) zeros.
+ * Fused (see ops/attention.c): scores are never held whole, the backward
+ * recomputes them tile by tile, and 1 or N threads give the same bits.
+ * Gradients of gradients work (a recorded backward uses the composite
+ * matmul, softmax, matmul). With dropout > 0, or a mask that requires a
+ * gradient, the composite runs instead: dropout's mask is drawn from rng
+ * by cg_dropout over the [..., Tq, Tk] weights. */
 CG_API cg_tensor *cg_scaled_dot_product_attention(cg_ctx *ctx, const cg_tensor *q,
                                                   const cg_tensor *k, const cg_tensor *v,
                                                   const cg_attn_opts *opts);
+
+/* Sampling (no gradient; one cg_rng_uniform per sample, rows in order, so a
+ * seed gives the same indices on every machine and thread count). */
+/* torch.multinomial: n category indices per row of probs [V] or [B, V]
+ * (f32, f64) -> i64 [n] or [B, n]. Rows are weights: finite, >= 0, not all
+ * 0 (they need not sum to 1); else CG_ERR_ARG. Without replacement n <= V
+ * and every row needs n categories of non-zero weight; n >= 1. */
+CG_API cg_tensor *cg_multinomial(cg_ctx *ctx, const cg_tensor *probs, int64_t n,
+                                 bool replacement, cg_rng *rng);
+/* One index per row of logits [B, V] (or [V]) -> i64 [B] (or []): drawn
+ * from softmax(logits / temperature) over the top_k largest logits (0: all;
+ * more than V: all; values tied with the k-th are kept, as nanoGPT's
+ * generate). temperature finite and > 0; top_k 1 gives the argmax. Logits
+ * may be -inf (never drawn) but not NaN or +inf, and not all -inf. */
+CG_API cg_tensor *cg_sample_logits(cg_ctx *ctx, const cg_tensor *logits, double temperature,
+                                   int64_t top_k, cg_rng *rng);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,283 @@
+/* Fused attention kernels: tiles of scores through cgi_gemm, the rest row by
+ * row (see attn_kernels.h). Scores live in one BQ x BK tile per unit, never
+ * as a whole Tq x Tk matrix. */
+#include "attn_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BQ CGI_ATTN_BQ
+#define BK CGI_ATTN_BK
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* Element offset of problem b in operand m. */
+static int64_t lead_off(const cgi_attn *a, const cgi_attn_mat *m, int64_t b) {
+    int64_t off = 0;
+    for (int d = a->nlead - 1; d >= 0; d--) {
+        off += b % a->lead_shape[d] * m->lead[d];
+        b /= a->lead_shape[d];
+    }
+    return off;
+}
+
+/* Rows from i0 of operand m in problem b, as a GEMM operand. */
+static cgi_mat rows_of(const cgi_attn *a, const cgi_attn_mat *m, int64_t b, int64_t i0) {
+    size_t es = cg_dtype_size(a->dt);
+    return (cgi_mat){m->data + (size_t)(lead_off(a, m, b) + i0 * m->rs) * es, m->rs, m->cs};
+}
+
+/* ---- exp for f32 ------------------------------------------------------------------------- */
+/* exp(x) for the x <= 0 (up to rounding) the softmax takes: Cephes' expf
+ * (a degree-5 polynomial on |r| <= ln 2 / 2 after x = n ln 2 + r, within 2
+ * ulp), written without branches or calls so the row loops vectorise;
+ * glibc's expf is a call per element. Below -87.3 the result is 0 (expf
+ * would give subnormals, which nothing here can tell from 0 beside sums of
+ * at least 1); -inf gives 0 and NaN gives NaN. */
+static inline float exp_f32(float x) {
+    const float lo = -87.33654f, hi = 88.37626f, magic = 12582912.0f; /* 1.5 * 2^23 */
+    float xc = x < lo ? lo : x > hi ? hi : x;
+    float t = xc * 1.44269504088896341f + magic; /* n = round(x / ln 2) in t's low bits */
+    float n = t - magic;
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 in two parts */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t tb, sb;
+    memcpy(&tb, &t, sizeof tb);
+    sb = (tb - 0x4B400000u + 127u) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &sb, sizeof scale);
+    return x < lo ? 0.0f : p * scale;
+}
+
+/* ---- row kernels, one set per dtype ------------------------------------------------------ */
+/* A tile of scores is rows [i0, i0 + mq) x keys [j0, j0 + nk) of problem b,
+ * row r at s + r BK. */
+typedef struct tile {
+    int64_t b, i0, mq, j0, nk;
+} tile;
+
+typedef struct row_ops {
+    /* Adds the mask to the tile and sets keys after the query to -inf (causal). */
+    void (*mask)(const cgi_attn *a, const tile *t, char *s);
+    /* One row of n scores against the running max m and sum l: the exps
+     * (against the new max) replace the scores; returns the factor the old
+     * sums take (1 when the max stays, 0 when it was -inf). */
+    double (*online)(char *s, int64_t n, double *m, double *l);
+    void (*scale)(char *o, int64_t n, double f); /* o *= f */
+    /* A finished row: o / l and lse = m + log l (NaN both when l is 0 or
+     * NaN: every key masked); lse may be NULL. */
+    void (*finish)(char *o, int64_t n, double m, double l, char *lse);
+    void (*probs)(char *s, int64_t n, const char *lse); /* s = exp(s - lse) */
+    /* dp = p (dp - delta[0]) */
+    void (*dscores)(const char *p, char *dp, int64_t n, const char *delta);
+    /* delta[0] = sum over j < n of g[j gs] o[j] */
+    void (*delta)(const char *g, int64_t gs, const char *o, int64_t n, char *delta);
+} row_ops;
+
+#define DEFINE_ROWS(S, T, EXP)                                                                 \
+    static void mask_##S(const cgi_attn *a, const tile *t, char *sc) {                         \
+        const cgi_attn_mat *m = &a->mask;                                                      \
+        T *s = (T *)sc;                                                                        \
+        if (m->data) {                                                                         \
+            const T *mk = (const T *)m->data + lead_off(a, m, t->b) + t->j0 * m->cs;           \
+            for (int64_t r = 0; r < t->mq; r++) {                                              \
+                const T *mr = mk + (t->i0 + r) * m->rs;                                        \
+                for (int64_t c = 0; c < t->nk; c++) s[r * BK + c] += mr[c * m->cs];            \
+            }                                                                                  \
+        }                                                                                      \
+        for (int64_t r = 0; a->causal && r < t->mq; r++) {                                     \
+            int64_t c = t->i0 + r + 1 - t->j0; /* the first key after query i0 + r */          \
+            for (c = c < 0 ? 0 : c; c < t->nk; c++) s[r * BK + c] = (T)-INFINITY;              \
+        }                                                                                      \
+    }                                                                                          \
+    static double online_##S(char *sc, int64_t n, double *m, double *l) {                      \
+        T *s = (T *)sc, mx = (T)-INFINITY, sum = 0;                                            \
+        _Pragma("omp simd reduction(max : mx)") for (int64_t j = 0; j < n; j++) mx =           \
+            s[j] > mx ? s[j] : mx;                                                             \
+        double mnew = *m > (double)mx ? *m : (double)mx;                                       \
+        T ref = mnew == -INFINITY ? 0 : (T)mnew; /* all -inf so far: exps of 0 */              \
+        double alpha = exp(*m - (double)ref);                                                  \
+        _Pragma("omp simd reduction(+ : sum)") for (int64_t j = 0; j < n; j++) {               \
+            T e = EXP(s[j] - ref);                                                             \
+            s[j] = e;                                                                          \
+            sum += e;                                                                          \
+        }                                                                                      \
+        *l = *l * alpha + (double)sum;                                                         \
+        *m = mnew;                                                                             \
+        return alpha;                                                                          \
+    }                                                                                          \
+    static void scale_##S(char *o, int64_t n, double f) {                                      \
+        T *x = (T *)o, ft = (T)f;                                                              \
+        for (int64_t j = 0; j < n; j++) x[j] *= ft;                                            \
+    }                                                                                          \
+    static void finish_##S(char *o, int64_t n, double m, double l, char *lse) {                \
+        bool ok = l > 0;                                                                       \
+        scale_##S(o, n, ok ? 1.0 / l : NAN);                                                   \
+        if (lse) *(T *)lse = ok ? (T)(m + log(l)) : (T)NAN;                                    \
+    }                                                                                          \
+    static void probs_##S(char *sc, int64_t n, const char *lse) {                              \
+        T *s = (T *)sc, ls = *(const T *)lse;                                                  \
+        for (int64_t j = 0; j < n; j++) s[j] = EXP(s[j] - ls);                                 \
+    }                                                                                          \
+    static void dscores_##S(const char *pc, char *dpc, int64_t n, const char *delta) {         \
+        const T *p = (const T *)pc, dl = *(const T *)delta;                                    \
+        T *dp = (T *)dpc;                                                                      \
+        for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dl);                           \
+    }                                                                                          \
+    static void delta_##S(const char *gc, int64_t gs, const char *oc, int64_t n, char *out) {  \
+        const T *g = (const T *)gc, *o = (const T *)oc;                                        \
+        double sum = 0;                                                                        \
+        for (int64_t j = 0; j < n; j++) sum += (double)g[j * gs] * (double)o[j];               \
+        *(T *)out = (T)sum;                                                                    \
+    }
+DEFINE_ROWS(f32, float, exp_f32)
+DEFINE_ROWS(f64, double, exp)
+#undef DEFINE_ROWS
+
+static const row_ops OPS[2] = {
+    {mask_f32, online_f32, scale_f32, finish_f32, probs_f32, dscores_f32, delta_f32},
+    {mask_f64, online_f64, scale_f64, finish_f64, probs_f64, dscores_f64, delta_f64},
+};
+
+/* ---- forward ----------------------------------------------------------------------------- */
+static int64_t query_tiles(const cgi_attn *a) { return (a->tq + BQ - 1) / BQ; }
+
+int64_t cgi_attn_fwd_units(const cgi_attn *a) { return a->bh * query_tiles(a); }
+
+/* The score tile, then the running max, sum and rescale factor per row. */
+size_t cgi_attn_fwd_scratch(const cgi_attn *a) {
+    return round64((size_t)BQ * BK * cg_dtype_size(a->dt)) + round64(3 * BQ * sizeof(double));
+}
+
+/* One key tile of a unit: scores, mask, online softmax, out += P v. */
+static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, double *m,
+                          double *l, char *o) {
+    const row_ops *ro = &OPS[a->dt];
+    size_t es = cg_dtype_size(a->dt);
+    cg_status st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->d, a->scale, q,
+                            rows_of(a, &a->k, t->b, t->j0), 0.0, s, BK, 1);
+    if (st != CG_OK) return st;
+    ro->mask(a, t, s);
+    for (int64_t r = 0; r < t->mq; r++) {
+        double f = ro->online(s + (size_t)(r * BK) * es, t->nk, &m[r], &l[r]);
+        if (f != 1.0) ro->scale(o + (size_t)(r * a->dv) * es, a->dv, f);
+    }
+    return cgi_gemm(a->dt, false, false, t->mq, a->dv, t->nk, 1.0, (cgi_mat){s, BK, 1},
+                    rows_of(a, &a->v, t->b, t->j0), 1.0, o, a->dv, 1);
+}
+
+/* Unit (b, query tile): causal units stop at their last query's key, so
+ * no tile is wholly masked and the last one is cut short. */
+cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
+    size_t es = cg_dtype_size(a->dt);
+    int64_t nqt = query_tiles(a);
+    tile t = {.b = unit / nqt, .i0 = unit % nqt * BQ};
+    t.mq = min64(BQ, a->tq - t.i0);
+    int64_t kend = a->causal ? t.i0 + t.mq : a->tk;
+    double *m = (double *)(scr + round64((size_t)BQ * BK * es)), *l = m + BQ;
+    char *o = a->out + (size_t)((t.b * a->tq + t.i0) * a->dv) * es;
+    memset(o, 0, (size_t)(t.mq * a->dv) * es);
+    for (int64_t r = 0; r < t.mq; r++) m[r] = -INFINITY, l[r] = 0;
+    cgi_mat q = rows_of(a, &a->q, t.b, t.i0);
+    for (t.j0 = 0; t.j0 < kend; t.j0 += BK) {
+        t.nk = min64(BK, kend - t.j0);
+        cg_status st = fwd_tile(a, &t, q, scr, m, l, o);
+        if (st != CG_OK) return st;
+    }
+    char *lse = a->lse ? a->lse + (size_t)(t.b * a->tq + t.i0) * es : NULL;
+    for (int64_t r = 0; r < t.mq; r++) {
+        char *lr = lse ? lse + (size_t)r * es : NULL;
+        if (a->tk > 0)
+            OPS[a->dt].finish(o + (size_t)(r * a->dv) * es, a->dv, m[r], l[r], lr);
+        else if (lr) /* no keys: out stays 0, the empty sum */
+            OPS[a->dt].finish(o, 0, -INFINITY, 1.0, lr);
+    }
+    return CG_OK;
+}
+
+double cgi_attn_work(const cgi_attn *a) {
+    double w = (double)a->bh * (double)a->tq * (double)a->tk * (double)(a->d + a->dv);
+    return a->causal ? w / 2 : w;
+}
+
+/* ---- backward ---------------------------------------------------------------------------- */
+int64_t cgi_attn_bwd_units(const cgi_attn *a) { return a->bh; }
+
+/* P and dP tiles, and delta [Tq]. */
+size_t cgi_attn_bwd_scratch(const cgi_attn *a) {
+    size_t es = cg_dtype_size(a->dt);
+    return 2 * round64((size_t)BQ * BK * es) + round64((size_t)a->tq * es);
+}
+
+/* The gradient tile's GEMMs; p holds P, dp receives dP and then dS. */
+static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
+                          const char *delta) {
+    const row_ops *ro = &OPS[a->dt];
+    size_t es = cg_dtype_size(a->dt);
+    cgi_mat q = rows_of(a, &a->q, t->b, t->i0), k = rows_of(a, &a->k, t->b, t->j0);
+    cgi_mat g = rows_of(a, &a->g, t->b, t->i0), v = rows_of(a, &a->v, t->b, t->j0);
+    cgi_mat pm = {p, BK, 1}, dsm = {dp, BK, 1};
+    cg_status st =
+        cgi_gemm(a->dt, false, true, t->mq, t->nk, a->d, a->scale, q, k, 0.0, p, BK, 1);
+    if (st != CG_OK) return st;
+    ro->mask(a, t, p);
+    for (int64_t r = 0; r < t->mq; r++)
+        ro->probs(p + (size_t)(r * BK) * es, t->nk,
+                  a->lse + (size_t)(t->b * a->tq + t->i0 + r) * es);
+    if (a->gv && (st = cgi_gemm(a->dt, true, false, t->nk, a->dv, t->mq, 1.0, pm, g, 1.0,
+                                a->gv + (size_t)((t->b * a->tk + t->j0) * a->dv) * es, a->dv,
+                                1)) != CG_OK)
+        return st;
+    if (!a->gq && !a->gk) return CG_OK;
+    st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->dv, 1.0, g, v, 0.0, dp, BK, 1);
+    if (st != CG_OK) return st;
+    for (int64_t r = 0; r < t->mq; r++)
+        ro->dscores(p + (size_t)(r * BK) * es, dp + (size_t)(r * BK) * es, t->nk,
+                    delta + (size_t)(t->i0 + r) * es);
+    if (a->gk &&
+        (st = cgi_gemm(a->dt, true, false, t->nk, a->d, t->mq, a->scale, dsm, q, 1.0,
+                       a->gk + (size_t)((t->b * a->tk + t->j0) * a->d) * es, a->d, 1)) != CG_OK)
+        return st;
+    if (a->gq)
+        st = cgi_gemm(a->dt, false, false, t->mq, a->d, t->nk, a->scale, dsm, k, 1.0,
+                      a->gq + (size_t)((t->b * a->tq + t->i0) * a->d) * es, a->d, 1);
+    return st;
+}
+
+/* Zeroes problem b's rows of a gradient ([BH, rows, cols], may be NULL). */
+static void zero_rows(char *x, int64_t b, int64_t rows, int64_t cols, size_t es) {
+    if (x) memset(x + (size_t)(b * rows * cols) * es, 0, (size_t)(rows * cols) * es);
+}
+
+/* Unit b: delta = rowsum(g out), then every (key tile, query tile) pair
+ * that is not wholly masked: for causal, the queries from the tile's first
+ * key on. */
+cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
+    size_t es = cg_dtype_size(a->dt), tb = round64((size_t)BQ * BK * es);
+    char *p = scr, *dp = scr + tb, *delta = scr + 2 * tb;
+    zero_rows(a->gq, b, a->tq, a->d, es);
+    zero_rows(a->gk, b, a->tk, a->d, es);
+    zero_rows(a->gv, b, a->tk, a->dv, es);
+    cgi_mat g = rows_of(a, &a->g, b, 0);
+    for (int64_t i = 0; i < a->tq; i++)
+        OPS[a->dt].delta((const char *)g.data + (size_t)(i * g.rs) * es, g.cs,
+                         a->out + (size_t)((b * a->tq + i) * a->dv) * es, a->dv,
+                         delta + (size_t)i * es);
+    tile t = {.b = b};
+    for (t.j0 = 0; t.j0 < a->tk; t.j0 += BK) {
+        t.nk = min64(BK, a->tk - t.j0);
+        for (t.i0 = a->causal ? t.j0 : 0; t.i0 < a->tq; t.i0 += BQ) {
+            t.mq = min64(BQ, a->tq - t.i0);
+            cg_status st = bwd_tile(a, &t, p, dp, delta);
+            if (st != CG_OK) return st;
+        }
+    }
+    return CG_OK;
+}
