@@ -606,7 +606,7 @@ CG_API void cg_batcher_free(cg_batcher *b);
  * can be saved beside a model's checkpoint and restored with it. */
 typedef struct cg_vocab {
     int size;           /* 0..256 */
-    uint8_t bytes[256]; /* id -> byte, increasing */
+    uint8_t bytes[256]; /* id -> byte, increasing (zeros past size) */
     int16_t ids[256];   /* byte -> id, -1 when absent */
 } cg_vocab;
 /* The vocabulary of n bytes of data. */

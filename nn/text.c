@@ -10,8 +10,10 @@
 #include <string.h>
 
 /* ---- vocabulary ----------------------------------------------------------------------- */
-/* Fills ids[] (byte -> id, -1 when absent) from bytes[0..size). */
+/* Fills ids[] (byte -> id, -1 when absent) from bytes[0..size), and zeroes
+ * bytes[size..256) so that equal vocabularies are equal structs. */
 static void index_vocab(cg_vocab *v) {
+    memset(v->bytes + v->size, 0, (size_t)(256 - v->size));
     for (int b = 0; b < 256; b++) v->ids[b] = -1;
     for (int i = 0; i < v->size; i++) v->ids[v->bytes[i]] = (int16_t)i;
 }
