@@ -6,8 +6,8 @@ twin below with load_state_dict(strict=True), reads the vocabulary the example
 saved beside it (FILE with ".safetensors" replaced by ".vocab.safetensors"),
 encodes the text, and prints the held-out loss in nats per character over the
 same validation split (the last 10% of the text, by position) that char_gpt's
---eval-every reports, on the same windows (non-overlapping, `--windows N` of
-length context + 1 from the start of the split).
+--eval-every reports, on the same windows (`--windows N` windows of context + 1
+characters spread evenly over the split, as char_gpt's --eval-windows).
 
 The twin is cg_nn_gpt written plainly in PyTorch, so the state_dict names are
 the same key for key:
@@ -18,7 +18,7 @@ the same key for key:
   blocks.N.mlp.2.{weight,bias} [E, 4E], [E], ln_f.{weight,bias},
   head.weight (tied: the same Parameter as tok_emb.weight).
 
-usage: /usr/bin/python3 bench/torch_gpt.py CHECKPOINT TEXT [--heads 4] [--windows 64]
+usage: /usr/bin/python3 bench/torch_gpt.py CHECKPOINT TEXT [--heads 4] [--windows 128]
 """
 import argparse
 import math
@@ -93,19 +93,20 @@ def twin_of(state, heads):
 
 
 def heldout_loss(model, ids, context, windows):
-    """Mean cross-entropy (nats per character) over `windows` non-overlapping windows of
-    context + 1 ids from the start of ids: char_gpt's evaluation."""
-    total, count = 0.0, 0
+    """Mean cross-entropy (nats per character) over `windows` windows of context + 1 ids,
+    window w starting at w * ((len(ids) - context - 1) // windows): char_gpt's evaluation."""
+    length = context + 1
+    stride = (len(ids) - length) // windows
+    total = 0.0
     with torch.no_grad():
-        for w in range(windows):
-            s = w * (context + 1)
-            if s + context + 1 > len(ids):
-                break
-            chunk = ids[s:s + context + 1].unsqueeze(0)
+        for w0 in range(0, windows, 16):
+            starts = range(w0, min(w0 + 16, windows))
+            chunk = torch.stack([ids[w * stride:w * stride + length] for w in starts])
             logits = model(chunk[:, :-1])
-            total += nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item()
-            count += context
-    return total / count
+            total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 chunk[:, 1:].reshape(-1),
+                                                 reduction="sum").item()
+    return total / (windows * context)
 
 
 def main():
@@ -113,7 +114,7 @@ def main():
     p.add_argument("checkpoint")
     p.add_argument("text")
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--windows", type=int, default=64)
+    p.add_argument("--windows", type=int, default=128)
     a = p.parse_args()
     state = load_safetensors(a.checkpoint)
     model = twin_of(state, a.heads)
