@@ -12,9 +12,10 @@
  * --save FILE writes the checkpoint (model under PyTorch's state_dict names,
  * optimizer, schedule, rng) and the vocabulary beside it, in FILE with
  * ".safetensors" replaced by ".vocab.safetensors"; --load FILE resumes from
- * both (the same --steps plan continues where it stopped), or with --steps 0
- * only samples. bench/torch_gpt.py loads the checkpoint into its PyTorch
- * twin with strict=True and prints the same held-out loss.
+ * both: training goes on from the checkpoint's step to --steps, on the
+ * schedule of --steps (the same plan continues bitwise); with --steps 0 (or
+ * no more than the checkpoint's) it only evaluates and samples. bench/torch_gpt.py loads the
+ * checkpoint into its PyTorch twin with strict=True and prints the same held-out loss.
  *
  * Build: cc char_gpt.c $(pkg-config --cflags --libs cgrad); --help lists
  * the flags. */
@@ -172,14 +173,17 @@ static cg_optim *optimizer_new(cg_module *m, double lr) {
     return o;
 }
 
-/* Linear warm-up from lr / 100, then cosine down to lr / 10 at the last step. */
-static cg_sched *schedule_new(cg_optim *o, const args *a) {
-    int total = (int)a->steps,
-        warm = (int)(a->warmup < a->steps / 2 ? a->warmup : a->steps / 2);
-    if (warm < 1) return cg_cosinelr_new(o, total, a->lr / 10);
-    cg_sched *parts[] = {cg_warmuplr_new(o, 0.01, warm),
-                         cg_cosinelr_new(o, total - warm, a->lr / 10)};
-    return cg_sequentiallr_new(o, 2, parts, (const int[]){warm});
+/* The lr factor after `step` steps of a plan of a->steps: a linear warm-up
+ * from 1/100 over the first a->warmup steps (at most half the plan), then a
+ * cosine decay to 1/10 at the last step. A function of the step alone
+ * (LambdaLR), so a run resumed with a longer --steps follows the longer plan
+ * from the step it stopped at. */
+static double lr_factor(int64_t step, void *user) {
+    const args *a = user;
+    int64_t warm = a->warmup < a->steps / 2 ? a->warmup : a->steps / 2;
+    if (step < warm) return 0.01 + 0.99 * (double)step / (double)warm;
+    double p = a->steps > warm ? (double)(step - warm) / (double)(a->steps - warm) : 1;
+    return 0.1 + 0.45 * (1 + cos(3.14159265358979323846 * (p < 1 ? p : 1)));
 }
 
 static void history_free(history *h) {
@@ -231,7 +235,7 @@ static int run_init(run *r, const args *a) {
     r->model = cg_nn_gpt(&r->rng, CG_F32, r->text.vocab.size, a->context, a->width, a->layers,
                          a->heads, a->dropout);
     r->opt = r->model ? optimizer_new(r->model, a->lr) : NULL;
-    r->sched = r->opt && a->steps > 0 ? schedule_new(r->opt, a) : NULL;
+    r->sched = r->opt ? cg_lambdalr_new(r->opt, lr_factor, (void *)a) : NULL;
     r->ctx = cg_ctx_new();
     r->h.cap = (int)(a->steps / a->eval_every) + 2;
     r->h.step = calloc((size_t)r->h.cap, sizeof(double));
@@ -239,8 +243,8 @@ static int run_init(run *r, const args *a) {
     r->h.val = calloc((size_t)r->h.cap, sizeof(double));
     r->h.lr = calloc((size_t)r->h.cap, sizeof(double));
     r->h.seconds = calloc((size_t)r->h.cap, sizeof(double));
-    bool ok = r->opt && (r->sched || a->steps == 0) && r->ctx && r->h.step && r->h.train &&
-              r->h.val && r->h.lr && r->h.seconds;
+    bool ok =
+        r->sched && r->ctx && r->h.step && r->h.train && r->h.val && r->h.lr && r->h.seconds;
     return ok ? 0 : -1;
 }
 
@@ -375,7 +379,11 @@ static int generate(run *r, const args *a) {
     size_t np = strlen(a->prompt);
     int64_t *ids = malloc(sizeof *ids * (np + (size_t)a->sample + 1));
     cg_tensor *p = ids ? cg_vocab_encode(r->ctx, &r->text.vocab, a->prompt, (int64_t)np) : NULL;
-    if (!p || cg_copy_to_array(p, CG_I64, ids) != CG_OK) return free(ids), -1;
+    if (!p || cg_copy_to_array(p, CG_I64, ids) != CG_OK) {
+        fprintf(stderr, "char_gpt: --prompt: %s\n", cg_last_error());
+        free(ids);
+        return -2;
+    }
     printf("\n--- sample (temperature %g, top-k %lld) ---\n%s", a->temperature,
            (long long)a->top_k, a->prompt);
     int64_t n = (int64_t)np;
@@ -444,6 +452,9 @@ int main(int argc, char **argv) {
     args a;
     int p = parse_args(argc, argv, &a);
     if (p != 0) {
+        if (p < 0)
+            fprintf(stderr,
+                    "char_gpt: a flag is unknown, lacks its value or is out of range\n");
         usage(p > 0 ? stdout : stderr, argv[0]);
         return p > 0 ? 0 : 2;
     }
