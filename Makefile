@@ -44,14 +44,15 @@ FUZZ         := build/fuzz
 REPLAYS      := $(addprefix $(ASAN)/tests/fuzz/replay_,$(FUZZERS))
 VG   := build/vg
 
-.PHONY: all deps test test-build valgrind demo tour examples bench bench-compare install \
-        uninstall clean format format-check fuzz
+.PHONY: all deps test test-build valgrind demo tour char_gpt examples bench bench-compare \
+        install uninstall clean format format-check fuzz
 .DEFAULT_GOAL := all
 
 all: build/libcgrad.a build/libcgrad.so
 
+# bible-kjv: the text examples/char_gpt.c trains on (no test needs it).
 deps:
-	@sh tools/deps.sh
+	@sh tools/deps.sh bible-kjv
 
 # ---- library -------------------------------------------------------------
 # The direct convolution kernels are written as multiply-adds; let them be FMAs
@@ -176,6 +177,22 @@ demo:
 	    --csv $(DEMO)/fashion_mlp.csv --svg $(DEMO)/fashion_mlp.svg
 	@echo "checkpoint $(DEMO)/fashion_mlp.safetensors, chart $(DEMO)/fashion_mlp.svg," \
 	    "per-epoch log $(DEMO)/fashion_mlp.csv"
+
+# The King James Bible as plain text (4.3 MB), from Debian's bible-kjv
+# (installed if missing, as root), for examples/char_gpt.c.
+KJV := build/data/kjv.txt
+$(KJV):
+	@sh tools/deps.sh bible-kjv
+	@mkdir -p $(@D)
+	bible "gen1:1-rev22:21" </dev/null >$@.tmp && mv $@.tmp $@
+
+# Trains examples/char_gpt.c with its defaults (extra flags in ARGS, e.g.
+# ARGS="--steps 200") and keeps its checkpoint, vocabulary, CSV and chart.
+char_gpt: $(KJV)
+	@$(MAKE) --no-print-directory $(REL)/examples/char_gpt
+	@mkdir -p $(DEMO)
+	$(REL)/examples/char_gpt --data $(KJV) --save $(DEMO)/char_gpt.safetensors \
+	    --csv $(DEMO)/char_gpt.csv --svg $(DEMO)/char_gpt.svg $(ARGS)
 
 # The tensor tour of the foundation issue.
 tour: deps

@@ -1,7 +1,8 @@
 /* What the Fashion-MNIST examples (fashion_mlp.c, lenet5.c) share: reading
  * the data, one epoch of training with Keras' progress bar, evaluation,
- * and the per-epoch CSV and SVG chart. Each function is static: include
- * this file in one program. Public cgrad headers only. */
+ * and the per-epoch CSV and SVG chart (the clock, the bar and the chart
+ * panel are example_common.h's). Each function is static: include this file
+ * in one program. Public cgrad headers only. */
 #ifndef FASHION_COMMON_H
 #define FASHION_COMMON_H
 
@@ -12,17 +13,12 @@
 #include <unistd.h>
 
 #include "cgrad.h"
+#include "example_common.h"
 
 typedef struct history { /* per epoch, for the CSV and the chart */
     double loss[100], acc[100], val_loss[100], val_acc[100], seconds[100];
     int n;
 } history;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* ---- data ------------------------------------------------------------------- */
 /* images [N, sample...] f32 in [0, 1] (sample: [784] for an MLP, [1, 28, 28]
@@ -65,13 +61,9 @@ static double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) 
 /* Keras' bar: "1875/1875 [=====...] 0.9s - loss: 0.4967 - acc: 0.8253". */
 static void progress(int64_t done, int64_t total, double secs, double loss, double acc,
                      bool end) {
-    char bar[31];
-    int fill = (int)(30 * done / total);
-    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : '.');
-    bar[30] = '\0';
-    printf("\r%lld/%lld [%s] %.1fs - loss: %.4f - acc: %.4f", (long long)done, (long long)total,
-           bar, secs, loss, acc);
-    if (!end) fflush(stdout);
+    char metrics[64];
+    snprintf(metrics, sizeof metrics, " - loss: %.4f - acc: %.4f", loss, acc);
+    progress_bar((long long)done, (long long)total, secs, metrics, end);
 }
 
 /* One epoch; an optimizer step every `accum` batches, each batch's mean loss
@@ -142,25 +134,9 @@ static void write_csv(const char *path, const history *h) {
 /* One panel at (x0, 20), 360 x 240: train (blue) and val (orange) curves. */
 static void svg_panel(FILE *f, int x0, const char *title, const double *tr, const double *va,
                       int n) {
-    double lo = tr[0], hi = tr[0];
-    for (int e = 0; e < n; e++) {
-        lo = tr[e] < lo ? tr[e] : lo, hi = tr[e] > hi ? tr[e] : hi;
-        lo = va[e] < lo ? va[e] : lo, hi = va[e] > hi ? va[e] : hi;
-    }
-    if (hi - lo < 1e-9) hi = lo + 1;
-    fprintf(f,
-            "<rect x='%d' y='20' width='360' height='240' fill='none' stroke='#888'/>\n"
-            "<text x='%d' y='14' font-size='13'>%s (%.3f to %.3f)</text>\n",
-            x0, x0, title, lo, hi);
     const double *curves[2] = {tr, va};
     const char *colours[2] = {"#1f77b4", "#ff7f0e"};
-    for (int c = 0; c < 2; c++) {
-        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colours[c]);
-        for (int e = 0; e < n; e++)
-            fprintf(f, "%.1f,%.1f ", x0 + 360.0 * (n > 1 ? (double)e / (n - 1) : 0.5),
-                    20 + 240 * (1 - (curves[c][e] - lo) / (hi - lo)));
-        fprintf(f, "'/>\n");
-    }
+    svg_panel_xy(f, x0, title, n, NULL, 2, curves, colours);
 }
 
 static void write_svg(const char *path, const history *h) {

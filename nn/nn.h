@@ -212,6 +212,50 @@ CG_API cg_module *cg_nn_adaptive_avgpool2d(int64_t out_h, int64_t out_w);
 /* nn.Flatten: dims start_dim..end_dim into one (PyTorch's defaults 1, -1). */
 CG_API cg_module *cg_nn_flatten(int start_dim, int end_dim);
 
+/* ---- transformers (x [B, T, E], batch first) --------------------------------
+ * PyTorch's state_dict names; the model's rng is borrowed by its dropouts
+ * (and must outlive it when dropout > 0). */
+/* nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first=True):
+ * in_proj_weight [3E, E] (xavier_uniform_), in_proj_bias [3E] (zeros),
+ * out_proj (Linear: out_proj.weight, out_proj.bias zeroed); no biases when
+ * bias is false. Its forward is self-attention of x [B, T, E] without a
+ * mask; dropout (in training) is on the attention weights. */
+CG_API cg_module *cg_nn_multihead_attention(cg_rng *rng, cg_dtype dt, int64_t embed_dim,
+                                            int64_t num_heads, double dropout, bool bias);
+/* Its forward(query, key, value, attn_mask) with separate inputs: q [B, Tq,
+ * E], k and v [B, Tk, E] of the module's dtype -> [B, Tq, E] (PyTorch's first
+ * output; the averaged weights are not returned). mask: NULL, or a float
+ * mask added to the scores (-inf blocks), broadcastable to [B, H, Tq, Tk]
+ * ([Tq, Tk] for all); causal: query i sees keys j <= i (Tq == Tk). Heads
+ * are [B, H, T, E / H] views given to cg_scaled_dot_product_attention;
+ * self-attention (q == k == v, the same tensor) projects with one GEMM.
+ * Needs a context (for inference, cg_no_grad_push it). */
+CG_API cg_tensor *cg_mha_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *q,
+                                 const cg_tensor *k, const cg_tensor *v, const cg_tensor *mask,
+                                 bool causal);
+/* Pre-LayerNorm block (GPT-2's): x + resid_drop(attn(ln_1(x))), then
+ * x + mlp(ln_2(x)) with mlp = Sequential(Linear(E, mlp_ratio E), GELU with
+ * the tanh approximation (GPT-2's), Linear(mlp_ratio E, E), Dropout).
+ * State: ln_1.weight, ln_1.bias, attn.in_proj_weight, attn.in_proj_bias,
+ * attn.out_proj.weight, attn.out_proj.bias, ln_2.weight, ln_2.bias,
+ * mlp.0.weight, mlp.0.bias, mlp.2.weight, mlp.2.bias. LayerNorm eps 1e-5;
+ * dropout on the attention weights and both residual branches; causal
+ * masks the future. Init as the parts' PyTorch layers. */
+CG_API cg_module *cg_nn_transformer_block(cg_rng *rng, cg_dtype dt, int64_t embed_dim,
+                                          int64_t num_heads, int64_t mlp_ratio, double dropout,
+                                          bool causal);
+/* A GPT-2 style language model: ids i64 [B, T] (T <= context, else
+ * CG_ERR_SHAPE) -> logits [B, T, vocab] = head(ln_f(blocks(drop(tok_emb(ids)
+ * + pos_emb(0..T-1))))), the blocks causal with mlp_ratio 4. State:
+ * tok_emb.weight [vocab, E], pos_emb.weight [context, E], blocks.N.<the
+ * block's names>, ln_f.weight, ln_f.bias, head.weight: the head (Linear
+ * without bias) is tied to tok_emb.weight (one parameter, saved under both
+ * names). GPT-2's init: weights N(0, 0.02), biases 0, the residual
+ * projections (attn.out_proj.weight, mlp.2.weight) N(0, 0.02 / sqrt(2
+ * layers)), LayerNorms ones and zeros. */
+CG_API cg_module *cg_nn_gpt(cg_rng *rng, cg_dtype dt, int64_t vocab, int64_t context,
+                            int64_t embed_dim, int64_t layers, int64_t heads, double dropout);
+
 /* ---- init: in place (PyTorch's nn.init names, ending in _), from an explicit rng;
  * t is a parameter or any f32 / f64 tensor -------------------------------- */
 typedef enum cg_fan { CG_FAN_IN, CG_FAN_OUT } cg_fan;
@@ -557,6 +601,56 @@ CG_API cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_
 CG_API bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb);
 CG_API int64_t cg_batcher_nbatches(const cg_batcher *b); /* per epoch */
 CG_API void cg_batcher_free(cg_batcher *b);
+
+/* ---- text (bytes as tokens, for character-level models) -------------------------
+ * A vocabulary is the set of distinct bytes of a text, sorted: id i is the
+ * byte bytes[i]. It is stored as a tensor (i64 [size], the byte values) so it
+ * can be saved beside a model's checkpoint and restored with it. */
+typedef struct cg_vocab {
+    int size;           /* 0..256 */
+    uint8_t bytes[256]; /* id -> byte, increasing (zeros past size) */
+    int16_t ids[256];   /* byte -> id, -1 when absent */
+} cg_vocab;
+/* The vocabulary of n bytes of data. */
+CG_API cg_status cg_vocab_build(cg_vocab *v, const void *data, int64_t n);
+/* n bytes -> ids i64 [n]; a byte not in v is CG_ERR_ARG (naming it and its
+ * position). */
+CG_API cg_tensor *cg_vocab_encode(cg_ctx *ctx, const cg_vocab *v, const void *data, int64_t n);
+/* ids (i64, any shape and layout) -> their bytes in C order and a NUL, into
+ * out of size bytes (more than numel, else CG_ERR_ARG); an id outside
+ * [0, size) is CG_ERR_INDEX. */
+CG_API cg_status cg_vocab_decode(const cg_vocab *v, const cg_tensor *ids, char *out,
+                                 size_t size);
+/* v as i64 [size] (its bytes), and back: the tensor must hold increasing
+ * values in [0, 255] (else CG_ERR_ARG, v unchanged). */
+CG_API cg_tensor *cg_vocab_tensor(cg_ctx *ctx, const cg_vocab *v);
+CG_API cg_status cg_vocab_from_tensor(cg_vocab *v, const cg_tensor *t);
+/* A safetensors file holding the tensor "vocab" (cg_save_tensors), and its
+ * reading (any file with that tensor, e.g. one written by PyTorch). */
+CG_API cg_status cg_vocab_save(const char *path, const cg_vocab *v);
+CG_API cg_status cg_vocab_load(const char *path, cg_vocab *v);
+
+/* A text file as ids over its vocabulary. */
+typedef struct cg_text {
+    cg_vocab vocab;
+    cg_tensor *ids; /* i64 [N], N >= 1; owned: freed by cg_text_free */
+} cg_text;
+/* Reads the file: its vocabulary is built from it, or is *vocab when given
+ * (a byte outside it is then CG_ERR_ARG). A missing, unreadable or empty
+ * file is CG_ERR_IO. On error *out is zeroed. */
+CG_API cg_status cg_text_load(const char *path, const cg_vocab *vocab, cg_text *out);
+CG_API void cg_text_free(cg_text *t); /* NULL and a zeroed text are fine */
+/* By position: *train the first floor(N train_frac) ids, *val the rest
+ * (caller-owned views of the caller-owned ids, freed with cg_tensor_free;
+ * the storage lives while any of them does). */
+CG_API cg_status cg_text_split(const cg_tensor *ids, double train_frac, cg_tensor **train,
+                               cg_tensor **val);
+/* batch windows of len consecutive ids of ids (i64 [N], any stride), each
+ * starting at a position drawn uniformly from [0, N - len] by rng, as i64
+ * [batch, len]. For next-token training take len = T + 1: inputs
+ * [:, :T], targets [:, 1:]. */
+CG_API cg_tensor *cg_text_batch(cg_ctx *ctx, const cg_tensor *ids, int64_t batch, int64_t len,
+                                cg_rng *rng);
 
 #ifdef __cplusplus
 }
