@@ -6,13 +6,17 @@
  *       maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000 as 2 x 500
  *   (g) LeNet-5: conv5x5 1->6 pad 2, relu, maxpool 2, conv5x5 6->16, relu, maxpool 2,
  *       400-120-84-10 relu; Adam 1e-3, batch 128 (inputs [B, 1, 28, 28] for both)
+ *   (h) GPT small: 4 layers, 4 heads, width 256, vocab 128, B 8, T 128, AdamW 1e-3
+ *   (i) GPT medium: 6 layers, 6 heads, width 384, vocab 128, B 8, T 256, AdamW 1e-3
+ *       (cg_nn_gpt, no dropout, random ids and next ids, mean cross-entropy)
  * For each: a full step (zero_grad, forward, loss, backward, optimizer step),
  * its forward / backward / optimizer phases, median/min/max over many steps,
  * the heap allocations per steady-state step (malloc is interposed in this
  * binary and counted), and the GEMM-only lower bound: the same products done
  * by direct BLIS calls in the same run. Then one epoch of Fashion-MNIST with
  * (a) when Debian's dataset is installed.
- * Usage: bench_train [--json] [--threads N] [--reps N (steps per config)] */
+ * Usage: bench_train [--json] [--threads N] [--reps N (steps per config)]
+ *        [--config LIST (e.g. h,i; default all)] */
 #define _GNU_SOURCE
 #include <blis.h>
 #include <stdatomic.h>
@@ -57,6 +61,11 @@ typedef struct conv_spec {
     int64_t in, out, k, pad, hw;
 } conv_spec;
 
+/* A GPT configuration (cg_nn_gpt, no dropout), trained on random ids. */
+typedef struct gpt_spec {
+    int64_t layers, heads, width, vocab, context;
+} gpt_spec;
+
 typedef struct config {
     const char *name, *what;
     int nsizes;
@@ -69,6 +78,7 @@ typedef struct config {
     bool mse;      /* MSE on [batch, out] targets instead of cross-entropy */
     int nconv;     /* conv layers before the MLP (input [batch, 1, 28, 28]) */
     conv_spec convs[2];
+    gpt_spec gpt; /* layers > 0: a GPT on ids [batch, context], not the MLP */
 } config;
 
 static const config CONFIGS[] = {
@@ -83,7 +93,8 @@ static const config CONFIGS[] = {
      1,
      false,
      0,
-     {{0}}},
+     {{0}},
+     {0}},
     {"b",
      "784-512-512-10 relu, SGD, batch 128",
      4,
@@ -95,7 +106,8 @@ static const config CONFIGS[] = {
      1,
      false,
      0,
-     {{0}}},
+     {{0}},
+     {0}},
     {"c",
      "100-64-10 relu, SGD, batch 32",
      3,
@@ -107,7 +119,8 @@ static const config CONFIGS[] = {
      1,
      false,
      0,
-     {{0}}},
+     {{0}},
+     {0}},
     {"d",
      "two Linear(1,1), MSE, SGD, batch 4",
      3,
@@ -119,7 +132,8 @@ static const config CONFIGS[] = {
      1,
      true,
      0,
-     {{0}}},
+     {{0}},
+     {0}},
     {"e",
      "784-500-10 relu, AdamW, batch 1000 = 2 x 500",
      3,
@@ -131,7 +145,8 @@ static const config CONFIGS[] = {
      2,
      false,
      0,
-     {{0}}},
+     {{0}},
+     {0}},
     {"f",
      "MNIST CNN 8-16 conv3x3, AdamW, batch 2 x 500",
      2,
@@ -143,7 +158,8 @@ static const config CONFIGS[] = {
      2,
      false,
      2,
-     {{1, 8, 3, 1, 28}, {8, 16, 3, 1, 14}}},
+     {{1, 8, 3, 1, 28}, {8, 16, 3, 1, 14}},
+     {0}},
     {"g",
      "LeNet-5, Adam, batch 128",
      4,
@@ -155,7 +171,34 @@ static const config CONFIGS[] = {
      1,
      false,
      2,
-     {{1, 6, 5, 2, 28}, {6, 16, 5, 0, 14}}},
+     {{1, 6, 5, 2, 28}, {6, 16, 5, 0, 14}},
+     {0}},
+    {"h",
+     "GPT small 4x4x256, T 128, AdamW, batch 8",
+     2,
+     {256, 128},
+     CG_ACT_GELU,
+     ADAMW,
+     1e-3,
+     8,
+     1,
+     false,
+     0,
+     {{0}},
+     {4, 4, 256, 128, 128}},
+    {"i",
+     "GPT medium 6x6x384, T 256, AdamW, batch 8",
+     2,
+     {384, 128},
+     CG_ACT_GELU,
+     ADAMW,
+     1e-3,
+     8,
+     1,
+     false,
+     0,
+     {{0}},
+     {6, 6, 384, 128, 256}},
 };
 
 typedef struct result {
@@ -177,6 +220,9 @@ static cg_optim *make_optim(const config *c, cg_module *m) {
 /* The model: the conv layers (each conv, relu, 2x2 max pool), a flatten,
  * then the MLP; or the MLP alone. */
 static cg_module *make_model(const config *c, cg_rng *rng) {
+    const gpt_spec *g = &c->gpt;
+    if (g->layers)
+        return cg_nn_gpt(rng, CG_F32, g->vocab, g->context, g->width, g->layers, g->heads, 0);
     if (c->nconv == 0) return cg_nn_mlp(rng, CG_F32, c->nsizes, c->sizes, c->act);
     cg_module *m = cg_nn_sequential(0, NULL);
     cg_pool_opts po = cg_pool_defaults(2, 2);
@@ -196,8 +242,22 @@ static cg_module *make_model(const config *c, cg_rng *rng) {
 
 /* Random inputs [batch, in] ([batch, 1, 28, 28] for a CNN) and labels
  * [batch] (or targets [batch, out]). */
+static cg_tensor *random_ids(cg_rng *rng, int64_t n, int64_t classes) {
+    cg_tensor *u = cg_rand(NULL, rng, CG_F64, 1, &n, 0, (double)classes);
+    cg_tensor *ids = cg_cast(NULL, u, CG_I64);
+    cg_tensor_free(u);
+    return ids;
+}
+
 static void make_data(const config *c, cg_rng *rng, cg_tensor **x, cg_tensor **y) {
     int64_t in = c->sizes[0], out = c->sizes[c->nsizes - 1];
+    if (c->gpt.layers) { /* ids [batch, context], next ids [batch x context] */
+        cg_tensor *flat = random_ids(rng, c->batch * c->gpt.context, c->gpt.vocab);
+        *x = cg_reshape(NULL, flat, 2, (const int64_t[]){c->batch, c->gpt.context});
+        cg_tensor_free(flat);
+        *y = random_ids(rng, c->batch * c->gpt.context, c->gpt.vocab);
+        return;
+    }
     *x = c->nconv ? cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, 1, 28, 28), 0, 1)
                   : cg_randn(NULL, rng, CG_F32, CG_SHAPE(c->batch, in), 0, 1);
     if (c->mse) {
@@ -222,6 +282,7 @@ static int step(const config *c, cg_ctx *ctx, cg_module *m, cg_optim *o, cg_tens
     for (int k = 0; k < c->accum; k++) {
         double a = bench_now();
         cg_tensor *out = cg_module_forward(ctx, m, x);
+        if (c->gpt.layers) out = cg_reshape(ctx, out, 2, (const int64_t[]){-1, c->gpt.vocab});
         cg_tensor *loss =
             c->mse ? cg_mse_loss(ctx, out, y, CG_MEAN) : cg_cross_entropy(ctx, out, y, CG_MEAN);
         double b = bench_now();
@@ -311,6 +372,49 @@ static double gemm_bound_ms(const config *c, int reps) {
     return med;
 }
 
+/* One product of M x N x K (A [M, K], B [K, N]) on buffers big enough. */
+static void gemm_once(dim_t M, dim_t N, dim_t K, float *a, float *b, float *d, rntm_t *single) {
+    float one = 1, zero = 0;
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, a, K, 1, b, N, 1, &zero,
+                 d, N, 1, NULL, ONE_THREAD(M, N, K) ? single : NULL);
+}
+
+/* A GPT step's products: per layer the four Linear layers (qkv E->3E, out
+ * E->E, mlp E->4E->E) and the head (E->V, tied), each forward, weight and
+ * input gradient, on B T rows; per batch and head the attention's two
+ * forward products (Q K^T, P V) and four backward ones, all T x T x D in
+ * full (the causal half not skipped: a conservative bound). */
+static double gpt_gemm_bound_ms(const config *c, int reps) {
+    const gpt_spec *g = &c->gpt;
+    dim_t R = c->batch * g->context, E = g->width, T = g->context, D = E / g->heads;
+    dim_t lin[5][2] = {{E, 3 * E}, {E, E}, {E, 4 * E}, {4 * E, E}, {E, g->vocab}};
+    size_t big = (size_t)(R * 4 * E > T * T ? R * 4 * E : T * T);
+    float *a = calloc(big, 4), *b = calloc(big, 4), *d = calloc(big, 4);
+    double *v = malloc(sizeof(double) * (size_t)reps);
+    rntm_t single = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &single);
+    for (int r = 0; r < reps; r++) {
+        double t = bench_now();
+        for (int l = 0; l <= g->layers; l++)
+            for (int k = l < g->layers ? 0 : 4; k < (l < g->layers ? 4 : 5); k++) {
+                dim_t in = lin[k][0], out = lin[k][1];
+                gemm_once(R, out, in, a, b, d, &single); /* y = x W^T */
+                gemm_once(out, in, R, a, b, d, &single); /* dW = dy^T x */
+                gemm_once(R, in, out, a, b, d, &single); /* dx = dy W */
+            }
+        for (int64_t bh = 0; bh < c->batch * g->heads * g->layers; bh++) {
+            gemm_once(T, T, D, a, b, d, &single);                             /* S = Q K^T */
+            gemm_once(T, D, T, a, b, d, &single);                             /* O = P V */
+            for (int k = 0; k < 2; k++) gemm_once(T, T, D, a, b, d, &single); /* dP, dS K^T */
+            for (int k = 0; k < 2; k++) gemm_once(T, D, T, a, b, d, &single); /* dV, dQ */
+        }
+        v[r] = (bench_now() - t) * 1e3;
+    }
+    double med = bench_median(v, reps);
+    free(v), free(a), free(b), free(d);
+    return med;
+}
+
 /* ---- peak memory of one configuration -----------------------------------------------------
  */
 /* Linux: writing 5 to clear_refs resets the peak RSS mark (VmHWM), so each
@@ -344,7 +448,8 @@ static int run_config(const config *c, int steps, result *res) {
     cg_ctx *ctx = cg_ctx_new();
     phases ph;
     int rc = o && x && y && ctx ? 0 : -1;
-    for (int i = 0; rc == 0 && i < 20; i++) rc = step(c, ctx, m, o, x, y, &ph); /* warm-up */
+    int warm = c->gpt.layers ? 3 : 20; /* a GPT step takes a second */
+    for (int i = 0; rc == 0 && i < warm; i++) rc = step(c, ctx, m, o, x, y, &ph);
     long a0 = atomic_load(&allocs);
     res->n = 0;
     for (int i = 0; rc == 0 && i < steps; i++, res->n++) {
@@ -354,7 +459,8 @@ static int run_config(const config *c, int steps, result *res) {
     }
     res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
     res->peak_rss_kb = peak_rss_kb();
-    res->gemm_bound_ms = gemm_bound_ms(c, steps < 50 ? steps : 50);
+    res->gemm_bound_ms = c->gpt.layers ? gpt_gemm_bound_ms(c, steps < 10 ? steps : 10)
+                                       : gemm_bound_ms(c, steps < 50 ? steps : 50);
     if (rc != 0) fprintf(stderr, "bench_train: %s: %s\n", c->name, cg_last_error());
     cg_ctx_free(ctx), cg_optim_free(o), cg_module_free(m), cg_tensor_free(x), cg_tensor_free(y);
     return rc;
@@ -415,7 +521,21 @@ static void fashion_epoch(bool json) {
     cg_tensor_free(img), cg_tensor_free(x), cg_tensor_free(y);
 }
 
+/* --config LIST (letters a-i, comma-separated) taken out of argv before
+ * bench_parse reads the common options; NULL: every configuration. */
+static const char *take_config(int *argc, char **argv) {
+    for (int i = 1; i + 1 < *argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            const char *list = argv[i + 1];
+            for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+            *argc -= 2;
+            return list;
+        }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
+    const char *only = take_config(&argc, argv);
     bench_opts o = bench_parse(argc, argv, 400);
     static result r;
     int steps = o.reps > 2000 ? 2000 : o.reps;
@@ -424,10 +544,13 @@ int main(int argc, char **argv) {
                cg_get_num_threads(), steps);
     for (size_t i = 0; i < sizeof CONFIGS / sizeof CONFIGS[0]; i++) {
         const config *c = &CONFIGS[i];
-        int n = c->accum > 1 || c->batch >= 128 ? (steps / 4 > 3 ? steps / 4 : 3) : steps;
+        if (only && !strstr(only, c->name)) continue;
+        int n = c->gpt.layers                     ? (steps / 40 > 3 ? steps / 40 : 3)
+                : c->accum > 1 || c->batch >= 128 ? (steps / 4 > 3 ? steps / 4 : 3)
+                                                  : steps;
         if (run_config(c, n, &r) != 0) return 1;
         report(c, &r, o.json);
     }
-    fashion_epoch(o.json);
+    if (!only) fashion_epoch(o.json);
     return 0;
 }

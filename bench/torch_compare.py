@@ -41,6 +41,7 @@ otherwise idle machine: two benchmarks side by side spoil both.
 """
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -73,14 +74,19 @@ CONFIGS = [  # name, what, sizes, relu, optimizer, lr, batch, accum, loss[, arch
            (784, 10), True, "adamw", 1e-3, 500, 2, "ce", "ggml_cnn"),
     Config("g", "LeNet-5, Adam, batch 128",
            (784, 10), True, "adam", 1e-3, 128, 1, "ce", "lenet5"),
+    # GPTs: sizes = (layers, heads, width, vocab, context); inputs random ids [B, T]
+    Config("h", "GPT small 4x4x256, T 128, AdamW, batch 8",
+           (4, 4, 256, 128, 128), False, "adamw", 1e-3, 8, 1, "ce", "gpt"),
+    Config("i", "GPT medium 6x6x384, T 256, AdamW, batch 8",
+           (6, 6, 384, 128, 256), False, "adamw", 1e-3, 8, 1, "ce", "gpt"),
 ]
-RSS_CASES = {"f"}  # peak RSS reported beside the step time
+RSS_CASES = {"f", "i"}  # peak RSS reported beside the step time
 AUTOGRAD_CASES = ["forward", "forward+backward", "no_grad forward"]
 CHAIN = 100  # ops per chain, as bench_autograd.c
 
 # Targets of the bench issue: cgrad/PyTorch step-time ratios, and an absolute
 # bound on cgrad's autograd overhead.
-RATIO_TARGETS = {"a": 0.35, "c": 0.15, "d": 0.05, "f": 0.35, "g": 0.5}
+RATIO_TARGETS = {"a": 0.35, "c": 0.15, "d": 0.05, "f": 0.35, "g": 0.5, "h": 0.75, "i": 0.75}
 B_TARGET = {1: 0.85, 2: 1.0}  # (b) depends on the thread count
 AUTOGRAD_TARGET_NS = {"forward+backward": 300.0}
 
@@ -136,8 +142,52 @@ def lenet5(nn):
                          nn.Linear(84, 10))
 
 
+def gpt(torch, layers, heads, width, vocab, context):
+    """cg_nn_gpt written plainly (the twin of bench_train's (h) and (i)): pre-LayerNorm
+    blocks, attention as matmul, causal mask, softmax, matmul (PyTorch 1.13 has no fused
+    CPU attention), GELU with the tanh approximation, a head tied to the token
+    embedding; ids [B, T] -> logits [B, T, V]."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"),
+                                     nn.Linear(4 * width, width))
+
+        def forward(self, x):
+            b, t, e = x.shape
+            q, k, v = self.qkv(self.ln_1(x)).split(e, dim=2)
+            q, k, v = (z.view(b, t, heads, e // heads).transpose(1, 2) for z in (q, k, v))
+            s = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(e // heads))
+            mask = torch.ones(t, t, dtype=torch.bool).triu(1)
+            a = F.softmax(s.masked_fill(mask, float("-inf")), dim=-1) @ v
+            x = x + self.proj(a.transpose(1, 2).reshape(b, t, e))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_emb, self.pos_emb = nn.Embedding(vocab, width), nn.Embedding(context, width)
+            self.blocks = nn.Sequential(*[Block() for _ in range(layers)])
+            self.ln_f = nn.LayerNorm(width)
+            self.head = nn.Linear(width, vocab, bias=False)
+            self.head.weight = self.tok_emb.weight
+
+        def forward(self, ids):
+            x = self.tok_emb(ids) + self.pos_emb(torch.arange(ids.shape[1]))
+            return self.head(self.ln_f(self.blocks(x))).view(-1, vocab)
+
+    return GPT()
+
+
 def torch_model(torch, cfg):
-    """cfg.arch's CNN, or Linear layers of cfg.sizes with ReLU between them when cfg.relu."""
+    """cfg.arch's CNN or GPT, or Linear layers of cfg.sizes with ReLU between them when
+    cfg.relu."""
+    if cfg.arch == "gpt":
+        return gpt(torch, *cfg.sizes)
     if cfg.arch != "mlp":
         return {"ggml_cnn": ggml_cnn, "lenet5": lenet5}[cfg.arch](torch.nn)
     layers = []
@@ -157,6 +207,12 @@ def torch_batches(torch, cfg):
     g = torch.Generator().manual_seed(1)
     batches = []
     for _ in range(cfg.accum):
+        if cfg.arch == "gpt":  # ids [B, T], next ids [B T]
+            vocab, t = cfg.sizes[3], cfg.sizes[4]
+            x = torch.randint(0, vocab, (cfg.batch, t), generator=g, dtype=torch.int64)
+            y = torch.randint(0, vocab, (cfg.batch * t,), generator=g, dtype=torch.int64)
+            batches.append((x, y))
+            continue
         shape = (cfg.batch, cfg.sizes[0]) if cfg.arch == "mlp" else (cfg.batch, 1, 28, 28)
         x = torch.randn(*shape, generator=g)
         if cfg.loss == "mse":
@@ -190,6 +246,8 @@ def torch_train(torch, cfg, warmup, steps):
 
 def train_steps(cfg, quick):
     """(warm-up, timed) steps: fewer for the big configurations."""
+    if cfg.arch == "gpt":
+        return (1, 2) if quick else (3, 10)
     if quick:
         return (2, 3) if cfg.accum > 1 else (3, 10)
     if cfg.accum > 1:
@@ -280,8 +338,10 @@ def run_cgrad(args):
         for r in rows:
             if "case" in r and "ns_per_op" in r:
                 res[("autograd", r["case"])] = float(r["ns_per_op"])
-    rows, problems["bench_train"] = run_binary(
-        "bench_train", threads + (["--reps", "10"] if args.quick else []))
+    configs = [c.name for c in CONFIGS if c.name in args.cases]
+    rows, problems["bench_train"] = (run_binary(
+        "bench_train", threads + ["--config", ",".join(configs)]
+        + (["--reps", "10"] if args.quick else [])) if configs else ([], None))
     for r in rows:
         if "config" in r and "step_ms" in r:
             res[("train", r["config"])] = float(r["step_ms"])
