@@ -200,8 +200,11 @@ static void apply_scalar(cg_tensor *t, const cgi_binary_kernel *k, double s) {
 }
 
 /* A caller-owned, uninitialised temporary of x's shape and dtype. */
-static cg_tensor *temp_like(const char *op, const cg_tensor *x) {
-    return cgi_new(NULL, op, x->dtype, x->ndim, x->shape);
+/* A scratch tensor shaped as x: in ctx's arena when there is one (a
+ * training step then mallocs nothing; cg_tensor_free leaves it to the
+ * reset), else on the heap. */
+static cg_tensor *temp_like(cg_ctx *ctx, const char *op, const cg_tensor *x) {
+    return cgi_new(ctx, op, x->dtype, x->ndim, x->shape);
 }
 
 /* A stack header over the contiguous t with like's (contiguous) geometry,
@@ -246,8 +249,8 @@ static double var_divisor(const cg_tensor *x, const reduce_args *a) {
  * then the squared deviations (no cancellation as in E[x^2] - E[x]^2). */
 static cg_tensor *var_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
                               const reduce_args *a) {
-    cg_tensor *m = reduce(NULL, op, CGI_REDUCE_MEAN, x, a->mask, true); /* kept dims 1 */
-    cg_tensor *d = m ? temp_like(op, x) : NULL, *y = NULL;
+    cg_tensor *m = reduce(ctx, op, CGI_REDUCE_MEAN, x, a->mask, true); /* kept dims 1 */
+    cg_tensor *d = m ? temp_like(ctx, op, x) : NULL, *y = NULL;
     if (d) {
         cgi_map_binary(cgi_binary_sub.fn[x->dtype], x, m, d);
         cgi_map_unary(cgi_unary_square.fn[x->dtype], d, d);
@@ -334,8 +337,8 @@ static cg_tensor *lse_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
     int n;
     int64_t shape[CG_MAX_DIMS];
     cgi_reduced_shape(x->ndim, x->shape, a->mask, true, &n, shape);
-    cg_tensor *m = cgi_new(NULL, op, x->dtype, n, shape), hdr;
-    cg_tensor *e = m ? temp_like(op, x) : NULL, *y = NULL;
+    cg_tensor *m = cgi_new(ctx, op, x->dtype, n, shape), hdr;
+    cg_tensor *e = m ? temp_like(ctx, op, x) : NULL, *y = NULL;
     if (e) {
         cgi_reduce(CGI_REDUCE_MAX, x, a->mask, m); /* NaN for an empty set */
         zero_nonfinite(m);
@@ -375,7 +378,7 @@ static cg_tensor *norm_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
                                const reduce_args *a) {
     double p = a->p;
     bool general = p != 1 && p != 2 && !isinf(p);
-    cg_tensor *t = temp_like(op, x), *y = NULL;
+    cg_tensor *t = temp_like(ctx, op, x), *y = NULL;
     if (t) {
         cgi_map_unary((p == 2 ? &cgi_unary_square : &cgi_unary_abs)->fn[x->dtype], x, t);
         if (general) apply_scalar(t, &cgi_binary_pow, p);
@@ -394,7 +397,7 @@ static cg_tensor *norm_grad(cg_ctx *ctx, const cg_tensor *g, const cg_node *n) {
     const cg_tensor *x = cg_node_input(n, 0), *y = cg_node_output(n);
     const reduce_args *a = cg_node_saved(n);
     if (isinf(a->p)) {
-        cg_tensor *ax = temp_like("cg_backward", x), *oh = NULL;
+        cg_tensor *ax = temp_like(ctx, "cg_backward", x), *oh = NULL;
         if (ax) cgi_map_unary(cgi_unary_abs.fn[x->dtype], x, ax);
         if (ax) oh = onehot(ctx, ax, CGI_REDUCE_ARGMAX, a->mask);
         cg_tensor_free(ax);
