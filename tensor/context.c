@@ -98,18 +98,20 @@ static void free_chunks(cgi_chunk *c) {
     }
 }
 
-/* Keeps the memory: one chunk of the step's size and an eighth, so the next
- * step of the same size fits in it without a malloc (the total capacity,
- * which doubling chunks leave up to twice the step, would hold memory the
- * loop never uses). The chunks it replaces are kept for
+/* Keeps the memory: one chunk of the largest step's size and an eighth, so
+ * the next step fits in it without a malloc (the total capacity, which
+ * doubling chunks leave up to twice the step, would hold memory the loop
+ * never uses; the largest, not the last, so that a loop alternating two
+ * sizes settles too). The chunks it replaces are kept for
  * CGI_GEN_PHASES - 1 more resets (only while a loop's steps still grow), so
  * the handles cgi_stale guarantees to catch always read mapped memory. */
 void cgi_arena_reset(cgi_arena *a) {
     free_chunks(a->retired[CGI_RETIRED - 1]);
     for (int i = CGI_RETIRED - 1; i > 0; i--) a->retired[i] = a->retired[i - 1];
     a->retired[0] = NULL;
+    if (a->used > a->peak) a->peak = a->used;
     if (a->head && a->head->next) {
-        size_t total = a->used + a->used / 8;
+        size_t total = a->peak + a->peak / 8;
         a->retired[0] = a->head;
         drop_pages(a->retired[0]);
         a->head = NULL;
@@ -132,6 +134,7 @@ void cgi_arena_release(cgi_arena *a) {
     }
     a->used = 0;
     a->capacity = 0;
+    a->peak = 0;
     a->gap = NULL;
     a->gap_size = 0;
 }

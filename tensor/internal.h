@@ -76,6 +76,7 @@ typedef struct cgi_arena {
      * read mapped memory (and are reported, not a crash). */
     cgi_chunk *retired[CGI_RETIRED];
     size_t used;
+    size_t peak; /* the most any step between resets used */
     size_t capacity;
     size_t chunk_allocs;
     unsigned char *gap; /* free padding before the last tensor header */
