@@ -1,15 +1,19 @@
 /* The functional normalisations: batch_norm, group_norm and layer_norm, as
  * torch.nn.functional's.
  *
- * Each is composed of differentiable public ops (mean, biased var, rsqrt,
- * mul, add, reshape), so its gradient, and the gradient of that gradient,
- * come from those ops' own backward rules: no node of its own. Where the
+ * batch_norm and group_norm are composed of differentiable public ops (mean,
+ * biased var, rsqrt, mul, add, reshape), so their gradients, and the
+ * gradients of those, come from those ops' own backward rules: no node of
+ * their own. layer_norm, in every transformer block, is one fused op (see
+ * its section). Where the
  * statistics are per channel (batch_norm, group_norm) the output is
  * x * scale + shift with scale = w / sqrt(var + eps) and shift = b - mean *
  * scale, as PyTorch's CPU kernels compute it: two passes over x instead of
  * four. With ctx NULL the work runs in a temporary context and the result is
  * copied out (caller-owned), so nothing leaks. */
 #include "internal.h"
+
+#include "../tensor/norm_kernels.h"
 
 #include <math.h>
 
@@ -252,18 +256,111 @@ cg_tensor *cg_group_norm(cg_ctx *ctx, const cg_tensor *x, int64_t groups,
 }
 
 /* ---- layer_norm ------------------------------------------------------------------- */
-/* (x - mean) / sqrt(var + eps) * w + b over the last ndim dims; w and b
- * (normalized_shape) broadcast against x from the right. */
-static cg_tensor *layer_norm_body(cg_ctx *ctx, const norm_args *a) {
-    int axes[CG_MAX_DIMS];
-    for (int i = 0; i < a->ndim; i++) axes[i] = a->x->ndim - a->ndim + i;
-    cg_tensor *mean = cg_mean(ctx, a->x, axes, a->ndim, true);
-    cg_tensor *var = cg_var(ctx, a->x, axes, a->ndim, 0.0, true);
-    cg_tensor *y =
-        cg_mul(ctx, cg_sub(ctx, a->x, mean), cg_rsqrt(ctx, cg_add_scalar(ctx, var, a->eps)));
-    if (a->w) y = cg_mul(ctx, y, a->w);
-    return a->b ? cg_add(ctx, y, a->b) : y;
+/* One fused op (tensor/norm_kernels.c): one pass for the row statistics and
+ * the output, one for the input gradient, rows in order for the weight's;
+ * composed of mean, var, rsqrt, mul and add it took some twenty tensors of
+ * x's size in a GPT block's forward and backward. Its gradients of
+ * gradients come from the same formula written in differentiable ops
+ * (ln_composite_grads), used when the backward itself is recorded. */
+typedef struct ln_saved {
+    int ndim; /* trailing dims normalised */
+    bool has_w, has_b;
+    double eps;
+    const cg_tensor *mean, *rstd; /* [rows] from the forward, in the graph's context */
+} ln_saved;
+
+static const cg_op layer_norm_op;
+
+/* x's rows (leading dims) and row length (the last ndim dims). */
+static void ln_rows(const cg_tensor *x, int ndim, int64_t *rows, int64_t *n) {
+    *rows = cgi_numel(x->ndim - ndim, x->shape);
+    *n = cgi_numel(ndim, x->shape + x->ndim - ndim);
 }
+
+/* t itself when contiguous, else a copy in ctx. */
+static const cg_tensor *dense(cg_ctx *ctx, const cg_tensor *t) {
+    return !t || cgi_is_contiguous(t) ? t : cgi_contiguous(ctx, t);
+}
+
+static cg_tensor *layer_norm_body(cg_ctx *ctx, const norm_args *a) {
+    const cg_tensor *x = dense(ctx, a->x), *w = dense(ctx, a->w), *b = dense(ctx, a->b);
+    if (!x || (a->w && !w) || (a->b && !b)) return NULL;
+    int64_t rows, n;
+    ln_rows(x, a->ndim, &rows, &n);
+    cg_tensor *y = cgi_new(ctx, a->fn, x->dtype, x->ndim, x->shape);
+    cg_tensor *mean = cgi_new(ctx, a->fn, x->dtype, 1, &rows);
+    cg_tensor *rstd = cgi_new(ctx, a->fn, x->dtype, 1, &rows);
+    if (!y || !mean || !rstd) return NULL;
+    cgi_layer_norm_forward(x->dtype, rows, n, cgi_ptr(x), w ? cgi_ptr(w) : NULL,
+                           b ? cgi_ptr(b) : NULL, a->eps, cgi_ptr(y), cgi_ptr(mean),
+                           cgi_ptr(rstd));
+    ln_saved sv = {a->ndim, a->w != NULL, a->b != NULL, a->eps, mean, rstd};
+    const cg_tensor *in[3] = {a->x, a->w ? a->w : a->b, a->b};
+    return cg_record(ctx, &layer_norm_op, y, 1 + (a->w != NULL) + (a->b != NULL), in, &sv,
+                     sizeof sv);
+}
+
+/* The same gradients in differentiable ops: xhat = (x - mean) rstd, gw = g w,
+ * dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) over the normalised dims;
+ * dw = sum of g xhat, db = sum of g over the leading dims. */
+static cg_status ln_composite_grads(cg_ctx *ctx, const cg_node *nd, const cg_tensor *g,
+                                    cg_tensor **gin) {
+    const ln_saved *s = cg_node_saved(nd);
+    const cg_tensor *x = cg_node_input(nd, 0), *w = s->has_w ? cg_node_input(nd, 1) : NULL;
+    int axes[CG_MAX_DIMS], lead[CG_MAX_DIMS], nlead = x->ndim - s->ndim;
+    for (int i = 0; i < s->ndim; i++) axes[i] = nlead + i;
+    for (int i = 0; i < nlead; i++) lead[i] = i;
+    cg_tensor *rstd =
+        cg_rsqrt(ctx, cg_add_scalar(ctx, cg_var(ctx, x, axes, s->ndim, 0.0, true), s->eps));
+    cg_tensor *xhat = cg_mul(ctx, cg_sub(ctx, x, cg_mean(ctx, x, axes, s->ndim, true)), rstd);
+    if (cg_node_needs_grad(nd, 0)) {
+        cg_tensor *gw = w ? cg_mul(ctx, g, w) : (cg_tensor *)g;
+        cg_tensor *c = cg_mean(ctx, cg_mul(ctx, gw, xhat), axes, s->ndim, true);
+        cg_tensor *d = cg_sub(ctx, gw, cg_mean(ctx, gw, axes, s->ndim, true));
+        gin[0] = cg_mul(ctx, rstd, cg_sub(ctx, d, cg_mul(ctx, xhat, c)));
+    }
+    int iw = 1, ib = 1 + s->has_w;
+    if (s->has_w && cg_node_needs_grad(nd, iw)) {
+        cg_tensor *p = cg_mul(ctx, g, xhat);
+        gin[iw] = nlead ? cg_sum(ctx, p, lead, nlead, false) : p;
+    }
+    if (s->has_b && cg_node_needs_grad(nd, ib))
+        gin[ib] = nlead ? cg_sum(ctx, g, lead, nlead, false) : cg_clone(ctx, g);
+    return cgi_grads_made(nd, gin);
+}
+
+static cg_status layer_norm_backward(cg_ctx *ctx, const cg_node *nd, const cg_tensor *g,
+                                     cg_tensor **gin) {
+    if (cg_is_grad_enabled(ctx)) return ln_composite_grads(ctx, nd, g, gin);
+    const ln_saved *s = cg_node_saved(nd);
+    int iw = 1, ib = 1 + s->has_w;
+    const cg_tensor *x = dense(ctx, cg_node_input(nd, 0)), *gd = dense(ctx, g);
+    const cg_tensor *w = s->has_w ? dense(ctx, cg_node_input(nd, iw)) : NULL;
+    const cg_tensor *like = s->has_w   ? cg_node_input(nd, iw)
+                            : s->has_b ? cg_node_input(nd, ib)
+                                       : NULL;
+    if (!x || !gd || (s->has_w && !w)) return cg_last_status();
+    int64_t rows, n;
+    ln_rows(x, s->ndim, &rows, &n);
+    cg_tensor *dx = cg_node_needs_grad(nd, 0)
+                        ? cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape)
+                        : NULL;
+    cg_tensor *dw = s->has_w && cg_node_needs_grad(nd, iw)
+                        ? cgi_new(ctx, "cg_backward", x->dtype, like->ndim, like->shape)
+                        : NULL;
+    cg_tensor *db = s->has_b && cg_node_needs_grad(nd, ib)
+                        ? cgi_new(ctx, "cg_backward", x->dtype, like->ndim, like->shape)
+                        : NULL;
+    cgi_layer_norm_backward(x->dtype, rows, n, cgi_ptr(gd), cgi_ptr(x), w ? cgi_ptr(w) : NULL,
+                            cgi_ptr(s->mean), cgi_ptr(s->rstd), dx ? cgi_ptr(dx) : NULL,
+                            dw ? cgi_ptr(dw) : NULL, db ? cgi_ptr(db) : NULL);
+    gin[0] = dx;
+    if (s->has_w) gin[iw] = dw;
+    if (s->has_b) gin[ib] = db;
+    return cgi_grads_made(nd, gin);
+}
+static const cg_op layer_norm_op = {"layer_norm", layer_norm_backward,
+                                    CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
 /* x's last ndim dims are normalized_shape (ndim >= 1). */
 static bool normalized_shape_ok(cg_ctx *ctx, const norm_args *a, const int64_t *shape) {

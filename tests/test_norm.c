@@ -375,6 +375,34 @@ static void test_norm_layer_norm_gradcheck(void **state) {
     check_grads(&c, CG_SHAPE(2, 3, 2), CG_SHAPE(3, 2), 140);
 }
 
+/* layer_norm's backward has two forms, the fused kernel (a plain backward)
+ * and the same formula in ops (a recorded one, for gradients of gradients):
+ * both give the same first gradients, for x, w and b, on a transposed x and
+ * without affine parameters. gradgradcheck alone would not notice a wrong
+ * recorded form whose own derivative happened to be consistent. */
+static void test_norm_layer_norm_fused_and_recorded_agree(void **state) {
+    cg_ctx *ctx = *state;
+    for (int affine = 0; affine < 2; affine++) {
+        cg_tensor *x0 = seeded_leaf(7, CG_F64, CG_SHAPE(3, 5, 4), 1);
+        cg_tensor *w = seeded_leaf(8, CG_F64, CG_SHAPE(4, 5), 1);
+        cg_tensor *b = seeded_leaf(9, CG_F64, CG_SHAPE(4, 5), 1);
+        cg_tensor *x = cg_transpose(ctx, x0, 1, 2), *ins[3] = {x0, w, b}, *g1[3], *g2[3];
+        cg_tensor *y = cg_layer_norm(ctx, x, 2, (const int64_t[]){4, 5}, affine ? w : NULL,
+                                     affine ? b : NULL, EPS);
+        cg_tensor *l = cg_sum(ctx, cg_mul(ctx, y, cg_sin(ctx, y)), NULL, 0, false);
+        int n = affine ? 3 : 1;
+        assert_int_equal(cg_grad(ctx, 1, &l, NULL, n, ins, g1, CG_RETAIN_GRAPH), CG_OK);
+        assert_int_equal(cg_grad(ctx, 1, &l, NULL, n, ins, g2, CG_CREATE_GRAPH), CG_OK);
+        for (int i = 0; i < n; i++) {
+            double d =
+                cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, g1[i], g2[i])), NULL, 0, false));
+            if (!(d < 1e-12)) fail_msg("input %d: fused and recorded differ by %g", i, d);
+        }
+        for (int i = 0; i < 3; i++) cg_tensor_free(ins[i]);
+        cg_ctx_reset(ctx);
+    }
+}
+
 static void test_norm_layer_norm_errors(void **state) {
     cg_ctx *ctx = *state;
     cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(2, 3));
@@ -648,6 +676,7 @@ int main(void) {
         CTX_TEST(test_norm_layer_norm_matches_pytorch),
         CTX_TEST(test_norm_layer_norm_hand_values),
         cmocka_unit_test(test_norm_layer_norm_gradcheck),
+        CTX_TEST(test_norm_layer_norm_fused_and_recorded_agree),
         CTX_TEST(test_norm_layer_norm_errors),
         CTX_TEST(test_norm_batchnorm2d_layer),
         cmocka_unit_test(test_norm_batchnorm2d_gradcheck),
