@@ -59,13 +59,23 @@ typedef struct activation {
     const cgi_act_kernel *kernel;
     act_grad_fn grad;
     const char *fn; /* the public function, for messages */
+    /* NULL, or g f'(x) as one kernel (g, x), for a backward that is not
+     * recorded: one pass where the rule's ops take several (GELU's take
+     * ten, each a tensor of x's size). */
+    const cgi_binary_kernel *fast_grad;
 } activation;
 
 static cg_status act_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                               cg_tensor **gin) {
     const activation *act = (const activation *)cg_node_op(n);
     const act_params *a = cg_node_saved(n);
-    gin[0] = act->grad(ctx, g, cg_node_input(n, 0), cg_node_output(n), *a);
+    const cg_tensor *x = cg_node_input(n, 0);
+    if (act->fast_grad && !cg_is_grad_enabled(ctx)) {
+        gin[0] = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);
+        if (gin[0]) cgi_map_binary(act->fast_grad->fn[x->dtype], g, x, gin[0]);
+    } else {
+        gin[0] = act->grad(ctx, g, x, cg_node_output(n), *a);
+    }
     return cgi_grads_made(n, gin);
 }
 
@@ -122,8 +132,11 @@ static cg_tensor *leaky_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tens
     (void)y;
     return cg_where(ctx, GT(x, 0), g, cg_mul_scalar(ctx, g, a.p));
 }
-static const activation leaky_relu_act = {
-    {"leaky_relu", act_backward, X}, &cgi_act_leaky_relu, leaky_relu_grad, "cg_leaky_relu"};
+static const activation leaky_relu_act = {{"leaky_relu", act_backward, X},
+                                          &cgi_act_leaky_relu,
+                                          leaky_relu_grad,
+                                          "cg_leaky_relu",
+                                          NULL};
 cg_tensor *cg_leaky_relu(cg_ctx *ctx, const cg_tensor *x, double slope) {
     return activate_finite(ctx, &leaky_relu_act, x, "slope", slope);
 }
@@ -136,7 +149,7 @@ static cg_tensor *elu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
     return cg_where(ctx, GT(x, 0), g, cg_mul(ctx, g, cg_add_scalar(ctx, y, a.p)));
 }
 static const activation elu_act = {
-    {"elu", act_backward, X | Y}, &cgi_act_elu, elu_grad, "cg_elu"};
+    {"elu", act_backward, X | Y}, &cgi_act_elu, elu_grad, "cg_elu", NULL};
 cg_tensor *cg_elu(cg_ctx *ctx, const cg_tensor *x, double alpha) {
     return activate_finite(ctx, &elu_act, x, "alpha", alpha);
 }
@@ -154,7 +167,7 @@ static cg_tensor *gelu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
     return cg_mul(ctx, g, cg_add(ctx, cdf, cg_mul(ctx, x, pdf)));
 }
 static const activation gelu_act = {
-    {"gelu", act_backward, X}, &cgi_act_gelu, gelu_grad, "cg_gelu"};
+    {"gelu", act_backward, X}, &cgi_act_gelu, gelu_grad, "cg_gelu", &cgi_binary_gelu_grad};
 cg_tensor *cg_gelu(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &gelu_act, x, 0, 0);
 }
@@ -176,8 +189,11 @@ static cg_tensor *gelu_tanh_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tenso
     cg_tensor *ds = cg_mul(ctx, s, cg_rsub_scalar(ctx, s, 1));
     return cg_mul(ctx, g, cg_add(ctx, s, cg_mul(ctx, cg_mul(ctx, x, du), ds)));
 }
-static const activation gelu_tanh_act = {
-    {"gelu_tanh", act_backward, X}, &cgi_act_gelu_tanh, gelu_tanh_grad, "cg_gelu_tanh"};
+static const activation gelu_tanh_act = {{"gelu_tanh", act_backward, X},
+                                         &cgi_act_gelu_tanh,
+                                         gelu_tanh_grad,
+                                         "cg_gelu_tanh",
+                                         &cgi_binary_gelu_tanh_grad};
 cg_tensor *cg_gelu_tanh(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &gelu_tanh_act, x, 0, 0);
 }
@@ -190,7 +206,7 @@ static cg_tensor *silu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x,
     return cg_mul(ctx, g, cg_add(ctx, s, cg_mul(ctx, y, cg_rsub_scalar(ctx, s, 1))));
 }
 static const activation silu_act = {
-    {"silu", act_backward, X | Y}, &cgi_act_silu, silu_grad, "cg_silu"};
+    {"silu", act_backward, X | Y}, &cgi_act_silu, silu_grad, "cg_silu", NULL};
 cg_tensor *cg_silu(cg_ctx *ctx, const cg_tensor *x) {
     return activate(ctx, &silu_act, x, 0, 0);
 }
@@ -204,7 +220,7 @@ static cg_tensor *softplus_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
     return cg_where(ctx, GT(z, a.q), g, cg_mul(ctx, g, cg_sigmoid(ctx, z)));
 }
 static const activation softplus_act = {
-    {"softplus", act_backward, X}, &cgi_act_softplus, softplus_grad, "cg_softplus"};
+    {"softplus", act_backward, X}, &cgi_act_softplus, softplus_grad, "cg_softplus", NULL};
 cg_tensor *cg_softplus(cg_ctx *ctx, const cg_tensor *x, double beta, double threshold) {
     if (!params_ok(ctx, x, beta > 0 && isfinite(beta) && !isnan(threshold),
                    "cg_softplus: needs a finite beta > 0 and a threshold that is not NaN, "
@@ -221,7 +237,7 @@ static cg_tensor *hardtanh_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor
     return cg_mul(ctx, g, cg_mul(ctx, GT(x, a.p), LT(x, a.q)));
 }
 static const activation hardtanh_act = {
-    {"hardtanh", act_backward, X}, &cgi_act_hardtanh, hardtanh_grad, "cg_hardtanh"};
+    {"hardtanh", act_backward, X}, &cgi_act_hardtanh, hardtanh_grad, "cg_hardtanh", NULL};
 cg_tensor *cg_hardtanh(cg_ctx *ctx, const cg_tensor *x, double lo, double hi) {
     if (!params_ok(ctx, x, lo <= hi, "cg_hardtanh: needs lo <= hi, got lo %g, hi %g", lo, hi))
         return NULL;

@@ -352,7 +352,7 @@ typedef struct cgi_binary_kernel {
     X(tanh) X(sigmoid) X(erf) X(relu) X(recip)
 #define CGI_BINARY_LIST(X) \
     X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(gt) X(lt) X(ge) X(le) X(eq) X(ne) \
-    X(relu_grad)
+    X(relu_grad) X(gelu_grad) X(gelu_tanh_grad)
 /* clang-format on */
 
 #define CGI_DECLARE_KERNEL(name) extern CGI_HIDDEN const cgi_unary_kernel cgi_unary_##name;

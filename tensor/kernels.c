@@ -158,6 +158,21 @@ ALL_BINARY(ne, x != y)
  * threshold_backward: an infinite or NaN gradient does not leak through). */
 ALL_BINARY(relu_grad, y > 0 ? x : 0)
 
+/* GELU's derivative times the gradient x, at the input y: exact, Phi(y) + y
+ * phi(y); tanh form, with t = tanh(k (y + c y^3)), (1 + t) / 2 + y (1 - t^2) k
+ * (1 + 3 c y^2) / 2. The same functions as ops/activation.c's rules. */
+static inline double gelu_d(double v) {
+    return 0.5 * (1 + erf(v * 0.70710678118654752)) +
+           v * exp(-0.5 * v * v) * 0.3989422804014327;
+}
+static inline double gelu_tanh_d(double v) {
+    const double k = 0.7978845608028654, c = 0.044715;
+    double t = tanh(k * (v + c * v * v * v));
+    return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * c * v * v);
+}
+FLOAT_BINARY(gelu_grad, x *gelu_d(y))
+FLOAT_BINARY(gelu_tanh_grad, x *gelu_tanh_d(y))
+
 #define WHERE_FN(name, T)                                                                      \
     static void name(int64_t n, const void *c_, int64_t sc, const void *a_, int64_t sa,        \
                      const void *b_, int64_t sb, void *o_, int64_t so) {                       \

@@ -265,6 +265,29 @@ static void test_activation_relu_backward_masks(void **state) {
     assert_values(gg, (double[]){0, 0, 1, 1}, 4, 0);
 }
 
+/* GELU's plain backward is one kernel (g f'(x)), its recorded one the rule
+ * in ops: both give the same gradient, in f64 and f32, on a transposed x. */
+static void test_activation_gelu_fused_and_recorded_agree(void **state) {
+    cg_ctx *ctx = *state;
+    for (int tanh_form = 0; tanh_form < 2; tanh_form++)
+        for (int dt = CG_F32; dt <= CG_F64; dt++) {
+            cg_rng rng = seeded(11);
+            cg_tensor *x0 = cg_randn(NULL, &rng, (cg_dtype)dt, CG_SHAPE(5, 7), 0, 3);
+            cg_set_requires_grad(x0, true);
+            cg_tensor *x = cg_transpose(ctx, x0, 0, 1), *g1, *g2;
+            cg_tensor *y = tanh_form ? cg_gelu_tanh(ctx, x) : cg_gelu(ctx, x);
+            cg_tensor *l = cg_sum(ctx, cg_mul(ctx, y, cg_cos(ctx, x)), NULL, 0, false);
+            assert_int_equal(cg_grad(ctx, 1, &l, NULL, 1, &x0, &g1, CG_RETAIN_GRAPH), CG_OK);
+            assert_int_equal(cg_grad(ctx, 1, &l, NULL, 1, &x0, &g2, CG_CREATE_GRAPH), CG_OK);
+            double d = cg_item(cg_max(ctx, cg_abs(ctx, cg_sub(ctx, g1, g2)), NULL, 0, false));
+            if (!(d < (dt == CG_F32 ? 1e-5 : 1e-12)))
+                fail_msg("%s %s: fused and recorded differ by %g",
+                         tanh_form ? "gelu_tanh" : "gelu", cg_dtype_name(dt), d);
+            cg_ctx_reset(ctx);
+            cg_tensor_free(x0);
+        }
+}
+
 /* Known slopes: PyTorch's conventions at the kinks. */
 static void test_activation_gradient_at_kinks(void **state) {
     cg_ctx *ctx = *state;
@@ -400,6 +423,8 @@ int main(void) {
         cmocka_unit_test(test_activation_gradgradcheck_all_layouts),
         cmocka_unit_test_setup_teardown(test_activation_relu_backward_masks, ctx_setup,
                                         ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_gelu_fused_and_recorded_agree,
+                                        ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_large_magnitudes_finite_gradients,
                                         ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_gradient_at_kinks, ctx_setup,
