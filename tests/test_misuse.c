@@ -1,0 +1,616 @@
+/* Misuse battery (issue 14): every public function of tensor/tensor.h,
+ * autograd/autograd.h, ops/ops.h and nn/nn.h called with what a careless or
+ * hostile caller passes:
+ *   - NULL for each pointer argument (tensors, contexts where one is needed,
+ *     modules, optimizers, schedules, paths, out-pointers, arrays);
+ *   - mismatched shapes and dtypes (i64 where a float is needed, f32 with f64);
+ *   - out-of-range and repeated axes (8, -9, a dim listed twice);
+ *   - negative and overflowing sizes (-1, INT64_MAX, products past int64);
+ *   - zero-size and rank-8 (CG_MAX_DIMS) tensors, and non-contiguous views
+ *     (transposes, stepped slices, stride-0 expansions).
+ * A bad call must return NULL or a status other than CG_OK (or the
+ * function's documented sentinel) and leave a message that begins with the
+ * called function's name and ':' ("cg_matmul: ..."); a NULL tensor passed
+ * after an earlier failure must keep that failure's message (NULL in, NULL
+ * out). A valid call (zero-size inputs, views) must succeed and agree with
+ * the same call on a contiguous copy. Every *_free takes NULL, and where a
+ * second call is meaningful (a context tensor, a zeroed struct, a module
+ * held by a container) it is harmless.
+ *
+ * Checks do not stop the test: each bad result prints one "DEFECT" line and
+ * the test fails at its end, so one run lists everything. Run under
+ * ASan/UBSan by make test: a crash or a sanitizer report is a defect too.
+ *
+ * Not called: cg_scaled_dot_product_attention and cg_attn_defaults (declared,
+ * not yet implemented in this tree). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* ---- the checks ---------------------------------------------------------- */
+static int defects;       /* in the running test */
+static const char *label; /* the table row being run, for DEFECT lines */
+
+static void defect(int line, const char *fn, const char *fmt, ...) {
+    va_list ap;
+    printf("DEFECT line %d%s%s: %s: ", line, label ? " case " : "", label ? label : "", fn);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    defects++;
+}
+
+/* The failure's record: a status and a message "fn: ...". Clears it. */
+static void check_msg(const char *fn, int line) {
+    const char *m = cg_last_error();
+    size_t n = strlen(fn);
+    if (cg_last_status() == CG_OK) defect(line, fn, "no status recorded (message \"%s\")", m);
+    if (strncmp(m, fn, n) != 0 || m[n] != ':')
+        defect(line, fn, "message \"%s\" does not begin with \"%s:\"", m, fn);
+    cg_clear_error();
+}
+static void fails_t(const void *r, const char *fn, int line) {
+    if (r) {
+        defect(line, fn, "bad input accepted");
+        cg_clear_error();
+        return;
+    }
+    check_msg(fn, line);
+}
+static void fails_s(cg_status s, const char *fn, int line) {
+    if (s == CG_OK) {
+        defect(line, fn, "bad input accepted (CG_OK)");
+        cg_clear_error();
+        return;
+    }
+    if (cg_last_status() != s)
+        defect(line, fn, "returned %d, recorded %d", s, cg_last_status());
+    check_msg(fn, line);
+}
+/* failed: the function's sentinel came back (NaN, -1, false, ...). */
+static void fails_b(bool failed, const char *fn, int line) {
+    if (!failed) {
+        defect(line, fn, "bad input accepted (no sentinel)");
+        cg_clear_error();
+        return;
+    }
+    check_msg(fn, line);
+}
+/* A tensor result that must fail; a wrongly made caller-owned one is freed. */
+static void fails_tf(cg_tensor *r, const char *fn, int line) {
+    fails_t(r, fn, line);
+    cg_tensor_free(r);
+}
+static cg_tensor *succeeds_t(cg_tensor *r, const char *fn, int line) {
+    if (!r || cg_last_status() != CG_OK)
+        defect(line, fn, "valid call failed: \"%s\"", cg_last_error());
+    cg_clear_error();
+    return r;
+}
+static void succeeds_s(cg_status s, const char *fn, int line) {
+    if (s != CG_OK) defect(line, fn, "valid call failed: \"%s\"", cg_last_error());
+    cg_clear_error();
+}
+
+/* Each macro clears the error first, so the message checked is the call's. */
+#define NUL(fn, ...)       (cg_clear_error(), fails_tf(fn(__VA_ARGS__), #fn, __LINE__))
+#define BAD(fn, ...)       (cg_clear_error(), fails_s(fn(__VA_ARGS__), #fn, __LINE__))
+#define SENTINEL(fn, cond) (cg_clear_error(), fails_b((cond), fn, __LINE__))
+#define OK_T(fn, ...)      (cg_clear_error(), succeeds_t(fn(__VA_ARGS__), #fn, __LINE__))
+#define OK_S(fn, ...)      (cg_clear_error(), succeeds_s(fn(__VA_ARGS__), #fn, __LINE__))
+/* The call returned its sentinel and recorded no error (documented silence). */
+#define QUIET(fn, cond)                                                                        \
+    do {                                                                                       \
+        cg_clear_error();                                                                      \
+        if (!(cond)) defect(__LINE__, fn, "unexpected result");                                \
+        if (cg_last_status() != CG_OK)                                                         \
+            defect(__LINE__, fn, "recorded \"%s\"", cg_last_error());                          \
+    } while (0)
+
+/* An error recorded by an earlier call (a failed op made the NULL). */
+static void prior_error(void) {
+    cg_clear_error();
+    cg_dim(NULL, 0);
+}
+/* NULL in, NULL out: r is NULL and the earlier error is kept. */
+static void keeps_prior(const void *r, const char *fn, int line) {
+    if (r) defect(line, fn, "NULL input gave a result");
+    if (strncmp(cg_last_error(), "cg_dim:", 7) != 0)
+        defect(line, fn, "overwrote the earlier error with \"%s\"", cg_last_error());
+    cg_clear_error();
+}
+#define KEEPS(fn, ...) (prior_error(), keeps_prior(fn(__VA_ARGS__), #fn, __LINE__))
+
+static int setup(void **state) {
+    defects = 0;
+    label = NULL;
+    cg_clear_error();
+    return ctx_setup(state);
+}
+static int teardown(void **state) {
+    label = NULL;
+    return ctx_teardown(state);
+}
+/* The end of every test: fails it if any check printed a DEFECT line. */
+static void done(void) {
+    label = NULL;
+    if (defects) fail_msg("%d defect(s), listed above", defects);
+}
+
+/* ---- inputs --------------------------------------------------------------- */
+static cg_rng rng_;
+
+/* Values in [0.5, 2) (log, sqrt and division stay finite). */
+static cg_tensor *pos(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape) {
+    return cg_rand(ctx, &rng_, dt, ndim, shape, 0.5, 2);
+}
+static const int64_t r8_shape[CG_MAX_DIMS] = {1, 2, 1, 1, 1, 1, 1, 3};
+
+/* The views a function must read correctly, each with a contiguous copy. */
+typedef struct view_case {
+    const char *name;
+    cg_tensor *v; /* [4,3] or, expand, [4,3] from [1,3]: non-contiguous */
+} view_case;
+enum { NVIEWS = 3 };
+static void make_views(cg_ctx *ctx, view_case *vc) {
+    cg_tensor *base = pos(ctx, CG_F64, CG_SHAPE(3, 4));
+    vc[0] = (view_case){"transpose", cg_transpose(ctx, base, 0, 1)};
+    cg_tensor *tall = pos(ctx, CG_F64, CG_SHAPE(8, 3));
+    vc[1] = (view_case){"slice step 2", cg_slice(ctx, tall, 0, 0, CG_END, 2)};
+    vc[2] =
+        (view_case){"expand", cg_expand(ctx, pos(ctx, CG_F64, CG_SHAPE(1, 3)), CG_SHAPE(4, 3))};
+}
+
+/* a and b hold the same shape, dtype and values (NaN equal to NaN). */
+static bool same_tensor(const cg_tensor *a, const cg_tensor *b, double tol) {
+    if (!a || !b || !cg_same_shape(a, b) || cg_dtype_of(a) != cg_dtype_of(b)) return false;
+    int64_t n = cg_numel(a);
+    double *x = malloc(sizeof(double) * (size_t)(n + 1)),
+           *y = malloc(sizeof(double) * (size_t)(n + 1));
+    bool same = x && y && cg_copy_to_array(a, CG_F64, x) == CG_OK &&
+                cg_copy_to_array(b, CG_F64, y) == CG_OK;
+    for (int64_t i = 0; same && i < n; i++)
+        same = (isnan(x[i]) && isnan(y[i])) || fabs(x[i] - y[i]) <= tol * (1 + fabs(y[i]));
+    free(x);
+    free(y);
+    return same;
+}
+static bool has_shape(const cg_tensor *t, int ndim, const int64_t *shape) {
+    if (!t || cg_ndim(t) != ndim) return false;
+    for (int i = 0; i < ndim; i++)
+        if (cg_shape(t)[i] != shape[i]) return false;
+    return true;
+}
+#define HAS_SHAPE(t, ...) has_shape(t, CG_SHAPE(__VA_ARGS__))
+
+/* ======================================================================== */
+/* tensor/tensor.h                                                          */
+/* ======================================================================== */
+
+static void test_misuse_errors_and_contexts(void **state) {
+    (void)state;
+    cg_clear_error();
+    QUIET("cg_last_status", cg_last_status() == CG_OK);
+    QUIET("cg_last_error", strcmp(cg_last_error(), "") == 0);
+    QUIET("cg_status_str", strcmp(cg_status_str((cg_status)99), "unknown status") == 0);
+    QUIET("cg_status_str", strcmp(cg_status_str((cg_status)-1), "unknown status") == 0);
+    SENTINEL("cg_ctx_status", cg_ctx_status(NULL) == CG_ERR_ARG);
+    SENTINEL("cg_ctx_error", strcmp(cg_ctx_error(NULL), "") == 0);
+    SENTINEL("cg_ctx_get_stats", cg_ctx_get_stats(NULL).capacity == 0);
+    QUIET("cg_ctx_reset", (cg_ctx_reset(NULL), true));
+    QUIET("cg_ctx_free", (cg_ctx_free(NULL), true));
+    cg_ctx *c = cg_ctx_new();
+    QUIET("cg_ctx_new", c != NULL);
+    cg_ctx_reset(c);
+    cg_ctx_reset(c);
+    QUIET("cg_ctx_free", (cg_ctx_free(c), true));
+    /* threads: n < 1 means 1 */
+    int n = cg_get_num_threads();
+    QUIET("cg_set_num_threads", (cg_set_num_threads(-5), cg_get_num_threads() == 1));
+    QUIET("cg_set_num_threads", (cg_set_num_threads(0), cg_get_num_threads() == 1));
+    QUIET("cg_get_num_threads", (cg_set_num_threads(n), cg_get_num_threads() == n));
+    /* dtypes */
+    SENTINEL("cg_dtype_size", cg_dtype_size((cg_dtype)3) == 0);
+    SENTINEL("cg_dtype_size", cg_dtype_size((cg_dtype)-1) == 0);
+    QUIET("cg_dtype_name", strcmp(cg_dtype_name((cg_dtype)3), "invalid") == 0);
+    done();
+}
+
+/* The creators of a tensor from (dt, ndim, shape), one signature. */
+typedef cg_tensor *(*maker_fn)(cg_ctx *, cg_dtype, int, const int64_t *);
+static double buf_[64]; /* data for from_array and wrap: every valid shape below fits */
+static cg_tensor *mk_empty(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_empty(c, dt, n, s);
+}
+static cg_tensor *mk_full(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_full(c, dt, n, s, 2);
+}
+static cg_tensor *mk_from_array(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_from_array(c, dt, n, s, buf_);
+}
+static cg_tensor *mk_wrap(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_wrap(c, dt, n, s, buf_);
+}
+static cg_tensor *mk_rand(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_rand(c, &rng_, dt, n, s, 0, 1);
+}
+static cg_tensor *mk_randn(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_randn(c, &rng_, dt, n, s, 0, 1);
+}
+static cg_tensor *mk_bernoulli(cg_ctx *c, cg_dtype dt, int n, const int64_t *s) {
+    return cg_bernoulli(c, &rng_, dt, n, s, 0.5);
+}
+static const struct maker {
+    const char *name;
+    maker_fn f;
+    bool float_only;
+} makers[] = {
+    {"cg_empty", mk_empty, false},
+    {"cg_zeros", cg_zeros, false},
+    {"cg_ones", cg_ones, false},
+    {"cg_full", mk_full, false},
+    {"cg_from_array", mk_from_array, false},
+    {"cg_wrap", mk_wrap, false},
+    {"cg_rand", mk_rand, true},
+    {"cg_randn", mk_randn, true},
+    {"cg_bernoulli", mk_bernoulli, false}, /* 0/1 in i64 too, as Tensor.bernoulli_ */
+};
+
+#define BIG INT64_MAX
+/* Shapes every creator refuses: bad ranks, NULL, negative and overflowing dims. */
+static const struct bad_shape {
+    const char *name;
+    int ndim;
+    int64_t shape[CG_MAX_DIMS + 1];
+    bool null;
+} bad_shapes[] = {
+    {"rank -1", -1, {2}, false},
+    {"rank 9", 9, {1, 1, 1, 1, 1, 1, 1, 1, 1}, false},
+    {"shape NULL", 2, {0}, true},
+    {"dim -1", 2, {2, -1}, false},
+    {"dim INT64_MIN", 1, {INT64_MIN}, false},
+    {"INT64_MAX", 1, {BIG}, false},
+    {"product wraps to 6", 3, {BIG, BIG, 6}, false},
+    {"2^32 x 2^32", 2, {(int64_t)1 << 32, (int64_t)1 << 32}, false},
+    {"zero-size with huge dims", 3, {0, BIG, BIG}, false},
+    {"zero-size, strides overflow", 3, {(int64_t)1 << 40, 0, (int64_t)1 << 40}, false},
+};
+
+static void test_misuse_creation_bad_shapes(void **state) {
+    cg_ctx *ctx = *state;
+    for (size_t m = 0; m < sizeof makers / sizeof *makers; m++) {
+        for (size_t b = 0; b < sizeof bad_shapes / sizeof *bad_shapes; b++) {
+            const struct bad_shape *s = &bad_shapes[b];
+            label = s->name;
+            for (int owned = 0; owned < 2; owned++) {
+                cg_clear_error();
+                fails_tf(
+                    makers[m].f(owned ? NULL : ctx, CG_F32, s->ndim, s->null ? NULL : s->shape),
+                    makers[m].name, __LINE__);
+            }
+        }
+        label = "invalid dtype";
+        cg_clear_error();
+        fails_tf(makers[m].f(ctx, (cg_dtype)7, CG_SHAPE(2)), makers[m].name, __LINE__);
+        cg_clear_error();
+        fails_tf(makers[m].f(NULL, (cg_dtype)-1, CG_SHAPE(2)), makers[m].name, __LINE__);
+        if (makers[m].float_only) {
+            label = "i64";
+            cg_clear_error();
+            fails_tf(makers[m].f(ctx, CG_I64, CG_SHAPE(2)), makers[m].name, __LINE__);
+        }
+    }
+    done();
+}
+
+/* Zero-size and rank-8 shapes are valid for every creator. */
+static void test_misuse_creation_edge_shapes(void **state) {
+    cg_ctx *ctx = *state;
+    static const struct {
+        int ndim;
+        int64_t shape[CG_MAX_DIMS];
+    } good[] = {{0, {0}},
+                {2, {0, 3}},
+                {3, {4, 0, 5}},
+                {CG_MAX_DIMS, {1, 2, 1, 1, 1, 1, 1, 3}},
+                {CG_MAX_DIMS, {2, 1, 2, 1, 2, 1, 2, 0}}};
+    for (size_t m = 0; m < sizeof makers / sizeof *makers; m++) {
+        label = makers[m].name;
+        for (size_t g = 0; g < sizeof good / sizeof *good; g++) {
+            for (int owned = 0; owned < 2; owned++) {
+                cg_clear_error();
+                cg_tensor *t = succeeds_t(
+                    makers[m].f(owned ? NULL : ctx, CG_F64, good[g].ndim, good[g].shape),
+                    makers[m].name, __LINE__);
+                if (t && !has_shape(t, good[g].ndim, good[g].shape))
+                    defect(__LINE__, makers[m].name, "wrong shape");
+                cg_tensor_free(t);
+            }
+        }
+    }
+    done();
+}
+
+static void test_misuse_creation_other_args(void **state) {
+    cg_ctx *ctx = *state;
+    /* data NULL; a misaligned borrowed pointer */
+    NUL(cg_from_array, ctx, CG_F32, CG_SHAPE(2), NULL);
+    NUL(cg_wrap, ctx, CG_F32, CG_SHAPE(2), NULL);
+    NUL(cg_wrap, NULL, CG_F64, CG_SHAPE(2), (char *)buf_ + 4);
+    NUL(cg_wrap, NULL, CG_I64, CG_SHAPE(2), (char *)buf_ + 1);
+    cg_tensor *t = OK_T(cg_from_array, NULL, CG_F32, CG_SHAPE(0, 2), NULL);
+    cg_tensor_free(t);
+    /* rng NULL; bounds that are not numbers or ordered */
+    NUL(cg_rand, ctx, NULL, CG_F32, CG_SHAPE(2), 0, 1);
+    NUL(cg_randn, ctx, NULL, CG_F32, CG_SHAPE(2), 0, 1);
+    NUL(cg_bernoulli, ctx, NULL, CG_F32, CG_SHAPE(2), 0.5);
+    NUL(cg_rand, ctx, &rng_, CG_F32, CG_SHAPE(2), NAN, 1);
+    NUL(cg_rand, ctx, &rng_, CG_F32, CG_SHAPE(2), 1, 0);
+    NUL(cg_rand, ctx, &rng_, CG_F32, CG_SHAPE(2), 0, INFINITY);
+    NUL(cg_randn, ctx, &rng_, CG_F32, CG_SHAPE(2), 0, -1);
+    NUL(cg_randn, ctx, &rng_, CG_F32, CG_SHAPE(2), NAN, 1);
+    NUL(cg_randn, ctx, &rng_, CG_F32, CG_SHAPE(2), 0, NAN);
+    NUL(cg_bernoulli, ctx, &rng_, CG_F32, CG_SHAPE(2), -0.1);
+    NUL(cg_bernoulli, ctx, &rng_, CG_F32, CG_SHAPE(2), 1.5);
+    NUL(cg_bernoulli, ctx, &rng_, CG_F32, CG_SHAPE(2), NAN);
+    /* scalar, like */
+    NUL(cg_scalar, ctx, (cg_dtype)5, 1);
+    NUL(cg_zeros_like, ctx, NULL);
+    NUL(cg_ones_like, ctx, NULL);
+    NUL(cg_full_like, ctx, NULL, 1);
+    KEEPS(cg_zeros_like, ctx, NULL);
+    KEEPS(cg_ones_like, NULL, NULL);
+    KEEPS(cg_full_like, ctx, NULL, 1);
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int i = 0; i < NVIEWS; i++) {
+        label = vc[i].name;
+        cg_tensor *z = OK_T(cg_full_like, NULL, vc[i].v, 3);
+        if (!HAS_SHAPE(z, 4, 3) || !cg_is_contiguous(z) ||
+            cg_item(cg_sum(ctx, z, NULL, 0, 0)) != 36)
+            defect(__LINE__, "cg_full_like", "wrong result");
+        cg_tensor_free(z);
+    }
+    label = NULL;
+    cg_tensor *r8 = cg_zeros(ctx, CG_F32, CG_MAX_DIMS, r8_shape);
+    if (!has_shape(OK_T(cg_ones_like, ctx, r8), CG_MAX_DIMS, r8_shape))
+        defect(__LINE__, "cg_ones_like", "wrong shape");
+    /* arange, linspace, eye: steps, counts and sizes */
+    NUL(cg_arange, ctx, CG_F32, 0, 10, 0);
+    NUL(cg_arange, ctx, CG_F32, 0, 10, -1e-300 * 0);
+    NUL(cg_arange, ctx, CG_F32, 0, NAN, 1);
+    NUL(cg_arange, ctx, CG_F32, 0, 1e300, 1e-300);
+    NUL(cg_arange, ctx, CG_F32, -1e18, 1e18, 1);
+    NUL(cg_arange, ctx, (cg_dtype)9, 0, 3, 1);
+    if (cg_numel(OK_T(cg_arange, ctx, CG_I64, 5, 0, 1)) != 0)
+        defect(__LINE__, "cg_arange", "not empty");
+    NUL(cg_linspace, ctx, CG_F32, 0, 1, -1);
+    NUL(cg_linspace, ctx, CG_F32, 0, 1, INT64_MAX);
+    NUL(cg_linspace, ctx, CG_F32, 0, INFINITY, 3);
+    NUL(cg_linspace, ctx, (cg_dtype)9, 0, 1, 3);
+    if (cg_numel(OK_T(cg_linspace, ctx, CG_F64, 0, 1, 0)) != 0)
+        defect(__LINE__, "cg_linspace", "not empty");
+    NUL(cg_eye, ctx, CG_F32, -1, 2);
+    NUL(cg_eye, ctx, CG_F32, 2, -1);
+    NUL(cg_eye, ctx, CG_F32, BIG, BIG);
+    NUL(cg_eye, NULL, CG_F32, (int64_t)1 << 40, (int64_t)1 << 40);
+    NUL(cg_eye, ctx, (cg_dtype)9, 2, 2);
+    NUL(cg_eye, ctx, CG_F32, 0, BIG); /* the row stride would overflow (issue 14 #7) */
+    if (!HAS_SHAPE(OK_T(cg_eye, ctx, CG_F32, 0, 5), 0, 5)) defect(__LINE__, "cg_eye", "shape");
+    /* frees: NULL; a context tensor (ignored, any number of times) */
+    QUIET("cg_tensor_free", (cg_tensor_free(NULL), true));
+    cg_tensor *c = cg_zeros(ctx, CG_F32, CG_SHAPE(2));
+    cg_tensor_free(c);
+    cg_tensor_free(c);
+    QUIET("cg_tensor_free", cg_numel(c) == 2);
+    done();
+}
+
+static void test_misuse_inspection(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *t = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3));
+    SENTINEL("cg_dtype_of", cg_dtype_of(NULL) == CG_F32);
+    SENTINEL("cg_ndim", cg_ndim(NULL) == -1);
+    SENTINEL("cg_dim", cg_dim(NULL, 0) == -1);
+    SENTINEL("cg_dim", cg_dim(t, 2) == -1);
+    SENTINEL("cg_dim", cg_dim(t, -3) == -1);
+    SENTINEL("cg_dim", cg_dim(t, 8) == -1);
+    SENTINEL("cg_dim", cg_dim(t, INT32_MIN) == -1);
+    SENTINEL("cg_shape", cg_shape(NULL) == NULL);
+    SENTINEL("cg_strides", cg_strides(NULL) == NULL);
+    SENTINEL("cg_offset", cg_offset(NULL) == -1);
+    SENTINEL("cg_numel", cg_numel(NULL) == -1);
+    SENTINEL("cg_is_contiguous", !cg_is_contiguous(NULL));
+    SENTINEL("cg_data", cg_data(NULL) == NULL);
+    SENTINEL("cg_same_shape", !cg_same_shape(NULL, t));
+    SENTINEL("cg_same_shape", !cg_same_shape(t, NULL));
+    char buf[32] = "x";
+    QUIET("cg_shape_str", cg_shape_str(t, buf, 0) == buf && buf[0] == 'x');
+    QUIET("cg_shape_str", strcmp(cg_shape_str(NULL, buf, sizeof buf), "NULL") == 0);
+    SENTINEL("cg_shape_str", cg_shape_str(t, NULL, 16) == NULL);
+    QUIET("cg_shape_str", strcmp(cg_shape_str(t, buf, 3), "[2") == 0);
+    cg_tensor *r8 = cg_zeros(ctx, CG_F32, CG_MAX_DIMS, r8_shape);
+    QUIET("cg_shape_str", strcmp(cg_shape_str(r8, buf, sizeof buf), "[1,2,1,1,1,1,1,3]") == 0);
+    QUIET("cg_dim", cg_dim(r8, -8) == 1 && cg_dim(r8, 7) == 3);
+    SENTINEL("cg_dim", cg_dim(r8, -9) == -1);
+    cg_tensor *z = cg_zeros(ctx, CG_F32, CG_SHAPE(0, 3));
+    QUIET("cg_is_contiguous", cg_is_contiguous(cg_transpose(ctx, z, 0, 1)));
+    QUIET("cg_numel", cg_numel(z) == 0);
+    done();
+}
+
+static void test_misuse_element_access(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *t = cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3));
+    double d;
+    int64_t k;
+    const int64_t i0[2] = {0, 0}, far[2] = {2, 0}, neg[2] = {0, -4}, huge[2] = {INT64_MIN, 0},
+                  big[2] = {0, INT64_MAX};
+    BAD(cg_get, NULL, i0, &d);
+    BAD(cg_get, t, NULL, &d);
+    BAD(cg_get, t, i0, NULL);
+    BAD(cg_get, t, far, &d);
+    BAD(cg_get, t, neg, &d);
+    BAD(cg_get, t, huge, &d);
+    BAD(cg_get, t, big, &d);
+    BAD(cg_get_i64, NULL, i0, &k);
+    BAD(cg_get_i64, t, NULL, &k);
+    BAD(cg_get_i64, t, i0, NULL);
+    BAD(cg_get_i64, t, huge, &k);
+    BAD(cg_set, NULL, i0, 1);
+    BAD(cg_set, t, NULL, 1);
+    BAD(cg_set, t, far, 1);
+    BAD(cg_set, t, huge, 1);
+    /* a write through an expanded view would change every row */
+    cg_tensor *e = cg_expand(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(1, 3)), CG_SHAPE(4, 3));
+    BAD(cg_set, e, i0, 1);
+    /* a transposed view is written where it points */
+    cg_tensor *tr = cg_transpose(ctx, t, 0, 1);
+    OK_S(cg_set, tr, (const int64_t[]){2, 1}, 5);
+    OK_S(cg_get, t, (const int64_t[]){1, 2}, &d);
+    if (d != 5) defect(__LINE__, "cg_set", "wrote the wrong element");
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3));
+    BAD(cg_get, z, i0, &d);
+    cg_tensor *s = cg_scalar(ctx, CG_I64, 7);
+    OK_S(cg_get_i64, s, NULL, &k); /* rank 0: no index needed */
+    if (k != 7) defect(__LINE__, "cg_get_i64", "wrong value");
+    /* item */
+    SENTINEL("cg_item", isnan(cg_item(NULL)));
+    SENTINEL("cg_item", isnan(cg_item(t)));
+    SENTINEL("cg_item", isnan(cg_item(z)));
+    if (cg_item(cg_expand(ctx, cg_scalar(ctx, CG_F32, 2), CG_SHAPE(1, 1))) != 2)
+        defect(__LINE__, "cg_item", "wrong value");
+    /* copy_to_array */
+    double out[12];
+    BAD(cg_copy_to_array, NULL, CG_F64, out);
+    BAD(cg_copy_to_array, t, CG_F64, NULL);
+    BAD(cg_copy_to_array, t, (cg_dtype)4, out);
+    OK_S(cg_copy_to_array, z, CG_F64, NULL); /* nothing to write */
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int i = 0; i < NVIEWS; i++) {
+        label = vc[i].name;
+        double want[12];
+        cg_tensor *c = cg_contiguous(ctx, vc[i].v);
+        OK_S(cg_copy_to_array, vc[i].v, CG_F64, out);
+        cg_copy_to_array(c, CG_F64, want);
+        if (memcmp(out, want, sizeof want) != 0)
+            defect(__LINE__, "cg_copy_to_array", "view read wrongly");
+    }
+    label = NULL;
+    done();
+}
+
+static void test_misuse_broadcast_copy_fill(void **state) {
+    cg_ctx *ctx = *state;
+    int n;
+    int64_t out[CG_MAX_DIMS];
+    const int64_t a[2] = {2, 3}, b[2] = {4, 3}, negd[2] = {-1, 3}, r9[9] = {1};
+    BAD(cg_broadcast_shapes, NULL, 2, a, 2, b, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, NULL, 2, a, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, a, 2, NULL, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, a, 2, a, NULL, out);
+    BAD(cg_broadcast_shapes, NULL, 2, a, 2, a, &n, NULL);
+    BAD(cg_broadcast_shapes, NULL, -1, a, 2, a, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, a, 9, r9, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, negd, 2, a, &n, out);
+    BAD(cg_broadcast_shapes, NULL, 2, a, 2, negd, &n, out);
+    cg_clear_error();
+    if (cg_broadcast_shapes("cg_mine", 2, a, 2, b, &n, out) == CG_OK ||
+        strncmp(cg_last_error(), "cg_mine:", 8) != 0)
+        defect(__LINE__, "cg_broadcast_shapes", "did not name op: \"%s\"", cg_last_error());
+    OK_S(cg_broadcast_shapes, NULL, 0, NULL, 2, (const int64_t[]){0, 3}, &n, out);
+    if (n != 2 || out[0] != 0 || out[1] != 3) defect(__LINE__, "cg_broadcast_shapes", "wrong");
+    OK_S(cg_broadcast_shapes, NULL, CG_MAX_DIMS, r8_shape, 1, (const int64_t[]){1}, &n, out);
+    if (n != CG_MAX_DIMS) defect(__LINE__, "cg_broadcast_shapes", "wrong rank");
+
+    cg_tensor *dst = cg_zeros(ctx, CG_F32, CG_SHAPE(2, 3));
+    BAD(cg_copy_, NULL, dst);
+    BAD(cg_copy_, dst, NULL);
+    BAD(cg_copy_, dst, cg_zeros(ctx, CG_F32, CG_SHAPE(3, 2)));
+    BAD(cg_copy_, dst, cg_zeros(ctx, CG_F32, CG_SHAPE(1, 2, 3, 1)));
+    cg_tensor *e = cg_expand(ctx, cg_zeros(ctx, CG_F32, CG_SHAPE(1, 3)), CG_SHAPE(2, 3));
+    BAD(cg_copy_, e, dst);
+    BAD(cg_fill_, NULL, 1);
+    BAD(cg_fill_, e, 1);
+    /* f64 into f32 converts; into a transposed view lands transposed; empty is fine */
+    cg_tensor *src = pos(ctx, CG_F64, CG_SHAPE(3, 2));
+    OK_S(cg_copy_, cg_transpose(ctx, dst, 0, 1), src);
+    if (!same_tensor(cg_cast(ctx, cg_transpose(ctx, dst, 0, 1), CG_F64), src, 1e-6))
+        defect(__LINE__, "cg_copy_", "wrong values through a transposed view");
+    cg_tensor *z = cg_zeros(ctx, CG_F32, CG_SHAPE(0, 3));
+    OK_S(cg_copy_, z, cg_ones(ctx, CG_I64, CG_SHAPE(3)));
+    OK_S(cg_fill_, z, 1);
+    OK_S(cg_fill_, cg_slice(ctx, dst, 1, 0, CG_END, 2), 4);
+    double got[6], s[6];
+    cg_copy_to_array(dst, CG_F64, got);
+    cg_copy_to_array(src, CG_F64, s); /* dst[i][j] = src[j][i] */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            if (got[i * 3 + j] != (j == 1 ? (double)(float)s[j * 2 + i] : 4))
+                defect(__LINE__, "cg_fill_", "wrong values through a stepped slice");
+    done();
+}
+
+static void test_misuse_printing_and_rng(void **state) {
+    cg_ctx *ctx = *state;
+    char buf[256];
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_non_null(devnull);
+    BAD(cg_fprint, NULL, cg_zeros(ctx, CG_F32, CG_SHAPE(2)));
+    OK_S(cg_fprint, devnull, NULL);
+    QUIET("cg_format", cg_format(NULL, buf, sizeof buf) == strlen("tensor(NULL)"));
+    SENTINEL("cg_format", cg_format(cg_zeros(ctx, CG_F32, CG_SHAPE(2)), NULL, 4) == 0);
+    QUIET("cg_format", cg_format(cg_zeros(ctx, CG_F32, CG_SHAPE(2)), NULL, 0) > 0);
+    cg_tensor *r8 = cg_ones(ctx, CG_F32, CG_MAX_DIMS, r8_shape);
+    cg_clear_error();
+    size_t len = cg_format(r8, buf, sizeof buf);
+    if (len == 0 || cg_last_status() != CG_OK || !strstr(buf, "shape=[1,2,1,1,1,1,1,3]"))
+        defect(__LINE__, "cg_format", "rank 8: \"%s\"", buf);
+    cg_format(cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), buf, sizeof buf);
+    if (strcmp(buf, "tensor([], shape=[0,3], dtype=f64)") != 0)
+        defect(__LINE__, "cg_format", "empty: \"%s\"", buf);
+    cg_format(cg_expand(ctx, cg_scalar(ctx, CG_I64, 7), CG_SHAPE(2, 2)), buf, sizeof buf);
+    if (strcmp(buf, "tensor([[7, 7],\n        [7, 7]], shape=[2,2], dtype=i64)") != 0)
+        defect(__LINE__, "cg_format", "expanded: \"%s\"", buf);
+    /* a failed write */
+    FILE *ro = fopen("/dev/null", "r");
+    assert_non_null(ro);
+    BAD(cg_fprint, ro, cg_zeros(ctx, CG_F32, CG_SHAPE(2)));
+    fclose(ro);
+    fclose(devnull);
+    (void)cg_print; /* stdout: its only difference from cg_fprint, checked in test_print */
+    OK_S(cg_print, cg_zeros(ctx, CG_F32, CG_SHAPE(0)));
+
+    BAD(cg_rng_seed, NULL, 1);
+    SENTINEL("cg_rng_u64", cg_rng_u64(NULL) == 0);
+    SENTINEL("cg_rng_uniform", cg_rng_uniform(NULL) == 0);
+    SENTINEL("cg_rng_normal", isnan(cg_rng_normal(NULL)));
+    done();
+}
+
+int main(void) {
+    cg_rng_seed(&rng_, 14);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_misuse_errors_and_contexts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_creation_bad_shapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_creation_edge_shapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_creation_other_args, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_inspection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_element_access, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_broadcast_copy_fill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_printing_and_rng, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
+}
