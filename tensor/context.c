@@ -140,7 +140,10 @@ void cg_ctx_reset(cg_ctx *ctx) {
 
 cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx) {
     cg_ctx_stats s = {0, 0, 0, 0};
-    if (!ctx) return s;
+    if (!ctx) {
+        cgi_null_arg(NULL, "cg_ctx_get_stats", "ctx");
+        return s;
+    }
     s.used = ctx->arena.used;
     s.capacity = ctx->arena.capacity;
     s.chunk_allocs = ctx->arena.chunk_allocs;

@@ -101,7 +101,7 @@ CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
 /* Releases every tensor made in ctx and keeps the memory for reuse: after the
  * first few steps of a loop, a loop that resets once per step mallocs nothing. */
 CG_API void cg_ctx_reset(cg_ctx *ctx);
-CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx);
+CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx); /* zeros (and an error) for NULL */
 /* The first error since the last reset; NULL gives CG_ERR_ARG and "" (and
  * an error, unless one is already recorded). */
 CG_API cg_status cg_ctx_status(const cg_ctx *ctx);
