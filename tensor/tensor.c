@@ -384,6 +384,10 @@ bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
 }
 
 char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
+    if (!buf && size > 0) {
+        cgi_error(NULL, CG_ERR_ARG, "cg_shape_str: buf is NULL for size %zu", size);
+        return NULL;
+    }
     if (!t || cgi_stale(t)) {
         if (size) snprintf(buf, size, t ? "(stale)" : "NULL");
         return buf;

@@ -168,7 +168,8 @@ CG_API bool cg_is_contiguous(const cg_tensor *t);
 /* Pointer to element [0,...,0] (storage plus offset); walk it with strides. */
 CG_API void *cg_data(const cg_tensor *t);
 CG_API bool cg_same_shape(const cg_tensor *a, const cg_tensor *b);
-/* Writes "[2,3]" into buf (always NUL-terminated); returns buf. */
+/* Writes "[2,3]" into buf (always NUL-terminated); returns buf (NULL and an
+ * error for buf NULL with size > 0). */
 CG_API char *cg_shape_str(const cg_tensor *t, char *buf, size_t size);
 
 /* ---- element access ------------------------------------------------------ */
