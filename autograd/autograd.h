@@ -138,7 +138,8 @@ typedef struct cg_gradcheck_opts {
     double atol; /* default 1e-5 */
     double rtol; /* default 1e-3; pass when |a - n| <= atol + rtol * |n| */
 } cg_gradcheck_opts;
-/* The defaults above; a NULL opts (or a zero field) means them too. */
+/* The defaults above; a NULL opts (or a zero field) means them too. A
+ * negative or non-finite field is a bad argument (an error, not a result). */
 CG_API cg_gradcheck_opts cg_gradcheck_defaults(void);
 
 typedef struct cg_gradcheck_report {
