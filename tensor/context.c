@@ -19,6 +19,7 @@ struct cgi_chunk {
 static size_t align_up(size_t n) { return (n + CGI_ALIGN - 1) & ~(size_t)(CGI_ALIGN - 1); }
 
 static cgi_chunk *chunk_new(cgi_arena *a, size_t size) {
+    if (size > SIZE_MAX / 2) return NULL; /* no such memory; the sum below would wrap */
     cgi_chunk *c = aligned_alloc(CGI_ALIGN, align_up(sizeof *c + size));
     if (!c) return NULL;
     c->next = NULL;
