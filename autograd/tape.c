@@ -185,7 +185,6 @@ cg_tensor *cg_grad_of(const cg_tensor *t) { return live(t, "cg_grad_of") ? t->gr
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
-    if (!t || !g) return cgi_error(NULL, CG_ERR_ARG, "cg_set_grad: tensor is NULL");
     cg_status s = cgi_check_input(NULL, "cg_set_grad", 0, t);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_set_grad", 1, g);
     if (s != CG_OK) return s;

@@ -147,7 +147,9 @@ CGI_HIDDEN cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const c
 CGI_HIDDEN cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,
                                         const cg_tensor *t);
 /* CG_OK for a live tensor; CG_ERR_ARG (message "op: input i is NULL") or
- * CG_ERR_STATE otherwise. For entry points that return a status. */
+ * CG_ERR_STATE otherwise. For entry points that return a status. A NULL t
+ * after an earlier error gives CG_ERR_ARG and keeps that error's record
+ * (NULL in, failure out, as CGI_INPUT_CHECK). */
 CGI_HIDDEN cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t);
 /* t may be written in place: no dim of size > 1 with stride 0 (an expanded
  * view, whose elements share memory: PyTorch refuses such writes too). */
