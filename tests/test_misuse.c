@@ -600,6 +600,233 @@ static void test_misuse_printing_and_rng(void **state) {
     done();
 }
 
+/* ======================================================================== */
+/* autograd/autograd.h                                                      */
+/* ======================================================================== */
+
+/* A NULL tensor from an earlier failure: status functions keep its error. */
+static void keeps_prior_s(cg_status s, const char *fn, int line) {
+    if (s == CG_OK) defect(line, fn, "NULL input accepted");
+    if (strncmp(cg_last_error(), "cg_dim:", 7) != 0)
+        defect(line, fn, "overwrote the earlier error with \"%s\"", cg_last_error());
+    cg_clear_error();
+}
+#define KEEPS_S(fn, ...) (prior_error(), keeps_prior_s(fn(__VA_ARGS__), #fn, __LINE__))
+
+static cg_status twice_back(cg_ctx *ctx, const cg_node *node, const cg_tensor *gout,
+                            cg_tensor **gin) {
+    if (cg_node_needs_grad(node, 0)) gin[0] = cg_mul_scalar(ctx, gout, 2);
+    return CG_OK;
+}
+static const cg_op twice_op = {"twice", twice_back, 0};
+static const cg_op no_backward_op = {"nobackward", NULL, 0};
+
+static void test_misuse_record_and_nodes(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(2));
+    cg_set_requires_grad(x, true);
+    const cg_tensor *in[1] = {x}, *none[1] = {NULL};
+    char saved[8] = {0};
+    NUL(cg_record, ctx, NULL, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, in, NULL, 0);
+    NUL(cg_record, ctx, &no_backward_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, in, NULL, 0);
+    NUL(cg_record, ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), -1, in, NULL, 0);
+    NUL(cg_record, ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, NULL, NULL, 0);
+    NUL(cg_record, ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, in, NULL, 8);
+    /* caller-owned out: freed on failure (ASan would see the leak) */
+    cg_clear_error(); /* a graph needs a context: named after the op being recorded */
+    fails_t(cg_record(NULL, &twice_op, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1, in, NULL, 0),
+            "cg_twice", __LINE__);
+    NUL(cg_record, NULL, NULL, cg_zeros(NULL, CG_F64, CG_SHAPE(2)), 1, in, NULL, 0);
+    /* a NULL out or input: an op's own failure, named after the op */
+    cg_clear_error();
+    fails_t(cg_record(ctx, &twice_op, NULL, 1, in, NULL, 0), "cg_twice", __LINE__);
+    cg_clear_error();
+    fails_t(cg_record(ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, none, NULL, 0),
+            "cg_twice", __LINE__);
+    KEEPS(cg_record, ctx, &twice_op, NULL, 1, in, NULL, 0);
+    /* a huge saved block is out of memory, not a wrapped size */
+    NUL(cg_record, ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, in, saved,
+        SIZE_MAX - 16);
+    cg_tensor *y = OK_T(cg_record, ctx, &twice_op, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1, in,
+                        saved, sizeof saved);
+    const cg_node *node = cg_grad_fn(y);
+    /* accessors */
+    SENTINEL("cg_node_op", cg_node_op(NULL) == NULL);
+    SENTINEL("cg_node_ninputs", cg_node_ninputs(NULL) == 0);
+    SENTINEL("cg_node_input", cg_node_input(NULL, 0) == NULL);
+    SENTINEL("cg_node_input", cg_node_input(node, 1) == NULL);
+    SENTINEL("cg_node_input", cg_node_input(node, -1) == NULL);
+    SENTINEL("cg_node_output", cg_node_output(NULL) == NULL);
+    SENTINEL("cg_node_saved", cg_node_saved(NULL) == NULL);
+    SENTINEL("cg_node_needs_grad", !cg_node_needs_grad(NULL, 0));
+    SENTINEL("cg_node_needs_grad", !cg_node_needs_grad(node, 1));
+    SENTINEL("cg_node_needs_grad", !cg_node_needs_grad(node, INT32_MIN));
+    SENTINEL("cg_node_grad_sink", cg_node_grad_sink(NULL, 0) == NULL);
+    SENTINEL("cg_node_grad_sink", cg_node_grad_sink(node, 5) == NULL);
+    QUIET("cg_node_grad_sink", cg_node_grad_sink(node, 0) == NULL); /* outside a backward */
+    SENTINEL("cg_grad_fn", cg_grad_fn(NULL) == NULL);
+    QUIET("cg_node_op", cg_node_op(node) == &twice_op && cg_node_ninputs(node) == 1);
+    QUIET("cg_node_saved", cg_node_saved(node) != NULL && cg_node_output(node) == y);
+    done();
+}
+
+static void test_misuse_leaves_and_grad_mode(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(2, 3));
+    BAD(cg_set_requires_grad, NULL, true);
+    KEEPS_S(cg_set_requires_grad, NULL, true);
+    BAD(cg_set_requires_grad, cg_zeros(ctx, CG_I64, CG_SHAPE(2)), true);
+    OK_S(cg_set_requires_grad, cg_zeros(ctx, CG_I64, CG_SHAPE(2)), false);
+    OK_S(cg_set_requires_grad, x, true);
+    BAD(cg_set_requires_grad, cg_mul(ctx, x, x), true);
+    SENTINEL("cg_requires_grad", !cg_requires_grad(NULL));
+    SENTINEL("cg_is_leaf", !cg_is_leaf(NULL));
+    SENTINEL("cg_grad_of", cg_grad_of(NULL) == NULL);
+    /* set_grad: NULL, shape, dtype, owner, itself, a non-leaf */
+    cg_tensor *t = cg_zeros(NULL, CG_F64, CG_SHAPE(2, 3));
+    cg_tensor *g = cg_zeros(NULL, CG_F64, CG_SHAPE(2, 3));
+    BAD(cg_set_grad, NULL, g); /* g is not taken */
+    cg_tensor_free(g);
+    BAD(cg_set_grad, t, NULL);
+    KEEPS_S(cg_set_grad, t, NULL);
+    g = cg_zeros(NULL, CG_F64, CG_SHAPE(3, 2));
+    BAD(cg_set_grad, t, g);
+    cg_tensor_free(g);
+    g = cg_zeros(NULL, CG_F32, CG_SHAPE(2, 3));
+    BAD(cg_set_grad, t, g);
+    cg_tensor_free(g);
+    BAD(cg_set_grad, t, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3))); /* a context g for a heap t */
+    BAD(cg_set_grad, t, t);
+    BAD(cg_set_grad, cg_mul(ctx, x, x), cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3)));
+    /* a transposed (non-contiguous) gradient of the right shape */
+    cg_tensor *gbase = cg_zeros(NULL, CG_F64, CG_SHAPE(3, 2));
+    cg_tensor *gt = cg_transpose(NULL, gbase, 0, 1);
+    cg_tensor_free(gbase); /* the view keeps the storage */
+    cg_set_requires_grad(t, true);
+    cg_clear_error();
+    cg_status st = cg_set_grad(t, gt);
+    if (st != CG_OK) {
+        check_msg("cg_set_grad", __LINE__);
+        cg_tensor_free(gt);
+    }
+    cg_tensor_free(t);
+    QUIET("cg_zero_grad", (cg_zero_grad(NULL), true));
+    NUL(cg_detach, ctx, NULL);
+    KEEPS(cg_detach, ctx, NULL);
+    NUL(cg_detach, NULL, x); /* a heap view of a context tensor would dangle */
+    /* grad mode */
+    BAD(cg_no_grad_push, NULL);
+    BAD(cg_no_grad_pop, NULL);
+    BAD(cg_no_grad_pop, ctx);
+    QUIET("cg_is_grad_enabled", !cg_is_grad_enabled(NULL));
+    OK_S(cg_no_grad_push, ctx);
+    QUIET("cg_is_grad_enabled", !cg_is_grad_enabled(ctx));
+    OK_S(cg_no_grad_pop, ctx);
+    QUIET("cg_is_grad_enabled", cg_is_grad_enabled(ctx));
+    done();
+}
+
+static void test_misuse_backward_and_grad(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_ones(ctx, CG_F64, CG_SHAPE(2, 3));
+    cg_set_requires_grad(x, true);
+    cg_tensor *y = cg_mul(ctx, x, x), *loss = cg_sum(ctx, y, NULL, 0, false);
+    BAD(cg_backward, NULL);
+    KEEPS_S(cg_backward, NULL);
+    BAD(cg_backward, y);                                  /* not one element, no grad_output */
+    BAD(cg_backward, cg_zeros(ctx, CG_F64, CG_SHAPE(1))); /* nothing requires a gradient */
+    cg_tensor *heap = cg_zeros(NULL, CG_F64, CG_SHAPE(1));
+    BAD(cg_backward, heap); /* no context, no graph */
+    cg_tensor_free(heap);
+    BAD(cg_backward_ex, NULL, NULL, 0);
+    KEEPS_S(cg_backward_ex, NULL, NULL, 0);
+    BAD(cg_backward_ex, loss, NULL, 4);
+    BAD(cg_backward_ex, loss, NULL, ~0u);
+    BAD(cg_backward_ex, y, cg_ones(ctx, CG_F64, CG_SHAPE(3, 2)), 0);
+    BAD(cg_backward_ex, y, cg_ones(ctx, CG_F64, CG_SHAPE(6)), 0);
+    BAD(cg_backward_ex, y, cg_ones(ctx, CG_F32, CG_SHAPE(2, 3)), 0);
+    BAD(cg_backward_ex, y, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), 0);
+    /* a non-contiguous grad_output is read where it points */
+    cg_tensor *go = cg_transpose(ctx, cg_full(ctx, CG_F64, CG_SHAPE(3, 2), 3), 0, 1);
+    OK_S(cg_backward_ex, y, go, CG_RETAIN_GRAPH);
+    if (cg_item(cg_sum(ctx, cg_grad_of(x), NULL, 0, false)) != 36)
+        defect(__LINE__, "cg_backward_ex", "wrong gradient");
+    OK_S(cg_backward, loss);
+    BAD(cg_backward, loss); /* the graph is gone */
+    /* cg_grad */
+    y = cg_mul(ctx, x, x);
+    loss = cg_sum(ctx, y, NULL, 0, false);
+    cg_tensor *grads[2], *outs[1] = {loss}, *ins[1] = {x}, *nul[1] = {NULL};
+    cg_tensor *plain = cg_ones(ctx, CG_F64, CG_SHAPE(2));
+    cg_tensor *ins2[1] = {plain};
+    BAD(cg_grad, NULL, 1, outs, NULL, 1, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 0, outs, NULL, 1, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, -1, outs, NULL, 1, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, NULL, NULL, 1, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, nul, NULL, 1, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 0, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, -3, ins, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 1, NULL, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 1, nul, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 1, ins2, grads, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 1, ins, NULL, CG_RETAIN_GRAPH);
+    BAD(cg_grad, ctx, 1, outs, NULL, 1, ins, grads, 8);
+    cg_tensor *yo[1] = {y};
+    BAD(cg_grad, ctx, 1, yo, NULL, 1, ins, grads, CG_RETAIN_GRAPH); /* needs grad_outputs */
+    const cg_tensor *bad_go[1] = {cg_ones(ctx, CG_F64, CG_SHAPE(3))};
+    BAD(cg_grad, ctx, 1, yo, bad_go, 1, ins, grads, CG_RETAIN_GRAPH);
+    const cg_tensor *no_go[1] = {NULL};
+    OK_S(cg_grad, ctx, 1, outs, no_go, 1, ins, grads, 0);
+    if (!grads[0] || cg_item(cg_sum(ctx, grads[0], NULL, 0, false)) != 12)
+        defect(__LINE__, "cg_grad", "wrong gradient");
+    done();
+}
+
+static cg_tensor *f_square(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return cg_sum(ctx, cg_square(ctx, in[0]), NULL, 0, false);
+}
+static cg_tensor *f_fails(cg_ctx *ctx, cg_tensor *const *in, void *user) {
+    (void)user;
+    return cg_matmul(ctx, in[0], in[0]); /* [3] x [3] works, [2,3] x [2,3] does not */
+}
+
+static void test_misuse_gradcheck(void **state) {
+    (void)state;
+    cg_tensor *x = cg_ones(NULL, CG_F64, CG_SHAPE(2, 3));
+    cg_tensor *f = cg_ones(NULL, CG_F32, CG_SHAPE(2, 3));
+    cg_set_requires_grad(x, true);
+    cg_set_requires_grad(f, true);
+    cg_tensor *in[1] = {x}, *fin[1] = {f}, *nul[1] = {NULL};
+    cg_gradcheck_report r;
+    cg_gradcheck_opts bad = {.eps = -1, .atol = 1e-5, .rtol = 1e-3};
+    cg_gradcheck_opts nan = {.eps = NAN, .atol = NAN, .rtol = NAN};
+    typedef bool (*check_fn)(cg_fn, void *, int, cg_tensor *const *, const cg_gradcheck_opts *,
+                             cg_gradcheck_report *);
+    const struct {
+        const char *name;
+        check_fn f;
+    } checks[] = {{"cg_gradcheck", cg_gradcheck}, {"cg_gradgradcheck", cg_gradgradcheck}};
+    for (int i = 0; i < 2; i++) {
+        const char *fn = checks[i].name;
+        label = fn;
+        SENTINEL(fn, !checks[i].f(NULL, NULL, 1, in, NULL, &r));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, -1, in, NULL, &r));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, 1, NULL, NULL, &r));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, 1, nul, NULL, NULL));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, 1, fin, NULL, &r));
+        SENTINEL(fn, !checks[i].f(f_fails, NULL, 1, in, NULL, &r));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, 1, in, &bad, &r));
+        SENTINEL(fn, !checks[i].f(f_square, NULL, 1, in, &nan, &r));
+        QUIET(fn, checks[i].f(f_square, NULL, 1, in, NULL, NULL));
+    }
+    cg_gradcheck_opts d = cg_gradcheck_defaults();
+    QUIET("cg_gradcheck_defaults", d.eps == 1e-6 && d.atol == 1e-5 && d.rtol == 1e-3);
+    cg_tensor_free(x);
+    cg_tensor_free(f);
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -611,6 +838,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_element_access, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_broadcast_copy_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_printing_and_rng, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_record_and_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_leaves_and_grad_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_backward_and_grad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_gradcheck, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
