@@ -132,7 +132,7 @@ CG_API cg_tensor *cg_std(cg_ctx *ctx, const cg_tensor *x, const int *axes, int n
 CG_API cg_tensor *cg_logsumexp(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
                                bool keepdim);
 /* p-norm over axes: (sum |x|^p)^(1/p), p > 0 (2: Euclidean; INFINITY: max |x|).
- * The gradient at a zero norm is 0. */
+ * The gradient at a zero norm is 0; the norm over no elements is 0 (INFINITY too). */
 CG_API cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes, int naxes,
                           bool keepdim);
 /* i64 index of the first maximum along axis; CG_ALL_DIMS: flat index. */
