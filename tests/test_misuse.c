@@ -827,6 +827,505 @@ static void test_misuse_gradcheck(void **state) {
     done();
 }
 
+/* ======================================================================== */
+/* ops/ops.h                                                                */
+/* ======================================================================== */
+
+/* What a function does with an i64 input. */
+typedef enum i64_rule { I64_ANY, I64_REFUSED } i64_rule;
+
+/* ---- one tensor in, one out: tables of adapters ------------------------------ */
+typedef cg_tensor *(*unary_fn)(cg_ctx *, const cg_tensor *);
+#define ADAPT(name, call)                                                                      \
+    static cg_tensor *name(cg_ctx *c, const cg_tensor *x) { return call; }
+ADAPT(u_add_scalar, cg_add_scalar(c, x, 2))
+ADAPT(u_sub_scalar, cg_sub_scalar(c, x, 2))
+ADAPT(u_rsub_scalar, cg_rsub_scalar(c, x, 2))
+ADAPT(u_mul_scalar, cg_mul_scalar(c, x, 2))
+ADAPT(u_div_scalar, cg_div_scalar(c, x, 2))
+ADAPT(u_pow_scalar, cg_pow_scalar(c, x, 1.5))
+ADAPT(u_clamp, cg_clamp(c, x, 0.7, 1.5))
+ADAPT(u_gt_scalar, cg_gt_scalar(c, x, 1))
+ADAPT(u_lt_scalar, cg_lt_scalar(c, x, 1))
+ADAPT(u_ge_scalar, cg_ge_scalar(c, x, 1))
+ADAPT(u_le_scalar, cg_le_scalar(c, x, 1))
+ADAPT(u_eq_scalar, cg_eq_scalar(c, x, 1))
+ADAPT(u_ne_scalar, cg_ne_scalar(c, x, 1))
+ADAPT(u_leaky_relu, cg_leaky_relu(c, x, 0.1))
+ADAPT(u_elu, cg_elu(c, x, 1))
+ADAPT(u_softplus, cg_softplus(c, x, 1, 20))
+ADAPT(u_hardtanh, cg_hardtanh(c, x, -1, 1))
+ADAPT(u_cast, cg_cast(c, x, CG_F32))
+ADAPT(u_softmax, cg_softmax(c, x, -1))
+ADAPT(u_log_softmax, cg_log_softmax(c, x, 0))
+ADAPT(u_cumsum, cg_cumsum(c, x, -1))
+ADAPT(u_cumprod, cg_cumprod(c, x, 0))
+ADAPT(u_tril, cg_tril(c, x, 0))
+ADAPT(u_triu, cg_triu(c, x, 1))
+ADAPT(u_flip, cg_flip(c, x, (const int[]){0, 1}, 2))
+ADAPT(u_roll, cg_roll(c, x, (const int64_t[]){1, -2}, (const int[]){0, 1}, 2))
+ADAPT(u_dropout_eval, cg_dropout(c, x, 0.5, false, NULL))
+ADAPT(u_dropout, cg_dropout(c, x, 0.0, true, &rng_))
+ADAPT(u_where_scalar, cg_where_scalar(c, x, x, -1))
+ADAPT(u_masked_fill, cg_masked_fill(c, x, x, -1))
+
+/* Elementwise (and other shape-keeping) ops: the result has x's shape. */
+static const struct unary {
+    const char *name;
+    unary_fn f;
+    i64_rule i64;
+    bool rank2; /* needs rank >= 2 (tril, triu) */
+} unaries[] = {
+    {"cg_neg", cg_neg, I64_ANY, false},
+    {"cg_abs", cg_abs, I64_ANY, false},
+    {"cg_sign", cg_sign, I64_ANY, false},
+    {"cg_exp", cg_exp, I64_ANY, false},
+    {"cg_log", cg_log, I64_ANY, false},
+    {"cg_log1p", cg_log1p, I64_ANY, false},
+    {"cg_sqrt", cg_sqrt, I64_ANY, false},
+    {"cg_rsqrt", cg_rsqrt, I64_ANY, false},
+    {"cg_square", cg_square, I64_ANY, false},
+    {"cg_sin", cg_sin, I64_ANY, false},
+    {"cg_cos", cg_cos, I64_ANY, false},
+    {"cg_tanh", cg_tanh, I64_ANY, false},
+    {"cg_sigmoid", cg_sigmoid, I64_ANY, false},
+    {"cg_erf", cg_erf, I64_ANY, false},
+    {"cg_relu", cg_relu, I64_ANY, false},
+    {"cg_gelu", cg_gelu, I64_REFUSED, false},
+    {"cg_gelu_tanh", cg_gelu_tanh, I64_REFUSED, false},
+    {"cg_silu", cg_silu, I64_REFUSED, false},
+    {"cg_leaky_relu", u_leaky_relu, I64_REFUSED, false},
+    {"cg_elu", u_elu, I64_REFUSED, false},
+    {"cg_softplus", u_softplus, I64_REFUSED, false},
+    {"cg_hardtanh", u_hardtanh, I64_REFUSED, false},
+    {"cg_contiguous", cg_contiguous, I64_ANY, false},
+    {"cg_clone", cg_clone, I64_ANY, false},
+    {"cg_cast", u_cast, I64_ANY, false},
+    {"cg_add_scalar", u_add_scalar, I64_ANY, false},
+    {"cg_sub_scalar", u_sub_scalar, I64_ANY, false},
+    {"cg_rsub_scalar", u_rsub_scalar, I64_ANY, false},
+    {"cg_mul_scalar", u_mul_scalar, I64_ANY, false},
+    {"cg_div_scalar", u_div_scalar, I64_ANY, false},
+    {"cg_pow_scalar", u_pow_scalar, I64_ANY, false},
+    {"cg_clamp", u_clamp, I64_ANY, false},
+    {"cg_gt_scalar", u_gt_scalar, I64_ANY, false},
+    {"cg_lt_scalar", u_lt_scalar, I64_ANY, false},
+    {"cg_ge_scalar", u_ge_scalar, I64_ANY, false},
+    {"cg_le_scalar", u_le_scalar, I64_ANY, false},
+    {"cg_eq_scalar", u_eq_scalar, I64_ANY, false},
+    {"cg_ne_scalar", u_ne_scalar, I64_ANY, false},
+    {"cg_softmax", u_softmax, I64_REFUSED, false},
+    {"cg_log_softmax", u_log_softmax, I64_REFUSED, false},
+    {"cg_cumsum", u_cumsum, I64_ANY, false},
+    {"cg_cumprod", u_cumprod, I64_ANY, false},
+    {"cg_tril", u_tril, I64_ANY, true},
+    {"cg_triu", u_triu, I64_ANY, true},
+    {"cg_flip", u_flip, I64_ANY, true},
+    {"cg_roll", u_roll, I64_ANY, true},
+    {"cg_dropout", u_dropout_eval, I64_REFUSED, false},
+    {"cg_dropout", u_dropout, I64_REFUSED, false},
+    {"cg_where_scalar", u_where_scalar, I64_ANY, false},
+    {"cg_masked_fill", u_masked_fill, I64_ANY, false},
+};
+
+/* f on a view equals f on its contiguous copy. */
+static void view_agrees(cg_ctx *ctx, const char *fn, unary_fn f, const cg_tensor *v, int line) {
+    cg_clear_error();
+    cg_tensor *got = f(ctx, v), *want = f(ctx, cg_contiguous(ctx, v));
+    if (!got)
+        defect(line, fn, "a view was refused: \"%s\"", cg_last_error());
+    else if (!same_tensor(got, want, 1e-6))
+        defect(line, fn, "wrong result on a view");
+    cg_clear_error();
+}
+
+/* A heap leaf requiring a gradient given with ctx NULL: refused under f's own
+ * name (a graph needs a context), or a result that requires no gradient. */
+static void heap_grad_input(const char *fn, cg_tensor *r, int line) {
+    if (!r) {
+        check_msg(fn, line);
+        return;
+    }
+    if (cg_requires_grad(r)) defect(line, fn, "a graph recorded without a context");
+    cg_tensor_free(r);
+    cg_clear_error();
+}
+
+/* The common battery of a one-input op: NULL, a kept error, zero-size,
+ * rank 8, views, i64, a heap input requiring a gradient. */
+static void unary_battery(cg_ctx *ctx, const char *fn, unary_fn f, i64_rule i64, bool rank2,
+                          cg_tensor *heap_leaf) {
+    cg_clear_error();
+    fails_t(f(ctx, NULL), fn, __LINE__);
+    prior_error();
+    keeps_prior(f(ctx, NULL), fn, __LINE__);
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), *r;
+    cg_clear_error();
+    if (!(r = succeeds_t(f(ctx, z), fn, __LINE__)) || cg_numel(r) != 0)
+        defect(__LINE__, fn, "zero-size: wrong result");
+    cg_tensor *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    cg_clear_error();
+    if (!(r = succeeds_t(f(ctx, r8), fn, __LINE__)) || cg_ndim(r) != CG_MAX_DIMS)
+        defect(__LINE__, fn, "rank 8: wrong result");
+    if (!rank2) {
+        cg_tensor *s = cg_scalar(ctx, CG_F64, 1.25);
+        cg_clear_error();
+        if (!(r = f(ctx, s)) || cg_ndim(r) != 0) {
+            if (r)
+                defect(__LINE__, fn, "rank 0: wrong rank");
+            else
+                check_msg(fn, __LINE__);
+        }
+    } else {
+        cg_clear_error();
+        fails_t(f(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(3))), fn, __LINE__);
+    }
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int i = 0; i < NVIEWS; i++) view_agrees(ctx, fn, f, vc[i].v, __LINE__);
+    cg_tensor *iv = cg_cast(ctx, cg_mul_scalar(ctx, vc[0].v, 3), CG_I64);
+    cg_clear_error();
+    r = f(ctx, iv);
+    if (i64 == I64_REFUSED)
+        fails_t(r, fn, __LINE__);
+    else if (!r)
+        defect(__LINE__, fn, "i64 refused: \"%s\"", cg_last_error());
+    else if (cg_ndim(r) != 2)
+        defect(__LINE__, fn, "i64: wrong shape");
+    cg_clear_error();
+    heap_grad_input(fn, f(NULL, heap_leaf), __LINE__);
+}
+
+static void test_misuse_unary_ops(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *hl = cg_ones(NULL, CG_F64, CG_SHAPE(2, 3));
+    cg_set_requires_grad(hl, true);
+    for (size_t i = 0; i < sizeof unaries / sizeof *unaries; i++) {
+        label = unaries[i].name;
+        unary_battery(ctx, unaries[i].name, unaries[i].f, unaries[i].i64, unaries[i].rank2, hl);
+        cg_ctx_reset(ctx);
+    }
+    label = NULL;
+    cg_tensor_free(hl);
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    /* the scalar arguments of the unary ops */
+    NUL(cg_cast, ctx, x, (cg_dtype)3);
+    NUL(cg_cast, ctx, x, (cg_dtype)-1);
+    NUL(cg_clamp, ctx, x, 2, 1);
+    NUL(cg_clamp, ctx, x, NAN, 1);
+    NUL(cg_hardtanh, ctx, x, 1, -1);
+    NUL(cg_hardtanh, ctx, x, NAN, 1);
+    NUL(cg_softplus, ctx, x, 0, 20);
+    NUL(cg_softplus, ctx, x, NAN, 20);
+    NUL(cg_leaky_relu, ctx, x, NAN);
+    NUL(cg_elu, ctx, x, NAN);
+    NUL(cg_dropout, ctx, x, -0.1, true, &rng_);
+    NUL(cg_dropout, ctx, x, 1.0, true, &rng_);
+    NUL(cg_dropout, ctx, x, NAN, true, &rng_);
+    NUL(cg_dropout, ctx, x, 0.5, true, NULL);
+    NUL(cg_masked_fill, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2)),
+        cg_ones(ctx, CG_I64, CG_SHAPE(2)), 1e300);
+    NUL(cg_masked_fill, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2)),
+        cg_ones(ctx, CG_I64, CG_SHAPE(2)), NAN);
+    done();
+}
+
+/* ---- two tensors in ------------------------------------------------------- */
+typedef cg_tensor *(*binary_fn)(cg_ctx *, const cg_tensor *, const cg_tensor *);
+static cg_tensor *b_masked_fill(cg_ctx *c, const cg_tensor *x, const cg_tensor *m) {
+    return cg_masked_fill(c, x, m, 7);
+}
+static cg_tensor *b_where_scalar(cg_ctx *c, const cg_tensor *cond, const cg_tensor *x) {
+    return cg_where_scalar(c, cond, x, 7);
+}
+static cg_tensor *b_where(cg_ctx *c, const cg_tensor *a, const cg_tensor *b) {
+    return cg_where(c, a, a, b); /* a is never 0: a */
+}
+static cg_tensor *b_mse(cg_ctx *c, const cg_tensor *a, const cg_tensor *b) {
+    return cg_mse_loss(c, a, b, CG_NONE);
+}
+
+/* Broadcasting elementwise ops. */
+static const struct binary {
+    const char *name;
+    binary_fn f;
+} binaries[] = {
+    {"cg_add", cg_add},
+    {"cg_sub", cg_sub},
+    {"cg_mul", cg_mul},
+    {"cg_div", cg_div},
+    {"cg_pow", cg_pow},
+    {"cg_maximum", cg_maximum},
+    {"cg_minimum", cg_minimum},
+    {"cg_gt", cg_gt},
+    {"cg_lt", cg_lt},
+    {"cg_ge", cg_ge},
+    {"cg_le", cg_le},
+    {"cg_eq", cg_eq},
+    {"cg_ne", cg_ne},
+    {"cg_masked_fill", b_masked_fill},
+    {"cg_where_scalar", b_where_scalar},
+    {"cg_where", b_where},
+};
+
+static void binary_views(cg_ctx *ctx, const char *fn, binary_fn f) {
+    view_case va[NVIEWS], vb[NVIEWS];
+    make_views(ctx, va);
+    make_views(ctx, vb);
+    for (int i = 0; i < NVIEWS; i++) {
+        const cg_tensor *a = va[i].v, *b = vb[(i + 1) % NVIEWS].v;
+        cg_clear_error();
+        cg_tensor *got = f(ctx, a, b),
+                  *want = f(ctx, cg_contiguous(ctx, a), cg_contiguous(ctx, b));
+        if (!got)
+            defect(__LINE__, fn, "views refused: \"%s\"", cg_last_error());
+        else if (!same_tensor(got, want, 1e-9))
+            defect(__LINE__, fn, "wrong result on views");
+    }
+}
+
+static void binary_battery(cg_ctx *ctx, const char *fn, binary_fn f) {
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    cg_clear_error();
+    fails_t(f(ctx, NULL, a), fn, __LINE__);
+    cg_clear_error();
+    fails_t(f(ctx, a, NULL), fn, __LINE__);
+    prior_error();
+    keeps_prior(f(ctx, a, NULL), fn, __LINE__);
+    prior_error();
+    keeps_prior(f(ctx, NULL, a), fn, __LINE__);
+    cg_clear_error();
+    fails_t(f(ctx, a, pos(ctx, CG_F64, CG_SHAPE(4))), fn, __LINE__);
+    cg_clear_error();
+    fails_t(f(ctx, a, pos(ctx, CG_F64, CG_SHAPE(3, 2))), fn, __LINE__);
+    /* rank 9 by broadcasting: refused */
+    cg_tensor *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    cg_clear_error();
+    r = succeeds_t(f(ctx, r8, pos(ctx, CG_F64, CG_SHAPE(2, 1, 1, 1, 1, 1, 1, 1))), fn,
+                   __LINE__);
+    if (r && cg_ndim(r) != CG_MAX_DIMS) defect(__LINE__, fn, "rank 8: wrong rank");
+    /* zero-size broadcasting */
+    cg_clear_error();
+    r = succeeds_t(f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), pos(ctx, CG_F64, CG_SHAPE(3))),
+                   fn, __LINE__);
+    if (r && !HAS_SHAPE(r, 0, 3)) defect(__LINE__, fn, "zero-size: wrong shape");
+    cg_clear_error();
+    r = succeeds_t(
+        f(ctx, pos(ctx, CG_F64, CG_SHAPE(1, 3)), cg_zeros(ctx, CG_F64, CG_SHAPE(0, 1))), fn,
+        __LINE__);
+    if (r && !HAS_SHAPE(r, 0, 3)) defect(__LINE__, fn, "zero-size: wrong shape");
+    cg_clear_error();
+    fails_t(f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), pos(ctx, CG_F64, CG_SHAPE(2, 3))), fn,
+            __LINE__);
+    /* f32 with f64, i64 with f32: promoted */
+    cg_clear_error();
+    r = succeeds_t(f(ctx, pos(ctx, CG_F32, CG_SHAPE(2, 3)), a), fn, __LINE__);
+    cg_clear_error();
+    r = succeeds_t(f(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), pos(ctx, CG_F32, CG_SHAPE(3))),
+                   fn, __LINE__);
+    binary_views(ctx, fn, f);
+}
+
+static void test_misuse_binary_ops(void **state) {
+    cg_ctx *ctx = *state;
+    for (size_t i = 0; i < sizeof binaries / sizeof *binaries; i++) {
+        label = binaries[i].name;
+        binary_battery(ctx, binaries[i].name, binaries[i].f);
+        cg_ctx_reset(ctx);
+    }
+    label = NULL;
+    /* where: the condition's own checks */
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    NUL(cg_where, ctx, NULL, a, a);
+    KEEPS(cg_where, ctx, NULL, a, a);
+    NUL(cg_where, ctx, pos(ctx, CG_F64, CG_SHAPE(4)), a, a);
+    cg_tensor *r =
+        OK_T(cg_where, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(3)), a, cg_scalar(ctx, CG_F32, 0));
+    if (!HAS_SHAPE(r, 2, 3) || cg_dtype_of(r) != CG_F64) defect(__LINE__, "cg_where", "wrong");
+    (void)b_mse;
+    done();
+}
+
+/* ---- reductions ------------------------------------------------------------ */
+typedef cg_tensor *(*reduce_fn)(cg_ctx *, const cg_tensor *, const int *, int, bool);
+static cg_tensor *r_var(cg_ctx *c, const cg_tensor *x, const int *a, int n, bool k) {
+    return cg_var(c, x, a, n, 1, k);
+}
+static cg_tensor *r_std(cg_ctx *c, const cg_tensor *x, const int *a, int n, bool k) {
+    return cg_std(c, x, a, n, 0, k);
+}
+static cg_tensor *r_norm(cg_ctx *c, const cg_tensor *x, const int *a, int n, bool k) {
+    return cg_norm(c, x, 2, a, n, k);
+}
+static cg_tensor *r_norm_inf(cg_ctx *c, const cg_tensor *x, const int *a, int n, bool k) {
+    return cg_norm(c, x, INFINITY, a, n, k);
+}
+static const struct reduction {
+    const char *name;
+    reduce_fn f;
+    bool empty_ok; /* defined over no elements (sum: 0, mean: NaN) */
+    i64_rule i64;
+} reductions[] = {
+    {"cg_sum", cg_sum, true, I64_ANY},
+    {"cg_mean", cg_mean, true, I64_REFUSED},
+    {"cg_max", cg_max, false, I64_ANY},
+    {"cg_min", cg_min, false, I64_ANY},
+    {"cg_var", r_var, true, I64_REFUSED},
+    {"cg_std", r_std, true, I64_REFUSED},
+    {"cg_logsumexp", cg_logsumexp, true, I64_REFUSED},
+    {"cg_norm", r_norm, true, I64_REFUSED},
+    {"cg_norm", r_norm_inf, true, I64_REFUSED},
+};
+
+static void reduction_battery(cg_ctx *ctx, const struct reduction *rd) {
+    const char *fn = rd->name;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    static const struct {
+        const char *what;
+        int axes[3];
+        int n;
+        bool null;
+    } bad[] = {{"axes NULL", {0}, 1, true},
+               {"naxes -1", {0}, -1, false},
+               {"naxes 9", {0, 1}, 9, false},
+               {"axis 2", {2}, 1, false},
+               {"axis -3", {-3}, 1, false},
+               {"axis 8", {8}, 1, false},
+               {"axis INT_MIN", {INT32_MIN}, 1, false},
+               {"repeated", {0, 0}, 2, false},
+               {"repeated after wrapping", {1, -1}, 2, false},
+               {"three of rank 2", {0, 1, 0}, 3, false}};
+    cg_clear_error();
+    fails_t(rd->f(ctx, NULL, NULL, 0, false), fn, __LINE__);
+    prior_error();
+    keeps_prior(rd->f(ctx, NULL, NULL, 0, false), fn, __LINE__);
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        cg_clear_error();
+        r = rd->f(ctx, x, bad[b].null ? NULL : bad[b].axes, bad[b].n, false);
+        if (r)
+            defect(__LINE__, fn, "%s accepted", bad[b].what);
+        else
+            check_msg(fn, __LINE__);
+    }
+    /* zero-size: over the empty axis, over the other, over all */
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3));
+    const int ax0[1] = {0}, ax1[1] = {1};
+    cg_clear_error();
+    r = rd->f(ctx, z, ax1, 1, false);
+    if (!r || !HAS_SHAPE(r, 0))
+        defect(__LINE__, fn, "[0,3] over axis 1: \"%s\"", cg_last_error());
+    cg_clear_error();
+    r = rd->f(ctx, z, ax0, 1, true);
+    if (rd->empty_ok && (!r || !HAS_SHAPE(r, 1, 3)))
+        defect(__LINE__, fn, "[0,3] over axis 0: \"%s\"", cg_last_error());
+    if (!rd->empty_ok) fails_t(r, fn, __LINE__);
+    cg_clear_error();
+    r = rd->f(ctx, z, NULL, 0, false);
+    if (!rd->empty_ok)
+        fails_t(r, fn, __LINE__);
+    else if (!r || cg_ndim(r) != 0)
+        defect(__LINE__, fn, "[0,3] over all: \"%s\"", cg_last_error());
+    /* rank 8, every axis listed */
+    cg_tensor *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    const int all8[8] = {0, 1, 2, 3, 4, 5, 6, -1};
+    cg_clear_error();
+    r = succeeds_t(rd->f(ctx, r8, all8, 8, true), fn, __LINE__);
+    if (r && cg_numel(r) != 1) defect(__LINE__, fn, "rank 8: wrong result");
+    /* views, over one axis and all */
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int i = 0; i < NVIEWS; i++) {
+        for (int k = 0; k < 3; k++) {
+            const int *axes = k == 2 ? NULL : (k ? ax1 : ax0);
+            cg_clear_error();
+            cg_tensor *got = rd->f(ctx, vc[i].v, axes, k == 2 ? 0 : 1, false);
+            cg_tensor *want =
+                rd->f(ctx, cg_contiguous(ctx, vc[i].v), axes, k == 2 ? 0 : 1, false);
+            if (!got)
+                defect(__LINE__, fn, "%s refused", vc[i].name);
+            else if (!same_tensor(got, want, 1e-9))
+                defect(__LINE__, fn, "%s: wrong", vc[i].name);
+        }
+    }
+    cg_clear_error();
+    r = rd->f(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), NULL, 0, false);
+    if (rd->i64 == I64_REFUSED)
+        fails_t(r, fn, __LINE__);
+    else if (!r)
+        defect(__LINE__, fn, "i64 refused: \"%s\"", cg_last_error());
+}
+
+static void test_misuse_reductions(void **state) {
+    cg_ctx *ctx = *state;
+    for (size_t i = 0; i < sizeof reductions / sizeof *reductions; i++) {
+        label = reductions[i].name;
+        reduction_battery(ctx, &reductions[i]);
+        cg_ctx_reset(ctx);
+    }
+    label = NULL;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    NUL(cg_var, ctx, x, NULL, 0, NAN, false);
+    OK_T(cg_var, ctx, x, NULL, 0, -1, false); /* N + 1, as torch's correction=-1 */
+    NUL(cg_std, ctx, x, NULL, 0, INFINITY, false);
+    NUL(cg_norm, ctx, x, 0, NULL, 0, false);
+    NUL(cg_norm, ctx, x, -2, NULL, 0, false);
+    NUL(cg_norm, ctx, x, NAN, NULL, 0, false);
+    /* the norm of nothing is 0 for every p (torch.norm), and its gradient empty */
+    for (int i = 0; i < 3; i++) {
+        const double p = i == 0 ? 1 : i == 1 ? 3 : INFINITY;
+        cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3));
+        cg_set_requires_grad(z, true);
+        cg_tensor *n = OK_T(cg_norm, ctx, z, p, (const int[]){0}, 1, false);
+        if (!n || !same_tensor(n, cg_zeros(ctx, CG_F64, CG_SHAPE(3)), 0))
+            defect(__LINE__, "cg_norm", "p %g of [0,3] over axis 0: not 0", p);
+        OK_S(cg_backward, cg_sum(ctx, n, NULL, 0, false));
+        if (!HAS_SHAPE(cg_grad_of(z), 0, 3)) defect(__LINE__, "cg_norm", "no empty gradient");
+    }
+    /* argmax / argmin: one axis or CG_ALL_DIMS */
+    const struct {
+        const char *name;
+        cg_tensor *(*f)(cg_ctx *, const cg_tensor *, int, bool);
+    } args[] = {{"cg_argmax", cg_argmax}, {"cg_argmin", cg_argmin}};
+    for (int i = 0; i < 2; i++) {
+        const char *fn = args[i].name;
+        label = fn;
+        cg_clear_error();
+        fails_t(args[i].f(ctx, NULL, 0, false), fn, __LINE__);
+        prior_error();
+        keeps_prior(args[i].f(ctx, NULL, 0, false), fn, __LINE__);
+        const int badax[] = {2, -3, 8, -9, INT32_MAX, INT32_MIN + 1};
+        for (size_t b = 0; b < sizeof badax / sizeof *badax; b++) {
+            cg_clear_error();
+            fails_t(args[i].f(ctx, x, badax[b], false), fn, __LINE__);
+        }
+        cg_clear_error();
+        fails_t(args[i].f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 0, false), fn, __LINE__);
+        cg_clear_error();
+        fails_t(args[i].f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), CG_ALL_DIMS, false), fn,
+                __LINE__);
+        cg_clear_error();
+        cg_tensor *r = succeeds_t(
+            args[i].f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 1, false), fn, __LINE__);
+        if (r && !HAS_SHAPE(r, 0)) defect(__LINE__, fn, "zero-size: wrong shape");
+        view_case vc[NVIEWS];
+        make_views(ctx, vc);
+        for (int v = 0; v < NVIEWS; v++)
+            for (int ax = -1; ax < 2; ax++) {
+                int a = ax < 0 ? CG_ALL_DIMS : ax;
+                cg_clear_error();
+                if (!same_tensor(args[i].f(ctx, vc[v].v, a, true),
+                                 args[i].f(ctx, cg_contiguous(ctx, vc[v].v), a, true), 0))
+                    defect(__LINE__, fn, "%s: wrong", vc[v].name);
+            }
+        r = succeeds_t(
+            args[i].f(ctx, pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape), CG_ALL_DIMS, true), fn,
+            __LINE__);
+        if (r && cg_ndim(r) != CG_MAX_DIMS) defect(__LINE__, fn, "rank 8 keepdim: wrong rank");
+    }
+    label = NULL;
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -842,6 +1341,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_leaves_and_grad_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_backward_and_grad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_gradcheck, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_unary_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_binary_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_reductions, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
