@@ -261,6 +261,8 @@ cg_tensor *cgi_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *
         sh[i] = want;
         st[i] = (k >= 0 && old == want) ? t->strides[k] : 0;
     }
+    /* a count past int64 would wrap in every loop over the view (issue 14 #1) */
+    if (cgi_check_shape(ctx, "cg_expand", ndim, sh) != CG_OK) return NULL;
     return cgi_view_of(ctx, "cg_expand", t, ndim, sh, st, t->offset);
 bad:
     cgi_error(ctx, CG_ERR_SHAPE, "cg_expand: cannot expand %s to %s",
