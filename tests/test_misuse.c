@@ -1326,6 +1326,267 @@ static void test_misuse_reductions(void **state) {
     done();
 }
 
+/* ---- views and shape ops ---------------------------------------------------- */
+static cg_tensor *x_out_; /* cg_sort's values, for the adapter below */
+ADAPT(s_view, cg_view(c, x, 1, (const int64_t[]){-1}))
+ADAPT(s_reshape, cg_reshape(c, x, 3, (const int64_t[]){2, -1, 3}))
+ADAPT(s_transpose, cg_transpose(c, x, 0, -1))
+ADAPT(s_permute, cg_permute(c, x, (const int[]){1, 0}))
+ADAPT(s_slice, cg_slice(c, x, 0, -3, CG_END, 2))
+ADAPT(s_narrow, cg_narrow(c, x, 1, 1, 2))
+ADAPT(s_select, cg_select(c, x, 0, -1))
+ADAPT(s_expand, cg_expand(c, x, 3, (const int64_t[]){2, -1, -1}))
+ADAPT(s_squeeze, cg_squeeze(c, x, CG_ALL_DIMS))
+ADAPT(s_unsqueeze, cg_unsqueeze(c, x, -1))
+ADAPT(s_flatten, cg_flatten(c, x, 0, -1))
+ADAPT(s_repeat, cg_repeat(c, x, 3, (const int64_t[]){2, 1, 2}))
+ADAPT(s_pad, cg_pad(c, x, 4, (const int64_t[]){1, -1, 2, 0}, CG_PAD_CONSTANT, 5))
+ADAPT(s_pad_reflect, cg_pad(c, x, 2, (const int64_t[]){2, 1}, CG_PAD_REFLECT, 0))
+ADAPT(s_pad_replicate, cg_pad(c, x, 2, (const int64_t[]){3, 1}, CG_PAD_REPLICATE, 0))
+ADAPT(s_index_select,
+      cg_index_select(c, x, 1,
+                      cg_from_array(c, CG_I64, CG_SHAPE(3), (const int64_t[]){2, 0, 2})))
+ADAPT(s_gather,
+      cg_gather(c, x, 0, cg_from_array(c, CG_I64, CG_SHAPE(1, 2), (const int64_t[]){3, 0})))
+ADAPT(s_embedding,
+      cg_embedding(c, x, cg_from_array(c, CG_I64, CG_SHAPE(2), (const int64_t[]){3, 1})))
+static cg_tensor *w34_; /* [3,4], made by the test */
+ADAPT(s_matmul, cg_matmul(c, x, w34_))
+ADAPT(s_linear, cg_linear(c, x, cg_transpose(c, w34_, 0, 1), NULL))
+ADAPT(s_einsum, cg_einsum(c, "ij->ji", x, NULL))
+ADAPT(s_einsum2, cg_einsum(c, "ij,kj->ik", x, x))
+ADAPT(s_concat, cg_concat(c, 2, (const cg_tensor *[]){x, x}, 1))
+ADAPT(s_stack, cg_stack(c, 2, (const cg_tensor *[]){x, x}, 2))
+ADAPT(s_scatter_add,
+      cg_scatter_add(c, x, 1, cg_from_array(c, CG_I64, CG_SHAPE(1, 2), (const int64_t[]){2, 2}),
+                     x))
+ADAPT(s_index_add,
+      cg_index_add(c, x, 0,
+                   cg_from_array(c, CG_I64, CG_SHAPE(4), (const int64_t[]){1, 1, 0, 3}), x))
+ADAPT(s_sort_values, (cg_sort(c, x, 0, true, &x_out_, NULL) == CG_OK ? x_out_ : NULL))
+
+/* Shape-changing ops on a [4,3] input (the views of make_views). */
+static const struct shaped {
+    const char *name;
+    unary_fn f;
+} shaped[] = {
+    {"cg_view", s_view}, /* refuses these views (strides), checked apart */
+    {"cg_reshape", s_reshape},
+    {"cg_transpose", s_transpose},
+    {"cg_permute", s_permute},
+    {"cg_slice", s_slice},
+    {"cg_narrow", s_narrow},
+    {"cg_select", s_select},
+    {"cg_expand", s_expand},
+    {"cg_squeeze", s_squeeze},
+    {"cg_unsqueeze", s_unsqueeze},
+    {"cg_flatten", s_flatten},
+    {"cg_repeat", s_repeat},
+    {"cg_pad", s_pad},
+    {"cg_pad", s_pad_reflect},
+    {"cg_pad", s_pad_replicate},
+    {"cg_index_select", s_index_select},
+    {"cg_gather", s_gather},
+    {"cg_embedding", s_embedding},
+    {"cg_matmul", s_matmul},
+    {"cg_linear", s_linear},
+    {"cg_einsum", s_einsum},
+    {"cg_einsum", s_einsum2},
+    {"cg_concat", s_concat},
+    {"cg_stack", s_stack},
+    {"cg_scatter_add", s_scatter_add},
+    {"cg_index_add", s_index_add},
+    {"cg_sort", s_sort_values},
+};
+
+static void test_misuse_shape_ops_views(void **state) {
+    cg_ctx *ctx = *state;
+    for (size_t i = 0; i < sizeof shaped / sizeof *shaped; i++) {
+        const char *fn = shaped[i].name;
+        w34_ = pos(ctx, CG_F64, CG_SHAPE(3, 4));
+        label = fn;
+        cg_clear_error();
+        fails_t(shaped[i].f(ctx, NULL), fn, __LINE__);
+        prior_error();
+        keeps_prior(shaped[i].f(ctx, NULL), fn, __LINE__);
+        view_case vc[NVIEWS];
+        make_views(ctx, vc);
+        for (int v = 0; v < NVIEWS && shaped[i].f != s_view; v++)
+            view_agrees(ctx, fn, shaped[i].f, vc[v].v, __LINE__);
+        cg_ctx_reset(ctx);
+    }
+    label = NULL;
+    cg_tensor *t = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(3, 4)), 0, 1);
+    NUL(cg_view, ctx, t, CG_SHAPE(12));
+    done();
+}
+
+/* Target shapes view, reshape and expand refuse for a [2,3] input. */
+static const struct bad_shape bad_targets[] = {
+    {"rank -1", -1, {6}, false},
+    {"rank 9", 9, {1, 1, 1, 1, 1, 1, 1, 2, 3}, false},
+    {"shape NULL", 2, {0}, true},
+    {"dim -2", 2, {-2, -3}, false},
+    {"two -1", 3, {-1, -1, 6}, false},
+    {"wrong count", 2, {4, 2}, false},
+    {"product wraps to 6", 3, {BIG, BIG, 6}, false},
+    {"product wraps, with -1", 3, {(int64_t)1 << 62, 4, -1}, false},
+    {"INT64_MIN", 2, {INT64_MIN, -6}, false},
+};
+
+static void test_misuse_view_reshape_expand(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    typedef cg_tensor *(*reshape_fn)(cg_ctx *, const cg_tensor *, int, const int64_t *);
+    const struct {
+        const char *name;
+        reshape_fn f;
+    } fns[] = {{"cg_view", cg_view}, {"cg_reshape", cg_reshape}, {"cg_expand", cg_expand}};
+    for (int i = 0; i < 3; i++) {
+        const char *fn = fns[i].name;
+        for (size_t b = 0; b < sizeof bad_targets / sizeof *bad_targets; b++) {
+            label = bad_targets[b].name;
+            cg_clear_error();
+            fails_t(fns[i].f(ctx, x, bad_targets[b].ndim,
+                             bad_targets[b].null ? NULL : bad_targets[b].shape),
+                    fn, __LINE__);
+        }
+        label = fn;
+        cg_clear_error();
+        fails_t(fns[i].f(ctx, NULL, CG_SHAPE(6)), fn, __LINE__);
+        prior_error();
+        keeps_prior(fns[i].f(ctx, NULL, CG_SHAPE(6)), fn, __LINE__);
+        /* a view of a context tensor outside it would dangle */
+        cg_clear_error();
+        fails_tf(fns[i].f(NULL, x, CG_SHAPE(2, 3)), fn, __LINE__);
+    }
+    label = NULL;
+    /* zero elements: [0,-1] is ambiguous, [-1] and [3,0] are not */
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3));
+    NUL(cg_reshape, ctx, z, CG_SHAPE(0, -1));
+    NUL(cg_view, ctx, z, CG_SHAPE(-1, 0));
+    if (!HAS_SHAPE(OK_T(cg_reshape, ctx, z, CG_SHAPE(-1)), 0))
+        defect(__LINE__, "cg_reshape", "[-1]");
+    if (!HAS_SHAPE(OK_T(cg_view, ctx, z, CG_SHAPE(3, 0, 5)), 3, 0, 5))
+        defect(__LINE__, "cg_view", "[3,0,5]");
+    NUL(cg_reshape, ctx, z, CG_SHAPE(BIG, 0, BIG)); /* strides would overflow (issue 14 #7) */
+    /* rank 8 in, rank 9 out */
+    cg_tensor *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    if (!HAS_SHAPE(OK_T(cg_reshape, ctx, r8, CG_SHAPE(6)), 6))
+        defect(__LINE__, "cg_reshape", "r8");
+    if (cg_ndim(OK_T(cg_reshape, ctx, x, CG_MAX_DIMS, r8_shape)) != 8)
+        defect(__LINE__, "cg_reshape", "to r8");
+    /* expand: only size-1 dims grow, -1 only over an existing dim, no overflowing counts */
+    cg_tensor *row = pos(ctx, CG_F64, CG_SHAPE(1, 3));
+    NUL(cg_expand, ctx, x, CG_SHAPE(3));
+    NUL(cg_expand, ctx, x, CG_SHAPE(4, 3));
+    NUL(cg_expand, ctx, row, CG_SHAPE(-1, 2, 3));
+    NUL(cg_expand, ctx, row, CG_SHAPE(BIG, 3));
+    NUL(cg_expand, ctx, row, CG_SHAPE((int64_t)1 << 62, 3));
+    NUL(cg_expand, ctx, row, CG_SHAPE(1 << 30, 1 << 30, 1 << 30, 3));
+    NUL(cg_expand, ctx, row, CG_SHAPE(0, -2));
+    cg_tensor *e = OK_T(cg_expand, ctx, row, CG_SHAPE(0, 3));
+    if (!HAS_SHAPE(e, 0, 3)) defect(__LINE__, "cg_expand", "to [0,3]");
+    NUL(cg_expand, ctx, r8, CG_SHAPE(1, 1, 2, 1, 1, 1, 1, 1, 3));
+    done();
+}
+
+static void test_misuse_axis_ops(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)),
+              *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    const int bad[] = {2, -3, 8, -9, INT32_MAX, INT32_MIN + 1};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int d = bad[i];
+        NUL(cg_transpose, ctx, x, d, 0);
+        NUL(cg_transpose, ctx, x, 0, d);
+        NUL(cg_slice, ctx, x, d, 0, 1, 1);
+        NUL(cg_narrow, ctx, x, d, 0, 1);
+        NUL(cg_select, ctx, x, d, 0);
+        NUL(cg_squeeze, ctx, x, d);
+        NUL(cg_flatten, ctx, x, d, -1);
+        NUL(cg_flatten, ctx, x, 0, d);
+        NUL(cg_softmax, ctx, x, d);
+        NUL(cg_log_softmax, ctx, x, d);
+        NUL(cg_cumsum, ctx, x, d);
+        NUL(cg_cumprod, ctx, x, d);
+        if (d != 2 && d != -3) NUL(cg_unsqueeze, ctx, x, d);
+    }
+    NUL(cg_unsqueeze, ctx, x, 3);
+    NUL(cg_unsqueeze, ctx, x, -4);
+    NUL(cg_unsqueeze, ctx, r8, 0); /* rank 9 */
+    NUL(cg_flatten, ctx, x, 1, 0); /* start after end */
+    NUL(cg_squeeze, ctx, NULL, CG_ALL_DIMS);
+    KEEPS(cg_transpose, ctx, NULL, 0, 1);
+    KEEPS(cg_slice, ctx, NULL, 0, 0, 1, 1);
+    KEEPS(cg_narrow, ctx, NULL, 0, 0, 1);
+    KEEPS(cg_select, ctx, NULL, 0, 0);
+    KEEPS(cg_squeeze, ctx, NULL, 0);
+    KEEPS(cg_unsqueeze, ctx, NULL, 0);
+    KEEPS(cg_flatten, ctx, NULL, 0, -1);
+    KEEPS(cg_permute, ctx, NULL, NULL);
+    /* permute: NULL, out of range, repeated */
+    NUL(cg_permute, ctx, x, NULL);
+    NUL(cg_permute, ctx, x, (const int[]){0, 2});
+    NUL(cg_permute, ctx, x, (const int[]){0, -3});
+    NUL(cg_permute, ctx, x, (const int[]){1, 1});
+    NUL(cg_permute, ctx, x, (const int[]){0, -2});
+    NUL(cg_permute, ctx, x, (const int[]){INT32_MIN, 0});
+    /* slice: steps and bounds */
+    NUL(cg_slice, ctx, x, 1, 0, CG_END, 0);
+    NUL(cg_slice, ctx, x, 1, 0, CG_END, -1);
+    NUL(cg_slice, ctx, x, 1, 0, CG_END, INT64_MIN);
+    cg_tensor *r = OK_T(cg_slice, ctx, x, 1, 0, CG_END, INT64_MAX); /* issue 14 #6 */
+    if (!HAS_SHAPE(r, 2, 1)) defect(__LINE__, "cg_slice", "step INT64_MAX: wrong shape");
+    r = OK_T(cg_slice, ctx, x, 1, INT64_MIN, INT64_MAX, BIG - 1);
+    if (!HAS_SHAPE(r, 2, 1)) defect(__LINE__, "cg_slice", "extreme bounds: wrong shape");
+    r = OK_T(cg_slice, ctx, x, 1, INT64_MAX, INT64_MIN, 1);
+    if (!HAS_SHAPE(r, 2, 0)) defect(__LINE__, "cg_slice", "empty: wrong shape");
+    r = OK_T(cg_slice, ctx, x, 1, 2, 1, 3);
+    if (!HAS_SHAPE(r, 2, 0)) defect(__LINE__, "cg_slice", "start > end: wrong shape");
+    r = OK_T(cg_slice, ctx, x, -1, -2, -1, 1);
+    if (!HAS_SHAPE(r, 2, 1)) defect(__LINE__, "cg_slice", "negative bounds: wrong shape");
+    NUL(cg_slice, ctx, cg_scalar(ctx, CG_F64, 1), 0, 0, 1, 1);
+    /* narrow: length and start */
+    NUL(cg_narrow, ctx, x, 1, 0, -1);
+    NUL(cg_narrow, ctx, x, 1, 2, 2);
+    NUL(cg_narrow, ctx, x, 1, 4, 0);
+    NUL(cg_narrow, ctx, x, 1, INT64_MAX, INT64_MAX);
+    NUL(cg_narrow, ctx, x, 1, INT64_MIN, 1);
+    NUL(cg_narrow, ctx, x, 1, 1, INT64_MAX);
+    r = OK_T(cg_narrow, ctx, x, 1, -1, 1);
+    if (!HAS_SHAPE(r, 2, 1)) defect(__LINE__, "cg_narrow", "negative start");
+    r = OK_T(cg_narrow, ctx, x, 1, 3, 0);
+    if (!HAS_SHAPE(r, 2, 0)) defect(__LINE__, "cg_narrow", "empty at the end");
+    /* select: index */
+    NUL(cg_select, ctx, x, 1, 3);
+    NUL(cg_select, ctx, x, 1, -4);
+    NUL(cg_select, ctx, x, 1, INT64_MIN);
+    NUL(cg_select, ctx, x, 1, INT64_MAX);
+    NUL(cg_select, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 0, 0);
+    NUL(cg_select, ctx, cg_scalar(ctx, CG_F64, 1), 0, 0);
+    /* scalars: squeeze, unsqueeze, flatten of rank 0 */
+    cg_tensor *s = cg_scalar(ctx, CG_F64, 2);
+    if (!HAS_SHAPE(OK_T(cg_unsqueeze, ctx, s, 0), 1))
+        defect(__LINE__, "cg_unsqueeze", "rank 0");
+    if (cg_ndim(OK_T(cg_squeeze, ctx, s, CG_ALL_DIMS)) != 0)
+        defect(__LINE__, "cg_squeeze", "rank 0");
+    if (!HAS_SHAPE(OK_T(cg_flatten, ctx, s, 0, -1), 1))
+        defect(__LINE__, "cg_flatten", "rank 0");
+    NUL(cg_transpose, ctx, s, 0, 1);
+    /* zero-size through the axis ops */
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0));
+    if (!HAS_SHAPE(OK_T(cg_softmax, ctx, z, 1), 2, 0)) defect(__LINE__, "cg_softmax", "[2,0]");
+    if (!HAS_SHAPE(OK_T(cg_log_softmax, ctx, z, 0), 2, 0))
+        defect(__LINE__, "cg_log_softmax", "[2,0]");
+    if (!HAS_SHAPE(OK_T(cg_cumsum, ctx, z, 1), 2, 0)) defect(__LINE__, "cg_cumsum", "[2,0]");
+    if (!HAS_SHAPE(OK_T(cg_cumprod, ctx, z, 0), 2, 0)) defect(__LINE__, "cg_cumprod", "[2,0]");
+    if (!HAS_SHAPE(OK_T(cg_flatten, ctx, z, 0, 1), 0)) defect(__LINE__, "cg_flatten", "[2,0]");
+    if (!HAS_SHAPE(OK_T(cg_squeeze, ctx, z, CG_ALL_DIMS), 2, 0))
+        defect(__LINE__, "cg_squeeze", "[2,0]");
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -1344,6 +1605,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_unary_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_binary_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_reductions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_shape_ops_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_view_reshape_expand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_axis_ops, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
