@@ -1587,6 +1587,286 @@ static void test_misuse_axis_ops(void **state) {
     done();
 }
 
+/* ---- joining, indexing, linear algebra --------------------------------------- */
+static cg_tensor *idx1(cg_ctx *ctx, int64_t a, int64_t b) {
+    return cg_from_array(ctx, CG_I64, CG_SHAPE(2), (const int64_t[]){a, b});
+}
+
+static void test_misuse_join_and_index(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    const cg_tensor *two[2] = {x, x}, *withnull[2] = {x, NULL};
+    const cg_tensor *mixed[2] = {x, pos(ctx, CG_F32, CG_SHAPE(2, 3))};
+    const cg_tensor *ragged[2] = {x, pos(ctx, CG_F64, CG_SHAPE(3, 3))};
+    const cg_tensor *ranks[2] = {x, pos(ctx, CG_F64, CG_SHAPE(6))};
+    typedef cg_tensor *(*join_fn)(cg_ctx *, int, const cg_tensor *const *, int);
+    const struct {
+        const char *name;
+        join_fn f;
+        int max_axis; /* the last valid axis for rank-2 inputs */
+    } joins[] = {{"cg_concat", cg_concat, 1}, {"cg_stack", cg_stack, 2}};
+    for (int j = 0; j < 2; j++) {
+        const char *fn = joins[j].name;
+        join_fn f = joins[j].f;
+        label = fn;
+        cg_clear_error();
+        fails_t(f(ctx, 0, two, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, -1, two, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, 2, NULL, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, 2, withnull, 0), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, 2, withnull, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, 2, mixed, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, 2, ranks, 0), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, 2, ragged, 1), fn, __LINE__);
+        const int badax[] = {joins[j].max_axis + 1, -joins[j].max_axis - 2, 8, INT32_MIN};
+        for (int b = 0; b < 4; b++) {
+            cg_clear_error();
+            fails_t(f(ctx, 2, two, badax[b]), fn, __LINE__);
+        }
+        /* rank 8: stacking makes 9 */
+        cg_tensor *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+        const cg_tensor *r8s[2] = {r8, r8};
+        cg_clear_error();
+        r = f(ctx, 2, r8s, 0);
+        if (j == 1)
+            fails_t(r, fn, __LINE__);
+        else if (!HAS_SHAPE(r, 2, 2, 1, 1, 1, 1, 1, 3))
+            defect(__LINE__, fn, "rank 8: wrong");
+        cg_clear_error();
+        /* zero-size pieces, one piece, a context view with ctx NULL */
+        const cg_tensor *zs[2] = {cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)),
+                                  cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3))};
+        r = OK_T(f, ctx, 2, zs, 0);
+        if (!r || cg_numel(r) != 0) defect(__LINE__, fn, "zero-size: wrong");
+        r = OK_T(f, NULL, 1, two, 0);
+        cg_tensor_free(r);
+        /* many pieces */
+        const cg_tensor *many[300];
+        for (int i = 0; i < 300; i++) many[i] = x;
+        r = OK_T(f, ctx, 300, many, 0);
+        if (cg_numel(r) != 1800) defect(__LINE__, fn, "300 pieces: wrong");
+    }
+    label = NULL;
+    const cg_tensor *mixz[2] = {cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), x};
+    if (!HAS_SHAPE(OK_T(cg_concat, ctx, 2, mixz, 0), 2, 3))
+        defect(__LINE__, "cg_concat", "[0,3]+[2,3]");
+
+    /* index_select, gather, embedding: the index's dtype, rank and values */
+    cg_tensor *i2 = idx1(ctx, 0, 2), *f2 = pos(ctx, CG_F64, CG_SHAPE(2));
+    NUL(cg_index_select, ctx, NULL, 0, i2);
+    NUL(cg_index_select, ctx, x, 0, NULL);
+    KEEPS(cg_index_select, ctx, x, 0, NULL);
+    NUL(cg_index_select, ctx, x, 2, i2);
+    NUL(cg_index_select, ctx, x, -3, i2);
+    NUL(cg_index_select, ctx, x, 1, f2);
+    NUL(cg_index_select, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(1, 2)));
+    NUL(cg_index_select, ctx, x, 1, idx1(ctx, 0, 3));
+    NUL(cg_index_select, ctx, x, 1, idx1(ctx, -1, 0));
+    NUL(cg_index_select, ctx, x, 1, idx1(ctx, INT64_MIN, 0));
+    NUL(cg_index_select, ctx, x, 1, idx1(ctx, INT64_MAX, 0));
+    r = OK_T(cg_index_select, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(0)));
+    if (!HAS_SHAPE(r, 2, 0)) defect(__LINE__, "cg_index_select", "empty index");
+    NUL(cg_index_select, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), 1, i2);
+    cg_tensor *stepped =
+        cg_slice(ctx, cg_from_array(ctx, CG_I64, CG_SHAPE(4), (const int64_t[]){2, 9, 0, 9}), 0,
+                 0, CG_END, 2);
+    if (!same_tensor(OK_T(cg_index_select, ctx, x, 1, stepped),
+                     cg_index_select(ctx, x, 1, cg_contiguous(ctx, stepped)), 0))
+        defect(__LINE__, "cg_index_select", "stepped index: wrong");
+    cg_tensor *g = cg_from_array(ctx, CG_I64, CG_SHAPE(2, 2), (const int64_t[]){0, 1, 1, 0});
+    NUL(cg_gather, ctx, NULL, 0, g);
+    NUL(cg_gather, ctx, x, 0, NULL);
+    KEEPS(cg_gather, ctx, NULL, 0, g);
+    NUL(cg_gather, ctx, x, 2, g);
+    NUL(cg_gather, ctx, x, 0, cg_cast(ctx, g, CG_F32));
+    NUL(cg_gather, ctx, x, 0, idx1(ctx, 0, 1));                         /* rank 1 */
+    NUL(cg_gather, ctx, x, 0, cg_zeros(ctx, CG_I64, CG_SHAPE(2, 4)));   /* wider */
+    NUL(cg_gather, ctx, x, 0, cg_full(ctx, CG_I64, CG_SHAPE(2, 2), 2)); /* value 2 */
+    NUL(cg_gather, ctx, x, 0, cg_full(ctx, CG_I64, CG_SHAPE(2, 2), -1));
+    NUL(cg_gather, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(2, 2), (double)INT64_MIN));
+    r = OK_T(cg_gather, ctx, x, 0, cg_zeros(ctx, CG_I64, CG_SHAPE(0, 3)));
+    if (!HAS_SHAPE(r, 0, 3)) defect(__LINE__, "cg_gather", "empty index");
+    cg_tensor *w = pos(ctx, CG_F64, CG_SHAPE(5, 3));
+    NUL(cg_embedding, ctx, NULL, i2);
+    NUL(cg_embedding, ctx, w, NULL);
+    KEEPS(cg_embedding, ctx, w, NULL);
+    NUL(cg_embedding, ctx, pos(ctx, CG_F64, CG_SHAPE(5)), i2);
+    NUL(cg_embedding, ctx, pos(ctx, CG_F64, CG_SHAPE(5, 3, 1)), i2);
+    NUL(cg_embedding, ctx, w, f2);
+    NUL(cg_embedding, ctx, w, idx1(ctx, 5, 0));
+    NUL(cg_embedding, ctx, w, idx1(ctx, -1, 0));
+    NUL(cg_embedding, ctx, w, idx1(ctx, INT64_MIN, 0));
+    r = OK_T(cg_embedding, ctx, w, cg_zeros(ctx, CG_I64, CG_SHAPE(2, 0)));
+    if (!HAS_SHAPE(r, 2, 0, 3)) defect(__LINE__, "cg_embedding", "empty indices");
+    r = OK_T(cg_embedding, ctx, w, cg_zeros(ctx, CG_I64, CG_MAX_DIMS - 1, r8_shape));
+    if (cg_ndim(r) != CG_MAX_DIMS) defect(__LINE__, "cg_embedding", "rank 7 indices");
+    NUL(cg_embedding, ctx, w, cg_zeros(ctx, CG_I64, CG_MAX_DIMS, r8_shape)); /* rank 9 out */
+    done();
+}
+
+static void test_misuse_linear_algebra(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *b = pos(ctx, CG_F64, CG_SHAPE(3, 4)), *r;
+    const struct {
+        const char *name;
+        binary_fn f;
+    } mm[] = {{"cg_matmul", cg_matmul}, {"cg_bmm", cg_bmm}, {"cg_outer", cg_outer}};
+    for (int i = 0; i < 3; i++) {
+        label = mm[i].name;
+        cg_clear_error();
+        fails_t(mm[i].f(ctx, NULL, b), mm[i].name, __LINE__);
+        cg_clear_error();
+        fails_t(mm[i].f(ctx, a, NULL), mm[i].name, __LINE__);
+        prior_error();
+        keeps_prior(mm[i].f(ctx, a, NULL), mm[i].name, __LINE__);
+        cg_clear_error();
+        fails_t(mm[i].f(ctx, cg_scalar(ctx, CG_F64, 1), b), mm[i].name, __LINE__);
+    }
+    label = NULL;
+    NUL(cg_matmul, ctx, a, a);
+    NUL(cg_matmul, ctx, a, cg_cast(ctx, b, CG_F32));
+    NUL(cg_matmul, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)),
+        cg_ones(ctx, CG_I64, CG_SHAPE(3, 4)));
+    NUL(cg_matmul, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 2, 3)),
+        pos(ctx, CG_F64, CG_SHAPE(3, 3, 4)));
+    NUL(cg_matmul, ctx, pos(ctx, CG_F64, CG_SHAPE(4)), pos(ctx, CG_F64, CG_SHAPE(3)));
+    if (!HAS_SHAPE(OK_T(cg_matmul, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), b), 0, 4))
+        defect(__LINE__, "cg_matmul", "[0,3] x [3,4]");
+    r = OK_T(cg_matmul, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)),
+             cg_zeros(ctx, CG_F64, CG_SHAPE(0, 4)));
+    if (!same_tensor(r, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 4)), 0))
+        defect(__LINE__, "cg_matmul", "[2,0] x [0,4]");
+    r = OK_T(cg_matmul, ctx, pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape),
+             pos(ctx, CG_F64, CG_SHAPE(3, 2)));
+    if (cg_ndim(r) != CG_MAX_DIMS) defect(__LINE__, "cg_matmul", "rank 8 batch");
+    /* views: transposed and expanded operands */
+    cg_tensor *bt = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(4, 3)), 0, 1);
+    cg_tensor *be = cg_expand(ctx, pos(ctx, CG_F64, CG_SHAPE(1, 4)), CG_SHAPE(3, 4));
+    cg_tensor *ab = cg_expand(ctx, a, CG_SHAPE(5, 2, 3));
+    if (!same_tensor(OK_T(cg_matmul, ctx, a, bt), cg_matmul(ctx, a, cg_contiguous(ctx, bt)),
+                     1e-12))
+        defect(__LINE__, "cg_matmul", "transposed b: wrong");
+    if (!same_tensor(OK_T(cg_matmul, ctx, a, be), cg_matmul(ctx, a, cg_contiguous(ctx, be)),
+                     1e-12))
+        defect(__LINE__, "cg_matmul", "expanded b: wrong");
+    if (!same_tensor(OK_T(cg_bmm, ctx, ab, cg_expand(ctx, b, CG_SHAPE(5, 3, 4))),
+                     cg_bmm(ctx, cg_contiguous(ctx, ab),
+                            cg_contiguous(ctx, cg_expand(ctx, b, CG_SHAPE(5, 3, 4)))),
+                     1e-12))
+        defect(__LINE__, "cg_bmm", "expanded batch: wrong");
+    /* bmm: 3-D, one batch size, one dtype */
+    NUL(cg_bmm, ctx, a, b);
+    NUL(cg_bmm, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 2, 3)), pos(ctx, CG_F64, CG_SHAPE(3, 3, 4)));
+    NUL(cg_bmm, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 2, 3)), pos(ctx, CG_F64, CG_SHAPE(2, 4, 4)));
+    NUL(cg_bmm, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 2, 3)), pos(ctx, CG_F32, CG_SHAPE(2, 3, 4)));
+    if (!HAS_SHAPE(OK_T(cg_bmm, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 2, 3)),
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3, 4))),
+                   0, 2, 4))
+        defect(__LINE__, "cg_bmm", "empty batch");
+    /* outer: 1-D */
+    cg_tensor *v = pos(ctx, CG_F64, CG_SHAPE(3));
+    NUL(cg_outer, ctx, a, v);
+    NUL(cg_outer, ctx, v, a);
+    cg_tensor *vs = cg_slice(ctx, pos(ctx, CG_F64, CG_SHAPE(6)), 0, 0, CG_END, 2);
+    if (!same_tensor(OK_T(cg_outer, ctx, vs, v), cg_outer(ctx, cg_contiguous(ctx, vs), v), 0))
+        defect(__LINE__, "cg_outer", "stepped: wrong");
+    if (!HAS_SHAPE(OK_T(cg_outer, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0)), v), 0, 3))
+        defect(__LINE__, "cg_outer", "empty");
+    /* linear */
+    cg_tensor *wt = pos(ctx, CG_F64, CG_SHAPE(4, 3)), *bias = pos(ctx, CG_F64, CG_SHAPE(4));
+    NUL(cg_linear, ctx, NULL, wt, bias);
+    NUL(cg_linear, ctx, a, NULL, bias);
+    KEEPS(cg_linear, ctx, a, NULL, bias);
+    NUL(cg_linear, ctx, a, b, NULL);
+    NUL(cg_linear, ctx, a, wt, pos(ctx, CG_F64, CG_SHAPE(3)));
+    NUL(cg_linear, ctx, a, wt, pos(ctx, CG_F64, CG_SHAPE(1, 4)));
+    NUL(cg_linear, ctx, a, wt, pos(ctx, CG_F32, CG_SHAPE(4)));
+    NUL(cg_linear, ctx, a, cg_cast(ctx, wt, CG_F32), bias);
+    NUL(cg_linear, ctx, a, pos(ctx, CG_F64, CG_SHAPE(3)), NULL);
+    NUL(cg_linear, ctx, cg_scalar(ctx, CG_F64, 1), wt, bias);
+    NUL(cg_linear, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)),
+        cg_ones(ctx, CG_I64, CG_SHAPE(4, 3)), NULL);
+    if (!HAS_SHAPE(OK_T(cg_linear, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), wt, bias), 0, 4))
+        defect(__LINE__, "cg_linear", "empty batch");
+    r = OK_T(cg_linear, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 0)), pos(ctx, CG_F64, CG_SHAPE(4, 0)),
+             bias);
+    if (!r || !same_tensor(r, cg_expand(ctx, bias, CG_SHAPE(2, 4)), 0))
+        defect(__LINE__, "cg_linear", "in 0");
+    cg_tensor *xe = cg_expand(ctx, pos(ctx, CG_F64, CG_SHAPE(1, 3)), CG_SHAPE(5, 3));
+    if (!same_tensor(OK_T(cg_linear, ctx, xe, wt, bias),
+                     cg_linear(ctx, cg_contiguous(ctx, xe), wt, bias), 1e-12))
+        defect(__LINE__, "cg_linear", "expanded x: wrong");
+    done();
+}
+
+static void test_misuse_einsum(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *b = pos(ctx, CG_F64, CG_SHAPE(3, 4));
+    char longeq[1200];
+    memset(longeq, 'i', sizeof longeq - 1);
+    longeq[sizeof longeq - 1] = '\0';
+    static const char *const bad2[] = {
+        "",           "ij,jk->ik,",      "ij,jk->ik->",
+        "ij,jk->iz",  "ij,jk->ii",       "ij,kj->ik",
+        "i1,jk->ik",  "i.j,jk->ik",      "ijk,jk->ik",
+        "ij,j->ik",   "...i...j,jk->ik", "ij,jk->..",
+        "ij,,jk->ik", "ij,jk,kl->il",    "->",
+        ",",
+    };
+    for (size_t i = 0; i < sizeof bad2 / sizeof *bad2; i++) {
+        label = bad2[i];
+        NUL(cg_einsum, ctx, bad2[i], a, b);
+        NUL(cg_einsum_n, ctx, bad2[i], 2, (const cg_tensor *[]){a, b});
+    }
+    label = NULL;
+    NUL(cg_einsum, ctx, longeq, a, NULL);
+    NUL(cg_einsum, ctx, NULL, a, b);
+    NUL(cg_einsum, ctx, "ij,jk->ik", NULL, b);
+    NUL(cg_einsum, ctx, "ij,jk->ik", a, NULL);
+    KEEPS(cg_einsum, ctx, "ij,jk->ik", a, NULL);
+    NUL(cg_einsum, ctx, "ij->ji", a, b); /* b must be NULL */
+    NUL(cg_einsum, ctx, "ij,jk->ik", a, cg_cast(ctx, b, CG_F32));
+    NUL(cg_einsum, ctx, "ii->i", a, NULL); /* diagonal of a [2,3] */
+    NUL(cg_einsum, ctx, "abcdefghi->a", pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape), NULL);
+    cg_tensor *r = OK_T(cg_einsum, ctx, "abcdefgh->hgfedcba",
+                        pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape), NULL);
+    if (cg_ndim(r) != 8) defect(__LINE__, "cg_einsum", "rank 8");
+    r = OK_T(cg_einsum, ctx, "ij,jk->ik", cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)),
+             cg_zeros(ctx, CG_F64, CG_SHAPE(0, 4)));
+    if (!same_tensor(r, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 4)), 0))
+        defect(__LINE__, "cg_einsum", "empty sum");
+    r = OK_T(cg_einsum, ctx, "ij,jk", cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(3, 2)), 0, 1),
+             b);
+    if (!HAS_SHAPE(r, 2, 4)) defect(__LINE__, "cg_einsum", "implicit output, transposed a");
+    /* einsum_n: the operand count */
+    NUL(cg_einsum_n, ctx, "ij->ij", 0, (const cg_tensor *[]){a});
+    NUL(cg_einsum_n, ctx, "ij->ij", -1, (const cg_tensor *[]){a});
+    NUL(cg_einsum_n, ctx, "ij->ij", 1, NULL);
+    NUL(cg_einsum_n, ctx, "ij,jk->ik", 2, (const cg_tensor *[]){a, NULL});
+    KEEPS(cg_einsum_n, ctx, "ij,jk->ik", 2, (const cg_tensor *[]){a, NULL});
+    NUL(cg_einsum_n, ctx, NULL, 1, (const cg_tensor *[]){a});
+    const cg_tensor *ops17[17];
+    char eq17[64] = "";
+    for (int i = 0; i < 17; i++) {
+        ops17[i] = a;
+        strcat(eq17, i ? ",ij" : "ij");
+    }
+    strcat(eq17, "->ij");
+    NUL(cg_einsum_n, ctx, eq17, 17, ops17);
+    eq17[strlen(eq17) - 7] = '\0'; /* 16 operands */
+    strcat(eq17, "->ij");
+    r = OK_T(cg_einsum_n, ctx, eq17, 16, ops17);
+    if (!HAS_SHAPE(r, 2, 3)) defect(__LINE__, "cg_einsum_n", "16 operands: \"%s\"", eq17);
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -1608,6 +1888,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_shape_ops_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_view_reshape_expand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_axis_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_join_and_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_linear_algebra, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_einsum, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
