@@ -8,7 +8,8 @@
 
 /* t a float tensor, rng given: what every random init needs. */
 static cg_status check(const cg_tensor *t, const cg_rng *rng, bool random, const char *op) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    cg_status s = cgi_check_input(NULL, op, -1, t); /* NULL after a failure keeps it */
+    if (s != CG_OK) return s;
     if (!cgi_is_float(cg_dtype_of(t)))
         return cgi_error(NULL, CG_ERR_DTYPE, "%s: a %s tensor: initialisers fill f32 or f64",
                          op, cg_dtype_name(cg_dtype_of(t)));

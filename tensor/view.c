@@ -356,7 +356,6 @@ cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
 }
 
 cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
-    if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
     cg_status s = cgi_check_input(NULL, "cg_copy_", 0, dst);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_copy_", 1, src);
     if (s == CG_OK) s = cgi_check_writable("cg_copy_", dst);
