@@ -53,6 +53,7 @@ cg_status cg_init_normal_(cg_tensor *t, cg_rng *rng, double mean, double std) {
 
 cg_status cg_init_constant_(cg_tensor *t, double value) {
     cg_status s = check(t, NULL, false, "cg_init_constant_");
+    if (s == CG_OK) s = cgi_check_value(t->ctx, "cg_init_constant_", t->dtype, value);
     return s != CG_OK ? s : cg_fill_(t, value);
 }
 

@@ -267,7 +267,8 @@ CG_API cg_tensor *cg_adaptive_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, int64_
 typedef enum cg_pad_mode { CG_PAD_CONSTANT = 0, CG_PAD_REFLECT, CG_PAD_REPLICATE } cg_pad_mode;
 /* PyTorch's F.pad: pad holds npad (even) sizes, last dim first: (left,
  * right) of the last dim, then (top, bottom) of the one before, ...;
- * sizes may be negative (crop); value is the constant (other modes: 0).
+ * sizes may be negative (crop); value is the constant (other modes: 0), which
+ * must convert to x's dtype without overflow (as cg_masked_fill's).
  * Reflect and replicate pad 1, 2 or 3 trailing dims of an input of rank
  * npad / 2 + 1 or + 2, as PyTorch; reflect sizes are below the dim. Any
  * dtype; double backward (the backward is a crop or fold op). */

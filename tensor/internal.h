@@ -270,6 +270,11 @@ static inline int64_t cgi_f64_to_i64(double v) {
     if (v <= -9223372036854775808.0) return INT64_MIN;
     return (int64_t)v;
 }
+/* A value given to be stored as it is (cg_full, cg_fill_, cg_set, a pad or
+ * fill value) must convert to dt without overflow, as PyTorch requires:
+ * NaN and infinities only into floats, magnitudes to FLT_MAX into f32 (i64
+ * truncates fractions). CG_ERR_ARG "op: value ... cannot be converted" else. */
+CGI_HIDDEN cg_status cgi_check_value(cg_ctx *ctx, const char *op, cg_dtype dt, double v);
 /* v is a whole number that i64 holds exactly. */
 static inline bool cgi_f64_is_i64(double v) {
     return v >= -9223372036854775808.0 && v < 9223372036854775807.0 && v == (double)(int64_t)v;

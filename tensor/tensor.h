@@ -121,6 +121,10 @@ CG_API size_t cg_dtype_size(cg_dtype dt);      /* 0 (and an error) for an invali
 CG_API const char *cg_dtype_name(cg_dtype dt); /* "f32", "f64", "i64" */
 
 /* ---- creation (ctx NULL: caller frees with cg_tensor_free) ---------------- */
+/* A fill value (cg_full, cg_full_like, cg_scalar; cg_set and cg_fill_ too)
+ * must convert to the dtype without overflow, as PyTorch requires: NaN,
+ * infinities and values past the i64 range are CG_ERR_ARG for i64 (fractions
+ * truncate), magnitudes past FLT_MAX for f32. */
 CG_API cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
 CG_API cg_tensor *cg_zeros(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
 CG_API cg_tensor *cg_ones(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);

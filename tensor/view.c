@@ -373,6 +373,7 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
 cg_status cg_fill_(cg_tensor *dst, double value) {
     cg_status s = cgi_check_input(NULL, "cg_fill_", -1, dst);
     if (s == CG_OK) s = cgi_check_writable("cg_fill_", dst);
+    if (s == CG_OK) s = cgi_check_value(dst->ctx, "cg_fill_", dst->dtype, value);
     if (s != CG_OK) return s;
     cgi_storage st;
     cgi_scalar v;
