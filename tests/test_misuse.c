@@ -131,6 +131,14 @@ static void keeps_prior(const void *r, const char *fn, int line) {
     cg_clear_error();
 }
 #define KEEPS(fn, ...) (prior_error(), keeps_prior(fn(__VA_ARGS__), #fn, __LINE__))
+/* A NULL tensor from an earlier failure: status functions keep its error. */
+static void keeps_prior_s(cg_status s, const char *fn, int line) {
+    if (s == CG_OK) defect(line, fn, "NULL input accepted");
+    if (strncmp(cg_last_error(), "cg_dim:", 7) != 0)
+        defect(line, fn, "overwrote the earlier error with \"%s\"", cg_last_error());
+    cg_clear_error();
+}
+#define KEEPS_S(fn, ...) (prior_error(), keeps_prior_s(fn(__VA_ARGS__), #fn, __LINE__))
 
 static int setup(void **state) {
     defects = 0;
@@ -544,6 +552,27 @@ static void test_misuse_broadcast_copy_fill(void **state) {
     BAD(cg_copy_, e, dst);
     BAD(cg_fill_, NULL, 1);
     BAD(cg_fill_, e, 1);
+    KEEPS_S(cg_fill_, NULL, 1);
+    KEEPS_S(cg_copy_, dst, NULL);
+    KEEPS_S(cg_copy_, NULL, dst);
+    /* values that do not fit the dtype, as PyTorch */
+    cg_tensor *i64 = cg_zeros(ctx, CG_I64, CG_SHAPE(2)),
+              *f32 = cg_zeros(ctx, CG_F32, CG_SHAPE(2));
+    const double unfit[] = {NAN, INFINITY, -INFINITY, 1e19, -1e19};
+    for (int i = 0; i < 5; i++) {
+        BAD(cg_fill_, i64, unfit[i]);
+        BAD(cg_set, i64, (const int64_t[]){0}, unfit[i]);
+        NUL(cg_full, ctx, CG_I64, CG_SHAPE(2), unfit[i]);
+        NUL(cg_full_like, ctx, i64, unfit[i]);
+        NUL(cg_scalar, NULL, CG_I64, unfit[i]);
+    }
+    BAD(cg_fill_, f32, 1e39);
+    BAD(cg_set, f32, (const int64_t[]){1}, -1e300);
+    NUL(cg_full, NULL, CG_F32, CG_SHAPE(2), 1e300);
+    OK_S(cg_fill_, f32, NAN);
+    OK_S(cg_fill_, i64, -9223372036854775808.0);
+    OK_S(cg_set, i64, (const int64_t[]){1}, 2.75); /* truncates */
+    OK_S(cg_fill_, cg_zeros(ctx, CG_F64, CG_SHAPE(2)), 1e300);
     /* f64 into f32 converts; into a transposed view lands transposed; empty is fine */
     cg_tensor *src = pos(ctx, CG_F64, CG_SHAPE(3, 2));
     OK_S(cg_copy_, cg_transpose(ctx, dst, 0, 1), src);
@@ -603,15 +632,6 @@ static void test_misuse_printing_and_rng(void **state) {
 /* ======================================================================== */
 /* autograd/autograd.h                                                      */
 /* ======================================================================== */
-
-/* A NULL tensor from an earlier failure: status functions keep its error. */
-static void keeps_prior_s(cg_status s, const char *fn, int line) {
-    if (s == CG_OK) defect(line, fn, "NULL input accepted");
-    if (strncmp(cg_last_error(), "cg_dim:", 7) != 0)
-        defect(line, fn, "overwrote the earlier error with \"%s\"", cg_last_error());
-    cg_clear_error();
-}
-#define KEEPS_S(fn, ...) (prior_error(), keeps_prior_s(fn(__VA_ARGS__), #fn, __LINE__))
 
 static cg_status twice_back(cg_ctx *ctx, const cg_node *node, const cg_tensor *gout,
                             cg_tensor **gin) {
@@ -1867,6 +1887,262 @@ static void test_misuse_einsum(void **state) {
     done();
 }
 
+/* ---- sequence ops ------------------------------------------------------------ */
+/* A count-returning call failed: -1 and a message naming fn. */
+#define BAD_N(fn, ...) (cg_clear_error(), fails_b(fn(__VA_ARGS__) == -1, #fn, __LINE__))
+
+static void test_misuse_split_chunk(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(4, 3)), *out[8];
+    BAD_N(cg_split, ctx, NULL, 2, 0, out, 8);
+    BAD_N(cg_split, ctx, x, 0, 0, out, 8);
+    BAD_N(cg_split, ctx, x, -1, 0, out, 8);
+    BAD_N(cg_split, ctx, x, INT64_MIN, 0, out, 8);
+    BAD_N(cg_split, ctx, x, 2, 2, out, 8);
+    BAD_N(cg_split, ctx, x, 2, -3, out, 8);
+    BAD_N(cg_split, ctx, x, 2, 0, NULL, 8);
+    BAD_N(cg_split, ctx, x, 1, 0, out, 3);
+    BAD_N(cg_split, ctx, x, 1, 0, out, 0);
+    BAD_N(cg_split, ctx, x, 1, 0, out, -1);
+    BAD_N(cg_split, NULL, x, 2, 0, out, 8); /* context views into caller-owned ones */
+    prior_error();
+    keeps_prior(cg_split(ctx, NULL, 2, 0, out, 8) == -1 ? NULL : x, "cg_split", __LINE__);
+    QUIET("cg_split", cg_split(ctx, x, INT64_MAX, 0, out, 1) == 1 && HAS_SHAPE(out[0], 4, 3));
+    QUIET("cg_split", cg_split(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 2, 0, out, 1) == 1 &&
+                          HAS_SHAPE(out[0], 0, 3));
+    BAD_N(cg_split_sizes, ctx, NULL, (const int64_t[]){2, 2}, 2, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, NULL, 2, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){2, 2}, 2, 0, NULL);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){2, 1}, 2, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){5, -1}, 2, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){INT64_MAX, INT64_MAX, 6}, 3, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){2, 2}, 2, 5, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){2, 2}, -1, 0, out);
+    BAD_N(cg_split_sizes, ctx, x, (const int64_t[]){4}, 0, 0, out);
+    QUIET("cg_split_sizes",
+          cg_split_sizes(ctx, x, (const int64_t[]){0, 4, 0}, 3, 0, out) == 3 &&
+              HAS_SHAPE(out[2], 0, 3));
+    BAD_N(cg_chunk, ctx, NULL, 2, 0, out, 8);
+    BAD_N(cg_chunk, ctx, x, 0, 0, out, 8);
+    BAD_N(cg_chunk, ctx, x, -2, 0, out, 8);
+    BAD_N(cg_chunk, ctx, x, 2, 9, out, 8);
+    BAD_N(cg_chunk, ctx, x, 2, 0, NULL, 8);
+    BAD_N(cg_chunk, ctx, x, 4, 0, out, 3);
+    QUIET("cg_chunk", cg_chunk(ctx, x, INT32_MAX, 0, out, 8) == 4);
+    QUIET("cg_chunk", cg_chunk(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 3, 0, out, 8) == 3 &&
+                          HAS_SHAPE(out[1], 0, 3));
+    /* a view splits into views of it */
+    cg_tensor *t = cg_transpose(ctx, x, 0, 1);
+    if (cg_split(ctx, t, 2, 1, out, 8) != 2 ||
+        !same_tensor(out[1], cg_slice(ctx, t, 1, 2, 4, 1), 0))
+        defect(__LINE__, "cg_split", "transposed: wrong");
+    /* caller-owned pieces */
+    cg_tensor *h = cg_zeros(NULL, CG_F64, CG_SHAPE(4));
+    int n = cg_chunk(NULL, h, 2, 0, out, 8);
+    cg_tensor_free(h);
+    for (int i = 0; i < n; i++) cg_tensor_free(out[i]);
+    if (n != 2) defect(__LINE__, "cg_chunk", "caller-owned: %d pieces", n);
+    done();
+}
+
+static void test_misuse_scatter_sort(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *src = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    cg_tensor *ix =
+        cg_from_array(ctx, CG_I64, CG_SHAPE(2, 3), (const int64_t[]){0, 1, 2, 2, 1, 0});
+    NUL(cg_scatter_add, ctx, NULL, 1, ix, src);
+    NUL(cg_scatter_add, ctx, x, 1, NULL, src);
+    NUL(cg_scatter_add, ctx, x, 1, ix, NULL);
+    KEEPS(cg_scatter_add, ctx, x, 1, ix, NULL);
+    NUL(cg_scatter_add, ctx, x, 2, ix, src);
+    NUL(cg_scatter_add, ctx, x, 1, cg_cast(ctx, ix, CG_F64), src);
+    NUL(cg_scatter_add, ctx, x, 1, ix, cg_cast(ctx, src, CG_F32));
+    NUL(cg_scatter_add, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(6)), src);
+    NUL(cg_scatter_add, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(3, 3)), src);
+    NUL(cg_scatter_add, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(2, 3), 3), src);
+    NUL(cg_scatter_add, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(2, 3), -1), src);
+    NUL(cg_scatter_add, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(2, 3), (double)INT64_MIN),
+        src);
+    if (!same_tensor(
+            OK_T(cg_scatter_add, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(0, 3)), src), x, 0))
+        defect(__LINE__, "cg_scatter_add", "empty index");
+    cg_tensor *i1 = cg_from_array(ctx, CG_I64, CG_SHAPE(3), (const int64_t[]){1, 1, 0});
+    NUL(cg_index_add, ctx, NULL, 1, i1, src);
+    NUL(cg_index_add, ctx, x, 1, NULL, src);
+    NUL(cg_index_add, ctx, x, 1, i1, NULL);
+    KEEPS(cg_index_add, ctx, x, 1, NULL, src);
+    NUL(cg_index_add, ctx, x, -3, i1, src);
+    NUL(cg_index_add, ctx, x, 1, ix, src);
+    NUL(cg_index_add, ctx, x, 1, cg_cast(ctx, i1, CG_F32), src);
+    NUL(cg_index_add, ctx, x, 1, cg_zeros(ctx, CG_I64, CG_SHAPE(2)), src);
+    NUL(cg_index_add, ctx, x, 0, i1, src);
+    NUL(cg_index_add, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(3), 3), src);
+    NUL(cg_index_add, ctx, x, 1, cg_full(ctx, CG_I64, CG_SHAPE(3), (double)INT64_MIN), src);
+    NUL(cg_index_add, ctx, x, 1, i1, cg_cast(ctx, src, CG_F32));
+    if (!same_tensor(OK_T(cg_index_add, ctx, x, 0, cg_zeros(ctx, CG_I64, CG_SHAPE(0)),
+                          cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3))),
+                     x, 0))
+        defect(__LINE__, "cg_index_add", "empty index");
+    /* sort, topk */
+    cg_tensor *v, *i;
+    BAD(cg_sort, ctx, NULL, 0, false, &v, &i);
+    KEEPS_S(cg_sort, ctx, NULL, 0, false, &v, &i);
+    BAD(cg_sort, ctx, x, 2, false, &v, &i);
+    BAD(cg_sort, ctx, x, INT32_MIN, false, &v, &i);
+    BAD(cg_topk, ctx, NULL, 1, 0, true, &v, &i);
+    KEEPS_S(cg_topk, ctx, NULL, 1, 0, true, &v, &i);
+    BAD(cg_topk, ctx, x, -1, 0, true, &v, &i);
+    BAD(cg_topk, ctx, x, 3, 0, true, &v, &i);
+    BAD(cg_topk, ctx, x, INT64_MAX, 1, true, &v, &i);
+    BAD(cg_topk, ctx, x, INT64_MIN, 1, true, &v, &i);
+    BAD(cg_topk, ctx, x, 1, -3, true, &v, &i);
+    v = i = x;
+    cg_clear_error();
+    cg_status st = cg_sort(ctx, x, 5, true, &v, &i);
+    if (st == CG_OK || v || i) defect(__LINE__, "cg_sort", "results not NULL on error");
+    OK_S(cg_sort, ctx, x, 1, false, NULL, NULL);
+    OK_S(cg_topk, ctx, x, 0, 1, true, &v, &i);
+    if (!HAS_SHAPE(v, 2, 0) || !HAS_SHAPE(i, 2, 0)) defect(__LINE__, "cg_topk", "k 0");
+    OK_S(cg_sort, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 0, false, &v, &i);
+    if (!HAS_SHAPE(v, 0, 3)) defect(__LINE__, "cg_sort", "empty");
+    OK_S(cg_sort, ctx, cg_scalar(ctx, CG_F64, 3), -1, false, &v, &i);
+    if (cg_ndim(v) != 0) defect(__LINE__, "cg_sort", "rank 0");
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int k = 0; k < NVIEWS; k++) {
+        cg_tensor *v2, *i2;
+        OK_S(cg_topk, ctx, vc[k].v, 2, 0, false, &v, &i);
+        OK_S(cg_topk, ctx, cg_contiguous(ctx, vc[k].v), 2, 0, false, &v2, &i2);
+        if (!same_tensor(v, v2, 0) || !same_tensor(i, i2, 0))
+            defect(__LINE__, "cg_topk", "%s: wrong", vc[k].name);
+    }
+    /* caller-owned results on error: nothing leaks (ASan) */
+    cg_tensor *h = cg_ones(NULL, CG_F64, CG_SHAPE(3));
+    BAD(cg_topk, NULL, h, 4, 0, true, &v, &i);
+    OK_S(cg_topk, NULL, h, 2, 0, true, &v, NULL);
+    cg_tensor_free(v);
+    cg_tensor_free(h);
+    done();
+}
+
+static void test_misuse_structure_ops(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    /* tril, triu: extreme diagonals keep all or nothing */
+    const int64_t diags[] = {INT64_MIN, INT64_MIN + 1, -4, 4, INT64_MAX - 1, INT64_MAX};
+    for (int k = 0; k < 6; k++) {
+        bool all_lower = diags[k] > 0;
+        r = OK_T(cg_tril, ctx, x, diags[k]);
+        if (!same_tensor(r, all_lower ? x : cg_zeros_like(ctx, x), 0))
+            defect(__LINE__, "cg_tril", "diagonal %lld: wrong", (long long)diags[k]);
+        r = OK_T(cg_triu, ctx, x, diags[k]);
+        if (!same_tensor(r, all_lower ? cg_zeros_like(ctx, x) : x, 0))
+            defect(__LINE__, "cg_triu", "diagonal %lld: wrong", (long long)diags[k]);
+    }
+    NUL(cg_tril, ctx, cg_scalar(ctx, CG_F64, 1), 0);
+    NUL(cg_triu, ctx, pos(ctx, CG_F64, CG_SHAPE(3)), 0);
+    /* flip: dims */
+    NUL(cg_flip, ctx, NULL, (const int[]){0}, 1);
+    KEEPS(cg_flip, ctx, NULL, (const int[]){0}, 1);
+    NUL(cg_flip, ctx, x, NULL, 1);
+    NUL(cg_flip, ctx, x, (const int[]){2}, 1);
+    NUL(cg_flip, ctx, x, (const int[]){INT32_MIN}, 1);
+    NUL(cg_flip, ctx, x, (const int[]){0, 0}, 2);
+    NUL(cg_flip, ctx, x, (const int[]){1, -1}, 2);
+    NUL(cg_flip, ctx, x, (const int[]){0}, -1);
+    NUL(cg_flip, ctx, x, (const int[]){0, 1, 0, 1, 0, 1, 0, 1, 0}, 9);
+    if (!same_tensor(OK_T(cg_flip, ctx, x, NULL, 0), x, 0))
+        defect(__LINE__, "cg_flip", "no dims");
+    /* roll: shifts and dims */
+    NUL(cg_roll, ctx, NULL, (const int64_t[]){1}, NULL, 1);
+    KEEPS(cg_roll, ctx, NULL, (const int64_t[]){1}, NULL, 1);
+    NUL(cg_roll, ctx, x, NULL, NULL, 1);
+    NUL(cg_roll, ctx, x, (const int64_t[]){1, 2}, NULL, 2);
+    NUL(cg_roll, ctx, x, (const int64_t[]){1}, (const int[]){2}, 1);
+    NUL(cg_roll, ctx, x, (const int64_t[]){1}, (const int[]){0}, -1);
+    NUL(cg_roll, ctx, x, (const int64_t[]){1}, NULL, 0);
+    const int64_t shifts[] = {INT64_MIN, INT64_MAX, -7, 7};
+    for (int k = 0; k < 4; k++) {
+        int64_t m = ((shifts[k] % 3) + 3) % 3;
+        r = OK_T(cg_roll, ctx, x, &shifts[k], (const int[]){1}, 1);
+        if (!same_tensor(r, cg_roll(ctx, x, &m, (const int[]){1}, 1), 0))
+            defect(__LINE__, "cg_roll", "shift %lld: wrong", (long long)shifts[k]);
+        r = OK_T(cg_roll, ctx, x, &shifts[k], NULL, 1);
+        if (!HAS_SHAPE(r, 2, 3))
+            defect(__LINE__, "cg_roll", "flat shift %lld", (long long)shifts[k]);
+    }
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0));
+    if (!HAS_SHAPE(OK_T(cg_roll, ctx, z, (const int64_t[]){3}, (const int[]){1}, 1), 2, 0))
+        defect(__LINE__, "cg_roll", "empty dim");
+    if (!HAS_SHAPE(OK_T(cg_roll, ctx, z, (const int64_t[]){3}, NULL, 1), 2, 0))
+        defect(__LINE__, "cg_roll", "empty, flat");
+    /* repeat: counts */
+    NUL(cg_repeat, ctx, NULL, 2, (const int64_t[]){1, 1});
+    KEEPS(cg_repeat, ctx, NULL, 2, (const int64_t[]){1, 1});
+    NUL(cg_repeat, ctx, x, 2, NULL);
+    NUL(cg_repeat, ctx, x, 1, (const int64_t[]){2});
+    NUL(cg_repeat, ctx, x, -1, (const int64_t[]){2});
+    NUL(cg_repeat, ctx, x, 9, (const int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1});
+    NUL(cg_repeat, ctx, x, 2, (const int64_t[]){-1, 1});
+    NUL(cg_repeat, ctx, x, 2, (const int64_t[]){INT64_MAX, 1});
+    NUL(cg_repeat, ctx, x, 3, (const int64_t[]){(int64_t)1 << 31, (int64_t)1 << 31, 2});
+    NUL(cg_repeat, ctx, x, 2, (const int64_t[]){INT64_MIN, 1});
+    if (!HAS_SHAPE(OK_T(cg_repeat, ctx, x, 2, (const int64_t[]){0, 2}), 0, 6))
+        defect(__LINE__, "cg_repeat", "0");
+    if (!HAS_SHAPE(OK_T(cg_repeat, ctx, z, 2, (const int64_t[]){3, BIG}), 6, 0))
+        defect(__LINE__, "cg_repeat", "empty");
+    NUL(cg_repeat, ctx, z, 3, (const int64_t[]){BIG, BIG, 2}); /* zero-size, strides overflow */
+    done();
+}
+
+static void test_misuse_pad(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    NUL(cg_pad, ctx, NULL, 2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT, 0);
+    KEEPS(cg_pad, ctx, NULL, 2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, NULL, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 1, (const int64_t[]){1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, -2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 6, (const int64_t[]){1, 1, 1, 1, 1, 1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){1, 1}, (cg_pad_mode)7, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){-2, -2}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){INT64_MAX, 1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){INT64_MAX, INT64_MAX}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){INT64_MIN, 1}, CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 4, (const int64_t[]){0, 0, (int64_t)1 << 40, (int64_t)1 << 40},
+        CG_PAD_CONSTANT, 0);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){3, 0}, CG_PAD_REFLECT, 0);
+    OK_T(cg_pad, ctx, x, 2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT, 1e300); /* f64 holds it */
+    if (!HAS_SHAPE(OK_T(cg_pad, ctx, x, 2, (const int64_t[]){-1, 0}, CG_PAD_REFLECT, 0), 2, 2))
+        defect(__LINE__, "cg_pad", "reflect crop");
+    NUL(cg_pad, ctx, cg_cast(ctx, x, CG_F32), 2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT,
+        1e300);
+    OK_T(cg_pad, ctx, cg_cast(ctx, x, CG_F32), 2, (const int64_t[]){1, 1}, CG_PAD_CONSTANT,
+         -INFINITY);
+    NUL(cg_pad, ctx, x, 2, (const int64_t[]){INT64_MAX, 0}, CG_PAD_REPLICATE, 0);
+    NUL(cg_pad, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), 2, (const int64_t[]){1, 1},
+        CG_PAD_REPLICATE, 0);
+    NUL(cg_pad, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), 2, (const int64_t[]){1, 1},
+        CG_PAD_REFLECT, 0);
+    NUL(cg_pad, ctx, pos(ctx, CG_F64, CG_SHAPE(3)), 2, (const int64_t[]){1, 1}, CG_PAD_REFLECT,
+        0);
+    NUL(cg_pad, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), 2, (const int64_t[]){1, 1},
+        CG_PAD_CONSTANT, 1e300);
+    NUL(cg_pad, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), 2, (const int64_t[]){1, 1},
+        CG_PAD_CONSTANT, NAN);
+    r = OK_T(cg_pad, ctx, x, 0, NULL, CG_PAD_CONSTANT, 0);
+    if (!same_tensor(r, x, 0)) defect(__LINE__, "cg_pad", "npad 0");
+    r = OK_T(cg_pad, ctx, x, 2, (const int64_t[]){-3, 0}, CG_PAD_CONSTANT, 0);
+    if (!HAS_SHAPE(r, 2, 0)) defect(__LINE__, "cg_pad", "crop to nothing");
+    r = OK_T(cg_pad, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 2, (const int64_t[]){1, 1},
+             CG_PAD_CONSTANT, 7);
+    if (!HAS_SHAPE(r, 0, 5)) defect(__LINE__, "cg_pad", "empty batch");
+    r = OK_T(cg_pad, ctx, pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape), 4,
+             (const int64_t[]){1, 1, 0, 1}, CG_PAD_CONSTANT, 7);
+    if (!HAS_SHAPE(r, 1, 2, 1, 1, 1, 1, 2, 5)) defect(__LINE__, "cg_pad", "rank 8");
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -1891,6 +2167,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_join_and_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_linear_algebra, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_einsum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_split_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_scatter_sort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_structure_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_pad, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
