@@ -2143,6 +2143,437 @@ static void test_misuse_pad(void **state) {
     done();
 }
 
+/* ---- fused losses ---------------------------------------------------------- */
+static void test_misuse_fused_losses(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *logits = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *labels = idx1(ctx, 0, 2), *r;
+    typedef cg_tensor *(*class_loss)(cg_ctx *, const cg_tensor *, const cg_tensor *,
+                                     cg_reduction);
+    const struct {
+        const char *name;
+        class_loss f;
+    } cls[] = {{"cg_cross_entropy", cg_cross_entropy}, {"cg_nll_loss", cg_nll_loss}};
+    for (int i = 0; i < 2; i++) {
+        const char *fn = cls[i].name;
+        class_loss f = cls[i].f;
+        label = fn;
+        cg_clear_error();
+        fails_t(f(ctx, NULL, labels, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, logits, NULL, CG_MEAN), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, logits, NULL, CG_MEAN), fn, __LINE__);
+        const cg_tensor *bad_labels[] = {
+            cg_cast(ctx, labels, CG_F64),
+            idx1(ctx, 0, 3),
+            idx1(ctx, -1, 0),
+            idx1(ctx, INT64_MIN, 0),
+            idx1(ctx, INT64_MAX, 0),
+            cg_zeros(ctx, CG_I64, CG_SHAPE(3)),
+            cg_zeros(ctx, CG_I64, CG_SHAPE(2, 1)),
+        };
+        for (size_t b = 0; b < sizeof bad_labels / sizeof *bad_labels; b++) {
+            cg_clear_error();
+            fails_t(f(ctx, logits, bad_labels[b], CG_MEAN), fn, __LINE__);
+        }
+        cg_clear_error();
+        fails_t(f(ctx, logits, labels, (cg_reduction)3), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, logits, labels, (cg_reduction)-1), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), labels, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)), labels, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_scalar(ctx, CG_F64, 1), cg_scalar(ctx, CG_I64, 0), CG_MEAN), fn,
+                __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), labels, CG_MEAN), fn, __LINE__);
+        /* no rows: the mean of nothing is NaN, the sum 0 */
+        cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)),
+                  *zl = cg_zeros(ctx, CG_I64, CG_SHAPE(0));
+        cg_clear_error();
+        r = succeeds_t(f(ctx, z, zl, CG_SUM), fn, __LINE__);
+        if (r && cg_item(r) != 0) defect(__LINE__, fn, "sum over no rows");
+        cg_clear_error();
+        r = succeeds_t(f(ctx, z, zl, CG_NONE), fn, __LINE__);
+        if (r && !HAS_SHAPE(r, 0)) defect(__LINE__, fn, "no rows, CG_NONE");
+        cg_clear_error();
+        r = succeeds_t(f(ctx, z, zl, CG_MEAN), fn, __LINE__);
+        if (r && !isnan(cg_item(r))) defect(__LINE__, fn, "mean over no rows");
+        /* views: transposed logits, stepped labels */
+        cg_tensor *lt = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(3, 2)), 0, 1);
+        cg_tensor *ls = cg_slice(
+            ctx, cg_from_array(ctx, CG_I64, CG_SHAPE(4), (const int64_t[]){1, 9, 2, 9}), 0, 0,
+            4, 2);
+        cg_clear_error();
+        if (!same_tensor(succeeds_t(f(ctx, lt, ls, CG_NONE), fn, __LINE__),
+                         f(ctx, cg_contiguous(ctx, lt), cg_contiguous(ctx, ls), CG_NONE),
+                         1e-12))
+            defect(__LINE__, fn, "views: wrong");
+        /* 1-D logits with a rank-0 label */
+        cg_clear_error();
+        r = succeeds_t(
+            f(ctx, pos(ctx, CG_F64, CG_SHAPE(3)), cg_scalar(ctx, CG_I64, 2), CG_NONE), fn,
+            __LINE__);
+        if (r && cg_ndim(r) != 0) defect(__LINE__, fn, "[C] logits");
+    }
+    label = NULL;
+    NUL(cg_cross_entropy_ex, ctx, logits, labels, CG_MEAN, -0.1, -100);
+    NUL(cg_cross_entropy_ex, ctx, logits, labels, CG_MEAN, 1.5, -100);
+    NUL(cg_cross_entropy_ex, ctx, logits, labels, CG_MEAN, NAN, -100);
+    NUL(cg_cross_entropy_ex, ctx, NULL, labels, CG_MEAN, 0, -100);
+    KEEPS(cg_cross_entropy_ex, ctx, NULL, labels, CG_MEAN, 0, -100);
+    NUL(cg_cross_entropy_ex, ctx, logits, idx1(ctx, 0, 3), CG_MEAN, 0, CG_IGNORE_NONE);
+    NUL(cg_cross_entropy_ex, ctx, logits, labels, (cg_reduction)5, 0.1, -100);
+    r = OK_T(cg_cross_entropy_ex, ctx, logits, idx1(ctx, INT64_MIN, 1), CG_SUM, 0.1, INT64_MIN);
+    r = OK_T(cg_cross_entropy_ex, ctx, logits, idx1(ctx, 7, 7), CG_MEAN, 0, 7);
+    if (r && !isnan(cg_item(r)))
+        defect(__LINE__, "cg_cross_entropy_ex", "all ignored: not NaN");
+    /* bce */
+    typedef cg_tensor *(*pair_loss)(cg_ctx *, const cg_tensor *, const cg_tensor *,
+                                    cg_reduction);
+    const struct {
+        const char *name;
+        pair_loss f;
+    } bce[] = {{"cg_bce_loss", cg_bce_loss}, {"cg_bce_with_logits", cg_bce_with_logits}};
+    cg_tensor *p = cg_full(ctx, CG_F64, CG_SHAPE(2, 3), 0.25),
+              *t = cg_full(ctx, CG_F64, CG_SHAPE(2, 3), 1);
+    for (int i = 0; i < 2; i++) {
+        const char *fn = bce[i].name;
+        pair_loss f = bce[i].f;
+        label = fn;
+        cg_clear_error();
+        fails_t(f(ctx, NULL, t, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, p, NULL, CG_MEAN), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, NULL, t, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, p, cg_full(ctx, CG_F64, CG_SHAPE(3), 1), CG_MEAN), fn,
+                __LINE__); /* no broadcasting */
+        cg_clear_error();
+        fails_t(f(ctx, p, cg_cast(ctx, t, CG_F32), CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)),
+                  cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), CG_MEAN),
+                fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, p, t, (cg_reduction)9), fn, __LINE__);
+        cg_clear_error();
+        r = succeeds_t(f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)),
+                         cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), CG_MEAN),
+                       fn, __LINE__);
+        if (r && !isnan(cg_item(r))) defect(__LINE__, fn, "mean of nothing");
+        cg_tensor *pe =
+            cg_expand(ctx, cg_full(ctx, CG_F64, CG_SHAPE(1, 3), 0.5), CG_SHAPE(2, 3));
+        cg_tensor *tt = cg_transpose(ctx, cg_full(ctx, CG_F64, CG_SHAPE(3, 2), 1), 0, 1);
+        cg_clear_error();
+        if (!same_tensor(succeeds_t(f(ctx, pe, tt, CG_NONE), fn, __LINE__),
+                         f(ctx, cg_contiguous(ctx, pe), cg_contiguous(ctx, tt), CG_NONE),
+                         1e-12))
+            defect(__LINE__, fn, "views: wrong");
+    }
+    label = NULL;
+    NUL(cg_bce_loss, ctx, cg_full(ctx, CG_F64, CG_SHAPE(2, 3), 1.5), t, CG_MEAN);
+    NUL(cg_bce_loss, ctx, cg_full(ctx, CG_F64, CG_SHAPE(2, 3), -0.5), t, CG_MEAN);
+    NUL(cg_bce_loss, ctx, cg_full(ctx, CG_F64, CG_SHAPE(2, 3), NAN), t, CG_MEAN);
+    done();
+}
+
+/* ---- convolution, pooling, normalisation ------------------------------------- */
+static cg_conv_opts conv_with(int which, int64_t v) {
+    cg_conv_opts o = cg_conv_defaults();
+    switch (which) {
+    case 0: o.stride[0] = v; break;
+    case 1: o.padding[0] = v; break;
+    case 2: o.dilation[0] = v; break;
+    case 3: o.groups = v; break;
+    case 4: o.output_padding[0] = v; break;
+    }
+    return o;
+}
+
+static void test_misuse_conv(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(1, 2, 5, 5)),
+              *w = pos(ctx, CG_F64, CG_SHAPE(4, 2, 3, 3));
+    cg_tensor *b = pos(ctx, CG_F64, CG_SHAPE(4)), *r;
+    cg_tensor *x1 = pos(ctx, CG_F64, CG_SHAPE(1, 2, 5)),
+              *w1 = pos(ctx, CG_F64, CG_SHAPE(4, 2, 3));
+    cg_tensor *wt = pos(ctx, CG_F64, CG_SHAPE(2, 4, 3, 3));
+    typedef cg_tensor *(*conv_fn)(cg_ctx *, const cg_tensor *, const cg_tensor *,
+                                  const cg_tensor *, const cg_conv_opts *);
+    const struct {
+        const char *name;
+        conv_fn f;
+        cg_tensor *x, *w;
+    } convs[] = {{"cg_conv2d", cg_conv2d, x, w},
+                 {"cg_conv1d", cg_conv1d, x1, w1},
+                 {"cg_conv_transpose2d", cg_conv_transpose2d, x, wt}};
+    const struct {
+        int which;
+        int64_t v;
+    } bad_opts[] = {{0, 0},         {0, -1},        {0, INT64_MIN}, {1, -1},
+                    {1, INT64_MAX}, {1, INT64_MIN}, {2, 0},         {2, INT64_MAX},
+                    {3, 0},         {3, -2},        {3, 3},         {3, INT64_MAX},
+                    {4, -1},        {4, INT64_MAX}};
+    for (int c = 0; c < 3; c++) {
+        const char *fn = convs[c].name;
+        conv_fn f = convs[c].f;
+        label = fn;
+        cg_clear_error();
+        fails_t(f(ctx, NULL, convs[c].w, b, NULL), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, convs[c].x, NULL, b, NULL), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, convs[c].x, NULL, b, NULL), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, NULL, convs[c].w, b, NULL), fn, __LINE__);
+        for (size_t o = 0; o < sizeof bad_opts / sizeof *bad_opts; o++) {
+            cg_conv_opts opts = conv_with(bad_opts[o].which, bad_opts[o].v);
+            if (bad_opts[o].which == 4 && c != 2) continue; /* only the transpose reads it */
+            cg_clear_error();
+            fails_t(f(ctx, convs[c].x, convs[c].w, b, &opts), fn, __LINE__);
+        }
+        cg_conv_opts same = cg_conv_defaults();
+        same.same = true;
+        same.stride[0] = 2;
+        cg_clear_error();
+        fails_t(f(ctx, convs[c].x, convs[c].w, b, &same), fn, __LINE__);
+        /* shapes and dtypes */
+        cg_clear_error();
+        fails_t(f(ctx, convs[c].w, convs[c].x, NULL, NULL), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_select(ctx, convs[c].x, 0, 0), convs[c].w,
+                  pos(ctx, CG_F64, CG_SHAPE(5)), NULL),
+                fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, convs[c].x, convs[c].w, pos(ctx, CG_F64, CG_SHAPE(3)), NULL), fn,
+                __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, convs[c].x, convs[c].w, cg_cast(ctx, b, CG_F32), NULL), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_cast(ctx, convs[c].x, CG_F32), convs[c].w, NULL, NULL), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_cast(ctx, convs[c].x, CG_I64), cg_cast(ctx, convs[c].w, CG_I64), NULL,
+                  NULL),
+                fn, __LINE__);
+        cg_clear_error();
+        fails_t(
+            f(ctx, convs[c].x, cg_narrow(ctx, convs[c].w, c == 2 ? 0 : 1, 0, 1), NULL, NULL),
+            fn, __LINE__); /* input channels */
+        /* an empty batch is valid */
+        cg_tensor *xz = cg_narrow(ctx, convs[c].x, 0, 0, 0);
+        cg_clear_error();
+        r = succeeds_t(f(ctx, xz, convs[c].w, b, NULL), fn, __LINE__);
+        if (r && cg_dim(r, 0) != 0) defect(__LINE__, fn, "empty batch: wrong");
+        /* views: a transposed input and a stepped weight */
+        cg_tensor *xv = cg_transpose(
+            ctx, cg_contiguous(ctx, cg_transpose(ctx, convs[c].x, -1, -2)), -1, -2);
+        cg_clear_error();
+        if (!same_tensor(succeeds_t(f(ctx, xv, convs[c].w, b, NULL), fn, __LINE__),
+                         f(ctx, convs[c].x, convs[c].w, b, NULL), 1e-12))
+            defect(__LINE__, fn, "transposed input: wrong");
+    }
+    label = NULL;
+    /* a kernel larger than the padded input */
+    NUL(cg_conv2d, ctx, pos(ctx, CG_F64, CG_SHAPE(1, 2, 2, 2)), w, b, NULL);
+    /* output_padding must be below stride or dilation */
+    cg_conv_opts op = cg_conv_defaults();
+    op.output_padding[0] = 1;
+    NUL(cg_conv_transpose2d, ctx, x, wt, b, &op);
+    /* sizes whose output would overflow */
+    cg_conv_opts big = cg_conv_defaults();
+    big.padding[0] = big.padding[1] = (int64_t)1 << 40;
+    NUL(cg_conv2d, ctx, x, w, b, &big);
+    cg_conv_opts d = cg_conv_defaults();
+    d.dilation[0] = d.dilation[1] = (int64_t)1 << 40;
+    NUL(cg_conv_transpose2d, ctx, x, wt, b, &d);
+    cg_conv_opts def = cg_conv_defaults();
+    QUIET("cg_conv_defaults", def.stride[0] == 1 && def.groups == 1 && def.padding[1] == 0);
+    done();
+}
+
+static void test_misuse_pool(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(1, 2, 6, 6)),
+              *x1 = pos(ctx, CG_F64, CG_SHAPE(1, 2, 6));
+    cg_tensor *ind = NULL, *r;
+    cg_pool_opts o = cg_pool_defaults(2, 2);
+    QUIET("cg_pool_defaults", o.kernel[1] == 2 && o.stride[0] == 0 && o.count_include_pad);
+    typedef cg_tensor *(*pool_fn)(cg_ctx *, const cg_tensor *, const cg_pool_opts *);
+    struct pools {
+        const char *name;
+        pool_fn f;
+        bool one;
+    };
+    const struct pools pools[] = {{"cg_avg_pool2d", cg_avg_pool2d, false},
+                                  {"cg_avg_pool1d", cg_avg_pool1d, true}};
+    const struct {
+        int field; /* 0 kernel, 1 stride, 2 padding, 3 dilation */
+        int64_t v;
+    } bad[] = {{0, 0},  {0, -1},        {0, INT64_MAX}, {0, (int64_t)1 << 40},
+               {1, -1}, {1, INT64_MIN}, {1, INT64_MAX}, {2, -1},
+               {2, 2},  {2, INT64_MAX}, {3, 0},         {3, INT64_MAX}};
+    for (int p = 0; p < 4; p++) {
+        bool maxp = p >= 2, one = p % 2 == 1;
+        const char *fn = maxp ? (one ? "cg_max_pool1d" : "cg_max_pool2d") : pools[p].name;
+        const cg_tensor *in = one ? x1 : x;
+        label = fn;
+#define POOL(ctx_, x_, o_)                                                                     \
+    (maxp ? (one ? cg_max_pool1d(ctx_, x_, o_, &ind) : cg_max_pool2d(ctx_, x_, o_, &ind))      \
+          : pools[p].f(ctx_, x_, o_))
+        cg_clear_error();
+        fails_t(POOL(ctx, NULL, &o), fn, __LINE__);
+        cg_clear_error();
+        fails_t(POOL(ctx, in, NULL), fn, __LINE__);
+        prior_error();
+        keeps_prior(POOL(ctx, NULL, &o), fn, __LINE__);
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            cg_pool_opts q = cg_pool_defaults(2, 2);
+            int64_t *f = bad[b].field == 0   ? q.kernel
+                         : bad[b].field == 1 ? q.stride
+                         : bad[b].field == 2 ? q.padding
+                                             : q.dilation;
+            f[0] = bad[b].v;
+            if (bad[b].field == 3 && !maxp) continue; /* avg pooling has no dilation */
+            cg_clear_error();
+            ind = NULL;
+            fails_t(POOL(ctx, in, &q), fn, __LINE__);
+            if (ind) defect(__LINE__, fn, "indices set on error");
+        }
+        cg_pool_opts wide = cg_pool_defaults(7, 7);
+        cg_clear_error();
+        fails_t(POOL(ctx, in, &wide), fn, __LINE__);
+        cg_clear_error();
+        fails_t(POOL(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(6)), &o), fn, __LINE__);
+        cg_clear_error();
+        r = POOL(ctx, cg_select(ctx, in, 0, 0), &o); /* unbatched */
+        if (!r || cg_ndim(r) != cg_ndim(in) - 1) defect(__LINE__, fn, "unbatched: wrong");
+        cg_clear_error();
+        r = POOL(ctx, cg_narrow(ctx, in, 0, 0, 0), &o);
+        if (!r || cg_dim(r, 0) != 0)
+            defect(__LINE__, fn, "empty batch: \"%s\"", cg_last_error());
+        cg_clear_error();
+        cg_tensor *xv =
+            cg_transpose(ctx, cg_contiguous(ctx, cg_transpose(ctx, in, 0, 1)), 0, 1);
+        if (!same_tensor(POOL(ctx, xv, &o), POOL(ctx, in, &o), 0))
+            defect(__LINE__, fn, "view: wrong");
+        cg_clear_error();
+        r = POOL(ctx, cg_cast(ctx, in, CG_I64), &o);
+        if (!maxp)
+            fails_t(r, fn, __LINE__);
+        else if (!r)
+            defect(__LINE__, fn, "i64 refused");
+#undef POOL
+    }
+    label = NULL;
+    NUL(cg_adaptive_avg_pool2d, ctx, NULL, 2, 2);
+    KEEPS(cg_adaptive_avg_pool2d, ctx, NULL, 2, 2);
+    NUL(cg_adaptive_avg_pool2d, ctx, x, -1, 2);
+    NUL(cg_adaptive_avg_pool2d, ctx, x, 2, INT64_MIN);
+    NUL(cg_adaptive_avg_pool2d, ctx, x, INT64_MAX, 2);
+    NUL(cg_adaptive_avg_pool2d, ctx, x, (int64_t)1 << 31, (int64_t)1 << 31);
+    NUL(cg_adaptive_avg_pool2d, ctx, cg_ones(ctx, CG_F64, CG_SHAPE(6, 6)), 2, 2);
+    NUL(cg_adaptive_avg_pool2d, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(1, 1, 2, 2)), 1, 1);
+    r = OK_T(cg_adaptive_avg_pool2d, ctx, x, 0, 3);
+    if (!HAS_SHAPE(r, 1, 2, 0, 3)) defect(__LINE__, "cg_adaptive_avg_pool2d", "out 0");
+    NUL(cg_adaptive_avg_pool2d, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(1, 2, 0, 4)), 2, 2);
+    done();
+}
+
+static void test_misuse_norms(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(4, 3, 2)), *c3 = cg_ones(ctx, CG_F64, CG_SHAPE(3));
+    cg_tensor *rm = cg_zeros(ctx, CG_F64, CG_SHAPE(3)), *rv = cg_ones(ctx, CG_F64, CG_SHAPE(3)),
+              *r;
+    NUL(cg_batch_norm, ctx, NULL, rm, rv, c3, c3, true, 0.1, 1e-5);
+    KEEPS(cg_batch_norm, ctx, NULL, rm, rv, c3, c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, pos(ctx, CG_F64, CG_SHAPE(3)), rm, rv, c3, c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, NULL, NULL, c3, c3, false, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, NULL, c3, c3, false, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, cg_zeros(ctx, CG_F64, CG_SHAPE(4)), rv, c3, c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, cg_ones(ctx, CG_F64, CG_SHAPE(2)), c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, cg_ones(ctx, CG_F32, CG_SHAPE(3)), true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, cg_zeros(ctx, CG_I64, CG_SHAPE(3)), rv, c3, c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(4, 3)), NULL, NULL, NULL, NULL, true,
+        0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, c3, true, -0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, c3, true, 1.5, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, c3, true, NAN, 1e-5);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, c3, true, 0.1, -1);
+    NUL(cg_batch_norm, ctx, x, rm, rv, c3, c3, true, 0.1, NAN);
+    NUL(cg_batch_norm, ctx, pos(ctx, CG_F64, CG_SHAPE(1, 3)), rm, rv, c3, c3, true, 0.1, 1e-5);
+    NUL(cg_batch_norm, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), rm, rv, c3, c3, true, 0.1,
+        1e-5);
+    /* running statistics updated in place: an expanded view would be many elements at once */
+    cg_tensor *erm = cg_expand(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(1)), CG_SHAPE(3));
+    NUL(cg_batch_norm, ctx, x, erm, rv, c3, c3, true, 0.1, 1e-5);
+    /* ... a stepped one is written where it points */
+    cg_tensor *base = cg_zeros(ctx, CG_F64, CG_SHAPE(6)),
+              *srm = cg_slice(ctx, base, 0, 0, CG_END, 2);
+    cg_tensor *rm2 = cg_zeros(ctx, CG_F64, CG_SHAPE(3)),
+              *rv2 = cg_ones(ctx, CG_F64, CG_SHAPE(3));
+    cg_tensor *rv3 = cg_ones(ctx, CG_F64, CG_SHAPE(3));
+    r = OK_T(cg_batch_norm, ctx, x, srm, rv2, c3, c3, true, 0.1, 1e-5);
+    OK_T(cg_batch_norm, ctx, x, rm2, rv3, c3, c3, true, 0.1, 1e-5);
+    if (!same_tensor(cg_contiguous(ctx, srm), rm2, 1e-12) ||
+        cg_item(cg_select(ctx, base, 0, 1)) != 0)
+        defect(__LINE__, "cg_batch_norm", "stepped running_mean: wrong");
+    /* eval on a transposed input */
+    cg_tensor *xt = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(3, 4)), 0, 1);
+    if (!same_tensor(
+            OK_T(cg_batch_norm, ctx, xt, rm, rv, c3, c3, false, 0.1, 1e-5),
+            cg_batch_norm(ctx, cg_contiguous(ctx, xt), rm, rv, c3, c3, false, 0.1, 1e-5),
+            1e-12))
+        defect(__LINE__, "cg_batch_norm", "transposed: wrong");
+    /* group norm */
+    NUL(cg_group_norm, ctx, NULL, 1, NULL, NULL, 1e-5);
+    KEEPS(cg_group_norm, ctx, NULL, 1, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, 0, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, -3, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, 2, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, INT64_MAX, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, 3, cg_ones(ctx, CG_F64, CG_SHAPE(2)), NULL, 1e-5);
+    NUL(cg_group_norm, ctx, x, 3, NULL, cg_ones(ctx, CG_F32, CG_SHAPE(3)), 1e-5);
+    NUL(cg_group_norm, ctx, x, 3, NULL, NULL, -1);
+    NUL(cg_group_norm, ctx, pos(ctx, CG_F64, CG_SHAPE(3)), 3, NULL, NULL, 1e-5);
+    NUL(cg_group_norm, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), 3, NULL, NULL, 1e-5);
+    r = OK_T(cg_group_norm, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3, 2)), 3, c3, c3, 1e-5);
+    if (!HAS_SHAPE(r, 0, 3, 2)) defect(__LINE__, "cg_group_norm", "empty batch");
+    /* layer norm */
+    NUL(cg_layer_norm, ctx, NULL, CG_SHAPE(2), NULL, NULL, 1e-5);
+    KEEPS(cg_layer_norm, ctx, NULL, CG_SHAPE(2), NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, 1, NULL, NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, -1, (const int64_t[]){2}, NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, 4, (const int64_t[]){1, 4, 3, 2}, NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(3), NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(-2), NULL, NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(2), cg_ones(ctx, CG_F64, CG_SHAPE(3)), NULL, 1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(2), NULL, cg_ones(ctx, CG_F32, CG_SHAPE(2)), 1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(2), NULL, NULL, -1e-5);
+    NUL(cg_layer_norm, ctx, x, CG_SHAPE(2), NULL, NULL, NAN);
+    NUL(cg_layer_norm, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), CG_SHAPE(3), NULL, NULL,
+        1e-5);
+    r = OK_T(cg_layer_norm, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), CG_SHAPE(3), NULL, NULL,
+             1e-5);
+    if (!HAS_SHAPE(r, 0, 3)) defect(__LINE__, "cg_layer_norm", "empty batch");
+    view_case vc[NVIEWS];
+    make_views(ctx, vc);
+    for (int v = 0; v < NVIEWS; v++) {
+        const cg_tensor *in = vc[v].v;
+        if (!same_tensor(OK_T(cg_layer_norm, ctx, in, CG_SHAPE(3), c3, c3, 1e-5),
+                         cg_layer_norm(ctx, cg_contiguous(ctx, in), CG_SHAPE(3), c3, c3, 1e-5),
+                         1e-9))
+            defect(__LINE__, "cg_layer_norm", "%s: wrong", vc[v].name);
+        if (!same_tensor(OK_T(cg_group_norm, ctx, in, 1, NULL, NULL, 1e-5),
+                         cg_group_norm(ctx, cg_contiguous(ctx, in), 1, NULL, NULL, 1e-5), 1e-9))
+            defect(__LINE__, "cg_group_norm", "%s: wrong", vc[v].name);
+    }
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -2171,6 +2602,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_scatter_sort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_structure_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_pad, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_fused_losses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_conv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_pool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_norms, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
