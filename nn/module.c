@@ -41,8 +41,16 @@ cg_module *cg_module_new(const cg_module_kind *kind, void *data) {
     return cgi_module_new(kind, data, "cg_module_new");
 }
 
-void *cg_module_data(const cg_module *m) { return m ? m->data : NULL; }
-const cg_module_kind *cg_module_kind_of(const cg_module *m) { return m ? m->kind : NULL; }
+/* The accessors given NULL return their sentinel and record "fn: module is
+ * NULL" (unless a failed constructor's error made the NULL: kept). */
+static bool have(const cg_module *m, const char *fn) {
+    return m || (cgi_null_arg(NULL, fn, "module"), false);
+}
+
+void *cg_module_data(const cg_module *m) { return have(m, "cg_module_data") ? m->data : NULL; }
+const cg_module_kind *cg_module_kind_of(const cg_module *m) {
+    return have(m, "cg_module_kind_of") ? m->kind : NULL;
+}
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -530,7 +538,9 @@ void cg_module_zero_grad(cg_module *m) {
 }
 
 /* ---- children --------------------------------------------------------------------------- */
-int cg_module_nchildren(const cg_module *m) { return m ? m->nchildren : 0; }
+int cg_module_nchildren(const cg_module *m) {
+    return have(m, "cg_module_nchildren") ? m->nchildren : 0;
+}
 
 cg_module *cg_module_child(const cg_module *m, int i, const char **name) {
     if (!m || i < 0 || i >= m->nchildren) {
@@ -651,8 +661,12 @@ void cg_module_train(cg_module *m, bool training) {
     for (int i = 0; i < m->nchildren; i++) cg_module_train(m->children[i].m, training);
 }
 
-bool cg_module_is_training(const cg_module *m) { return m && m->training; }
-const char *cg_module_name(const cg_module *m) { return m ? m->kind->name : "NULL"; }
+bool cg_module_is_training(const cg_module *m) {
+    return have(m, "cg_module_is_training") && m->training;
+}
+const char *cg_module_name(const cg_module *m) {
+    return have(m, "cg_module_name") ? m->kind->name : "NULL";
+}
 
 /* ---- printing ---------------------------------------------------------------------------- */
 /* The kind's description, or its own tensors: "weight: [4,3], bias: [4]". */

@@ -59,6 +59,8 @@ typedef struct cg_module_kind {
  * freed by kind->free_data with the module, also when this fails; may be
  * NULL). In training mode, with no parameters yet. */
 CG_API cg_module *cg_module_new(const cg_module_kind *kind, void *data);
+/* The accessors below given a NULL module return NULL (0, false, "NULL")
+ * and record "cg_<accessor>: module is NULL". */
 CG_API void *cg_module_data(const cg_module *m);
 CG_API const cg_module_kind *cg_module_kind_of(const cg_module *m);
 /* Registers t (caller-owned, a float leaf; the module takes it, also on
