@@ -219,7 +219,9 @@ cg_module *cg_module_add_child(cg_module *m, const char *name, cg_module *child)
 
 cg_status cg_module_tie(cg_module *m, const char *name, cg_tensor *param) {
     const char *fn = "cg_module_tie";
-    if (!m || !param) return cgi_error(NULL, CG_ERR_ARG, "%s: module or tensor is NULL", fn);
+    if (!m) return cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
+    if (!param)
+        return cgi_null_arg(NULL, fn, "tensor"), CG_ERR_ARG; /* keeps its maker's error */
     cg_status st = check_tensor(m, name ? name : "?", param, true, fn);
     if (st == CG_OK && !param->requires_grad)
         st = cgi_error(NULL, CG_ERR_STATE,
