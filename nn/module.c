@@ -704,17 +704,21 @@ static void print_tree(FILE *f, const cg_module *m, const char *label, int inden
     fprintf(f, "%*s)\n", indent, "");
 }
 
-cg_status cg_module_fprint(FILE *f, const cg_module *m) {
-    if (!f || !synced(m, "cg_module_fprint"))
-        return f ? cg_last_status()
-                 : cgi_error(NULL, CG_ERR_ARG, "cg_module_fprint: file is NULL");
+static cg_status module_fprint(FILE *f, const cg_module *m, const char *fn) {
+    if (!f || !synced(m, fn))
+        return f ? cg_last_status() : cgi_error(NULL, CG_ERR_ARG, "%s: file is NULL", fn);
     print_tree(f, m, "", 0);
     int64_t trainable = 0;
     for (int k = 0; k < m->nparams; k++)
         if (cg_requires_grad(param_at(m, k))) trainable += cg_numel(param_at(m, k));
     fprintf(f, "Total params: %lld\nTrainable params: %lld\n", (long long)m->numel,
             (long long)trainable);
-    return ferror(f) ? cgi_error(NULL, CG_ERR_IO, "cg_module_fprint: write failed") : CG_OK;
+    return ferror(f) ? cgi_error(NULL, CG_ERR_IO, "%s: write failed", fn) : CG_OK;
 }
 
-cg_status cg_module_print(const cg_module *m) { return cg_module_fprint(stdout, m); }
+cg_status cg_module_fprint(FILE *f, const cg_module *m) {
+    return module_fprint(f, m, "cg_module_fprint");
+}
+cg_status cg_module_print(const cg_module *m) {
+    return module_fprint(stdout, m, "cg_module_print");
+}
