@@ -109,6 +109,15 @@ static void succeeds_s(cg_status s, const char *fn, int line) {
 #define SENTINEL(fn, cond) (cg_clear_error(), fails_b((cond), fn, __LINE__))
 #define OK_T(fn, ...)      (cg_clear_error(), succeeds_t(fn(__VA_ARGS__), #fn, __LINE__))
 #define OK_S(fn, ...)      (cg_clear_error(), succeeds_s(fn(__VA_ARGS__), #fn, __LINE__))
+/* The same for results that are not tensors (modules, optimizers, ...). */
+static void *succeeds_p(void *r, const char *fn, int line) {
+    if (!r || cg_last_status() != CG_OK)
+        defect(line, fn, "valid call failed: \"%s\"", cg_last_error());
+    cg_clear_error();
+    return r;
+}
+#define NULP(fn, ...) (cg_clear_error(), fails_t(fn(__VA_ARGS__), #fn, __LINE__))
+#define OK_P(fn, ...) (cg_clear_error(), succeeds_p(fn(__VA_ARGS__), #fn, __LINE__))
 /* The call returned its sentinel and recorded no error (documented silence). */
 #define QUIET(fn, cond)                                                                        \
     do {                                                                                       \
@@ -2574,6 +2583,165 @@ static void test_misuse_norms(void **state) {
     done();
 }
 
+/* ======================================================================== */
+/* nn/nn.h                                                                  */
+/* ======================================================================== */
+
+static cg_tensor *twice_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    (void)m;
+    return cg_mul_scalar(ctx, x, 2);
+}
+static const cg_module_kind twice_kind = {"Twice", twice_forward, NULL, NULL};
+static const cg_module_kind nameless_kind = {NULL, twice_forward, free, NULL};
+static const cg_module_kind no_forward_kind = {"NoForward", NULL, free, NULL};
+
+/* A heap f64 tensor [n]. */
+static cg_tensor *heap(int64_t n) { return cg_zeros(NULL, CG_F64, CG_SHAPE(n)); }
+
+static void test_misuse_module_core(void **state) {
+    cg_ctx *ctx = *state;
+    /* cg_module_new: the kind; owned data is freed on failure (ASan) */
+    NULP(cg_module_new, NULL, NULL);
+    NULP(cg_module_new, &nameless_kind, malloc(8));
+    NULP(cg_module_new, &no_forward_kind, malloc(8));
+    cg_module *m = OK_P(cg_module_new, &twice_kind, NULL);
+    SENTINEL("cg_module_data", cg_module_data(NULL) == NULL);
+    SENTINEL("cg_module_kind_of", cg_module_kind_of(NULL) == NULL);
+    SENTINEL("cg_module_nchildren", cg_module_nchildren(NULL) == 0);
+    SENTINEL("cg_module_is_training", !cg_module_is_training(NULL));
+    SENTINEL("cg_module_name", strcmp(cg_module_name(NULL), "NULL") == 0);
+    /* parameters and buffers: the module takes t, also on failure (ASan sees leaks) */
+    NUL(cg_module_add_param, NULL, "w", heap(2));
+    NUL(cg_module_add_param, m, "w", NULL);
+    KEEPS(cg_module_add_param, m, "w", NULL);
+    NUL(cg_module_add_param, m, NULL, heap(2));
+    NUL(cg_module_add_param, m, "", heap(2));
+    NUL(cg_module_add_param, m, "a.b", heap(2));
+    NUL(cg_module_add_param, m, "w eight", heap(2));
+    NUL(cg_module_add_param, m,
+        "an_identifier_longer_than_sixty_four_characters_is_refused_too_xx", heap(2));
+    NUL(cg_module_add_param, m, "i", cg_zeros(NULL, CG_I64, CG_SHAPE(2)));
+    NUL(cg_module_add_param, m, "c", cg_zeros(ctx, CG_F64, CG_SHAPE(2))); /* a context tensor */
+    cg_tensor *leafy = heap(2);
+    cg_set_requires_grad(leafy, true);
+    NUL(cg_module_add_param, m, "n", cg_mul(ctx, leafy, leafy)); /* not a leaf */
+    cg_tensor_free(leafy);
+    cg_tensor *w = OK_T(cg_module_add_param, m, "w", heap(3));
+    NUL(cg_module_add_param, m, "w", heap(2)); /* taken */
+    NUL(cg_module_add_param, m, "w2", w);      /* the same tensor twice */
+    NUL(cg_module_add_buffer, NULL, "b", heap(2));
+    NUL(cg_module_add_buffer, m, "w", heap(2));
+    NUL(cg_module_add_buffer, m, "b.x", heap(2));
+    KEEPS(cg_module_add_buffer, m, "b", NULL);
+    OK_T(cg_module_add_buffer, m, "count", cg_zeros(NULL, CG_I64, CG_SHAPE(1)));
+    OK_T(cg_module_add_buffer, m, "empty", cg_zeros(NULL, CG_F64, CG_SHAPE(0, 3)));
+    OK_T(cg_module_add_param, m, "r8", cg_zeros(NULL, CG_F64, CG_MAX_DIMS, r8_shape));
+    NUL(cg_module_get, NULL, "w");
+    NUL(cg_module_get, m, NULL);
+    NUL(cg_module_get, m, "nope");
+    /* tie */
+    cg_module *other = cg_module_new(&twice_kind, NULL);
+    cg_tensor *p = cg_module_add_param(other, "p", heap(3));
+    BAD(cg_module_tie, NULL, "w", p);
+    BAD(cg_module_tie, m, "w", NULL);
+    KEEPS_S(cg_module_tie, m, "w", NULL);
+    BAD(cg_module_tie, m, NULL, p);
+    BAD(cg_module_tie, m, "count", p); /* a buffer */
+    BAD(cg_module_tie, m, "x.y", p);
+    cg_tensor *plain = heap(3);
+    BAD(cg_module_tie, m, "w", plain); /* requires no gradient */
+    BAD(cg_module_tie, m, "w", cg_zeros(ctx, CG_F64, CG_SHAPE(3)));
+    /* children */
+    NULP(cg_module_add_child, NULL, "c", cg_module_new(&twice_kind, NULL));
+    NULP(cg_module_add_child, m, "c", NULL);
+    prior_error();
+    keeps_prior(cg_module_add_child(m, "c", NULL), "cg_module_add_child", __LINE__);
+    NULP(cg_module_add_child, m, "w",
+         cg_module_new(&twice_kind, NULL)); /* a parameter's name */
+    NULP(cg_module_add_child, m, "a.b", cg_module_new(&twice_kind, NULL));
+    NULP(cg_module_add_child, m, "me", m);
+    cg_module *kid = OK_P(cg_module_add_child, m, NULL, cg_module_new(&twice_kind, NULL));
+    NULP(cg_module_add_child, kid, "parent", m); /* a cycle */
+    OK_P(cg_module_add_child, m, "again", kid);  /* shared, not a cycle */
+    BAD(cg_module_free, kid);
+    BAD(cg_module_free, kid); /* and again: still held, still refused */
+    SENTINEL("cg_module_child", cg_module_child(NULL, 0, NULL) == NULL);
+    SENTINEL("cg_module_child", cg_module_child(m, -1, NULL) == NULL);
+    SENTINEL("cg_module_child", cg_module_child(m, 2, NULL) == NULL);
+    SENTINEL("cg_module_child", cg_module_child(m, INT32_MIN, NULL) == NULL);
+    const char *path_bad[] = {NULL, "", ".", "0.", ".0", "0..0", "9", "again.again", "-1"};
+    for (size_t i = 0; i < sizeof path_bad / sizeof *path_bad; i++) {
+        label = path_bad[i] ? path_bad[i] : "NULL";
+        NULP(cg_module_find_child, m, path_bad[i]);
+    }
+    label = NULL;
+    NULP(cg_module_find_child, NULL, "0");
+    QUIET("cg_module_find_child", cg_module_find_child(m, "again") == kid);
+    QUIET("cg_module_nchildren", cg_module_nchildren(m) == 2);
+    /* state tables */
+    int n = cg_module_nstate(m);
+    SENTINEL("cg_module_nstate", cg_module_nstate(NULL) == 0);
+    SENTINEL("cg_module_state", cg_module_state(NULL, 0, NULL, NULL) == NULL);
+    SENTINEL("cg_module_state", cg_module_state(m, -1, NULL, NULL) == NULL);
+    SENTINEL("cg_module_state", cg_module_state(m, n, NULL, NULL) == NULL);
+    QUIET("cg_module_state", cg_module_state(m, n - 1, NULL, NULL) != NULL);
+    SENTINEL("cg_module_find", cg_module_find(NULL, "w") == NULL);
+    SENTINEL("cg_module_find", cg_module_find(m, NULL) == NULL);
+    SENTINEL("cg_module_find", cg_module_find(m, "nope") == NULL);
+    SENTINEL("cg_module_find", cg_module_find(m, "") == NULL);
+    SENTINEL("cg_module_nparams", cg_module_nparams(NULL) == 0);
+    SENTINEL("cg_module_param", cg_module_param(NULL, 0, NULL) == NULL);
+    SENTINEL("cg_module_param", cg_module_param(m, -1, NULL) == NULL);
+    SENTINEL("cg_module_param", cg_module_param(m, cg_module_nparams(m), NULL) == NULL);
+    SENTINEL("cg_module_numel", cg_module_numel(NULL) == 0);
+    SENTINEL("cg_module_flat_params", cg_module_flat_params(NULL) == NULL);
+    SENTINEL("cg_module_flat_grads", cg_module_flat_grads(NULL) == NULL);
+    SENTINEL("cg_module_flat_params", cg_module_flat_params(kid) == NULL); /* held */
+    QUIET("cg_module_flat_params", cg_numel(cg_module_flat_params(m)) == cg_module_numel(m));
+    QUIET("cg_module_zero_grad", (cg_module_zero_grad(NULL), true));
+    QUIET("cg_module_train", (cg_module_train(NULL, false), true));
+    /* forward and predict */
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    NUL(cg_module_forward, ctx, NULL, x);
+    NUL(cg_module_forward, ctx, m, NULL);
+    KEEPS(cg_module_forward, ctx, m, NULL);
+    NUL(cg_module_predict, ctx, NULL, x);
+    NUL(cg_module_predict, NULL, m, NULL);
+    KEEPS(cg_module_predict, ctx, m, NULL);
+    cg_tensor *hx = cg_ones(NULL, CG_F64, CG_SHAPE(2));
+    cg_set_requires_grad(hx, true);
+    NUL(cg_module_forward, NULL, m, hx); /* a graph needs a context */
+    cg_tensor *y = OK_T(cg_module_predict, NULL, m, hx);
+    cg_tensor_free(y);
+    cg_tensor_free(hx);
+    cg_module *lin = cg_nn_linear(&rng_, CG_F64, 3, 2, true);
+    NUL(cg_module_forward, ctx, lin, pos(ctx, CG_F64, CG_SHAPE(2, 4)));
+    NUL(cg_module_forward, ctx, lin, pos(ctx, CG_F32, CG_SHAPE(2, 3)));
+    NUL(cg_module_predict, ctx, lin, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)));
+    cg_tensor *xt = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(3, 5)), 0, 1);
+    if (!same_tensor(OK_T(cg_module_predict, ctx, lin, xt),
+                     cg_module_predict(ctx, lin, cg_contiguous(ctx, xt)), 1e-12))
+        defect(__LINE__, "cg_module_predict", "transposed input: wrong");
+    if (!HAS_SHAPE(OK_T(cg_module_forward, ctx, lin, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3))), 0,
+                   2))
+        defect(__LINE__, "cg_module_forward", "empty batch");
+    /* printing */
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_non_null(devnull);
+    BAD(cg_module_fprint, NULL, m);
+    BAD(cg_module_fprint, devnull, NULL);
+    OK_S(cg_module_fprint, devnull, m);
+    fclose(devnull);
+    BAD(cg_module_print, NULL);
+    /* frees: NULL, the root (its tree, shared child once) */
+    OK_S(cg_module_free, NULL);
+    OK_S(cg_module_free, m);
+    OK_S(cg_module_free, other);
+    OK_S(cg_module_free, lin);
+    cg_tensor_free(plain);
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -2606,6 +2774,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_conv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_norms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_module_core, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
