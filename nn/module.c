@@ -300,9 +300,23 @@ cg_status cg_module_free(cg_module *m) {
     return CG_OK;
 }
 
+/* A failure inside a constructor (cg_zeros refusing an overflowing size, an
+ * initialiser, out of memory) is named by the constructor the user called:
+ * "cg_nn_linear: cg_zeros: [2,...]: too many elements". */
+static void name_failure(const char *fn) {
+    size_t n = strlen(fn);
+    const char *msg = cg_last_error();
+    if (!strncmp(msg, fn, n) && msg[n] == ':') return;
+    char inner[512];
+    snprintf(inner, sizeof inner, "%s", msg);
+    cgi_error(NULL, cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE, "%s: %s", fn,
+              inner);
+}
+
 cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn) {
     if (m && ok && cgi_module_sync(m, fn) == CG_OK) return m;
     if (m) module_release(m);
+    name_failure(fn);
     return NULL;
 }
 
