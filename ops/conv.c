@@ -678,6 +678,13 @@ static bool ranks_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const cg
 }
 
 /* The option values (CG_ERR_ARG). */
+static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o);
+
+bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed, const cg_conv_opts *o) {
+    const conv_fn f = {fn, nsp, transposed};
+    return opts_ok(NULL, &f, o);
+}
+
 static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o) {
     char a[48], b[48], c[48];
     const char *bad = NULL;
