@@ -216,6 +216,7 @@ CG_API cg_module *cg_nn_flatten(int start_dim, int end_dim);
 
 /* ---- init: in place (PyTorch's nn.init names, ending in _), from an explicit rng;
  * t is a parameter or any f32 / f64 tensor -------------------------------- */
+/* A tensor with no elements is left as it is (PyTorch: a no-op). */
 typedef enum cg_fan { CG_FAN_IN, CG_FAN_OUT } cg_fan;
 /* gain for CG_ACT_NONE / SIGMOID 1, RELU sqrt(2), TANH 5/3, LEAKY_RELU
  * sqrt(2 / (1 + slope^2)) with slope `param`. */
