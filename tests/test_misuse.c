@@ -2742,6 +2742,429 @@ static void test_misuse_module_core(void **state) {
     done();
 }
 
+/* A module made from bad arguments: NULL and a message naming its maker (one
+ * wrongly made is freed). */
+static void fails_m(cg_module *m, const char *fn, int line) {
+    fails_t(m, fn, line);
+    cg_module_free(m);
+}
+#define NUL_M(fn, ...) (cg_clear_error(), fails_m(fn(__VA_ARGS__), #fn, __LINE__))
+
+/* A built layer, an input it takes (shape; i64 indices for Embedding) and
+ * one it must refuse (bad: f64 of that shape; bad_ndim 0: none). Forward
+ * must refuse NULL and the bad input under cg_module_forward's name, run an
+ * empty batch, and read a view as its contiguous copy. */
+typedef struct layer_case {
+    const char *name;
+    cg_module *m;
+    int ndim;
+    int64_t shape[4];
+    bool indices;
+    int bad_ndim;
+    int64_t bad[4];
+} layer_case;
+
+static void layer_battery(cg_ctx *ctx, const layer_case *c) {
+    const char *fn = "cg_module_forward";
+    label = c->name;
+    if (!c->m) {
+        defect(__LINE__, c->name, "could not be made: \"%s\"", cg_last_error());
+        return;
+    }
+    cg_module_train(c->m, false); /* dropout: deterministic */
+    cg_tensor *x = c->indices ? cg_zeros(ctx, CG_I64, c->ndim, c->shape)
+                              : pos(ctx, CG_F64, c->ndim, c->shape);
+    cg_clear_error();
+    fails_t(cg_module_forward(ctx, c->m, NULL), fn, __LINE__);
+    if (c->bad_ndim) {
+        cg_clear_error();
+        fails_t(cg_module_forward(ctx, c->m, pos(ctx, CG_F64, c->bad_ndim, c->bad)), fn,
+                __LINE__);
+    }
+    int64_t zs[4];
+    memcpy(zs, c->shape, sizeof zs);
+    zs[0] = 0;
+    cg_clear_error();
+    cg_tensor *z =
+        cg_module_forward(ctx, c->m, cg_zeros(ctx, c->indices ? CG_I64 : CG_F64, c->ndim, zs));
+    if (!z || cg_dim(z, 0) != 0) defect(__LINE__, fn, "empty batch: \"%s\"", cg_last_error());
+    /* a view: x transposed over its first and last dims, copied, transposed back */
+    int e = c->ndim - 1;
+    cg_tensor *v = cg_transpose(ctx, cg_contiguous(ctx, cg_transpose(ctx, x, 0, e)), 0, e);
+    cg_clear_error();
+    if (!same_tensor(cg_module_forward(ctx, c->m, v), cg_module_forward(ctx, c->m, x), 1e-12))
+        defect(__LINE__, fn, "view: wrong (\"%s\")", cg_last_error());
+    cg_clear_error();
+    cg_module_free(c->m);
+}
+
+static void test_misuse_layers(void **state) {
+    cg_ctx *ctx = *state;
+    cg_conv_opts bad_conv = cg_conv_defaults();
+    bad_conv.stride[0] = 0;
+    cg_pool_opts bad_pool = cg_pool_defaults(0, 2);
+    /* constructors: bad arguments */
+    NUL_M(cg_nn_linear, NULL, CG_F64, 3, 2, true);
+    NUL_M(cg_nn_linear, &rng_, CG_I64, 3, 2, true);
+    NUL_M(cg_nn_linear, &rng_, (cg_dtype)9, 3, 2, true);
+    NUL_M(cg_nn_linear, &rng_, CG_F64, -1, 2, true);
+    NUL_M(cg_nn_linear, &rng_, CG_F64, 3, -2, true);
+    NUL_M(cg_nn_linear, &rng_, CG_F64, INT64_MAX, 2, true);
+    NUL_M(cg_nn_linear, &rng_, CG_F64, (int64_t)1 << 32, (int64_t)1 << 32, false);
+    NUL_M(cg_nn_mlp, &rng_, CG_F64, 1, (const int64_t[]){3}, CG_ACT_RELU);
+    NUL_M(cg_nn_mlp, &rng_, CG_F64, -1, (const int64_t[]){3}, CG_ACT_RELU);
+    NUL_M(cg_nn_mlp, &rng_, CG_F64, 2, NULL, CG_ACT_RELU);
+    NUL_M(cg_nn_mlp, &rng_, CG_F64, 3, (const int64_t[]){3, -4, 2}, CG_ACT_RELU);
+    NUL_M(cg_nn_mlp, &rng_, CG_F64, 3, (const int64_t[]){3, 4, 2}, (cg_act)99);
+    NUL_M(cg_nn_mlp, NULL, CG_F64, 2, (const int64_t[]){3, 4}, CG_ACT_RELU);
+    NUL_M(cg_nn_mlp, &rng_, CG_I64, 2, (const int64_t[]){3, 4}, CG_ACT_RELU);
+    NUL_M(cg_nn_activation, (cg_act)99);
+    NUL_M(cg_nn_activation, (cg_act)-1);
+    const double bad_p[] = {-0.1, 1.5, NAN, INFINITY};
+    for (int i = 0; i < 4; i++) {
+        NUL_M(cg_nn_dropout, bad_p[i], &rng_);
+        NUL_M(cg_nn_dropout2d, bad_p[i], &rng_);
+    }
+    NUL_M(cg_nn_dropout, 0.5, NULL);
+    NUL_M(cg_nn_dropout2d, 0.5, NULL);
+    NUL_M(cg_nn_layernorm, CG_F64, 0, 1e-5);
+    NUL_M(cg_nn_layernorm, CG_F64, -1, 1e-5);
+    NUL_M(cg_nn_layernorm, CG_F64, 3, -1e-5);
+    NUL_M(cg_nn_layernorm, CG_F64, 3, NAN);
+    NUL_M(cg_nn_layernorm, CG_I64, 3, 1e-5);
+    NUL_M(cg_nn_layernorm, CG_F64, INT64_MAX, 1e-5);
+    typedef cg_module *(*bn_fn)(cg_dtype, int64_t, double, double);
+    const struct {
+        const char *name;
+        bn_fn f;
+    } bns[] = {{"cg_nn_batchnorm1d", cg_nn_batchnorm1d},
+               {"cg_nn_batchnorm2d", cg_nn_batchnorm2d}};
+    for (int i = 0; i < 2; i++) {
+        label = bns[i].name;
+        const struct {
+            cg_dtype dt;
+            int64_t f;
+            double eps, mom;
+        } bad[] = {
+            {CG_F64, 0, 1e-5, 0.1}, {CG_F64, -3, 1e-5, 0.1}, {CG_F64, 3, -1, 0.1},
+            {CG_F64, 3, NAN, 0.1},  {CG_F64, 3, 1e-5, -0.5}, {CG_F64, 3, 1e-5, 1.5},
+            {CG_F64, 3, 1e-5, NAN}, {CG_I64, 3, 1e-5, 0.1},  {CG_F64, INT64_MAX, 1e-5, 0.1}};
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            cg_clear_error();
+            fails_t(bns[i].f(bad[b].dt, bad[b].f, bad[b].eps, bad[b].mom), bns[i].name,
+                    __LINE__);
+        }
+    }
+    label = NULL;
+    NUL_M(cg_nn_groupnorm, CG_F64, 0, 4, 1e-5);
+    NUL_M(cg_nn_groupnorm, CG_F64, 3, 4, 1e-5);
+    NUL_M(cg_nn_groupnorm, CG_F64, -2, 4, 1e-5);
+    NUL_M(cg_nn_groupnorm, CG_F64, 2, -4, 1e-5);
+    NUL_M(cg_nn_groupnorm, CG_F64, 2, 4, -1);
+    NUL_M(cg_nn_groupnorm, CG_I64, 2, 4, 1e-5);
+    NUL_M(cg_nn_embedding, NULL, CG_F64, 5, 3);
+    NUL_M(cg_nn_embedding, &rng_, CG_F64, -5, 3);
+    NUL_M(cg_nn_embedding, &rng_, CG_F64, 5, -3);
+    NUL_M(cg_nn_embedding, &rng_, CG_I64, 5, 3);
+    NUL_M(cg_nn_embedding, &rng_, CG_F64, (int64_t)1 << 40, (int64_t)1 << 40);
+    NUL_M(cg_nn_conv1d, NULL, CG_F64, 2, 4, 3, NULL, true);
+    NUL_M(cg_nn_conv1d, &rng_, CG_F64, 2, 4, 0, NULL, true);
+    NUL_M(cg_nn_conv1d, &rng_, CG_F64, -2, 4, 3, NULL, true);
+    NUL_M(cg_nn_conv1d, &rng_, CG_F64, 2, 4, 3, &bad_conv, true);
+    NUL_M(cg_nn_conv1d, &rng_, CG_I64, 2, 4, 3, NULL, true);
+    NUL_M(cg_nn_conv2d, NULL, CG_F64, 2, 4, 3, 3, NULL, true);
+    NUL_M(cg_nn_conv2d, &rng_, CG_F64, 2, 4, 3, -3, NULL, true);
+    NUL_M(cg_nn_conv2d, &rng_, CG_F64, 2, 4, 3, 3, &bad_conv, true);
+    NUL_M(cg_nn_conv2d, &rng_, CG_F64, 2, 4, (int64_t)1 << 31, (int64_t)1 << 31, NULL, true);
+    cg_conv_opts g3 = cg_conv_defaults();
+    g3.groups = 3;
+    NUL_M(cg_nn_conv2d, &rng_, CG_F64, 2, 4, 3, 3, &g3, true);
+    NUL_M(cg_nn_conv_transpose2d, NULL, CG_F64, 2, 4, 3, 3, NULL, true);
+    NUL_M(cg_nn_conv_transpose2d, &rng_, CG_F64, 2, 4, 0, 3, NULL, true);
+    NUL_M(cg_nn_conv_transpose2d, &rng_, CG_F64, 2, 4, 3, 3, &g3, true);
+    NUL_M(cg_nn_conv_transpose2d, &rng_, CG_F64, 2, 4, 3, 3, &bad_conv, true);
+    NUL_M(cg_nn_maxpool2d, NULL);
+    NUL_M(cg_nn_avgpool2d, NULL);
+    NUL_M(cg_nn_maxpool2d, &bad_pool);
+    NUL_M(cg_nn_avgpool2d, &bad_pool);
+    NUL_M(cg_nn_adaptive_avgpool2d, -1, 2);
+    NUL_M(cg_nn_adaptive_avgpool2d, 2, INT64_MIN);
+    /* containers: ownership of the children on failure (ASan sees leaks and double frees) */
+    cg_module *kids[3] = {cg_nn_identity(), NULL, cg_nn_identity()};
+    NUL_M(cg_nn_sequential, 3, kids);
+    cg_module *kids2[2] = {cg_nn_identity(), cg_nn_identity()};
+    NUL_M(cg_nn_sequential, -1, kids2);
+    cg_module_free(kids2[0]);
+    cg_module_free(kids2[1]);
+    NUL_M(cg_nn_sequential, 2, NULL);
+    NUL_M(cg_nn_module_list, 2, NULL);
+    NUL_M(cg_nn_module_dict, 1, NULL, (cg_module *const[]){cg_nn_identity()});
+    NUL_M(cg_nn_module_dict, 2, (const char *const[]){"a", "a"},
+          (cg_module *const[]){cg_nn_identity(), cg_nn_identity()});
+    NUL_M(cg_nn_module_dict, 2, (const char *const[]){"a", "b.c"},
+          (cg_module *const[]){cg_nn_identity(), cg_nn_identity()});
+    NUL_M(cg_nn_module_dict, 2, (const char *const[]){"a", NULL},
+          (cg_module *const[]){cg_nn_identity(), cg_nn_identity()});
+    NUL_M(cg_nn_module_dict, 2, (const char *const[]){"a", "b"},
+          (cg_module *const[]){cg_nn_identity(), NULL});
+    cg_module *twice = cg_nn_identity();
+    cg_module *seq = OK_P(cg_nn_sequential, 2, (cg_module *const[]){twice, twice}); /* shared */
+    cg_module *outer = OK_P(cg_nn_module_list, 2, (cg_module *const[]){seq, twice});
+    OK_S(cg_module_free, outer);
+    cg_module *empty = OK_P(cg_nn_sequential, 0, NULL);
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    if (!same_tensor(cg_module_forward(ctx, empty, x), x, 0))
+        defect(__LINE__, "cg_nn_sequential", "empty: not identity");
+    cg_module_free(empty);
+    cg_module *d = OK_P(cg_nn_module_dict, 0, NULL, NULL);
+    cg_module_free(d);
+    /* forward of each layer kind */
+    cg_pool_opts p2 = cg_pool_defaults(2, 2);
+    const layer_case layers[] = {
+        {"Linear", cg_nn_linear(&rng_, CG_F64, 3, 2, true), 2, {4, 3}, false, 2, {4, 5}},
+        {"MLP",
+         cg_nn_mlp(&rng_, CG_F64, 3, (const int64_t[]){3, 5, 2}, CG_ACT_GELU),
+         2,
+         {4, 3},
+         false,
+         2,
+         {4, 5}},
+        {"LayerNorm", cg_nn_layernorm(CG_F64, 3, 1e-5), 2, {4, 3}, false, 2, {4, 5}},
+        {"BatchNorm1d", cg_nn_batchnorm1d(CG_F64, 3, 1e-5, 0.1), 2, {4, 3}, false, 2, {4, 5}},
+        {"BatchNorm2d",
+         cg_nn_batchnorm2d(CG_F64, 3, 1e-5, 0.1),
+         4,
+         {2, 3, 4, 4},
+         false,
+         3,
+         {3, 4, 4}},
+        {"GroupNorm", cg_nn_groupnorm(CG_F64, 2, 4, 1e-5), 3, {2, 4, 3}, false, 3, {2, 3, 3}},
+        {"Embedding", cg_nn_embedding(&rng_, CG_F64, 5, 3), 2, {4, 2}, true, 2, {4, 2}},
+        {"Conv1d",
+         cg_nn_conv1d(&rng_, CG_F64, 2, 4, 3, NULL, true),
+         3,
+         {2, 2, 6},
+         false,
+         3,
+         {2, 3, 6}},
+        {"Conv2d",
+         cg_nn_conv2d(&rng_, CG_F64, 2, 4, 3, 3, NULL, true),
+         4,
+         {2, 2, 5, 5},
+         false,
+         4,
+         {2, 3, 5, 5}},
+        {"ConvTranspose2d",
+         cg_nn_conv_transpose2d(&rng_, CG_F64, 2, 4, 3, 3, NULL, true),
+         4,
+         {2, 2, 5, 5},
+         false,
+         4,
+         {2, 3, 5, 5}},
+        {"MaxPool2d", cg_nn_maxpool2d(&p2), 4, {2, 2, 4, 4}, false, 2, {4, 4}},
+        {"AvgPool2d", cg_nn_avgpool2d(&p2), 4, {2, 2, 4, 4}, false, 2, {4, 4}},
+        {"AdaptiveAvgPool2d", cg_nn_adaptive_avgpool2d(2, 1), 4, {2, 2, 4, 4}, false, 1, {4}},
+        {"Dropout2d", cg_nn_dropout2d(0.5, &rng_), 4, {2, 2, 4, 4}, false, 0, {0}},
+    };
+    for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) layer_battery(ctx, &layers[i]);
+    label = NULL;
+    /* layers that take any input: NULL, and a view read right */
+    cg_module *any[] = {cg_nn_identity(), cg_nn_activation(CG_ACT_TANH),
+                        cg_nn_dropout(0.5, &rng_), cg_nn_flatten(1, -1)};
+    for (int i = 0; i < 4; i++) {
+        label = cg_module_name(any[i]);
+        cg_module_train(any[i], false);
+        NUL(cg_module_forward, ctx, any[i], NULL);
+        cg_tensor *t = cg_transpose(ctx, x, 0, 1);
+        if (!same_tensor(OK_T(cg_module_forward, ctx, any[i], t),
+                         cg_module_forward(ctx, any[i], cg_contiguous(ctx, t)), 0))
+            defect(__LINE__, "cg_module_forward", "view: wrong");
+        cg_module_free(any[i]);
+    }
+    label = NULL;
+    cg_module *fl = cg_nn_flatten(2, 1);
+    if (fl) NUL(cg_module_forward, ctx, fl, pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)));
+    cg_module_free(fl);
+    done();
+}
+
+static void test_misuse_init(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *t = cg_zeros(ctx, CG_F64, CG_SHAPE(4, 3)),
+              *i64 = cg_zeros(ctx, CG_I64, CG_SHAPE(4, 3));
+    cg_tensor *e = cg_expand(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(1, 3)), CG_SHAPE(4, 3));
+    cg_tensor *v1 = cg_zeros(ctx, CG_F64, CG_SHAPE(3));
+    /* every initialiser: NULL, i64, expanded */
+    BAD(cg_init_uniform_, NULL, &rng_, 0, 1);
+    KEEPS_S(cg_init_uniform_, NULL, &rng_, 0, 1);
+    BAD(cg_init_uniform_, i64, &rng_, 0, 1);
+    BAD(cg_init_uniform_, e, &rng_, 0, 1);
+    BAD(cg_init_uniform_, t, NULL, 0, 1);
+    BAD(cg_init_uniform_, t, &rng_, 1, 0);
+    BAD(cg_init_uniform_, t, &rng_, NAN, 1);
+    BAD(cg_init_uniform_, t, &rng_, 0, INFINITY);
+    BAD(cg_init_normal_, NULL, &rng_, 0, 1);
+    KEEPS_S(cg_init_normal_, NULL, &rng_, 0, 1);
+    BAD(cg_init_normal_, i64, &rng_, 0, 1);
+    BAD(cg_init_normal_, e, &rng_, 0, 1);
+    BAD(cg_init_normal_, t, NULL, 0, 1);
+    BAD(cg_init_normal_, t, &rng_, 0, -1);
+    BAD(cg_init_normal_, t, &rng_, NAN, 1);
+    BAD(cg_init_constant_, NULL, 1);
+    KEEPS_S(cg_init_constant_, NULL, 1);
+    BAD(cg_init_constant_, i64, 1);
+    BAD(cg_init_constant_, e, 1);
+    BAD(cg_init_constant_, cg_zeros(ctx, CG_F32, CG_SHAPE(2)), 1e300);
+    typedef cg_status (*gain_init)(cg_tensor *, cg_rng *, double);
+    const struct {
+        const char *name;
+        gain_init f;
+    } xav[] = {{"cg_init_xavier_uniform_", cg_init_xavier_uniform_},
+               {"cg_init_xavier_normal_", cg_init_xavier_normal_}};
+    for (int i = 0; i < 2; i++) {
+        const char *fn = xav[i].name;
+        label = fn;
+        cg_clear_error();
+        fails_s(xav[i].f(NULL, &rng_, 1), fn, __LINE__);
+        prior_error();
+        keeps_prior_s(xav[i].f(NULL, &rng_, 1), fn, __LINE__);
+        cg_clear_error();
+        fails_s(xav[i].f(i64, &rng_, 1), fn, __LINE__);
+        cg_clear_error();
+        fails_s(xav[i].f(e, &rng_, 1), fn, __LINE__);
+        cg_clear_error();
+        fails_s(xav[i].f(t, NULL, 1), fn, __LINE__);
+        cg_clear_error();
+        fails_s(xav[i].f(v1, &rng_, 1), fn, __LINE__); /* fans need 2 dims */
+        cg_clear_error();
+        fails_s(xav[i].f(t, &rng_, NAN), fn, __LINE__);
+        cg_clear_error();
+        fails_s(xav[i].f(t, &rng_, -1), fn, __LINE__);
+        cg_clear_error(); /* no elements: a no-op, as PyTorch */
+        succeeds_s(xav[i].f(cg_zeros(ctx, CG_F64, CG_SHAPE(0, 0)), &rng_, 1), fn, __LINE__);
+    }
+    typedef cg_status (*kaiming)(cg_tensor *, cg_rng *, double, cg_fan, cg_act);
+    const struct {
+        const char *name;
+        kaiming f;
+    } kai[] = {{"cg_init_kaiming_uniform_", cg_init_kaiming_uniform_},
+               {"cg_init_kaiming_normal_", cg_init_kaiming_normal_}};
+    for (int i = 0; i < 2; i++) {
+        const char *fn = kai[i].name;
+        label = fn;
+        cg_clear_error();
+        fails_s(kai[i].f(NULL, &rng_, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        prior_error();
+        keeps_prior_s(kai[i].f(NULL, &rng_, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(i64, &rng_, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(e, &rng_, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(t, NULL, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(v1, &rng_, 0, CG_FAN_IN, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(t, &rng_, 0, (cg_fan)2, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(t, &rng_, 0, (cg_fan)-1, CG_ACT_RELU), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(t, &rng_, 0, CG_FAN_IN, (cg_act)42), fn, __LINE__);
+        cg_clear_error();
+        fails_s(kai[i].f(t, &rng_, NAN, CG_FAN_IN, CG_ACT_LEAKY_RELU), fn, __LINE__);
+        cg_clear_error(); /* no elements: a no-op, as PyTorch (fan_in 0) */
+        succeeds_s(
+            kai[i].f(cg_zeros(ctx, CG_F64, CG_SHAPE(3, 0)), &rng_, 0, CG_FAN_IN, CG_ACT_RELU),
+            fn, __LINE__);
+    }
+    label = NULL;
+    SENTINEL("cg_init_gain", isnan(cg_init_gain((cg_act)42, 0)));
+    QUIET("cg_init_gain",
+          isnan(cg_init_gain(CG_ACT_LEAKY_RELU, NAN))); /* as torch's calculate_gain */
+    /* zero-size tensors: nothing to fill (PyTorch: a no-op) */
+    cg_tensor *z = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3));
+    OK_S(cg_init_uniform_, z, &rng_, 0, 1);
+    OK_S(cg_init_normal_, z, &rng_, 0, 1);
+    OK_S(cg_init_constant_, z, 1);
+    /* views: a transposed tensor gets the values a contiguous one of its shape gets */
+    cg_tensor *tr = cg_transpose(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(3, 4)), 0, 1);
+    cg_rng a = seeded(5), b = seeded(5);
+    OK_S(cg_init_kaiming_uniform_, tr, &a, 0, CG_FAN_OUT, CG_ACT_RELU);
+    cg_init_kaiming_uniform_(t, &b, 0, CG_FAN_OUT, CG_ACT_RELU);
+    if (!same_tensor(cg_contiguous(ctx, tr), t, 0))
+        defect(__LINE__, "cg_init_kaiming_uniform_", "view: wrong");
+    done();
+}
+
+static void test_misuse_composed_losses(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *b = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *r;
+    typedef cg_tensor *(*loss_fn)(cg_ctx *, const cg_tensor *, const cg_tensor *, cg_reduction);
+    const struct {
+        const char *name;
+        loss_fn f;
+    } losses[] = {{"cg_mse_loss", cg_mse_loss},
+                  {"cg_l1_loss", cg_l1_loss},
+                  {"cg_cross_entropy_probs", cg_cross_entropy_probs}};
+    for (int i = 0; i < 3; i++) {
+        const char *fn = losses[i].name;
+        loss_fn f = losses[i].f;
+        label = fn;
+        cg_clear_error();
+        fails_t(f(ctx, NULL, b, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, a, NULL, CG_MEAN), fn, __LINE__);
+        prior_error();
+        keeps_prior(f(ctx, a, NULL, CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, a, pos(ctx, CG_F64, CG_SHAPE(3)), CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, a, pos(ctx, CG_F64, CG_SHAPE(3, 2)), CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, a, cg_cast(ctx, b, CG_F32), CG_MEAN), fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)),
+                  cg_ones(ctx, CG_I64, CG_SHAPE(2, 3)), CG_MEAN),
+                fn, __LINE__);
+        cg_clear_error();
+        fails_t(f(ctx, a, b, (cg_reduction)7), fn, __LINE__);
+        cg_clear_error();
+        r = succeeds_t(f(ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)),
+                         cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), CG_SUM),
+                       fn, __LINE__);
+        if (r && cg_item(r) != 0) defect(__LINE__, fn, "sum of nothing");
+        view_case va[NVIEWS], vb[NVIEWS];
+        make_views(ctx, va);
+        make_views(ctx, vb);
+        for (int v = 0; v < NVIEWS; v++) {
+            const cg_tensor *x = va[v].v, *y = vb[(v + 1) % NVIEWS].v;
+            cg_clear_error();
+            if (!same_tensor(succeeds_t(f(ctx, x, y, CG_NONE), fn, __LINE__),
+                             f(ctx, cg_contiguous(ctx, x), cg_contiguous(ctx, y), CG_NONE),
+                             1e-12))
+                defect(__LINE__, fn, "%s: wrong", va[v].name);
+        }
+    }
+    label = NULL;
+    NUL(cg_smooth_l1_loss, ctx, NULL, b, 1, CG_MEAN);
+    KEEPS(cg_smooth_l1_loss, ctx, a, NULL, 1, CG_MEAN);
+    NUL(cg_smooth_l1_loss, ctx, a, b, -1, CG_MEAN);
+    NUL(cg_smooth_l1_loss, ctx, a, b, NAN, CG_MEAN);
+    NUL(cg_smooth_l1_loss, ctx, a, pos(ctx, CG_F64, CG_SHAPE(3)), 1, CG_MEAN);
+    NUL(cg_smooth_l1_loss, ctx, a, b, 1, (cg_reduction)4);
+    OK_T(cg_smooth_l1_loss, ctx, a, b, 0, CG_MEAN);
+    NUL(cg_huber_loss, ctx, NULL, b, 1, CG_MEAN);
+    KEEPS(cg_huber_loss, ctx, a, NULL, 1, CG_MEAN);
+    NUL(cg_huber_loss, ctx, a, b, 0, CG_MEAN);
+    NUL(cg_huber_loss, ctx, a, b, -1, CG_MEAN);
+    NUL(cg_huber_loss, ctx, a, b, NAN, CG_MEAN);
+    NUL(cg_huber_loss, ctx, a, cg_cast(ctx, b, CG_F32), 1, CG_MEAN);
+    NUL(cg_huber_loss, ctx, a, b, 1, (cg_reduction)4);
+    NUL(cg_cross_entropy_probs, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)),
+        pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)), CG_MEAN);
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -2775,6 +3198,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_norms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_module_core, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_layers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_composed_losses, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
