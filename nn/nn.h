@@ -301,10 +301,11 @@ typedef struct cg_param_group {
     cg_tensor *const *params;
     const void *opts;
 } cg_param_group;
-/* Parameters are contiguous f32 or f64 leaves, all of one dtype, each in one
- * place of one group; a group may be empty. requires_grad may be false (the
- * parameter is frozen until it is set). CG_ERR_ARG for NULL groups, params or
- * defaults, ngroups < 1, a parameter listed twice, a non-leaf or
+/* Parameters are caller-owned, contiguous f32 or f64 leaves, all of one
+ * dtype, each in one place of one group; a group may be empty. requires_grad
+ * may be false (the parameter is frozen until it is set). CG_ERR_ARG for NULL
+ * groups, params or defaults, ngroups < 1, a parameter listed twice, a
+ * context tensor (it would dangle after the reset), a non-leaf or
  * non-contiguous one, bad options (the message names the group, or
  * "defaults"); CG_ERR_DTYPE for a non-float or mixed dtype. */
 CG_API cg_optim *cg_sgd_new_groups(int ngroups, const cg_param_group *groups,

@@ -475,12 +475,20 @@ static void remember_grad(param *p) {
     p->seen_version = g ? g->storage->version : 0;
 }
 
-/* Parameter k of group gi becomes the optimizer's parameter i: a float leaf,
- * contiguous, of the optimizer's dtype, in no other place of the list. */
+/* Parameter k of group gi becomes the optimizer's parameter i: a caller-owned
+ * float leaf (a context's would dangle after its reset, and every step reads
+ * it), contiguous, of the optimizer's dtype, in no other place of the list. */
 static bool take_param(cg_optim *o, const char *fn, int gi, int k, int i, cg_tensor *t) {
     char at[64];
     snprintf(at, sizeof at, "group %d parameter %d", gi, k);
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn, at), false;
+    if (cgi_stale(t)) return cgi_stale_error_as(NULL, fn, at, -1, t), false;
+    if (t->ctx)
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s is a context tensor: parameters must be caller-owned (made "
+                         "with ctx NULL)",
+                         fn, at),
+               false;
     if (!cg_is_leaf(t))
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: %s is not a leaf (made by cg_%s): only "
