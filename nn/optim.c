@@ -800,7 +800,13 @@ cg_status cg_optim_set_lr(cg_optim *o, double lr) {
     return CG_OK;
 }
 
-int cg_optim_ngroups(const cg_optim *o) { return o ? o->ngroups : 0; }
+/* The counters given NULL return 0 ("NULL") and record "fn: optimizer is
+ * NULL" (kept if a failed constructor's error made the NULL). */
+static bool have(const cg_optim *o, const char *fn) {
+    return o || (cgi_null_arg(NULL, fn, "optimizer"), false);
+}
+
+int cg_optim_ngroups(const cg_optim *o) { return have(o, "cg_optim_ngroups") ? o->ngroups : 0; }
 
 double cg_optim_group_lr(const cg_optim *o, int group) {
     if (o && group >= 0 && group < o->ngroups) return LR(&o->groups[group]);
@@ -821,7 +827,7 @@ cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr) {
     return CG_OK;
 }
 
-int64_t cg_optim_steps(const cg_optim *o) { return o ? o->steps : 0; }
+int64_t cg_optim_steps(const cg_optim *o) { return have(o, "cg_optim_steps") ? o->steps : 0; }
 
 cg_status cg_optim_set_steps(cg_optim *o, int64_t steps) {
     if (!o) return cgi_error(NULL, CG_ERR_ARG, "cg_optim_set_steps: optimizer is NULL");
@@ -832,8 +838,10 @@ cg_status cg_optim_set_steps(cg_optim *o, int64_t steps) {
     return CG_OK;
 }
 
-const char *cg_optim_name(const cg_optim *o) { return o ? kind_name[o->kind] : "NULL"; }
-int cg_optim_nstate(const cg_optim *o) { return o ? o->nstate : 0; }
+const char *cg_optim_name(const cg_optim *o) {
+    return have(o, "cg_optim_name") ? kind_name[o->kind] : "NULL";
+}
+int cg_optim_nstate(const cg_optim *o) { return have(o, "cg_optim_nstate") ? o->nstate : 0; }
 
 cg_tensor *cg_optim_state(const cg_optim *o, int i, const char **name) {
     if (!o) {
