@@ -3165,6 +3165,373 @@ static void test_misuse_composed_losses(void **state) {
     done();
 }
 
+/* ---- optimizers, schedules, clipping ----------------------------------------- */
+/* A small model with gradients, for the optimizers. */
+static cg_module *model_with_grads(cg_ctx *ctx) {
+    cg_module *m = cg_nn_linear(&rng_, CG_F64, 3, 2, true);
+    cg_tensor *loss = cg_sum(ctx, cg_module_forward(ctx, m, pos(ctx, CG_F64, CG_SHAPE(4, 3))),
+                             NULL, 0, false);
+    cg_backward(loss);
+    return m;
+}
+
+static void test_misuse_optim(void **state) {
+    cg_ctx *ctx = *state;
+    cg_module *m = model_with_grads(ctx);
+    cg_sgd_opts sgd = cg_sgd_defaults(0.1);
+    cg_adam_opts adam = cg_adam_defaults(1e-3), adamw = cg_adamw_defaults(1e-3);
+    cg_rmsprop_opts rms = cg_rmsprop_defaults(1e-2);
+    cg_adagrad_opts ada = cg_adagrad_defaults(1e-2);
+    QUIET("cg_adamw_defaults", adamw.weight_decay == 0.01 && adam.beta2 == 0.999);
+    QUIET("cg_rmsprop_defaults", rms.alpha == 0.99 && ada.eps == 1e-10 && sgd.lr == 0.1);
+    /* NULL module or options; a child held by a container */
+    NULP(cg_sgd_new, NULL, &sgd);
+    NULP(cg_sgd_new, m, NULL);
+    NULP(cg_adam_new, NULL, &adam);
+    NULP(cg_adam_new, m, NULL);
+    NULP(cg_adamw_new, NULL, &adamw);
+    NULP(cg_adamw_new, m, NULL);
+    NULP(cg_rmsprop_new, NULL, &rms);
+    NULP(cg_rmsprop_new, m, NULL);
+    NULP(cg_adagrad_new, NULL, &ada);
+    NULP(cg_adagrad_new, m, NULL);
+    cg_module *inner = cg_nn_identity(), *holder = cg_nn_sequential(1, &inner);
+    cg_module *lin = cg_nn_linear(&rng_, CG_F64, 2, 2, false);
+    cg_module_add_child(holder, "lin", lin);
+    cg_optim_free(OK_P(cg_sgd_new, lin, &sgd)); /* a child's parameters, as PyTorch allows */
+    cg_module_free(holder);
+    /* bad option values, one at a time */
+    const double nonfinite[] = {NAN, INFINITY, -1};
+    for (int i = 0; i < 3; i++) {
+        double v = nonfinite[i];
+        cg_sgd_opts so = sgd;
+        so.lr = v;
+        NULP(cg_sgd_new, m, &so);
+        so = sgd;
+        so.momentum = v;
+        NULP(cg_sgd_new, m, &so);
+        so = sgd;
+        so.weight_decay = v;
+        NULP(cg_sgd_new, m, &so);
+        cg_adam_opts ao = adam;
+        ao.eps = v;
+        NULP(cg_adam_new, m, &ao);
+        ao = adam;
+        ao.beta1 = v;
+        NULP(cg_adam_new, m, &ao);
+        ao = adamw;
+        ao.weight_decay = v;
+        NULP(cg_adamw_new, m, &ao);
+        cg_rmsprop_opts ro = rms;
+        ro.alpha = v;
+        NULP(cg_rmsprop_new, m, &ro);
+        cg_adagrad_opts go = ada;
+        go.lr_decay = v;
+        NULP(cg_adagrad_new, m, &go);
+        go = ada;
+        go.initial_accumulator_value = v;
+        NULP(cg_adagrad_new, m, &go);
+    }
+    cg_adam_opts b1 = adam;
+    b1.beta2 = 1.0;
+    NULP(cg_adam_new, m, &b1);
+    cg_sgd_opts nest = sgd;
+    nest.nesterov = true; /* needs momentum > 0, dampening 0 */
+    NULP(cg_sgd_new, m, &nest);
+    /* groups: counts, NULLs, repeats, dtypes, layout */
+    cg_tensor *p1 = cg_module_param(m, 0, NULL), *p2 = cg_module_param(m, 1, NULL);
+    cg_tensor *pf = cg_zeros(NULL, CG_F32, CG_SHAPE(2)),
+              *pi = cg_zeros(NULL, CG_I64, CG_SHAPE(2));
+    cg_tensor *pt = cg_transpose(NULL, p1, 0, 1);
+    cg_set_requires_grad(pf, true);
+    cg_param_group ok1 = {1, (cg_tensor *const[]){p1}, NULL};
+    const struct {
+        const char *what;
+        int n;
+        cg_param_group g[2];
+    } bad_groups[] = {
+        {"ngroups 0", 0, {{0}}},
+        {"ngroups -1", -1, {{0}}},
+        {"params NULL", 1, {{2, NULL, NULL}}},
+        {"nparams -1", 1, {{-1, (cg_tensor *const[]){p1}, NULL}}},
+        {"a NULL param", 1, {{2, (cg_tensor *const[]){p1, NULL}, NULL}}},
+        {"twice in a group", 1, {{2, (cg_tensor *const[]){p1, p1}, NULL}}},
+        {"in two groups",
+         2,
+         {{1, (cg_tensor *const[]){p1}, NULL}, {1, (cg_tensor *const[]){p1}, NULL}}},
+        {"mixed dtypes", 1, {{2, (cg_tensor *const[]){p1, pf}, NULL}}},
+        {"i64", 1, {{1, (cg_tensor *const[]){pi}, NULL}}},
+        {"non-contiguous", 1, {{1, (cg_tensor *const[]){pt}, NULL}}},
+        {"a context tensor",
+         1,
+         {{1, (cg_tensor *const[]){cg_zeros(ctx, CG_F64, CG_SHAPE(2))}, NULL}}},
+        {"bad group options",
+         2,
+         {{1, (cg_tensor *const[]){p1}, NULL},
+          {1, (cg_tensor *const[]){p2}, &(cg_sgd_opts){.lr = -1}}}},
+    };
+    for (size_t i = 0; i < sizeof bad_groups / sizeof *bad_groups; i++) {
+        label = bad_groups[i].what;
+        NULP(cg_sgd_new_groups, bad_groups[i].n, bad_groups[i].g, &sgd);
+        NULP(cg_adam_new_groups, bad_groups[i].n, bad_groups[i].g, &adam);
+        NULP(cg_adamw_new_groups, bad_groups[i].n, bad_groups[i].g, &adamw);
+        NULP(cg_rmsprop_new_groups, bad_groups[i].n, bad_groups[i].g, &rms);
+        NULP(cg_adagrad_new_groups, bad_groups[i].n, bad_groups[i].g, &ada);
+    }
+    label = NULL;
+    NULP(cg_sgd_new_groups, 1, NULL, &sgd);
+    NULP(cg_sgd_new_groups, 1, &ok1, NULL);
+    NULP(cg_adam_new_groups, 1, &ok1, NULL);
+    NULP(cg_adamw_new_groups, 1, &ok1, NULL);
+    NULP(cg_rmsprop_new_groups, 1, &ok1, NULL);
+    NULP(cg_adagrad_new_groups, 1, &ok1, NULL);
+    cg_tensor_free(pt);
+    cg_tensor_free(pf);
+    cg_tensor_free(pi);
+    cg_optim *empty = OK_P(cg_sgd_new_groups, 1, (cg_param_group[]){{0, NULL, NULL}}, &sgd);
+    OK_S(cg_optim_step, empty);
+    cg_optim_free(empty);
+    /* an optimizer's accessors */
+    cg_optim *o = cg_adam_new(m, &adam);
+    OK_S(cg_optim_step, o);
+    BAD(cg_optim_step, NULL);
+    QUIET("cg_optim_zero_grad", (cg_optim_zero_grad(NULL), true));
+    SENTINEL("cg_optim_lr", isnan(cg_optim_lr(NULL)));
+    BAD(cg_optim_set_lr, NULL, 0.1);
+    BAD(cg_optim_set_lr, o, -0.1);
+    BAD(cg_optim_set_lr, o, NAN);
+    BAD(cg_optim_set_lr, o, INFINITY);
+    SENTINEL("cg_optim_ngroups", cg_optim_ngroups(NULL) == 0);
+    SENTINEL("cg_optim_group_lr", isnan(cg_optim_group_lr(NULL, 0)));
+    SENTINEL("cg_optim_group_lr", isnan(cg_optim_group_lr(o, 1)));
+    SENTINEL("cg_optim_group_lr", isnan(cg_optim_group_lr(o, -1)));
+    BAD(cg_optim_set_group_lr, NULL, 0, 0.1);
+    BAD(cg_optim_set_group_lr, o, 1, 0.1);
+    BAD(cg_optim_set_group_lr, o, INT32_MIN, 0.1);
+    BAD(cg_optim_set_group_lr, o, 0, NAN);
+    SENTINEL("cg_optim_steps", cg_optim_steps(NULL) == 0);
+    BAD(cg_optim_set_steps, NULL, 1);
+    BAD(cg_optim_set_steps, o, -1);
+    BAD(cg_optim_set_steps, o, INT64_MIN);
+    SENTINEL("cg_optim_name", strcmp(cg_optim_name(NULL), "NULL") == 0);
+    QUIET("cg_optim_name", strcmp(cg_optim_name(o), "adam") == 0);
+    SENTINEL("cg_optim_nstate", cg_optim_nstate(NULL) == 0);
+    SENTINEL("cg_optim_state", cg_optim_state(NULL, 0, NULL) == NULL);
+    SENTINEL("cg_optim_state", cg_optim_state(o, -1, NULL) == NULL);
+    SENTINEL("cg_optim_state", cg_optim_state(o, cg_optim_nstate(o), NULL) == NULL);
+    /* a non-contiguous gradient is refused, nothing updated */
+    cg_tensor *w = cg_module_get(m, "weight");
+    cg_tensor *gb = cg_zeros(NULL, CG_F64, CG_SHAPE(3, 2)), *gt = cg_transpose(NULL, gb, 0, 1);
+    cg_tensor_free(gb);
+    cg_set_grad(w, gt);
+    cg_tensor *before = cg_clone(ctx, w);
+    BAD(cg_optim_step, o);
+    if (!same_tensor(before, w, 0)) defect(__LINE__, "cg_optim_step", "updated on error");
+    cg_optim_zero_grad(o); /* zeroes the strided gradient in place */
+    QUIET("cg_optim_free", (cg_optim_free(NULL), true));
+    cg_optim_free(o);
+    cg_module_free(m);
+    done();
+}
+
+static double half(int64_t epoch, void *user) {
+    (void)user;
+    return epoch >= 0 ? 0.5 : NAN;
+}
+static double bad_factor(int64_t epoch, void *user) {
+    (void)user;
+    return epoch > 1 ? NAN : 1;
+}
+
+static void test_misuse_sched(void **state) {
+    cg_ctx *ctx = *state;
+    cg_module *m = model_with_grads(ctx);
+    cg_optim *o = cg_sgd_new(m, &(cg_sgd_opts){.lr = 0.1});
+    NULP(cg_steplr_new, NULL, 2, 0.5);
+    NULP(cg_steplr_new, o, 0, 0.5);
+    NULP(cg_steplr_new, o, -1, 0.5);
+    NULP(cg_steplr_new, o, 2, NAN);
+    NULP(cg_steplr_new, o, 2, -0.5);
+    NULP(cg_multisteplr_new, NULL, 1, (const int[]){2}, 0.5);
+    NULP(cg_multisteplr_new, o, 1, NULL, 0.5);
+    NULP(cg_multisteplr_new, o, -1, (const int[]){2}, 0.5);
+    /* unsorted, repeated and negative milestones are torch's too (a Counter) */
+    cg_sched_free(OK_P(cg_multisteplr_new, o, 3, (const int[]){3, 2, 2}, 0.5));
+    NULP(cg_multisteplr_new, o, 1, (const int[]){2}, INFINITY);
+    NULP(cg_exponentiallr_new, NULL, 0.9);
+    NULP(cg_exponentiallr_new, o, NAN);
+    NULP(cg_exponentiallr_new, o, -0.9);
+    NULP(cg_cosinelr_new, NULL, 10, 0);
+    NULP(cg_cosinelr_new, o, 0, 0);
+    NULP(cg_cosinelr_new, o, -5, 0);
+    NULP(cg_cosinelr_new, o, 10, NAN);
+    NULP(cg_cosinelr_new, o, 10, -1);
+    NULP(cg_warmuplr_new, NULL, 0.1, 5);
+    NULP(cg_warmuplr_new, o, 0, 5);
+    NULP(cg_warmuplr_new, o, 1.5, 5);
+    NULP(cg_warmuplr_new, o, NAN, 5);
+    NULP(cg_warmuplr_new, o, 0.1, 0);
+    NULP(cg_warmuplr_new, o, 0.1, -3);
+    cg_onecycle_opts oc = cg_onecycle_defaults(1, 10);
+    QUIET("cg_onecycle_defaults",
+          oc.pct_start == 0.3 && oc.div_factor == 25 && oc.total_steps == 10);
+    NULP(cg_onecyclelr_new, NULL, &oc);
+    NULP(cg_onecyclelr_new, o, NULL);
+    const struct {
+        int field;
+        double v;
+    } bad_oc[] = {{0, -1},  {0, NAN}, {1, 0},  {1, -2}, {2, -0.1}, {2, 1.5},
+                  {2, NAN}, {3, 0},   {3, -1}, {4, 0},  {4, NAN}};
+    for (size_t i = 0; i < sizeof bad_oc / sizeof *bad_oc; i++) {
+        cg_onecycle_opts q = oc;
+        switch (bad_oc[i].field) {
+        case 0: q.max_lr = bad_oc[i].v; break;
+        case 1: q.total_steps = (int)bad_oc[i].v; break;
+        case 2: q.pct_start = bad_oc[i].v; break;
+        case 3: q.div_factor = bad_oc[i].v; break;
+        case 4: q.final_div_factor = bad_oc[i].v; break;
+        }
+        char what[48];
+        snprintf(what, sizeof what, "field %d = %g", bad_oc[i].field, bad_oc[i].v);
+        label = what;
+        NULP(cg_onecyclelr_new, o, &q);
+    }
+    label = NULL;
+    NULP(cg_lambdalr_new, NULL, half, NULL);
+    NULP(cg_lambdalr_new, o, NULL, NULL);
+    NULP(cg_multiplicativelr_new, NULL, half, NULL);
+    NULP(cg_multiplicativelr_new, o, NULL, NULL);
+    cg_plateau_opts pl = cg_plateau_defaults();
+    QUIET("cg_plateau_defaults", pl.factor == 0.1 && pl.patience == 10);
+    NULP(cg_plateau_new, NULL, &pl);
+    cg_plateau_opts bp = pl;
+    bp.factor = 1.0;
+    NULP(cg_plateau_new, o, &bp);
+    bp = pl;
+    bp.factor = NAN;
+    NULP(cg_plateau_new, o, &bp);
+    bp = pl;
+    bp.patience = -1;
+    NULP(cg_plateau_new, o, &bp);
+    bp = pl;
+    bp.min_lr = -1;
+    NULP(cg_plateau_new, o, &bp);
+    bp = pl;
+    bp.threshold = NAN;
+    NULP(cg_plateau_new, o, &bp);
+    cg_sched *plateau = OK_P(cg_plateau_new, o, NULL);
+    BAD(cg_sched_step, plateau);              /* needs a metric */
+    OK_S(cg_sched_step_metric, plateau, NAN); /* torch: not an improvement */
+    OK_S(cg_sched_step_metric, plateau, 1.0);
+    cg_sched_free(plateau);
+    /* sequential and chained: ownership of the children, also on failure (ASan) */
+    NULP(cg_sequentiallr_new, o, 2, (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), NULL},
+         (const int[]){3});
+    NULP(cg_sequentiallr_new, o, 0, NULL, NULL);
+    NULP(cg_sequentiallr_new, o, 2, NULL, (const int[]){3});
+    NULP(cg_sequentiallr_new, o, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_exponentiallr_new(o, 0.9)}, NULL);
+    NULP(cg_sequentiallr_new, o, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_exponentiallr_new(o, 0.9)},
+         (const int[]){0});
+    NULP(cg_sequentiallr_new, NULL, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_exponentiallr_new(o, 0.9)},
+         (const int[]){3});
+    NULP(cg_sequentiallr_new, o, 3,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_exponentiallr_new(o, 0.9),
+                             cg_steplr_new(o, 2, 0.5)},
+         (const int[]){4, 4});
+    NULP(cg_sequentiallr_new, o, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_plateau_new(o, NULL)},
+         (const int[]){3});
+    cg_sched *dup = cg_steplr_new(o, 2, 0.5);
+    NULP(cg_sequentiallr_new, o, 2, (cg_sched *const[]){dup, dup}, (const int[]){3});
+    cg_optim *o2 = cg_sgd_new(m, &(cg_sgd_opts){.lr = 0.1});
+    NULP(cg_sequentiallr_new, o, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_steplr_new(o2, 2, 0.5)},
+         (const int[]){3});
+    NULP(cg_chainedscheduler_new, 0, NULL);
+    NULP(cg_chainedscheduler_new, -1, NULL);
+    NULP(cg_chainedscheduler_new, 2, (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), NULL});
+    NULP(cg_chainedscheduler_new, 2,
+         (cg_sched *const[]){cg_steplr_new(o, 2, 0.5), cg_steplr_new(o2, 2, 0.5)});
+    cg_sched *dup2 = cg_steplr_new(o, 2, 0.5);
+    NULP(cg_chainedscheduler_new, 2, (cg_sched *const[]){dup2, dup2});
+    /* stepping */
+    BAD(cg_sched_step, NULL);
+    BAD(cg_sched_step_metric, NULL, 1);
+    SENTINEL("cg_sched_lr", isnan(cg_sched_lr(NULL)));
+    SENTINEL("cg_sched_group_lr", isnan(cg_sched_group_lr(NULL, 0)));
+    cg_sched *s = cg_steplr_new(o, 1, 0.5);
+    SENTINEL("cg_sched_group_lr", isnan(cg_sched_group_lr(s, 1)));
+    SENTINEL("cg_sched_group_lr", isnan(cg_sched_group_lr(s, -1)));
+    cg_sched_free(s);
+    cg_sched *once = cg_onecyclelr_new(o, &(cg_onecycle_opts){1, 2, 0.3, 25, 1e4});
+    OK_S(cg_sched_step, once);
+    OK_S(cg_sched_step, once);
+    BAD(cg_sched_step, once);
+    BAD(cg_sched_step, once); /* and again: still past the end */
+    cg_sched_free(once);
+    cg_sched *lam = OK_P(cg_multiplicativelr_new, o, bad_factor, NULL);
+    OK_S(cg_sched_step, lam); /* epoch 1: a factor of 1 */
+    double lr = cg_optim_lr(o);
+    BAD(cg_sched_step, lam); /* epoch 2: NaN, the lrs kept */
+    if (cg_optim_lr(o) != lr) defect(__LINE__, "cg_sched_step", "lr changed on error");
+    cg_sched_free(lam);
+    QUIET("cg_sched_free", (cg_sched_free(NULL), true));
+    cg_optim_free(o2);
+    cg_optim_free(o);
+    cg_module_free(m);
+    done();
+}
+
+static void test_misuse_clip(void **state) {
+    cg_ctx *ctx = *state;
+    cg_module *m = model_with_grads(ctx);
+    double norm = -1;
+    BAD(cg_clip_grad_norm_, NULL, 1, &norm);
+    BAD(cg_clip_grad_norm_, m, -1, &norm);
+    BAD(cg_clip_grad_norm_, m, NAN, &norm);
+    OK_S(cg_clip_grad_norm_, m, INFINITY, NULL);
+    BAD(cg_clip_grad_value_, NULL, 1);
+    BAD(cg_clip_grad_value_, m, -1);
+    BAD(cg_clip_grad_value_, m, NAN);
+    cg_tensor *p = cg_module_param(m, 0, NULL);
+    cg_tensor *ps[2] = {p, NULL};
+    BAD(cg_clip_grad_norm_params_, -1, ps, 1, NULL);
+    BAD(cg_clip_grad_norm_params_, 1, NULL, 1, NULL);
+    BAD(cg_clip_grad_norm_params_, 2, ps, 1, NULL);
+    BAD(cg_clip_grad_norm_params_, 1, ps, NAN, NULL);
+    BAD(cg_clip_grad_value_params_, -1, ps, 1);
+    BAD(cg_clip_grad_value_params_, 1, NULL, 1);
+    BAD(cg_clip_grad_value_params_, 2, ps, 1);
+    BAD(cg_clip_grad_value_params_, 1, ps, -0.5);
+    OK_S(cg_clip_grad_norm_params_, 0, NULL, 1, &norm);
+    if (norm != 0) defect(__LINE__, "cg_clip_grad_norm_params_", "norm of nothing");
+    OK_S(cg_clip_grad_value_params_, 0, NULL, 1);
+    /* a strided gradient: refused, nothing changed */
+    cg_tensor *g0 = cg_clone(ctx, cg_grad_of(p));
+    cg_tensor *gb = cg_zeros(NULL, CG_F64, CG_SHAPE(3, 2)), *gt = cg_transpose(NULL, gb, 0, 1);
+    cg_tensor_free(gb);
+    cg_tensor *q = cg_zeros(NULL, CG_F64, CG_SHAPE(2, 3));
+    cg_set_requires_grad(q, true);
+    cg_set_grad(q, gt);
+    cg_tensor *both[2] = {p, q};
+    BAD(cg_clip_grad_value_params_, 2, both, 0.001);
+    BAD(cg_clip_grad_norm_params_, 2, both, 0.001, &norm);
+    if (!same_tensor(g0, cg_grad_of(p), 0))
+        defect(__LINE__, "cg_clip_grad_value_params_", "changed on error");
+    cg_tensor_free(q);
+    /* a child held by a container */
+    cg_module *inner = cg_nn_linear(&rng_, CG_F64, 2, 2, true),
+              *outer = cg_nn_sequential(1, &inner);
+    BAD(cg_clip_grad_norm_, inner, 1, NULL);
+    BAD(cg_clip_grad_value_, inner, 1);
+    cg_module_free(outer);
+    cg_module_free(m);
+    done();
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -3201,6 +3568,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_layers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_composed_losses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_optim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_sched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_clip, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
