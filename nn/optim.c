@@ -483,17 +483,17 @@ static bool take_param(cg_optim *o, const char *fn, int gi, int k, int i, cg_ten
     snprintf(at, sizeof at, "group %d parameter %d", gi, k);
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn, at), false;
     if (cgi_stale(t)) return cgi_stale_error_as(NULL, fn, at, -1, t), false;
-    if (t->ctx)
-        return cgi_error(NULL, CG_ERR_ARG,
-                         "%s: %s is a context tensor: parameters must be caller-owned (made "
-                         "with ctx NULL)",
-                         fn, at),
-               false;
     if (!cg_is_leaf(t))
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: %s is not a leaf (made by cg_%s): only "
                          "leaves can be optimized",
                          fn, at, t->node->op->name),
+               false;
+    if (t->ctx)
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s is a context tensor: parameters must be caller-owned (made "
+                         "with ctx NULL)",
+                         fn, at),
                false;
     cg_dtype dt = cg_dtype_of(t);
     if (dt != CG_F32 && dt != CG_F64)
