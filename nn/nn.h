@@ -546,7 +546,9 @@ CG_API cg_status cg_normalize_(cg_tensor *x, double mean, double std);
 CG_API cg_tensor *cg_one_hot(cg_ctx *ctx, const cg_tensor *labels, int64_t classes,
                              cg_dtype dt);
 
-/* Mini-batches over x [N, ...] and y [N, ...] (y may be NULL), both borrowed.
+/* Mini-batches over x [N, ...] and y [N, ...] (y may be NULL), both borrowed:
+ * they must outlive the batcher (cg_batcher_next reports one whose context
+ * was reset, CG_ERR_STATE).
  * Each epoch visits every sample once, in an order shuffled from rng (or in
  * order without shuffle); each batch is gathered into buffers made once, so
  * an epoch allocates nothing and never copies the dataset. */
