@@ -3532,6 +3532,243 @@ static void test_misuse_clip(void **state) {
     done();
 }
 
+/* ---- checkpoints and data ------------------------------------------------------ */
+static char tmpdir_[64];
+
+/* path of name inside this test's temporary directory (static buffer, one at a time). */
+static const char *tmp_path(const char *name) {
+    static char p[160];
+    snprintf(p, sizeof p, "%s/%s", tmpdir_, name);
+    return p;
+}
+static void write_file(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+static void test_misuse_checkpoints(void **state) {
+    cg_ctx *ctx = *state;
+    cg_module *m = model_with_grads(ctx), *other = cg_nn_linear(&rng_, CG_F64, 4, 2, true);
+    cg_optim *o = cg_sgd_new(m, &(cg_sgd_opts){.lr = 0.1, .momentum = 0.9});
+    cg_optim_step(o);
+    cg_sched *s = cg_steplr_new(o, 1, 0.5);
+    char good[160];
+    snprintf(good, sizeof good, "%s", tmp_path("good.safetensors"));
+    OK_S(cg_save, good, m, o, s, &rng_);
+    BAD(cg_save, NULL, m, NULL, NULL, NULL);
+    BAD(cg_save, good, NULL, NULL, NULL, NULL);
+    BAD(cg_save, "", m, NULL, NULL, NULL);
+    BAD(cg_save, tmp_path("no/such/dir/x.safetensors"), m, NULL, NULL, NULL);
+    BAD(cg_save, tmpdir_, m, NULL, NULL, NULL); /* a directory */
+    cg_optim *o2 = cg_sgd_new(other, &(cg_sgd_opts){.lr = 0.1});
+    cg_sched *s2 = cg_steplr_new(o2, 1, 0.5);
+    /* load: paths, modules, files that are not checkpoints of m */
+    BAD(cg_load, NULL, m, NULL, NULL, NULL);
+    BAD(cg_load, good, NULL, NULL, NULL, NULL);
+    BAD(cg_load, tmp_path("missing.safetensors"), m, NULL, NULL, NULL);
+    BAD(cg_load, tmpdir_, m, NULL, NULL, NULL);
+    BAD(cg_load, good, other, NULL, NULL, NULL);
+    BAD(cg_load, good, m, o2, NULL, NULL);
+    write_file(tmp_path("empty"), "", 0);
+    BAD(cg_load, tmp_path("empty"), m, NULL, NULL, NULL);
+    const unsigned char huge_header[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    write_file(tmp_path("huge"), huge_header, sizeof huge_header);
+    BAD(cg_load, tmp_path("huge"), m, NULL, NULL, NULL);
+    BAD(cg_load_tensors, tmp_path("huge"), &(cg_tensor_dict){0});
+    /* load_ex: the report is zeroed on error; NULL options and report are fine */
+    cg_load_report rep = {.nmissing = 7};
+    BAD(cg_load_ex, tmp_path("missing.safetensors"), m, NULL, NULL, NULL, NULL, &rep);
+    if (rep.nmissing != 0 || rep.missing) defect(__LINE__, "cg_load_ex", "report not zeroed");
+    BAD(cg_load_ex, NULL, m, NULL, NULL, NULL, NULL, NULL);
+    BAD(cg_load_ex, good, NULL, NULL, NULL, NULL, NULL, &rep);
+    cg_load_opts lax = cg_load_defaults();
+    QUIET("cg_load_defaults", lax.strict);
+    lax.strict = false;
+    BAD(cg_load_ex, good, other, NULL, NULL, NULL, &lax,
+        &rep); /* shapes differ: strict or not */
+    OK_S(cg_load_ex, good, m, NULL, NULL, NULL, &lax, &rep);
+    if (rep.nunexpected != 0) defect(__LINE__, "cg_load_ex", "unexpected keys reported");
+    OK_S(cg_load_ex, good, m, o, s, &rng_, NULL, NULL);
+    OK_S(cg_load, good, m, o, s, &rng_);
+    QUIET("cg_load_report_free", (cg_load_report_free(NULL), true));
+    cg_load_report_free(&rep);
+    cg_load_report_free(&rep); /* zeroed: a second free is harmless */
+    /* named tensors */
+    cg_tensor *a = pos(ctx, CG_F64, CG_SHAPE(2, 3)), *tr = cg_transpose(ctx, a, 0, 1);
+    cg_tensor *z = cg_zeros(ctx, CG_F32, CG_SHAPE(0, 3)),
+              *r8 = pos(ctx, CG_F64, CG_MAX_DIMS, r8_shape);
+    cg_tensor *ex = cg_expand(ctx, cg_ones(ctx, CG_I64, CG_SHAPE(1, 3)), CG_SHAPE(4, 3));
+    const char *names[4] = {"tr", "z", "r8", "ex"};
+    const cg_tensor *ts[4] = {tr, z, r8, ex};
+    const char *path = tmp_path("named.safetensors");
+    char named[160];
+    snprintf(named, sizeof named, "%s", path);
+    BAD(cg_save_tensors, NULL, 1, names, ts);
+    BAD(cg_save_tensors, named, -1, names, ts);
+    BAD(cg_save_tensors, named, 1, NULL, ts);
+    BAD(cg_save_tensors, named, 1, names, NULL);
+    BAD(cg_save_tensors, named, 2, (const char *const[]){"a", NULL}, ts);
+    BAD(cg_save_tensors, named, 2, names, (const cg_tensor *const[]){tr, NULL});
+    KEEPS_S(cg_save_tensors, named, 2, names, (const cg_tensor *const[]){tr, NULL});
+    BAD(cg_save_tensors, named, 2, (const char *const[]){"a", "a"}, ts);
+    BAD(cg_save_tensors, named, 1, (const char *const[]){"__metadata__"}, ts);
+    OK_S(cg_save_tensors, tmp_path("none.safetensors"), 0, NULL, NULL);
+    OK_S(cg_save_tensors, named, 4, names, ts);
+    cg_tensor_dict d = {.n = 3};
+    BAD(cg_load_tensors, NULL, &d);
+    if (d.n != 0) defect(__LINE__, "cg_load_tensors", "out not zeroed");
+    BAD(cg_load_tensors, named, NULL);
+    BAD(cg_load_tensors, tmp_path("missing.safetensors"), &d);
+    OK_S(cg_load_tensors, named, &d);
+    /* name order: ex, r8, tr, z */
+    if (d.n != 4 || !same_tensor(d.tensors[2], tr, 0) || !same_tensor(d.tensors[3], z, 0) ||
+        !same_tensor(d.tensors[0], ex, 0) || !same_tensor(d.tensors[1], r8, 0))
+        defect(__LINE__, "cg_load_tensors", "views, empty or rank 8: read back wrong");
+    QUIET("cg_tensor_dict_free", (cg_tensor_dict_free(NULL), true));
+    cg_tensor_dict_free(&d);
+    cg_tensor_dict_free(&d); /* zeroed: harmless */
+    cg_sched_free(s2);
+    cg_sched_free(s);
+    cg_optim_free(o2);
+    cg_optim_free(o);
+    cg_module_free(other);
+    cg_module_free(m);
+    done();
+}
+
+static void test_misuse_data(void **state) {
+    cg_ctx *ctx = *state;
+    cg_idx idx = {.ndim = 5};
+    BAD(cg_idx_read, NULL, &idx);
+    if (idx.ndim != 0) defect(__LINE__, "cg_idx_read", "out not emptied");
+    BAD(cg_idx_read, tmp_path("x.idx"), NULL);
+    BAD(cg_idx_read, tmp_path("missing.idx"), &idx);
+    BAD(cg_idx_read, tmpdir_, &idx);
+    write_file(tmp_path("short.idx"), "\0\0\x08", 3);
+    BAD(cg_idx_read, tmp_path("short.idx"), &idx);
+    /* rank 9, and dims whose product overflows */
+    const unsigned char rank9[4] = {0, 0, 0x08, 9};
+    write_file(tmp_path("rank9.idx"), rank9, sizeof rank9);
+    BAD(cg_idx_read, tmp_path("rank9.idx"), &idx);
+    unsigned char big[4 + 4 * 3] = {0, 0, 0x08, 3};
+    for (int i = 4; i < 16; i++) big[i] = 0xff;
+    write_file(tmp_path("big.idx"), big, sizeof big);
+    BAD(cg_idx_read, tmp_path("big.idx"), &idx);
+    NUL(cg_idx_load, tmp_path("big.idx"), CG_F32, 1);
+    /* a valid file with no items */
+    const unsigned char empty[12] = {0, 0, 0x08, 2, 0, 0, 0, 0, 0, 0, 0, 5};
+    write_file(tmp_path("empty.idx"), empty, sizeof empty);
+    OK_S(cg_idx_read, tmp_path("empty.idx"), &idx);
+    if (idx.ndim != 2 || idx.shape[0] != 0 || idx.shape[1] != 5)
+        defect(__LINE__, "cg_idx_read", "empty");
+    cg_idx_free(&idx);
+    cg_idx_free(&idx); /* emptied: harmless */
+    QUIET("cg_idx_free", (cg_idx_free(NULL), true));
+    cg_tensor *t = OK_T(cg_idx_load, tmp_path("empty.idx"), CG_F64, 1.0 / 255);
+    if (!HAS_SHAPE(t, 0, 5)) defect(__LINE__, "cg_idx_load", "empty");
+    cg_tensor_free(t);
+    NUL(cg_idx_load, NULL, CG_F32, 1);
+    NUL(cg_idx_load, tmp_path("empty.idx"), (cg_dtype)4, 1);
+    NUL(cg_idx_load, tmp_path("missing.idx"), CG_F32, 1);
+    /* normalize_ */
+    cg_tensor *x = pos(ctx, CG_F64, CG_SHAPE(2, 3));
+    BAD(cg_normalize_, NULL, 0, 1);
+    KEEPS_S(cg_normalize_, NULL, 0, 1);
+    BAD(cg_normalize_, x, 0, 0);
+    BAD(cg_normalize_, x, 0, -1);
+    BAD(cg_normalize_, x, 0, NAN);
+    BAD(cg_normalize_, cg_ones(ctx, CG_I64, CG_SHAPE(2)), 0, 1);
+    BAD(cg_normalize_, cg_expand(ctx, cg_ones(ctx, CG_F64, CG_SHAPE(1)), CG_SHAPE(3)), 0, 2);
+    OK_S(cg_normalize_, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3)), 0, 1);
+    cg_tensor *c = cg_clone(ctx, x), *tr = cg_transpose(ctx, x, 0, 1);
+    OK_S(cg_normalize_, tr, 1, 2);
+    OK_S(cg_normalize_, c, 1, 2);
+    if (!same_tensor(x, c, 0)) defect(__LINE__, "cg_normalize_", "transposed: wrong");
+    /* one_hot */
+    cg_tensor *l = idx1(ctx, 0, 2);
+    NUL(cg_one_hot, ctx, NULL, 3, CG_F32);
+    KEEPS(cg_one_hot, ctx, NULL, 3, CG_F32);
+    NUL(cg_one_hot, ctx, cg_cast(ctx, l, CG_F32), 3, CG_F32);
+    NUL(cg_one_hot, ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(2, 1)), 3, CG_F32);
+    NUL(cg_one_hot, ctx, l, 2, CG_F32);
+    NUL(cg_one_hot, ctx, l, 0, CG_F32);
+    NUL(cg_one_hot, ctx, l, -1, CG_F32);
+    NUL(cg_one_hot, ctx, idx1(ctx, -1, 0), 3, CG_F32);
+    NUL(cg_one_hot, ctx, idx1(ctx, INT64_MIN, 0), 3, CG_F32);
+    NUL(cg_one_hot, ctx, l, 3, (cg_dtype)5);
+    NUL(cg_one_hot, ctx, l, INT64_MAX, CG_F32);
+    if (!HAS_SHAPE(OK_T(cg_one_hot, ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(0)), 3, CG_I64), 0, 3))
+        defect(__LINE__, "cg_one_hot", "no labels");
+    NUL(cg_one_hot, ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(0)), INT64_MAX, CG_F32);
+    cg_tensor *ls =
+        cg_slice(ctx, cg_from_array(ctx, CG_I64, CG_SHAPE(4), (const int64_t[]){2, 9, 0, 9}), 0,
+                 0, 4, 2);
+    if (!same_tensor(OK_T(cg_one_hot, ctx, ls, 3, CG_F64),
+                     cg_one_hot(ctx, idx1(ctx, 2, 0), 3, CG_F64), 0))
+        defect(__LINE__, "cg_one_hot", "stepped labels: wrong");
+    done();
+}
+
+static void test_misuse_batcher(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = cg_arange(NULL, CG_F64, 0, 10, 1), *y = cg_zeros(NULL, CG_I64, CG_SHAPE(10));
+    cg_tensor *xb, *yb;
+    NULP(cg_batcher_new, NULL, y, 2, false, false, NULL);
+    prior_error();
+    keeps_prior(cg_batcher_new(NULL, y, 2, false, false, NULL), "cg_batcher_new", __LINE__);
+    NULP(cg_batcher_new, x, cg_zeros(ctx, CG_I64, CG_SHAPE(9)), 2, false, false, NULL);
+    NULP(cg_batcher_new, x, y, 0, false, false, NULL);
+    NULP(cg_batcher_new, x, y, -1, false, false, NULL);
+    NULP(cg_batcher_new, x, y, INT64_MIN, false, false, NULL);
+    NULP(cg_batcher_new, x, y, 2, true, false, NULL);
+    NULP(cg_batcher_new, cg_scalar(ctx, CG_F64, 1), NULL, 2, false, false, NULL);
+    NULP(cg_batcher_new, x, cg_scalar(ctx, CG_I64, 1), 2, false, false, NULL);
+    SENTINEL("cg_batcher_next", !cg_batcher_next(NULL, &xb, &yb));
+    SENTINEL("cg_batcher_nbatches", cg_batcher_nbatches(NULL) <= 0);
+    QUIET("cg_batcher_free", (cg_batcher_free(NULL), true));
+    /* huge batches, an empty dataset, a strided one */
+    cg_batcher *b = OK_P(cg_batcher_new, x, y, INT64_MAX, true, false, &rng_);
+    QUIET("cg_batcher_nbatches", cg_batcher_nbatches(b) == 1);
+    SENTINEL("cg_batcher_next", !cg_batcher_next(b, NULL, &yb));
+    QUIET("cg_batcher_next", cg_batcher_next(b, &xb, NULL) && cg_numel(xb) == 10);
+    cg_batcher_free(b);
+    cg_tensor *none = cg_zeros(NULL, CG_F64, CG_SHAPE(0, 3));
+    b = OK_P(cg_batcher_new, none, NULL, 4, true, true, &rng_);
+    QUIET("cg_batcher_next", cg_batcher_nbatches(b) == 0 && !cg_batcher_next(b, &xb, &yb));
+    cg_batcher_free(b);
+    cg_tensor_free(none);
+    /* a dataset in a context that is reset while the batcher lives */
+    cg_ctx *data = cg_ctx_new();
+    cg_tensor *cx = cg_arange(data, CG_F64, 0, 6, 1);
+    b = cg_batcher_new(cx, NULL, 2, false, false, NULL);
+    QUIET("cg_batcher_next", cg_batcher_next(b, &xb, NULL));
+    cg_ctx_reset(data);
+    cg_arange(data, CG_F64, 100, 106, 1); /* what now lives where cx was */
+    SENTINEL("cg_batcher_next", !cg_batcher_next(b, &xb, NULL));
+    cg_batcher_free(b);
+    cg_ctx_free(data);
+    cg_tensor_free(x);
+    cg_tensor_free(y);
+    done();
+}
+
+static int tmp_setup(void **state) {
+    snprintf(tmpdir_, sizeof tmpdir_, "/tmp/cg_misuse.XXXXXX");
+    if (!mkdtemp(tmpdir_)) return -1;
+    return setup(state);
+}
+/* Removes what the tests wrote (a failed save leaves nothing to remove). */
+static int tmp_teardown(void **state) {
+    const char *files[] = {"good.safetensors", "empty",     "huge",      "named.safetensors",
+                           "none.safetensors", "short.idx", "rank9.idx", "big.idx",
+                           "empty.idx"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(tmp_path(files[i]));
+    rmdir(tmpdir_);
+    return teardown(state);
+}
+
 int main(void) {
     cg_rng_seed(&rng_, 14);
     const struct CMUnitTest tests[] = {
@@ -3571,6 +3808,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_optim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_sched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_clip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_checkpoints, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_data, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_batcher, setup, teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
