@@ -194,7 +194,9 @@ CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, i
                                      const int64_t *b, int *nout, int64_t *out);
 
 /* ---- copies into existing tensors (bump the version autograd checks) ---- */
-/* dst[...] = src, src broadcast to dst's shape, converting dtype. */
+/* dst[...] = src, src broadcast to dst's shape, converting dtype. dst and src
+ * sharing memory in part (x and its transpose, overlapping slices) is
+ * CG_ERR_ARG, as PyTorch: the copy would read what it had overwritten. */
 CG_API cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src);
 CG_API cg_status cg_fill_(cg_tensor *dst, double value);
 
