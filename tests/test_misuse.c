@@ -587,6 +587,18 @@ static void test_misuse_broadcast_copy_fill(void **state) {
     OK_S(cg_copy_, cg_transpose(ctx, dst, 0, 1), src);
     if (!same_tensor(cg_cast(ctx, cg_transpose(ctx, dst, 0, 1), CG_F64), src, 1e-6))
         defect(__LINE__, "cg_copy_", "wrong values through a transposed view");
+    /* memory shared in part: PyTorch refuses (a copy would read what it overwrote) */
+    cg_tensor *sq = cg_from_array(ctx, CG_F64, CG_SHAPE(2, 2), (const double[]){1, 2, 3, 4});
+    BAD(cg_copy_, sq, cg_transpose(ctx, sq, 0, 1));
+    cg_tensor *line = cg_arange(ctx, CG_F64, 1, 5, 1);
+    BAD(cg_copy_, cg_slice(ctx, line, 0, 1, CG_END, 1), cg_slice(ctx, line, 0, 0, 3, 1));
+    BAD(cg_copy_, cg_view(ctx, line, CG_SHAPE(1, 4)), line);
+    OK_S(cg_copy_, sq, sq); /* the same elements: nothing to read twice */
+    OK_S(cg_copy_, cg_slice(ctx, line, 0, 0, 2, 1), cg_slice(ctx, line, 0, 2, 4, 1));
+    OK_S(cg_copy_, cg_slice(ctx, line, 0, 0, CG_END, 2), cg_slice(ctx, line, 0, 1, CG_END, 2));
+    if (!same_tensor(line,
+                     cg_from_array(ctx, CG_F64, CG_SHAPE(4), (const double[]){4, 4, 4, 4}), 0))
+        defect(__LINE__, "cg_copy_", "disjoint views: wrong");
     cg_tensor *z = cg_zeros(ctx, CG_F32, CG_SHAPE(0, 3));
     OK_S(cg_copy_, z, cg_ones(ctx, CG_I64, CG_SHAPE(3)));
     OK_S(cg_fill_, z, 1);
