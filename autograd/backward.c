@@ -286,10 +286,19 @@ static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, 
     for (int i = 0; i < nout; i++) {
         if (!outs[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: output %d is NULL", i);
         if (cgi_stale(outs[i])) return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
+        /* the pass walks ctx's tape: another's graph would give zeros, silently */
+        if (outs[i]->node && outs[i]->ctx != ctx)
+            return cgi_error(
+                ctx, CG_ERR_STATE,
+                "cg_grad: output %d was recorded in another context (pass that one)", i);
     }
     for (int i = 0; i < nin; i++) {
         if (!ins[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: input %d is NULL", i);
         if (cgi_stale(ins[i])) return cgi_stale_error(ctx, "cg_grad", i, ins[i]);
+        if (ins[i]->node && ins[i]->ctx != ctx)
+            return cgi_error(
+                ctx, CG_ERR_STATE,
+                "cg_grad: input %d was recorded in another context (pass that one)", i);
         if (!ins[i]->requires_grad)
             return cgi_error(ctx, CG_ERR_STATE,
                              "cg_grad: input %d does not require a "
