@@ -819,6 +819,15 @@ static void test_misuse_backward_and_grad(void **state) {
     BAD(cg_grad, ctx, 1, yo, NULL, 1, ins, grads, CG_RETAIN_GRAPH); /* needs grad_outputs */
     const cg_tensor *bad_go[1] = {cg_ones(ctx, CG_F64, CG_SHAPE(3))};
     BAD(cg_grad, ctx, 1, yo, bad_go, 1, ins, grads, CG_RETAIN_GRAPH);
+    /* outputs and inputs recorded in another context: its tape is not walked */
+    cg_ctx *other = cg_ctx_new();
+    cg_tensor *yo2[1] = {cg_sum(other, cg_mul(other, x, x), NULL, 0, false)};
+    BAD(cg_grad, ctx, 1, yo2, NULL, 1, ins, grads, 0);
+    cg_tensor *mid[1] = {cg_mul(other, x, x)};
+    cg_tensor *yo3[1] = {cg_sum(ctx, cg_mul(ctx, x, x), NULL, 0, false)};
+    BAD(cg_grad, ctx, 1, yo3, NULL, 1, mid, grads, CG_RETAIN_GRAPH);
+    OK_S(cg_grad, other, 1, yo2, NULL, 1, ins, grads, 0);
+    cg_ctx_free(other);
     const cg_tensor *no_go[1] = {NULL};
     OK_S(cg_grad, ctx, 1, outs, no_go, 1, ins, grads, 0);
     if (!grads[0] || cg_item(cg_sum(ctx, grads[0], NULL, 0, false)) != 12)
