@@ -122,7 +122,8 @@ CG_API cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output,
 /* The functional form: grads[i] = d(sum_j <outputs[j], grad_outputs[j]>) /
  * d inputs[i], made in ctx, without touching any .grad. grad_outputs may be
  * NULL (all ones, one-element outputs only) or hold NULLs. An input the
- * outputs do not depend on gets zeros. Every input must require a gradient.
+ * outputs do not depend on gets zeros. Every input must require a gradient;
+ * outputs and non-leaf inputs must have been recorded in ctx (CG_ERR_STATE).
  * With CG_CREATE_GRAPH the results are differentiable (and the graph is
  * retained); CG_RETAIN_GRAPH keeps the graph otherwise. */
 CG_API cg_status cg_grad(cg_ctx *ctx, int noutputs, cg_tensor *const *outputs,
@@ -138,7 +139,8 @@ typedef struct cg_gradcheck_opts {
     double atol; /* default 1e-5 */
     double rtol; /* default 1e-3; pass when |a - n| <= atol + rtol * |n| */
 } cg_gradcheck_opts;
-/* The defaults above; a NULL opts (or a zero field) means them too. */
+/* The defaults above; a NULL opts (or a zero field) means them too. A
+ * negative or non-finite field is a bad argument (an error, not a result). */
 CG_API cg_gradcheck_opts cg_gradcheck_defaults(void);
 
 typedef struct cg_gradcheck_report {

@@ -245,30 +245,37 @@ static cg_status named(cg_status s, cg_ctx *ctx, const char *fn) {
     return cgi_error(ctx, s, "%s: %s", fn, inner);
 }
 
-cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsigned flags) {
-    if (!output) return cgi_error(NULL, CG_ERR_ARG, "cg_backward: output is NULL");
+/* cg_backward and cg_backward_ex, errors named fn. A NULL output made by a
+ * failed op keeps that op's error. */
+static cg_status backward(cg_tensor *output, const cg_tensor *grad_output, unsigned flags,
+                          const char *fn) {
+    if (!output) return cgi_null_arg(NULL, fn, "output"), CG_ERR_ARG;
     cg_status s = CG_OK;
-    if (cgi_stale(output)) s = cgi_stale_error_as(NULL, "cg_backward", "output", -1, output);
+    if (cgi_stale(output)) s = cgi_stale_error_as(NULL, fn, "output", -1, output);
     if (s == CG_OK && grad_output && cgi_stale(grad_output))
-        s = cgi_stale_error_as(NULL, "cg_backward", "grad_output", -1, grad_output);
+        s = cgi_stale_error_as(NULL, fn, "grad_output", -1, grad_output);
     if (s == CG_OK && (flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH)))
         s = cgi_error(NULL, CG_ERR_ARG,
-                      "cg_backward: unknown flag bits 0x%x (CG_RETAIN_GRAPH, CG_CREATE_GRAPH)",
+                      "%s: unknown flag bits 0x%x (CG_RETAIN_GRAPH, CG_CREATE_GRAPH)", fn,
                       flags & ~(unsigned)(CG_RETAIN_GRAPH | CG_CREATE_GRAPH));
     if (s != CG_OK) return s;
     cg_ctx *ctx = output->ctx;
     if (!ctx)
         return cgi_error(NULL, CG_ERR_STATE,
-                         "cg_backward: the output was not made in a "
-                         "context, so there is no graph to walk");
+                         "%s: the output was not made in a "
+                         "context, so there is no graph to walk",
+                         fn);
     cgi_pass p = {.ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH)};
-    s = run_pass(&p, 1, &output, &grad_output, "cg_backward");
+    s = run_pass(&p, 1, &output, &grad_output, fn);
     for (size_t i = 0; s == CG_OK && i < p.cap; i++)
         if (p.slots[i].t) s = leaf_accumulate((cg_tensor *)p.slots[i].t, p.slots[i].g);
-    return named(s, ctx, "cg_backward");
+    return named(s, ctx, fn);
 }
 
-cg_status cg_backward(cg_tensor *output) { return cg_backward_ex(output, NULL, 0); }
+cg_status cg_backward_ex(cg_tensor *output, const cg_tensor *grad_output, unsigned flags) {
+    return backward(output, grad_output, flags, "cg_backward_ex");
+}
+cg_status cg_backward(cg_tensor *output) { return backward(output, NULL, 0, "cg_backward"); }
 
 static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, int nin,
                                  cg_tensor *const *ins, cg_tensor **grads) {
@@ -279,10 +286,19 @@ static cg_status check_grad_args(cg_ctx *ctx, int nout, cg_tensor *const *outs, 
     for (int i = 0; i < nout; i++) {
         if (!outs[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: output %d is NULL", i);
         if (cgi_stale(outs[i])) return cgi_stale_error_as(ctx, "cg_grad", "output", i, outs[i]);
+        /* the pass walks ctx's tape: another's graph would give zeros, silently */
+        if (outs[i]->node && outs[i]->ctx != ctx)
+            return cgi_error(
+                ctx, CG_ERR_STATE,
+                "cg_grad: output %d was recorded in another context (pass that one)", i);
     }
     for (int i = 0; i < nin; i++) {
         if (!ins[i]) return cgi_error(ctx, CG_ERR_ARG, "cg_grad: input %d is NULL", i);
         if (cgi_stale(ins[i])) return cgi_stale_error(ctx, "cg_grad", i, ins[i]);
+        if (ins[i]->node && ins[i]->ctx != ctx)
+            return cgi_error(
+                ctx, CG_ERR_STATE,
+                "cg_grad: input %d was recorded in another context (pass that one)", i);
         if (!ins[i]->requires_grad)
             return cgi_error(ctx, CG_ERR_STATE,
                              "cg_grad: input %d does not require a "

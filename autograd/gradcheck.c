@@ -229,16 +229,22 @@ static bool run_check(check *c) {
 
 cg_gradcheck_opts cg_gradcheck_defaults(void) { return (cg_gradcheck_opts){1e-6, 1e-5, 1e-3}; }
 
-static void init(check *c, const cg_gradcheck_opts *opts, cg_gradcheck_report *r) {
+/* false for a tolerance or step that is negative or not finite (0: the default). */
+static bool init(check *c, const cg_gradcheck_opts *opts, cg_gradcheck_report *r) {
     c->o = opts ? *opts : cg_gradcheck_defaults();
-    if (c->o.eps <= 0) c->o.eps = 1e-6;
-    if (c->o.atol <= 0) c->o.atol = 1e-5;
-    if (c->o.rtol <= 0) c->o.rtol = 1e-3;
     memset(r, 0, sizeof *r);
     r->input = -1;
     r->element = r->output_element = -1;
     c->r = r;
+    const double v[3] = {c->o.eps, c->o.atol, c->o.rtol};
+    for (int i = 0; i < 3; i++)
+        if (!(v[i] >= 0 && isfinite(v[i]))) return false;
+    if (c->o.eps == 0) c->o.eps = 1e-6;
+    if (c->o.atol == 0) c->o.atol = 1e-5;
+    if (c->o.rtol == 0) c->o.rtol = 1e-3;
+    return true;
 }
+#define BAD_OPTS "eps, atol and rtol must be finite and >= 0 (0: the default)"
 
 /* ---- gradcheck ------------------------------------------------------------------- */
 typedef struct single {
@@ -261,7 +267,7 @@ bool cg_gradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *inputs,
                .ninputs = ninputs,
                .inputs = inputs,
                .name = "cg_gradcheck"};
-    init(&c, opts, report ? report : &local);
+    if (!init(&c, opts, report ? report : &local)) return fail(&c, BAD_OPTS, "");
     if (!fn || ninputs < 1 || !inputs) return fail(&c, "needs a function and inputs", "");
     return run_check(&c);
 }
@@ -309,7 +315,7 @@ bool cg_gradgradcheck(cg_fn fn, void *user, int ninputs, cg_tensor *const *input
                .ninputs = ninputs + 1,
                .inputs = ext,
                .name = "cg_gradgradcheck"};
-    init(&c, opts, report ? report : &local);
+    if (!init(&c, opts, report ? report : &local)) return fail(&c, BAD_OPTS, "");
     if (!fn || ninputs < 1 || ninputs > MAX_INS || !inputs)
         return fail(&c, "needs a function and 1 to 16 inputs", "");
     memcpy(ext, inputs, sizeof(cg_tensor *) * (size_t)ninputs);

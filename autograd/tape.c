@@ -32,6 +32,10 @@ static cg_node *node_new(cg_ctx *ctx, const cg_op *op, int n, size_t saved_size)
     size_t nn = (size_t)(n ? n : 1);
     size_t a = up8(sizeof(cg_node)), b = up8(sizeof(cg_tensor *) * nn);
     size_t c = up8(sizeof(uint64_t) * (nn + 1)), d = up8(sizeof(bool) * nn);
+    if (saved_size > SIZE_MAX / 2 - (a + b + c + d)) {
+        cgi_error(ctx, CG_ERR_NOMEM, "cg_record: out of memory (saved_size %zu)", saved_size);
+        return NULL;
+    }
     char *mem = cgi_alloc(ctx, "cg_record", a + b + c + d + saved_size);
     if (!mem) return NULL;
     cg_node *node = (cg_node *)mem;
@@ -181,7 +185,6 @@ cg_tensor *cg_grad_of(const cg_tensor *t) { return live(t, "cg_grad_of") ? t->gr
 
 cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
     char st[160], sg[160];
-    if (!t || !g) return cgi_error(NULL, CG_ERR_ARG, "cg_set_grad: tensor is NULL");
     cg_status s = cgi_check_input(NULL, "cg_set_grad", 0, t);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_set_grad", 1, g);
     if (s != CG_OK) return s;

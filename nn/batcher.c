@@ -121,6 +121,10 @@ cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch
                            bool drop_last, cg_rng *rng) {
     cg_ctx *ctx = NULL;
     CGI_NULL_CHECK(x, "cg_batcher_new");
+    if (y && cgi_stale(y)) {
+        cgi_stale_error_as(NULL, "cg_batcher_new", "y", -1, y);
+        return NULL;
+    }
     if (!check_args(x, y, batch, shuffle, rng)) return NULL;
     cg_batcher *b = cgi_alloc(NULL, "cg_batcher_new", sizeof *b);
     if (!b) return NULL;
@@ -152,6 +156,12 @@ bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb) {
         return false;
     }
     *xb = NULL;
+    /* the dataset is borrowed: a context's tensors die at its reset */
+    const cg_tensor *dead = cgi_stale(b->x) ? b->x : b->y && cgi_stale(b->y) ? b->y : NULL;
+    if (dead) {
+        cgi_stale_error_as(NULL, "cg_batcher_next", dead == b->x ? "x" : "y", -1, dead);
+        return false;
+    }
     if (b->pos < 0) {
         new_epoch(b);
         b->pos = 0;

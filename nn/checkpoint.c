@@ -337,12 +337,17 @@ static int by_string(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Names: none NULL, none "__metadata__" (the format's own key), no repeats. */
+/* Names: none NULL, none "__metadata__" (the format's own key), no repeats;
+ * tensors live (a NULL one made by a failed op keeps that op's error). */
 static cg_status check_names(int n, const char *const *names, const cg_tensor *const *ts) {
     for (int i = 0; i < n; i++) {
-        if (!names[i] || !ts[i])
-            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: %s %d is NULL",
-                             names[i] ? "tensor" : "name", i);
+        if (!names[i])
+            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: name %d is NULL", i);
+        if (!ts[i] && cg_last_status() == CG_OK)
+            return cgi_error(NULL, CG_ERR_ARG, "cg_save_tensors: tensor %d is NULL", i);
+        if (!ts[i]) return CG_ERR_ARG;
+        if (cgi_stale(ts[i]))
+            return cgi_stale_error_as(NULL, "cg_save_tensors", "tensor", i, ts[i]);
         if (!strcmp(names[i], "__metadata__"))
             return cgi_error(NULL, CG_ERR_ARG,
                              "cg_save_tensors: name %d is "

@@ -124,7 +124,8 @@ cg_module *cg_nn_conv1d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, int64
                         const cg_conv_opts *opts, bool bias) {
     const char *fn = "cg_nn_conv1d";
     cg_conv_opts o = conv_opts(opts, 1);
-    if (!conv_args_ok(fn, rng, dt, in, out, &k, 1, &o)) return NULL;
+    if (!conv_args_ok(fn, rng, dt, in, out, &k, 1, &o) || !cgi_conv_opts_ok(fn, 1, false, &o))
+        return NULL;
     return conv_new(&conv1d_kind, rng, dt, 3, (const int64_t[]){out, in / o.groups, k}, out,
                     (conv_data){o, 1, false, bias}, bias, fn);
 }
@@ -133,7 +134,9 @@ cg_module *cg_nn_conv2d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t out, int64
                         int64_t kw, const cg_conv_opts *opts, bool bias) {
     const char *fn = "cg_nn_conv2d";
     cg_conv_opts o = conv_opts(opts, 2);
-    if (!conv_args_ok(fn, rng, dt, in, out, (const int64_t[]){kh, kw}, 2, &o)) return NULL;
+    if (!conv_args_ok(fn, rng, dt, in, out, (const int64_t[]){kh, kw}, 2, &o) ||
+        !cgi_conv_opts_ok(fn, 2, false, &o))
+        return NULL;
     return conv_new(&conv2d_kind, rng, dt, 4, (const int64_t[]){out, in / o.groups, kh, kw},
                     out, (conv_data){o, 2, false, bias}, bias, fn);
 }
@@ -142,7 +145,9 @@ cg_module *cg_nn_conv_transpose2d(cg_rng *rng, cg_dtype dt, int64_t in, int64_t 
                                   int64_t kw, const cg_conv_opts *opts, bool bias) {
     const char *fn = "cg_nn_conv_transpose2d";
     cg_conv_opts o = conv_opts(opts, 2);
-    if (!conv_args_ok(fn, rng, dt, in, out, (const int64_t[]){kh, kw}, 2, &o)) return NULL;
+    if (!conv_args_ok(fn, rng, dt, in, out, (const int64_t[]){kh, kw}, 2, &o) ||
+        !cgi_conv_opts_ok(fn, 2, true, &o))
+        return NULL;
     return conv_new(&convt2d_kind, rng, dt, 4, (const int64_t[]){in, out / o.groups, kh, kw},
                     out, (conv_data){o, 2, true, bias}, bias, fn);
 }

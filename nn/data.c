@@ -229,7 +229,8 @@ static bool overlaps(const cg_tensor *x) {
 /* (x - mean) / std as two in-place passes, the same arithmetic (and so the
  * same bits) as torchvision's Normalize: sub_ then div_. */
 cg_status cg_normalize_(cg_tensor *x, double mean, double std) {
-    if (!x) return cgi_error(NULL, CG_ERR_ARG, "cg_normalize_: tensor is NULL");
+    cg_status s = cgi_check_input(NULL, "cg_normalize_", -1, x); /* keeps a maker's error */
+    if (s != CG_OK) return s;
     if (!cgi_is_float(x->dtype))
         return cgi_error(x->ctx, CG_ERR_DTYPE, "cg_normalize_: dtype %s is not a float",
                          cg_dtype_name(x->dtype));

@@ -8,7 +8,8 @@
 
 /* t a float tensor, rng given: what every random init needs. */
 static cg_status check(const cg_tensor *t, const cg_rng *rng, bool random, const char *op) {
-    if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: tensor is NULL", op);
+    cg_status s = cgi_check_input(NULL, op, -1, t); /* NULL after a failure keeps it */
+    if (s != CG_OK) return s;
     if (!cgi_is_float(cg_dtype_of(t)))
         return cgi_error(NULL, CG_ERR_DTYPE, "%s: a %s tensor: initialisers fill f32 or f64",
                          op, cg_dtype_name(cg_dtype_of(t)));
@@ -52,6 +53,7 @@ cg_status cg_init_normal_(cg_tensor *t, cg_rng *rng, double mean, double std) {
 
 cg_status cg_init_constant_(cg_tensor *t, double value) {
     cg_status s = check(t, NULL, false, "cg_init_constant_");
+    if (s == CG_OK) s = cgi_check_value(t->ctx, "cg_init_constant_", t->dtype, value);
     return s != CG_OK ? s : cg_fill_(t, value);
 }
 
@@ -94,7 +96,7 @@ cg_status cg_init_xavier_uniform_(cg_tensor *t, cg_rng *rng, double gain) {
     const char *op = "cg_init_xavier_uniform_";
     double in, out;
     cg_status s = fans(t, rng, op, &in, &out);
-    double a = s == CG_OK ? gain * sqrt(6.0 / (in + out)) : 0;
+    double a = s == CG_OK && cg_numel(t) > 0 ? gain * sqrt(6.0 / (in + out)) : 0;
     return s != CG_OK ? s : uniform(t, rng, -a, a, op);
 }
 
@@ -102,7 +104,8 @@ cg_status cg_init_xavier_normal_(cg_tensor *t, cg_rng *rng, double gain) {
     const char *op = "cg_init_xavier_normal_";
     double in, out;
     cg_status s = fans(t, rng, op, &in, &out);
-    return s != CG_OK ? s : normal(t, rng, 0, gain * sqrt(2.0 / (in + out)), op);
+    double std = s == CG_OK && cg_numel(t) > 0 ? gain * sqrt(2.0 / (in + out)) : 0;
+    return s != CG_OK ? s : normal(t, rng, 0, std, op);
 }
 
 /* gain(act, a) / sqrt(fan in or out), after checking mode and act. */
@@ -116,7 +119,8 @@ static cg_status kaiming_std(const cg_tensor *t, const cg_rng *rng, double a, cg
     double gain = s == CG_OK ? cg_init_gain(act, a) : 0;
     if (s == CG_OK && isnan(gain))
         s = cgi_error(NULL, CG_ERR_ARG, "%s: unknown activation %d", op, (int)act);
-    *std = s == CG_OK ? gain / sqrt(mode == CG_FAN_IN ? in : out) : 0;
+    /* no elements: nothing to fill (a fan of 0 would make the bound infinite) */
+    *std = s == CG_OK && cg_numel(t) > 0 ? gain / sqrt(mode == CG_FAN_IN ? in : out) : 0;
     return s;
 }
 

@@ -63,7 +63,8 @@ struct cg_module {
  * logically const: values do not change, parameters' data may move. */
 CGI_HIDDEN cg_status cgi_module_sync(const cg_module *m, const char *fn);
 /* The end of every built-in constructor: m when ok (synced), else m freed
- * (NULL is fine) and NULL returned with the error kept. */
+ * (NULL is fine) and NULL returned with the error kept, named fn ("fn: "
+ * put before an inner function's message). */
 CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn);
 /* cg_module_new / cg_module_add_param / cg_module_add_child with the public
  * function's name for messages (built-in constructors pass their own). */

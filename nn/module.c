@@ -41,8 +41,16 @@ cg_module *cg_module_new(const cg_module_kind *kind, void *data) {
     return cgi_module_new(kind, data, "cg_module_new");
 }
 
-void *cg_module_data(const cg_module *m) { return m ? m->data : NULL; }
-const cg_module_kind *cg_module_kind_of(const cg_module *m) { return m ? m->kind : NULL; }
+/* The accessors given NULL return their sentinel and record "fn: module is
+ * NULL" (unless a failed constructor's error made the NULL: kept). */
+static bool have(const cg_module *m, const char *fn) {
+    return m || (cgi_null_arg(NULL, fn, "module"), false);
+}
+
+void *cg_module_data(const cg_module *m) { return have(m, "cg_module_data") ? m->data : NULL; }
+const cg_module_kind *cg_module_kind_of(const cg_module *m) {
+    return have(m, "cg_module_kind_of") ? m->kind : NULL;
+}
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -211,7 +219,9 @@ cg_module *cg_module_add_child(cg_module *m, const char *name, cg_module *child)
 
 cg_status cg_module_tie(cg_module *m, const char *name, cg_tensor *param) {
     const char *fn = "cg_module_tie";
-    if (!m || !param) return cgi_error(NULL, CG_ERR_ARG, "%s: module or tensor is NULL", fn);
+    if (!m) return cgi_error(NULL, CG_ERR_ARG, "%s: module is NULL", fn);
+    if (!param)
+        return cgi_null_arg(NULL, fn, "tensor"), CG_ERR_ARG; /* keeps its maker's error */
     cg_status st = check_tensor(m, name ? name : "?", param, true, fn);
     if (st == CG_OK && !param->requires_grad)
         st = cgi_error(NULL, CG_ERR_STATE,
@@ -290,9 +300,23 @@ cg_status cg_module_free(cg_module *m) {
     return CG_OK;
 }
 
+/* A failure inside a constructor (cg_zeros refusing an overflowing size, an
+ * initialiser, out of memory) is named by the constructor the user called:
+ * "cg_nn_linear: cg_zeros: [2,...]: too many elements". */
+static void name_failure(const char *fn) {
+    size_t n = strlen(fn);
+    const char *msg = cg_last_error();
+    if (!strncmp(msg, fn, n) && msg[n] == ':') return;
+    char inner[512];
+    snprintf(inner, sizeof inner, "%s", msg);
+    cgi_error(NULL, cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE, "%s: %s", fn,
+              inner);
+}
+
 cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn) {
     if (m && ok && cgi_module_sync(m, fn) == CG_OK) return m;
     if (m) module_release(m);
+    name_failure(fn);
     return NULL;
 }
 
@@ -530,7 +554,9 @@ void cg_module_zero_grad(cg_module *m) {
 }
 
 /* ---- children --------------------------------------------------------------------------- */
-int cg_module_nchildren(const cg_module *m) { return m ? m->nchildren : 0; }
+int cg_module_nchildren(const cg_module *m) {
+    return have(m, "cg_module_nchildren") ? m->nchildren : 0;
+}
 
 cg_module *cg_module_child(const cg_module *m, int i, const char **name) {
     if (!m || i < 0 || i >= m->nchildren) {
@@ -651,8 +677,12 @@ void cg_module_train(cg_module *m, bool training) {
     for (int i = 0; i < m->nchildren; i++) cg_module_train(m->children[i].m, training);
 }
 
-bool cg_module_is_training(const cg_module *m) { return m && m->training; }
-const char *cg_module_name(const cg_module *m) { return m ? m->kind->name : "NULL"; }
+bool cg_module_is_training(const cg_module *m) {
+    return have(m, "cg_module_is_training") && m->training;
+}
+const char *cg_module_name(const cg_module *m) {
+    return have(m, "cg_module_name") ? m->kind->name : "NULL";
+}
 
 /* ---- printing ---------------------------------------------------------------------------- */
 /* The kind's description, or its own tensors: "weight: [4,3], bias: [4]". */
@@ -688,17 +718,21 @@ static void print_tree(FILE *f, const cg_module *m, const char *label, int inden
     fprintf(f, "%*s)\n", indent, "");
 }
 
-cg_status cg_module_fprint(FILE *f, const cg_module *m) {
-    if (!f || !synced(m, "cg_module_fprint"))
-        return f ? cg_last_status()
-                 : cgi_error(NULL, CG_ERR_ARG, "cg_module_fprint: file is NULL");
+static cg_status module_fprint(FILE *f, const cg_module *m, const char *fn) {
+    if (!f || !synced(m, fn))
+        return f ? cg_last_status() : cgi_error(NULL, CG_ERR_ARG, "%s: file is NULL", fn);
     print_tree(f, m, "", 0);
     int64_t trainable = 0;
     for (int k = 0; k < m->nparams; k++)
         if (cg_requires_grad(param_at(m, k))) trainable += cg_numel(param_at(m, k));
     fprintf(f, "Total params: %lld\nTrainable params: %lld\n", (long long)m->numel,
             (long long)trainable);
-    return ferror(f) ? cgi_error(NULL, CG_ERR_IO, "cg_module_fprint: write failed") : CG_OK;
+    return ferror(f) ? cgi_error(NULL, CG_ERR_IO, "%s: write failed", fn) : CG_OK;
 }
 
-cg_status cg_module_print(const cg_module *m) { return cg_module_fprint(stdout, m); }
+cg_status cg_module_fprint(FILE *f, const cg_module *m) {
+    return module_fprint(f, m, "cg_module_fprint");
+}
+cg_status cg_module_print(const cg_module *m) {
+    return module_fprint(stdout, m, "cg_module_print");
+}

@@ -59,6 +59,8 @@ typedef struct cg_module_kind {
  * freed by kind->free_data with the module, also when this fails; may be
  * NULL). In training mode, with no parameters yet. */
 CG_API cg_module *cg_module_new(const cg_module_kind *kind, void *data);
+/* The accessors below given a NULL module return NULL (0, false, "NULL")
+ * and record "cg_<accessor>: module is NULL". */
 CG_API void *cg_module_data(const cg_module *m);
 CG_API const cg_module_kind *cg_module_kind_of(const cg_module *m);
 /* Registers t (caller-owned, a float leaf; the module takes it, also on
@@ -258,6 +260,7 @@ CG_API cg_module *cg_nn_gpt(cg_rng *rng, cg_dtype dt, int64_t vocab, int64_t con
 
 /* ---- init: in place (PyTorch's nn.init names, ending in _), from an explicit rng;
  * t is a parameter or any f32 / f64 tensor -------------------------------- */
+/* A tensor with no elements is left as it is (PyTorch: a no-op). */
 typedef enum cg_fan { CG_FAN_IN, CG_FAN_OUT } cg_fan;
 /* gain for CG_ACT_NONE / SIGMOID 1, RELU sqrt(2), TANH 5/3, LEAKY_RELU
  * sqrt(2 / (1 + slope^2)) with slope `param`. */
@@ -342,10 +345,11 @@ typedef struct cg_param_group {
     cg_tensor *const *params;
     const void *opts;
 } cg_param_group;
-/* Parameters are contiguous f32 or f64 leaves, all of one dtype, each in one
- * place of one group; a group may be empty. requires_grad may be false (the
- * parameter is frozen until it is set). CG_ERR_ARG for NULL groups, params or
- * defaults, ngroups < 1, a parameter listed twice, a non-leaf or
+/* Parameters are caller-owned, contiguous f32 or f64 leaves, all of one
+ * dtype, each in one place of one group; a group may be empty. requires_grad
+ * may be false (the parameter is frozen until it is set). CG_ERR_ARG for NULL
+ * groups, params or defaults, ngroups < 1, a parameter listed twice, a
+ * context tensor (it would dangle after the reset), a non-leaf or
  * non-contiguous one, bad options (the message names the group, or
  * "defaults"); CG_ERR_DTYPE for a non-float or mixed dtype. */
 CG_API cg_optim *cg_sgd_new_groups(int ngroups, const cg_param_group *groups,
@@ -586,7 +590,9 @@ CG_API cg_status cg_normalize_(cg_tensor *x, double mean, double std);
 CG_API cg_tensor *cg_one_hot(cg_ctx *ctx, const cg_tensor *labels, int64_t classes,
                              cg_dtype dt);
 
-/* Mini-batches over x [N, ...] and y [N, ...] (y may be NULL), both borrowed.
+/* Mini-batches over x [N, ...] and y [N, ...] (y may be NULL), both borrowed:
+ * they must outlive the batcher (cg_batcher_next reports one whose context
+ * was reset, CG_ERR_STATE).
  * Each epoch visits every sample once, in an order shuffled from rng (or in
  * order without shuffle); each batch is gathered into buffers made once, so
  * an epoch allocates nothing and never copies the dataset. */

@@ -475,17 +475,25 @@ static void remember_grad(param *p) {
     p->seen_version = g ? g->storage->version : 0;
 }
 
-/* Parameter k of group gi becomes the optimizer's parameter i: a float leaf,
- * contiguous, of the optimizer's dtype, in no other place of the list. */
+/* Parameter k of group gi becomes the optimizer's parameter i: a caller-owned
+ * float leaf (a context's would dangle after its reset, and every step reads
+ * it), contiguous, of the optimizer's dtype, in no other place of the list. */
 static bool take_param(cg_optim *o, const char *fn, int gi, int k, int i, cg_tensor *t) {
     char at[64];
     snprintf(at, sizeof at, "group %d parameter %d", gi, k);
     if (!t) return cgi_error(NULL, CG_ERR_ARG, "%s: %s is NULL", fn, at), false;
+    if (cgi_stale(t)) return cgi_stale_error_as(NULL, fn, at, -1, t), false;
     if (!cg_is_leaf(t))
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: %s is not a leaf (made by cg_%s): only "
                          "leaves can be optimized",
                          fn, at, t->node->op->name),
+               false;
+    if (t->ctx)
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %s is a context tensor: parameters must be caller-owned (made "
+                         "with ctx NULL)",
+                         fn, at),
                false;
     cg_dtype dt = cg_dtype_of(t);
     if (dt != CG_F32 && dt != CG_F64)
@@ -792,7 +800,13 @@ cg_status cg_optim_set_lr(cg_optim *o, double lr) {
     return CG_OK;
 }
 
-int cg_optim_ngroups(const cg_optim *o) { return o ? o->ngroups : 0; }
+/* The counters given NULL return 0 ("NULL") and record "fn: optimizer is
+ * NULL" (kept if a failed constructor's error made the NULL). */
+static bool have(const cg_optim *o, const char *fn) {
+    return o || (cgi_null_arg(NULL, fn, "optimizer"), false);
+}
+
+int cg_optim_ngroups(const cg_optim *o) { return have(o, "cg_optim_ngroups") ? o->ngroups : 0; }
 
 double cg_optim_group_lr(const cg_optim *o, int group) {
     if (o && group >= 0 && group < o->ngroups) return LR(&o->groups[group]);
@@ -813,7 +827,7 @@ cg_status cg_optim_set_group_lr(cg_optim *o, int group, double lr) {
     return CG_OK;
 }
 
-int64_t cg_optim_steps(const cg_optim *o) { return o ? o->steps : 0; }
+int64_t cg_optim_steps(const cg_optim *o) { return have(o, "cg_optim_steps") ? o->steps : 0; }
 
 cg_status cg_optim_set_steps(cg_optim *o, int64_t steps) {
     if (!o) return cgi_error(NULL, CG_ERR_ARG, "cg_optim_set_steps: optimizer is NULL");
@@ -824,8 +838,10 @@ cg_status cg_optim_set_steps(cg_optim *o, int64_t steps) {
     return CG_OK;
 }
 
-const char *cg_optim_name(const cg_optim *o) { return o ? kind_name[o->kind] : "NULL"; }
-int cg_optim_nstate(const cg_optim *o) { return o ? o->nstate : 0; }
+const char *cg_optim_name(const cg_optim *o) {
+    return have(o, "cg_optim_name") ? kind_name[o->kind] : "NULL";
+}
+int cg_optim_nstate(const cg_optim *o) { return have(o, "cg_optim_nstate") ? o->nstate : 0; }
 
 cg_tensor *cg_optim_state(const cg_optim *o, int i, const char **name) {
     if (!o) {

@@ -678,6 +678,13 @@ static bool ranks_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const cg
 }
 
 /* The option values (CG_ERR_ARG). */
+static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o);
+
+bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed, const cg_conv_opts *o) {
+    const conv_fn f = {fn, nsp, transposed};
+    return opts_ok(NULL, &f, o);
+}
+
 static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o) {
     char a[48], b[48], c[48];
     const char *bad = NULL;
@@ -732,9 +739,14 @@ static bool channels_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const
                         const cg_tensor *b, int64_t groups) {
     char sx[160], sw[160], sb[160];
     int64_t c = x->shape[x->ndim - f->nsp - 1];
+    cg_shape_str(x, sx, sizeof sx), cg_shape_str(w, sw, sizeof sw);
+    if (w->shape[1] > (INT64_MAX / 16) / groups) { /* the products below would overflow */
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: groups %lld for weight %s: too many channels",
+                  f->name, (long long)groups, sw);
+        return false;
+    }
     int64_t wout = f->transposed ? w->shape[1] * groups : w->shape[0];
     int64_t gdiv = f->transposed ? c : w->shape[0];
-    cg_shape_str(x, sx, sizeof sx), cg_shape_str(w, sw, sizeof sw);
     if (gdiv % groups) {
         cgi_error(ctx, CG_ERR_SHAPE,
                   "%s: groups %lld does not divide the %lld %s channels of "

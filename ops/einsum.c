@@ -140,35 +140,38 @@ typedef struct plan {
     int64_t size[NLABELS]; /* each label's size, broadcast over operands; -1 unseen */
     int uses[NLABELS];     /* how many operand dims carry it */
     const char *eq;
+    const char *fn; /* the function called, for messages: cg_einsum or cg_einsum_n */
 } plan;
 
-static bool syntax_error(cg_ctx *ctx, const char *eq, int at, const char *what) {
-    cgi_error(ctx, CG_ERR_ARG, "cg_einsum: '%s': %s at index %d", eq, what, at);
+static bool syntax_error(cg_ctx *ctx, const plan *p, int at, const char *what) {
+    cgi_error(ctx, CG_ERR_ARG, "%s: '%s': %s at index %d", p->fn, p->eq, what, at);
     return false;
 }
 
 /* One character at eq[*i] of term t; false on a syntax error. */
-static bool parse_char(cg_ctx *ctx, const char *eq, int *i, term *t) {
+static bool parse_char(cg_ctx *ctx, const plan *p, int *i, term *t) {
+    const char *eq = p->eq;
     char c = eq[*i];
     if (c == '.') {
         if (eq[*i + 1] != '.' || eq[*i + 2] != '.')
-            return syntax_error(ctx, eq, *i, "'.' that is not part of an ellipsis");
-        if (t->ell >= 0) return syntax_error(ctx, eq, *i, "a second ellipsis in one term");
+            return syntax_error(ctx, p, *i, "'.' that is not part of an ellipsis");
+        if (t->ell >= 0) return syntax_error(ctx, p, *i, "a second ellipsis in one term");
         t->ell = t->n;
         *i += 2;
         return true;
     }
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
-        return syntax_error(ctx, eq, *i, "invalid subscript (subscripts are a-z, A-Z)");
-    if (t->n == MAX_TERM) return syntax_error(ctx, eq, *i, "too many subscripts in one term");
+        return syntax_error(ctx, p, *i, "invalid subscript (subscripts are a-z, A-Z)");
+    if (t->n == MAX_TERM) return syntax_error(ctx, p, *i, "too many subscripts in one term");
     t->lab[t->n++] = (int8_t)(c <= 'Z' ? c - 'A' : 26 + c - 'a');
     return true;
 }
 
 /* The equation into input terms (*nin of them) and an output term
  * (*explicit_out: whether "->" was given). Spaces are ignored. */
-static bool parse(cg_ctx *ctx, const char *eq, term *in, int *nin, term *out,
+static bool parse(cg_ctx *ctx, const plan *p, term *in, int *nin, term *out,
                   bool *explicit_out) {
+    const char *eq = p->eq;
     term *t = &in[0];
     *nin = 1;
     *explicit_out = false;
@@ -177,14 +180,14 @@ static bool parse(cg_ctx *ctx, const char *eq, term *in, int *nin, term *out,
     for (int i = 0; eq[i]; i++) {
         if (eq[i] == ' ') continue;
         if (eq[i] == ',' && !*explicit_out) {
-            if (*nin == MAX_OPS) return syntax_error(ctx, eq, i, "more than 16 operands");
+            if (*nin == MAX_OPS) return syntax_error(ctx, p, i, "more than 16 operands");
             t = &in[(*nin)++];
         } else if (eq[i] == '-' && eq[i + 1] == '>' && !*explicit_out) {
             *explicit_out = true;
             t = out;
             i++;
         } else {
-            if (!parse_char(ctx, eq, &i, t)) return false;
+            if (!parse_char(ctx, p, &i, t)) return false;
             continue;
         }
         memset(t, 0, sizeof *t);
@@ -200,7 +203,7 @@ static bool label_operand(cg_ctx *ctx, plan *p, int i, const term *t, const cg_t
     if (t->ell < 0 ? e != 0 : e < 0) {
         char sx[160];
         cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_einsum: '%s': operand %d has %d subscripts for a tensor %s of rank %d%s",
+                  "%s: '%s': operand %d has %d subscripts for a tensor %s of rank %d%s", p->fn,
                   p->eq, i, t->n, cg_shape_str(x, sx, sizeof sx), x->ndim,
                   t->ell < 0 ? " and no ellipsis" : "");
         return false;
@@ -224,19 +227,19 @@ static bool size_label(cg_ctx *ctx, plan *p, int i, int k) {
     for (int j = 0; j < k; j++)
         if (o->lab[j] == l && o->t->shape[j] != s) {
             cgi_error(ctx, CG_ERR_SHAPE,
-                      "cg_einsum: '%s': subscript %c is repeated for operand %d but the sizes "
+                      "%s: '%s': subscript %c is repeated for operand %d but the sizes "
                       "don't match, %lld != %lld",
-                      p->eq, l < 26 ? 'A' + l : 'a' + l - 26, i, (long long)o->t->shape[j],
-                      (long long)s);
+                      p->fn, p->eq, l < 26 ? 'A' + l : 'a' + l - 26, i,
+                      (long long)o->t->shape[j], (long long)s);
             return false;
         }
     if (p->size[l] >= 0 && p->size[l] != s && p->size[l] != 1 && s != 1) {
         char name[8];
         snprintf(name, sizeof name, "%c", l < 26 ? 'A' + l : l < LETTERS ? 'a' + l - 26 : '.');
         cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_einsum: '%s': subscript %s has size %lld for operand %d, which does not "
+                  "%s: '%s': subscript %s has size %lld for operand %d, which does not "
                   "broadcast with size %lld",
-                  p->eq, l < LETTERS ? name : "of the ellipsis", (long long)s, i,
+                  p->fn, p->eq, l < LETTERS ? name : "of the ellipsis", (long long)s, i,
                   (long long)p->size[l]);
         return false;
     }
@@ -264,7 +267,7 @@ static bool output_labels(cg_ctx *ctx, plan *p, const term *out, bool explicit_o
         int l = out->lab[k++];
         char c = (char)(l < 26 ? 'A' + l : 'a' + l - 26);
         if (p->uses[l] == 0 || seen[l]) {
-            cgi_error(ctx, CG_ERR_ARG, "cg_einsum: '%s': output subscript %c %s", p->eq, c,
+            cgi_error(ctx, CG_ERR_ARG, "%s: '%s': output subscript %c %s", p->fn, p->eq, c,
                       seen[l] ? "appears more than once in the output"
                               : "does not appear in the equation for any input operand");
             return false;
@@ -276,15 +279,17 @@ static bool output_labels(cg_ctx *ctx, plan *p, const term *out, bool explicit_o
 }
 
 /* The whole plan: terms over the operands, sizes, output; dtypes. */
-static bool make_plan(cg_ctx *ctx, plan *p, const char *eq, int n, const cg_tensor *const *xs) {
+static bool make_plan(cg_ctx *ctx, plan *p, const char *fn, const char *eq, int n,
+                      const cg_tensor *const *xs) {
     term in[MAX_OPS], out;
     int nin;
     bool explicit_out;
     memset(p, 0, sizeof *p);
     p->eq = eq;
-    if (!parse(ctx, eq, in, &nin, &out, &explicit_out)) return false;
+    p->fn = fn;
+    if (!parse(ctx, p, in, &nin, &out, &explicit_out)) return false;
     if (nin != n) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_einsum: '%s' has %d operands, %d given", eq, nin, n);
+        cgi_error(ctx, CG_ERR_ARG, "%s: '%s' has %d operands, %d given", fn, eq, nin, n);
         return false;
     }
     p->nops = n;
@@ -301,17 +306,17 @@ static bool make_plan(cg_ctx *ctx, plan *p, const char *eq, int n, const cg_tens
         if (!cgi_is_float(xs[i]->dtype) || xs[i]->dtype != xs[0]->dtype ||
             !cgi_is_float(xs[0]->dtype)) {
             cgi_error(ctx, CG_ERR_DTYPE,
-                      "cg_einsum: '%s': operands 0 and %d are %s and %s (contractions need "
+                      "%s: '%s': operands 0 and %d are %s and %s (contractions need "
                       "one float dtype)",
-                      eq, i, cg_dtype_name(xs[0]->dtype), cg_dtype_name(xs[i]->dtype));
+                      fn, eq, i, cg_dtype_name(xs[0]->dtype), cg_dtype_name(xs[i]->dtype));
             return false;
         }
     int64_t shape[NLABELS];
     for (int k = 0; k < p->nout; k++) shape[k] = p->size[p->out[k]];
     if (p->nout > CG_MAX_DIMS)
-        cgi_error(ctx, CG_ERR_SHAPE, "cg_einsum: '%s': output of rank %d (at most %d)", eq,
+        cgi_error(ctx, CG_ERR_SHAPE, "%s: '%s': output of rank %d (at most %d)", fn, eq,
                   p->nout, CG_MAX_DIMS);
-    return p->nout <= CG_MAX_DIMS && cgi_check_shape(ctx, "cg_einsum", p->nout, shape) == CG_OK;
+    return p->nout <= CG_MAX_DIMS && cgi_check_shape(ctx, fn, p->nout, shape) == CG_OK;
 }
 
 /* ---- einsum: running the plan ------------------------------------------------------------ */
@@ -436,9 +441,9 @@ static bool contract(cg_ctx *ctx, const plan *p, int i, lt *a, lt *b) {
     if (r.nb + r.nl + r.nr > CG_MAX_DIMS || !product_ok(p, r.b, r.nb, &prod) ||
         !product_ok(p, r.l, r.nl, &prod) || !product_ok(p, r.r, r.nr, &prod)) {
         cgi_error(ctx, CG_ERR_SHAPE,
-                  "cg_einsum: '%s': contracting operand %d makes an intermediate of %d dims "
+                  "%s: '%s': contracting operand %d makes an intermediate of %d dims "
                   "(at most %d) or too many elements",
-                  p->eq, i, r.nb + r.nl + r.nr, CG_MAX_DIMS);
+                  p->fn, p->eq, i, r.nb + r.nl + r.nr, CG_MAX_DIMS);
         return false;
     }
     fold_broadcast(ctx, a, b, &r);
@@ -476,17 +481,23 @@ static cg_tensor *einsum_fn(cg_ctx *ctx, const cg_tensor *const *xs, const void 
 }
 
 /* ---- einsum: entry points ---------------------------------------------------------------- */
-cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
-                       const cg_tensor *const *operands) {
+/* Both entry points, errors named fn. */
+static cg_tensor *einsum(cg_ctx *ctx, const char *fn, const char *equation, int n,
+                         const cg_tensor *const *operands) {
     if (!equation || n < 1 || n > MAX_OPS || !operands) {
-        cgi_error(ctx, CG_ERR_ARG, "cg_einsum: needs an equation and 1 to %d operands (got %d)",
+        cgi_error(ctx, CG_ERR_ARG, "%s: needs an equation and 1 to %d operands (got %d)", fn,
                   MAX_OPS, n);
         return NULL;
     }
-    for (int i = 0; i < n; i++) CGI_INPUT_CHECK(operands[i], "cg_einsum", i);
+    for (int i = 0; i < n; i++) CGI_INPUT_CHECK(operands[i], fn, i);
     plan p;
-    if (!make_plan(ctx, &p, equation, n, operands)) return NULL;
-    return composed(ctx, "cg_einsum", n, operands, einsum_fn, &p);
+    if (!make_plan(ctx, &p, fn, equation, n, operands)) return NULL;
+    return composed(ctx, fn, n, operands, einsum_fn, &p);
+}
+
+cg_tensor *cg_einsum_n(cg_ctx *ctx, const char *equation, int n,
+                       const cg_tensor *const *operands) {
+    return einsum(ctx, "cg_einsum_n", equation, n, operands);
 }
 
 /* One or two operands, as the equation says: b is not read for one. */
@@ -501,5 +512,5 @@ cg_tensor *cg_einsum(cg_ctx *ctx, const char *equation, const cg_tensor *a,
                   equation ? equation : "(null)", n, n == 1 ? "" : "s", b ? 2 : 1);
         return NULL;
     }
-    return cg_einsum_n(ctx, equation, n, (const cg_tensor *const[]){a, b});
+    return einsum(ctx, "cg_einsum", equation, n, (const cg_tensor *const[]){a, b});
 }

@@ -43,6 +43,11 @@ CGI_HIDDEN bool cgi_loss_ctx_ok(cg_ctx *ctx, const char *name, const cg_tensor *
                                 const cg_tensor *y);
 /* loss reduced by r: cg_mean or cg_sum over every axis, or loss itself (CG_NONE). */
 CGI_HIDDEN cg_tensor *cgi_loss_reduce(cg_ctx *ctx, cg_tensor *loss, cg_reduction r);
+/* The options of a convolution with nsp spatial dims, as cg_conv1d,
+ * cg_conv2d and cg_conv_transpose2d check them, refused under fn (the
+ * layers check theirs when made). */
+CGI_HIDDEN bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed,
+                                 const cg_conv_opts *o);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 

@@ -193,6 +193,10 @@ static bool batch_norm_ok(cg_ctx *ctx, const norm_args *a) {
                   "%s: eval (training false) needs running_mean and running_var", a->fn);
         return false;
     }
+    /* the running statistics are written in place: refuse before any is */
+    if (a->training && ((a->rm && cgi_check_writable(a->fn, a->rm) != CG_OK) ||
+                        (a->rv && cgi_check_writable(a->fn, a->rv) != CG_OK)))
+        return false;
     if (a->training && (c == 0 || cg_numel(a->x) / c <= 1)) {
         cgi_error(ctx, CG_ERR_SHAPE,
                   "%s: input %s: expected more than 1 value per channel when training", a->fn,

@@ -132,7 +132,7 @@ CG_API cg_tensor *cg_std(cg_ctx *ctx, const cg_tensor *x, const int *axes, int n
 CG_API cg_tensor *cg_logsumexp(cg_ctx *ctx, const cg_tensor *x, const int *axes, int naxes,
                                bool keepdim);
 /* p-norm over axes: (sum |x|^p)^(1/p), p > 0 (2: Euclidean; INFINITY: max |x|).
- * The gradient at a zero norm is 0. */
+ * The gradient at a zero norm is 0; the norm over no elements is 0 (INFINITY too). */
 CG_API cg_tensor *cg_norm(cg_ctx *ctx, const cg_tensor *x, double p, const int *axes, int naxes,
                           bool keepdim);
 /* i64 index of the first maximum along axis; CG_ALL_DIMS: flat index. */
@@ -267,7 +267,8 @@ CG_API cg_tensor *cg_adaptive_avg_pool2d(cg_ctx *ctx, const cg_tensor *x, int64_
 typedef enum cg_pad_mode { CG_PAD_CONSTANT = 0, CG_PAD_REFLECT, CG_PAD_REPLICATE } cg_pad_mode;
 /* PyTorch's F.pad: pad holds npad (even) sizes, last dim first: (left,
  * right) of the last dim, then (top, bottom) of the one before, ...;
- * sizes may be negative (crop); value is the constant (other modes: 0).
+ * sizes may be negative (crop); value is the constant (other modes: 0), which
+ * must convert to x's dtype without overflow (as cg_masked_fill's).
  * Reflect and replicate pad 1, 2 or 3 trailing dims of an input of rank
  * npad / 2 + 1 or + 2, as PyTorch; reflect sizes are below the dim. Any
  * dtype; double backward (the backward is a crop or fold op). */

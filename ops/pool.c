@@ -369,6 +369,9 @@ static bool check_pad_args(cg_ctx *ctx, const cg_tensor *x, int npad, const int6
                   npad / 2, cg_shape_str(x, sx, sizeof sx), x->ndim);
     else if (mode != CG_PAD_CONSTANT && mode != CG_PAD_REFLECT && mode != CG_PAD_REPLICATE)
         cgi_error(ctx, CG_ERR_ARG, "cg_pad: unknown mode %d", (int)mode);
+    else if (mode == CG_PAD_CONSTANT &&
+             cgi_check_value(ctx, "cg_pad", x->dtype, value) != CG_OK)
+        return false;
     else if (mode != CG_PAD_CONSTANT && value != 0)
         cgi_error(ctx, CG_ERR_ARG, "cg_pad: %s padding takes no value (got %g)", names[mode],
                   value);

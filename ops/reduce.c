@@ -382,7 +382,10 @@ static cg_tensor *norm_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
     if (t) {
         cgi_map_unary((p == 2 ? &cgi_unary_square : &cgi_unary_abs)->fn[x->dtype], x, t);
         if (general) apply_scalar(t, &cgi_binary_pow, p);
-        y = reduce(ctx, op, isinf(p) ? CGI_REDUCE_MAX : CGI_REDUCE_SUM, t, a->mask, a->keepdim);
+        /* the norm of nothing is 0 for every p: max |x| over an empty set too
+         * (torch.norm), where a max reduction would refuse it */
+        bool max = isinf(p) && !reduces_empty(x, a->mask);
+        y = reduce(ctx, op, max ? CGI_REDUCE_MAX : CGI_REDUCE_SUM, t, a->mask, a->keepdim);
     }
     if (y && p == 2) cgi_map_unary(cgi_unary_sqrt.fn[y->dtype], y, y);
     if (y && general) apply_scalar(y, &cgi_binary_pow, 1.0 / p);
@@ -396,6 +399,8 @@ static cg_tensor *norm_forward(cg_ctx *ctx, const char *op, const cg_tensor *x,
 static cg_tensor *norm_grad(cg_ctx *ctx, const cg_tensor *g, const cg_node *n) {
     const cg_tensor *x = cg_node_input(n, 0), *y = cg_node_output(n);
     const reduce_args *a = cg_node_saved(n);
+    if (isinf(a->p) && reduces_empty(x, a->mask)) /* x is empty: so is its gradient */
+        return cg_mul(ctx, cg_sign(ctx, x), spread(ctx, g, x, a));
     if (isinf(a->p)) {
         cg_tensor *ax = temp_like(ctx, "cg_backward", x), *oh = NULL;
         if (ax) cgi_map_unary(cgi_unary_abs.fn[x->dtype], x, ax);

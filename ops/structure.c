@@ -10,7 +10,6 @@
 #include "../tensor/seq_kernels.h"
 #include "internal.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -24,17 +23,9 @@ static cg_dtype scalar_dtype(const cg_tensor *x, double s) {
     return x->dtype == CG_I64 && !cgi_f64_is_i64(s) ? CG_F32 : x->dtype;
 }
 
-/* value converts to dt without overflow: PyTorch refuses the rest (NaN and
- * infinities are fine for floats, never for i64; i64 truncates fractions). */
+/* value converts to dt without overflow: PyTorch refuses the rest. */
 static bool value_fits(cg_ctx *ctx, const char *name, cg_dtype dt, double v) {
-    bool ok = dt == CG_F64 ? true
-              : dt == CG_F32
-                  ? isnan(v) || isinf(v) || fabs(v) <= FLT_MAX
-                  : v >= -9223372036854775808.0 && v < 9223372036854775808.0; /* NaN fails */
-    if (!ok)
-        cgi_error(ctx, CG_ERR_ARG, "%s: value %g cannot be converted to %s without overflow",
-                  name, v, cg_dtype_name(dt));
-    return ok;
+    return cgi_check_value(ctx, name, dt, v) == CG_OK;
 }
 
 /* ---- comparisons with a number: masks, no gradient --------------------------------------- */

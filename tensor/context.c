@@ -22,6 +22,7 @@ struct cgi_chunk {
 static size_t align_up(size_t n) { return (n + CGI_ALIGN - 1) & ~(size_t)(CGI_ALIGN - 1); }
 
 static cgi_chunk *chunk_new(cgi_arena *a, size_t size) {
+    if (size > SIZE_MAX / 2) return NULL; /* no such memory; the sum below would wrap */
     cgi_chunk *c = aligned_alloc(CGI_ALIGN, align_up(sizeof *c + size));
     if (!c) return NULL;
     c->next = NULL;
@@ -163,7 +164,10 @@ void cg_ctx_reset(cg_ctx *ctx) {
 
 cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx) {
     cg_ctx_stats s = {0, 0, 0, 0};
-    if (!ctx) return s;
+    if (!ctx) {
+        cgi_null_arg(NULL, "cg_ctx_get_stats", "ctx");
+        return s;
+    }
     s.used = ctx->arena.used;
     s.capacity = ctx->arena.capacity;
     s.chunk_allocs = ctx->arena.chunk_allocs;

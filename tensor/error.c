@@ -65,6 +65,7 @@ cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const cg_tensor *t
 
 cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t) {
     if (!t) {
+        if (last_status != CG_OK) return CG_ERR_ARG; /* keeps the failure that made the NULL */
         if (i < 0) return cgi_error(ctx, CG_ERR_ARG, "%s: tensor is NULL", op);
         return cgi_error(ctx, CG_ERR_ARG, "%s: input %d is NULL", op, i);
     }

@@ -148,7 +148,9 @@ CGI_HIDDEN cg_status cgi_stale_error(cg_ctx *ctx, const char *op, int i, const c
 CGI_HIDDEN cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,
                                         const cg_tensor *t);
 /* CG_OK for a live tensor; CG_ERR_ARG (message "op: input i is NULL") or
- * CG_ERR_STATE otherwise. For entry points that return a status. */
+ * CG_ERR_STATE otherwise. For entry points that return a status. A NULL t
+ * after an earlier error gives CG_ERR_ARG and keeps that error's record
+ * (NULL in, failure out, as CGI_INPUT_CHECK). */
 CGI_HIDDEN cg_status cgi_check_input(cg_ctx *ctx, const char *op, int i, const cg_tensor *t);
 /* t may be written in place: no dim of size > 1 with stride 0 (an expanded
  * view, whose elements share memory: PyTorch refuses such writes too). */
@@ -269,6 +271,11 @@ static inline int64_t cgi_f64_to_i64(double v) {
     if (v <= -9223372036854775808.0) return INT64_MIN;
     return (int64_t)v;
 }
+/* A value given to be stored as it is (cg_full, cg_fill_, cg_set, a pad or
+ * fill value) must convert to dt without overflow, as PyTorch requires:
+ * NaN and infinities only into floats, magnitudes to FLT_MAX into f32 (i64
+ * truncates fractions). CG_ERR_ARG "op: value ... cannot be converted" else. */
+CGI_HIDDEN cg_status cgi_check_value(cg_ctx *ctx, const char *op, cg_dtype dt, double v);
 /* v is a whole number that i64 holds exactly. */
 static inline bool cgi_f64_is_i64(double v) {
     return v >= -9223372036854775808.0 && v < 9223372036854775807.0 && v == (double)(int64_t)v;

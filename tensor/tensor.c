@@ -1,6 +1,7 @@
 /* Tensors: storage, creation, inspection and element access. */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +28,15 @@ const char *cg_dtype_name(cg_dtype dt) {
     case CG_I64: return "i64";
     }
     return "invalid";
+}
+
+cg_status cgi_check_value(cg_ctx *ctx, const char *op, cg_dtype dt, double v) {
+    bool ok = dt == CG_F64   ? true
+              : dt == CG_F32 ? isnan(v) || isinf(v) || fabs(v) <= FLT_MAX
+                             : v >= -9223372036854775808.0 && v < 9223372036854775808.0;
+    if (ok) return CG_OK;
+    return cgi_error(ctx, CG_ERR_ARG, "%s: value %g cannot be converted to %s without overflow",
+                     op, v, cg_dtype_name(dt));
 }
 
 /* ---- shapes -------------------------------------------------------------- */
@@ -207,6 +217,7 @@ cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape) {
 
 static cg_tensor *filled(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
                          const int64_t *shape, double v) {
+    if (cgi_valid_dtype(dt) && cgi_check_value(ctx, op, dt, v) != CG_OK) return NULL;
     cg_tensor *t = cgi_new(ctx, op, dt, ndim, shape);
     if (t) fill_contiguous(t, v);
     return t;
@@ -384,6 +395,10 @@ bool cg_same_shape(const cg_tensor *a, const cg_tensor *b) {
 }
 
 char *cg_shape_str(const cg_tensor *t, char *buf, size_t size) {
+    if (!buf && size > 0) {
+        cgi_error(NULL, CG_ERR_ARG, "cg_shape_str: buf is NULL for size %zu", size);
+        return NULL;
+    }
     if (!t || cgi_stale(t)) {
         if (size) snprintf(buf, size, t ? "(stale)" : "NULL");
         return buf;
@@ -432,6 +447,7 @@ cg_status cg_set(cg_tensor *t, const int64_t *index, double value) {
     char *p;
     cg_status s = element_ptr(t, "cg_set", index, &p);
     if (s == CG_OK) s = cgi_check_writable("cg_set", t);
+    if (s == CG_OK) s = cgi_check_value(t->ctx, "cg_set", t->dtype, value);
     if (s == CG_OK) {
         store(t->dtype, p, value);
         cgi_bump_version(t);

@@ -101,7 +101,7 @@ CG_API void cg_ctx_free(cg_ctx *ctx); /* frees all it holds; NULL is fine */
 /* Releases every tensor made in ctx and keeps the memory for reuse: after the
  * first few steps of a loop, a loop that resets once per step mallocs nothing. */
 CG_API void cg_ctx_reset(cg_ctx *ctx);
-CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx);
+CG_API cg_ctx_stats cg_ctx_get_stats(const cg_ctx *ctx); /* zeros (and an error) for NULL */
 /* The first error since the last reset; NULL gives CG_ERR_ARG and "" (and
  * an error, unless one is already recorded). */
 CG_API cg_status cg_ctx_status(const cg_ctx *ctx);
@@ -121,6 +121,10 @@ CG_API size_t cg_dtype_size(cg_dtype dt);      /* 0 (and an error) for an invali
 CG_API const char *cg_dtype_name(cg_dtype dt); /* "f32", "f64", "i64" */
 
 /* ---- creation (ctx NULL: caller frees with cg_tensor_free) ---------------- */
+/* A fill value (cg_full, cg_full_like, cg_scalar; cg_set and cg_fill_ too)
+ * must convert to the dtype without overflow, as PyTorch requires: NaN,
+ * infinities and values past the i64 range are CG_ERR_ARG for i64 (fractions
+ * truncate), magnitudes past FLT_MAX for f32. */
 CG_API cg_tensor *cg_empty(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
 CG_API cg_tensor *cg_zeros(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
 CG_API cg_tensor *cg_ones(cg_ctx *ctx, cg_dtype dt, int ndim, const int64_t *shape);
@@ -168,7 +172,8 @@ CG_API bool cg_is_contiguous(const cg_tensor *t);
 /* Pointer to element [0,...,0] (storage plus offset); walk it with strides. */
 CG_API void *cg_data(const cg_tensor *t);
 CG_API bool cg_same_shape(const cg_tensor *a, const cg_tensor *b);
-/* Writes "[2,3]" into buf (always NUL-terminated); returns buf. */
+/* Writes "[2,3]" into buf (always NUL-terminated); returns buf (NULL and an
+ * error for buf NULL with size > 0). */
 CG_API char *cg_shape_str(const cg_tensor *t, char *buf, size_t size);
 
 /* ---- element access ------------------------------------------------------ */
@@ -189,7 +194,9 @@ CG_API cg_status cg_broadcast_shapes(const char *op, int na, const int64_t *a, i
                                      const int64_t *b, int *nout, int64_t *out);
 
 /* ---- copies into existing tensors (bump the version autograd checks) ---- */
-/* dst[...] = src, src broadcast to dst's shape, converting dtype. */
+/* dst[...] = src, src broadcast to dst's shape, converting dtype. dst and src
+ * sharing memory in part (x and its transpose, overlapping slices) is
+ * CG_ERR_ARG, as PyTorch: the copy would read what it had overwritten. */
 CG_API cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src);
 CG_API cg_status cg_fill_(cg_tensor *dst, double value);
 

@@ -261,6 +261,8 @@ cg_tensor *cgi_expand(cg_ctx *ctx, const cg_tensor *t, int ndim, const int64_t *
         sh[i] = want;
         st[i] = (k >= 0 && old == want) ? t->strides[k] : 0;
     }
+    /* a count past int64 would wrap in every loop over the view (issue 14 #1) */
+    if (cgi_check_shape(ctx, "cg_expand", ndim, sh) != CG_OK) return NULL;
     return cgi_view_of(ctx, "cg_expand", t, ndim, sh, st, t->offset);
 bad:
     cgi_error(ctx, CG_ERR_SHAPE, "cg_expand: cannot expand %s to %s",
@@ -353,8 +355,46 @@ cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt) {
     return cast_as(ctx, "cg_cast", t, dt);
 }
 
+/* PyTorch's is_non_overlapping_and_dense: some order of t's dims (size-1
+ * dims aside) lays it out contiguously. */
+static bool dense(const cg_tensor *t) {
+    int idx[CG_MAX_DIMS], n = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] != 1) idx[n++] = d;
+    for (int i = 1; i < n; i++) /* by stride, fastest first */
+        for (int j = i; j > 0 && t->strides[idx[j]] < t->strides[idx[j - 1]]; j--) {
+            int k = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = k;
+        }
+    int64_t expect = 1;
+    for (int i = 0; i < n; i++) {
+        if (t->strides[idx[i]] != expect) return false;
+        expect *= t->shape[idx[i]];
+    }
+    return true;
+}
+
+/* PyTorch's partial overlap (at::get_overlap_status): two dense tensors whose
+ * bytes intersect without being the same elements in the same layout. A
+ * copy between them would read what it already overwrote. Strided ones with
+ * gaps are too hard to tell and pass, as in PyTorch. */
+static bool partial_overlap(const cg_tensor *a, const cg_tensor *b) {
+    int64_t na = cgi_numel(a->ndim, a->shape), nb = cgi_numel(b->ndim, b->shape);
+    if (na == 0 || nb == 0 || !dense(a) || !dense(b)) return false;
+    uintptr_t a0 = (uintptr_t)cgi_ptr(a), b0 = (uintptr_t)cgi_ptr(b);
+    uintptr_t a1 = a0 + (uintptr_t)na * cg_dtype_size(a->dtype);
+    uintptr_t b1 = b0 + (uintptr_t)nb * cg_dtype_size(b->dtype);
+    if (a0 == b0 && a1 == b1) { /* the same elements only in the same layout */
+        if (a->ndim != b->ndim) return true;
+        for (int d = 0; d < a->ndim; d++)
+            if (a->shape[d] != 1 && a->strides[d] != b->strides[d]) return true;
+        return false;
+    }
+    return a0 < b1 && b0 < a1;
+}
+
 cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
-    if (!dst || !src) return cgi_error(NULL, CG_ERR_ARG, "cg_copy_: tensor is NULL");
     cg_status s = cgi_check_input(NULL, "cg_copy_", 0, dst);
     if (s == CG_OK) s = cgi_check_input(NULL, "cg_copy_", 1, src);
     if (s == CG_OK) s = cgi_check_writable("cg_copy_", dst);
@@ -364,6 +404,14 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
         return cgi_error(dst->ctx, CG_ERR_SHAPE, "cg_copy_: %s does not broadcast to %s",
                          cg_shape_str(src, s0, sizeof s0), cg_shape_str(dst, s1, sizeof s1));
     }
+    if (partial_overlap(dst, src)) {
+        char s0[160], s1[160];
+        return cgi_error(
+            dst->ctx, CG_ERR_ARG,
+            "cg_copy_: %s from %s: the two share memory in part (a copy would read "
+            "what it overwrote); copy src first (cg_clone)",
+            cg_shape_str(dst, s0, sizeof s0), cg_shape_str(src, s1, sizeof s1));
+    }
     cgi_copy_convert(dst, src);
     cgi_bump_version(dst);
     return CG_OK;
@@ -372,6 +420,7 @@ cg_status cg_copy_(cg_tensor *dst, const cg_tensor *src) {
 cg_status cg_fill_(cg_tensor *dst, double value) {
     cg_status s = cgi_check_input(NULL, "cg_fill_", -1, dst);
     if (s == CG_OK) s = cgi_check_writable("cg_fill_", dst);
+    if (s == CG_OK) s = cgi_check_value(dst->ctx, "cg_fill_", dst->dtype, value);
     if (s != CG_OK) return s;
     cgi_storage st;
     cgi_scalar v;

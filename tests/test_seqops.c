@@ -1191,7 +1191,7 @@ static void test_seq_einsum_errors(void **state) {
                  "contracting operand 1 makes an intermediate of 10 dims (at most 8)");
     /* arguments */
     assert_null(cg_einsum_n(ctx, "ij,jk", 1, (const cg_tensor *[]){a}));
-    assert_error(CG_ERR_ARG, "cg_einsum: 'ij,jk' has 2 operands, 1 given");
+    assert_error(CG_ERR_ARG, "cg_einsum_n: 'ij,jk' has 2 operands, 1 given");
     assert_null(cg_einsum(ctx, NULL, a, NULL));
     assert_error(CG_ERR_ARG, "cg_einsum: needs an equation and 1 to 16 operands");
     assert_null(cg_einsum_n(ctx, "i", 0, NULL));
