@@ -28,8 +28,9 @@
  * successive generations at different addresses modulo 256). Best effort: a
  * handle used 4 or more resets later is reported unless a tensor made since
  * sits at exactly its address (or, if the arena grew then, may read freed
- * memory: a reset that merges the arena's chunks keeps the old ones for 3
- * more resets). Not covered: after cg_ctx_free (or
+ * memory: a reset that merges the arena's chunks keeps the old ones mapped
+ * for 3 more resets, their pages returned, so they read as zeros, which no
+ * header matches). Not covered: after cg_ctx_free (or
  * cg_tensor_free of a caller-owned tensor) the memory is returned to the
  * system; using the handle then is undefined (often reported while the
  * bytes last, a crash once they are unmapped).
