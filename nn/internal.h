@@ -66,6 +66,9 @@ CGI_HIDDEN cg_status cgi_module_sync(const cg_module *m, const char *fn);
  * (NULL is fine) and NULL returned with the error kept, named fn ("fn: "
  * put before an inner function's message). */
 CGI_HIDDEN cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn);
+/* Puts "fn: " before the recorded message unless it already begins so (the
+ * failure of an inner function, named by the public one the user called). */
+CGI_HIDDEN void cgi_name_failure(const char *fn);
 /* cg_module_new / cg_module_add_param / cg_module_add_child with the public
  * function's name for messages (built-in constructors pass their own). */
 CGI_HIDDEN cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn);

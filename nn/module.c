@@ -303,7 +303,7 @@ cg_status cg_module_free(cg_module *m) {
 /* A failure inside a constructor (cg_zeros refusing an overflowing size, an
  * initialiser, out of memory) is named by the constructor the user called:
  * "cg_nn_linear: cg_zeros: [2,...]: too many elements". */
-static void name_failure(const char *fn) {
+void cgi_name_failure(const char *fn) {
     size_t n = strlen(fn);
     const char *msg = cg_last_error();
     if (!strncmp(msg, fn, n) && msg[n] == ':') return;
@@ -316,7 +316,7 @@ static void name_failure(const char *fn) {
 cg_module *cgi_module_done(cg_module *m, bool ok, const char *fn) {
     if (m && ok && cgi_module_sync(m, fn) == CG_OK) return m;
     if (m) module_release(m);
-    name_failure(fn);
+    cgi_name_failure(fn);
     return NULL;
 }
 

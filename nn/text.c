@@ -38,6 +38,7 @@ cg_tensor *cg_vocab_encode(cg_ctx *ctx, const cg_vocab *v, const void *data, int
         return NULL;
     }
     cg_tensor *t = cg_empty(ctx, CG_I64, 1, &n);
+    if (!t) cgi_name_failure("cg_vocab_encode"); /* too many bytes, out of memory */
     int64_t *out = t ? cg_data(t) : NULL;
     const unsigned char *p = data;
     for (int64_t i = 0; out && i < n; i++) {
@@ -75,6 +76,7 @@ static int64_t *ids_values(const cg_tensor *ids, const char *fn) {
 cg_status cg_vocab_decode(const cg_vocab *v, const cg_tensor *ids, char *out, size_t size) {
     const char *fn = "cg_vocab_decode";
     if (!v || !out) return cgi_error(NULL, CG_ERR_ARG, "%s: vocab or out is NULL", fn);
+    if (!ids) return cgi_null_arg(NULL, fn, "ids");
     int64_t n = cg_numel(ids);
     if (n >= 0 && (uint64_t)n >= size)
         return cgi_error(NULL, CG_ERR_ARG, "%s: %lld ids need %lld bytes of out, got %zu", fn,
@@ -106,6 +108,7 @@ cg_tensor *cg_vocab_tensor(cg_ctx *ctx, const cg_vocab *v) {
 cg_status cg_vocab_from_tensor(cg_vocab *v, const cg_tensor *t) {
     const char *fn = "cg_vocab_from_tensor";
     if (!v) return cgi_error(NULL, CG_ERR_ARG, "%s: vocab is NULL", fn);
+    if (!t) return cgi_null_arg(NULL, fn, "tensor");
     int64_t n = cg_numel(t);
     if (n >= 0 && (cg_ndim(t) != 1 || n > 256)) {
         char s[64];
@@ -131,10 +134,11 @@ cg_status cg_vocab_from_tensor(cg_vocab *v, const cg_tensor *t) {
 
 cg_status cg_vocab_save(const char *path, const cg_vocab *v) {
     cg_tensor *t = cg_vocab_tensor(NULL, v);
-    if (!t) return cg_last_status();
     const char *names[] = {"vocab"};
-    cg_status st = cg_save_tensors(path, 1, names, (const cg_tensor *const[]){t});
+    cg_status st =
+        t ? cg_save_tensors(path, 1, names, (const cg_tensor *const[]){t}) : cg_last_status();
     cg_tensor_free(t);
+    if (st != CG_OK) cgi_name_failure("cg_vocab_save");
     return st;
 }
 
@@ -148,6 +152,7 @@ cg_status cg_vocab_load(const char *path, cg_vocab *v) {
         st = t ? cg_vocab_from_tensor(v, t)
                : cgi_error(NULL, CG_ERR_ARG, "cg_vocab_load: %s has no tensor \"vocab\"", path);
     cg_tensor_dict_free(&d);
+    if (st != CG_OK) cgi_name_failure("cg_vocab_load");
     return st;
 }
 
@@ -198,6 +203,7 @@ cg_status cg_text_load(const char *path, const cg_vocab *vocab, cg_text *out) {
     if (st == CG_OK) {
         out->ids = cg_vocab_encode(NULL, &out->vocab, data, n);
         st = out->ids ? CG_OK : cg_last_status();
+        if (!out->ids) cgi_name_failure("cg_text_load"); /* a byte outside *vocab */
     }
     free(data);
     if (st != CG_OK) memset(out, 0, sizeof *out);
@@ -213,6 +219,7 @@ void cg_text_free(cg_text *t) {
 cg_status cg_text_split(const cg_tensor *ids, double train_frac, cg_tensor **train,
                         cg_tensor **val) {
     const char *fn = "cg_text_split";
+    if (!ids) return cgi_null_arg(NULL, fn, "ids"); /* keeps the error that made the NULL */
     if (!train || !val || !(train_frac >= 0 && train_frac <= 1) || cg_ndim(ids) != 1)
         return cgi_error(NULL, CG_ERR_ARG,
                          "%s: need 1-D ids, train_frac in [0, 1] (got %g) and two outputs", fn,
@@ -223,6 +230,7 @@ cg_status cg_text_split(const cg_tensor *ids, double train_frac, cg_tensor **tra
     if (*val) return CG_OK;
     cg_tensor_free(*train);
     *train = NULL;
+    cgi_name_failure(fn); /* ids in a context: the views would outlive it */
     return cg_last_status();
 }
 
@@ -242,7 +250,10 @@ cg_tensor *cg_text_batch(cg_ctx *ctx, const cg_tensor *ids, int64_t batch, int64
         return NULL;
     }
     cg_tensor *out = cg_empty(ctx, CG_I64, CG_SHAPE(batch, len));
-    if (!out) return NULL;
+    if (!out) {
+        cgi_name_failure(fn); /* batch len overflows or out of memory */
+        return NULL;
+    }
     const int64_t *src = cg_data(ids), stride = cg_strides(ids)[0];
     int64_t *dst = cg_data(out), starts = n - len + 1;
     for (int64_t b = 0; b < batch; b++) {

@@ -110,7 +110,9 @@ cg_tensor *cg_mha_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *q, const c
     cg_tensor *y = cg_scaled_dot_product_attention(ctx, split_heads(ctx, p[0], d->heads),
                                                    split_heads(ctx, p[1], d->heads),
                                                    split_heads(ctx, p[2], d->heads), &o);
-    return cg_module_forward(ctx, cg_module_find_child(m, "out_proj"), merge_heads(ctx, y));
+    y = cg_module_forward(ctx, cg_module_find_child(m, "out_proj"), merge_heads(ctx, y));
+    if (!y) cgi_name_failure(fn); /* a bad mask or causal: named by attention */
+    return y;
 }
 
 /* The module's forward: self-attention of x [B, T, E], no mask. */
@@ -132,12 +134,13 @@ static const cg_module_kind mha_kind = {"MultiheadAttention", mha_forward, free,
 cg_module *cg_nn_multihead_attention(cg_rng *rng, cg_dtype dt, int64_t embed_dim,
                                      int64_t num_heads, double dropout, bool bias) {
     const char *fn = "cg_nn_multihead_attention";
-    if (!rng || embed_dim < 1 || num_heads < 1 || embed_dim % num_heads != 0 ||
-        !cgi_is_float(dt) || !(dropout >= 0 && dropout < 1)) {
+    /* in_proj_weight is [3E, E]: 3E must not overflow */
+    if (!rng || embed_dim < 1 || embed_dim > INT64_MAX / 3 || num_heads < 1 ||
+        embed_dim % num_heads != 0 || !cgi_is_float(dt) || !(dropout >= 0 && dropout < 1)) {
         cgi_error(NULL, CG_ERR_ARG,
                   "%s: embed_dim %lld, num_heads %lld, dropout %g, dtype %s: need "
-                  "embed_dim divisible by num_heads (both >= 1), dropout in [0, 1), a "
-                  "float dtype and an rng",
+                  "embed_dim divisible by num_heads (both >= 1, 3 embed_dim in int64), "
+                  "dropout in [0, 1), a float dtype and an rng",
                   fn, (long long)embed_dim, (long long)num_heads, dropout, cg_dtype_name(dt));
         return NULL;
     }
@@ -211,7 +214,7 @@ cg_module *cg_nn_transformer_block(cg_rng *rng, cg_dtype dt, int64_t embed_dim,
         return NULL;
     }
     cg_module *attn = cg_nn_multihead_attention(rng, dt, embed_dim, num_heads, dropout, true);
-    if (!attn) return NULL; /* its error names the sizes */
+    if (!attn) return cgi_module_done(NULL, false, fn); /* its error names the sizes */
     cg_module *m =
         cgi_module_new_copy(&block_kind, &(block_data){causal}, sizeof(block_data), fn);
     bool ok = cgi_module_adopt(m, "ln_1", cg_nn_layernorm(dt, embed_dim, 1e-5), fn) == CG_OK;

@@ -1,8 +1,7 @@
 /* The misuse battery of issue 14: every public function of tensor/tensor.h,
- * autograd/autograd.h, ops/ops.h and nn/nn.h (333 of the 335 declared; not
- * called: cg_scaled_dot_product_attention and cg_attn_defaults, declared but
- * not implemented in this tree yet) called with what a careless or hostile
- * caller passes:
+ * autograd/autograd.h, ops/ops.h and nn/nn.h (all 352 declared, attention,
+ * sampling, transformers and text included) called with what a careless or
+ * hostile caller passes:
  *   - NULL for each pointer argument: tensors, contexts where one is needed,
  *     modules, optimizers, schedules, paths, out-pointers, arrays and their
  *     entries;
@@ -3603,6 +3602,388 @@ static void test_misuse_clip(void **state) {
     done();
 }
 
+/* ---- attention and sampling -------------------------------------------------------- */
+
+/* softmax(q k^T scale) v by the composite ops: the reference for valid calls. */
+static cg_tensor *sdpa_ref(cg_ctx *ctx, const cg_tensor *q, const cg_tensor *k,
+                           const cg_tensor *v, double scale) {
+    int n = cg_ndim(q);
+    cg_tensor *s =
+        cg_mul_scalar(ctx, cg_matmul(ctx, q, cg_transpose(ctx, k, n - 2, n - 1)), scale);
+    return cg_matmul(ctx, cg_softmax(ctx, s, -1), v);
+}
+
+static void test_misuse_attention(void **state) {
+    cg_ctx *ctx = *state;
+    cg_attn_opts o = cg_attn_defaults();
+    QUIET("cg_attn_defaults", !o.mask && !o.causal && o.dropout == 0 && !o.rng && o.scale == 0);
+    cg_tensor *q = pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)),
+              *k = pos(ctx, CG_F64, CG_SHAPE(2, 5, 4)),
+              *v = pos(ctx, CG_F64, CG_SHAPE(2, 5, 6));
+    NUL(cg_scaled_dot_product_attention, ctx, NULL, k, v, NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, NULL, v, NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, NULL, NULL);
+    KEEPS(cg_scaled_dot_product_attention, ctx, NULL, k, v, NULL);
+    KEEPS(cg_scaled_dot_product_attention, ctx, q, NULL, v, &o);
+    KEEPS(cg_scaled_dot_product_attention, ctx, q, k, NULL, NULL);
+    /* shapes: rank < 2, D, Tk, leading dims and ranks that differ, D = 0 */
+    NUL(cg_scaled_dot_product_attention, ctx, pos(ctx, CG_F64, CG_SHAPE(4)), k, v, NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, pos(ctx, CG_F64, CG_SHAPE(2, 5, 3)), v, NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, pos(ctx, CG_F64, CG_SHAPE(2, 4, 6)), NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, pos(ctx, CG_F64, CG_SHAPE(3, 5, 4)),
+        pos(ctx, CG_F64, CG_SHAPE(3, 5, 6)), NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, pos(ctx, CG_F64, CG_SHAPE(1, 2, 5, 4)), v,
+        NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3, 0)),
+        cg_zeros(ctx, CG_F64, CG_SHAPE(2, 5, 0)), v, NULL);
+    /* dtypes: integers, mixed floats, a mask of another dtype */
+    NUL(cg_scaled_dot_product_attention, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 3, 4)),
+        cg_ones(ctx, CG_I64, CG_SHAPE(2, 5, 4)), cg_ones(ctx, CG_I64, CG_SHAPE(2, 5, 6)), NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, cg_cast(ctx, q, CG_F32), k, v, NULL);
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, cg_cast(ctx, v, CG_F32), NULL);
+    cg_attn_opts bad = cg_attn_defaults();
+    bad.mask = cg_zeros(ctx, CG_F32, CG_SHAPE(3, 5));
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    bad.mask = cg_zeros(ctx, CG_I64, CG_SHAPE(3, 5));
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    bad.mask = cg_zeros(ctx, CG_F64, CG_SHAPE(5, 3)); /* not broadcastable to [2, 3, 5] */
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    bad.mask = cg_zeros(ctx, CG_F64, CG_SHAPE(3, 2, 3, 5)); /* more dims than the scores */
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    /* options: causal with Tq != Tk, dropout outside [0, 1) or without rng, scale */
+    bad = cg_attn_defaults();
+    bad.causal = true;
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    const double drops[] = {-0.1, 1, 1.5, NAN, INFINITY};
+    for (int i = 0; i < 5; i++) {
+        bad = cg_attn_defaults();
+        bad.dropout = drops[i];
+        bad.rng = &rng_;
+        NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    }
+    bad = cg_attn_defaults();
+    bad.dropout = 0.5;
+    NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    const double scales[] = {-1, NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 4; i++) {
+        bad = cg_attn_defaults();
+        bad.scale = scales[i];
+        NUL(cg_scaled_dot_product_attention, ctx, q, k, v, &bad);
+    }
+    /* a graph needs a context */
+    cg_tensor *leaf = pos(ctx, CG_F64, CG_SHAPE(2, 3, 4));
+    cg_set_requires_grad(leaf, true);
+    NUL(cg_scaled_dot_product_attention, NULL, leaf, k, v, NULL);
+    /* valid: the defaults agree with the composite, NULL ctx too */
+    double sc = 1 / sqrt(4.0);
+    cg_tensor *ref = sdpa_ref(ctx, q, k, v, sc);
+    if (!same_tensor(OK_T(cg_scaled_dot_product_attention, ctx, q, k, v, NULL), ref, 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "defaults: wrong");
+    cg_tensor *heap = OK_T(cg_scaled_dot_product_attention, NULL, q, k, v, &o);
+    if (!same_tensor(heap, ref, 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "no context: wrong");
+    cg_tensor_free(heap);
+    o.scale = 0.3;
+    if (!same_tensor(OK_T(cg_scaled_dot_product_attention, ctx, q, k, v, &o),
+                     sdpa_ref(ctx, q, k, v, 0.3), 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "scale: wrong");
+    /* views: q from a transpose, k stepped, v expanded over the batch */
+    cg_tensor *qv = cg_transpose(ctx, pos(ctx, CG_F64, CG_SHAPE(2, 4, 3)), 1, 2);
+    cg_tensor *kv = cg_slice(ctx, pos(ctx, CG_F64, CG_SHAPE(2, 10, 4)), 1, 0, CG_END, 2);
+    cg_tensor *vv = cg_expand(ctx, pos(ctx, CG_F64, CG_SHAPE(1, 5, 6)), CG_SHAPE(2, 5, 6));
+    if (!same_tensor(OK_T(cg_scaled_dot_product_attention, ctx, qv, kv, vv, NULL),
+                     cg_scaled_dot_product_attention(ctx, cg_contiguous(ctx, qv),
+                                                     cg_contiguous(ctx, kv),
+                                                     cg_contiguous(ctx, vv), NULL),
+                     1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "views: wrong");
+    /* zero-size: no batch, no queries, no keys (zeros), rank 8 */
+    if (!HAS_SHAPE(OK_T(cg_scaled_dot_product_attention, ctx,
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3, 4)),
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 4)),
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 6)), NULL),
+                   0, 3, 6))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "no batch");
+    if (!HAS_SHAPE(OK_T(cg_scaled_dot_product_attention, ctx,
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0, 4)), k, v, NULL),
+                   2, 0, 6))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "no queries");
+    cg_tensor *nokeys =
+        OK_T(cg_scaled_dot_product_attention, ctx, q, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0, 4)),
+             cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0, 6)), NULL);
+    if (!same_tensor(nokeys, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 3, 6)), 0))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "no keys: not zeros");
+    const int64_t q8[CG_MAX_DIMS] = {1, 2, 1, 1, 1, 1, 3, 4},
+                  v8[CG_MAX_DIMS] = {1, 2, 1, 1, 1, 1, 3, 2};
+    cg_tensor *a8 = pos(ctx, CG_F64, CG_MAX_DIMS, q8), *b8 = pos(ctx, CG_F64, CG_MAX_DIMS, v8);
+    if (!same_tensor(OK_T(cg_scaled_dot_product_attention, ctx, a8, a8, b8, NULL),
+                     sdpa_ref(ctx, a8, a8, b8, 0.5), 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "rank 8: wrong");
+    /* a broadcast mask, causal, dropout with an rng, f32 */
+    cg_attn_opts c = cg_attn_defaults();
+    c.mask = cg_zeros(ctx, CG_F64, CG_SHAPE(5));
+    if (!same_tensor(OK_T(cg_scaled_dot_product_attention, ctx, q, k, v, &c), ref, 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "zero mask: wrong");
+    c.causal = true;
+    OK_T(cg_scaled_dot_product_attention, ctx, k, k, v, &c);
+    c.dropout = 0.5;
+    c.rng = &rng_;
+    OK_T(cg_scaled_dot_product_attention, ctx, k, k, v, &c);
+    /* a mask that requires a gradient (the composite path) gets one */
+    cg_tensor *lm = cg_zeros(ctx, CG_F64, CG_SHAPE(3, 5));
+    cg_set_requires_grad(lm, true);
+    cg_attn_opts gm = cg_attn_defaults();
+    gm.mask = lm;
+    cg_tensor *ym = OK_T(cg_scaled_dot_product_attention, ctx, q, k, v, &gm);
+    if (!same_tensor(ym, ref, 1e-12))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "mask with grad: wrong");
+    OK_S(cg_backward, cg_sum(ctx, ym, NULL, 0, false));
+    if (!cg_grad_of(lm) || !cg_same_shape(cg_grad_of(lm), lm))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "mask: no gradient");
+    OK_T(cg_scaled_dot_product_attention, ctx, cg_cast(ctx, q, CG_F32), cg_cast(ctx, k, CG_F32),
+         cg_cast(ctx, v, CG_F32), NULL);
+    /* backward through a view and a zero-size batch reaches the leaves */
+    cg_tensor *lq = pos(ctx, CG_F64, CG_SHAPE(2, 4, 3)),
+              *lz = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3, 4));
+    cg_set_requires_grad(lq, true);
+    cg_set_requires_grad(lz, true);
+    cg_tensor *y =
+        cg_scaled_dot_product_attention(ctx, cg_transpose(ctx, lq, 1, 2), k, v, NULL);
+    OK_S(cg_backward, cg_sum(ctx, y, NULL, 0, false));
+    if (!cg_grad_of(lq) || !cg_same_shape(cg_grad_of(lq), lq))
+        defect(__LINE__, "cg_scaled_dot_product_attention", "view: no gradient at the leaf");
+    y = cg_scaled_dot_product_attention(ctx, lz, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 4)),
+                                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 6)), NULL);
+    OK_S(cg_backward, cg_sum(ctx, y, NULL, 0, false));
+    if (!cg_grad_of(lz) || !cg_same_shape(cg_grad_of(lz), lz))
+        defect(__LINE__, "cg_scaled_dot_product_attention",
+               "zero-size: no gradient at the leaf");
+    done();
+}
+
+static void test_misuse_sampling(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *p = pos(ctx, CG_F64, CG_SHAPE(2, 4)), *l = pos(ctx, CG_F64, CG_SHAPE(2, 4));
+    /* multinomial: NULLs, dtype, rank, no categories, n, weights */
+    NUL(cg_multinomial, ctx, NULL, 1, true, &rng_);
+    KEEPS(cg_multinomial, ctx, NULL, 1, true, &rng_);
+    NUL(cg_multinomial, ctx, p, 1, true, NULL);
+    NUL(cg_multinomial, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 4)), 1, true, &rng_);
+    NUL(cg_multinomial, ctx, cg_scalar(ctx, CG_F64, 1), 1, true, &rng_);
+    NUL(cg_multinomial, ctx, pos(ctx, CG_F64, CG_SHAPE(2, 2, 4)), 1, true, &rng_);
+    NUL(cg_multinomial, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), 1, true, &rng_);
+    const int64_t bad_n[] = {0, -1, INT64_MIN};
+    for (int i = 0; i < 3; i++) NUL(cg_multinomial, ctx, p, bad_n[i], true, &rng_);
+    NUL(cg_multinomial, ctx, p, 5, false, &rng_);
+    NUL(cg_multinomial, ctx, p, INT64_MAX, false, &rng_);
+    NUL(cg_multinomial, ctx, p, INT64_MAX, true, &rng_); /* [2, INT64_MAX] */
+    NUL(cg_multinomial, ctx, pos(ctx, CG_F64, CG_SHAPE(4)), INT64_MAX / 8 + 1, true, &rng_);
+    const double rows[][3] = {{1, -1, 1}, {1, NAN, 1}, {1, INFINITY, 1}, {0, 0, 0}};
+    for (int i = 0; i < 4; i++)
+        NUL(cg_multinomial, ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(3), rows[i]), 1, true,
+            &rng_);
+    NUL(cg_multinomial, ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(3), (const double[]){1, 0, 1}),
+        3, false, &rng_);
+    /* valid: no rows, views, f32, weights that do not sum to 1 */
+    if (!HAS_SHAPE(
+            OK_T(cg_multinomial, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 4)), 2, false, &rng_),
+            0, 2))
+        defect(__LINE__, "cg_multinomial", "no rows");
+    cg_tensor *one =
+        cg_from_array(ctx, CG_F64, CG_SHAPE(2, 3), (const double[]){0, 0, 7, 0, 3, 0});
+    cg_tensor *idx =
+        OK_T(cg_multinomial, ctx,
+             cg_transpose(ctx, cg_contiguous(ctx, cg_transpose(ctx, one, 0, 1)), 0, 1), 2, true,
+             &rng_);
+    if (!same_tensor(
+            idx, cg_from_array(ctx, CG_I64, CG_SHAPE(2, 2), (const int64_t[]){2, 2, 1, 1}), 0))
+        defect(__LINE__, "cg_multinomial", "view: wrong");
+    OK_T(cg_multinomial, ctx, cg_transpose(ctx, cg_cast(ctx, p, CG_F32), 0, 1), 2, false,
+         &rng_);
+    cg_tensor *h = OK_T(cg_multinomial, NULL, p, 3, false, &rng_);
+    cg_tensor_free(h);
+    /* sample_logits: NULLs, dtype, rank, temperature, top_k, bad rows */
+    NUL(cg_sample_logits, ctx, NULL, 1, 0, &rng_);
+    KEEPS(cg_sample_logits, ctx, NULL, 1, 0, &rng_);
+    NUL(cg_sample_logits, ctx, l, 1, 0, NULL);
+    NUL(cg_sample_logits, ctx, cg_ones(ctx, CG_I64, CG_SHAPE(2, 4)), 1, 0, &rng_);
+    NUL(cg_sample_logits, ctx, cg_scalar(ctx, CG_F64, 1), 1, 0, &rng_);
+    NUL(cg_sample_logits, ctx, pos(ctx, CG_F64, CG_SHAPE(1, 2, 4)), 1, 0, &rng_);
+    NUL(cg_sample_logits, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0)), 1, 0, &rng_);
+    const double temps[] = {0, -1, NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 5; i++) NUL(cg_sample_logits, ctx, l, temps[i], 0, &rng_);
+    NUL(cg_sample_logits, ctx, l, 1, -1, &rng_);
+    NUL(cg_sample_logits, ctx, l, 1, INT64_MIN, &rng_);
+    const double lrows[][3] = {
+        {0, NAN, 1}, {0, INFINITY, 1}, {-INFINITY, -INFINITY, -INFINITY}};
+    for (int i = 0; i < 3; i++)
+        NUL(cg_sample_logits, ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(3), lrows[i]), 1, 0,
+            &rng_);
+    /* valid: no rows, top_k 1 (argmax) of a view, top_k past V, -inf kept out, NULL ctx */
+    if (!HAS_SHAPE(
+            OK_T(cg_sample_logits, ctx, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 4)), 1, 0, &rng_), 0))
+        defect(__LINE__, "cg_sample_logits", "no rows");
+    cg_tensor *lt = cg_transpose(
+        ctx, cg_from_array(ctx, CG_F64, CG_SHAPE(3, 2), (const double[]){0, 9, 5, 1, 2, 3}), 0,
+        1);
+    if (!same_tensor(OK_T(cg_sample_logits, ctx, lt, 1, 1, &rng_),
+                     cg_from_array(ctx, CG_I64, CG_SHAPE(2), (const int64_t[]){1, 0}), 0))
+        defect(__LINE__, "cg_sample_logits", "top_k 1 of a view: not the argmax");
+    OK_T(cg_sample_logits, ctx, lt, 1e-3, INT64_MAX, &rng_);
+    cg_tensor *ninf =
+        cg_from_array(ctx, CG_F64, CG_SHAPE(3), (const double[]){-INFINITY, 0, -INFINITY});
+    if (cg_item(OK_T(cg_sample_logits, ctx, cg_cast(ctx, ninf, CG_F32), 100, 0, &rng_)) != 1)
+        defect(__LINE__, "cg_sample_logits", "-inf drawn");
+    h = OK_T(cg_sample_logits, NULL, l, 1, 2, &rng_);
+    cg_tensor_free(h);
+    done();
+}
+
+/* ---- transformers ------------------------------------------------------------------- */
+static void test_misuse_transformer_constructors(void **state) {
+    (void)state;
+    const double bad_p[] = {-0.1, 1, NAN, INFINITY};
+    NUL_M(cg_nn_multihead_attention, NULL, CG_F64, 4, 2, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_I64, 4, 2, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, (cg_dtype)9, 4, 2, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 0, 1, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, -4, 2, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, INT64_MIN, -1, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 4, 0, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 4, -2, 0, true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 4, 3, 0, false); /* not divisible */
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 4, 8, 0, false);
+    for (int i = 0; i < 4; i++)
+        NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, 4, 2, bad_p[i], true);
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, INT64_MAX, 1, 0, true); /* 3 E overflows */
+    NUL_M(cg_nn_multihead_attention, &rng_, CG_F64, (int64_t)1 << 32, 1, 0, true);
+    NUL_M(cg_nn_transformer_block, NULL, CG_F64, 4, 2, 4, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_I64, 4, 2, 4, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 3, 4, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, -4, 2, 4, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 2, 0, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 2, -1, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 2, INT64_MIN, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 2, INT64_MAX, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, INT64_MAX, 1, 1, 0, true);
+    NUL_M(cg_nn_transformer_block, &rng_, CG_F64, (int64_t)1 << 31, 1, 4, 0, true);
+    for (int i = 0; i < 4; i++)
+        NUL_M(cg_nn_transformer_block, &rng_, CG_F64, 4, 2, 4, bad_p[i], true);
+    NUL_M(cg_nn_gpt, NULL, CG_F64, 5, 4, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_I64, 5, 4, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, (cg_dtype)9, 5, 4, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 0, 4, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, -5, 4, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 0, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, INT64_MIN, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 0, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 4, -1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 4, INT64_MAX, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 4, 1, 0, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 4, 1, 3, 0);
+    for (int i = 0; i < 4; i++) NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, 4, 1, 2, bad_p[i]);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, (int64_t)1 << 40, 4, (int64_t)1 << 40, 1, 1, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, INT64_MAX, 4, 1, 2, 0);
+    NUL_M(cg_nn_gpt, &rng_, CG_F64, 5, 4, INT64_MAX, 0, 1, 0);
+    /* valid: no layers, one head per feature, f32 */
+    cg_module_free(OK_P(cg_nn_gpt, &rng_, CG_F32, 1, 1, 2, 0, 2, 0));
+    cg_module_free(OK_P(cg_nn_multihead_attention, &rng_, CG_F32, 3, 3, 0.5, false));
+    cg_module_free(OK_P(cg_nn_transformer_block, &rng_, CG_F32, 2, 1, 1, 0, false));
+    done();
+}
+
+static void test_misuse_mha_forward(void **state) {
+    cg_ctx *ctx = *state;
+    const char *fn = "cg_mha_forward";
+    cg_module *m = cg_nn_multihead_attention(&rng_, CG_F64, 4, 2, 0, true),
+              *lin = cg_nn_linear(&rng_, CG_F64, 4, 4, true);
+    cg_tensor *q = pos(ctx, CG_F64, CG_SHAPE(2, 3, 4)),
+              *k = pos(ctx, CG_F64, CG_SHAPE(2, 5, 4)),
+              *v = pos(ctx, CG_F64, CG_SHAPE(2, 5, 4));
+    NUL(cg_mha_forward, NULL, m, q, k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, NULL, q, k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, lin, q, k, v, NULL, false); /* not a MultiheadAttention */
+    NUL(cg_mha_forward, ctx, m, NULL, k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, NULL, v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, k, NULL, NULL, false);
+    KEEPS(cg_mha_forward, ctx, m, NULL, k, v, NULL, false);
+    KEEPS(cg_mha_forward, ctx, m, q, NULL, v, NULL, false);
+    KEEPS(cg_mha_forward, ctx, m, q, k, NULL, NULL, false);
+    /* shapes: rank, E, B, Tk of v; dtypes; the mask; causal with Tq != Tk */
+    NUL(cg_mha_forward, ctx, m, pos(ctx, CG_F64, CG_SHAPE(3, 4)), k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, pos(ctx, CG_F64, CG_SHAPE(2, 3, 5)), k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, pos(ctx, CG_F64, CG_SHAPE(1, 5, 4)), v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, k, pos(ctx, CG_F64, CG_SHAPE(2, 4, 4)), NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, k, pos(ctx, CG_F64, CG_SHAPE(2, 5, 3)), NULL, false);
+    NUL(cg_mha_forward, ctx, m, cg_cast(ctx, q, CG_F32), k, v, NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, k, cg_ones(ctx, CG_I64, CG_SHAPE(2, 5, 4)), NULL, false);
+    NUL(cg_mha_forward, ctx, m, q, k, v, cg_zeros(ctx, CG_F64, CG_SHAPE(5, 3)), false);
+    NUL(cg_mha_forward, ctx, m, q, k, v, cg_zeros(ctx, CG_F32, CG_SHAPE(3, 5)), false);
+    NUL(cg_mha_forward, ctx, m, q, k, v, NULL, true);
+    /* valid: self-attention (one GEMM) agrees with separate equal inputs, a zero mask,
+     * views, no batch, no keys */
+    cg_tensor *self = OK_T(cg_mha_forward, ctx, m, k, k, k, NULL, true);
+    cg_tensor *k2 = cg_clone(ctx, k), *k3 = cg_clone(ctx, k);
+    if (!same_tensor(OK_T(cg_mha_forward, ctx, m, k, k2, k3, NULL, true), self, 1e-12))
+        defect(__LINE__, fn, "self-attention: not the separate projections");
+    cg_tensor *ref = OK_T(cg_mha_forward, ctx, m, q, k, v, NULL, false);
+    if (!same_tensor(
+            OK_T(cg_mha_forward, ctx, m, q, k, v, cg_zeros(ctx, CG_F64, CG_SHAPE(3, 5)), false),
+            ref, 1e-12))
+        defect(__LINE__, fn, "zero mask: wrong");
+    cg_tensor *qv = cg_transpose(ctx, cg_contiguous(ctx, cg_transpose(ctx, q, 0, 2)), 0, 2);
+    cg_tensor *kv =
+        cg_slice(ctx, cg_concat(ctx, 2, (const cg_tensor *const[]){k, k}, 1), 1, 0, CG_END, 2);
+    if (!same_tensor(OK_T(cg_mha_forward, ctx, m, qv, kv, v, NULL, false),
+                     cg_mha_forward(ctx, m, q, cg_contiguous(ctx, kv), v, NULL, false), 1e-12))
+        defect(__LINE__, fn, "views: wrong");
+    if (!HAS_SHAPE(OK_T(cg_mha_forward, ctx, m, cg_zeros(ctx, CG_F64, CG_SHAPE(0, 3, 4)),
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 4)),
+                        cg_zeros(ctx, CG_F64, CG_SHAPE(0, 5, 4)), NULL, false),
+                   0, 3, 4))
+        defect(__LINE__, fn, "no batch");
+    cg_tensor *none = cg_zeros(ctx, CG_F64, CG_SHAPE(2, 0, 4));
+    if (!HAS_SHAPE(OK_T(cg_mha_forward, ctx, m, q, none, none, NULL, false), 2, 3, 4))
+        defect(__LINE__, fn, "no keys");
+    /* the module kinds through cg_module_forward; GPT's T past its context, ids outside vocab
+     */
+    const layer_case layers[] = {
+        {"MultiheadAttention",
+         cg_nn_multihead_attention(&rng_, CG_F64, 4, 2, 0.5, true),
+         3,
+         {2, 3, 4},
+         false,
+         3,
+         {2, 3, 5}},
+        {"TransformerBlock",
+         cg_nn_transformer_block(&rng_, CG_F64, 4, 2, 2, 0.5, true),
+         3,
+         {2, 3, 4},
+         false,
+         2,
+         {3, 4}},
+        {"GPT", cg_nn_gpt(&rng_, CG_F64, 5, 4, 4, 1, 2, 0.5), 2, {2, 3}, true, 2, {2, 3}},
+    };
+    for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) layer_battery(ctx, &layers[i]);
+    label = NULL;
+    cg_module *gpt = cg_nn_gpt(&rng_, CG_F64, 5, 4, 4, 1, 2, 0);
+    NUL(cg_module_forward, ctx, gpt, cg_zeros(ctx, CG_I64, CG_SHAPE(1, 5)));
+    NUL(cg_module_forward, ctx, gpt, cg_zeros(ctx, CG_I64, CG_SHAPE(1, 0)));
+    NUL(cg_module_forward, ctx, gpt, cg_zeros(ctx, CG_I64, CG_SHAPE(4)));
+    NUL(cg_module_forward, ctx, gpt, cg_full(ctx, CG_I64, CG_SHAPE(1, 2), 5));
+    NUL(cg_module_forward, ctx, gpt, cg_full(ctx, CG_I64, CG_SHAPE(1, 2), -1));
+    if (!HAS_SHAPE(OK_T(cg_module_forward, ctx, gpt, cg_full(ctx, CG_I64, CG_SHAPE(1, 4), 4)),
+                   1, 4, 5))
+        defect(__LINE__, "cg_module_forward", "GPT at its context");
+    cg_module *blk = cg_nn_transformer_block(&rng_, CG_F64, 4, 2, 2, 0, false);
+    NUL(cg_module_forward, ctx, blk, cg_cast(ctx, q, CG_F32));
+    cg_module_free(blk);
+    cg_module_free(gpt);
+    cg_module_free(lin);
+    cg_module_free(m);
+    done();
+}
+
 /* ---- checkpoints and data ------------------------------------------------------ */
 static char tmpdir_[64];
 
@@ -3825,6 +4206,197 @@ static void test_misuse_batcher(void **state) {
     done();
 }
 
+/* ---- text ------------------------------------------------------------------------------ */
+static void test_misuse_vocab(void **state) {
+    cg_ctx *ctx = *state;
+    cg_vocab v, w;
+    const char *abc = "abcab";
+    BAD(cg_vocab_build, NULL, abc, 5);
+    BAD(cg_vocab_build, &v, NULL, 5);
+    BAD(cg_vocab_build, &v, abc, -1);
+    BAD(cg_vocab_build, &v, abc, INT64_MIN);
+    OK_S(cg_vocab_build, &v, NULL, 0);
+    QUIET("cg_vocab_build", v.size == 0 && v.ids['a'] == -1);
+    OK_S(cg_vocab_build, &v, abc, 5);
+    QUIET("cg_vocab_build", v.size == 3 && v.ids['c'] == 2);
+    /* encode */
+    NUL(cg_vocab_encode, ctx, NULL, abc, 5);
+    NUL(cg_vocab_encode, ctx, &v, NULL, 5);
+    NUL(cg_vocab_encode, ctx, &v, abc, -1);
+    NUL(cg_vocab_encode, ctx, &v, "abd", 3);
+    NUL(cg_vocab_encode, NULL, &v, "abd", 3);
+    NUL(cg_vocab_encode, ctx, &v, abc, INT64_MAX); /* refused before it is read */
+    if (!HAS_SHAPE(OK_T(cg_vocab_encode, ctx, &v, NULL, 0), 0))
+        defect(__LINE__, "cg_vocab_encode", "no bytes");
+    cg_tensor *ids = OK_T(cg_vocab_encode, NULL, &v, abc, 5);
+    /* decode */
+    char out[16];
+    BAD(cg_vocab_decode, NULL, ids, out, sizeof out);
+    BAD(cg_vocab_decode, &v, NULL, out, sizeof out);
+    KEEPS_S(cg_vocab_decode, &v, NULL, out, sizeof out);
+    BAD(cg_vocab_decode, &v, ids, NULL, sizeof out);
+    BAD(cg_vocab_decode, &v, ids, out, 0);
+    BAD(cg_vocab_decode, &v, ids, out, 5); /* no room for the NUL */
+    BAD(cg_vocab_decode, &v, cg_cast(ctx, ids, CG_F64), out, sizeof out);
+    const int64_t bad_ids[] = {-1, 3, INT64_MIN, INT64_MAX};
+    for (int i = 0; i < 4; i++)
+        BAD(cg_vocab_decode, &v, cg_from_array(ctx, CG_I64, CG_SHAPE(1), &bad_ids[i]), out,
+            sizeof out);
+    cg_vocab empty = {0};
+    BAD(cg_vocab_decode, &empty, ids, out, sizeof out);
+    OK_S(cg_vocab_decode, &v, cg_zeros(ctx, CG_I64, CG_SHAPE(0, 3)), out, 1);
+    QUIET("cg_vocab_decode", out[0] == '\0');
+    cg_tensor *grid =
+        cg_from_array(ctx, CG_I64, CG_SHAPE(2, 3), (const int64_t[]){0, 1, 2, 2, 1, 0});
+    OK_S(cg_vocab_decode, &v, cg_transpose(ctx, grid, 0, 1), out, 7);
+    QUIET("cg_vocab_decode", !strcmp(out, "acbbca"));
+    OK_S(cg_vocab_decode, &v, cg_expand(ctx, cg_full(ctx, CG_I64, CG_SHAPE(1), 1), CG_SHAPE(3)),
+         out, 4);
+    QUIET("cg_vocab_decode", !strcmp(out, "bbb"));
+    OK_S(cg_vocab_decode, &v, ids, out, sizeof out);
+    QUIET("cg_vocab_decode", !strcmp(out, abc));
+    cg_tensor_free(ids);
+    /* the vocabulary as a tensor and back; v unchanged on error */
+    NUL(cg_vocab_tensor, ctx, NULL);
+    cg_tensor *vt = OK_T(cg_vocab_tensor, ctx, &v);
+    w = v;
+    BAD(cg_vocab_from_tensor, NULL, vt);
+    BAD(cg_vocab_from_tensor, &w, NULL);
+    KEEPS_S(cg_vocab_from_tensor, &w, NULL);
+    BAD(cg_vocab_from_tensor, &w, cg_cast(ctx, vt, CG_F64));
+    BAD(cg_vocab_from_tensor, &w, cg_reshape(ctx, vt, CG_SHAPE(1, 3)));
+    BAD(cg_vocab_from_tensor, &w, cg_scalar(ctx, CG_I64, 97));
+    BAD(cg_vocab_from_tensor, &w, cg_arange(ctx, CG_I64, 0, 257, 1));
+    const int64_t bad_v[][3] = {{97, 97, 98}, {98, 97, 99}, {-1, 0, 1}, {0, 1, 256}};
+    for (int i = 0; i < 4; i++)
+        BAD(cg_vocab_from_tensor, &w, cg_from_array(ctx, CG_I64, CG_SHAPE(3), bad_v[i]));
+    QUIET("cg_vocab_from_tensor", !memcmp(&w, &v, sizeof v));
+    OK_S(cg_vocab_from_tensor, &w, cg_arange(ctx, CG_I64, 0, 256, 1));
+    QUIET("cg_vocab_from_tensor", w.size == 256 && w.ids[255] == 255);
+    OK_S(cg_vocab_from_tensor, &w, cg_zeros(ctx, CG_I64, CG_SHAPE(0)));
+    QUIET("cg_vocab_from_tensor", w.size == 0 && w.ids['a'] == -1);
+    cg_tensor *spaced =
+        cg_from_array(ctx, CG_I64, CG_SHAPE(6), (const int64_t[]){97, 0, 98, 0, 99, 0});
+    OK_S(cg_vocab_from_tensor, &w, cg_slice(ctx, spaced, 0, 0, CG_END, 2));
+    QUIET("cg_vocab_from_tensor", !memcmp(&w, &v, sizeof v));
+    /* files */
+    char path[160];
+    snprintf(path, sizeof path, "%s", tmp_path("vocab.safetensors"));
+    BAD(cg_vocab_save, NULL, &v);
+    BAD(cg_vocab_save, path, NULL);
+    BAD(cg_vocab_save, tmpdir_, &v);
+    BAD(cg_vocab_save, tmp_path("no/such/dir/v.safetensors"), &v);
+    OK_S(cg_vocab_save, path, &v);
+    memset(&w, 0, sizeof w);
+    BAD(cg_vocab_load, NULL, &w);
+    BAD(cg_vocab_load, path, NULL);
+    BAD(cg_vocab_load, tmp_path("missing.safetensors"), &w);
+    BAD(cg_vocab_load, tmpdir_, &w);
+    const char *xn[] = {"x"};
+    cg_save_tensors(tmp_path("novocab.safetensors"), 1, xn, (const cg_tensor *const[]){vt});
+    BAD(cg_vocab_load, tmp_path("novocab.safetensors"), &w);
+    const char *vn[] = {"vocab"};
+    cg_save_tensors(tmp_path("badvocab.safetensors"), 1, vn,
+                    (const cg_tensor *const[]){cg_cast(ctx, vt, CG_F32)});
+    BAD(cg_vocab_load, tmp_path("badvocab.safetensors"), &w);
+    OK_S(cg_vocab_load, path, &w);
+    QUIET("cg_vocab_load", !memcmp(&w, &v, sizeof v));
+    done();
+}
+
+static void test_misuse_text(void **state) {
+    cg_ctx *ctx = *state;
+    cg_text t = {.vocab.size = 3}, u;
+    char path[160];
+    snprintf(path, sizeof path, "%s", tmp_path("text.txt"));
+    write_file(path, "hello\n", 6);
+    write_file(tmp_path("empty.txt"), "", 0);
+    BAD(cg_text_load, NULL, NULL, &t);
+    BAD(cg_text_load, path, NULL, NULL);
+    BAD(cg_text_load, tmp_path("missing.txt"), NULL, &t);
+    QUIET("cg_text_load", t.vocab.size == 0 && !t.ids); /* zeroed on error */
+    BAD(cg_text_load, tmpdir_, NULL, &t);
+    BAD(cg_text_load, tmp_path("empty.txt"), NULL, &t);
+    cg_vocab small;
+    cg_vocab_build(&small, "hel", 3);
+    BAD(cg_text_load, path, &small, &t);
+    QUIET("cg_text_load", t.vocab.size == 0 && !t.ids);
+    OK_S(cg_text_load, path, NULL, &t);
+    QUIET("cg_text_load", t.vocab.size == 5 && cg_numel(t.ids) == 6);
+    OK_S(cg_text_load, path, &t.vocab, &u);
+    QUIET("cg_text_load", same_tensor(t.ids, u.ids, 0));
+    QUIET("cg_text_free", (cg_text_free(NULL), true));
+    cg_text_free(&u);
+    cg_text_free(&u); /* zeroed: harmless */
+    /* split */
+    cg_tensor *tr = NULL, *va = NULL;
+    BAD(cg_text_split, NULL, 0.5, &tr, &va);
+    KEEPS_S(cg_text_split, NULL, 0.5, &tr, &va);
+    BAD(cg_text_split, t.ids, 0.5, NULL, &va);
+    BAD(cg_text_split, t.ids, 0.5, &tr, NULL);
+    const double fracs[] = {-0.1, 1.5, NAN, INFINITY};
+    for (int i = 0; i < 4; i++) BAD(cg_text_split, t.ids, fracs[i], &tr, &va);
+    BAD(cg_text_split, cg_reshape(ctx, t.ids, CG_SHAPE(2, 3)), 0.5, &tr, &va);
+    BAD(cg_text_split, cg_scalar(ctx, CG_I64, 1), 0.5, &tr, &va);
+    const double ok_fracs[] = {0, 1, 0.5};
+    const int64_t ntrain[] = {0, 6, 3};
+    for (int i = 0; i < 3; i++) {
+        OK_S(cg_text_split, t.ids, ok_fracs[i], &tr, &va);
+        if (cg_numel(tr) != ntrain[i] || cg_numel(va) != 6 - ntrain[i])
+            defect(__LINE__, "cg_text_split", "sizes");
+        cg_tensor_free(tr);
+        cg_tensor_free(va);
+    }
+    OK_S(cg_text_split, cg_slice(ctx, t.ids, 0, 0, CG_END, 2), 0.5, &tr, &va);
+    if (cg_numel(tr) != 1 || cg_numel(va) != 2 || cg_item(tr) != 2) /* "hlo": h | l, o */
+        defect(__LINE__, "cg_text_split", "stepped ids");
+    cg_tensor_free(tr);
+    cg_tensor_free(va);
+    BAD(cg_text_split, cg_zeros(ctx, CG_I64, CG_SHAPE(4)), 0.5, &tr, &va); /* in a context */
+    cg_tensor *none = cg_zeros(NULL, CG_I64, CG_SHAPE(0));
+    OK_S(cg_text_split, none, 0.5, &tr, &va);
+    if (cg_numel(tr) != 0 || cg_numel(va) != 0) defect(__LINE__, "cg_text_split", "no ids");
+    cg_tensor_free(tr);
+    cg_tensor_free(va);
+    cg_tensor_free(none);
+    /* batch */
+    NUL(cg_text_batch, ctx, NULL, 2, 3, &rng_);
+    KEEPS(cg_text_batch, ctx, NULL, 2, 3, &rng_);
+    NUL(cg_text_batch, ctx, t.ids, 2, 3, NULL);
+    NUL(cg_text_batch, ctx, cg_cast(ctx, t.ids, CG_F64), 2, 3, &rng_);
+    NUL(cg_text_batch, ctx, cg_reshape(ctx, t.ids, CG_SHAPE(2, 3)), 2, 3, &rng_);
+    NUL(cg_text_batch, ctx, cg_scalar(ctx, CG_I64, 1), 1, 1, &rng_);
+    NUL(cg_text_batch, ctx, cg_zeros(ctx, CG_I64, CG_SHAPE(0)), 1, 1, &rng_);
+    const int64_t bad_bl[][2] = {{0, 3}, {-1, 3},        {INT64_MIN, 3}, {2, 0},        {2, -1},
+                                 {2, 7}, {2, INT64_MAX}, {INT64_MAX, 2}, {INT64_MAX, 6}};
+    for (size_t i = 0; i < sizeof bad_bl / sizeof *bad_bl; i++)
+        NUL(cg_text_batch, ctx, t.ids, bad_bl[i][0], bad_bl[i][1], &rng_);
+    cg_tensor *whole = OK_T(cg_text_batch, ctx, t.ids, 2, 6, &rng_);
+    if (!same_tensor(whole,
+                     cg_expand(ctx, cg_reshape(ctx, t.ids, CG_SHAPE(1, 6)), CG_SHAPE(2, 6)), 0))
+        defect(__LINE__, "cg_text_batch", "len N: not the whole text");
+    cg_tensor *rev = cg_flip(ctx, t.ids, (const int[]){0}, 1);
+    cg_tensor *win =
+        OK_T(cg_text_batch, ctx, cg_slice(ctx, t.ids, 0, 1, CG_END, 2), 3, 3, &rng_);
+    if (!same_tensor(
+            win,
+            cg_expand(ctx,
+                      cg_reshape(ctx, cg_slice(ctx, t.ids, 0, 1, CG_END, 2), CG_SHAPE(1, 3)),
+                      CG_SHAPE(3, 3)),
+            0))
+        defect(__LINE__, "cg_text_batch", "stepped ids");
+    OK_T(cg_text_batch, ctx, rev, 2, 2, &rng_);
+    cg_tensor *same =
+        OK_T(cg_text_batch, ctx,
+             cg_expand(ctx, cg_full(ctx, CG_I64, CG_SHAPE(1), 4), CG_SHAPE(5)), 2, 4, &rng_);
+    if (!same_tensor(same, cg_full(ctx, CG_I64, CG_SHAPE(2, 4), 4), 0))
+        defect(__LINE__, "cg_text_batch", "expanded ids");
+    cg_tensor *h = OK_T(cg_text_batch, NULL, t.ids, 1, 1, &rng_);
+    cg_tensor_free(h);
+    cg_text_free(&t);
+    done();
+}
+
 static int tmp_setup(void **state) {
     snprintf(tmpdir_, sizeof tmpdir_, "/tmp/cg_misuse.XXXXXX");
     if (!mkdtemp(tmpdir_)) return -1;
@@ -3832,9 +4404,20 @@ static int tmp_setup(void **state) {
 }
 /* Removes what the tests wrote (a failed save leaves nothing to remove). */
 static int tmp_teardown(void **state) {
-    const char *files[] = {"good.safetensors", "empty",     "huge",      "named.safetensors",
-                           "none.safetensors", "short.idx", "rank9.idx", "big.idx",
-                           "empty.idx"};
+    const char *files[] = {"good.safetensors",
+                           "empty",
+                           "huge",
+                           "named.safetensors",
+                           "none.safetensors",
+                           "short.idx",
+                           "rank9.idx",
+                           "big.idx",
+                           "empty.idx",
+                           "vocab.safetensors",
+                           "novocab.safetensors",
+                           "badvocab.safetensors",
+                           "text.txt",
+                           "empty.txt"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(tmp_path(files[i]));
     rmdir(tmpdir_);
     return teardown(state);
@@ -3882,6 +4465,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_checkpoints, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_data, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_batcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_attention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_sampling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_transformer_constructors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_mha_forward, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_vocab, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_text, tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
