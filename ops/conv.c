@@ -498,11 +498,6 @@ static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor 
 /* ---- the recorded ops ------------------------------------------------------------ */
 static const cg_op conv2d_op, conv1d_op, conv_transpose2d_op, conv2d_weight_op;
 
-/* A contiguous w (w itself, or a copy in ctx; the caller frees a heap copy). */
-static const cg_tensor *contig(cg_ctx *ctx, const cg_tensor *w) {
-    return cgi_is_contiguous(w) ? w : cgi_contiguous(ctx, w);
-}
-
 /* The output's shape: 4-D [N, Cout, OH, OW] less the implied dims. */
 static int out_shape(const geom2 *gm, const int64_t *s4, int64_t *shape) {
     int nd = 0;
@@ -515,7 +510,7 @@ static int out_shape(const geom2 *gm, const int64_t *s4, int64_t *shape) {
  * be NULL) under gm (checked), recorded over the tensors as given. */
 static cg_tensor *conv_apply(cg_ctx *ctx, const char *name, const cg_op *op, const cg_tensor *x,
                              const cg_tensor *w, const cg_tensor *b, const geom2 *gm) {
-    const cg_tensor *wc = contig(ctx, w);
+    const cg_tensor *wc = cgi_dense(ctx, w); /* a heap copy (ctx NULL) is freed below */
     if (!wc) return NULL;
     cg_tensor xl = lift(x, gm->unbatched, gm->one_d), wl = lift(wc, false, gm->one_d);
     bool fwd = op != &conv_transpose2d_op;

@@ -281,13 +281,9 @@ static void ln_rows(const cg_tensor *x, int ndim, int64_t *rows, int64_t *n) {
     *n = cgi_numel(ndim, x->shape + x->ndim - ndim);
 }
 
-/* t itself when contiguous, else a copy in ctx. */
-static const cg_tensor *dense(cg_ctx *ctx, const cg_tensor *t) {
-    return !t || cgi_is_contiguous(t) ? t : cgi_contiguous(ctx, t);
-}
-
 static cg_tensor *layer_norm_body(cg_ctx *ctx, const norm_args *a) {
-    const cg_tensor *x = dense(ctx, a->x), *w = dense(ctx, a->w), *b = dense(ctx, a->b);
+    const cg_tensor *x = cgi_dense(ctx, a->x), *w = cgi_dense(ctx, a->w),
+                    *b = cgi_dense(ctx, a->b);
     if (!x || (a->w && !w) || (a->b && !b)) return NULL;
     int64_t rows, n;
     ln_rows(x, a->ndim, &rows, &n);
@@ -338,8 +334,8 @@ static cg_status layer_norm_backward(cg_ctx *ctx, const cg_node *nd, const cg_te
     if (cg_is_grad_enabled(ctx)) return ln_composite_grads(ctx, nd, g, gin);
     const ln_saved *s = cg_node_saved(nd);
     int iw = 1, ib = 1 + s->has_w;
-    const cg_tensor *x = dense(ctx, cg_node_input(nd, 0)), *gd = dense(ctx, g);
-    const cg_tensor *w = s->has_w ? dense(ctx, cg_node_input(nd, iw)) : NULL;
+    const cg_tensor *x = cgi_dense(ctx, cg_node_input(nd, 0)), *gd = cgi_dense(ctx, g);
+    const cg_tensor *w = s->has_w ? cgi_dense(ctx, cg_node_input(nd, iw)) : NULL;
     const cg_tensor *like = s->has_w   ? cg_node_input(nd, iw)
                             : s->has_b ? cg_node_input(nd, ib)
                                        : NULL;

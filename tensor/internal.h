@@ -245,6 +245,10 @@ CGI_HIDDEN cg_tensor *cgi_squeeze(cg_ctx *ctx, const cg_tensor *t, int dim);
 CGI_HIDDEN cg_tensor *cgi_unsqueeze(cg_ctx *ctx, const cg_tensor *t, int dim);
 CGI_HIDDEN cg_tensor *cgi_flatten(cg_ctx *ctx, const cg_tensor *t, int start, int end);
 CGI_HIDDEN cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t);
+/* t itself when contiguous (or NULL), else a contiguous copy in ctx (ctx
+ * NULL: the caller's to free): for kernels that read raw rows, where even a
+ * view header would be one allocation too many. */
+CGI_HIDDEN const cg_tensor *cgi_dense(cg_ctx *ctx, const cg_tensor *t);
 CGI_HIDDEN cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t);
 CGI_HIDDEN cg_tensor *cgi_cast(cg_ctx *ctx, const cg_tensor *t, cg_dtype dt);
 

@@ -345,6 +345,10 @@ cg_tensor *cgi_contiguous(cg_ctx *ctx, const cg_tensor *t) {
     return cast_as(ctx, "cg_contiguous", t, t->dtype);
 }
 
+const cg_tensor *cgi_dense(cg_ctx *ctx, const cg_tensor *t) {
+    return !t || cgi_is_contiguous(t) ? t : cgi_contiguous(ctx, t);
+}
+
 cg_tensor *cgi_clone(cg_ctx *ctx, const cg_tensor *t) {
     CGI_NULL_CHECK(t, "cg_clone");
     return cast_as(ctx, "cg_clone", t, t->dtype);
