@@ -192,7 +192,7 @@ int64_t cgi_direct_wp(const cgi_conv_geom *g) { return g->ow + (g->kw - 1) * g->
 
 int64_t cgi_direct_len(const cgi_conv_geom *g) {
     int64_t n = g->oh * cgi_direct_wp(g);
-    return (n + CGI_DIRECT_LANES - 1) / CGI_DIRECT_LANES * CGI_DIRECT_LANES;
+    return (n + CGI_DIRECT_ROUND - 1) / CGI_DIRECT_ROUND * CGI_DIRECT_ROUND;
 }
 
 int64_t cgi_direct_src_len(const cgi_conv_geom *g) {

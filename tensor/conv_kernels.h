@@ -38,9 +38,10 @@ CGI_HIDDEN void cgi_col2im_plane(cg_dtype dt, const cgi_conv_geom *g, const void
  * copied into a zero-padded "flat" plane whose rows are wp = ow + (kw - 1) dw
  * long, so that each tap is one shift of the whole plane: grid element
  * i = oy * wp + ox meets padded element i + ky dh wp + kx dw. Columns ox >= ow
- * are computed and dropped. Grid lengths are rounded up to CGI_DIRECT_LANES
- * so that the loops have no tail. */
-#define CGI_DIRECT_LANES 32
+ * are computed and dropped. Grid lengths are rounded up to CGI_DIRECT_ROUND
+ * elements (a whole number of vectors, and of the 32-element blocks small
+ * grids run in) so that the loops have no tail. */
+#define CGI_DIRECT_ROUND 32
 /* Padded row length, grid length (rounded), padded-plane length. */
 CGI_HIDDEN int64_t cgi_direct_wp(const cgi_conv_geom *g);
 CGI_HIDDEN int64_t cgi_direct_len(const cgi_conv_geom *g);
