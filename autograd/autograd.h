@@ -97,6 +97,20 @@ CG_API void cg_zero_grad(cg_tensor *t);
 /* A view of t's data that is cut from the graph (requires no gradient). */
 CG_API cg_tensor *cg_detach(cg_ctx *ctx, const cg_tensor *t);
 
+/* A leaf's post-accumulate hook (PyTorch's
+ * Tensor.register_post_accumulate_grad_hook): during cg_backward and
+ * cg_backward_ex it runs as soon as the leaf's .grad holds everything this
+ * pass adds to it, while the sweep goes on to the nodes recorded before the
+ * leaf's first use (data-parallel training starts sending a layer's
+ * gradient while the earlier layers' backward runs). It may read and write
+ * the .grad. Not run by cg_grad (which leaves .grad alone), nor for a leaf
+ * the pass gives no gradient. A status other than CG_OK stops the backward
+ * with that status (the hook sets the message). */
+typedef cg_status (*cg_grad_hook)(cg_tensor *leaf, void *user);
+/* Sets leaf's hook (one per leaf: this replaces any before; fn NULL removes
+ * it). user (borrowed) is passed to fn. A non-leaf is CG_ERR_STATE. */
+CG_API cg_status cg_set_grad_hook(cg_tensor *leaf, cg_grad_hook fn, void *user);
+
 /* ---- grad mode (per context, scoped) ------------------------------------- */
 /* Pushes nest; a pop without its push is CG_ERR_STATE, a NULL ctx CG_ERR_ARG. */
 CG_API cg_status cg_no_grad_push(cg_ctx *ctx); /* ops in ctx stop recording */

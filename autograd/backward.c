@@ -56,7 +56,7 @@ static cg_status leaf_grow(cgi_pass *p) {
     cgi_leaf_slot *old = p->slots;
     cgi_leaf_slot *slots = cgi_alloc(p->ctx, "cg_backward", sizeof *slots * cap);
     if (!slots) return CG_ERR_NOMEM;
-    for (size_t i = 0; i < cap; i++) slots[i] = (cgi_leaf_slot){NULL, NULL};
+    for (size_t i = 0; i < cap; i++) slots[i] = (cgi_leaf_slot){.t = NULL};
     size_t oldcap = p->cap;
     p->slots = slots;
     p->cap = cap;
@@ -79,6 +79,17 @@ static cg_status add_to(cgi_pass *p, cg_tensor **have, cg_tensor *g) {
     return CG_OK;
 }
 
+/* t's slot in the pass's table, added when missing; NULL when out of memory. */
+static cgi_leaf_slot *leaf_entry(cgi_pass *p, const cg_tensor *t) {
+    if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return NULL;
+    cgi_leaf_slot *slot = leaf_slot(p, t);
+    if (!slot->t) {
+        *slot = (cgi_leaf_slot){.t = t};
+        p->nleaves++;
+    }
+    return slot;
+}
+
 static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
     cg_node *n = t->node;
     if (n) {
@@ -86,12 +97,9 @@ static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
         n->bpass = p->id;
         return add_to(p, &n->bgrad, g);
     }
-    if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return CG_ERR_NOMEM;
-    cgi_leaf_slot *slot = leaf_slot(p, t);
-    if (!slot->t) {
-        *slot = (cgi_leaf_slot){t, NULL};
-        p->nleaves++;
-    }
+    cgi_leaf_slot *slot = leaf_entry(p, t);
+    if (!slot) return CG_ERR_NOMEM;
+    slot->reached = true;
     return add_to(p, &slot->g, g);
 }
 
@@ -133,6 +141,7 @@ static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
 static bool sunk(const cgi_pass *p, const cg_node *n, int i, const cg_tensor *g) {
     if (i >= 32 || !(p->sinks_given >> i & 1u) || g != n->inputs[i]->grad) return false;
     cgi_bump_version(n->inputs[i]->grad);
+    if (p->nhooked && n->inputs[i]->hook) leaf_slot(p, n->inputs[i])->reached = true;
     return true;
 }
 
@@ -166,7 +175,6 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
     return s;
 }
 
-/* ---- the sweep ------------------------------------------------------------------ */
 static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const char *op) {
     char so[160], sg[160];
     if (!out->requires_grad)
@@ -190,12 +198,69 @@ static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const 
     return add_grad(p, out, (cg_tensor *)gout);
 }
 
-static cg_status sweep(cgi_pass *p, cg_node *start) {
+/* ---- grad hooks (cg_set_grad_hook) ----------------------------------------------- */
+static cg_status leaf_accumulate(cg_tensor *leaf, const cg_tensor *g);
+
+/* Notes, for each hooked leaf the pass reaches, the oldest reached node
+ * taking it: once the sweep is past that node, no gradient can flow into
+ * the leaf. Reach is found as the sweep will (a node is reached when a
+ * reached node needs its output's gradient); only reached nodes' inputs are
+ * read, as the tape may hold older graphs whose leaves were freed. A reached
+ * node is tagged with the pass as add_grad would tag it. */
+static cg_status find_last_uses(cgi_pass *p, cg_node *start) {
+    for (cg_node *n = start; n; n = n->prev) {
+        if (n->bpass != p->id) continue;
+        for (int i = 0; i < n->ninputs; i++) {
+            const cg_tensor *t = n->inputs[i];
+            if (!n->needs[i]) continue;
+            if (t->node && t->node->bpass != p->id) {
+                t->node->bpass = p->id;
+                t->node->bgrad = NULL;
+            }
+            if (t->node || !t->hook) continue;
+            cgi_leaf_slot *slot = leaf_entry(p, t);
+            if (!slot) return CG_ERR_NOMEM;
+            if (!slot->last) p->nhooked++;
+            slot->last = n;
+        }
+    }
+    return CG_OK;
+}
+
+/* Completes a hooked leaf: its .grad gets what the pass gave it, then its
+ * hook runs (for a leaf the pass reached). */
+static cg_status finish_leaf(cgi_pass *p, cgi_leaf_slot *slot) {
+    cg_tensor *t = (cg_tensor *)slot->t;
+    if (slot->last) p->nhooked--;
+    slot->done = true;
+    if (!slot->reached) return CG_OK;
+    cg_status s = slot->g ? leaf_accumulate(t, slot->g) : CG_OK;
+    if (s == CG_OK) s = t->hook->fn(t, t->hook->user);
+    return s;
+}
+
+/* After the sweep passed n: the hooked leaves whose last use n was. */
+static cg_status finish_leaves_at(cgi_pass *p, const cg_node *n) {
     cg_status s = CG_OK;
+    for (int i = 0; s == CG_OK && i < n->ninputs; i++) {
+        const cg_tensor *t = n->inputs[i];
+        if (t->node || !t->hook || !n->needs[i]) continue;
+        cgi_leaf_slot *slot = leaf_slot(p, t);
+        if (slot->last == n && !slot->done) s = finish_leaf(p, slot);
+    }
+    return s;
+}
+
+/* ---- the sweep ------------------------------------------------------------------ */
+static cg_status sweep(cgi_pass *p, cg_node *start) {
+    cg_status s = p->hooks ? find_last_uses(p, start) : CG_OK;
     bool record = (p->flags & CG_CREATE_GRAPH) != 0;
     if (!record) cg_no_grad_push(p->ctx);
-    for (cg_node *n = start; n && s == CG_OK; n = n->prev)
-        if (n->bpass == p->id) s = run_node(p, n);
+    for (cg_node *n = start; n && s == CG_OK; n = n->prev) {
+        if (n->bpass != p->id || !n->bgrad) continue; /* not reached */
+        s = run_node(p, n);
+        if (s == CG_OK && p->nhooked) s = finish_leaves_at(p, n);
+    }
     if (!record) cg_no_grad_pop(p->ctx);
     return s;
 }
@@ -265,10 +330,17 @@ static cg_status backward(cg_tensor *output, const cg_tensor *grad_output, unsig
                          "%s: the output was not made in a "
                          "context, so there is no graph to walk",
                          fn);
-    cgi_pass p = {.ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH)};
+    cgi_pass p = {
+        .ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH), .hooks = true};
     s = run_pass(&p, 1, &output, &grad_output, fn);
-    for (size_t i = 0; s == CG_OK && i < p.cap; i++)
-        if (p.slots[i].t) s = leaf_accumulate((cg_tensor *)p.slots[i].t, p.slots[i].g);
+    for (size_t i = 0; s == CG_OK && i < p.cap; i++) {
+        cgi_leaf_slot *slot = &p.slots[i];
+        if (!slot->t || slot->done) continue;
+        if (slot->t->hook) /* a leaf output, or one whose last use is not on the tape */
+            s = finish_leaf(&p, slot);
+        else if (slot->g)
+            s = leaf_accumulate((cg_tensor *)slot->t, slot->g);
+    }
     return named(s, ctx, fn);
 }
 

@@ -31,6 +31,11 @@ struct cg_node {
 typedef struct cgi_leaf_slot {
     const cg_tensor *t; /* NULL: empty slot */
     cg_tensor *g;
+    /* Hooked leaves only: the oldest node taking t (its gradient is final
+     * once the sweep is past it), whether the pass gave t a gradient, and
+     * whether its hook ran. */
+    const cg_node *last;
+    bool reached, done;
 } cgi_leaf_slot;
 
 /* One backward pass (cg_backward or cg_grad). On the caller's stack; its
@@ -45,6 +50,8 @@ struct cgi_pass {
     cgi_pass *outer;        /* the ctx's pass this one interrupted (a rule's cg_grad) */
     cgi_leaf_slot *slots;   /* open addressing, cap a power of two */
     size_t cap, nleaves;
+    bool hooks;     /* run leaves' grad hooks (cg_backward, not cg_grad) */
+    size_t nhooked; /* hooked leaves whose hook has yet to run */
 };
 
 #endif

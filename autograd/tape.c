@@ -1,6 +1,7 @@
 /* The tape: recording nodes, reading them, grad mode and leaf flags. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static bool any_requires_grad(int n, const cg_tensor *const *inputs) {
@@ -197,6 +198,25 @@ cg_status cg_set_grad(cg_tensor *t, cg_tensor *g) {
                          cg_dtype_name(t->dtype), cg_shape_str(t, st, sizeof st));
     if (t->grad != g) cg_tensor_free(t->grad);
     t->grad = g;
+    return CG_OK;
+}
+
+cg_status cg_set_grad_hook(cg_tensor *leaf, cg_grad_hook fn, void *user) {
+    cg_status s = cgi_check_input(NULL, "cg_set_grad_hook", 0, leaf);
+    if (s != CG_OK) return s;
+    if (leaf->node)
+        return cgi_error(leaf->ctx, CG_ERR_STATE,
+                         "cg_set_grad_hook: only a leaf has a .grad to hook (this tensor was "
+                         "made by cg_%s)",
+                         leaf->node->op->name);
+    if (!fn) {
+        if (!leaf->ctx) free(leaf->hook);
+        leaf->hook = NULL;
+        return CG_OK;
+    }
+    if (!leaf->hook) leaf->hook = cgi_alloc(leaf->ctx, "cg_set_grad_hook", sizeof *leaf->hook);
+    if (!leaf->hook) return CG_ERR_NOMEM;
+    *leaf->hook = (cgi_grad_hook){fn, user};
     return CG_OK;
 }
 

@@ -45,22 +45,32 @@ struct cg_tensor {
     uint64_t check; /* cgi_stamp(this, ctx, gen) */
     cg_ctx *ctx;    /* owning context, NULL for caller-owned */
     uint32_t gen;   /* ctx's generation when made; 0 for caller-owned */
-    int ndim;
+    /* ndim, dtype and requires_grad share one word, so a header stays three
+     * cache lines (192 bytes, asserted in tensor.c) with the hook below. */
+    int16_t ndim;
+    uint8_t dtype; /* a cg_dtype */
+    bool requires_grad;
     cgi_storage *storage;
     int64_t offset; /* in elements */
     int64_t shape[CG_MAX_DIMS];
     int64_t strides[CG_MAX_DIMS]; /* in elements, >= 0 */
-    cg_dtype dtype;
     /* Autograd's lasting per-tensor state (PyTorch's AutogradMeta); tensor/
      * only initialises it. Kept here rather than behind a pointer: every op
      * reads requires_grad and node, and a side structure would cost one more
      * allocation per leaf and one more load per input. Per-pass state (the
      * gradient flowing in during a backward) lives in autograd's own
      * structures: on the producing node, or in the pass for leaves. */
-    bool requires_grad;
-    cg_tensor *grad;      /* accumulated gradient of a leaf */
-    struct cg_node *node; /* producer, NULL for leaves */
+    cg_tensor *grad;            /* accumulated gradient of a leaf */
+    struct cg_node *node;       /* producer, NULL for leaves */
+    struct cgi_grad_hook *hook; /* a leaf's cg_set_grad_hook, owned; NULL when none */
 };
+
+/* A leaf's post-accumulate hook: malloc'ed for a caller-owned leaf (freed
+ * with it), in the arena for a context's. */
+typedef struct cgi_grad_hook {
+    cg_status (*fn)(cg_tensor *leaf, void *user);
+    void *user;
+} cgi_grad_hook;
 
 /* ---- arena and context --------------------------------------------------- */
 typedef struct cgi_chunk cgi_chunk;

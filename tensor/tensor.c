@@ -177,6 +177,7 @@ void cg_tensor_free(cg_tensor *t) {
     if (!t || !cgi_usable(t, "cg_tensor_free") || t->ctx) return;
     storage_release(t->storage);
     cg_tensor_free(t->grad);
+    free(t->hook);
     t->check = 0; /* best effort: a use after free fails cgi_stale while the bytes last */
     free(t);
 }

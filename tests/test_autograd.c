@@ -379,6 +379,94 @@ static void test_autograd_gradcheck_argument_errors(void **state) {
     cg_tensor_free(x);
 }
 
+/* ---- grad hooks ------------------------------------------------------------ */
+/* What a hook saw: the order hooks ran in, and the other leaf's .grad then. */
+typedef struct hook_log {
+    int n;
+    const cg_tensor *order[4];
+    double grad0[4];        /* the hooked leaf's .grad[0] when its hook ran */
+    bool other_had_grad[4]; /* whether `other` had a .grad yet */
+    const cg_tensor *other;
+    int fail_at; /* the call that returns an error (-1: none) */
+} hook_log;
+
+static cg_status log_hook(cg_tensor *leaf, void *user) {
+    hook_log *log = user;
+    int k = log->n++;
+    if (k == log->fail_at) return CG_ERR_STATE;
+    if (k < 4) {
+        log->order[k] = leaf;
+        log->grad0[k] = *(const double *)cg_data(cg_grad_of(leaf));
+        log->other_had_grad[k] = log->other && cg_grad_of(log->other);
+    }
+    return CG_OK;
+}
+
+/* loss = sum(linear(relu(linear(x, w1, b1)), w2)): w2's gradient is final
+ * before the first layer's backward runs, so its hook runs while w1 has no
+ * .grad yet; each hook sees its leaf's whole gradient. */
+static void test_autograd_grad_hook_runs_when_final(void **state) {
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(3);
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F64, CG_SHAPE(4, 3), 0, 1);
+    cg_tensor *w1 = cg_randn(NULL, &rng, CG_F64, CG_SHAPE(5, 3), 0, 1);
+    cg_tensor *w2 = cg_randn(NULL, &rng, CG_F64, CG_SHAPE(2, 5), 0, 1);
+    cg_set_requires_grad(w1, true), cg_set_requires_grad(w2, true);
+    hook_log log = {.other = w1, .fail_at = -1};
+    assert_int_equal(cg_set_grad_hook(w1, log_hook, &log), CG_OK);
+    assert_int_equal(cg_set_grad_hook(w2, log_hook, &log), CG_OK);
+    cg_tensor *h = cg_relu(ctx, cg_linear(ctx, x, w1, NULL));
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_linear(ctx, h, w2, NULL), NULL, 0, false)),
+                     CG_OK);
+    assert_int_equal(log.n, 2);
+    assert_ptr_equal(log.order[0], w2);
+    assert_false(log.other_had_grad[0]); /* w1's backward had not run */
+    assert_ptr_equal(log.order[1], w1);
+    assert_float_equal(log.grad0[0], *(const double *)cg_data(cg_grad_of(w2)), 0);
+    assert_float_equal(log.grad0[1], *(const double *)cg_data(cg_grad_of(w1)), 0);
+    cg_tensor *g1 = NULL;
+    cg_set_grad_hook(w1, NULL, NULL), cg_set_grad_hook(w2, NULL, NULL);
+    /* the same values as without hooks (cg_grad runs no hook) */
+    cg_tensor *loss =
+        cg_sum(ctx, cg_linear(ctx, cg_relu(ctx, cg_linear(ctx, x, w1, NULL)), w2, NULL), NULL,
+               0, false);
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &w1, &g1, 0), CG_OK);
+    assert_values(g1, cg_data(cg_grad_of(w1)), 15, 0);
+    assert_int_equal(log.n, 2);
+    cg_tensor_free(w1), cg_tensor_free(w2);
+}
+
+/* A leaf used twice gets its hook once, after both uses; a hooked leaf the
+ * loss does not reach gets none; an error from a hook stops the backward. */
+static void test_autograd_grad_hook_once_after_last_use(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *a = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    cg_tensor *unused = leaf(CG_F64, CG_SHAPE(2), (double[]){1, 2});
+    hook_log log = {.fail_at = -1};
+    cg_set_grad_hook(a, log_hook, &log), cg_set_grad_hook(unused, log_hook, &log);
+    cg_tensor *side = cg_mul(ctx, unused, unused); /* on the tape, not in the loss */
+    assert_non_null(side);
+    cg_tensor *y = cg_sum(ctx, cg_mul(ctx, cg_exp(ctx, a), a), NULL, 0, false); /* e^a a */
+    assert_int_equal(cg_backward(y), CG_OK);
+    assert_int_equal(log.n, 1);
+    assert_ptr_equal(log.order[0], a);
+    assert_float_equal(log.grad0[0], 2 * exp(1.0), 1e-12); /* e^a (a + 1) */
+    assert_null(cg_grad_of(unused));
+    /* a hooked leaf that is itself the output */
+    cg_tensor *s = cg_from_array(ctx, CG_F64, CG_SHAPE(1), (double[]){4});
+    cg_set_requires_grad(s, true);
+    assert_int_equal(cg_set_grad_hook(s, log_hook, &log), CG_OK); /* in ctx's arena */
+    assert_int_equal(cg_backward(s), CG_OK);
+    assert_int_equal(log.n, 2);
+    /* an error from the hook is the backward's */
+    log.fail_at = 2;
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_square(ctx, a), NULL, 0, false)), CG_ERR_STATE);
+    /* only a leaf can be hooked */
+    assert_int_equal(cg_set_grad_hook(side, log_hook, &log), CG_ERR_STATE);
+    assert_int_equal(cg_set_grad_hook(NULL, log_hook, &log), CG_ERR_ARG);
+    cg_tensor_free(a), cg_tensor_free(unused);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_autograd_backward_values),
@@ -400,6 +488,8 @@ int main(void) {
                                         ctx_teardown),
         cmocka_unit_test_setup_teardown(test_autograd_grad_sink_only_inside_backward, ctx_setup,
                                         ctx_teardown),
+        cmocka_unit_test(test_autograd_grad_hook_runs_when_final),
+        cmocka_unit_test(test_autograd_grad_hook_once_after_last_use),
         cmocka_unit_test(test_autograd_gradcheck_reports_the_element),
         cmocka_unit_test(test_autograd_gradcheck_argument_errors),
         cmocka_unit_test_setup_teardown(test_autograd_backward_error_names_backward, ctx_setup,
