@@ -1,6 +1,8 @@
 /* Mini-batches over a borrowed dataset. Everything a batch needs is made by
- * cg_batcher_new: the permutation, one buffer per tensor of [min(batch, N),
- * ...] rows, and, when the last batch of an epoch is short, a view of the
+ * cg_batcher_new (and remade by cg_batcher_shard): the permutation, a
+ * replica's share of it when sharded, one buffer per tensor of
+ * [min(batch, n_r), ...] rows (n_r the samples an epoch hands out: N, or the
+ * shard's size) and, when the last batch of an epoch is short, a view of the
  * buffer's first rows for it. cg_batcher_next only permutes and copies rows
  * into those, so a training loop's epochs allocate nothing. */
 #include "internal.h"
@@ -8,15 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The batch buffers: [min(batch, n_r), ...] each, and views of their first
+ * rows for a short last batch (NULL when there is none; y's all NULL without
+ * y). */
+typedef struct buffers {
+    cg_tensor *x, *y, *xtail, *ytail;
+} buffers;
+
 struct cg_batcher {
     const cg_tensor *x, *y; /* borrowed; y may be NULL */
     cg_rng *rng;            /* borrowed; NULL without shuffle */
     int64_t n, batch, nbatches;
-    int64_t pos; /* batches handed out this epoch; -1 before it starts */
-    bool shuffle;
-    int64_t *perm;            /* this epoch's order of the samples */
-    cg_tensor *xbuf, *ybuf;   /* [min(batch, n), ...] */
-    cg_tensor *xtail, *ytail; /* views of their first rows for a short last batch */
+    int64_t rank, replicas; /* the shard handed out: 0 of 1 when not sharded */
+    int64_t nshard;         /* n_r: samples per epoch, n when not sharded */
+    int64_t pos;            /* batches handed out this epoch; -1 before it starts */
+    bool shuffle, drop_last;
+    int64_t *perm;  /* this epoch's order of all n samples */
+    int64_t *shard; /* [nshard]: this replica's part of perm; NULL with 1 replica */
+    buffers buf;
 };
 
 /* ---- shuffling ----------------------------------------------------------- */
@@ -39,6 +50,11 @@ static void new_epoch(cg_batcher *b) {
         b->perm[i] = b->perm[j];
         b->perm[j] = t;
     }
+    /* DistributedSampler's indices[rank:total:replicas] of perm padded by
+     * wrapping to its start; a position p < nshard * replicas <= 2n (or p =
+     * rank when nshard is 1), so it cannot overflow. */
+    for (int64_t i = 0; b->shard && i < b->nshard; i++)
+        b->shard[i] = b->perm[(b->rank + i * b->replicas) % b->n];
 }
 
 /* ---- gathering ----------------------------------------------------------- */
@@ -106,15 +122,49 @@ static bool check_args(const cg_tensor *x, const cg_tensor *y, int64_t batch, bo
 }
 
 /* A buffer of `rows` samples of t, and in *tail a view of its first `tail`
- * rows when tail > 0. false (error recorded) when either cannot be made. */
-static bool make_buffer(const cg_tensor *t, int64_t rows, int64_t tail, cg_tensor **buf,
-                        cg_tensor **tailv) {
+ * rows when tail > 0. false (error recorded for op) when either cannot be
+ * made. */
+static bool make_buffer(const char *op, const cg_tensor *t, int64_t rows, int64_t tail,
+                        cg_tensor **buf, cg_tensor **tailv) {
     int64_t shape[CG_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[0] = rows;
-    *buf = cgi_new(NULL, "cg_batcher_new", t->dtype, t->ndim, shape);
+    *buf = cgi_new(NULL, op, t->dtype, t->ndim, shape);
     if (*buf && tail > 0) *tailv = cgi_narrow(NULL, *buf, 0, 0, tail);
     return *buf && (tail == 0 || *tailv);
+}
+
+static void free_buffers(buffers *f) {
+    cg_tensor_free(f->xtail);
+    cg_tensor_free(f->ytail);
+    cg_tensor_free(f->x);
+    cg_tensor_free(f->y);
+    *f = (buffers){0};
+}
+
+/* The buffers for epochs of n samples in batches of `batch`: only a short
+ * batch after full ones needs a view, a lone short batch (n < batch) fills
+ * the whole buffer. Unchanged (true) when *f already has those sizes, else
+ * replaced; false (error recorded for op, *f untouched) when out of memory. */
+static bool fit_buffers(const char *op, const cg_batcher *b, int64_t n, buffers *f) {
+    int64_t rows = n < b->batch ? n : b->batch;
+    int64_t tail = b->drop_last || n < b->batch ? 0 : n % b->batch;
+    if (f->x && cg_dim(f->x, 0) == rows && (f->xtail ? cg_dim(f->xtail, 0) : 0) == tail)
+        return true;
+    buffers g = {0};
+    bool ok = make_buffer(op, b->x, rows, tail, &g.x, &g.xtail) &&
+              (!b->y || make_buffer(op, b->y, rows, tail, &g.y, &g.ytail));
+    if (!ok) {
+        free_buffers(&g);
+        return false;
+    }
+    free_buffers(f);
+    *f = g;
+    return true;
+}
+
+static int64_t count_batches(int64_t n, int64_t batch, bool drop_last) {
+    return n / batch + (n % batch && !drop_last);
 }
 
 cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch, bool shuffle,
@@ -128,24 +178,74 @@ cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_t batch
     if (!check_args(x, y, batch, shuffle, rng)) return NULL;
     cg_batcher *b = cgi_alloc(NULL, "cg_batcher_new", sizeof *b);
     if (!b) return NULL;
-    int64_t n = x->shape[0], rem = n % batch;
+    int64_t n = x->shape[0];
     *b = (cg_batcher){.x = x,
                       .y = y,
                       .rng = shuffle ? rng : NULL,
                       .n = n,
                       .batch = batch,
-                      .nbatches = n / batch + (rem && !drop_last),
+                      .nbatches = count_batches(n, batch, drop_last),
+                      .replicas = 1,
+                      .nshard = n,
                       .pos = -1,
-                      .shuffle = shuffle};
-    /* Only a short batch after full ones needs a view: a lone short batch
-     * (n < batch) fills the whole buffer. */
-    int64_t rows = n < batch ? n : batch, tail = drop_last || n < batch ? 0 : rem;
+                      .shuffle = shuffle,
+                      .drop_last = drop_last};
     b->perm = cgi_alloc(NULL, "cg_batcher_new", (size_t)(n ? n : 1) * sizeof *b->perm);
-    bool ok = b->perm && make_buffer(x, rows, tail, &b->xbuf, &b->xtail) &&
-              (!y || make_buffer(y, rows, tail, &b->ybuf, &b->ytail));
-    if (ok) return b;
+    if (b->perm && fit_buffers("cg_batcher_new", b, n, &b->buf)) return b;
     cg_batcher_free(b);
     return NULL;
+}
+
+/* The dataset is borrowed: a context's tensors die at its reset. CG_OK, or
+ * CG_ERR_STATE (recorded for op) when x or y has. */
+static cg_status data_alive(const char *op, const cg_batcher *b) {
+    const cg_tensor *dead = cgi_stale(b->x) ? b->x : b->y && cgi_stale(b->y) ? b->y : NULL;
+    return dead ? cgi_stale_error_as(NULL, op, dead == b->x ? "x" : "y", -1, dead) : CG_OK;
+}
+
+/* ---- sharding ------------------------------------------------------------ */
+static cg_status check_shard(const cg_batcher *b, int64_t rank, int64_t replicas) {
+    const char *op = "cg_batcher_shard";
+    if (replicas < 1)
+        return cgi_error(NULL, CG_ERR_ARG, "%s: replicas %lld must be >= 1", op,
+                         (long long)replicas);
+    if (rank < 0 || rank >= replicas)
+        return cgi_error(NULL, CG_ERR_ARG, "%s: rank %lld is outside [0, %lld)", op,
+                         (long long)rank, (long long)replicas);
+    if (b->drop_last && b->n > 0 && b->n < replicas)
+        return cgi_error(NULL, CG_ERR_ARG,
+                         "%s: %lld replicas with drop_last leave none of the %lld samples", op,
+                         (long long)replicas, (long long)b->n);
+    if (b->pos >= 0)
+        return cgi_error(NULL, CG_ERR_STATE,
+                         "%s: called in the middle of an epoch (%lld of %lld batches handed "
+                         "out); finish it (cg_batcher_next returns false) first",
+                         op, (long long)b->pos, (long long)b->nbatches);
+    return CG_OK;
+}
+
+cg_status cg_batcher_shard(cg_batcher *b, int64_t rank, int64_t replicas) {
+    const char *op = "cg_batcher_shard";
+    if (!b) return cgi_null_arg(NULL, op, "batcher");
+    cg_status st = check_shard(b, rank, replicas);
+    if (st == CG_OK) st = data_alive(op, b); /* the buffers copy x's and y's shapes */
+    if (st != CG_OK) return st;
+    /* DistributedSampler's num_samples, without its ceil's overflow */
+    int64_t n = b->n / replicas + (!b->drop_last && b->n % replicas != 0);
+    int64_t *shard = NULL;
+    if (replicas > 1 && !(shard = cgi_alloc(NULL, op, (size_t)(n ? n : 1) * sizeof *shard)))
+        return cg_last_status();
+    if (!fit_buffers(op, b, n, &b->buf)) {
+        free(shard);
+        return cg_last_status();
+    }
+    free(b->shard);
+    b->shard = shard;
+    b->rank = rank;
+    b->replicas = replicas;
+    b->nshard = n;
+    b->nbatches = count_batches(n, b->batch, b->drop_last);
+    return CG_OK;
 }
 
 /* ---- iteration ----------------------------------------------------------- */
@@ -156,12 +256,7 @@ bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb) {
         return false;
     }
     *xb = NULL;
-    /* the dataset is borrowed: a context's tensors die at its reset */
-    const cg_tensor *dead = cgi_stale(b->x) ? b->x : b->y && cgi_stale(b->y) ? b->y : NULL;
-    if (dead) {
-        cgi_stale_error_as(NULL, "cg_batcher_next", dead == b->x ? "x" : "y", -1, dead);
-        return false;
-    }
+    if (data_alive("cg_batcher_next", b) != CG_OK) return false;
     if (b->pos < 0) {
         new_epoch(b);
         b->pos = 0;
@@ -170,14 +265,15 @@ bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb) {
         b->pos = -1; /* the next call starts a new epoch */
         return false;
     }
-    int64_t start = b->pos++ * b->batch, count = b->n - start;
+    int64_t start = b->pos++ * b->batch, count = b->nshard - start;
     if (count > b->batch) count = b->batch;
-    bool short_batch = count < cg_dim(b->xbuf, 0);
-    gather(b->xbuf, b->x, b->perm + start, count);
-    *xb = short_batch ? b->xtail : b->xbuf;
+    const int64_t *rows = (b->shard ? b->shard : b->perm) + start;
+    bool short_batch = count < cg_dim(b->buf.x, 0);
+    gather(b->buf.x, b->x, rows, count);
+    *xb = short_batch ? b->buf.xtail : b->buf.x;
     if (b->y) {
-        gather(b->ybuf, b->y, b->perm + start, count);
-        if (yb) *yb = short_batch ? b->ytail : b->ybuf;
+        gather(b->buf.y, b->y, rows, count);
+        if (yb) *yb = short_batch ? b->buf.ytail : b->buf.y;
     }
     return true;
 }
@@ -192,10 +288,8 @@ int64_t cg_batcher_nbatches(const cg_batcher *b) {
 
 void cg_batcher_free(cg_batcher *b) {
     if (!b) return;
-    cg_tensor_free(b->xtail);
-    cg_tensor_free(b->ytail);
-    cg_tensor_free(b->xbuf);
-    cg_tensor_free(b->ybuf);
+    free_buffers(&b->buf);
     free(b->perm);
+    free(b->shard);
     free(b);
 }

@@ -606,6 +606,21 @@ CG_API cg_batcher *cg_batcher_new(const cg_tensor *x, const cg_tensor *y, int64_
  * the next call starts a new (reshuffled) epoch. */
 CG_API bool cg_batcher_next(cg_batcher *b, cg_tensor **xb, cg_tensor **yb);
 CG_API int64_t cg_batcher_nbatches(const cg_batcher *b); /* per epoch */
+/* PyTorch's DistributedSampler for b: from the next epoch on, b hands out
+ * only replica `rank`'s share of each epoch (0 <= rank < replicas). Each
+ * epoch still orders all N samples as before (replicas whose rngs share a
+ * seed share that order) and replica r takes its positions r, r + replicas,
+ * r + 2 replicas, ...: with b's drop_last the order is first cut to
+ * floor(N / replicas) * replicas samples, otherwise padded to
+ * ceil(N / replicas) * replicas by repeating its first ones, so every
+ * replica gets the same number n_r of samples, batched as before (the same
+ * cg_batcher_nbatches on every replica). (0, 1) is the unsharded batcher.
+ * b stays the caller's. Only between epochs: after a batch of an unfinished
+ * epoch it is CG_ERR_STATE. It may remake the batch buffers (to
+ * [min(batch, n_r), ...]): batches handed out before are invalid after it.
+ * CG_ERR_ARG for a NULL b, replicas < 1, a rank outside [0, replicas), or
+ * replicas > N > 0 with drop_last (no sample left). */
+CG_API cg_status cg_batcher_shard(cg_batcher *b, int64_t rank, int64_t replicas);
 CG_API void cg_batcher_free(cg_batcher *b);
 
 /* ---- text (bytes as tokens, for character-level models) -------------------------

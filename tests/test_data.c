@@ -1,7 +1,9 @@
 /* nn/data.c and nn/batcher.c: IDX files (raw and gzip) read back byte for
  * byte and every bad file refused with CG_ERR_IO naming the path; in-place
  * normalisation and one-hot labels by hand; the batcher's epochs (each
- * sample once, rows and labels paired, seeded shuffles, reused buffers).
+ * sample once, rows and labels paired, seeded shuffles, reused buffers)
+ * and their shards (DistributedSampler's positions of the unsharded order,
+ * padded or cut, the same batch count on every replica).
  * Files are small and generated in a fresh mkdtemp directory, removed at
  * the end. */
 #include <setjmp.h>
@@ -702,6 +704,253 @@ static void test_data_batcher_errors(void **state) {
     cg_tensor_free(y);
 }
 
+/* ---- sharding (DistributedSampler) ------------------------------------------------------ */
+enum { EPOCHS = 2, R_MAX = 3 };
+
+/* The orders of the first EPOCHS epochs of an unsharded batcher over n
+ * samples with an rng seeded with seed. */
+static void unsharded_orders(int64_t n, uint64_t seed, int64_t ref[EPOCHS][N_MAX]) {
+    cg_rng rng = seeded(seed);
+    dataset d = open_data(n, 2, 5, false, &rng);
+    int64_t sizes[N_MAX];
+    for (int e = 0; e < EPOCHS; e++) run_epoch(d.b, ref[e], sizes);
+    close_data(&d);
+}
+
+typedef struct shard_case {
+    int64_t n, replicas, batch;
+    bool drop_last;
+} shard_case;
+
+/* One epoch of every replica of c, all seeded alike, against ref (the same
+ * epoch of the unsharded batcher): replica r hands out positions r, r + R,
+ * ... of ref, wrapping past its end, in batches of c.batch (a short last one
+ * kept unless drop_last). counts[i]: how often sample i came. */
+static void shard_epoch(const shard_case *c, dataset *d, const int64_t *ref, int *counts) {
+    int64_t nr = c->n / c->replicas + (!c->drop_last && c->n % c->replicas);
+    int64_t rem = c->drop_last ? 0 : nr % c->batch, nb = nr / c->batch + (rem != 0);
+    int64_t order[N_MAX], sizes[N_MAX], seen = 0;
+    for (int64_t r = 0; r < c->replicas; r++) {
+        assert_int_equal(cg_batcher_nbatches(d[r].b), nb); /* the same on every replica */
+        assert_int_equal(run_epoch(d[r].b, order, sizes), nb);
+        for (int64_t i = 0; i < nb; i++) {
+            assert_int_equal(sizes[i], i < nb - 1 || !rem ? c->batch : rem);
+            seen += sizes[i];
+        }
+        for (int64_t i = 0; i < nb * c->batch && i < nr; i++) {
+            assert_int_equal(order[i], ref[(r + i * c->replicas) % c->n]);
+            counts[order[i]]++;
+        }
+    }
+    assert_int_equal(seen, c->replicas * (c->drop_last ? nb * c->batch : nr));
+}
+
+/* Every replica's share of two epochs of c; what the union of the shares is. */
+static void check_shards(const shard_case *c) {
+    int64_t ref[EPOCHS][N_MAX];
+    cg_rng rng[R_MAX];
+    dataset d[R_MAX];
+    assert_true(c->replicas <= R_MAX);
+    unsharded_orders(c->n, 11, ref);
+    for (int64_t r = 0; r < c->replicas; r++) {
+        rng[r] = seeded(11); /* every rank seeds alike */
+        d[r] = open_data(c->n, 2, c->batch, c->drop_last, &rng[r]);
+        assert_int_equal(cg_batcher_shard(d[r].b, r, c->replicas), CG_OK);
+    }
+    int64_t pad = c->n % c->replicas ? c->replicas - c->n % c->replicas : 0;
+    for (int e = 0; e < EPOCHS; e++) {
+        int counts[N_MAX] = {0};
+        shard_epoch(c, d, ref[e], counts);
+        for (int64_t j = 0; j < c->n; j++) {
+            int got = counts[ref[e][j]];
+            if (!c->drop_last) /* every sample, the first `pad` of the order twice */
+                assert_int_equal(got, 1 + (j < pad));
+            else /* disjoint, the order's last n % replicas never */
+                assert_true(got <= 1 && (j < c->n - c->n % c->replicas || got == 0));
+        }
+    }
+    for (int64_t r = 0; r < c->replicas; r++) close_data(&d[r]);
+}
+
+static void test_data_batcher_shard_covers_every_sample(void **state) {
+    (void)state;
+    static const shard_case cases[] = {
+        {11, 2, 4, false},                   /* 6 each: batches 4, 2; sample order[0] twice */
+        {11, 3, 2, false},                   /* 4 each: batches 2, 2; order[0] twice */
+        {11, 2, 5, true},                    /* 5 each: one batch; order[10] never */
+        {11, 3, 3, true},                    /* 3 each: one batch; order[9], order[10] never */
+        {12, 3, 3, false},                   /* divisible: disjoint, 4 each, batches 3, 1 */
+        {12, 3, 3, true},  {5, 3, 4, false}, /* 2 each, fewer than a batch: one short batch */
+        {2, 3, 1, false}, /* fewer samples than replicas: 1 each by wrapping */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_shards(&cases[i]);
+}
+
+/* The batch sampler's drop_last applies to each shard: 11 over 3 replicas is
+ * 3 samples each, in batches of 2 one batch, its third sample dropped. */
+static void test_data_batcher_shard_drops_short_batches(void **state) {
+    (void)state;
+    check_shards(&(shard_case){11, 3, 2, true});
+    check_shards(&(shard_case){11, 2, 4, true});
+}
+
+/* Without shuffle, DistributedSampler(shuffle=False) over range(7): padded to
+ * [0..6, 0, 1] and dealt out, or cut to [0..5] with drop_last. */
+static void test_data_batcher_shard_in_order(void **state) {
+    (void)state;
+    static const int64_t padded[3][3] = {{0, 3, 6}, {1, 4, 0}, {2, 5, 1}};
+    static const int64_t cut[3][2] = {{0, 3}, {1, 4}, {2, 5}};
+    int64_t order[N_MAX], sizes[N_MAX];
+    for (int64_t r = 0; r < 3; r++) {
+        dataset d = open_data(7, 1, 2, false, NULL);
+        assert_int_equal(cg_batcher_shard(d.b, r, 3), CG_OK);
+        assert_int_equal(run_epoch(d.b, order, sizes), 2);
+        assert_true(sizes[0] == 2 && sizes[1] == 1 && same_order(order, padded[r], 3));
+        close_data(&d);
+        d = open_data(7, 1, 2, true, NULL);
+        assert_int_equal(cg_batcher_shard(d.b, r, 3), CG_OK);
+        assert_int_equal(run_epoch(d.b, order, sizes), 1);
+        assert_true(sizes[0] == 2 && same_order(order, cut[r], 2));
+        close_data(&d);
+    }
+}
+
+/* Replicas seeded alike share each epoch's order, which changes every epoch;
+ * another seed gives another order. */
+static void test_data_batcher_shard_reshuffles_per_epoch(void **state) {
+    (void)state;
+    cg_rng rng[3] = {seeded(21), seeded(21), seeded(22)};
+    int64_t ref[EPOCHS][N_MAX], order[3][EPOCHS][N_MAX], sizes[N_MAX];
+    unsharded_orders(20, 21, ref);
+    dataset d[3];
+    for (int i = 0; i < 3; i++) {
+        d[i] = open_data(20, 1, 4, false, &rng[i]);
+        assert_int_equal(cg_batcher_shard(d[i].b, i == 1, 2), CG_OK);
+        for (int e = 0; e < EPOCHS; e++)
+            assert_int_equal(run_epoch(d[i].b, order[i][e], sizes), 3);
+    }
+    for (int e = 0; e < EPOCHS; e++)
+        for (int64_t k = 0; k < 10; k++) {
+            assert_int_equal(order[0][e][k], ref[e][2 * k]);
+            assert_int_equal(order[1][e][k], ref[e][2 * k + 1]);
+        }
+    assert_false(same_order(order[0][0], order[0][1], 10));
+    assert_false(same_order(order[0][0], order[2][0], 10)); /* rank 0 too, other seed */
+    for (int i = 0; i < 3; i++) close_data(&d[i]);
+}
+
+/* One replica is the unsharded batcher, batch for batch, bit for bit; so is
+ * a batcher sharded and then returned to (0, 1). */
+static void test_data_batcher_shard_one_replica_is_unsharded(void **state) {
+    (void)state;
+    for (int drop = 0; drop < 2; drop++) {
+        cg_rng rng[3] = {seeded(31), seeded(31), seeded(31)};
+        dataset d[3];
+        for (int i = 0; i < 3; i++) d[i] = open_data(10, 3, 4, drop, &rng[i]);
+        assert_int_equal(cg_batcher_shard(d[1].b, 0, 1), CG_OK);
+        assert_int_equal(cg_batcher_shard(d[2].b, 1, 3), CG_OK);
+        assert_int_equal(cg_batcher_shard(d[2].b, 0, 1), CG_OK);
+        for (int i = 1; i < 3; i++)
+            assert_int_equal(cg_batcher_nbatches(d[i].b), cg_batcher_nbatches(d[0].b));
+        for (int e = 0; e < 2; e++) {
+            cg_tensor *xb[3], *yb[3];
+            bool more;
+            do {
+                more = cg_batcher_next(d[0].b, &xb[0], &yb[0]);
+                for (int i = 1; i < 3; i++) {
+                    assert_int_equal(cg_batcher_next(d[i].b, &xb[i], &yb[i]), more);
+                    if (!more) continue;
+                    assert_int_equal(cg_numel(xb[i]), cg_numel(xb[0]));
+                    assert_memory_equal(cg_data(xb[i]), cg_data(xb[0]), cg_numel(xb[0]) * 4);
+                    assert_memory_equal(cg_data(yb[i]), cg_data(yb[0]), cg_numel(yb[0]) * 8);
+                }
+            } while (more);
+        }
+        for (int i = 0; i < 3; i++) close_data(&d[i]);
+    }
+}
+
+/* A shard smaller than a batch gets buffers of its size, a short last batch
+ * of a shard its view; the epochs after the shard reuse them. */
+static void test_data_batcher_shard_resizes_buffers(void **state) {
+    (void)state;
+    cg_rng rng = seeded(41);
+    dataset d = open_data(5, 3, 4, false, &rng); /* buffers [4, 3], tail [1, 3] */
+    cg_tensor *xb, *yb;
+    assert_int_equal(cg_batcher_shard(d.b, 2, 3), CG_OK); /* 2 samples */
+    assert_int_equal(cg_batcher_nbatches(d.b), 1);
+    const cg_tensor *first = NULL;
+    for (int e = 0; e < 3; e++) {
+        assert_true(cg_batcher_next(d.b, &xb, &yb));
+        assert_true(cg_dim(xb, 0) == 2 && cg_dim(xb, 1) == 3 && cg_dim(yb, 0) == 2);
+        if (!first) first = xb;
+        assert_true(xb == first);
+        assert_false(cg_batcher_next(d.b, &xb, &yb));
+    }
+    assert_int_equal(cg_batcher_shard(d.b, 0, 2), CG_OK); /* 3 samples: batch 3 */
+    assert_true(cg_batcher_next(d.b, &xb, &yb));
+    assert_true(cg_dim(xb, 0) == 3 && cg_dim(yb, 0) == 3);
+    assert_false(cg_batcher_next(d.b, &xb, &yb));
+    assert_int_equal(cg_batcher_shard(d.b, 0, 1), CG_OK); /* 5 again: 4 and 1 */
+    int64_t order[N_MAX], sizes[N_MAX];
+    assert_int_equal(run_epoch(d.b, order, sizes), 2);
+    assert_true(sizes[0] == 4 && sizes[1] == 1);
+    assert_distinct(order, 5, 5);
+    close_data(&d);
+    /* 11 over 2 is 6 each: a full batch of 4, then a view of 2 */
+    d = open_data(11, 2, 4, false, &rng);
+    assert_int_equal(cg_batcher_shard(d.b, 1, 2), CG_OK);
+    assert_true(cg_batcher_next(d.b, &xb, &yb));
+    void *data = cg_data(xb);
+    assert_true(cg_batcher_next(d.b, &xb, &yb));
+    assert_true(cg_dim(xb, 0) == 2 && cg_dim(yb, 0) == 2 && cg_data(xb) == data);
+    close_data(&d);
+}
+
+static void test_data_batcher_shard_errors(void **state) {
+    (void)state;
+    cg_tensor *xb, *yb;
+    assert_int_equal(cg_batcher_shard(NULL, 0, 1), CG_ERR_ARG);
+    assert_error(CG_ERR_ARG, "cg_batcher_shard: batcher is NULL");
+    dataset d = open_data(5, 2, 2, true, NULL);
+    assert_int_equal(cg_batcher_shard(d.b, 0, 0), CG_ERR_ARG);
+    assert_error(CG_ERR_ARG, "cg_batcher_shard: replicas 0 must be >= 1");
+    assert_int_equal(cg_batcher_shard(d.b, -1, 2), CG_ERR_ARG);
+    assert_error(CG_ERR_ARG, "cg_batcher_shard: rank -1 is outside [0, 2)");
+    assert_int_equal(cg_batcher_shard(d.b, 2, 2), CG_ERR_ARG);
+    assert_error(CG_ERR_ARG, "cg_batcher_shard: rank 2 is outside [0, 2)");
+    assert_int_equal(cg_batcher_shard(d.b, 0, 6), CG_ERR_ARG);
+    assert_error(CG_ERR_ARG, "cg_batcher_shard: 6 replicas with drop_last leave none of the 5");
+    assert_int_equal(cg_batcher_nbatches(d.b), 2);        /* unchanged by the failures */
+    assert_int_equal(cg_batcher_shard(d.b, 4, 5), CG_OK); /* one sample: no full batch */
+    assert_int_equal(cg_batcher_nbatches(d.b), 0);
+    assert_int_equal(cg_batcher_shard(d.b, 0, 1), CG_OK);
+    /* between a batch and the false that ends its epoch, the last batch too */
+    for (int i = 0; i < 2; i++) {
+        assert_true(cg_batcher_next(d.b, &xb, &yb));
+        assert_int_equal(cg_batcher_shard(d.b, 0, 2), CG_ERR_STATE);
+        assert_error(CG_ERR_STATE, "cg_batcher_shard: called in the middle of an epoch");
+    }
+    assert_false(cg_batcher_next(d.b, &xb, &yb));
+    assert_int_equal(cg_batcher_shard(d.b, 0, 2), CG_OK);
+    close_data(&d);
+    /* no samples at all: nothing to divide, empty epochs */
+    d = open_data(0, 2, 2, true, NULL);
+    assert_int_equal(cg_batcher_shard(d.b, 1, 2), CG_OK);
+    assert_int_equal(cg_batcher_nbatches(d.b), 0);
+    assert_false(cg_batcher_next(d.b, &xb, &yb));
+    close_data(&d);
+    /* a dataset whose context was reset */
+    cg_ctx *ctx = cg_ctx_new();
+    cg_tensor *x = cg_arange(ctx, CG_F32, 0, 4, 1);
+    cg_batcher *b = cg_batcher_new(x, NULL, 2, false, false, NULL);
+    cg_ctx_reset(ctx);
+    assert_int_equal(cg_batcher_shard(b, 0, 2), CG_ERR_STATE);
+    assert_error(CG_ERR_STATE, "cg_batcher_shard: x belongs to a context that was reset");
+    cg_batcher_free(b);
+    cg_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_idx_raw_read_and_load),
@@ -729,6 +978,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_data_batcher_bumps_version, ctx_setup,
                                         ctx_teardown),
         cmocka_unit_test(test_data_batcher_errors),
+        cmocka_unit_test(test_data_batcher_shard_covers_every_sample),
+        cmocka_unit_test(test_data_batcher_shard_drops_short_batches),
+        cmocka_unit_test(test_data_batcher_shard_in_order),
+        cmocka_unit_test(test_data_batcher_shard_reshuffles_per_epoch),
+        cmocka_unit_test(test_data_batcher_shard_one_replica_is_unsharded),
+        cmocka_unit_test(test_data_batcher_shard_resizes_buffers),
+        cmocka_unit_test(test_data_batcher_shard_errors),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

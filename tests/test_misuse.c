@@ -4191,6 +4191,37 @@ static void test_misuse_batcher(void **state) {
     QUIET("cg_batcher_next", cg_batcher_nbatches(b) == 0 && !cg_batcher_next(b, &xb, &yb));
     cg_batcher_free(b);
     cg_tensor_free(none);
+    /* sharding: bad replica counts and ranks, too many replicas for drop_last
+     * (none changes the batcher), mid-epoch; padding gives even INT64_MAX
+     * replicas a sample each */
+    BAD(cg_batcher_shard, NULL, 0, 1);
+    KEEPS_S(cg_batcher_shard, NULL, 0, 1);
+    b = OK_P(cg_batcher_new, x, y, 3, true, true, &rng_);
+    BAD(cg_batcher_shard, b, 0, 0);
+    BAD(cg_batcher_shard, b, 0, -1);
+    BAD(cg_batcher_shard, b, 0, INT64_MIN);
+    BAD(cg_batcher_shard, b, -1, 2);
+    BAD(cg_batcher_shard, b, 2, 2);
+    BAD(cg_batcher_shard, b, INT64_MIN, 2);
+    BAD(cg_batcher_shard, b, 0, 11);
+    BAD(cg_batcher_shard, b, INT64_MAX - 1, INT64_MAX);
+    QUIET("cg_batcher_shard", cg_batcher_nbatches(b) == 3);
+    OK_S(cg_batcher_shard, b, 1, 3);
+    QUIET("cg_batcher_next", cg_batcher_nbatches(b) == 1 && cg_batcher_next(b, &xb, &yb) &&
+                                 cg_numel(xb) == 3 && cg_numel(yb) == 3);
+    BAD(cg_batcher_shard, b, 0, 1);
+    QUIET("cg_batcher_next", !cg_batcher_next(b, &xb, &yb));
+    OK_S(cg_batcher_shard, b, 0, 1);
+    QUIET("cg_batcher_shard", cg_batcher_nbatches(b) == 3);
+    cg_batcher_free(b);
+    b = OK_P(cg_batcher_new, x, NULL, 4, false, false, NULL);
+    OK_S(cg_batcher_shard, b, INT64_MAX - 1, INT64_MAX);
+    double got = -1;
+    QUIET("cg_batcher_next", cg_batcher_nbatches(b) == 1 && cg_batcher_next(b, &xb, NULL) &&
+                                 cg_numel(xb) == 1 &&
+                                 cg_get(xb, (const int64_t[]){0}, &got) == CG_OK &&
+                                 got == (double)((INT64_MAX - 1) % 10));
+    cg_batcher_free(b);
     /* a dataset in a context that is reset while the batcher lives */
     cg_ctx *data = cg_ctx_new();
     cg_tensor *cx = cg_arange(data, CG_F64, 0, 6, 1);
