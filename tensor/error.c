@@ -43,6 +43,18 @@ cg_status cgi_error(cg_ctx *ctx, cg_status status, const char *fmt, ...) {
     return status;
 }
 
+cg_status cg_set_error(cg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (fmt)
+        vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    else
+        last_msg[0] = '\0';
+    va_end(ap);
+    last_status = status;
+    return status;
+}
+
 /* Only what cgi_stale vouched for is read: t->ctx and t->gen when the check
  * word matched (the intact header of an earlier generation). */
 cg_status cgi_stale_error_as(cg_ctx *ctx, const char *op, const char *what, int i,

@@ -88,6 +88,15 @@ CG_API cg_status cg_last_status(void);  /* this thread's last error code */
 CG_API const char *cg_last_error(void); /* its message, "" when none */
 CG_API void cg_clear_error(void);
 CG_API const char *cg_status_str(cg_status s);
+/* Records status and a printf-style message as this thread's last error,
+ * as cgrad's own functions do, and returns status: for user layers, backward
+ * rules and hooks ("return cg_set_error(CG_ERR_SHAPE, \"my_layer: ...\")").
+ * A NULL fmt records an empty message. */
+CG_API cg_status cg_set_error(cg_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---- contexts -------------------------------------------------------------- */
 typedef struct cg_ctx_stats {

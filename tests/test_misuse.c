@@ -1,5 +1,5 @@
 /* The misuse battery of issue 14: every public function of tensor/tensor.h,
- * autograd/autograd.h, ops/ops.h and nn/nn.h (all 352 declared, attention,
+ * autograd/autograd.h, ops/ops.h and nn/nn.h (all 355 declared, attention,
  * sampling, transformers and text included) called with what a careless or
  * hostile caller passes:
  *   - NULL for each pointer argument: tensors, contexts where one is needed,
@@ -224,6 +224,13 @@ static void test_misuse_errors_and_contexts(void **state) {
     QUIET("cg_last_error", strcmp(cg_last_error(), "") == 0);
     QUIET("cg_status_str", strcmp(cg_status_str((cg_status)99), "unknown status") == 0);
     QUIET("cg_status_str", strcmp(cg_status_str((cg_status)-1), "unknown status") == 0);
+    /* a user's error: recorded as given, a NULL format as an empty message */
+    if (cg_set_error(CG_ERR_SHAPE, "my_op: %d", 3) != CG_ERR_SHAPE ||
+        cg_last_status() != CG_ERR_SHAPE || strcmp(cg_last_error(), "my_op: 3"))
+        defect(__LINE__, "cg_set_error", "not recorded as given");
+    if (cg_set_error(CG_ERR_ARG, NULL) != CG_ERR_ARG || strcmp(cg_last_error(), ""))
+        defect(__LINE__, "cg_set_error", "a NULL format not recorded as \"\"");
+    cg_clear_error();
     SENTINEL("cg_ctx_status", cg_ctx_status(NULL) == CG_ERR_ARG);
     SENTINEL("cg_ctx_error", strcmp(cg_ctx_error(NULL), "") == 0);
     SENTINEL("cg_ctx_get_stats", cg_ctx_get_stats(NULL).capacity == 0);
@@ -753,6 +760,12 @@ static void test_misuse_leaves_and_grad_mode(void **state) {
         cg_tensor_free(gt);
     }
     cg_tensor_free(t);
+    /* grad hooks: only on a leaf; removing one that is not there is fine */
+    BAD(cg_set_grad_hook, NULL, NULL, NULL);
+    BAD(cg_set_grad_hook, cg_mul(ctx, x, x), NULL, NULL);
+    cg_tensor *hooked = cg_zeros(NULL, CG_F64, CG_SHAPE(2));
+    OK_S(cg_set_grad_hook, hooked, NULL, NULL);
+    cg_tensor_free(hooked); /* frees no hook twice */
     QUIET("cg_zero_grad", (cg_zero_grad(NULL), true));
     NUL(cg_detach, ctx, NULL);
     KEEPS(cg_detach, ctx, NULL);
