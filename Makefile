@@ -45,6 +45,7 @@ REPLAYS      := $(addprefix $(ASAN)/tests/fuzz/replay_,$(FUZZERS))
 VG   := build/vg
 
 .PHONY: all deps test test-build valgrind demo tour char_gpt examples bench bench-compare \
+        ddp-demo bench-ddp \
         install uninstall clean format format-check fuzz
 .DEFAULT_GOAL := all
 
@@ -253,6 +254,22 @@ char_gpt: $(KJV)
 	$(REL)/examples/char_gpt --data $(KJV) --save $(DEMO)/char_gpt.safetensors \
 	    --csv $(DEMO)/char_gpt.csv --svg $(DEMO)/char_gpt.svg $(ARGS)
 
+# examples/ddp_fashion.c on NP local processes (default 2) with Open MPI (both
+# installed if missing, as root); extra flags in ARGS (e.g. ARGS=--deterministic).
+NP ?= 2
+ddp-demo:
+	@sh tools/deps.sh dataset-fashion-mnist openmpi-bin libopenmpi-dev
+	@$(MAKE) --no-print-directory $(REL)/examples/ddp_fashion
+	@mkdir -p $(DEMO)
+	$(MPIRUN) -np $(NP) $(REL)/examples/ddp_fashion --csv $(DEMO)/ddp_fashion.csv \
+	    --svg $(DEMO)/ddp_fashion.svg $(ARGS)
+
+# Data-parallel scaling (bench/bench_ddp.c) with 2 ranks; nothing else may run.
+bench-ddp:
+	@sh tools/deps.sh openmpi-bin libopenmpi-dev
+	@$(MAKE) --no-print-directory $(REL)/bench/bench_ddp
+	$(MPIRUN) -np 2 $(REL)/bench/bench_ddp $(ARGS)
+
 # The tensor tour of the foundation issue.
 tour: deps
 	@$(MAKE) --no-print-directory $(REL)/examples/tensor_tour
@@ -267,11 +284,14 @@ install: all
 	ln -sf libcgrad.so.0 $(DESTDIR)$(PREFIX)/lib/libcgrad.so
 	for h in $(PUBLIC_HEADERS); do \
 	    install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/cgrad/$$h; done
+	if [ -f build/libcgrad_dist.a ]; then \
+	    install -m 644 build/libcgrad_dist.a $(DESTDIR)$(PREFIX)/lib/; \
+	    install -D -m 644 dist/dist.h $(DESTDIR)$(PREFIX)/include/cgrad/dist/dist.h; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/cgrad.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cgrad.pc
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/cgrad $(DESTDIR)$(PREFIX)/lib/pkgconfig/cgrad.pc
-	rm -f $(DESTDIR)$(PREFIX)/lib/libcgrad.*
+	rm -f $(DESTDIR)$(PREFIX)/lib/libcgrad.* $(DESTDIR)$(PREFIX)/lib/libcgrad_dist.a
 
 # Every C file laid out as .clang-format says: `make format` rewrites them,
 # `make format-check` (run by .ci/run) fails on any that differ.

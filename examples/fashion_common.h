@@ -1,7 +1,7 @@
 /* What the Fashion-MNIST examples (fashion_mlp.c, lenet5.c) share: reading
  * the data, one epoch of training with Keras' progress bar, evaluation,
  * and the per-epoch CSV and SVG chart (the clock, the bar and the chart
- * panel are example_common.h's). Each function is static: include this file
+ * panel are example_common.h's). Each function is static inline: include this file
  * in one program. Public cgrad headers only. */
 #ifndef FASHION_COMMON_H
 #define FASHION_COMMON_H
@@ -24,7 +24,7 @@ typedef struct history { /* per epoch, for the CSV and the chart */
 /* images [N, sample...] f32 in [0, 1] (sample: [784] for an MLP, [1, 28, 28]
  * for a CNN) and labels [N] i64, from DIR/PREFIX-*-ubyte.gz; prog names the
  * program in messages. */
-static int load_split(const char *prog, const char *dir, const char *prefix, int ndim,
+static inline int load_split(const char *prog, const char *dir, const char *prefix, int ndim,
                       const int64_t *sample, cg_tensor **x, cg_tensor **y) {
     char ipath[512], lpath[512];
     snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
@@ -50,7 +50,7 @@ static int load_split(const char *prog, const char *dir, const char *prefix, int
 
 /* ---- one epoch ----------------------------------------------------------------- */
 /* The number of rows of logits [B, 10] whose argmax is the label. */
-static double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) {
+static inline double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) {
     cg_no_grad_push(ctx);
     cg_tensor *hit = cg_eq(ctx, cg_argmax(ctx, logits, 1, false), y);
     double n = cg_item(cg_sum(ctx, hit, NULL, 0, false));
@@ -59,7 +59,7 @@ static double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) 
 }
 
 /* Keras' bar: "1875/1875 [=====...] 0.9s - loss: 0.4967 - acc: 0.8253". */
-static void progress(int64_t done, int64_t total, double secs, double loss, double acc,
+static inline void progress(int64_t done, int64_t total, double secs, double loss, double acc,
                      bool end) {
     char metrics[64];
     snprintf(metrics, sizeof metrics, " - loss: %.4f - acc: %.4f", loss, acc);
@@ -68,7 +68,7 @@ static void progress(int64_t done, int64_t total, double secs, double loss, doub
 
 /* One epoch; an optimizer step every `accum` batches, each batch's mean loss
  * divided by accum so the step sees the mean over all of them. */
-static int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, int accum,
+static inline int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, int accum,
                        history *h) {
     bool tty = isatty(STDOUT_FILENO);
     int64_t nb = cg_batcher_nbatches(b), i = 0, seen = 0;
@@ -98,7 +98,7 @@ static int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, 
 }
 
 /* Mean loss and accuracy over x, y in chunks of 1000, without a graph. */
-static int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const cg_tensor *y,
+static inline int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const cg_tensor *y,
                     double *loss, double *acc) {
     int64_t n = cg_dim(x, 0);
     double l = 0, hits = 0;
@@ -121,7 +121,7 @@ static int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const cg_tens
 }
 
 /* ---- outputs: CSV and an SVG chart (SVG is text: no plotting library) -------- */
-static void write_csv(const char *path, const history *h) {
+static inline void write_csv(const char *path, const history *h) {
     FILE *f = fopen(path, "w");
     if (!f) return;
     fprintf(f, "epoch,loss,acc,val_loss,val_acc,seconds\n");
@@ -132,14 +132,14 @@ static void write_csv(const char *path, const history *h) {
 }
 
 /* One panel at (x0, 20), 360 x 240: train (blue) and val (orange) curves. */
-static void svg_panel(FILE *f, int x0, const char *title, const double *tr, const double *va,
+static inline void svg_panel(FILE *f, int x0, const char *title, const double *tr, const double *va,
                       int n) {
     const double *curves[2] = {tr, va};
     const char *colours[2] = {"#1f77b4", "#ff7f0e"};
     svg_panel_xy(f, x0, title, n, NULL, 2, curves, colours);
 }
 
-static void write_svg(const char *path, const history *h) {
+static inline void write_svg(const char *path, const history *h) {
     FILE *f = fopen(path, "w");
     if (!f || h->n == 0) {
         if (f) fclose(f);
@@ -159,7 +159,7 @@ static void write_svg(const char *path, const history *h) {
 
 /* A file saved by --save resumes model, optimizer, schedule (may be NULL)
  * and rng; a plain state_dict (from PyTorch, say) has only the model. */
-static int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, cg_rng *rng) {
+static inline int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, cg_rng *rng) {
     if (cg_load(path, m, opt, sched, rng) == CG_OK) return 0;
     if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL, NULL) != CG_OK)
         return -1;
@@ -172,7 +172,7 @@ static int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, 
  * optimizer step every accum batches, sched stepped after each epoch when
  * given), evaluated on the test split (data[2], data[3]) after each; then
  * the test accuracy printed and the CSV and chart written. */
-static int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched, cg_batcher *b,
+static inline int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched, cg_batcher *b,
                int accum, cg_tensor *const data[4], int epochs, const char *csv,
                const char *svg, history *h) {
     int rc = 0;
