@@ -509,16 +509,26 @@ static cg_status finish_buckets(cg_ddp *d, const char *fn) {
     return s != CG_OK ? s : w;
 }
 
-/* The sum over shards becomes their mean. */
+/* The sum over shards becomes their mean. For a power-of-two count the
+ * product with its exact reciprocal is the same correctly rounded quotient,
+ * and much cheaper than a division. */
 static void divide_grads(cg_ddp *d) {
-    if (d->shards == 1) return;
+    int k = d->shards;
+    if (k == 1) return;
     int64_t n = d->numel;
+    bool pow2 = (k & (k - 1)) == 0;
     if (d->dtype == CG_F32) {
-        float *g = (float *)grad_base(d), k = (float)d->shards;
-        for (int64_t i = 0; i < n; i++) g[i] /= k;
+        float *g = (float *)grad_base(d), kf = (float)k, inv = 1.0f / kf;
+        if (pow2)
+            for (int64_t i = 0; i < n; i++) g[i] *= inv;
+        else
+            for (int64_t i = 0; i < n; i++) g[i] /= kf;
     } else {
-        double *g = (double *)grad_base(d), k = d->shards;
-        for (int64_t i = 0; i < n; i++) g[i] /= k;
+        double *g = (double *)grad_base(d), kd = k, inv = 1.0 / kd;
+        if (pow2)
+            for (int64_t i = 0; i < n; i++) g[i] *= inv;
+        else
+            for (int64_t i = 0; i < n; i++) g[i] /= kd;
     }
 }
 
