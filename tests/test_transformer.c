@@ -527,6 +527,56 @@ static void test_gpt_learns_pattern(void **state) {
     cg_module_free(m);
 }
 
+/* Three AdamW steps of a GPT big enough for every threaded path (GEMMs,
+ * attention tiles, layer norm, GELU, cross-entropy, the optimizer), from the
+ * same start with 1 and with 2 threads: the same loss and weights, bit for
+ * bit (the library's promise that the thread count changes no result). */
+static float *gpt_steps_with_threads(cg_ctx *ctx, int threads, double *loss_out) {
+    int before = cg_get_num_threads();
+    cg_set_num_threads(threads);
+    cg_rng rng = seeded(23);
+    cg_module *m = cg_nn_gpt(&rng, CG_F32, 37, 128, 128, 2, 4, 0.0);
+    cg_adam_opts ao = cg_adamw_defaults(1e-3);
+    cg_optim *o = cg_adamw_new(m, &ao);
+    int64_t seq[2048];
+    for (int i = 0; i < 2048; i++) seq[i] = (int64_t)(cg_rng_u64(&rng) % 37);
+    cg_tensor *data = cg_from_array(NULL, CG_I64, CG_SHAPE(2048), seq);
+    for (int step = 0; step < 3; step++) {
+        cg_tensor *w = cg_text_batch(ctx, data, 4, 129, &rng);
+        cg_tensor *x = cg_narrow(ctx, w, 1, 0, 128), *y = cg_narrow(ctx, w, 1, 1, 128);
+        cg_tensor *logits = cg_module_forward(ctx, m, x);
+        cg_tensor *loss = cg_cross_entropy(ctx, cg_reshape(ctx, logits, CG_SHAPE(4 * 128, 37)),
+                                           cg_reshape(ctx, y, CG_SHAPE(4 * 128)), CG_MEAN);
+        cg_optim_zero_grad(o);
+        assert_int_equal(cg_backward(loss), CG_OK);
+        assert_int_equal(cg_optim_step(o), CG_OK);
+        *loss_out = cg_item(loss);
+        cg_ctx_reset(ctx);
+    }
+    const cg_tensor *flat = cg_module_flat_params(m);
+    size_t bytes = (size_t)cg_numel(flat) * sizeof(float);
+    float *out = malloc(bytes);
+    memcpy(out, cg_data(flat), bytes);
+    cg_tensor_free(data);
+    cg_optim_free(o);
+    cg_module_free(m);
+    cg_set_num_threads(before);
+    return out;
+}
+
+static void test_gpt_step_same_bits_for_any_thread_count(void **state) {
+    cg_ctx *ctx = *state;
+    double l1 = 0, l2 = 0;
+    float *a = gpt_steps_with_threads(ctx, 1, &l1), *b = gpt_steps_with_threads(ctx, 2, &l2);
+    cg_rng rng = seeded(23);
+    cg_module *m = cg_nn_gpt(&rng, CG_F32, 37, 128, 128, 2, 4, 0.0);
+    size_t n = (size_t)cg_module_numel(m);
+    cg_module_free(m);
+    assert_memory_equal(&l1, &l2, sizeof l1);
+    assert_memory_equal(a, b, n * sizeof(float));
+    free(a), free(b);
+}
+
 #define CTX_TEST(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
 
 int main(void) {
@@ -551,6 +601,7 @@ int main(void) {
         CTX_TEST(test_gpt_errors),
         CTX_TEST(test_gpt_save_load_roundtrip),
         CTX_TEST(test_gpt_learns_pattern),
+        CTX_TEST(test_gpt_step_same_bits_for_any_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
