@@ -193,12 +193,11 @@ static bool call_gemv(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
 static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
                       const gemm_mat *c, char *cdata) {
     dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
-    rntm_t one = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(1, &one);
     int64_t macs = p->m * p->n * p->k;
     bool single = macs < SMALL_GEMM || (p->k < 64 && macs < 16 * SMALL_GEMM);
-    rntm_t *rntm = single ? &one : NULL; /* NULL: global */
-    if (rntm && call_gemv(p, a, b, c, cdata)) return;
+    rntm_t rn = BLIS_RNTM_INITIALIZER, *rntm = &rn; /* this call's count, never the global */
+    bli_rntm_set_num_threads(single ? 1 : cg_get_num_threads(), &rn);
+    if (single && call_gemv(p, a, b, c, cdata)) return;
     blis_op oa = canonical(a), ob = canonical(b);
     if (p->dt == CG_F32) {
         float alpha = (float)p->alpha, beta = (float)p->beta;
@@ -326,10 +325,10 @@ static void run_one(gemm_plan *p, int64_t aoff, int64_t boff, char *c, bool repa
     call_blis(p, &va, &vb, &vc, c);
 }
 
-/* BLIS alone would run on one thread unless BLIS_NUM_THREADS is set; until
- * cg_set_num_threads says otherwise it uses OpenMP's count, like cgrad's own
- * kernels (measured: 1024^3 f32 on 2 cores, 36 -> 72 GFLOP/s). */
-static atomic_int threads_chosen;
+/* Each BLIS call is given cgrad's thread count (cg_get_num_threads, which
+ * may change from call to call: see tensor/threads.c) in its own rntm_t;
+ * BLIS alone would run on one thread unless BLIS_NUM_THREADS is set
+ * (measured: 1024^3 f32 on 2 cores, 36 -> 72 GFLOP/s with both). */
 
 /* BLIS picks its kernels once, at its first call, from the CPU it recognises;
  * BLIS 0.9 does not know AMD Zen 5 (family 26) and falls back to its generic
@@ -354,17 +353,8 @@ static void choose_kernels(void) {
 #endif
 }
 
-static void ensure_threads(void) {
-    if (!atomic_load_explicit(&threads_chosen, memory_order_relaxed))
-        cgi_gemm_set_threads(cg_get_num_threads());
-}
-
-/* Every path into BLIS comes through here first (ensure_threads). */
-void cgi_gemm_set_threads(int n) {
-    choose_kernels();
-    bli_thread_set_num_threads(n < 1 ? 1 : n);
-    atomic_store(&threads_chosen, 1);
-}
+/* Every path into BLIS comes through here first. */
+static void ensure_threads(void) { choose_kernels(); }
 
 cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, int64_t k,
                    double alpha, cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc,

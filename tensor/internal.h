@@ -429,6 +429,5 @@ CGI_HIDDEN cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int
                                       int64_t m, int64_t n, int64_t k, double alpha, cgi_mat a,
                                       int64_t bsa, cgi_mat b, int64_t bsb, double beta, void *c,
                                       int64_t rsc, int64_t csc, int64_t bsc);
-CGI_HIDDEN void cgi_gemm_set_threads(int n);
 
 #endif

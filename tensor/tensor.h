@@ -119,10 +119,13 @@ CG_API const char *cg_ctx_error(const cg_ctx *ctx);
 
 /* ---- threads (BLIS and cgrad's own kernels) ------------------------------- */
 /* One count for the whole process (any thread may call it; a later call
- * wins), used by every parallel region of cgrad and by BLIS. Until it is
- * called: OpenMP's default, i.e. OMP_NUM_THREADS or the number of cores, and
- * BLIS takes the same at the first product (BLIS_NUM_THREADS is overridden).
- * n < 1 means 1. */
+ * wins), used by every parallel region of cgrad and by BLIS (whose
+ * BLIS_NUM_THREADS is overridden). n = 0 restores the default: OpenMP's
+ * count (OMP_NUM_THREADS, else the cores), dropping to 1 for 2 s at a time
+ * while other processes keep taking cgrad's cores (a parallel region would
+ * wait for a descheduled thread at its barrier: see tensor/threads.c); the
+ * thread count never changes a result. n < 0 means 1. cg_get_num_threads
+ * gives the count in use now. */
 CG_API void cg_set_num_threads(int n);
 CG_API int cg_get_num_threads(void);
 

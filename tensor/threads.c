@@ -1,25 +1,94 @@
-/* One thread count for BLIS and cgrad's own OpenMP kernels. */
+/* One thread count for BLIS and cgrad's own OpenMP kernels, and the
+ * default's answer to a busy machine.
+ *
+ * A parallel region ends in a barrier: when another process holds the core
+ * one of its threads needs, the region waits for the scheduler to give that
+ * thread its core back, a slice of milliseconds, and a training step is
+ * hundreds of regions. Measured (bench_load, 2 cores, two spinning
+ * neighbours): an epoch of 200 MLP steps took 1.4-2.3 s at 2 threads and 0.1
+ * s at 1. Spinning less (OMP_WAIT_POLICY=passive) frees the neighbours' CPU
+ * but not the barrier. So the default count watches for it: the process's
+ * involuntary context switches (getrusage's ru_nivcsw, counted by the kernel
+ * each time another task takes a core from one of our threads) are read at
+ * most every 100 ms; past 50 per second the default drops to one thread for
+ * 2 s, then tries all the cores again. Results do not depend on the thread
+ * count, so the switch changes no number. A count set with
+ * cg_set_num_threads is used as it is. */
 #include "internal.h"
 
 #include <omp.h>
 
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <time.h>
 
 /* The count set by cg_set_num_threads, for every thread of the process: 0
- * until then. OpenMP's own setting (omp_set_num_threads) belongs to the
+ * for the default. OpenMP's own setting (omp_set_num_threads) belongs to the
  * thread that makes it, so a model trained from a second thread would ignore
- * it; every parallel region of cgrad names this count instead. BLIS's count
- * (bli_thread_set_num_threads) is process-wide already. */
+ * it; every parallel region of cgrad names this count instead. */
 static atomic_int threads_set;
 
-void cg_set_num_threads(int n) {
-    if (n < 1) n = 1;
-    atomic_store(&threads_set, n);
-    omp_set_num_threads(n);
-    cgi_gemm_set_threads(n);
+#define CHECK_NS     (100 * 1000000LL)  /* how often the switches are read */
+#define HOLD_NS      (2000 * 1000000LL) /* how long one thread is kept */
+#define BUSY_PER_SEC 50                 /* involuntary switches that mean "busy" */
+
+/* The default's state, shared by all threads; one of them at a time reads
+ * the counters (the others keep the last answer). */
+static atomic_int auto_reduced;       /* 1: the default is one thread now */
+static atomic_llong next_check_ns;    /* when to read the counters next */
+static atomic_llong hold_until_ns;    /* the reduction lasts until then */
+static atomic_llong last_nivcsw = -1; /* at the last reading */
+static atomic_llong last_check_ns;
+static atomic_flag checking = ATOMIC_FLAG_INIT;
+
+static long long now_ns(void) {
+    struct timespec t;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t); /* a few ns: no syscall */
+#else
+    clock_gettime(CLOCK_MONOTONIC, &t);
+#endif
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
+
+/* Reads the switch counter and decides the next 100 ms. */
+static void check_load(long long now) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return;
+    long long n = ru.ru_nivcsw, last = atomic_load(&last_nivcsw);
+    long long dt = now - atomic_load(&last_check_ns);
+    atomic_store(&last_nivcsw, n);
+    atomic_store(&last_check_ns, now);
+    if (last < 0 || dt <= 0) return;
+    bool busy = (n - last) * 1000000000LL > (long long)BUSY_PER_SEC * dt;
+    if (atomic_load(&auto_reduced)) {
+        if (now >= atomic_load(&hold_until_ns)) atomic_store(&auto_reduced, 0); /* try again */
+    } else if (busy) {
+        atomic_store(&hold_until_ns, now + HOLD_NS);
+        atomic_store(&auto_reduced, 1);
+    }
+}
+
+/* The default count: OpenMP's (the cores, or OMP_NUM_THREADS), or one while
+ * other processes keep taking our cores. */
+static int default_threads(void) {
+    int full = omp_get_max_threads();
+    if (full <= 1) return full;
+    long long now = now_ns();
+    if (now >= atomic_load_explicit(&next_check_ns, memory_order_relaxed) &&
+        !atomic_flag_test_and_set(&checking)) {
+        atomic_store(&next_check_ns, now + CHECK_NS);
+        check_load(now);
+        atomic_flag_clear(&checking);
+    }
+    return atomic_load_explicit(&auto_reduced, memory_order_relaxed) ? 1 : full;
+}
+
+/* OpenMP's own count is left alone (every region names cgrad's), so 0 can
+ * go back to OpenMP's default. */
+void cg_set_num_threads(int n) { atomic_store(&threads_set, n < 0 ? 1 : n); }
 
 int cg_get_num_threads(void) {
     int n = atomic_load_explicit(&threads_set, memory_order_relaxed);
-    return n > 0 ? n : omp_get_max_threads();
+    return n > 0 ? n : default_threads();
 }
