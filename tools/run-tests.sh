@@ -31,7 +31,10 @@ for bin in "$@"; do
         name="$name -np $np"
         # Open MPI's allocations live until exit: with its plugins kept
         # loaded and full stacks, lsan-mpi.supp matches them (not cgrad's).
-        mpienv="OMPI_MCA_mca_base_component_disable_dlclose=1 ASAN_OPTIONS=fast_unwind_on_malloc=0"
+        # Shared memory without the kernel's single-copy (CMA), which
+        # containers often forbid (ptrace rules).
+        mpienv="OMPI_MCA_btl_vader_single_copy_mechanism=none"
+        mpienv="$mpienv OMPI_MCA_mca_base_component_disable_dlclose=1 ASAN_OPTIONS=fast_unwind_on_malloc=0"
         mpienv="$mpienv LSAN_OPTIONS=suppressions=$(dirname "$0")/lsan-mpi.supp"
         ;;
     esac
