@@ -24,8 +24,8 @@ static inline double now(void) {
 
 /* Keras' bar: "1875/1875 [=====...] 0.9s - loss: 0.4967 - acc: 0.8253",
  * metrics being the text after the seconds; redrawn in place (\r) until end. */
-static inline void progress_bar(long long done, long long total, double secs, const char *metrics,
-                         int end) {
+static inline void progress_bar(long long done, long long total, double secs,
+                                const char *metrics, int end) {
     char bar[31];
     int fill = (int)(30 * done / (total > 0 ? total : 1));
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : '.');
