@@ -157,16 +157,18 @@ $(VG)/tests/%: $(VG)/tests/%.o $(VG)/libcgrad.a
 # examples/custom_op.c documents how users add an op, so it runs as a test too.
 TEST_EXAMPLES := custom_op
 
+# tools/check-programs.sh: every example's and bench's --help, bad flags and
+# unwritable outputs (one test, by its exit code).
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) \
-	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) $(DIST_RUNS) -- \
+	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) tools/check-programs.sh $(DIST_RUNS) -- \
 	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) \
 	    $(REPLAYS) $(DIST_ASAN_RUNS)
 test-build: $(addprefix $(REL)/tests/,$(TESTS)) $(addprefix $(ASAN)/tests/,$(TESTS)) \
             $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) \
             $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) $(REPLAYS) $(FUZZ_CORPUS)/.stamp \
-            $(DIST_TEST_BINS)
+            $(DIST_TEST_BINS) examples bench
 
 # ---- fuzzing (tests/fuzz/) ------------------------------------------------
 # make test replays each harness on the seed corpus the build generates and on

@@ -19,7 +19,7 @@
  * (i) [8, 6, 256, 64].
  *
  * Usage: bench_attention [--json] [--threads N] [--reps N] [--quick] [--help]
- *   --quick: the first shape only, 3 samples (a smoke test).
+ *   --quick: the first shape only, 3 samples (a smoke test); --help: the list.
  * Output: a "# label" line per shape, then one line per measurement, e.g.
  *   attn  h  fused      fwd      0.512 ms   16.4 GF/s
  *   attn  h  composite  fwd      1.230 ms    6.8 GF/s  fused 2.40x
@@ -143,16 +143,16 @@ static void bench_shape(const bench_opts *o, cg_ctx *ctx, const shape *s, double
     cg_tensor_free(j.causal);
 }
 
+static const bench_help HELP = {
+    "fused causal attention (forward, forward + backward) against the same attention\n"
+    "composed of cgrad ops, f32, for the GPT shapes (h) [8, 4, 128, 64], (i) [8, 6, 256, 64]",
+    "timed samples of >= 20 ms per measurement",
+    "shape (h) only, 3 samples (a smoke test)",
+    NULL,
+};
+
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: %s [--json] [--threads N] [--reps N] [--quick]\n"
-                   "fused causal attention (forward, forward+backward) against the same\n"
-                   "attention composed of cgrad ops, f32, for bench_train's GPT shapes\n",
-                   argv[0]);
-            return 0;
-        }
-    bench_opts o = bench_parse(argc, argv, 11);
+    bench_opts o = bench_parse(argc, argv, 11, &HELP);
     if (o.quick) o.reps = 3;
     cg_ctx *ctx = cg_ctx_new();
     double *v = malloc(sizeof(double) * (size_t)o.reps);

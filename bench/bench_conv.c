@@ -22,7 +22,7 @@
  * (batch 32).
  *
  * Usage: bench_conv [--json] [--threads N] [--reps N] [--quick] [--help]
- *   --quick: the two 14x14 layers only, 3 samples (a smoke test).
+ *   --quick: the two 14x14 layers only, 3 samples (a smoke test); --help: the list.
  * Output: a "# label" line per shape, then one line per product, e.g.
  *   conv  lenet2  op=fwd  m=16    n=12800 k=150    0.251 ms   24.5 GF/s  blis  40.1 GF/s  61.1%
  * or with --json one JSON object per product per line. */
@@ -194,16 +194,16 @@ static void bench_layer(const bench_opts *o, cg_ctx *ctx, const layer *l, double
     cg_tensor_free(j.dy);
 }
 
+static const bench_help HELP = {
+    "conv2d forward, input and weight gradients of the LeNet-5 (lenet1, lenet2), ggml MNIST\n"
+    "(ggml1, ggml2) and 3x3 64->64 (c64) layers against a direct BLIS sgemm of the same size",
+    "timed samples of >= 20 ms per product",
+    "the two 14x14 layers (lenet2, ggml2) only, 3 samples (a smoke test)",
+    NULL,
+};
+
 int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: %s [--json] [--threads N] [--reps N] [--quick]\n"
-                   "conv2d forward, input and weight gradients of the LeNet-5, ggml MNIST\n"
-                   "and 64->64 layers against a direct BLIS sgemm of the same size\n",
-                   argv[0]);
-            return 0;
-        }
-    bench_opts o = bench_parse(argc, argv, 11);
+    bench_opts o = bench_parse(argc, argv, 11, &HELP);
     if (o.quick) o.reps = 3;
     /* BLIS called directly must run on cgrad's thread count too. */
     cg_set_num_threads(o.threads > 0 ? o.threads : cg_get_num_threads());

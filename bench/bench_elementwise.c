@@ -35,7 +35,7 @@
  *   mul bwd        g*b, g*a                                         6N
  *   add_bcast bwd  a's gradient is g; b's: sum of g over rows       N + 1024
  *
- * Usage: bench_elementwise [--json] [--threads N] [--reps N] [--quick]
+ * Usage: bench_elementwise [--json] [--threads N] [--reps N] [--quick] [--help]
  *   --quick: sizes 1K and 1M only (a smoke test; the triad then runs on 1M).
  * Output: the triad line, then one line per case, e.g.
  *   ew  exp        fwd  n=16777216    9876.5 us   13.6 GB/s   85.0%
@@ -251,8 +251,16 @@ static void bench_size(const bench_opts *o, cg_ctx *ctx, int64_t n, double ref, 
     cg_tensor_free(j.g);
 }
 
+static const bench_help HELP = {
+    "exp, relu, sigmoid, tanh, add, mul and broadcast add, forward and backward, in GB/s\n"
+    "against a STREAM triad measured in the same run (1K-16M f32 elements)",
+    "timed samples of >= 20 ms per case",
+    "sizes 1K and 1M only; the triad then runs on 1M (a smoke test)",
+    NULL,
+};
+
 int main(int argc, char **argv) {
-    bench_opts o = bench_parse(argc, argv, 11);
+    bench_opts o = bench_parse(argc, argv, 11, &HELP);
     int quick = o.quick;
     const int64_t *sizes = quick ? QUICK_SIZES : SIZES;
     int nsizes = quick ? 2 : 4;

@@ -18,7 +18,7 @@
  * Shapes: square 64..2048; the MLP shapes batch 32 784->128->10, batch 128
  * 784->512->512->10, batch 32 100->64->10, batch 500 784->500->10.
  *
- * Usage: bench_gemm [--json] [--threads N] [--reps N] [--quick]
+ * Usage: bench_gemm [--json] [--threads N] [--reps N] [--quick] [--help]
  *   --quick: squares 64 and 256 and batch 32 784->128 only (a smoke test).
  * Output: a "# label" line per shape, then one line per product, e.g.
  *   gemm  m=1024  n=1024  k=1024  op=fwd  cgrad   70.1 GF/s  blis   71.0 GF/s   98.7%
@@ -215,8 +215,16 @@ static void bench_shape(const bench_opts *o, cg_ctx *ctx, const shape *s, double
     cg_tensor_free(j.dy);
 }
 
+static const bench_help HELP = {
+    "cgrad's forward, dX and dW products of a linear layer against a direct bli_sgemm,\n"
+    "on squares 64-2048 and the MLP shapes",
+    "timed samples of >= 20 ms per product and side",
+    "squares 64 and 256 and batch 32 784->128 only (a smoke test)",
+    NULL,
+};
+
 int main(int argc, char **argv) {
-    bench_opts o = bench_parse(argc, argv, 11);
+    bench_opts o = bench_parse(argc, argv, 11, &HELP);
     int quick = o.quick;
     /* BLIS called directly must run on cgrad's thread count too. */
     cg_set_num_threads(o.threads > 0 ? o.threads : cg_get_num_threads());

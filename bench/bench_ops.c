@@ -9,7 +9,7 @@
  * includes accumulating into the leaves' .grad. Each sample runs the case
  * enough times to last about a millisecond (one context reset per run);
  * reported: the median over --reps samples, in microseconds per run.
- * Usage: bench_ops [--json] [--threads N] [--reps N] [--quick]
+ * Usage: bench_ops [--json] [--threads N] [--reps N] [--quick] [--help]
  * (--quick: a subset of the cases, shorter samples; for smoke tests). */
 #include "bench_common.h"
 
@@ -362,8 +362,16 @@ static void print_case(const bcase *bc, timing f, timing fb, int has_bwd, int js
     fflush(stdout);
 }
 
+static const bench_help HELP = {
+    "forward and forward + backward of every differentiable op and loss at one\n"
+    "representative size, in microseconds per run",
+    "samples of about 1 ms per case",
+    "a subset of the cases, samples of about 0.2 ms (a smoke test)",
+    NULL,
+};
+
 int main(int argc, char **argv) {
-    bench_opts o = bench_parse(argc, argv, 31);
+    bench_opts o = bench_parse(argc, argv, 31, &HELP);
     int quick = o.quick;
     double target = quick ? QUICK_SAMPLE_S : SAMPLE_S;
     cg_ctx *ctx = cg_ctx_new();

@@ -16,7 +16,9 @@
  * by direct BLIS calls in the same run. Then one epoch of Fashion-MNIST with
  * (a) when Debian's dataset is installed.
  * Usage: bench_train [--json] [--threads N] [--reps N (steps per config)]
- *        [--config LIST (e.g. h,i; default all)] */
+ *        [--config LIST (e.g. h,i; default all)] [--quick] [--help]
+ *   --quick: 10 steps per configuration (3 for the GPTs and the big batches),
+ *   no Fashion-MNIST epoch (a smoke test). */
 #define _GNU_SOURCE
 #include <blis.h>
 #include <stdatomic.h>
@@ -534,9 +536,23 @@ static const char *take_config(int *argc, char **argv) {
     return NULL;
 }
 
+static const char *const CONFIG_HELP[] = {
+    "  --config LIST  configurations to run, e.g. h,i (all of a-i; a subset skips the epoch)",
+    NULL,
+};
+
+static const bench_help HELP = {
+    "training steps (a)-(i) by phase, allocations per step, peak RSS, the GEMM-only bound;\n"
+    "then one Fashion-MNIST epoch with (a) when the data is installed",
+    "steps per configuration, at most 2000 (GPTs a 40th, big batches a quarter)",
+    "10 steps per configuration (GPTs, big batches: 3), no epoch (a smoke test)",
+    CONFIG_HELP,
+};
+
 int main(int argc, char **argv) {
     const char *only = take_config(&argc, argv);
-    bench_opts o = bench_parse(argc, argv, 400);
+    bench_opts o = bench_parse(argc, argv, 400, &HELP);
+    if (o.quick) o.reps = 10;
     static result r;
     int steps = o.reps > 2000 ? 2000 : o.reps;
     if (!o.json)
@@ -551,6 +567,6 @@ int main(int argc, char **argv) {
         if (run_config(c, n, &r) != 0) return 1;
         report(c, &r, o.json);
     }
-    if (!only) fashion_epoch(o.json);
+    if (!only && !o.quick) fashion_epoch(o.json);
     return 0;
 }

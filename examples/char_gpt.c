@@ -59,16 +59,11 @@ static const char *const usage_lines[] = {
     "  --prompt TEXT      text the sample continues (\"And God said\")",
     "  --temperature X    sampling temperature (0.8)",
     "  --top-k N          sample among the N likeliest characters; 0: all (0)",
-    "  --csv FILE         per-evaluation log: step, losses, lr, seconds (char_gpt.csv)",
-    "  --svg FILE         chart of the losses and the lr (char_gpt.svg)",
+    "  --csv FILE         per-evaluation log: step, losses, lr, seconds (build/char_gpt.csv)",
+    "  --svg FILE         chart of the losses and the lr (build/char_gpt.svg)",
     "  --help             this list",
+    NULL,
 };
-
-static void usage(FILE *f, const char *prog) {
-    fprintf(f, "usage: %s [flags]\n", prog);
-    for (size_t i = 0; i < sizeof usage_lines / sizeof usage_lines[0]; i++)
-        fprintf(f, "%s\n", usage_lines[i]);
-}
 
 /* Sets the flag k to v; false for an unknown flag. */
 static bool set_flag(args *a, const char *k, const char *v) {
@@ -110,8 +105,8 @@ static int parse_args(int argc, char **argv, args *a) {
                 .seed = 42,
                 .data = "build/data/kjv.txt",
                 .prompt = "And God said",
-                .csv = "char_gpt.csv",
-                .svg = "char_gpt.svg"};
+                .csv = OUTPUT_DIR "/char_gpt.csv",
+                .svg = OUTPUT_DIR "/char_gpt.svg"};
     for (int i = 1; i < argc; i += 2) {
         if (!strcmp(argv[i], "--help")) return 1;
         if (i + 1 >= argc || !set_flag(a, argv[i], argv[i + 1])) return -1;
@@ -344,19 +339,20 @@ static int train(run *r, const args *a) {
 
 /* ---- outputs -------------------------------------------------------------------------------
  */
-static void write_csv(const char *path, const history *h) {
-    FILE *f = fopen(path, "w");
-    if (!f) return;
+/* Each writer returns 0, or -1 with cgrad's error set (CG_ERR_IO, naming path). */
+static int write_csv(const char *path, const history *h) {
+    FILE *f = open_output(path);
+    if (!f) return -1;
     fprintf(f, "step,train_loss,val_loss,lr,seconds\n");
     for (int i = 0; i < h->n; i++)
         fprintf(f, "%.0f,%.6f,%.6f,%.6g,%.3f\n", h->step[i], h->train[i], h->val[i], h->lr[i],
                 h->seconds[i]);
-    fclose(f);
+    return close_output(f, path);
 }
 
-static void write_svg(const char *path, const history *h) {
-    FILE *f = h->n > 0 ? fopen(path, "w") : NULL;
-    if (!f) return;
+static int write_svg(const char *path, const history *h) {
+    FILE *f = h->n > 0 ? open_output(path) : NULL;
+    if (!f) return h->n > 0 ? -1 : 0;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='780' height='300' "
                "font-family='sans-serif'>\n<rect width='780' height='300' fill='white'/>\n");
     const double *losses[2] = {h->train, h->val};
@@ -369,7 +365,7 @@ static void write_svg(const char *path, const history *h) {
             "<text x='60' y='290' font-size='12' fill='#ff7f0e'>held-out (last 10%%)</text>"
             "<text x='400' y='290' font-size='12'>steps 0..%.0f</text>\n</svg>\n",
             h->step[h->n - 1]);
-    fclose(f);
+    return close_output(f, path);
 }
 
 /* n characters after the prompt, printed as they come: each from the
@@ -436,10 +432,8 @@ static int run_all(const args *a) {
     }
     if (rc == 0 && a->load) rc = resume(&r, a->load);
     if (rc == 0) rc = train(&r, a);
-    if (rc == 0 && r.h.n > 0) {
-        write_csv(a->csv, &r.h);
-        write_svg(a->svg, &r.h);
-    }
+    if (rc == 0 && r.h.n > 0 && (write_csv(a->csv, &r.h) != 0 || write_svg(a->svg, &r.h) != 0))
+        rc = -1;
     if (rc == 0 && a->save) rc = save(&r, a->save);
     if (rc == 0 && a->sample > 0) rc = generate(&r, a);
     if (rc == -1) fprintf(stderr, "char_gpt: %s\n", cg_last_error());
@@ -454,9 +448,14 @@ int main(int argc, char **argv) {
         if (p < 0)
             fprintf(stderr,
                     "char_gpt: a flag is unknown, lacks its value or is out of range\n");
-        usage(p > 0 ? stdout : stderr, argv[0]);
+        print_usage(p > 0 ? stdout : stderr, argv[0], usage_lines);
         return p > 0 ? 0 : 2;
     }
+    /* before the text and the training, so that a long run cannot fail at its
+     * end (the vocabulary goes beside --save's file) */
+    if (check_output("char_gpt", "--csv", a.csv) || check_output("char_gpt", "--svg", a.svg) ||
+        check_output("char_gpt", "--save", a.save))
+        return 1;
     if (a.threads > 0) cg_set_num_threads(a.threads);
     return run_all(&a) == 0 ? 0 : 1;
 }

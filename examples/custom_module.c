@@ -8,7 +8,7 @@
  *
  *   custom_module [--epochs 4] [--stop-after E] [--batch 64] [--lr 2e-3] [--width 128]
  *                 [--blocks 2] [--seed 42] [--threads N] [--save FILE] [--load FILE]
- *                 [--data DIR | --synthetic N] [--check]
+ *                 [--data DIR | --synthetic N] [--check] [--help]
  *
  * --stop-after E ends (and saves) after epoch E of the --epochs plan; a run
  * with --load continues from the epoch the checkpoint ended.
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cgrad.h"
+#include "example_common.h" /* --help's list and the check of --save's path */
 
 /* ---- the residual block: x + Dropout(fc2(GELU(fc1(LayerNorm(x))))) ---------- */
 static cg_tensor *block_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
@@ -305,6 +306,25 @@ static int check(const args *a) {
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
+static const char *const usage_lines[] = {
+    "  --epochs N         epochs of the plan (the schedule's length), at least 1 (4)",
+    "  --stop-after E     save and end after epoch E of the plan (0: run it all)",
+    "  --batch N          images per step (64)",
+    "  --lr X             peak learning rate of AdamW (2e-3)",
+    "  --width N          width of the residual stream (128)",
+    "  --blocks N         residual blocks (2)",
+    "  --seed N           seed of the rng: init, shuffling, dropout (42)",
+    "  --threads N        threads for BLIS and cgrad's kernels (default: all)",
+    "  --save FILE        checkpoint at the end: model, optimizer, schedule, rng (none)",
+    "  --load FILE        resume from a checkpoint saved by --save",
+    "  --data DIR         Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)",
+    "  --synthetic N      train on N generated images instead of --data",
+    "  --check            prove the resume in three processes (needs --epochs >= 2)",
+    "  --help             this list",
+    NULL,
+};
+
+/* 0 to run, 1 for --help, -1 for bad flags. */
 static int parse_args(int argc, char **argv, args *a) {
     *a = (args){.epochs = 4,
                 .nblocks = 2,
@@ -315,6 +335,7 @@ static int parse_args(int argc, char **argv, args *a) {
                 .data = "/usr/share/datasets/fashion-mnist"};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(k, "--help")) return 1;
         if (!strcmp(k, "--check")) {
             a->check = true;
             continue;
@@ -356,14 +377,15 @@ static int parse_args(int argc, char **argv, args *a) {
 
 int main(int argc, char **argv) {
     args a;
-    if (parse_args(argc, argv, &a) != 0) {
-        fprintf(stderr,
-                "usage: %s [--epochs N] [--batch N] [--lr X] [--width N] [--blocks N] "
-                "[--seed N] [--threads N] [--save FILE] [--load FILE] [--stop-after E] "
-                "[--data DIR | --synthetic N] [--check]\n",
-                argv[0]);
-        return 2;
+    int p = parse_args(argc, argv, &a);
+    if (p != 0) {
+        if (p < 0)
+            fprintf(stderr,
+                    "custom_module: a flag is unknown, lacks its value or is out of range\n");
+        print_usage(p > 0 ? stdout : stderr, argv[0], usage_lines);
+        return p > 0 ? 0 : 2;
     }
+    if (check_output("custom_module", "--save", a.save)) return 1; /* before training */
     if (a.threads > 0) cg_set_num_threads(a.threads);
     if (a.check) return check(&a) == 0 ? 0 : 1;
     cg_rng rng;

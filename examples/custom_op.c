@@ -11,6 +11,7 @@
  * Build: cc custom_op.c $(pkg-config --cflags --libs cgrad)
  * In the tree: make build/rel/examples/custom_op */
 #include <stdio.h>
+#include <string.h>
 
 #include "cgrad.h"
 
@@ -83,7 +84,13 @@ static cg_tensor *forward(cg_ctx *ctx, const cg_module *m, const cg_tensor *x) {
                      cg_module_find(m, "1.bias"));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no flags but --help */
+        bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  --help    this list (custom_op takes no other flags)\n", argv[0]);
+        return help ? 0 : 2;
+    }
     cg_rng rng;
     cg_rng_seed(&rng, 42);
     cg_ctx *ctx = cg_ctx_new();

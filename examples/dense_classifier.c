@@ -6,6 +6,7 @@
  * Build: cc dense_classifier.c $(pkg-config --cflags --libs cgrad)
  * In the tree: make build/rel/examples/dense_classifier */
 #include <stdio.h>
+#include <string.h>
 
 #include "cgrad.h"
 
@@ -29,7 +30,14 @@ static double hits(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *labels
         cg_sum(ctx, cg_eq(ctx, cg_argmax(ctx, logits, 1, false), labels), NULL, 0, false));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no flags but --help */
+        bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  --help    this list (dense_classifier takes no other flags)\n",
+                argv[0]);
+        return help ? 0 : 2;
+    }
     cg_rng rng;
     cg_rng_seed(&rng, 42);
     cg_ctx *data = cg_ctx_new(); /* the datasets: never reset */

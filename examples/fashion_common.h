@@ -121,14 +121,15 @@ static inline int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const 
 }
 
 /* ---- outputs: CSV and an SVG chart (SVG is text: no plotting library) -------- */
-static inline void write_csv(const char *path, const history *h) {
-    FILE *f = fopen(path, "w");
-    if (!f) return;
+/* Each writer returns 0, or -1 with cgrad's error set (CG_ERR_IO, naming path). */
+static inline int write_csv(const char *path, const history *h) {
+    FILE *f = open_output(path);
+    if (!f) return -1;
     fprintf(f, "epoch,loss,acc,val_loss,val_acc,seconds\n");
     for (int e = 0; e < h->n; e++)
         fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f,%.3f\n", e + 1, h->loss[e], h->acc[e],
                 h->val_loss[e], h->val_acc[e], h->seconds[e]);
-    fclose(f);
+    return close_output(f, path);
 }
 
 /* One panel at (x0, 20), 360 x 240: train (blue) and val (orange) curves. */
@@ -139,12 +140,11 @@ static inline void svg_panel(FILE *f, int x0, const char *title, const double *t
     svg_panel_xy(f, x0, title, n, NULL, 2, curves, colours);
 }
 
-static inline void write_svg(const char *path, const history *h) {
-    FILE *f = fopen(path, "w");
-    if (!f || h->n == 0) {
-        if (f) fclose(f);
-        return;
-    }
+/* Nothing (and 0) without an epoch to draw. */
+static inline int write_svg(const char *path, const history *h) {
+    if (h->n == 0) return 0;
+    FILE *f = open_output(path);
+    if (!f) return -1;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='780' height='300' "
                "font-family='sans-serif'>\n<rect width='780' height='300' fill='white'/>\n");
     svg_panel(f, 10, "loss", h->loss, h->val_loss, h->n);
@@ -154,7 +154,7 @@ static inline void write_svg(const char *path, const history *h) {
             "<text x='60' y='290' font-size='12' fill='#ff7f0e'>validation (test set)</text>"
             "<text x='400' y='290' font-size='12'>epochs 1..%d</text>\n</svg>\n",
             h->n);
-    fclose(f);
+    return close_output(f, path);
 }
 
 /* A file saved by --save resumes model, optimizer, schedule (may be NULL)
@@ -171,7 +171,8 @@ static inline int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *
 /* epochs epochs on the training split (data[0], data[1] through b; an
  * optimizer step every accum batches, sched stepped after each epoch when
  * given), evaluated on the test split (data[2], data[3]) after each; then
- * the test accuracy printed and the CSV and chart written. */
+ * the test accuracy printed and the CSV and chart written (-1 with cgrad's
+ * error set when one cannot be). */
 static inline int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched, cg_batcher *b,
                int accum, cg_tensor *const data[4], int epochs, const char *csv,
                const char *svg, history *h) {
@@ -191,9 +192,7 @@ static inline int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched,
     if (rc != 0) return rc;
     printf("test accuracy: %.4f (%d epochs, %lld parameters)\n",
            h->n ? h->val_acc[h->n - 1] : va, h->n, (long long)cg_module_numel(m));
-    write_csv(csv, h);
-    write_svg(svg, h);
-    return 0;
+    return write_csv(csv, h) == 0 && write_svg(svg, h) == 0 ? 0 : -1;
 }
 
 #endif

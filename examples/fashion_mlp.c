@@ -6,9 +6,10 @@
  *   fashion_mlp [--epochs 10] [--batch 32] [--lr 1e-3] [--hidden 128]
  *               [--optimizer adam|adamw|sgd] [--seed 42] [--threads N]
  *               [--save FILE] [--load FILE] [--data DIR]
- *               [--csv fashion_mlp.csv] [--svg fashion_mlp.svg]
+ *               [--csv build/fashion_mlp.csv] [--svg build/fashion_mlp.svg]
  *
- * The deeper classic: --hidden 512,512 --optimizer sgd --batch 128.
+ * --help lists the flags. The deeper classic: --hidden 512,512 --optimizer
+ * sgd --batch 128.
  * Build: cc fashion_mlp.c $(pkg-config --cflags --libs cgrad) */
 #include "fashion_common.h"
 
@@ -23,6 +24,23 @@ typedef struct args {
 } args;
 
 /* ---- command line ---------------------------------------------------------- */
+static const char *const usage_lines[] = {
+    "  --epochs N         passes over the 60,000 training images, 0 to 100 (10)",
+    "  --batch N          images per step (32)",
+    "  --lr X             learning rate (1e-3; 0.1 for sgd)",
+    "  --hidden N,N,...   hidden layer widths, at most 8 layers (128)",
+    "  --optimizer NAME   adam, adamw or sgd (adam)",
+    "  --seed N           seed of the rng: init and shuffling (42)",
+    "  --threads N        threads for BLIS and cgrad's kernels (default: all)",
+    "  --save FILE        checkpoint at the end: model, optimizer, rng (none)",
+    "  --load FILE        resume from a checkpoint, or a model's state_dict",
+    "  --data DIR         Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)",
+    "  --csv FILE         per-epoch log: losses, accuracies, seconds (build/fashion_mlp.csv)",
+    "  --svg FILE         chart of the losses and accuracies (build/fashion_mlp.svg)",
+    "  --help             this list",
+    NULL,
+};
+
 static int parse_hidden(const char *s, args *a) {
     a->nhidden = 0;
     for (char *end; *s && a->nhidden < MAX_LAYERS; s = *end ? end + 1 : end) {
@@ -32,6 +50,7 @@ static int parse_hidden(const char *s, args *a) {
     return a->nhidden > 0 ? 0 : -1;
 }
 
+/* 0 to run, 1 for --help, -1 for bad flags. */
 static int parse_args(int argc, char **argv, args *a) {
     *a = (args){10,
                 1,
@@ -43,10 +62,12 @@ static int parse_args(int argc, char **argv, args *a) {
                 NULL,
                 NULL,
                 "/usr/share/datasets/fashion-mnist",
-                "fashion_mlp.csv",
-                "fashion_mlp.svg",
+                OUTPUT_DIR "/fashion_mlp.csv",
+                OUTPUT_DIR "/fashion_mlp.svg",
                 42};
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--help")) return 1;
+        if (i + 1 >= argc) return -1;
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--epochs"))
             a->epochs = atoi(v);
@@ -75,7 +96,7 @@ static int parse_args(int argc, char **argv, args *a) {
         else
             return -1;
     }
-    if (argc % 2 == 0 || a->epochs < 0 || a->epochs > 100 || a->batch < 1) return -1;
+    if (a->epochs < 0 || a->epochs > 100 || a->batch < 1) return -1;
     if (a->lr < 0) a->lr = strcmp(a->optimizer, "sgd") ? 1e-3 : 0.1;
     return 0;
 }
@@ -125,14 +146,19 @@ static int run(const args *a, cg_tensor *const data[4]) {
 
 int main(int argc, char **argv) {
     args a;
-    if (parse_args(argc, argv, &a) != 0) {
-        fprintf(stderr,
-                "usage: %s [--epochs N] [--batch N] [--lr X] [--hidden 512,512] "
-                "[--optimizer sgd|adam|adamw] [--seed N] [--threads N] [--save FILE] "
-                "[--load FILE] [--data DIR] [--csv FILE] [--svg FILE]\n",
-                argv[0]);
-        return 2;
+    int p = parse_args(argc, argv, &a);
+    if (p != 0) {
+        if (p < 0)
+            fprintf(stderr,
+                    "fashion_mlp: a flag is unknown, lacks its value or is out of range\n");
+        print_usage(p > 0 ? stdout : stderr, argv[0], usage_lines);
+        return p > 0 ? 0 : 2;
     }
+    /* before the data and the training, so that a long run cannot fail at its end */
+    if (check_output("fashion_mlp", "--csv", a.csv) ||
+        check_output("fashion_mlp", "--svg", a.svg) ||
+        check_output("fashion_mlp", "--save", a.save))
+        return 1;
     if (a.threads > 0) cg_set_num_threads(a.threads);
     cg_tensor *data[4] = {NULL, NULL, NULL, NULL}; /* train x, y; test x, y */
     const int64_t sample[] = {784};

@@ -13,7 +13,8 @@
  *
  *   lenet5 [--model lenet5|cnn] [--epochs 15] [--batch N] [--lr 1e-3] [--seed 42]
  *          [--threads N] [--save FILE] [--load FILE] [--data DIR]
- *          [--csv lenet5.csv] [--svg lenet5.svg] [--weight-decay X (AdamW)]
+ *          [--csv build/lenet5.csv] [--svg build/lenet5.svg] [--weight-decay X (AdamW)]
+ * --help lists the flags.
  * Build: cc lenet5.c $(pkg-config --cflags --libs cgrad) */
 #include "fashion_common.h"
 
@@ -68,15 +69,35 @@ static cg_module *mnist_cnn(cg_rng *rng) {
 }
 
 /* ---- command line ------------------------------------------------------------- */
+static const char *const usage_lines[] = {
+    "  --model NAME       lenet5 (LeNet-5, Adam) or cnn (ggml's MNIST CNN, AdamW) (lenet5)",
+    "  --epochs N         passes over the 60,000 training images, 0 to 100 (15)",
+    "  --batch N          images per batch (64; cnn: 500, a step every 2 batches)",
+    "  --lr X             peak learning rate, annealed to 0 by a cosine schedule (1e-3)",
+    "  --weight-decay X   AdamW's weight decay; > 0 makes lenet5 use AdamW (cnn: 1e-2)",
+    "  --seed N           seed of the rng: init and shuffling (42)",
+    "  --threads N        threads for BLIS and cgrad's kernels (default: all)",
+    "  --save FILE        checkpoint at the end: model, optimizer, schedule, rng (none)",
+    "  --load FILE        resume from a checkpoint, or a model's state_dict",
+    "  --data DIR         Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)",
+    "  --csv FILE         per-epoch log: losses, accuracies, seconds (build/lenet5.csv)",
+    "  --svg FILE         chart of the losses and accuracies (build/lenet5.svg)",
+    "  --help             this list",
+    NULL,
+};
+
+/* 0 to run, 1 for --help, -1 for bad flags. */
 static int parse_args(int argc, char **argv, args *a) {
     *a = (args){.model = "lenet5",
                 .data = "/usr/share/datasets/fashion-mnist",
-                .csv = "lenet5.csv",
-                .svg = "lenet5.svg",
+                .csv = OUTPUT_DIR "/lenet5.csv",
+                .svg = OUTPUT_DIR "/lenet5.svg",
                 .epochs = 15,
                 .lr = 1e-3,
                 .seed = 42};
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--help")) return 1;
+        if (i + 1 >= argc) return -1;
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--model"))
             a->model = v;
@@ -109,7 +130,7 @@ static int parse_args(int argc, char **argv, args *a) {
     if (!cnn && strcmp(a->model, "lenet5")) return -1;
     if (a->batch == 0) a->batch = cnn ? 500 : 64; /* the cnn steps every 2 batches */
     a->accum = cnn ? 2 : 1;
-    return argc % 2 == 1 && a->epochs >= 0 && a->epochs <= 100 && a->batch >= 1 ? 0 : -1;
+    return a->epochs >= 0 && a->epochs <= 100 && a->batch >= 1 ? 0 : -1;
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -144,14 +165,17 @@ static int run(const args *a, cg_tensor *const data[4]) {
 
 int main(int argc, char **argv) {
     args a;
-    if (parse_args(argc, argv, &a) != 0) {
-        fprintf(stderr,
-                "usage: %s [--model lenet5|cnn] [--epochs N] [--batch N] [--lr X] "
-                "[--seed N] [--threads N] [--save FILE] [--load FILE] [--data DIR] "
-                "[--csv FILE] [--svg FILE] [--weight-decay X]\n",
-                argv[0]);
-        return 2;
+    int p = parse_args(argc, argv, &a);
+    if (p != 0) {
+        if (p < 0)
+            fprintf(stderr, "lenet5: a flag is unknown, lacks its value or is out of range\n");
+        print_usage(p > 0 ? stdout : stderr, argv[0], usage_lines);
+        return p > 0 ? 0 : 2;
     }
+    /* before the data and the training, so that a long run cannot fail at its end */
+    if (check_output("lenet5", "--csv", a.csv) || check_output("lenet5", "--svg", a.svg) ||
+        check_output("lenet5", "--save", a.save))
+        return 1;
     if (a.threads > 0) cg_set_num_threads(a.threads);
     cg_tensor *data[4] = {NULL, NULL, NULL, NULL}; /* train x, y; test x, y */
     const int64_t sample[] = {1, 28, 28};

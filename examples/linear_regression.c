@@ -7,10 +7,18 @@
  * In the tree: make build/rel/examples/linear_regression */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cgrad.h"
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no flags but --help */
+        bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  --help    this list (linear_regression takes no other flags)\n",
+                argv[0]);
+        return help ? 0 : 2;
+    }
     cg_rng rng;
     cg_rng_seed(&rng, 42); /* the initial weights (seeds 1 to 20 converge too) */
 

@@ -2,10 +2,18 @@
  * reductions, printing, and what an error looks like. Public headers only.
  * Build: cc tensor_tour.c $(pkg-config --cflags --libs cgrad) */
 #include <stdio.h>
+#include <string.h>
 
 #include "cgrad.h"
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no flags but --help */
+        bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  --help    this list (tensor_tour takes no other flags)\n",
+                argv[0]);
+        return help ? 0 : 2;
+    }
     cg_ctx *ctx = cg_ctx_new(); /* owns everything made below */
     cg_rng rng;
     cg_rng_seed(&rng, 42);

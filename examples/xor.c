@@ -8,10 +8,17 @@
  * Build: cc xor.c $(pkg-config --cflags --libs cgrad)
  * In the tree: make build/rel/examples/xor */
 #include <stdio.h>
+#include <string.h>
 
 #include "cgrad.h"
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) { /* no flags but --help */
+        bool help = argc == 2 && !strcmp(argv[1], "--help");
+        fprintf(help ? stdout : stderr,
+                "usage: %s\n  --help    this list (xor takes no other flags)\n", argv[0]);
+        return help ? 0 : 2;
+    }
     cg_rng rng;
     cg_rng_seed(&rng, 42);
 
