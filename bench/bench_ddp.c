@@ -36,13 +36,14 @@ typedef struct run_opts {
 
 static int rank, world;
 
-static void usage(const char *prog) {
-    fprintf(stderr,
+static void usage(FILE *f, const char *prog) {
+    fprintf(f,
             "usage: mpirun -np 2 %s [--json] [--reps N] [--rounds N] [--quick]\n"
             "  --json      one JSON object per case instead of text lines\n"
             "  --reps N    timed steps per case and round (default 100)\n"
             "  --rounds N  interleaved rounds of all cases (default 3)\n"
-            "  --quick     10 steps, 1 round (a smoke test)\n",
+            "  --quick     10 steps, 1 round (a smoke test)\n"
+            "  --help      this list\n",
             prog);
 }
 
@@ -58,10 +59,11 @@ static int parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             o->rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--help")) {
-            usage(argv[0]);
+            usage(stdout, argv[0]);
             return 1;
         } else {
-            usage(argv[0]);
+            fprintf(stderr, "%s: unknown flag or missing value: %s\n", argv[0], argv[i]);
+            usage(stderr, argv[0]);
             return 2;
         }
     }

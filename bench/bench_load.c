@@ -9,7 +9,7 @@
  *
  *   bench_load [--json] [--reps N (epochs per case, median; default 3)] [--quick] [--help]
  *
- * --quick: 200 steps per epoch, 1 rep. Nothing else may run on the machine. */
+ * --quick: 200 steps per epoch. Nothing else may run on the machine. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sys/wait.h>
@@ -23,29 +23,16 @@ typedef struct load_opts {
     int json, reps, steps;
 } load_opts;
 
-static int parse(int argc, char **argv, load_opts *o) {
-    *o = (load_opts){0, 3, 1875};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            o->json = 1;
-        else if (!strcmp(argv[i], "--quick"))
-            o->reps = 1, o->steps = 200;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            o->reps = atoi(argv[++i]);
-        else {
-            bool help = !strcmp(argv[i], "--help");
-            fprintf(help ? stdout : stderr,
-                    "usage: %s [--json] [--reps N] [--quick] [--help]\n"
-                    "  --json    one JSON object per case\n"
-                    "  --reps N  epochs per case, the median reported (default 3)\n"
-                    "  --quick   200 steps per epoch, one rep (a smoke test)\n"
-                    "  --help    this text\n",
-                    argv[0]);
-            return help ? 1 : 2;
-        }
-    }
-    if (o->reps < 1) o->reps = 1;
-    return 0;
+static const bench_help HELP = {
+    "one epoch of config (a) at the default and at each fixed thread count, idle and beside "
+    "one\n"
+    "spinning neighbour process per core (--threads does not apply: every count is measured)",
+    "epochs per case, the median reported", "200 steps per epoch, 3 epochs per case", NULL};
+
+static load_opts parse(int argc, char **argv) {
+    bench_opts b = bench_parse(argc, argv, 3, &HELP);
+    cg_set_num_threads(0); /* the default is one of the cases */
+    return (load_opts){b.json, b.reps, b.quick ? 200 : 1875};
 }
 
 /* ---- the neighbours --------------------------------------------------------------- */
@@ -129,9 +116,7 @@ static void run_cases(const dataset *d, const load_opts *o, const char *load, in
 }
 
 int main(int argc, char **argv) {
-    load_opts o;
-    int rc = parse(argc, argv, &o);
-    if (rc) return rc == 1 ? 0 : rc;
+    load_opts o = parse(argc, argv);
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN), deflt = cg_get_num_threads();
     if (cores < 1) cores = 1;
     if (cores > MAX_CASES - 1) cores = MAX_CASES - 1;

@@ -12,7 +12,8 @@
  * order: `mpirun -np 1 ddp_fashion --deterministic --shards 2` and
  * `mpirun -np 2 ddp_fashion --deterministic --shards 2` end with the same
  * parameter hash (printed last). Rank 0 prints, saves and writes the CSV
- * and chart. Build: make build/rel/examples/ddp_fashion (needs mpicc). */
+ * and chart (under build/ by default). Build: make build/rel/examples/ddp_fashion
+ * (needs mpicc); --help lists the flags. */
 #include "dist/dist.h"
 #include "fashion_common.h"
 
@@ -25,21 +26,36 @@ typedef struct args {
     const char *save, *data, *csv, *svg;
 } args;
 
+static const char *const usage_lines[] = {
+    "  --epochs N         epochs (10)",
+    "  --batch N          the global batch, split over the shards (32)",
+    "  --lr X             Adam's learning rate (1e-3)",
+    "  --hidden N         hidden width (128)",
+    "  --seed N           weights and shuffling (42)",
+    "  --threads N        cgrad threads per rank (1)",
+    "  --deterministic    sum the gradients in shard order: same bits for any rank count",
+    "  --shards N         backward passes per step over all ranks (default: the ranks)",
+    "  --save FILE        checkpoint, written by rank 0",
+    "  --data DIR         Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)",
+    "  --csv FILE         per-epoch log (" OUTPUT_DIR "/ddp_fashion.csv)",
+    "  --svg FILE         chart (" OUTPUT_DIR "/ddp_fashion.svg)",
+    "  --help             this list",
+    NULL};
+
+/* 0, 1 for --help, -1 for a bad command line. */
 static int parse_args(int argc, char **argv, args *a) {
-    *a = (args){10,
-                1,
-                0,
-                32,
-                128,
-                1e-3,
-                false,
-                42,
-                NULL,
-                "/usr/share/datasets/fashion-mnist",
-                "build/ddp_fashion.csv",
-                "build/ddp_fashion.svg"};
+    *a = (args){.epochs = 10,
+                .threads = 1,
+                .batch = 32,
+                .hidden = 128,
+                .lr = 1e-3,
+                .seed = 42,
+                .data = "/usr/share/datasets/fashion-mnist",
+                .csv = OUTPUT_DIR "/ddp_fashion.csv",
+                .svg = OUTPUT_DIR "/ddp_fashion.svg"};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(k, "--help")) return 1;
         if (!strcmp(k, "--deterministic")) {
             a->deterministic = true;
             continue;
@@ -206,8 +222,7 @@ static int run(const args *a, cg_tensor *const data[4], rank_state *r) {
     if (lead && h.n) {
         printf("test accuracy: %.4f\nparameters hash: %016llx\n", h.val_acc[h.n - 1],
                params_hash(r->model));
-        write_csv(a->csv, &h);
-        write_svg(a->svg, &h);
+        if (write_csv(a->csv, &h) || write_svg(a->svg, &h)) return -1;
     }
     return 0;
 }
@@ -220,26 +235,38 @@ static void rank_free(rank_state *r) {
     cg_module_free(r->model);
 }
 
+/* Rank 0 checks the paths it will write, before the data and the training;
+ * every rank learns its verdict. */
+static int check_outputs(const args *a) {
+    int rank = 0, bad = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0)
+        bad = check_output("ddp_fashion", "--csv", a->csv) ||
+              check_output("ddp_fashion", "--svg", a->svg) ||
+              check_output("ddp_fashion", "--save", a->save);
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return bad ? -1 : 0;
+}
+
 int main(int argc, char **argv) {
     args a;
+    int p = parse_args(argc, argv, &a); /* before MPI: --help needs no mpirun */
+    if (p != 0) {
+        if (p < 0)
+            fprintf(stderr,
+                    "ddp_fashion: a flag is unknown, lacks its value or is out of range\n");
+        print_usage(p > 0 ? stdout : stderr, argv[0], usage_lines);
+        return p > 0 ? 0 : 2;
+    }
     if (cg_dist_init(&argc, &argv) != CG_OK) {
         fprintf(stderr, "ddp_fashion: %s\n", cg_last_error());
         return 1;
     }
-    int rc = parse_args(argc, argv, &a);
-    if (rc) {
-        fprintf(stderr,
-                "usage: mpirun -np N %s [--epochs N] [--batch N] [--lr X] [--hidden N] "
-                "[--seed N] [--threads N] [--deterministic] [--shards N] [--save FILE] "
-                "[--data DIR] [--csv FILE] [--svg FILE]\n",
-                argv[0]);
-        cg_dist_finalize();
-        return 2;
-    }
     cg_set_num_threads(a.threads);
     cg_tensor *data[4] = {NULL, NULL, NULL, NULL};
     const int64_t sample[] = {784};
-    rc = load_split("ddp_fashion", a.data, "train", 1, sample, &data[0], &data[1]);
+    int rc = check_outputs(&a);
+    if (rc == 0) rc = load_split("ddp_fashion", a.data, "train", 1, sample, &data[0], &data[1]);
     if (rc == 0) rc = load_split("ddp_fashion", a.data, "t10k", 1, sample, &data[2], &data[3]);
     rank_state r = {0};
     if (rc == 0) rc = setup(&a, data, &r);
