@@ -225,6 +225,8 @@ static const bench_help HELP = {
 
 int main(int argc, char **argv) {
     bench_opts o = bench_parse(argc, argv, 11, &HELP);
+    /* the direct BLIS calls (rntm NULL) on cgrad's count, as cgrad gives BLIS per call */
+    bli_thread_set_num_threads(cg_get_num_threads());
     int quick = o.quick;
     /* BLIS called directly must run on cgrad's thread count too. */
     cg_set_num_threads(o.threads > 0 ? o.threads : cg_get_num_threads());

@@ -208,6 +208,11 @@ typedef struct result {
     int n;
     double gemm_bound_ms, allocs_per_step;
     long peak_rss_kb; /* this configuration's own peak (the mark reset before it) */
+    /* GPTs: the step's split, from the same run: the Linear layers' products
+     * alone (direct BLIS), the fused attention alone (forward + backward of
+     * every layer's), the optimizer phase; the rest is elementwise work,
+     * norms, embedding, loss and graph overhead */
+    double linear_ms, attn_ms;
 } result;
 
 static cg_optim *make_optim(const config *c, cg_module *m) {
@@ -386,7 +391,7 @@ static void gemm_once(dim_t M, dim_t N, dim_t K, float *a, float *b, float *d, r
  * input gradient, on B T rows; per batch and head the attention's two
  * forward products (Q K^T, P V) and four backward ones, all T x T x D in
  * full (the causal half not skipped: a conservative bound). */
-static double gpt_gemm_bound_ms(const config *c, int reps) {
+static double gpt_gemm_bound_ms(const config *c, int reps, bool attention) {
     const gpt_spec *g = &c->gpt;
     dim_t R = c->batch * g->context, E = g->width, T = g->context, D = E / g->heads;
     dim_t lin[5][2] = {{E, 3 * E}, {E, E}, {E, 4 * E}, {4 * E, E}, {E, g->vocab}};
@@ -404,7 +409,7 @@ static double gpt_gemm_bound_ms(const config *c, int reps) {
                 gemm_once(out, in, R, a, b, d, &single); /* dW = dy^T x */
                 gemm_once(R, in, out, a, b, d, &single); /* dx = dy W */
             }
-        for (int64_t bh = 0; bh < c->batch * g->heads * g->layers; bh++) {
+        for (int64_t bh = 0; attention && bh < c->batch * g->heads * g->layers; bh++) {
             gemm_once(T, T, D, a, b, d, &single);                             /* S = Q K^T */
             gemm_once(T, D, T, a, b, d, &single);                             /* O = P V */
             for (int k = 0; k < 2; k++) gemm_once(T, T, D, a, b, d, &single); /* dP, dS K^T */
@@ -414,6 +419,42 @@ static double gpt_gemm_bound_ms(const config *c, int reps) {
     }
     double med = bench_median(v, reps);
     free(v), free(a), free(b), free(d);
+    return med;
+}
+
+/* The fused causal attention of every layer, forward and backward, on
+ * [B, H, T, D] f32 leaves (the step's shapes), median ms over reps. */
+static double gpt_attention_ms(const config *c, int reps) {
+    const gpt_spec *g = &c->gpt;
+    int64_t D = g->width / g->heads;
+    cg_rng rng;
+    cg_rng_seed(&rng, 3);
+    cg_tensor *qkv[3],
+        *gout = cg_full(NULL, CG_F32, CG_SHAPE(c->batch, g->heads, g->context, D), 1e-3);
+    for (int i = 0; i < 3; i++) {
+        qkv[i] =
+            cg_randn(NULL, &rng, CG_F32, CG_SHAPE(c->batch, g->heads, g->context, D), 0, 1);
+        cg_set_requires_grad(qkv[i], true);
+    }
+    cg_attn_opts o = cg_attn_defaults();
+    o.causal = true;
+    cg_ctx *ctx = cg_ctx_new();
+    double *v = malloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < reps; r++) {
+        double t = bench_now();
+        for (int64_t l = 0; l < g->layers; l++) {
+            cg_tensor *out = cg_scaled_dot_product_attention(ctx, qkv[0], qkv[1], qkv[2], &o);
+            cg_tensor *grads[3];
+            cg_grad(ctx, 1, &out, (const cg_tensor *const[]){gout}, 3, qkv, grads, 0);
+            cg_ctx_reset(ctx);
+        }
+        v[r] = (bench_now() - t) * 1e3;
+    }
+    double med = bench_median(v, reps);
+    free(v);
+    cg_ctx_free(ctx);
+    for (int i = 0; i < 3; i++) cg_tensor_free(qkv[i]);
+    cg_tensor_free(gout);
     return med;
 }
 
@@ -461,7 +502,11 @@ static int run_config(const config *c, int steps, result *res) {
     }
     res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
     res->peak_rss_kb = peak_rss_kb();
-    res->gemm_bound_ms = c->gpt.layers ? gpt_gemm_bound_ms(c, steps < 10 ? steps : 10)
+    if (c->gpt.layers) {
+        res->linear_ms = gpt_gemm_bound_ms(c, steps < 10 ? steps : 10, false);
+        res->attn_ms = gpt_attention_ms(c, steps < 10 ? steps : 10);
+    }
+    res->gemm_bound_ms = c->gpt.layers ? gpt_gemm_bound_ms(c, steps < 10 ? steps : 10, true)
                                        : gemm_bound_ms(c, steps < 50 ? steps : 50);
     if (rc != 0) fprintf(stderr, "bench_train: %s: %s\n", c->name, cg_last_error());
     cg_ctx_free(ctx), cg_optim_free(o), cg_module_free(m), cg_tensor_free(x), cg_tensor_free(y);
@@ -477,15 +522,23 @@ static void report(const config *c, result *r, bool json) {
         printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"step_ms\":%.4f,"
                "\"min_ms\":%.4f,\"max_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
                "\"optim_ms\":%.4f,\"gemm_bound_ms\":%.4f,\"allocs_per_step\":%.2f,"
-               "\"peak_rss_kb\":%ld,\"steps\":%d}\n",
+               "\"peak_rss_kb\":%ld,\"steps\":%d,\"linear_gemm_ms\":%.4f,\"attention_ms\":%.4f,"
+               "\"other_ms\":%.4f}\n",
                c->name, cg_get_num_threads(), med, lo, hi, f, b, o, r->gemm_bound_ms,
-               r->allocs_per_step, r->peak_rss_kb, r->n);
+               r->allocs_per_step, r->peak_rss_kb, r->n, r->linear_ms, r->attn_ms,
+               c->gpt.layers ? med - r->linear_ms - r->attn_ms - o : 0.0);
         return;
     }
     printf("(%s) %-44s step %7.3f ms (min %7.3f, max %7.3f)  fwd %6.3f  bwd %6.3f  opt %6.3f"
            "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f  peak %.0f MiB\n",
            c->name, c->what, med, lo, hi, f, b, o, r->gemm_bound_ms, med / r->gemm_bound_ms,
            r->allocs_per_step, (double)r->peak_rss_kb / 1024);
+    if (c->gpt.layers) /* the split: each part measured alone in this run */
+        printf(
+            "(%s) split: Linear GEMMs %.1f ms (direct BLIS), attention %.1f ms (fused, fwd + "
+            "bwd), optimizer %.1f ms, the rest (elementwise, norms, embedding, loss, graph) "
+            "%.1f ms\n",
+            c->name, r->linear_ms, r->attn_ms, o, med - r->linear_ms - r->attn_ms - o);
 }
 
 /* ---- one epoch of Fashion-MNIST with (a) ----------------------------------------------- */
@@ -552,6 +605,8 @@ static const bench_help HELP = {
 int main(int argc, char **argv) {
     const char *only = take_config(&argc, argv);
     bench_opts o = bench_parse(argc, argv, 400, &HELP);
+    /* the direct BLIS calls (rntm NULL) on cgrad's count, as cgrad gives BLIS per call */
+    bli_thread_set_num_threads(cg_get_num_threads());
     if (o.quick) o.reps = 10;
     static result r;
     int steps = o.reps > 2000 ? 2000 : o.reps;
