@@ -94,4 +94,25 @@ CGI_HIDDEN char *cgi_sched_meta(const cg_sched *s);
 CGI_HIDDEN cg_status cgi_sched_restore_meta(cg_sched *s, const char *text, bool apply,
                                             const char *fn);
 
+/* Chart axes (nn/chart.c). The ticks k * step for k = first .. first +
+ * count - 1, step = 1, 2 or 5 times 10^exp10. */
+typedef struct cgi_ticks {
+    double step;
+    int exp10;
+    int64_t first;
+    int count;
+} cgi_ticks;
+/* Ticks for an axis over [*lo, *hi] (finite, lo < hi): of the steps of the
+ * 1-2-5 sequence, the one whose count of ticks inside the range is in 4..8
+ * and nearest 6 (a tie: the larger step). integer (epochs): steps of at
+ * least 1, the range kept, so fewer than 4 ticks when the range is short and
+ * 3 when the counts jump from 9 to 3. Otherwise, when they jump so, the range
+ * is widened to the next multiple of the larger step on its nearer side, to 4
+ * ticks. */
+CGI_HIDDEN cgi_ticks cgi_chart_ticks(double *lo, double *hi, bool integer);
+/* The label of tick k of t into buf: "0" for zero; fixed ("0.3", "-2", "12000")
+ * while the step needs at most 4 decimals and every tick is under 1e5 in
+ * magnitude, else exponent style ("1e-6", "2.5e5", "1.02e-6"). */
+CGI_HIDDEN void cgi_chart_label(char *buf, size_t size, const cgi_ticks *t, int64_t k);
+
 #endif

@@ -497,6 +497,41 @@ CG_API cg_status cg_clip_grad_norm_params_(int n, cg_tensor *const *params, doub
 CG_API cg_status cg_clip_grad_value_(cg_module *m, double clip);
 CG_API cg_status cg_clip_grad_value_params_(int n, cg_tensor *const *params, double clip);
 
+/* ---- charts (training curves as SVG) ------------------------------------------
+ * Loss and metrics against epochs, train and validation, as a file a person
+ * can read: panels side by side, each with its own y axis, ticks at 1-2-5
+ * steps with compact labels ("0.25", "1e-6"), light grid lines, axis labels,
+ * a legend and a title line. y is padded by 5% so no curve lies on the frame;
+ * x runs over the epochs 1..n. Series i of a panel has colour i of a fixed
+ * colour-blind-safe palette (blue, orange, bluish green, reddish purple,
+ * black, sky blue, vermillion, grey), so train and validation keep their
+ * colours in every panel. */
+typedef struct cg_chart_series {
+    const char *name; /* legend text, "train", "validation"; NULL: not in the legend */
+    /* n values, y[i] at epoch i + 1; borrowed. NaN, infinite and beyond +-1e300
+     * are gaps in the line; a value with no drawn neighbour is a dot. */
+    const double *y;
+    bool dashed; /* e.g. validation dashed */
+} cg_chart_series;
+typedef struct cg_chart_panel {
+    const char *title;             /* "loss", "accuracy"; NULL: none */
+    const char *ylabel;            /* NULL: the title */
+    int nseries;                   /* 0 to 8 */
+    const cg_chart_series *series; /* nseries series; borrowed */
+} cg_chart_panel;
+/* Writes an SVG to path: npanels (1 to 8) panels over x = 1..n (n >= 1),
+ * the x axis labelled xlabel (NULL: "epoch"), under a title line (e.g.
+ * "784-128-10 MLP, Adam 1e-3: val_acc 0.8912"; NULL: none). Text is escaped
+ * (& < > ' "; control characters become spaces, bytes that are not UTF-8
+ * '?'). Everything is borrowed and read during the call only. The
+ * file goes to a new temporary next to path ("<path>.XXXXXX", mode 0644)
+ * renamed over path, so a viewer reloading it never sees half a chart (not
+ * synced to disk: a chart can be drawn again). CG_ERR_ARG for NULL path or
+ * panels, counts out of range or a NULL y (nothing written), CG_ERR_IO
+ * naming the path and the system's reason. */
+CG_API cg_status cg_chart_svg(const char *path, const char *title, const char *xlabel, int n,
+                              int npanels, const cg_chart_panel *panels);
+
 /* ---- checkpoints (safetensors) ---------------------------------------------- */
 /* Writes m's state under its state_dict names (loadable by
  * safetensors.torch.load_file; a tensor tied under two names is written

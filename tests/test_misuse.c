@@ -1,5 +1,5 @@
 /* The misuse battery of issue 14: every public function of tensor/tensor.h,
- * autograd/autograd.h, ops/ops.h and nn/nn.h (all 355 declared, attention,
+ * autograd/autograd.h, ops/ops.h and nn/nn.h (all 356 declared, attention,
  * sampling, transformers and text included) called with what a careless or
  * hostile caller passes:
  *   - NULL for each pointer argument: tensors, contexts where one is needed,
@@ -4104,6 +4104,43 @@ static void test_misuse_checkpoints(void **state) {
     done();
 }
 
+/* cg_chart_svg: NULL path, panels, series and y; counts out of range; a path
+ * that cannot be written. Values that are not drawn (NaN, inf, 1e308) and
+ * empty panels are valid. */
+static void test_misuse_chart(void **state) {
+    (void)state;
+    double y[3] = {1, NAN, 3}, odd[3] = {INFINITY, -1e308, NAN};
+    cg_chart_series s = {"train", y, true}, nully = {"v", NULL, false};
+    cg_chart_series edge[2] = {{NULL, odd, false}, {"", y, false}};
+    cg_chart_panel ok = {"loss", NULL, 1, &s}, two[2] = {{"loss", NULL, 2, edge}, {NULL}};
+    cg_chart_panel nine[9], bad;
+    for (int i = 0; i < 9; i++) nine[i] = ok;
+    char path[160];
+    snprintf(path, sizeof path, "%s", tmp_path("chart.svg"));
+    OK_S(cg_chart_svg, path, "run & <co>", "step", 3, 1, &ok);
+    OK_S(cg_chart_svg, path, NULL, NULL, 3, 2, two);
+    OK_S(cg_chart_svg, path, NULL, NULL, 1, 8, nine);
+    BAD(cg_chart_svg, NULL, "t", NULL, 3, 1, &ok);
+    BAD(cg_chart_svg, "", "t", NULL, 3, 1, &ok);
+    BAD(cg_chart_svg, path, "t", NULL, 3, 1, NULL);
+    BAD(cg_chart_svg, path, "t", NULL, 0, 1, &ok);
+    BAD(cg_chart_svg, path, "t", NULL, INT32_MIN, 1, &ok);
+    BAD(cg_chart_svg, path, "t", NULL, 3, 0, &ok);
+    BAD(cg_chart_svg, path, "t", NULL, 3, -1, &ok);
+    BAD(cg_chart_svg, path, "t", NULL, 3, 9, nine);
+    bad = (cg_chart_panel){"loss", NULL, -1, &s};
+    BAD(cg_chart_svg, path, "t", NULL, 3, 1, &bad);
+    bad = (cg_chart_panel){"loss", NULL, 9, &s};
+    BAD(cg_chart_svg, path, "t", NULL, 3, 1, &bad);
+    bad = (cg_chart_panel){"loss", NULL, 1, NULL};
+    BAD(cg_chart_svg, path, "t", NULL, 3, 1, &bad);
+    bad = (cg_chart_panel){"loss", NULL, 1, &nully};
+    BAD(cg_chart_svg, path, "t", NULL, 3, 1, &bad);
+    BAD(cg_chart_svg, tmp_path("no/such/dir/c.svg"), "t", NULL, 3, 1, &ok);
+    BAD(cg_chart_svg, tmpdir_, "t", NULL, 3, 1, &ok); /* a directory */
+    done();
+}
+
 static void test_misuse_data(void **state) {
     cg_ctx *ctx = *state;
     cg_idx idx = {.ndim = 5};
@@ -4462,7 +4499,8 @@ static int tmp_teardown(void **state) {
                            "novocab.safetensors",
                            "badvocab.safetensors",
                            "text.txt",
-                           "empty.txt"};
+                           "empty.txt",
+                           "chart.svg"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(tmp_path(files[i]));
     rmdir(tmpdir_);
     return teardown(state);
@@ -4508,6 +4546,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_sched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_clip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_checkpoints, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_chart, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_data, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_batcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_attention, setup, teardown),
