@@ -115,4 +115,30 @@ CGI_HIDDEN cgi_ticks cgi_chart_ticks(double *lo, double *hi, bool integer);
  * magnitude, else exponent style ("1e-6", "2.5e5", "1.02e-6"). */
 CGI_HIDDEN void cgi_chart_label(char *buf, size_t size, const cgi_ticks *t, int64_t k);
 
+/* ---- training loops (nn/fit.c, nn/callbacks.c) -----------------
+ * A callback is a name (for messages: "CSVLogger") and hooks, each optional,
+ * run by cg_fit at its events with the run's state; self is the kind's own
+ * data (freed with the callback by free_self). A hook's error is recorded
+ * as "<name>: ..." and cg_fit puts "cg_fit: " before it. finish runs after
+ * training whatever happened (after on_train_end, or after an error), for
+ * every callback whose on_train_begin ran: it closes files. */
+typedef cg_status (*cgi_cb_hook)(cg_callback *cb, cg_fit_state *st);
+struct cg_callback {
+    const char *name;
+    cgi_cb_hook train_begin, epoch_begin, batch_end, epoch_end, train_end;
+    void (*finish)(cg_callback *cb);
+    void (*free_self)(void *self);
+    void *self;
+};
+/* A callback named name with self (owned: freed by free_self with the
+ * callback, also when this fails); NULL (error named fn) on out of memory. */
+CGI_HIDDEN cg_callback *cgi_callback_new(const char *fn, const char *name, void *self,
+                                         void (*free_self)(void *self));
+/* The index of key in h's keys, or -1 with CG_ERR_ARG "<who>: monitor
+ * \"key\" is not in the history (loss, ...)". */
+CGI_HIDDEN int cgi_history_key(const cg_history *h, const char *key, const char *who);
+/* A malloc'd copy of s (NULL with CG_ERR_NOMEM, or CG_ERR_ARG for a NULL s,
+ * named fn). */
+CGI_HIDDEN char *cgi_strdup(const char *fn, const char *s);
+
 #endif

@@ -658,6 +658,289 @@ CG_API int64_t cg_batcher_nbatches(const cg_batcher *b); /* per epoch */
 CG_API cg_status cg_batcher_shard(cg_batcher *b, int64_t rank, int64_t replicas);
 CG_API void cg_batcher_free(cg_batcher *b);
 
+/* ---- training loops (Keras' fit, evaluate, predict) -------------------------
+ * model.fit for C, written on the public API above; the hand-written loop
+ * ("Training a model" in the README) stays the way to do anything it does
+ * not. Everything is borrowed: model, optimizer, schedule, rng, data and
+ * callbacks must outlive the call; only the history (cg_fit) and the
+ * predictions (cg_predict) become the caller's.
+ *
+ * The loop cg_fit runs, so that a hand-written one gives the same bits
+ * (history and weights) from the same seed. ctx is a context of its own;
+ * x, y the training tensors (the first floor(N (1 - validation_split))
+ * rows with a split, the rest being the validation data); B a batch's rows;
+ * nb its batches per epoch (cg_batcher_nbatches, or data.steps):
+ *
+ *   b = cg_batcher_new(x, y, batch_size, shuffle, false, rng);
+ *   (callbacks: on_train_begin)
+ *   for (epoch = initial_epoch; epoch < epochs; epoch++) {
+ *       (callbacks: on_epoch_begin)  cg_module_train(model, true);
+ *       for (i = 0; cg_batcher_next(b, &xb, &yb); i++) {  (or fn(user, i, ctx, &xb, &yb), i <
+ * nb) if (i % accum_steps == 0) cg_optim_zero_grad(optim); out = cg_module_forward(ctx, model,
+ * xb); l = loss(ctx, out, yb);                       (the batch's mean) loss_sum += cg_item(l)
+ * * B; each metric's sum += its sum over the batch; cg_backward(accum_steps > 1 ?
+ * cg_mul_scalar(ctx, l, 1.0 / accum_steps) : l); if ((i + 1) % accum_steps == 0 || i + 1 == nb)
+ * { if (clip_grad_norm > 0) cg_clip_grad_norm_(model, clip_grad_norm, NULL);
+ *               cg_optim_step(optim);
+ *               if (sched && sched_interval == CG_SCHED_BATCH) cg_sched_step(sched);
+ *           }
+ *           (callbacks: on_batch_end)  cg_ctx_reset(ctx);
+ *       }
+ *       loss = loss_sum / samples, each metric = its sum / samples;
+ *       validation: cg_module_train(model, false), under cg_no_grad_push, over
+ *           cg_batcher_new(vx, vy, validation_batch_size, false, false, NULL):
+ *           val_loss, val_<metric> the same way (a reset per batch);
+ *       if (sched && sched_interval == CG_SCHED_EPOCH)
+ *           cg_sched_step_metric(sched, history[sched_monitor]);
+ *       (callbacks: on_epoch_end; stop when one set stop_training)
+ *   }
+ *   (callbacks: on_train_end)  the model back in the mode it was in.
+ *
+ * Metrics are sums over samples divided by the epoch's sample count (exact
+ * means, as Keras reports). With accumulation, the last group of an epoch
+ * may be short: it is stepped all the same (its losses still divided by
+ * accum_steps). The metrics are computed on the training forward's outputs
+ * (training mode: dropout on), before backward, under no grad.
+ * Steady state: the step's tensors live in ctx (one reset per step), the
+ * batcher's buffers are reused, the history is made once: the loop mallocs
+ * nothing beyond what the ops themselves do. */
+
+/* A loss (Keras' loss=): the built-ins reduce with CG_MEAN. */
+typedef enum cg_loss_kind {
+    CG_LOSS_CROSS_ENTROPY = 0, /* logits [N, C], class ids i64 [N] (cg_cross_entropy:
+                                  Keras' sparse categorical cross-entropy from logits) */
+    CG_LOSS_CATEGORICAL,       /* logits [N, C], one-hot or probability targets [N, C]
+                                  (cg_cross_entropy_probs) */
+    CG_LOSS_MSE,               /* cg_mse_loss: output and target of one shape and dtype */
+    CG_LOSS_BCE_WITH_LOGITS,   /* cg_bce_with_logits: logits and 0/1 targets, one shape */
+    CG_LOSS_USER               /* fn below */
+} cg_loss_kind;
+/* A user loss: the batch's mean loss, a one-element tensor made in ctx (it
+ * needs a graph to the output), or NULL with the error recorded. */
+typedef cg_tensor *(*cg_loss_fn)(cg_ctx *ctx, const cg_tensor *output, const cg_tensor *target,
+                                 void *user);
+typedef struct cg_loss {
+    cg_loss_kind kind;
+    cg_loss_fn fn; /* CG_LOSS_USER only */
+    void *user;    /* passed to fn (borrowed) */
+} cg_loss;
+
+/* A metric (Keras' metrics=[...]): its sum over a batch's samples, divided
+ * by the samples seen. The history key is name, or for the built-ins by
+ * default "accuracy", "top_<k>_accuracy", "mse", "mae"; validation adds
+ * "val_<name>". Names are [A-Za-z0-9_], unique, not "loss" nor "val_...". */
+typedef enum cg_metric_kind {
+    /* output [N, ..., C] against class ids i64 [N, ...] or targets [N, ..., C]
+     * (one-hot or probabilities: their argmax): the share of argmax hits,
+     * per sample (a mean over its positions when there are several) */
+    CG_METRIC_ACCURACY = 0,
+    CG_METRIC_TOP_K, /* the same with "among the k largest" (ties: lower index first) */
+    CG_METRIC_MSE,   /* output and target of one shape (any dtype): per sample the mean
+                        of (o - t)^2 over its elements, in f64 */
+    CG_METRIC_MAE,   /* the same with |o - t| */
+    CG_METRIC_USER   /* fn below */
+} cg_metric_kind;
+/* A user metric: the sum over the batch's samples into *sum (no graph is
+ * recorded: ctx is under no grad), CG_OK or an error. */
+typedef cg_status (*cg_metric_fn)(cg_ctx *ctx, const cg_tensor *output, const cg_tensor *target,
+                                  void *user, double *sum);
+typedef struct cg_metric {
+    cg_metric_kind kind;
+    const char *name; /* the key; NULL: the built-in's (a user metric needs one) */
+    int k;            /* top-k: k >= 1 */
+    cg_metric_fn fn;  /* CG_METRIC_USER only */
+    void *user;
+} cg_metric;
+
+/* Data: tensors x [N, ...] and y [N, ...] (borrowed; batched by the
+ * batcher, any layout), or a function filling batch `step` (0 .. steps-1 of
+ * an epoch, Keras' Sequence.__getitem__) for data that does not fit in memory
+ * or is generated: *x and *y made in ctx (reset after the step) or borrowed
+ * tensors that outlive it; CG_OK or an error, which stops the run. One of
+ * the two, not both. y is not read by cg_predict (it may be NULL there). */
+typedef cg_status (*cg_batch_fn)(void *user, int64_t step, cg_ctx *ctx, cg_tensor **x,
+                                 cg_tensor **y);
+typedef struct cg_fit_data {
+    const cg_tensor *x, *y;
+    cg_batch_fn fn;
+    void *user;    /* passed to fn (borrowed) */
+    int64_t steps; /* with fn: batches per epoch, >= 1 (0 with tensors) */
+} cg_fit_data;
+
+/* Per epoch, Keras' History.history: keys[k] ("loss", the metrics, then
+ * "val_loss", "val_<metric>"...) with values[k][e] for the e-th epoch run
+ * (epoch initial_epoch + e), e < epochs. Made by cg_fit, freed by
+ * cg_history_free (everything in it is malloc'd; NULL is fine). */
+typedef struct cg_history {
+    int epochs; /* rows recorded: the epochs run */
+    int nkeys;
+    char **keys;
+    double **values;
+    bool stopped; /* a callback set stop_training */
+} cg_history;
+/* The row of key (borrowed from h: epochs values), NULL (CG_ERR_ARG) when h
+ * has no such key. */
+CG_API const double *cg_history_get(const cg_history *h, const char *key);
+CG_API void cg_history_free(cg_history *h);
+
+/* What a callback sees, and may change (stop_training). */
+typedef struct cg_fit_state {
+    cg_module *model;
+    cg_optim *optim;
+    cg_sched *sched;           /* NULL without one */
+    cg_rng *rng;               /* the shuffle's (NULL without) */
+    cg_ctx *ctx;               /* the step's context, reset after on_batch_end */
+    const cg_history *history; /* the epochs finished (this one too at on_epoch_end) */
+    int epoch, epochs;         /* the epoch (0-based, from initial_epoch) and opts.epochs */
+    int64_t batch, steps;      /* on_batch_end: the batch (0-based); batches per epoch */
+    int64_t seen;              /* samples this epoch so far */
+    /* logs[k] goes with history->keys[k] for k < nlogs: at a batch end the
+     * training keys (running means over the epoch so far), at an epoch end
+     * all of them (the row just recorded). */
+    int nlogs;
+    const double *logs;
+    /* on_batch_end: the batch and the model's output (in ctx) */
+    const cg_tensor *x, *y, *output;
+    /* set it to end training: checked after each batch and each epoch (set
+     * in on_train_begin, no epoch runs) */
+    bool stop_training;
+} cg_fit_state;
+
+/* Callbacks (Keras' callbacks=[...]), run in the order given at each
+ * event. Each is made by its constructor below and freed by the caller with
+ * cg_callback_free once no fit uses it; one callback may serve several fits
+ * in turn (its state starts again at each), not two at once. A callback's
+ * error (an unwritable file: CG_ERR_IO naming the path) stops cg_fit with
+ * that error. */
+typedef struct cg_callback cg_callback;        /* opaque */
+CG_API void cg_callback_free(cg_callback *cb); /* NULL is fine */
+
+/* Keras' progress bar: a line "Epoch 3/10" before each epoch, then
+ *   "1875/1875 [==============================] - 2s 1ms/step - loss: 0.4967
+ *    - accuracy: 0.8253 - val_loss: 0.4512 - val_accuracy: 0.8390"
+ * (one line), with "- ETA: 3s" in place of the times during the epoch.
+ * Values print as %.4f, or %.4e when |v| <= 1e-3. On a terminal the line is
+ * redrawn in place ('\r', padded over the last one) at most every interval
+ * seconds (and at the epoch's last batch), and kept below the width: the
+ * bar shrinks (to 5), then values are dropped from the end, then the bar
+ * and the times go, then the line is cut; the epoch's finished line goes on
+ * with the values it dropped on lines of their own (" - val_loss: ..."), so
+ * nothing wraps and nothing is lost. Elsewhere (a file, a pipe) it prints
+ * the epoch line and one finished line per epoch, no '\r', the width
+ * applied (values dropped) only when given. */
+typedef enum cg_tty { CG_TTY_AUTO = 0, CG_TTY_YES, CG_TTY_NO } cg_tty;
+typedef struct cg_progbar_opts {
+    FILE *out;       /* NULL: stdout (borrowed, not closed) */
+    int width;       /* columns; 0: on a terminal TIOCGWINSZ on out, else $COLUMNS,
+                        else 80; elsewhere no limit */
+    cg_tty tty;      /* AUTO: isatty(fileno(out)) */
+    double interval; /* seconds between redraws; 0: Keras' 0.05 */
+    /* seconds on a monotonic clock; NULL: CLOCK_MONOTONIC (tests inject one) */
+    double (*clock)(void *user);
+    void *clock_user;
+} cg_progbar_opts;
+/* opts NULL (or zeroed): the defaults. CG_ERR_ARG for a negative width or
+ * interval, a tty value outside the enum. */
+CG_API cg_callback *cg_progbar_new(const cg_progbar_opts *opts);
+
+/* Keras' CSVLogger: after each epoch a row "epoch,<keys sorted>" (epoch
+ * from 0, values printed exactly: the shortest %g that reads back), the
+ * header first; append keeps an existing file's rows (and header). The file
+ * is opened when training begins (path copied). */
+CG_API cg_callback *cg_csv_logger_new(const char *path, bool append);
+
+/* What improving means for a monitored key: AUTO is MAX for a name holding
+ * "acc", else MIN (Keras' rule). */
+typedef enum cg_monitor_mode {
+    CG_MONITOR_AUTO = 0,
+    CG_MONITOR_MIN,
+    CG_MONITOR_MAX
+} cg_monitor_mode;
+/* Keras' ModelCheckpoint: at each epoch end where monitor (a history key:
+ * "val_loss", "accuracy", ...) is better than every epoch before (strictly;
+ * NaN never is), or at every epoch end without save_best_only, cg_save(path,
+ * model, optim, sched, rng) (all four: a resumable checkpoint; cg_load with
+ * NULLs reads the model alone). A key the history lacks fails when training
+ * begins. */
+CG_API cg_callback *cg_model_checkpoint_new(const char *path, const char *monitor,
+                                            cg_monitor_mode mode, bool save_best_only);
+/* Keras' EarlyStopping: an epoch improves when monitor beats the best so far
+ * by more than min_delta (>= 0); training stops at the end of the patience-th
+ * epoch in a row without improvement (patience >= 0; 0: the first). With
+ * restore_best_weights the model's state (parameters and buffers) of the
+ * best epoch is put back when training ends, stopped or not (Keras 3). */
+CG_API cg_callback *cg_early_stopping_new(const char *monitor, cg_monitor_mode mode,
+                                          int patience, double min_delta,
+                                          bool restore_best_weights);
+/* Keras' LambdaCallback: user hooks, each optional (NULL), given the state
+ * (set stop_training to stop) and user; a status other than CG_OK stops
+ * cg_fit with it (the hook records the message, cg_set_error). */
+typedef cg_status (*cg_fit_hook)(cg_fit_state *st, void *user);
+typedef struct cg_callback_fns {
+    cg_fit_hook on_train_begin, on_epoch_begin, on_batch_end, on_epoch_end, on_train_end;
+} cg_callback_fns;
+CG_API cg_callback *cg_lambda_callback_new(const cg_callback_fns *fns, void *user);
+/* A chart of the history (cg_chart_svg) rewritten at each epoch's end: a
+ * "loss" panel and one per metric, the training series solid, the
+ * validation one ("val_<key>") dashed when there is validation; x is the
+ * epoch. title names the run (NULL: the path); both copied. cg_chart_svg's
+ * error (an unwritable path: CG_ERR_IO) stops cg_fit with it. */
+CG_API cg_callback *cg_chart_logger_new(const char *path, const char *title);
+
+/* When a schedule steps: after each epoch (PyTorch's usual), or after each
+ * optimizer step (OneCycle, warm-up by steps). */
+typedef enum cg_sched_interval { CG_SCHED_EPOCH = 0, CG_SCHED_BATCH } cg_sched_interval;
+
+typedef struct cg_fit_opts {
+    int epochs;         /* 1; >= 0 */
+    int initial_epoch;  /* 0; Keras': resume at this epoch (<= epochs) */
+    int64_t batch_size; /* 32; tensor data, >= 1 */
+    bool shuffle;       /* true: each epoch's order from rng (tensor data) */
+    cg_rng *rng;        /* NULL; needed by shuffle */
+    /* validation: data (tensors or a function), or the last validation_split
+     * of the training tensors (in [0, 1), Keras' rule), not both */
+    const cg_fit_data *validation;
+    double validation_split;
+    int64_t validation_batch_size; /* 0: batch_size */
+    int accum_steps;               /* 1: an optimizer step every accum_steps batches */
+    double clip_grad_norm;         /* 0: none; else cg_clip_grad_norm_ before each step */
+    cg_sched *sched;               /* NULL: none (borrowed, on optim) */
+    cg_sched_interval sched_interval;
+    /* the key given to cg_sched_step_metric per epoch (ReduceLROnPlateau;
+     * other schedules ignore it); NULL: "val_loss" with validation, else "loss" */
+    const char *sched_monitor;
+    int nmetrics;
+    const cg_metric *metrics;
+    int ncallbacks;
+    cg_callback *const *callbacks; /* distinct, borrowed */
+} cg_fit_opts;
+/* Keras' defaults: 1 epoch, batches of 32, shuffled (so set rng), nothing
+ * else. */
+CG_API cg_fit_opts cg_fit_defaults(void);
+
+/* Trains model with optim on loss over train (see the loop above); opts
+ * NULL: the defaults. Returns the history (caller-owned: cg_history_free),
+ * or NULL with the error "cg_fit: ...": NULL model, optim, loss or train (a
+ * NULL tensor in the data keeps the error of the failure that made it);
+ * bad options (epochs < 0, batch_size < 1, validation_split outside [0, 1),
+ * accum_steps < 1, a negative clip, shuffle without rng, bad metrics or
+ * callbacks); x, y or validation data whose sample counts, sample shapes or
+ * dtypes disagree; a failing op, loss, batch function or callback (training
+ * stops there; the model keeps the steps taken). */
+CG_API cg_history *cg_fit(cg_module *model, cg_optim *optim, const cg_loss *loss,
+                          const cg_fit_data *train, const cg_fit_opts *opts);
+/* Keras' evaluate: the mean loss over data's samples, then each metric, into
+ * results[0 .. nmetrics] (1 + nmetrics values), in eval mode without a graph,
+ * in batches of batch_size in order (the model's mode restored after). On
+ * error ("cg_evaluate: ...", as cg_fit's) results is left as it was. */
+CG_API cg_status cg_evaluate(cg_module *model, const cg_loss *loss, const cg_fit_data *data,
+                             int64_t batch_size, int nmetrics, const cg_metric *metrics,
+                             double *results);
+/* Keras' predict: the model's outputs for data's x in batches (eval mode, no
+ * graph), concatenated along dim 0: [N, ...], caller-owned (cg_tensor_free).
+ * Every batch's output must agree in dtype and trailing shape. */
+CG_API cg_tensor *cg_predict(cg_module *model, const cg_fit_data *data, int64_t batch_size);
+
 /* ---- text (bytes as tokens, for character-level models) -------------------------
  * A vocabulary is the set of distinct bytes of a text, sorted: id i is the
  * byte bytes[i]. It is stored as a tensor (i64 [size], the byte values) so it

@@ -1,5 +1,5 @@
 /* The misuse battery of issue 14: every public function of tensor/tensor.h,
- * autograd/autograd.h, ops/ops.h and nn/nn.h (all 356 declared, attention,
+ * autograd/autograd.h, ops/ops.h and nn/nn.h (all 369 declared, attention,
  * sampling, transformers and text included) called with what a careless or
  * hostile caller passes:
  *   - NULL for each pointer argument: tensors, contexts where one is needed,
@@ -4479,6 +4479,179 @@ static void test_misuse_text(void **state) {
     done();
 }
 
+/* ---- training loops ---------------------------------------------------------------- */
+static cg_tensor *misuse_loss(cg_ctx *ctx, const cg_tensor *out, const cg_tensor *target,
+                              void *user) {
+    (void)target;
+    (void)user;
+    return cg_mean(ctx, out, NULL, 0, false);
+}
+static cg_status misuse_batch(void *user, int64_t step, cg_ctx *ctx, cg_tensor **x,
+                              cg_tensor **y) {
+    (void)user;
+    (void)step;
+    *x = cg_zeros(ctx, CG_F64, CG_SHAPE(2, 4));
+    *y = cg_zeros(ctx, CG_I64, CG_SHAPE(2));
+    return CG_OK;
+}
+
+static void test_misuse_fit(void **state) {
+    cg_ctx *ctx = *state;
+    cg_module *m = cg_nn_linear(&rng_, CG_F64, 4, 3, true);
+    cg_optim *o = cg_sgd_new(m, &(cg_sgd_opts){.lr = 0.1});
+    cg_tensor *x = cg_zeros(ctx, CG_F64, CG_SHAPE(6, 4)),
+              *y = cg_zeros(ctx, CG_I64, CG_SHAPE(6));
+    cg_fit_data d = {.x = x, .y = y}, fn = {.fn = misuse_batch, .steps = 2};
+    cg_loss ce = {.kind = CG_LOSS_CROSS_ENTROPY};
+    cg_fit_opts fo = cg_fit_defaults();
+    fo.shuffle = false;
+    QUIET("cg_fit_defaults",
+          cg_fit_defaults().epochs == 1 && cg_fit_defaults().batch_size == 32);
+    /* cg_fit: each argument NULL or bad; a NULL tensor keeps its error */
+    NULP(cg_fit, NULL, o, &ce, &d, &fo);
+    NULP(cg_fit, m, NULL, &ce, &d, &fo);
+    NULP(cg_fit, m, o, NULL, &d, &fo);
+    NULP(cg_fit, m, o, &ce, NULL, &fo);
+    NULP(cg_fit, m, o, &ce, &d, NULL); /* the defaults shuffle without an rng */
+    NULP(cg_fit, m, o, &(cg_loss){.kind = CG_LOSS_USER}, &d, &fo);
+    NULP(cg_fit, m, o, &(cg_loss){.kind = (cg_loss_kind)-1}, &d, &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.x = x}, &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.x = x, .y = cg_zeros(ctx, CG_I64, CG_SHAPE(5))},
+         &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.x = cg_scalar(ctx, CG_F64, 1), .y = y}, &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.fn = misuse_batch}, &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.fn = misuse_batch, .x = x, .steps = 1}, &fo);
+    NULP(cg_fit, m, o, &ce, &(cg_fit_data){.x = x, .y = y, .steps = INT64_MIN}, &fo);
+    prior_error();
+    keeps_prior(cg_fit(m, o, &ce, &(cg_fit_data){.x = NULL, .y = y}, &fo), "cg_fit", __LINE__);
+    const struct {
+        int epochs, initial, accum;
+        int64_t batch, vbatch;
+        double split, clip;
+    } bad[] = {{-1, 0, 1, 2, 0, 0, 0},       {INT32_MIN, 0, 1, 2, 0, 0, 0},
+               {1, 2, 1, 2, 0, 0, 0},        {1, -1, 1, 2, 0, 0, 0},
+               {1, 0, 0, 2, 0, 0, 0},        {1, 0, INT32_MIN, 2, 0, 0, 0},
+               {1, 0, 1, 0, 0, 0, 0},        {1, 0, 1, INT64_MIN, 0, 0, 0},
+               {1, 0, 1, 2, -1, 0, 0},       {1, 0, 1, 2, 0, 1, 0},
+               {1, 0, 1, 2, 0, -0.5, 0},     {1, 0, 1, 2, 0, NAN, 0},
+               {1, 0, 1, 2, 0, INFINITY, 0}, {1, 0, 1, 2, 0, 0, -1},
+               {1, 0, 1, 2, 0, 0, NAN},      {1, 0, 1, 2, 0, 0.9, 0}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cg_fit_opts b = fo;
+        b.epochs = bad[i].epochs;
+        b.initial_epoch = bad[i].initial;
+        b.accum_steps = bad[i].accum;
+        b.batch_size = bad[i].batch;
+        b.validation_batch_size = bad[i].vbatch;
+        b.validation_split = bad[i].split;
+        b.clip_grad_norm = bad[i].clip;
+        NULP(cg_fit, m, o, &ce, &d, &b);
+    }
+    cg_fit_opts b = fo;
+    b.sched_interval = (cg_sched_interval)-1;
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b = fo;
+    b.nmetrics = 1;
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b.metrics = &(cg_metric){.kind = CG_METRIC_TOP_K, .k = -1};
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b.metrics = &(cg_metric){.kind = CG_METRIC_TOP_K, .k = 4}; /* k > C: fails in the run */
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b = fo;
+    b.ncallbacks = 1;
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b.callbacks = (cg_callback *const[]){NULL};
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b = fo;
+    b.validation = &(cg_fit_data){.x = cg_zeros(ctx, CG_F32, CG_SHAPE(6, 4)), .y = y};
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b.validation = &d;
+    b.validation_split = 0.5;
+    NULP(cg_fit, m, o, &ce, &d, &b);
+    b.validation = NULL;
+    NULP(cg_fit, m, o, &ce, &fn, &b);
+    /* valid: zero epochs, a batch function, an empty history row set */
+    b = fo;
+    b.epochs = 0;
+    cg_history *h = OK_P(cg_fit, m, o, &ce, &d, &b);
+    QUIET("cg_fit", h && h->epochs == 0 && h->nkeys == 1 && !strcmp(h->keys[0], "loss"));
+    QUIET("cg_history_get", cg_history_get(h, "loss") == h->values[0]);
+    SENTINEL("cg_history_get", !cg_history_get(h, "accuracy"));
+    SENTINEL("cg_history_get", !cg_history_get(h, NULL));
+    SENTINEL("cg_history_get", !cg_history_get(NULL, "loss"));
+    QUIET("cg_history_free", (cg_history_free(h), cg_history_free(NULL), true));
+    h = OK_P(cg_fit, m, o, &(cg_loss){.kind = CG_LOSS_USER, .fn = misuse_loss}, &fn, &fo);
+    QUIET("cg_fit", h && h->epochs == 1 && cg_optim_steps(o) == 2);
+    cg_history_free(h);
+    /* cg_evaluate and cg_predict */
+    double r[2] = {0};
+    BAD(cg_evaluate, NULL, &ce, &d, 2, 0, NULL, r);
+    BAD(cg_evaluate, m, NULL, &d, 2, 0, NULL, r);
+    BAD(cg_evaluate, m, &ce, NULL, 2, 0, NULL, r);
+    BAD(cg_evaluate, m, &ce, &d, 0, 0, NULL, r);
+    BAD(cg_evaluate, m, &ce, &d, INT64_MIN, 0, NULL, r);
+    BAD(cg_evaluate, m, &ce, &d, 2, -1, NULL, r);
+    BAD(cg_evaluate, m, &ce, &d, 2, 1, NULL, r);
+    BAD(cg_evaluate, m, &ce, &d, 2, 0, NULL, NULL);
+    BAD(cg_evaluate, m, &ce, &(cg_fit_data){.x = x}, 2, 0, NULL, r);
+    BAD(cg_evaluate, m, &(cg_loss){.kind = CG_LOSS_MSE}, &d, 2, 0, NULL, r);
+    KEEPS_S(cg_evaluate, m, &ce, &(cg_fit_data){.y = y}, 2, 0, NULL, r);
+    OK_S(cg_evaluate, m, &ce, &d, INT64_MAX, 1, &(cg_metric){.kind = CG_METRIC_ACCURACY}, r);
+    OK_S(cg_evaluate, m, &ce, &fn, 1, 0, NULL, r);
+    NUL(cg_predict, NULL, &d, 2);
+    NUL(cg_predict, m, NULL, 2);
+    NUL(cg_predict, m, &d, 0);
+    NUL(cg_predict, m, &d, -5);
+    NUL(cg_predict, m, &(cg_fit_data){.x = cg_zeros(ctx, CG_F64, CG_SHAPE(6, 5))}, 2);
+    NUL(cg_predict, m, &(cg_fit_data){.x = cg_zeros(ctx, CG_F64, CG_SHAPE(0, 4))}, 2);
+    KEEPS(cg_predict, m, &(cg_fit_data){.x = NULL}, 2);
+    cg_tensor *p = OK_T(cg_predict, m, &(cg_fit_data){.x = x}, 4); /* y is not read */
+    QUIET("cg_predict", cg_dim(p, 0) == 6 && cg_dim(p, 1) == 3);
+    cg_tensor_free(p);
+    p = OK_T(cg_predict, m, &fn, INT64_MAX);
+    QUIET("cg_predict", cg_dim(p, 0) == 4);
+    cg_tensor_free(p);
+    /* callbacks */
+    NULP(cg_progbar_new, &(cg_progbar_opts){.width = INT32_MIN});
+    NULP(cg_progbar_new, &(cg_progbar_opts){.interval = -1});
+    NULP(cg_progbar_new, &(cg_progbar_opts){.tty = (cg_tty)-1});
+    NULP(cg_csv_logger_new, NULL, false);
+    NULP(cg_model_checkpoint_new, NULL, "loss", CG_MONITOR_MIN, true);
+    NULP(cg_model_checkpoint_new, "x", NULL, CG_MONITOR_MIN, true);
+    NULP(cg_model_checkpoint_new, "x", "loss", (cg_monitor_mode)-1, true);
+    NULP(cg_early_stopping_new, NULL, CG_MONITOR_MIN, 1, 0, false);
+    NULP(cg_early_stopping_new, "loss", (cg_monitor_mode)9, 1, 0, false);
+    NULP(cg_early_stopping_new, "loss", CG_MONITOR_MIN, INT32_MIN, 0, false);
+    NULP(cg_early_stopping_new, "loss", CG_MONITOR_MIN, 1, -INFINITY, false);
+    NULP(cg_lambda_callback_new, NULL, NULL);
+    NULP(cg_chart_logger_new, NULL, "run");
+    QUIET("cg_callback_free", (cg_callback_free(NULL), true));
+    /* each valid, failing in a run on a key the history lacks or a bad path */
+    cg_callback *cbs[] = {
+        OK_P(cg_progbar_new, &(cg_progbar_opts){.out = stderr, .tty = CG_TTY_NO}),
+        OK_P(cg_csv_logger_new, tmp_path("no/such/dir/log.csv"), true),
+        OK_P(cg_model_checkpoint_new, tmp_path("no/such/dir/x.safetensors"), "loss",
+             CG_MONITOR_AUTO, true),
+        OK_P(cg_early_stopping_new, "val_loss", CG_MONITOR_AUTO, 0, INFINITY, true),
+        OK_P(cg_chart_logger_new, tmp_path("no/such/dir/c.svg"), NULL),
+        OK_P(cg_lambda_callback_new, &(cg_callback_fns){0}, NULL)};
+    b = fo;
+    b.epochs = 0;
+    b.ncallbacks = 1;
+    for (int i = 1; i < 5; i++) {
+        b.callbacks = &cbs[i];
+        NULP(cg_fit, m, o, &ce, &d, &b); /* at train begin, the first save or chart */
+        b.epochs = 1;
+    }
+    b.callbacks = &cbs[5];
+    h = OK_P(cg_fit, m, o, &ce, &d, &b);
+    cg_history_free(h);
+    for (int i = 0; i < 6; i++) cg_callback_free(cbs[i]);
+    cg_optim_free(o);
+    cg_module_free(m);
+    done();
+}
+
 static int tmp_setup(void **state) {
     snprintf(tmpdir_, sizeof tmpdir_, "/tmp/cg_misuse.XXXXXX");
     if (!mkdtemp(tmpdir_)) return -1;
@@ -4555,6 +4728,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_misuse_mha_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misuse_vocab, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_text, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_misuse_fit, tmp_setup, tmp_teardown),
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
 }
