@@ -460,12 +460,12 @@ static void test_gemm_batched_empty(void **state) {
 
 static void test_gemm_threads(void **state) {
     (void)state;
-    cgi_gemm_set_threads(2);
+    cg_set_num_threads(2); /* each BLIS call gets cgrad's count */
     run_case(&(gcase){.dt = CG_F64, .m = 300, .n = 260, .k = 280, .alpha = 1}, 300);
     run_case(&(gcase){.dt = CG_F32, .m = 257, .n = 300, .k = 199, .alpha = 1, .beta = 1}, 301);
-    cgi_gemm_set_threads(0); /* < 1 means 1 */
+    cg_set_num_threads(-1); /* < 0 means 1 */
     run_case(&(gcase){.dt = CG_F64, .m = 130, .n = 120, .k = 110, .alpha = 1}, 302);
-    cgi_gemm_set_threads(1);
+    cg_set_num_threads(0); /* the default again */
 }
 
 /* ---- errors -------------------------------------------------------------- */
