@@ -353,8 +353,11 @@ static void choose_kernels(void) {
 #endif
 }
 
-/* Every path into BLIS comes through here first. */
+/* Every path into BLIS comes through here first; the constructor makes the
+ * choice at program start as well, before a program's own first BLIS call
+ * (BLIS reads BLIS_ARCH_TYPE once, when it initialises). */
 static void ensure_threads(void) { choose_kernels(); }
+__attribute__((constructor)) static void choose_kernels_at_start(void) { choose_kernels(); }
 
 cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, int64_t k,
                    double alpha, cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc,

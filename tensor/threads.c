@@ -10,10 +10,14 @@
  * but not the barrier. So the default count watches for it: the process's
  * involuntary context switches (getrusage's ru_nivcsw, counted by the kernel
  * each time another task takes a core from one of our threads) are read at
- * most every 100 ms; past 50 per second the default drops to one thread for
- * 2 s, then tries all the cores again. Results do not depend on the thread
- * count, so the switch changes no number. A count set with
- * cg_set_num_threads is used as it is. */
+ * most every 150 ms. Measured on the 2-core VM at 2 threads: 34-57 per
+ * second idle (a GPT step, MLPs at batch 32 to 1000), about 250 with one
+ * spinning neighbour per core. Past 120 per second in two windows running,
+ * the default drops to one thread for 2 s, then tries all the cores again
+ * for one window; still busy, it waits twice as long (up to 16 s) before
+ * the next try.
+ * Results do not depend on the thread count, so the switch changes no
+ * number. A count set with cg_set_num_threads is used as it is. */
 #include "internal.h"
 
 #include <omp.h>
@@ -28,9 +32,11 @@
  * it; every parallel region of cgrad names this count instead. */
 static atomic_int threads_set;
 
-#define CHECK_NS     (100 * 1000000LL)  /* how often the switches are read */
-#define HOLD_NS      (2000 * 1000000LL) /* how long one thread is kept */
-#define BUSY_PER_SEC 50                 /* involuntary switches that mean "busy" */
+#define CHECK_NS     (150 * 1000000LL)   /* how often the switches are read */
+#define HOLD_NS      (2000 * 1000000LL)  /* how long one thread is kept at first */
+#define HOLD_MAX_NS  (16000 * 1000000LL) /* doubling while the machine stays busy */
+#define BUSY_PER_SEC 120                 /* involuntary switches that mean "busy" */
+#define BUSY_WINDOWS 2                   /* in that many windows running */
 
 /* The default's state, shared by all threads; one of them at a time reads
  * the counters (the others keep the last answer). */
@@ -39,6 +45,9 @@ static atomic_llong next_check_ns;    /* when to read the counters next */
 static atomic_llong hold_until_ns;    /* the reduction lasts until then */
 static atomic_llong last_nivcsw = -1; /* at the last reading */
 static atomic_llong last_check_ns;
+static atomic_int busy_windows; /* consecutive windows past BUSY_PER_SEC */
+static atomic_int probing;      /* all the cores again after a hold: one window decides */
+static atomic_llong hold_ns = HOLD_NS;
 static atomic_flag checking = ATOMIC_FLAG_INIT;
 
 static long long now_ns(void) {
@@ -61,12 +70,26 @@ static void check_load(long long now) {
     atomic_store(&last_check_ns, now);
     if (last < 0 || dt <= 0) return;
     bool busy = (n - last) * 1000000000LL > (long long)BUSY_PER_SEC * dt;
+    int run = busy ? atomic_load(&busy_windows) + 1 : 0;
+    atomic_store(&busy_windows, run);
     if (atomic_load(&auto_reduced)) {
-        if (now >= atomic_load(&hold_until_ns)) atomic_store(&auto_reduced, 0); /* try again */
-    } else if (busy) {
-        atomic_store(&hold_until_ns, now + HOLD_NS);
-        atomic_store(&auto_reduced, 1);
+        if (now >= atomic_load(&hold_until_ns)) { /* try all the cores again */
+            atomic_store(&auto_reduced, 0);
+            atomic_store(&busy_windows, 0);
+            atomic_store(&probing, 1);
+        }
+        return;
     }
+    bool probe = atomic_exchange(&probing, 0);
+    if (probe && !busy) atomic_store(&hold_ns, HOLD_NS); /* the neighbours left */
+    if (!(probe ? busy : run >= BUSY_WINDOWS)) return;
+    long long hold = atomic_load(&hold_ns);
+    if (probe) { /* still busy: wait longer before the next try */
+        hold = hold * 2 > HOLD_MAX_NS ? HOLD_MAX_NS : hold * 2;
+        atomic_store(&hold_ns, hold);
+    }
+    atomic_store(&hold_until_ns, now + hold);
+    atomic_store(&auto_reduced, 1);
 }
 
 /* The default count: OpenMP's (the cores, or OMP_NUM_THREADS), or one while
