@@ -123,8 +123,10 @@ CG_API const char *cg_ctx_error(const cg_ctx *ctx);
  * BLIS_NUM_THREADS is overridden). n = 0 restores the default: OpenMP's
  * count (OMP_NUM_THREADS, else the cores), dropping to 1 for 2 s at a time
  * while other processes keep taking cgrad's cores (a parallel region would
- * wait for a descheduled thread at its barrier: see tensor/threads.c); the
- * thread count never changes a result. n < 0 means 1. cg_get_num_threads
+ * wait for a descheduled thread at its barrier: see tensor/threads.c).
+ * cgrad's kernels give the same bits for any count; BLIS's products do with
+ * the AVX-512 (skx) kernels cgrad selects, and may differ in the last bits
+ * with its AVX2 ones. n < 0 means 1. cg_get_num_threads
  * gives the count in use now. */
 CG_API void cg_set_num_threads(int n);
 CG_API int cg_get_num_threads(void);

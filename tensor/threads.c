@@ -16,8 +16,10 @@
  * the default drops to one thread for 2 s, then tries all the cores again
  * for one window; still busy, it waits twice as long (up to 16 s) before
  * the next try.
- * Results do not depend on the thread count, so the switch changes no
- * number. A count set with cg_set_num_threads is used as it is. */
+ * cgrad's kernels give the same bits for any count, so the switch changes
+ * none of their numbers (BLIS's products do not change with its skx
+ * kernels; its AVX2 ones can differ in the last bits). A count set with
+ * cg_set_num_threads is used as it is. */
 #include "internal.h"
 
 #include <omp.h>

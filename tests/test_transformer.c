@@ -564,6 +564,11 @@ static float *gpt_steps_with_threads(cg_ctx *ctx, int threads, double *loss_out)
     return out;
 }
 
+/* cgrad's own kernels give the same bits for any thread count; BLIS's
+ * products do with the skx kernels cgrad selects on AVX-512 CPUs
+ * (BLIS_ARCH_TYPE=0), while its AVX2 ones (haswell, zen3: BLIS_ARCH_TYPE=6
+ * on the same VM, as on a Zen 3 machine) were seen to differ in the last
+ * bits between 1 and 2 threads: there the two runs must agree to 1e-5. */
 static void test_gpt_step_same_bits_for_any_thread_count(void **state) {
     cg_ctx *ctx = *state;
     double l1 = 0, l2 = 0;
@@ -572,9 +577,15 @@ static void test_gpt_step_same_bits_for_any_thread_count(void **state) {
     cg_module *m = cg_nn_gpt(&rng, CG_F32, 37, 128, 128, 2, 4, 0.0);
     size_t n = (size_t)cg_module_numel(m);
     cg_module_free(m);
-    assert_memory_equal(&l1, &l2, sizeof l1);
-    assert_memory_equal(a, b, n * sizeof(float));
+    const char *arch = getenv("BLIS_ARCH_TYPE");
+    bool skx = arch && !strcmp(arch, "0");
+    bool same = !memcmp(&l1, &l2, sizeof l1) && !memcmp(a, b, n * sizeof(float));
+    double worst = fabs(l1 - l2);
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
     free(a), free(b);
+    if (skx && !same)
+        fail_msg("1 and 2 threads differ (by up to %g) with BLIS's skx kernels", worst);
+    if (!(worst <= 1e-5)) fail_msg("1 and 2 threads differ by %g", worst);
 }
 
 #define CTX_TEST(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
