@@ -1,8 +1,9 @@
-/* What the Fashion-MNIST examples (fashion_mlp.c, lenet5.c) share: reading
- * the data, one epoch of training with Keras' progress bar, evaluation,
- * and the per-epoch CSV and SVG chart (the clock, the bar and the chart
- * panel are example_common.h's). Each function is static inline: include this file
- * in one program. Public cgrad headers only. */
+/* What the Fashion-MNIST examples share: reading the data (all three),
+ * resuming from a checkpoint (fashion_mlp.c and lenet5.c, which train with
+ * cg_fit), and for ddp_fashion.c's own loop the count of hits, evaluation
+ * and the per-epoch CSV and SVG chart (the chart panel is
+ * example_common.h's). Each function is static inline: include this file in
+ * one program. Public cgrad headers only. */
 #ifndef FASHION_COMMON_H
 #define FASHION_COMMON_H
 
@@ -48,7 +49,7 @@ static inline int load_split(const char *prog, const char *dir, const char *pref
     return *x && cg_dim(*x, 0) == cg_dim(*y, 0) ? 0 : -1;
 }
 
-/* ---- one epoch ----------------------------------------------------------------- */
+/* ---- ddp_fashion.c's loop ----------------------------------------------------- */
 /* The number of rows of logits [B, 10] whose argmax is the label. */
 static inline double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tensor *y) {
     cg_no_grad_push(ctx);
@@ -56,45 +57,6 @@ static inline double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tens
     double n = cg_item(cg_sum(ctx, hit, NULL, 0, false));
     cg_no_grad_pop(ctx);
     return n;
-}
-
-/* Keras' bar: "1875/1875 [=====...] 0.9s - loss: 0.4967 - acc: 0.8253". */
-static inline void progress(int64_t done, int64_t total, double secs, double loss, double acc,
-                     bool end) {
-    char metrics[64];
-    snprintf(metrics, sizeof metrics, " - loss: %.4f - acc: %.4f", loss, acc);
-    progress_bar((long long)done, (long long)total, secs, metrics, end);
-}
-
-/* One epoch; an optimizer step every `accum` batches, each batch's mean loss
- * divided by accum so the step sees the mean over all of them. */
-static inline int train_epoch(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_batcher *b, int accum,
-                       history *h) {
-    bool tty = isatty(STDOUT_FILENO);
-    int64_t nb = cg_batcher_nbatches(b), i = 0, seen = 0;
-    double loss_sum = 0, hits = 0, t0 = now();
-    cg_tensor *xb, *yb;
-    cg_module_train(m, true);
-    while (cg_batcher_next(b, &xb, &yb)) {
-        if (i % accum == 0) cg_optim_zero_grad(opt);
-        cg_tensor *logits = cg_module_forward(ctx, m, xb);
-        cg_tensor *loss = cg_cross_entropy(ctx, logits, yb, CG_MEAN);
-        if (!loss || cg_backward(cg_mul_scalar(ctx, loss, 1.0 / accum)) != CG_OK) return -1;
-        if ((i + 1) % accum == 0 && cg_optim_step(opt) != CG_OK) return -1;
-        loss_sum += cg_item(loss) * (double)cg_dim(xb, 0);
-        hits += correct(ctx, logits, yb);
-        seen += cg_dim(xb, 0);
-        cg_ctx_reset(ctx);
-        if (++i % 50 == 0 || i == nb)
-            if (tty)
-                progress(i, nb, now() - t0, loss_sum / (double)seen, hits / (double)seen,
-                         false);
-    }
-    h->loss[h->n] = loss_sum / (double)seen;
-    h->acc[h->n] = hits / (double)seen;
-    h->seconds[h->n] = now() - t0;
-    if (!tty) progress(nb, nb, h->seconds[h->n], h->loss[h->n], h->acc[h->n], true);
-    return 0;
 }
 
 /* Mean loss and accuracy over x, y in chunks of 1000, without a graph. */
@@ -165,34 +127,6 @@ static inline int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *
         return -1;
     printf("loaded the model from %s (it holds no optimizer state)\n", path);
     return 0;
-}
-
-/* ---- the whole run ------------------------------------------------------------------- */
-/* epochs epochs on the training split (data[0], data[1] through b; an
- * optimizer step every accum batches, sched stepped after each epoch when
- * given), evaluated on the test split (data[2], data[3]) after each; then
- * the test accuracy printed and the CSV and chart written (-1 with cgrad's
- * error set when one cannot be). */
-static inline int fit(cg_ctx *ctx, cg_module *m, cg_optim *opt, cg_sched *sched, cg_batcher *b,
-               int accum, cg_tensor *const data[4], int epochs, const char *csv,
-               const char *svg, history *h) {
-    int rc = 0;
-    for (int e = 0; rc == 0 && e < epochs; e++, h->n++) {
-        printf("Epoch %d/%d\n", e + 1, epochs);
-        rc = train_epoch(ctx, m, opt, b, accum, h);
-        if (rc == 0)
-            rc = evaluate(ctx, m, data[2], data[3], &h->val_loss[h->n], &h->val_acc[h->n]);
-        if (rc == 0 && sched) rc = cg_sched_step(sched);
-        if (rc == 0)
-            printf(" - val_loss: %.4f - val_acc: %.4f - %.1fs per epoch\n", h->val_loss[h->n],
-                   h->val_acc[h->n], h->seconds[h->n]);
-    }
-    double vl = 0, va = 0;
-    if (rc == 0 && h->n == 0) rc = evaluate(ctx, m, data[2], data[3], &vl, &va);
-    if (rc != 0) return rc;
-    printf("test accuracy: %.4f (%d epochs, %lld parameters)\n",
-           h->n ? h->val_acc[h->n - 1] : va, h->n, (long long)cg_module_numel(m));
-    return write_csv(csv, h) == 0 && write_svg(svg, h) == 0 ? 0 : -1;
 }
 
 #endif

@@ -7,6 +7,8 @@
  *     pad 1, relu, maxpool 2, flatten, linear 784->10; AdamW 1e-3, batch 1000
  *     as 2 accumulated halves of 500 (bench_train's configuration (f)).
  * Pixels are standardised with Fashion-MNIST's mean 0.2860 and std 0.3530.
+ * Trained by cg_fit, validated on the test set after each epoch, with
+ * Keras' progress bar, a CSV log and an SVG chart (its callbacks).
  * State names are PyTorch's ("0.weight", "3.weight", "7.weight", ...), so a
  * checkpoint loads into the same nn.Sequential with strict=True
  * (bench/torch_checkpoint.py CHECKPOINT OUT --normalize 0.2860,0.3530).
@@ -80,7 +82,7 @@ static const char *const usage_lines[] = {
     "  --save FILE        checkpoint at the end: model, optimizer, schedule, rng (none)",
     "  --load FILE        resume from a checkpoint, or a model's state_dict",
     "  --data DIR         Fashion-MNIST's IDX files (/usr/share/datasets/fashion-mnist)",
-    "  --csv FILE         per-epoch log: losses, accuracies, seconds (build/lenet5.csv)",
+    "  --csv FILE         per-epoch log: losses and accuracies (build/lenet5.csv)",
     "  --svg FILE         chart of the losses and accuracies (build/lenet5.svg)",
     "  --help             this list",
     NULL,
@@ -143,21 +145,44 @@ static int run(const args *a, cg_tensor *const data[4]) {
     cg_adam_opts ao = decay ? cg_adamw_defaults(a->lr) : cg_adam_defaults(a->lr);
     if (a->weight_decay > 0) ao.weight_decay = a->weight_decay;
     cg_optim *opt = !model ? NULL : decay ? cg_adamw_new(model, &ao) : cg_adam_new(model, &ao);
-    cg_batcher *batches = cg_batcher_new(data[0], data[1], a->batch, true, false, &rng);
     cg_sched *sched = opt && a->epochs > 0 ? cg_cosinelr_new(opt, a->epochs, 0) : NULL;
-    cg_ctx *ctx = cg_ctx_new();
-    static history h;
-    int rc = model && opt && batches && ctx && (sched || a->epochs == 0) ? 0 : -1;
+    char title[160];
+    snprintf(title, sizeof title,
+             "%s, %s %g cosine, batch %lld%s, seed %llu; validation: the test set",
+             cnn ? "ggml's MNIST CNN" : "LeNet-5", decay ? "adamw" : "adam", a->lr,
+             (long long)a->batch, a->accum > 1 ? " x 2" : "", (unsigned long long)a->seed);
+    cg_callback *cbs[3] = {cg_progbar_new(NULL), cg_csv_logger_new(a->csv, false),
+                           cg_chart_logger_new(a->svg, title)};
+    cg_loss ce = {.kind = CG_LOSS_CROSS_ENTROPY};
+    cg_metric acc = {.kind = CG_METRIC_ACCURACY};
+    cg_fit_data test = {.x = data[2], .y = data[3]};
+    double results[2]; /* test loss, accuracy */
+    int rc = opt && (sched || a->epochs == 0) && cbs[0] && cbs[1] && cbs[2] ? 0 : -1;
     if (rc == 0) cg_module_print(model);
     if (rc == 0 && a->load) rc = load(a->load, model, opt, sched, &rng);
+    cg_history *h = rc ? NULL
+                       : cg_fit(model, opt, &ce, &(cg_fit_data){.x = data[0], .y = data[1]},
+                                &(cg_fit_opts){.epochs = a->epochs,
+                                               .batch_size = a->batch,
+                                               .shuffle = true,
+                                               .rng = &rng,
+                                               .validation = &test,
+                                               .validation_batch_size = 1000,
+                                               .accum_steps = a->accum,
+                                               .sched = sched,
+                                               .nmetrics = 1,
+                                               .metrics = &acc,
+                                               .ncallbacks = 3,
+                                               .callbacks = cbs});
+    if (!h || cg_evaluate(model, &ce, &test, 1000, 1, &acc, results) != CG_OK) rc = -1;
     if (rc == 0)
-        rc =
-            fit(ctx, model, opt, sched, batches, a->accum, data, a->epochs, a->csv, a->svg, &h);
+        printf("test accuracy: %.4f (%d epochs, %lld parameters)\n", results[1], h->epochs,
+               (long long)cg_module_numel(model));
     if (rc == 0 && a->save && cg_save(a->save, model, opt, sched, &rng) != CG_OK) rc = -1;
     if (rc != 0) fprintf(stderr, "lenet5: %s\n", cg_last_error());
-    cg_ctx_free(ctx);
+    cg_history_free(h);
+    for (int i = 0; i < 3; i++) cg_callback_free(cbs[i]);
     cg_sched_free(sched);
-    cg_batcher_free(batches);
     cg_optim_free(opt);
     cg_module_free(model);
     return rc;

@@ -1,8 +1,9 @@
-/* Linear regression, the training loop at its smallest: two stacked
- * Linear(1, 1) layers learn y = x from four points (X = [0, 1, 2, 3]) with
- * MSE and plain SGD (lr 0.01, 1000 full-batch epochs), print the mapping they
- * learned, and predict x = 4. Exits 1 unless the prediction is within 0.05
- * of 4. Public headers only.
+/* Linear regression, cg_fit at its smallest: two stacked Linear(1, 1)
+ * layers learn y = x from four points (X = [0, 1, 2, 3]) with MSE and plain
+ * SGD (lr 0.01, 1000 full-batch epochs), print the loss every 100 epochs
+ * from the history and the mapping they learned, and predict x = 4. Exits 1
+ * unless the prediction is within 0.05 of 4. The Keras program it mirrors
+ * is in the README ("Keras-length programs"). Public headers only.
  * Build: cc linear_regression.c $(pkg-config --cflags --libs cgrad)
  * In the tree: make build/rel/examples/linear_regression */
 #include <math.h>
@@ -29,20 +30,17 @@ int main(int argc, char **argv) {
     cg_sgd_opts so = cg_sgd_defaults(0.01);
     cg_optim *opt = model ? cg_sgd_new(model, &so) : NULL;
 
-    /* The data, caller-owned ([N, 1]: N samples of one feature). */
+    /* The data, caller-owned ([N, 1]: N samples of one feature); y = x. */
     cg_tensor *x = cg_from_array(NULL, CG_F32, CG_SHAPE(4, 1), (float[]){0, 1, 2, 3});
-    cg_tensor *y = cg_clone(NULL, x); /* the targets: y = x */
-    cg_ctx *ctx = cg_ctx_new();       /* holds one step's tensors and graph */
-    int rc = 1;
-    if (!opt || !x || !y || !ctx) goto error;
-
-    for (int epoch = 1; epoch <= 1000; epoch++) {
-        cg_optim_zero_grad(opt);
-        cg_tensor *loss = cg_mse_loss(ctx, cg_module_forward(ctx, model, x), y, CG_MEAN);
-        if (!loss || cg_backward(loss) != CG_OK || cg_optim_step(opt) != CG_OK) goto error;
-        if (epoch % 100 == 0) printf("epoch %4d  loss %.3e\n", epoch, cg_item(loss));
-        cg_ctx_reset(ctx); /* the step's tensors and graph go; the weights stay */
-    }
+    cg_tensor *x4 = cg_from_array(NULL, CG_F32, CG_SHAPE(1, 1), (float[]){4});
+    cg_loss mse = {.kind = CG_LOSS_MSE};
+    cg_history *h =
+        !opt ? NULL
+             : cg_fit(model, opt, &mse, &(cg_fit_data){.x = x, .y = x},
+                      &(cg_fit_opts){.epochs = 1000, .batch_size = 4, .accum_steps = 1});
+    const double *loss = h ? cg_history_get(h, "loss") : NULL;
+    for (int e = 99; loss && e < 1000; e += 100)
+        printf("epoch %4d  loss %.3e\n", e + 1, loss[e]);
 
     /* Two linear layers compose to one line: y = w2 (w1 x + b1) + b2. */
     double w1 = cg_item(cg_module_find(model, "0.weight"));
@@ -52,25 +50,18 @@ int main(int argc, char **argv) {
     printf("learned: y = %.4f x %+.4f  (layer 0: %.4f x %+.4f, layer 1: %.4f h %+.4f)\n",
            w2 * w1, w2 * b1 + b2, w1, b1, w2, b2);
 
-    /* Inference: no graph is recorded under no_grad. */
-    cg_no_grad_push(ctx);
-    cg_tensor *x4 = cg_from_array(ctx, CG_F32, CG_SHAPE(1, 1), (float[]){4});
-    cg_tensor *pred = cg_module_forward(ctx, model, x4);
-    cg_no_grad_pop(ctx);
-    if (!pred) goto error;
-    double p = cg_item(pred);
-    bool close = fabs(p - 4) < 0.05;
-    printf("prediction for x = 4: %.4f (%s)\n", p, close ? "within 0.05 of 4" : "FAILED");
-    rc = close ? 0 : 1;
-    goto done;
+    /* Inference (Keras' model.predict): eval mode, no graph, a new tensor. */
+    cg_tensor *pred = h ? cg_predict(model, &(cg_fit_data){.x = x4}, 1) : NULL;
+    double p = pred ? cg_item(pred) : NAN;
+    if (!pred) fprintf(stderr, "linear_regression: %s\n", cg_last_error());
+    printf("prediction for x = 4: %.4f (%s)\n", p,
+           fabs(p - 4) < 0.05 ? "within 0.05 of 4" : "FAILED");
 
-error:
-    fprintf(stderr, "error: %s\n", cg_last_error());
-done:
-    cg_ctx_free(ctx);
+    cg_tensor_free(pred);
+    cg_history_free(h);
     cg_tensor_free(x);
-    cg_tensor_free(y);
+    cg_tensor_free(x4);
     cg_optim_free(opt);
     cg_module_free(model);
-    return rc;
+    return fabs(p - 4) < 0.05 ? 0 : 1;
 }
