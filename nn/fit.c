@@ -380,7 +380,7 @@ static cg_status opts_ok(const char *fn, const cg_fit_opts *o, const cg_fit_data
     else if (o->validation_batch_size < 0)
         bad = "validation_batch_size must be >= 0";
     else if (o->accum_steps < 1)
-        bad = "accum_steps must be >= 1";
+        bad = "accum_steps must be >= 1 (0: 1)";
     else if (!(o->clip_grad_norm >= 0))
         bad = "clip_grad_norm must be >= 0 (0: no clipping)";
     else if (o->shuffle && !o->rng && !train->fn)
@@ -400,7 +400,8 @@ static cg_status opts_ok(const char *fn, const cg_fit_opts *o, const cg_fit_data
 }
 
 cg_fit_opts cg_fit_defaults(void) {
-    return (cg_fit_opts){.epochs = 1, .batch_size = 32, .shuffle = true, .accum_steps = 1};
+    return (cg_fit_opts){
+        .epochs = 1, .batch_size = 32, .shuffle = true, .accum_steps = 1, .verbose = 1};
 }
 
 /* ---- batches ----------------------------------------------------------------------- */
@@ -694,9 +695,32 @@ static cg_status fit_open(run *r, const cg_fit_data *train) {
     return CG_OK;
 }
 
+/* Keras' verbose=1: a progress bar on stdout when no callback is one; the
+ * run's list of callbacks then gets it at its end (*list and *bar freed by
+ * the caller). */
+static cg_status add_default_bar(run *r, cg_callback **bar, cg_callback ***list) {
+    int n = r->o.ncallbacks;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(r->o.callbacks[i]->name, "ProgbarLogger")) return CG_OK;
+    *bar = cg_progbar_new(NULL);
+    *list = *bar ? cgi_alloc(NULL, r->fn, sizeof **list * (size_t)(n + 1)) : NULL;
+    if (!*list) return cg_last_status();
+    for (int i = 0; i < n; i++) (*list)[i] = r->o.callbacks[i];
+    (*list)[n] = *bar;
+    r->o.callbacks = *list;
+    r->o.ncallbacks = n + 1;
+    return CG_OK;
+}
+
+/* A NULL module or optimizer made by a failed constructor keeps that
+ * failure's message (NULL in, NULL out). */
+static cg_status null_or_kept(const char *fn, const char *what) {
+    return cg_last_status() != CG_OK ? cg_last_status() : null_arg(fn, what);
+}
+
 static cg_status fit_args(run *r, const cg_fit_data *train) {
-    if (!r->model) return null_arg(r->fn, "model");
-    if (!r->optim) return null_arg(r->fn, "optimizer");
+    if (!r->model) return null_or_kept(r->fn, "model");
+    if (!r->optim) return null_or_kept(r->fn, "optimizer");
     cg_status s = loss_ok(r->fn, r->loss);
     if (s == CG_OK) s = data_ok(r->fn, "train", train, true);
     if (s == CG_OK) s = opts_ok(r->fn, &r->o, train);
@@ -723,12 +747,17 @@ cg_history *cg_fit(cg_module *model, cg_optim *optim, const cg_loss *loss,
     run r = {.fn = "cg_fit", .model = model, .optim = optim, .loss = loss};
     prior p = prior_note();
     r.o = opts ? *opts : cg_fit_defaults();
+    if (r.o.accum_steps == 0) r.o.accum_steps = 1; /* a zeroed struct's */
     cg_status s = fit_args(&r, train);
     bool checked = s == CG_OK, training = checked && cg_module_is_training(model);
+    cg_callback *bar = NULL, **list = NULL;
+    if (s == CG_OK && r.o.verbose) s = add_default_bar(&r, &bar, &list);
     if (s == CG_OK) s = fit_open(&r, train);
     if (s == CG_OK) s = fit_loop(&r);
     if (s != CG_OK) name_failure(r.fn, &p);
     fit_close(&r);
+    cg_callback_free(bar);
+    free(list);
     if (checked) cg_module_train(model, training);
     if (s == CG_OK) return r.h;
     cg_history_free(r.h);

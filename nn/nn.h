@@ -675,12 +675,15 @@ CG_API void cg_batcher_free(cg_batcher *b);
  *   (callbacks: on_train_begin)
  *   for (epoch = initial_epoch; epoch < epochs; epoch++) {
  *       (callbacks: on_epoch_begin)  cg_module_train(model, true);
- *       for (i = 0; cg_batcher_next(b, &xb, &yb); i++) {  (or fn(user, i, ctx, &xb, &yb), i <
- * nb) if (i % accum_steps == 0) cg_optim_zero_grad(optim); out = cg_module_forward(ctx, model,
- * xb); l = loss(ctx, out, yb);                       (the batch's mean) loss_sum += cg_item(l)
- * * B; each metric's sum += its sum over the batch; cg_backward(accum_steps > 1 ?
- * cg_mul_scalar(ctx, l, 1.0 / accum_steps) : l); if ((i + 1) % accum_steps == 0 || i + 1 == nb)
- * { if (clip_grad_norm > 0) cg_clip_grad_norm_(model, clip_grad_norm, NULL);
+ *       for (i = 0; cg_batcher_next(b, &xb, &yb); i++) {
+ *           (or fn(user, i, ctx, &xb, &yb) for i < nb)
+ *           if (i % accum_steps == 0) cg_optim_zero_grad(optim);
+ *           out = cg_module_forward(ctx, model, xb);
+ *           l = loss(ctx, out, yb);                        (the batch's mean)
+ *           loss_sum += cg_item(l) * B; each metric's sum += its batch sum;
+ *           cg_backward(accum_steps > 1 ? cg_mul_scalar(ctx, l, 1.0 / accum_steps) : l);
+ *           if ((i + 1) % accum_steps == 0 || i + 1 == nb) {
+ *               if (clip_grad_norm > 0) cg_clip_grad_norm_(model, clip_grad_norm, NULL);
  *               cg_optim_step(optim);
  *               if (sched && sched_interval == CG_SCHED_BATCH) cg_sched_step(sched);
  *           }
@@ -902,7 +905,7 @@ typedef struct cg_fit_opts {
     const cg_fit_data *validation;
     double validation_split;
     int64_t validation_batch_size; /* 0: batch_size */
-    int accum_steps;               /* 1: an optimizer step every accum_steps batches */
+    int accum_steps;               /* 1: an optimizer step every accum_steps batches (0: 1) */
     double clip_grad_norm;         /* 0: none; else cg_clip_grad_norm_ before each step */
     cg_sched *sched;               /* NULL: none (borrowed, on optim) */
     cg_sched_interval sched_interval;
@@ -913,9 +916,12 @@ typedef struct cg_fit_opts {
     const cg_metric *metrics;
     int ncallbacks;
     cg_callback *const *callbacks; /* distinct, borrowed */
+    /* Keras' verbose: 1 (the default): a progress bar on stdout unless a
+     * callback is one (cg_progbar_new); 0: only what the callbacks print */
+    int verbose;
 } cg_fit_opts;
-/* Keras' defaults: 1 epoch, batches of 32, shuffled (so set rng), nothing
- * else. */
+/* Keras' defaults: 1 epoch, batches of 32, shuffled (so set rng), a
+ * progress bar (verbose 1), nothing else. */
 CG_API cg_fit_opts cg_fit_defaults(void);
 
 /* Trains model with optim on loss over train (see the loop above); opts

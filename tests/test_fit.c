@@ -1269,7 +1269,7 @@ static void test_fit_every_error(void **state) {
     fo.validation_batch_size = -1;
     fit_fails(m, o, &ce, &d, &fo, CG_ERR_ARG, "validation_batch_size must be >= 0");
     fo = ok;
-    fo.accum_steps = 0;
+    fo.accum_steps = -1; /* 0 is a zeroed struct's: 1 */
     fit_fails(m, o, &ce, &d, &fo, CG_ERR_ARG, "accum_steps must be >= 1");
     fo = ok;
     fo.clip_grad_norm = -1;
@@ -1490,6 +1490,61 @@ static void test_fit_chart_logger_writes_each_epoch(void **state) {
     cg_tensor_free(y);
 }
 
+/* What cg_fit prints on stdout with opts's verbose, captured. */
+static void fit_stdout(cg_module *m, cg_optim *o, const cg_fit_data *d, const cg_fit_opts *fo,
+                       char *out, size_t size) {
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    cg_history *h = cg_fit(m, o, &ce, d, fo);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    assert_non_null(h);
+    cg_history_free(h);
+    rewind(tmp);
+    size_t n = fread(out, 1, size - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+}
+
+/* Keras' verbose=1 by default: a bar on stdout when no callback is one;
+ * verbose 0, or a bar of the caller's, and cg_fit itself prints nothing. */
+static void test_fit_verbose_prints_a_bar_by_default(void **state) {
+    (void)state;
+    cg_tensor *x, *y;
+    blobs(43, 16, &x, &y);
+    cg_module *m = mlp(44);
+    cg_optim *o = adam(m, 0.01);
+    cg_fit_data d = {.x = x, .y = y};
+    cg_fit_opts fo = cg_fit_defaults();
+    fo.shuffle = false;
+    char out[4096];
+    fit_stdout(m, o, &d, &fo, out, sizeof out);
+    assert_non_null(strstr(out, "Epoch 1/1"));
+    assert_non_null(strstr(out, "loss: "));
+    fo.verbose = 0;
+    fit_stdout(m, o, &d, &fo, out, sizeof out);
+    assert_string_equal(out, "");
+    char theirs[4096] = "";
+    FILE *f = fmemopen(theirs, sizeof theirs, "w");
+    cg_callback *bar = cg_progbar_new(&(cg_progbar_opts){.out = f, .tty = CG_TTY_NO});
+    fo.verbose = 1;
+    fo.ncallbacks = 1;
+    fo.callbacks = &bar;
+    fit_stdout(m, o, &d, &fo, out, sizeof out);
+    fclose(f);
+    assert_string_equal(out, ""); /* the caller's bar, not a second one */
+    assert_non_null(strstr(theirs, "Epoch 1/1"));
+    cg_callback_free(bar);
+    cg_optim_free(o);
+    cg_module_free(m);
+    cg_tensor_free(x);
+    cg_tensor_free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fit_matches_hand_loop_with_shuffle_and_validation),
@@ -1510,6 +1565,7 @@ int main(void) {
         cmocka_unit_test(test_fit_progbar_time_formats),
         cmocka_unit_test(test_fit_csv_logger_rows_and_append),
         cmocka_unit_test(test_fit_chart_logger_writes_each_epoch),
+        cmocka_unit_test(test_fit_verbose_prints_a_bar_by_default),
         cmocka_unit_test_setup_teardown(test_fit_every_error, ctx_setup, ctx_teardown),
         cmocka_unit_test(test_fit_callback_constructors_refuse_bad_arguments),
         cmocka_unit_test_setup_teardown(test_fit_evaluate_and_predict_errors, ctx_setup,
