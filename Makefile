@@ -298,7 +298,7 @@ uninstall:
 # Every C file laid out as .clang-format says: `make format` rewrites them,
 # `make format-check` (run by .ci/run) fails on any that differ.
 FORMATTED := $(SRC) $(DIST_SRC) $(HEADERS) cgrad_cmocka.h \
-             $(wildcard tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h tests/dist/*.c \
+             $(wildcard tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h tests/dist/*.c examples/*.h \
                         examples/*.c bench/*.c bench/*.h)
 format:
 	@sh tools/deps.sh clang-format

@@ -26,7 +26,7 @@ typedef struct history { /* per epoch, for the CSV and the chart */
  * for a CNN) and labels [N] i64, from DIR/PREFIX-*-ubyte.gz; prog names the
  * program in messages. */
 static inline int load_split(const char *prog, const char *dir, const char *prefix, int ndim,
-                      const int64_t *sample, cg_tensor **x, cg_tensor **y) {
+                             const int64_t *sample, cg_tensor **x, cg_tensor **y) {
     char ipath[512], lpath[512];
     snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
     snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
@@ -61,7 +61,7 @@ static inline double correct(cg_ctx *ctx, const cg_tensor *logits, const cg_tens
 
 /* Mean loss and accuracy over x, y in chunks of 1000, without a graph. */
 static inline int evaluate(cg_ctx *ctx, cg_module *m, const cg_tensor *x, const cg_tensor *y,
-                    double *loss, double *acc) {
+                           double *loss, double *acc) {
     int64_t n = cg_dim(x, 0);
     double l = 0, hits = 0;
     cg_module_train(m, false);
@@ -95,8 +95,8 @@ static inline int write_csv(const char *path, const history *h) {
 }
 
 /* One panel at (x0, 20), 360 x 240: train (blue) and val (orange) curves. */
-static inline void svg_panel(FILE *f, int x0, const char *title, const double *tr, const double *va,
-                      int n) {
+static inline void svg_panel(FILE *f, int x0, const char *title, const double *tr,
+                             const double *va, int n) {
     const double *curves[2] = {tr, va};
     const char *colours[2] = {"#1f77b4", "#ff7f0e"};
     svg_panel_xy(f, x0, title, n, NULL, 2, curves, colours);
@@ -121,7 +121,8 @@ static inline int write_svg(const char *path, const history *h) {
 
 /* A file saved by --save resumes model, optimizer, schedule (may be NULL)
  * and rng; a plain state_dict (from PyTorch, say) has only the model. */
-static inline int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched, cg_rng *rng) {
+static inline int load(const char *path, cg_module *m, cg_optim *opt, cg_sched *sched,
+                       cg_rng *rng) {
     if (cg_load(path, m, opt, sched, rng) == CG_OK) return 0;
     if (cg_last_status() != CG_ERR_ARG || cg_load(path, m, NULL, NULL, NULL) != CG_OK)
         return -1;
