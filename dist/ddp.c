@@ -485,15 +485,16 @@ static cg_status gather_sum(cg_ddp *d, const char *fn) {
     d->stats.bytes += (int64_t)count * (int64_t)cg_dtype_size(d->dtype);
     if (s != CG_OK) return s;
     int64_t n = d->numel;
+    char *g = grad_base(d);
     for (int v = 0; v < d->shards; v++) {
         if (d->dtype == CG_F32) {
-            float *g = (float *)grad_base(d);
+            float *gf = (float *)g;
             const float *a = (const float *)d->aside + (size_t)v * (size_t)n;
-            for (int64_t i = 0; i < n; i++) g[i] += a[i];
+            for (int64_t i = 0; i < n; i++) gf[i] += a[i];
         } else {
-            double *g = (double *)grad_base(d);
+            double *gd = (double *)g;
             const double *a = (const double *)d->aside + (size_t)v * (size_t)n;
-            for (int64_t i = 0; i < n; i++) g[i] += a[i];
+            for (int64_t i = 0; i < n; i++) gd[i] += a[i];
         }
     }
     return CG_OK;

@@ -353,10 +353,9 @@ static void choose_kernels(void) {
 #endif
 }
 
-/* Every path into BLIS comes through here first; the constructor makes the
- * choice at program start as well, before a program's own first BLIS call
- * (BLIS reads BLIS_ARCH_TYPE once, when it initialises). */
-static void ensure_threads(void) { choose_kernels(); }
+/* Made at program start, before a program's own first BLIS call (BLIS reads
+ * BLIS_ARCH_TYPE once, when it initialises); every path into BLIS checks it
+ * again (a constructor of another library could call BLIS first). */
 __attribute__((constructor)) static void choose_kernels_at_start(void) { choose_kernels(); }
 
 cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, int64_t k,
@@ -367,7 +366,7 @@ cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, 
     plan_fill(&p, transa, transb, a, b, rsc, csc);
     cg_status st = plan_check(&p, c);
     if (st != CG_OK || p.empty) return st;
-    ensure_threads();
+    choose_kernels();
     if ((st = plan_alloc(&p)) == CG_OK) run_one(&p, 0, 0, c, true);
     plan_free(&p);
     return st;
@@ -410,7 +409,7 @@ cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch,
     cg_status st = plan_check(&p, c);
     if (st != CG_OK || p.empty) return st;
     if ((st = check_batch(&p, batch, bsa, bsb, bsc)) != CG_OK) return st;
-    ensure_threads();
+    choose_kernels();
     if ((st = plan_alloc(&p)) == CG_OK) {
         for (int64_t i = 0; i < batch; i++)
             run_one(&p, i * bsa, i * bsb, (char *)c + i * bsc * (int64_t)p.esize, i == 0);
