@@ -32,6 +32,11 @@ typedef struct cg_node cg_node; /* opaque; read it with the accessors below */
  * so that gradients of gradients work. Results go in ctx. Return CG_OK, or
  * an error status with cg_last_error set.
  *
+ * gout and what a rule returns belong to the pass: without CG_CREATE_GRAPH,
+ * cg_backward reuses a gradient's memory once no input's gradient so far
+ * holds it (as PyTorch frees it), so a rule must not keep them past its
+ * return (copy what it wants to keep, or use cg_set_grad_hook on a leaf).
+ *
  * saves lists the inputs (bit i) and output (CG_SAVES_OUTPUT) the backward
  * reads: if one of them is modified in place after recording, backward fails
  * with CG_ERR_STATE instead of computing a wrong gradient. */
@@ -66,14 +71,17 @@ CG_API const cg_tensor *cg_node_input(const cg_node *node, int i);
 CG_API const cg_tensor *cg_node_output(const cg_node *node);
 CG_API const void *cg_node_saved(const cg_node *node); /* the bytes given to cg_record */
 CG_API bool cg_node_needs_grad(const cg_node *node, int i);
-/* A fused path for a backward rule: the .grad buffer of input i when the
- * rule may add its gradient to it in place, else NULL. Non-NULL only during
- * cg_backward without CG_CREATE_GRAPH, for an input among the first 32 that
- * is a leaf requiring a gradient and already holding a .grad. A rule that
- * adds (+=) its gradient there sets gin[i] to the returned tensor and the
- * engine adds nothing more for it; a rule may also ignore it. Saves a pass
- * over the gradient: Linear's weight gradient is written by its GEMM with
- * beta = 1, as llm.c does. */
+/* A fused path for a backward rule: a buffer holding input i's gradient so
+ * far, when the rule may add its own gradient to it in place, else NULL.
+ * Non-NULL only during cg_backward without CG_CREATE_GRAPH, for an input
+ * among the first 32 that is either a leaf requiring a gradient and already
+ * holding a .grad (its .grad), or a non-leaf whose gradient so far the pass
+ * made and holds for it alone (a contiguous tensor of the input's shape and
+ * dtype). A rule that adds (+=) its gradient there sets gin[i] to the
+ * returned tensor and the engine adds nothing more for it; a rule may also
+ * ignore it. Saves a pass over the gradient: Linear's weight gradient is
+ * written by its GEMM with beta = 1, as llm.c does; slices of one tensor
+ * (cg_chunk's q, k and v) add their gradients into one buffer. */
 CG_API cg_tensor *cg_node_grad_sink(const cg_node *node, int i);
 /* The node that produced t, NULL for leaves and untracked tensors. */
 CG_API const cg_node *cg_grad_fn(const cg_tensor *t);

@@ -65,18 +65,94 @@ static cg_status leaf_grow(cgi_pass *p) {
     return CG_OK;
 }
 
+/* ---- the pass's own gradients (see cgi_pass.track) ------------------------ */
+static bool made_in_pass(const cgi_pass *p, const cg_tensor *t) {
+    return p->track && cgi_block_since(p->ctx, t->storage, p->born);
+}
+
+static cgi_hold *hold_slot(const cgi_pass *p, const cgi_storage *s) {
+    size_t i = (size_t)((uintptr_t)s >> 6 ^ (uintptr_t)s >> 13) & (p->hcap - 1);
+    while (p->holds[i].s && p->holds[i].s != s) i = (i + 1) & (p->hcap - 1);
+    return &p->holds[i];
+}
+
+/* Doubles the table (the old one stays in the arena until the reset). */
+static cg_status hold_grow(cgi_pass *p) {
+    size_t cap = p->hcap ? p->hcap * 2 : LEAF_SLOTS_MIN;
+    cgi_hold *old = p->holds, *holds = cgi_alloc(p->ctx, "cg_backward", sizeof *holds * cap);
+    if (!holds) return CG_ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++) holds[i] = (cgi_hold){.s = NULL};
+    size_t oldcap = p->hcap;
+    p->holds = holds;
+    p->hcap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].s) *hold_slot(p, old[i].s) = old[i];
+    return CG_OK;
+}
+
+static uint32_t holders(const cgi_pass *p, const cgi_storage *s) {
+    const cgi_hold *h = p->hcap ? hold_slot(p, s) : NULL;
+    return h && h->s ? h->n : 0;
+}
+
+/* A slot took t. */
+static cg_status hold(cgi_pass *p, const cg_tensor *t) {
+    if (!made_in_pass(p, t)) return CG_OK;
+    if (2 * (p->nholds + 1) > p->hcap && hold_grow(p) != CG_OK) return CG_ERR_NOMEM;
+    cgi_hold *h = hold_slot(p, t->storage);
+    if (!h->s) {
+        *h = (cgi_hold){.s = t->storage, .n = 0};
+        p->nholds++;
+    }
+    h->n++;
+    return CG_OK;
+}
+
+/* The pass's own t, which nothing holds or will read: its memory is reused
+ * (cg_backward; cg_grad's gradients are handed out). */
+static void drop(cgi_pass *p, const cg_tensor *t) {
+    if (p->recycle && made_in_pass(p, t) && holders(p, t->storage) == 0)
+        cgi_recycle(p->ctx, t->storage);
+}
+
+/* A slot let go of t. */
+static void unhold(cgi_pass *p, const cg_tensor *t) {
+    if (!made_in_pass(p, t) || !p->hcap) return;
+    cgi_hold *h = hold_slot(p, t->storage);
+    if (h->s && h->n > 0) h->n--;
+    drop(p, t);
+}
+
+/* Whether t may be added to in place: the pass made it, one slot holds it
+ * and it is one dense block (not an expanded view). */
+static bool owned(const cgi_pass *p, const cg_tensor *t) {
+    return made_in_pass(p, t) && holders(p, t->storage) == 1 && cgi_is_contiguous(t);
+}
+
 /* The gradient flowing into t in this pass, NULL if none yet. */
 static cg_tensor *grad_in(const cgi_pass *p, const cg_tensor *t) {
     if (t->node) return t->node->bpass == p->id ? t->node->bgrad : NULL;
     return p->cap ? leaf_slot(p, t)->g : NULL;
 }
 
-/* Adds g to the gradient flowing into t in this pass (*have). */
+/* Adds g to the gradient flowing into t in this pass (*have): in place
+ * when the pass owns *have. */
 static cg_status add_to(cgi_pass *p, cg_tensor **have, cg_tensor *g) {
-    if (*have) g = accumulate(p->ctx, *have, g);
-    if (!g) return cg_last_status();
+    if (*have && owned(p, *have)) {
+        cgi_map_binary(cgi_binary_add.fn[g->dtype], *have, g, *have);
+        return CG_OK;
+    }
+    cg_tensor *old = *have;
+    if (old) g = accumulate(p->ctx, old, g);
+    if (!g || hold(p, g) != CG_OK) return cg_last_status();
     *have = g;
+    if (old) unhold(p, old);
     return CG_OK;
+}
+
+cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x) {
+    cg_tensor *g = grad_in(p, x);
+    return g && owned(p, g) ? g : NULL;
 }
 
 /* t's slot in the pass's table, added when missing; NULL when out of memory. */
@@ -139,10 +215,25 @@ static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
 /* Whether the rule added input i's gradient to the leaf's .grad itself
  * (cg_node_grad_sink): then the engine only marks the .grad as changed. */
 static bool sunk(const cgi_pass *p, const cg_node *n, int i, const cg_tensor *g) {
-    if (i >= 32 || !(p->sinks_given >> i & 1u) || g != n->inputs[i]->grad) return false;
-    cgi_bump_version(n->inputs[i]->grad);
+    const cg_tensor *x = n->inputs[i];
+    if (i >= 32 || !(p->sinks_given >> i & 1u)) return false;
+    if (x->node) return g == x->node->bgrad; /* the pass's own, in its slot already */
+    if (g != x->grad) return false;
+    cgi_bump_version(x->grad);
     if (p->nhooked && n->inputs[i]->hook) leaf_slot(p, n->inputs[i])->reached = true;
     return true;
+}
+
+/* After n's backward, whose rule began when the context's last block was
+ * numbered serial: n's output's gradient is used up, and so is what the
+ * rule made that no slot took (its temporaries, a gradient added in place
+ * elsewhere). */
+static void let_go(cgi_pass *p, const cg_node *n, uint64_t serial) {
+    unhold(p, n->bgrad);
+    cgi_storage *made[CGI_RECENT];
+    int k = p->recycle ? cgi_recent_blocks(p->ctx, serial, made) : 0;
+    for (int i = 0; i < k; i++)
+        if (holders(p, made[i]) == 0) cgi_recycle(p->ctx, made[i]);
 }
 
 static cg_status run_node(cgi_pass *p, cg_node *n) {
@@ -162,6 +253,7 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
     }
     p->sinks_given = 0;
     p->running = n;
+    uint64_t serial = p->ctx->serial;
     if (s == CG_OK) s = n->op->backward(p->ctx, n, n->bgrad, gin);
     p->running = NULL;
     for (int i = 0; s == CG_OK && i < n->ninputs; i++) {
@@ -172,6 +264,7 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
         if (s == CG_OK) s = add_grad(p, n->inputs[i], gin[i]);
     }
     if (s == CG_OK && !(p->flags & CG_RETAIN_GRAPH)) n->released = true;
+    if (s == CG_OK) let_go(p, n, serial);
     return s;
 }
 
@@ -271,6 +364,8 @@ static cg_status run_pass(cgi_pass *p, int n, cg_tensor *const *outs,
                           const cg_tensor *const *gouts, const char *op) {
     if (p->flags & CG_CREATE_GRAPH) p->flags |= CG_RETAIN_GRAPH;
     p->id = atomic_fetch_add(&last_pass_id, 1) + 1;
+    p->track = !(p->flags & CG_CREATE_GRAPH);
+    p->born = p->ctx->serial;
     cg_node *start = p->ctx->tape_last;
     cg_status s = CG_OK;
     for (int i = 0; s == CG_OK && i < n; i++) {
@@ -330,8 +425,11 @@ static cg_status backward(cg_tensor *output, const cg_tensor *grad_output, unsig
                          "%s: the output was not made in a "
                          "context, so there is no graph to walk",
                          fn);
-    cgi_pass p = {
-        .ctx = ctx, .flags = flags, .sinks = !(flags & CG_CREATE_GRAPH), .hooks = true};
+    cgi_pass p = {.ctx = ctx,
+                  .flags = flags,
+                  .sinks = !(flags & CG_CREATE_GRAPH),
+                  .hooks = true,
+                  .recycle = !(flags & CG_CREATE_GRAPH)};
     s = run_pass(&p, 1, &output, &grad_output, fn);
     for (size_t i = 0; s == CG_OK && i < p.cap; i++) {
         cgi_leaf_slot *slot = &p.slots[i];

@@ -38,6 +38,13 @@ typedef struct cgi_leaf_slot {
     bool reached, done;
 } cgi_leaf_slot;
 
+/* How many of a pass's gradient slots (nodes' bgrad, leaf slots) hold a
+ * storage the pass made; open addressing keyed by the storage's address. */
+typedef struct cgi_hold {
+    const cgi_storage *s; /* NULL: empty */
+    uint32_t n;
+} cgi_hold;
+
 /* One backward pass (cg_backward or cg_grad). On the caller's stack; its
  * table in the context's arena, so a pass mallocs nothing. */
 struct cgi_pass {
@@ -52,6 +59,19 @@ struct cgi_pass {
     size_t cap, nleaves;
     bool hooks;     /* run leaves' grad hooks (cg_backward, not cg_grad) */
     size_t nhooked; /* hooked leaves whose hook has yet to run */
+    /* Without CG_CREATE_GRAPH the gradients the pass makes are its own:
+     * one that a single slot holds is added to in place, and (cg_backward
+     * only: cg_grad hands its gradients out) one that no slot holds any
+     * more goes back to the context for reuse, as PyTorch frees a
+     * gradient once its node's backward ran. */
+    bool track, recycle;
+    uint64_t born; /* the context's block serial when the pass began */
+    cgi_hold *holds;
+    size_t hcap, nholds;
 };
+
+/* x's gradient so far in the running pass when the pass made it and only
+ * x's slot holds it (so a rule may add into it in place), else NULL. */
+CGI_HIDDEN cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x);
 
 #endif

@@ -152,8 +152,12 @@ cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
     cgi_pass *p = input_ok(n, i, "cg_node_grad_sink") ? n->output->ctx->pass : NULL;
     if (!p || !n->needs[i] || i >= 32 || p->running != n || !p->sinks) return NULL;
     const cg_tensor *x = n->inputs[i];
-    cg_tensor *g = x->grad;
-    if (x->node || !x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
+    cg_tensor *g = x->node ? cgi_pass_own_grad(p, x) : x->grad;
+    if (x->node) {
+        if (g) p->sinks_given |= 1u << i;
+        return g;
+    }
+    if (!x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||
         !cgi_same_shape(g, x))
         return NULL;
     p->sinks_given |= 1u << i;

@@ -208,6 +208,7 @@ typedef struct result {
     int n;
     double gemm_bound_ms, allocs_per_step;
     long peak_rss_kb; /* this configuration's own peak (the mark reset before it) */
+    size_t arena;     /* bytes the step's context holds (its largest step's, and an eighth) */
     /* GPTs: the step's split, from the same run: the Linear layers' products
      * alone (direct BLIS), the fused attention alone (forward + backward of
      * every layer's), the optimizer phase; the rest is elementwise work,
@@ -502,6 +503,7 @@ static int run_config(const config *c, int steps, result *res) {
     }
     res->allocs_per_step = (double)(atomic_load(&allocs) - a0) / (steps ? steps : 1);
     res->peak_rss_kb = peak_rss_kb();
+    res->arena = cg_ctx_get_stats(ctx).capacity;
     if (c->gpt.layers) {
         res->linear_ms = gpt_gemm_bound_ms(c, steps < 10 ? steps : 10, false);
         res->attn_ms = gpt_attention_ms(c, steps < 10 ? steps : 10);
@@ -522,17 +524,18 @@ static void report(const config *c, result *r, bool json) {
         printf("{\"bench\":\"train\",\"config\":\"%s\",\"threads\":%d,\"step_ms\":%.4f,"
                "\"min_ms\":%.4f,\"max_ms\":%.4f,\"forward_ms\":%.4f,\"backward_ms\":%.4f,"
                "\"optim_ms\":%.4f,\"gemm_bound_ms\":%.4f,\"allocs_per_step\":%.2f,"
-               "\"peak_rss_kb\":%ld,\"steps\":%d,\"linear_gemm_ms\":%.4f,\"attention_ms\":%.4f,"
+               "\"peak_rss_kb\":%ld,\"arena_kb\":%zu,\"steps\":%d,\"linear_gemm_ms\":%.4f,"
+               "\"attention_ms\":%.4f,"
                "\"other_ms\":%.4f}\n",
                c->name, cg_get_num_threads(), med, lo, hi, f, b, o, r->gemm_bound_ms,
-               r->allocs_per_step, r->peak_rss_kb, r->n, r->linear_ms, r->attn_ms,
-               c->gpt.layers ? med - r->linear_ms - r->attn_ms - o : 0.0);
+               r->allocs_per_step, r->peak_rss_kb, r->arena / 1024, r->n, r->linear_ms,
+               r->attn_ms, c->gpt.layers ? med - r->linear_ms - r->attn_ms - o : 0.0);
         return;
     }
     printf("(%s) %-44s step %7.3f ms (min %7.3f, max %7.3f)  fwd %6.3f  bwd %6.3f  opt %6.3f"
-           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f  peak %.0f MiB\n",
+           "  gemm-bound %6.3f (x%.2f)  allocs/step %.1f  peak %.0f MiB (context %.0f MiB)\n",
            c->name, c->what, med, lo, hi, f, b, o, r->gemm_bound_ms, med / r->gemm_bound_ms,
-           r->allocs_per_step, (double)r->peak_rss_kb / 1024);
+           r->allocs_per_step, (double)r->peak_rss_kb / 1024, (double)r->arena / 1048576);
     if (c->gpt.layers) /* the split: each part measured alone in this run */
         printf(
             "(%s) split: Linear GEMMs %.1f ms (direct BLIS), attention %.1f ms (fused, fwd + "

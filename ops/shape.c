@@ -92,9 +92,23 @@ typedef struct slice_args {
 static cg_tensor *slice_scatter(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *like,
                                 const slice_args *a);
 
+/* g added into its slice of sink (the input's gradient so far: see
+ * cg_node_grad_sink), so that cg_chunk's pieces fill one buffer. */
+static cg_tensor *slice_add(cg_ctx *ctx, cg_tensor *sink, const cg_tensor *g,
+                            const slice_args *a) {
+    if (a->len == 0) return sink;
+    cg_tensor *dst =
+        cgi_slice(ctx, sink, a->dim, a->start, a->start + (a->len - 1) * a->step + 1, a->step);
+    if (!dst) return NULL;
+    cgi_map_binary(cgi_binary_add.fn[g->dtype], dst, g, dst);
+    return sink;
+}
+
 static cg_status slice_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                 cg_tensor **gin) {
-    gin[0] = slice_scatter(ctx, g, cg_node_input(n, 0), cg_node_saved(n));
+    cg_tensor *sink = cg_node_grad_sink(n, 0);
+    gin[0] = sink ? slice_add(ctx, sink, g, cg_node_saved(n))
+                  : slice_scatter(ctx, g, cg_node_input(n, 0), cg_node_saved(n));
     return cgi_grads_made(n, gin);
 }
 static const cg_op slice_op = {"slice", slice_backward, 0};

@@ -155,6 +155,8 @@ void cg_ctx_free(cg_ctx *ctx) {
 void cg_ctx_reset(cg_ctx *ctx) {
     if (!ctx) return;
     cgi_arena_reset(&ctx->arena);
+    ctx->recycled = NULL; /* in the arena too */
+    ctx->nrecent = 0;
     ctx->resets++;
     ctx->gen++; /* every header made so far fails cgi_stale from now on */
     ctx->status = CG_OK;

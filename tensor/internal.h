@@ -31,6 +31,11 @@ typedef struct cgi_storage {
     uint64_t version; /* bumped by every in-place write (autograd checks it) */
     cgi_storage_kind kind;
     struct cgi_storage *base; /* a heap slice's owner (cgi_slice_of), referenced */
+    /* A context block's (cgi_new in a context: header, storage, data): its
+     * number in the context's order of blocks since the last reset, and the
+     * data bytes the block holds (>= nbytes once reused); 0 otherwise. */
+    uint64_t serial;
+    size_t room;
 } cgi_storage;
 
 struct cg_node; /* autograd/: the op that produced a tensor */
@@ -94,6 +99,7 @@ typedef struct cgi_arena {
 } cgi_arena;
 
 #define CGI_MSG_MAX 512
+#define CGI_RECENT  32
 
 struct cg_ctx {
     cgi_arena arena;
@@ -109,6 +115,12 @@ struct cg_ctx {
     /* The backward pass running in this context, for cg_node_grad_sink;
      * opaque here, owned by autograd (NULL outside a pass). */
     struct cgi_pass *pass;
+    uint64_t serial;                 /* the last block's (cgi_storage.serial) */
+    struct cgi_free_block *recycled; /* blocks given back (cgi_recycle) */
+    /* The last CGI_RECENT blocks of at least CGI_RECYCLE_MIN bytes made,
+     * a ring (cgi_recent_blocks). */
+    cgi_storage *recent[CGI_RECENT];
+    unsigned nrecent; /* made so far (mod CGI_RECENT: the next slot) */
 };
 
 CGI_HIDDEN void *cgi_arena_alloc(cgi_arena *a, size_t size); /* 64-byte aligned */
@@ -117,6 +129,23 @@ CGI_HIDDEN void cgi_arena_release(cgi_arena *a);
 /* Memory for one tensor-related object: arena when ctx, else malloc (NULL
  * with CG_ERR_NOMEM recorded on failure). */
 CGI_HIDDEN void *cgi_alloc(cg_ctx *ctx, const char *op, size_t size);
+/* Gives a context block back before the reset, for cgi_new to reuse: the
+ * caller guarantees nothing reads its header, storage or data any more
+ * (autograd's gradients once a backward pass has consumed them). Blocks of
+ * less than CGI_RECYCLE_MIN data bytes, and storages that are not a
+ * context block of ctx, are left alone. */
+#define CGI_RECYCLE_MIN ((size_t)1 << 16)
+CGI_HIDDEN void cgi_recycle(cg_ctx *ctx, cgi_storage *s);
+/* The blocks of at least CGI_RECYCLE_MIN bytes ctx made after the block
+ * numbered serial, as far as its memory of the last CGI_RECENT such blocks
+ * goes, into out [CGI_RECENT]; returns their number. Blocks recycled since
+ * are left out. */
+CGI_HIDDEN int cgi_recent_blocks(const cg_ctx *ctx, uint64_t serial, cgi_storage **out);
+/* Whether s is a block of ctx made after the block numbered serial
+ * (ctx->serial then). */
+static inline bool cgi_block_since(const cg_ctx *ctx, const cgi_storage *s, uint64_t serial) {
+    return s->serial > serial && ((const cg_tensor *)s - 1)->ctx == ctx;
+}
 
 /* ---- validity of handles -------------------------------------------------- */
 /* A context's tensor headers sit at addresses congruent to (gen mod

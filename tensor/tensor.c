@@ -108,6 +108,8 @@ static cgi_storage *storage_init(void *mem, size_t nbytes, cgi_storage_kind kind
     s->version = 0;
     s->base = NULL;
     s->kind = kind;
+    s->serial = 0;
+    s->room = 0;
     return s;
 }
 
@@ -119,6 +121,71 @@ static cgi_storage *storage_new(const char *op, size_t nbytes) {
         return NULL;
     }
     return storage_init(s, nbytes, CGI_STORAGE_HEAP);
+}
+
+/* ---- context blocks: header, storage and data in one arena block ---------- */
+/* A recycled block waiting in its context's list, written over its data. */
+typedef struct cgi_free_block {
+    struct cgi_free_block *next;
+    cg_tensor *block;
+    size_t room;
+} cgi_free_block;
+
+/* The smallest recycled block that holds nbytes without wasting more than
+ * as much again, unlinked (*room: its data bytes); NULL when none does. */
+static cg_tensor *take_recycled(cg_ctx *ctx, size_t nbytes, size_t *room) {
+    cgi_free_block **best = NULL;
+    for (cgi_free_block **f = &ctx->recycled; *f; f = &(*f)->next)
+        if ((*f)->room >= nbytes && (*f)->room / 2 <= nbytes &&
+            (!best || (*f)->room < (*best)->room))
+            best = f;
+    if (!best) return NULL;
+    cgi_free_block *b = *best;
+    *best = b->next;
+    *room = b->room;
+    return b->block;
+}
+
+/* A tensor header with its storage and nbytes of data after it, reusing a
+ * recycled block when one fits. */
+static cg_tensor *block_new(cg_ctx *ctx, const char *op, size_t nbytes) {
+    size_t room = nbytes;
+    cg_tensor *t =
+        nbytes >= CGI_RECYCLE_MIN && ctx->recycled ? take_recycled(ctx, nbytes, &room) : NULL;
+    if (t) {
+        memset(t, 0, sizeof *t);
+        cgi_stamp_header(t, ctx);
+    } else if (!(t = header_new(ctx, op, STORAGE_HEAD + nbytes))) {
+        return NULL;
+    }
+    t->storage = storage_init(t + 1, nbytes, CGI_STORAGE_ARENA);
+    t->storage->serial = ++ctx->serial;
+    t->storage->room = room;
+    if (room >= CGI_RECYCLE_MIN) ctx->recent[ctx->nrecent++ % CGI_RECENT] = t->storage;
+    return t;
+}
+
+int cgi_recent_blocks(const cg_ctx *ctx, uint64_t serial, cgi_storage **out) {
+    int n = 0;
+    for (unsigned i = 0; i < CGI_RECENT && i < ctx->nrecent; i++) {
+        cgi_storage *s = ctx->recent[(ctx->nrecent - 1 - i) % CGI_RECENT];
+        if (s->serial <= serial) break; /* older from here on */
+        if (s->room) out[n++] = s;      /* not recycled */
+    }
+    return n;
+}
+
+void cgi_recycle(cg_ctx *ctx, cgi_storage *s) {
+    if (!ctx || !s || s->kind != CGI_STORAGE_ARENA || s->room < CGI_RECYCLE_MIN ||
+        s->data != (char *)s + STORAGE_HEAD)
+        return;
+    cg_tensor *block = (cg_tensor *)s - 1;
+    if (block->storage != s || block->ctx != ctx) return;
+    cgi_free_block *f = s->data;
+    *f = (cgi_free_block){ctx->recycled, block, s->room};
+    ctx->recycled = f;
+    s->room = 0;      /* a second call leaves it alone */
+    block->check = 0; /* its header is no tensor any more (cgi_stale) */
 }
 
 cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim, const int64_t *shape) {
@@ -134,11 +201,9 @@ cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim, const int
         cgi_error(ctx, CG_ERR_NOMEM, "%s: out of memory (%zu bytes)", op, nbytes);
         return NULL;
     }
-    /* in a context: header, storage and data in one block (one arena call) */
-    cg_tensor *t = header_new(ctx, op, ctx ? STORAGE_HEAD + nbytes : 0);
+    cg_tensor *t = ctx ? block_new(ctx, op, nbytes) : header_new(NULL, op, 0);
     if (!t) return NULL;
-    t->storage = ctx ? storage_init(t + 1, nbytes, CGI_STORAGE_ARENA) : storage_new(op, nbytes);
-    if (!t->storage) {
+    if (!ctx && !(t->storage = storage_new(op, nbytes))) {
         free(t);
         return NULL;
     }

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd/internal.h" /* white-box: pass tags on leaves */
@@ -211,6 +212,99 @@ static void test_autograd_grad_sink_shared_weight(void **state) {
     assert_int_equal(cg_copy_to_array(cg_grad_of(w), CG_F64, got), CG_OK);
     for (int i = 0; i < 16; i++) assert_float_equal(got[i], want[i], 1e-12);
     cg_tensor_free(w);
+}
+
+/* ---- the pass's own gradients: added to in place, their memory reused ------ */
+/* [64, 512] f32: 128 KiB, above CGI_RECYCLE_MIN. */
+#define BIG_SHAPE CG_SHAPE(64, 512)
+#define BIG_N     (64 * 512)
+#define BIG_BYTES ((size_t)BIG_N * 4)
+
+/* loss = sum(tanh^depth(x)) and its arena growth during backward. */
+static size_t chain_backward_growth(cg_ctx *ctx, cg_tensor *x, int depth, cg_tensor **grad) {
+    cg_tensor *h = x;
+    for (int i = 0; i < depth; i++) h = cg_tanh(ctx, h);
+    cg_tensor *loss = cg_sum(ctx, h, NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &x, grad, CG_RETAIN_GRAPH), CG_OK);
+    size_t before = cg_ctx_get_stats(ctx).used;
+    assert_int_equal(cg_backward(loss), CG_OK);
+    return cg_ctx_get_stats(ctx).used - before;
+}
+
+/* A 24-deep chain: cg_grad keeps every gradient it makes (24 x 128 KiB and
+ * the rules' temporaries); cg_backward reuses each once its node ran, so it
+ * needs a few blocks, and gives the same bits. */
+static void test_autograd_backward_reuses_spent_gradients(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = seeded_leaf(3, CG_F32, BIG_SHAPE, 1), *want;
+    size_t grown = chain_backward_growth(ctx, x, 24, &want);
+    assert_true(grown <= 6 * BIG_BYTES);
+    float *a = malloc(BIG_BYTES), *b = malloc(BIG_BYTES);
+    assert_int_equal(cg_copy_to_array(want, CG_F32, a), CG_OK);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F32, b), CG_OK);
+    assert_memory_equal(a, b, BIG_BYTES);
+    /* cg_grad's own pass made far more: nothing of it was reused */
+    size_t used = cg_ctx_get_stats(ctx).used;
+    cg_tensor *again;
+    cg_tensor *loss = cg_sum(ctx, cg_tanh(ctx, cg_tanh(ctx, x)), NULL, 0, false);
+    size_t fwd = cg_ctx_get_stats(ctx).used;
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &x, &again, 0), CG_OK);
+    assert_true(cg_ctx_get_stats(ctx).used - fwd >= 2 * BIG_BYTES && fwd > used);
+    free(a), free(b);
+    cg_tensor_free(x);
+}
+
+/* cg_grad hands out a non-leaf's gradient although the sweep goes on past
+ * it (y's node runs for x): it must not be reused by what comes after. */
+static void test_autograd_grad_keeps_handed_out_gradients(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = seeded_leaf(4, CG_F32, BIG_SHAPE, 1), *gy;
+    cg_tensor *y = cg_tanh(ctx, x);
+    cg_tensor *loss = cg_sum(ctx, cg_square(ctx, cg_tanh(ctx, y)), NULL, 0, false);
+    cg_tensor *in[2] = {y, x}, *g[2];
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 2, in, g, CG_RETAIN_GRAPH), CG_OK);
+    gy = g[0];
+    /* dL/dy = 2 tanh(y) (1 - tanh(y)^2), computed apart */
+    cg_tensor *t = cg_tanh(ctx, y);
+    cg_tensor *want =
+        cg_mul_scalar(ctx, cg_mul(ctx, t, cg_rsub_scalar(ctx, cg_square(ctx, t), 1)), 2);
+    float *a = malloc(BIG_BYTES), *b = malloc(BIG_BYTES);
+    assert_int_equal(cg_copy_to_array(gy, CG_F32, a), CG_OK);
+    assert_int_equal(cg_copy_to_array(want, CG_F32, b), CG_OK);
+    for (int i = 0; i < BIG_N; i++) assert_float_equal(a[i], b[i], 1e-6);
+    free(a), free(b);
+    /* a forward value the caller holds is never reused either */
+    float y0 = (float)cg_item(cg_select(ctx, cg_flatten(ctx, y, 0, -1), 0, 5));
+    assert_int_equal(cg_backward(loss), CG_OK);
+    assert_float_equal(cg_item(cg_select(ctx, cg_flatten(ctx, y, 0, -1), 0, 5)), y0, 0);
+    cg_tensor_free(x);
+}
+
+/* cg_chunk's three pieces add their gradients into one buffer of the whole
+ * (cg_node_grad_sink for a non-leaf), not into three zero-filled copies
+ * summed: the values, and the arena's growth, show it. */
+static void test_autograd_chunk_gradients_share_one_buffer(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *x = seeded_leaf(5, CG_F32, CG_SHAPE(64, 3 * 512), 1), *p[3];
+    cg_tensor *h = cg_mul_scalar(ctx, x, 1); /* a non-leaf to cut */
+    assert_int_equal(cg_chunk(ctx, h, 3, 1, p, 3), 3);
+    cg_tensor *loss = NULL;
+    for (int i = 0; i < 3; i++) {
+        cg_tensor *term = cg_sum(ctx, cg_mul_scalar(ctx, p[i], i + 1), NULL, 0, false);
+        loss = loss ? cg_add(ctx, loss, term) : term;
+    }
+    size_t before = cg_ctx_get_stats(ctx).used;
+    assert_int_equal(cg_backward(loss), CG_OK);
+    /* the pieces 3 x 128 KiB, the whole twice (its gradient, and x's from h);
+     * a zero-filled whole for each piece, summed, would add 6 blocks more */
+    assert_true(cg_ctx_get_stats(ctx).used - before <= 10 * BIG_BYTES);
+    float *g = malloc(3 * BIG_BYTES);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F32, g), CG_OK);
+    for (int64_t r = 0; r < 64; r++)
+        for (int64_t c = 0; c < 3 * 512; c++)
+            assert_float_equal(g[r * 3 * 512 + c], 1 + c / 512, 0);
+    free(g);
+    cg_tensor_free(x);
 }
 
 /* Hessian-vector product of f(x) = sum(x^3): H = diag(6x), Hv = 6 x v. */
@@ -481,6 +575,9 @@ int main(void) {
         cmocka_unit_test(test_autograd_grad_functional_leaves_dot_grad),
         cmocka_unit_test(test_autograd_grad_sink_adds_in_place),
         cmocka_unit_test(test_autograd_grad_sink_shared_weight),
+        cmocka_unit_test(test_autograd_backward_reuses_spent_gradients),
+        cmocka_unit_test(test_autograd_grad_keeps_handed_out_gradients),
+        cmocka_unit_test(test_autograd_chunk_gradients_share_one_buffer),
         cmocka_unit_test(test_autograd_create_graph_hessian_vector),
         cmocka_unit_test(test_autograd_steady_state_no_malloc),
         cmocka_unit_test(test_autograd_leaf_shared_by_successive_contexts),
