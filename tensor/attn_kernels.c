@@ -12,14 +12,24 @@
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
-/* Element offset of problem b in operand m. */
-static int64_t lead_off(const cgi_attn *a, const cgi_attn_mat *m, int64_t b) {
+/* Element offset of problem b for lead strides lead. */
+static int64_t off_of(const cgi_attn *a, const int64_t *lead, int64_t b) {
     int64_t off = 0;
     for (int d = a->nlead - 1; d >= 0; d--) {
-        off += b % a->lead_shape[d] * m->lead[d];
+        off += b % a->lead_shape[d] * lead[d];
         b /= a->lead_shape[d];
     }
     return off;
+}
+
+/* Element offset of problem b in operand m. */
+static int64_t lead_off(const cgi_attn *a, const cgi_attn_mat *m, int64_t b) {
+    return off_of(a, m->lead, b);
+}
+
+/* Row i of problem b of result o. */
+static char *out_row(const cgi_attn *a, const cgi_attn_out *o, int64_t b, int64_t i) {
+    return o->data + (size_t)(off_of(a, o->lead, b) + i * o->rs) * cg_dtype_size(a->dt);
 }
 
 /* Rows from i0 of operand m in problem b, as a GEMM operand. */
@@ -146,6 +156,15 @@ static const row_ops OPS[2] = {
     {mask_f64, online_f64, scale_f64, finish_f64, probs_f64, dscores_f64, delta_f64},
 };
 
+/* Zeroes rows [i0, i0 + n) (of cols elements) of problem b of result o
+ * (nothing when o is not wanted). */
+static void zero_rows(const cgi_attn *a, const cgi_attn_out *o, int64_t b, int64_t i0,
+                      int64_t n, int64_t cols) {
+    size_t es = cg_dtype_size(a->dt);
+    for (int64_t i = 0; o->data && i < n; i++)
+        memset(out_row(a, o, b, i0 + i), 0, (size_t)cols * es);
+}
+
 /* ---- forward ----------------------------------------------------------------------------- */
 static int64_t query_tiles(const cgi_attn *a) { return (a->tq + BQ - 1) / BQ; }
 
@@ -159,6 +178,7 @@ size_t cgi_attn_fwd_scratch(const cgi_attn *a) {
 /* One key tile of a unit: scores, mask, online softmax, out += P v. */
 static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, double *m,
                           double *l, char *o) {
+    int64_t ors = a->out.rs;
     const row_ops *ro = &OPS[a->dt];
     size_t es = cg_dtype_size(a->dt);
     cg_status st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->d, a->scale, q,
@@ -167,10 +187,10 @@ static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, 
     ro->mask(a, t, s);
     for (int64_t r = 0; r < t->mq; r++) {
         double f = ro->online(s + (size_t)(r * BK) * es, t->nk, &m[r], &l[r]);
-        if (f != 1.0) ro->scale(o + (size_t)(r * a->dv) * es, a->dv, f);
+        if (f != 1.0) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
     }
     return cgi_gemm(a->dt, false, false, t->mq, a->dv, t->nk, 1.0, (cgi_mat){s, BK, 1},
-                    rows_of(a, &a->v, t->b, t->j0), 1.0, o, a->dv, 1);
+                    rows_of(a, &a->v, t->b, t->j0), 1.0, o, ors, 1);
 }
 
 /* Unit (b, query tile): causal units stop at their last query's key, so
@@ -182,8 +202,8 @@ cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
     t.mq = min64(BQ, a->tq - t.i0);
     int64_t kend = a->causal ? t.i0 + t.mq : a->tk;
     double *m = (double *)(scr + round64((size_t)BQ * BK * es)), *l = m + BQ;
-    char *o = a->out + (size_t)((t.b * a->tq + t.i0) * a->dv) * es;
-    memset(o, 0, (size_t)(t.mq * a->dv) * es);
+    char *o = out_row(a, &a->out, t.b, t.i0);
+    zero_rows(a, &a->out, t.b, t.i0, t.mq, a->dv);
     for (int64_t r = 0; r < t.mq; r++) m[r] = -INFINITY, l[r] = 0;
     cgi_mat q = rows_of(a, &a->q, t.b, t.i0);
     for (t.j0 = 0; t.j0 < kend; t.j0 += BK) {
@@ -195,7 +215,7 @@ cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
     for (int64_t r = 0; r < t.mq; r++) {
         char *lr = lse ? lse + (size_t)r * es : NULL;
         if (a->tk > 0)
-            OPS[a->dt].finish(o + (size_t)(r * a->dv) * es, a->dv, m[r], l[r], lr);
+            OPS[a->dt].finish(o + (size_t)(r * a->out.rs) * es, a->dv, m[r], l[r], lr);
         else if (lr) /* no keys: out stays 0, the empty sum */
             OPS[a->dt].finish(o, 0, -INFINITY, 1.0, lr);
     }
@@ -231,29 +251,23 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
     for (int64_t r = 0; r < t->mq; r++)
         ro->probs(p + (size_t)(r * BK) * es, t->nk,
                   a->lse + (size_t)(t->b * a->tq + t->i0 + r) * es);
-    if (a->gv && (st = cgi_gemm(a->dt, true, false, t->nk, a->dv, t->mq, 1.0, pm, g, 1.0,
-                                a->gv + (size_t)((t->b * a->tk + t->j0) * a->dv) * es, a->dv,
-                                1)) != CG_OK)
+    if (a->gv.data && (st = cgi_gemm(a->dt, true, false, t->nk, a->dv, t->mq, 1.0, pm, g, 1.0,
+                                     out_row(a, &a->gv, t->b, t->j0), a->gv.rs, 1)) != CG_OK)
         return st;
-    if (!a->gq && !a->gk) return CG_OK;
+    if (!a->gq.data && !a->gk.data) return CG_OK;
     st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->dv, 1.0, g, v, 0.0, dp, BK, 1);
     if (st != CG_OK) return st;
     for (int64_t r = 0; r < t->mq; r++)
         ro->dscores(p + (size_t)(r * BK) * es, dp + (size_t)(r * BK) * es, t->nk,
                     delta + (size_t)(t->i0 + r) * es);
-    if (a->gk &&
+    if (a->gk.data &&
         (st = cgi_gemm(a->dt, true, false, t->nk, a->d, t->mq, a->scale, dsm, q, 1.0,
-                       a->gk + (size_t)((t->b * a->tk + t->j0) * a->d) * es, a->d, 1)) != CG_OK)
+                       out_row(a, &a->gk, t->b, t->j0), a->gk.rs, 1)) != CG_OK)
         return st;
-    if (a->gq)
+    if (a->gq.data)
         st = cgi_gemm(a->dt, false, false, t->mq, a->d, t->nk, a->scale, dsm, k, 1.0,
-                      a->gq + (size_t)((t->b * a->tq + t->i0) * a->d) * es, a->d, 1);
+                      out_row(a, &a->gq, t->b, t->i0), a->gq.rs, 1);
     return st;
-}
-
-/* Zeroes problem b's rows of a gradient ([BH, rows, cols], may be NULL). */
-static void zero_rows(char *x, int64_t b, int64_t rows, int64_t cols, size_t es) {
-    if (x) memset(x + (size_t)(b * rows * cols) * es, 0, (size_t)(rows * cols) * es);
 }
 
 /* Unit b: delta = rowsum(g out), then every (key tile, query tile) pair
@@ -262,14 +276,13 @@ static void zero_rows(char *x, int64_t b, int64_t rows, int64_t cols, size_t es)
 cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
     size_t es = cg_dtype_size(a->dt), tb = round64((size_t)BQ * BK * es);
     char *p = scr, *dp = scr + tb, *delta = scr + 2 * tb;
-    zero_rows(a->gq, b, a->tq, a->d, es);
-    zero_rows(a->gk, b, a->tk, a->d, es);
-    zero_rows(a->gv, b, a->tk, a->dv, es);
+    zero_rows(a, &a->gq, b, 0, a->tq, a->d);
+    zero_rows(a, &a->gk, b, 0, a->tk, a->d);
+    zero_rows(a, &a->gv, b, 0, a->tk, a->dv);
     cgi_mat g = rows_of(a, &a->g, b, 0);
     for (int64_t i = 0; i < a->tq; i++)
         OPS[a->dt].delta((const char *)g.data + (size_t)(i * g.rs) * es, g.cs,
-                         a->out + (size_t)((b * a->tq + i) * a->dv) * es, a->dv,
-                         delta + (size_t)i * es);
+                         out_row(a, &a->out, b, i), a->dv, delta + (size_t)i * es);
     tile t = {.b = b};
     for (t.j0 = 0; t.j0 < a->tk; t.j0 += BK) {
         t.nk = min64(BK, a->tk - t.j0);

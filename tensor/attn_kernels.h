@@ -39,6 +39,16 @@ typedef struct cgi_attn_mat {
     int64_t rs, cs;
 } cgi_attn_mat;
 
+/* A result [lead..., rows, cols], unit stride along a row: row (b, i) at
+ * data + (off(b) + i rs) elements, off as for cgi_attn_mat (rows of
+ * different (b, i) never overlap). So results may take the layout of the
+ * operands, [B, T, H, D] for heads cut from one [B, T, H D] projection. */
+typedef struct cgi_attn_out {
+    char *data;
+    int64_t lead[CG_MAX_DIMS];
+    int64_t rs;
+} cgi_attn_out;
+
 typedef struct cgi_attn {
     cg_dtype dt; /* CG_F32 or CG_F64 */
     int nlead;
@@ -47,13 +57,15 @@ typedef struct cgi_attn {
     double scale;
     bool causal;                /* key j is seen by query i only when j <= i (Tq == Tk) */
     cgi_attn_mat q, k, v, mask; /* mask [lead..., Tq, Tk], added to the scores */
-    /* Forward: writes out [BH, Tq, Dv] and, when not NULL, lse [BH, Tq]
+    /* Forward: writes out [lead..., Tq, Dv] and, when not NULL, lse [BH, Tq]
      * (contiguous); the backward reads both. */
-    char *out, *lse;
-    /* Backward: g, the gradient of out; writes the gradients gq [BH, Tq, D],
-     * gk [BH, Tk, D] and gv [BH, Tk, Dv] (contiguous; NULL: not wanted). */
+    cgi_attn_out out;
+    char *lse;
+    /* Backward: g, the gradient of out; writes the gradients gq [lead..., Tq,
+     * D], gk [lead..., Tk, D] and gv [lead..., Tk, Dv] (data NULL: not
+     * wanted). */
     cgi_attn_mat g;
-    char *gq, *gk, *gv;
+    cgi_attn_out gq, gk, gv;
 } cgi_attn;
 
 /* Forward: per unit, the online softmax over key tiles (running max and

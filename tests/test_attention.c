@@ -227,6 +227,30 @@ static void test_attention_gradcheck_transposed(void **state) {
     free3(in);
 }
 
+/* Heads cut from [B, T, H, D] give an output and gradients stored as [B, T,
+ * H, D] too (as the inputs), so merging the heads back is a view; inputs in
+ * C order give results in C order. */
+static void test_attention_results_keep_the_input_layout(void **state) {
+    cg_ctx *ctx = *state;
+    cg_tensor *in[3], *x[3];
+    const int64_t s[4] = {2, 5, 3, 4}; /* [B, T, H, D] */
+    leaves3(15, s, s, s, in);
+    for (int i = 0; i < 3; i++) x[i] = cg_transpose(ctx, in[i], 1, 2);
+    cg_attn_opts o = cg_attn_defaults();
+    o.causal = true;
+    cg_tensor *y = cg_scaled_dot_product_attention(ctx, x[0], x[1], x[2], &o);
+    assert_non_null(y);
+    assert_false(cg_is_contiguous(y));
+    assert_true(cg_is_contiguous(cg_transpose(ctx, y, 1, 2)));
+    cg_tensor *g[3];
+    cg_tensor *loss = cg_sum(ctx, cg_square(ctx, y), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 3, x, g, 0), CG_OK);
+    for (int i = 0; i < 3; i++) assert_true(cg_is_contiguous(cg_transpose(ctx, g[i], 1, 2)));
+    cg_tensor *z = cg_scaled_dot_product_attention(ctx, in[0], in[1], in[2], &o);
+    assert_true(cg_is_contiguous(z));
+    free3(in);
+}
+
 /* Lengths past one tile: the online softmax across key tiles (256), more
  * than one query tile (128), causal skipping. */
 static void test_attention_gradcheck_tiles(void **state) {
@@ -784,6 +808,7 @@ int main(void) {
         T(test_attention_ranks),
         T(test_attention_gradcheck),
         T(test_attention_gradcheck_transposed),
+        T(test_attention_results_keep_the_input_layout),
         T(test_attention_gradcheck_tiles),
         T(test_attention_gradcheck_composite),
         T(test_attention_create_graph_matches),
