@@ -2,6 +2,7 @@
  * row (see attn_kernels.h). Scores live in one BQ x BK tile per unit, never
  * as a whole Tq x Tk matrix. */
 #include "attn_kernels.h"
+#include "fast_exp.h"
 
 #include <math.h>
 #include <string.h>
@@ -36,34 +37,6 @@ static char *out_row(const cgi_attn *a, const cgi_attn_out *o, int64_t b, int64_
 static cgi_mat rows_of(const cgi_attn *a, const cgi_attn_mat *m, int64_t b, int64_t i0) {
     size_t es = cg_dtype_size(a->dt);
     return (cgi_mat){m->data + (size_t)(lead_off(a, m, b) + i0 * m->rs) * es, m->rs, m->cs};
-}
-
-/* ---- exp for f32 ------------------------------------------------------------------------- */
-/* exp(x) for the x <= 0 (up to rounding) the softmax takes: Cephes' expf
- * (a degree-5 polynomial on |r| <= ln 2 / 2 after x = n ln 2 + r, within 2
- * ulp), written without branches or calls so the row loops vectorise;
- * glibc's expf is a call per element. Below -87.3 the result is 0 (expf
- * would give subnormals, which nothing here can tell from 0 beside sums of
- * at least 1); -inf gives 0 and NaN gives NaN. */
-static inline float exp_f32(float x) {
-    const float lo = -87.33654f, hi = 88.37626f, magic = 12582912.0f; /* 1.5 * 2^23 */
-    float xc = x < lo ? lo : x > hi ? hi : x;
-    float t = xc * 1.44269504088896341f + magic; /* n = round(x / ln 2) in t's low bits */
-    float n = t - magic;
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f; /* ln 2 in two parts */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t tb, sb;
-    memcpy(&tb, &t, sizeof tb);
-    sb = (tb - 0x4B400000u + 127u) << 23; /* 2^n */
-    float scale;
-    memcpy(&scale, &sb, sizeof scale);
-    return x < lo ? 0.0f : p * scale;
 }
 
 /* ---- row kernels, one set per dtype ------------------------------------------------------ */
@@ -147,7 +120,7 @@ typedef struct row_ops {
         for (int64_t j = 0; j < n; j++) sum += (double)g[j * gs] * (double)o[j];               \
         *(T *)out = (T)sum;                                                                    \
     }
-DEFINE_ROWS(f32, float, exp_f32)
+DEFINE_ROWS(f32, float, cgi_expf)
 DEFINE_ROWS(f64, double, exp)
 #undef DEFINE_ROWS
 

@@ -337,6 +337,35 @@ static void test_activation_f32_matches_f64(void **state) {
     }
 }
 
+/* GELU (tanh form) and SiLU in f32 run on a polynomial exp (cgi_expf, not
+ * libm's): on a dense grid over [-12, 12], value and slope stay within a
+ * few f32 ulp of the f64 results. */
+static void test_activation_f32_fast_exp_accuracy(void **state) {
+    cg_ctx *ctx = *state;
+    enum { N = 4801 };
+    cg_tensor *(*fs[2])(cg_ctx *, const cg_tensor *) = {cg_gelu_tanh, cg_silu};
+    const char *names[2] = {"gelu_tanh", "silu"};
+    static double x[N], a[N], b[N], ga[N], gb[N];
+    for (int f = 0; f < 2; f++) {
+        cg_tensor *x32 = cg_linspace(ctx, CG_F32, -12, 12, N);
+        cg_tensor *x64 = cg_cast(ctx, x32, CG_F64);
+        cg_set_requires_grad(x32, true);
+        cg_set_requires_grad(x64, true);
+        cg_tensor *y32 = fs[f](ctx, x32), *y64 = fs[f](ctx, x64);
+        assert_int_equal(cg_backward(cg_sum(ctx, y32, NULL, 0, false)), CG_OK);
+        assert_int_equal(cg_backward(cg_sum(ctx, y64, NULL, 0, false)), CG_OK);
+        cg_copy_to_array(x64, CG_F64, x);
+        cg_copy_to_array(y32, CG_F64, a);
+        cg_copy_to_array(y64, CG_F64, b);
+        cg_copy_to_array(cg_grad_of(x32), CG_F64, ga);
+        cg_copy_to_array(cg_grad_of(x64), CG_F64, gb);
+        for (int i = 0; i < N; i++) {
+            assert_close(names[f], x[i], a[i], b[i], 1e-6, 1e-9);
+            assert_close(names[f], x[i], ga[i], gb[i], 2e-6, 1e-7);
+        }
+    }
+}
+
 /* The backward reads the saved input (and output for elu and silu): a change
  * in place after the forward is caught instead of giving a wrong gradient. */
 static void test_activation_saved_tensors_guarded(void **state) {
@@ -428,6 +457,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_activation_large_magnitudes_finite_gradients,
                                         ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_gradient_at_kinks, ctx_setup,
+                                        ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_activation_f32_fast_exp_accuracy, ctx_setup,
                                         ctx_teardown),
         cmocka_unit_test_setup_teardown(test_activation_f32_matches_f64, ctx_setup,
                                         ctx_teardown),
