@@ -151,6 +151,7 @@ typedef struct conv_job {
     bool flip;      /* direct conv_transpose2d: w is [Cin, Cout/G, KH, KW], taps reversed */
     int64_t *off;   /* direct: the shift of each tap (c, ky, kx) of the padded planes */
     char *wflip;    /* direct conv_transpose2d: w as [G, Cout/G, Cin/G, KH, KW], reversed */
+    cg_tensor *db;  /* direct conv2d_weight: also the bias gradient [Cout] here, or NULL */
 } conv_job;
 
 /* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
@@ -320,10 +321,11 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
     (void)par;
     int64_t es = j->es, sl = cgi_direct_src_len(&j->k), len = cgi_direct_len(&j->k);
     int64_t kk = j->k.kh * j->k.kw, vl = CGI_DIRECT_VEC_BYTES / es;
-    int64_t nw = j->groups * j->cout_g * j->cin_g * kk;
-    char *gp = scr + j->cin_g * sl * es, *dst = j->partials + lane * nw * vl * es;
+    int64_t nw = j->groups * j->cout_g * j->cin_g * kk, nb = j->db ? j->groups * j->cout_g : 0;
+    char *gp = scr + j->cin_g * sl * es, *dst = j->partials + lane * (nw + nb) * vl * es;
+    char *bl = dst + nw * vl * es; /* the bias lanes [nb, VEC] */
     const int64_t *sx = j->x->strides, *sg = j->g->strides;
-    cgi_fill(j->dt, nw * vl, dst, 0.0);
+    cgi_fill(j->dt, (nw + nb) * vl, dst, 0.0);
     for (int64_t n = lane; n < j->n; n += j->lanes)
         for (int64_t gi = 0; gi < j->groups; gi++) {
             for (int64_t c = 0; c < j->cin_g; c++)
@@ -331,11 +333,14 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
                                      cgi_ptr(j->x) +
                                          (n * sx[0] + (gi * j->cin_g + c) * sx[1]) * es,
                                      sx[2], sx[3], scr + c * sl * es);
-            for (int64_t o = 0; o < j->cout_g; o++)
+            for (int64_t o = 0; o < j->cout_g; o++) {
+                char *go = gp + o * len * es;
                 cgi_direct_grid_plane(j->dt, &j->k,
                                       cgi_ptr(j->g) +
                                           (n * sg[0] + (gi * j->cout_g + o) * sg[1]) * es,
-                                      sg[2], sg[3], gp + o * len * es);
+                                      sg[2], sg[3], go);
+                if (nb) cgi_direct_lanes_add(j->dt, &j->k, go, bl + (gi * j->cout_g + o) * vl * es);
+            }
             for (int64_t o = 0; o < j->cout_g; o++)
                 for (int64_t c = 0; c < j->cin_g; c++)
                     cgi_direct_wgrad_plane(
@@ -462,37 +467,48 @@ static cg_status wgrad_gemm(cg_ctx *ctx, conv_job *j, int64_t nw) {
     return s;
 }
 
-/* The direct kernels' lanes [nw, VEC] per lane of images, added in lane
- * order, then each tap's vector summed into dw. */
+/* The direct kernels' lanes [nw (+ Cout), VEC] per lane of images, added in
+ * lane order, then each tap's vector summed into dw (and each bias lane into
+ * j->db). */
 static cg_status wgrad_direct(cg_ctx *ctx, conv_job *j, int64_t nw) {
-    int64_t vl = CGI_DIRECT_VEC_BYTES / j->es;
+    int64_t vl = CGI_DIRECT_VEC_BYTES / j->es, nl = nw + (j->db ? j->db->shape[0] : 0);
     j->lanes = j->n < LANES ? j->n : LANES;
-    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)(j->lanes * nw * vl * j->es));
+    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)(j->lanes * nl * vl * j->es));
     cg_status s = CG_ERR_NOMEM;
     if (j->partials && direct_plan(ctx, "cg_backward", j))
         s = run_units(ctx, "cg_backward", j, direct_wgrad_lane, j->lanes);
     for (int64_t l = 1; l < j->lanes && s == CG_OK; l++)
-        cgi_plane_add(j->dt, nw * vl, j->partials + l * nw * vl * j->es, j->partials);
+        cgi_plane_add(j->dt, nl * vl, j->partials + l * nl * vl * j->es, j->partials);
     if (s == CG_OK) cgi_direct_lanes_sum(j->dt, nw, j->partials, cgi_ptr(j->y));
+    if (s == CG_OK && j->db)
+        cgi_direct_lanes_sum(j->dt, nl - nw, j->partials + nw * vl * j->es, cgi_ptr(j->db));
     if (!ctx) free(j->partials), free(j->off);
     return s;
 }
 
 /* dw [Cout, Cin/G, KH, KW] = sum over images of g_g [Coutg, P] im2col(x_g)^T,
- * directly when the stride is 1, the taps few and the lanes small. */
+ * directly when the stride is 1, the taps few and the lanes small. *db, if
+ * db is not NULL: the bias gradient [Cout] (the sum of g over N, H, W) made
+ * beside it by the direct kernels, which read every plane of g anyway; else
+ * NULL (the caller sums g itself). */
 static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
-                               const geom2 *gm, cg_tensor *dw) {
+                               const geom2 *gm, cg_tensor *dw, cg_tensor **db) {
     conv_job j = job_of(x, g, gm, gm->kernel[0], gm->kernel[1], g->shape[1]);
     j.x = x, j.g = g, j.y = dw;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
     tiles_of(&j, j.kg + j.cout_g);
     int64_t nw = cgi_numel(4, dw->shape);
+    bool direct = j.n > 0 && direct_ok(&j.k, j.kg) && nw <= DIRECT_MAX_WEIGHT;
+    if (db) {
+        *db = direct ? cgi_new(ctx, "cg_backward", g->dtype, 1, &g->shape[1]) : NULL;
+        if (direct && !*db) return CG_ERR_NOMEM;
+        j.db = *db;
+    }
     if (j.n == 0) {
         cgi_fill(j.dt, nw, cgi_ptr(dw), 0.0);
         return CG_OK;
     }
-    return direct_ok(&j.k, j.kg) && nw <= DIRECT_MAX_WEIGHT ? wgrad_direct(ctx, &j, nw)
-                                                            : wgrad_gemm(ctx, &j, nw);
+    return direct ? wgrad_direct(ctx, &j, nw) : wgrad_gemm(ctx, &j, nw);
 }
 
 /* ---- the recorded ops ------------------------------------------------------------ */
@@ -542,16 +558,32 @@ static geom2 plain(const geom2 *gm) {
     return p;
 }
 
-/* conv2d_weight(x, g): the weight [Cout, Cin/G, kh, kw] of gm->kernel. */
+static const cg_op conv2d_bias_grad_op;
+
+/* conv2d_weight(x, g): the weight [Cout, Cin/G, kh, kw] of gm->kernel; with
+ * db, also conv2d's bias gradient, the sum of g over N, H, W, when the
+ * kernels make it on the way (*db NULL otherwise). */
 static cg_tensor *conv2d_weight(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
-                                const geom2 *gm) {
+                                const geom2 *gm, cg_tensor **db) {
+    if (db) *db = NULL;
     if (!x || !g) return NULL;
     int64_t shape[4] = {g->shape[1], x->shape[1] / gm->groups, gm->kernel[0], gm->kernel[1]};
     cg_tensor *dw = cgi_new(ctx, "cg_backward", x->dtype, 4, shape);
-    if (dw && wgrad_compute(ctx, x, g, gm, dw) != CG_OK) return NULL; /* dw is in ctx */
+    if (dw && wgrad_compute(ctx, x, g, gm, dw, db) != CG_OK) return NULL; /* dw is in ctx */
+    if (db && *db) *db = CGI_RECORD(ctx, &conv2d_bias_grad_op, *db, g);
     const cg_tensor *in[2] = {x, g};
     return cg_record(ctx, &conv2d_weight_op, dw, 2, in, gm, sizeof *gm);
 }
+
+/* db = the sum of g [N, C, H, W] over N, H, W: dg = h [C] broadcast back. */
+static cg_status bias_grad_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *h,
+                                    cg_tensor **gin) {
+    const cg_tensor *g = cg_node_input(n, 0);
+    cg_tensor *h4 = cg_reshape(ctx, h, 4, (const int64_t[]){1, h->shape[0], 1, 1});
+    gin[0] = cg_expand(ctx, h4, 4, g->shape);
+    return cgi_grads_made(n, gin);
+}
+static const cg_op conv2d_bias_grad_op = {"conv2d_bias_grad", bias_grad_backward, 0};
 
 /* conv_transpose2d(g, w) sized to the image [ih, iw] it is the gradient of. */
 static cg_tensor *transpose_to(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *w,
@@ -603,10 +635,15 @@ static cg_status conv_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
     if (cg_node_needs_grad(n, 0))
         gin[0] = unlift(
             ctx, t ? conv_to(ctx, g4, w4, &p, h, wd) : transpose_to(ctx, g4, w4, &p, h, wd), x);
+    cg_tensor *db = NULL; /* conv2d's bias gradient, made beside dw when the kernels can */
+    bool fuse = !t && cg_node_needs_grad(n, 2);
     if (cg_node_needs_grad(n, 1))
-        gin[1] =
-            unlift(ctx, t ? conv2d_weight(ctx, g4, x4, &p) : conv2d_weight(ctx, x4, g4, &p), w);
-    if (cg_node_needs_grad(n, 2)) gin[2] = cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
+        gin[1] = unlift(ctx,
+                        t ? conv2d_weight(ctx, g4, x4, &p, NULL)
+                          : conv2d_weight(ctx, x4, g4, &p, fuse ? &db : NULL),
+                        w);
+    if (cg_node_needs_grad(n, 2))
+        gin[2] = db ? db : cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
     return cgi_grads_made(n, gin);
 }
 static const cg_op conv2d_op = {"conv2d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};

@@ -67,10 +67,14 @@ CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t nou
 /* The weight gradient of one (output, input) channel pair, kept in lanes:
  * lanes [kh kw, VEC] (VEC = CGI_DIRECT_VEC_BYTES of elements) += for each
  * tap t, grid times src shifted by off[t] (offsets of one channel), lane by
- * lane over len. cgi_direct_lanes_sum ends it. */
+ * lane over len (summed in a fixed order that depends on kh kw alone).
+ * cgi_direct_lanes_sum ends it. */
 #define CGI_DIRECT_VEC_BYTES 64
 CGI_HIDDEN void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
                                        const void *grid, const void *src, void *lanes);
+/* The bias gradient beside it: lanes [VEC] += the vectors of grid [len]. */
+CGI_HIDDEN void cgi_direct_lanes_add(cg_dtype dt, const cgi_conv_geom *g, const void *grid,
+                                     void *lanes);
 /* dst[i] = the sum of lanes [n, VEC]'s row i, in lane order. */
 CGI_HIDDEN void cgi_direct_lanes_sum(cg_dtype dt, int64_t n, const void *lanes, void *dst);
 
