@@ -142,9 +142,53 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         }                                                                                      \
         memcpy(acc, a, sizeof a);                                                              \
     }                                                                                          \
+    /* Four output channels, nv vectors (nv <= 6: 24 sums, four weights and a    \
+     * source vector in AVX-512's 32 registers): one load serves four           \
+     * multiply-adds, so the loads (most of them crossing a cache line) keep    \
+     * up with the multiply-adds. Each sum is bias + taps in order, as in       \
+     * dfwd2 and dfwd32, so every kernel gives an element the same bits. */     \
+    static inline __attribute__((always_inline)) void dfwd4_##SUF(                             \
+        int nv, int64_t ntap, const T *taps, const int64_t *off, const T *src, const T *bias,  \
+        T *acc, int64_t len) {                                                                 \
+        vec_##SUF a[4][6], x, w[4];                                                            \
+        for (int o = 0; o < 4; o++)                                                            \
+            for (int v = 0; v < nv; v++) a[o][v] = (vec_##SUF){0} + bias[o];                   \
+        for (int64_t t = 0; t < ntap; t++) {                                                   \
+            for (int o = 0; o < 4; o++) w[o] = (vec_##SUF){0} + taps[o * ntap + t];            \
+            for (int v = 0; v < nv; v++) {                                                     \
+                memcpy(&x, src + off[t] + v * VL_##SUF, sizeof x);                             \
+                for (int o = 0; o < 4; o++) a[o][v] += w[o] * x;                               \
+            }                                                                                  \
+        }                                                                                      \
+        for (int o = 0; o < 4; o++)                                                            \
+            for (int v = 0; v < nv; v++)                                                       \
+                memcpy(acc + o * len + v * VL_##SUF, &a[o][v], sizeof x);                      \
+    }                                                                                          \
+    /* Four output channels over the grid in blocks of nv vectors, the last     \
+     * ending at the grid's end. */                                             \
+    static void dfwd4_run_##SUF(int nv, int64_t len, int64_t ntap, const T *taps,              \
+                                const int64_t *off, const T *src, const T *bias, T *acc) {     \
+        int64_t blk = nv * VL_##SUF;                                                           \
+        for (int64_t i = 0; i < len; i += blk) {                                               \
+            int64_t at = i + blk <= len ? i : len - blk;                                       \
+            if (nv == 4)                                                                       \
+                dfwd4_##SUF(4, ntap, taps, off, src + at, bias, acc + at, len);                \
+            else if (nv == 5)                                                                  \
+                dfwd4_##SUF(5, ntap, taps, off, src + at, bias, acc + at, len);                \
+            else                                                                               \
+                dfwd4_##SUF(6, ntap, taps, off, src + at, bias, acc + at, len);                \
+        }                                                                                      \
+    }                                                                                          \
     static void dconv_##SUF(const cgi_conv_geom *g, int64_t nout, int64_t ntap, const T *taps, \
                             const int64_t *off, const T *src, const double *bias, T *acc) {    \
-        int64_t len = cgi_direct_len(g), o = 0;                                                \
+        int64_t len = cgi_direct_len(g), o = 0, nvec = len / VL_##SUF;                         \
+        int nv = 0; /* the block (4 to 6 vectors) that computes the fewest elements */         \
+        for (int c = 6; c >= 4 && nvec >= 4; c--)                                              \
+            if (!nv || (nvec + c - 1) / c * c < (nvec + nv - 1) / nv * nv) nv = c;             \
+        for (; nv && o + 4 <= nout; o += 4) {                                                  \
+            T b4[4] = {(T)bias[o], (T)bias[o + 1], (T)bias[o + 2], (T)bias[o + 3]};            \
+            dfwd4_run_##SUF(nv, len, ntap, taps + o * ntap, off, src, b4, acc + o * len);      \
+        }                                                                                      \
         for (; o + 2 <= nout && len >= BLOCK_##SUF; o += 2)                                    \
             for (int64_t i = 0; i < len; i += BLOCK_##SUF) {                                   \
                 int64_t at = i + BLOCK_##SUF <= len ? i : len - BLOCK_##SUF;                   \
