@@ -213,18 +213,26 @@ static void tiles_of(conv_job *j, int64_t rows) {
  * VM), im2col + BLIS -> direct: ggml's MNIST 8->16 layer (batch 500) forward
  * 8.2 -> 3.9 ms, input gradient 7.0 -> 4.3, weight gradient 13.6 -> 5.6;
  * its 1->8 layer forward 4.6 -> 1.4, weight gradient 9.4 -> 4.2; LeNet-5's
- * first layer weight gradient 4.7 -> 0.6. The 3x3 64->64 layer (576 taps)
- * stays on BLIS, at 136 GF/s forward. One unit is one image (lane, for the
- * weight gradient), whatever the thread count, so the bits do not depend on
- * it either. */
-#define DIRECT_MAX_KG 256
+ * first layer weight gradient 4.7 -> 0.6. With the forward's four-channel
+ * blocks (conv_kernels.c) it beats im2col + BLIS on wide layers too: the
+ * 3x3 64->64 layer (576 taps) forward 15.8 -> 10.8 ms (154 -> 222 GF/s),
+ * input gradient 14.0 -> 11.4; LeNet-5's second layer input gradient (400
+ * taps) 1.2 -> 1.0. So up to DIRECT_MAX_KG taps go direct while one image's
+ * padded planes fit in DIRECT_MAX_PADDED elements (1 MB of f32, a core's L2);
+ * the weight gradient of such layers stays on BLIS (DIRECT_MAX_WEIGHT). One
+ * unit is one image (lane, for the weight gradient), whatever the thread
+ * count, so the bits do not depend on it either. */
+#define DIRECT_MAX_KG     1024
+#define DIRECT_MAX_PADDED ((int64_t)1 << 18)
 /* The direct weight gradient keeps a vector of lanes per weight element and
  * lane of images (LANES): 8 MB of f32 at this many elements; larger weights
  * go to BLIS. */
 #define DIRECT_MAX_WEIGHT ((int64_t)1 << 14)
 
-static bool direct_ok(const cgi_conv_geom *k, int64_t taps_per_out) {
-    return k->sh == 1 && k->sw == 1 && taps_per_out <= DIRECT_MAX_KG;
+/* planes: the padded planes one image needs (the channels per group read). */
+static bool direct_ok(const cgi_conv_geom *k, int64_t taps_per_out, int64_t planes) {
+    return k->sh == 1 && k->sw == 1 && taps_per_out <= DIRECT_MAX_KG &&
+           planes * cgi_direct_src_len(k) <= DIRECT_MAX_PADDED;
 }
 
 /* conv_transpose2d's w [Cin, Cout/G, KH, KW] as conv2d's taps: per group,
@@ -379,7 +387,7 @@ static cg_status conv_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
     conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], w->shape[0]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
-    if (direct_ok(&j.k, j.kg)) return direct_conv(ctx, name, x, w, b, gm, y, false);
+    if (direct_ok(&j.k, j.kg, j.cin_g)) return direct_conv(ctx, name, x, w, b, gm, y, false);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, conv_tile, j.ntiles);
 }
@@ -420,7 +428,7 @@ static cg_status convt_compute(cg_ctx *ctx, const char *name, const cg_tensor *x
     conv_job j = job_of(y, x, gm, w->shape[2], w->shape[3], x->shape[1]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
-    if (direct_ok(&j.k, j.cout_g * j.k.kh * j.k.kw))
+    if (direct_ok(&j.k, j.cout_g * j.k.kh * j.k.kw, j.cout_g))
         return direct_conv(ctx, name, x, w, b, gm, y, true);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, convt_tile, j.ntiles);
@@ -498,7 +506,7 @@ static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor 
     j.kg = j.cin_g * j.k.kh * j.k.kw;
     tiles_of(&j, j.kg + j.cout_g);
     int64_t nw = cgi_numel(4, dw->shape);
-    bool direct = j.n > 0 && direct_ok(&j.k, j.kg) && nw <= DIRECT_MAX_WEIGHT;
+    bool direct = j.n > 0 && direct_ok(&j.k, j.kg, j.cin_g) && nw <= DIRECT_MAX_WEIGHT;
     if (db) {
         *db = direct ? cgi_new(ctx, "cg_backward", g->dtype, 1, &g->shape[1]) : NULL;
         if (direct && !*db) return CG_ERR_NOMEM;
