@@ -278,6 +278,15 @@ static const char *taps_of(const conv_job *j, int64_t gi, int64_t o) {
     return (j->flip ? j->wflip : cgi_ptr(j->w)) + (gi * j->cout_g + o) * ntap * j->es;
 }
 
+/* Hints the caches to fetch image n of t (4-D) when its planes are one
+ * block, to be written when write. */
+static void prefetch_image(const cg_tensor *t, int64_t n, bool write) {
+    const int64_t *s = t->strides, *d = t->shape;
+    if (n >= d[0] || s[3] != 1 || s[2] != d[3] || s[1] != d[2] * d[3]) return;
+    cgi_prefetch(cgi_ptr(t) + n * s[0] * (int64_t)cg_dtype_size(t->dtype),
+                 d[1] * s[1] * (int64_t)cg_dtype_size(t->dtype), write);
+}
+
 /* Image n, every group: pad the input planes, then the output planes acc
  * [Cout/G, len] = bias + taps * padded planes, their rows into y's planes. */
 static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool par) {
@@ -287,6 +296,8 @@ static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool
     double *bias = (double *)scr; /* first: scr is 64-byte aligned */
     char *pads = scr + direct_bias_elems(j) * es, *acc = pads + j->cin_g * sl * es;
     const int64_t *s = j->x->strides;
+    prefetch_image(j->x, n + 1, false);
+    prefetch_image(j->y, n + 1, true);
     for (int64_t gi = 0; gi < j->groups; gi++) {
         for (int64_t c = 0; c < j->cin_g; c++)
             cgi_direct_pad_plane(j->dt, &j->k,
@@ -334,7 +345,9 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
     char *bl = dst + nw * vl * es; /* the bias lanes [nb, VEC] */
     const int64_t *sx = j->x->strides, *sg = j->g->strides;
     cgi_fill(j->dt, (nw + nb) * vl, dst, 0.0);
-    for (int64_t n = lane; n < j->n; n += j->lanes)
+    for (int64_t n = lane; n < j->n; n += j->lanes) {
+        prefetch_image(j->x, n + j->lanes, false);
+        prefetch_image(j->g, n + j->lanes, false);
         for (int64_t gi = 0; gi < j->groups; gi++) {
             for (int64_t c = 0; c < j->cin_g; c++)
                 cgi_direct_pad_plane(j->dt, &j->k,
@@ -355,6 +368,7 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
                         j->dt, &j->k, j->off, gp + o * len * es, scr + c * sl * es,
                         dst + ((gi * j->cout_g + o) * j->cin_g + c) * kk * vl * es);
         }
+    }
     return CG_OK;
 }
 

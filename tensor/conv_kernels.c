@@ -438,6 +438,14 @@ void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t 
         copy_f64(h, w, src, sy, sx, dst, add);
 }
 
+void cgi_prefetch(const void *p, int64_t nb, bool write) {
+    const char *c = p;
+    if (write)
+        for (int64_t i = 0; i < nb; i += 64) __builtin_prefetch(c + i, 1, 3);
+    else
+        for (int64_t i = 0; i < nb; i += 64) __builtin_prefetch(c + i, 0, 3);
+}
+
 void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst) {
     for (int64_t i = 0; i < n; i++) {
         if (dt == CG_F32)
