@@ -362,11 +362,18 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
                                       sg[2], sg[3], go);
                 if (nb) cgi_direct_lanes_add(j->dt, &j->k, go, bl + (gi * j->cout_g + o) * vl * es);
             }
-            for (int64_t o = 0; o < j->cout_g; o++)
+            int64_t o = 0, pw = kk * vl * es; /* bytes of one pair's lanes */
+            char *lw = dst + gi * j->cout_g * j->cin_g * pw; /* this group's lanes */
+            for (; o + 2 <= j->cout_g && kk >= 5; o += 2)
                 for (int64_t c = 0; c < j->cin_g; c++)
-                    cgi_direct_wgrad_plane(
-                        j->dt, &j->k, j->off, gp + o * len * es, scr + c * sl * es,
-                        dst + ((gi * j->cout_g + o) * j->cin_g + c) * kk * vl * es);
+                    cgi_direct_wgrad_pair(j->dt, &j->k, j->off, gp + o * len * es,
+                                          gp + (o + 1) * len * es, scr + c * sl * es,
+                                          lw + (o * j->cin_g + c) * pw,
+                                          lw + ((o + 1) * j->cin_g + c) * pw);
+            for (; o < j->cout_g; o++)
+                for (int64_t c = 0; c < j->cin_g; c++)
+                    cgi_direct_wgrad_plane(j->dt, &j->k, j->off, gp + o * len * es,
+                                           scr + c * sl * es, lw + (o * j->cin_g + c) * pw);
         }
     }
     return CG_OK;

@@ -237,6 +237,57 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
             memcpy(lanes + t * VL, &acc, sizeof acc);                                          \
         }                                                                                      \
     }                                                                                          \
+    /* Two grids (output channels) against one source: one load of the source    \
+     * serves two multiply-adds; each lane's sum runs in the order of dwg's for   \
+     * nt > 4. */                                                                 \
+    static inline __attribute__((always_inline)) void dwg2_##SUF(                              \
+        int nt, int64_t len, const T *g0, const T *g1, const T *src, const int64_t *off,       \
+        T *l0, T *l1) {                                                                        \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        vec_##SUF p0[DWG_MAX], p1[DWG_MAX], a, b, x;                                           \
+        const T *s[DWG_MAX];                                                                   \
+        for (int t = 0; t < nt; t++) p0[t] = p1[t] = (vec_##SUF){0}, s[t] = src + off[t];      \
+        for (int64_t i = 0; i < len; i += VL) {                                                \
+            memcpy(&a, g0 + i, sizeof a), memcpy(&b, g1 + i, sizeof b);                        \
+            for (int t = 0; t < nt; t++) {                                                     \
+                memcpy(&x, s[t] + i, sizeof x);                                                \
+                p0[t] += a * x;                                                                \
+                p1[t] += b * x;                                                                \
+            }                                                                                  \
+        }                                                                                      \
+        for (int t = 0; t < nt; t++) {                                                         \
+            vec_##SUF acc;                                                                     \
+            memcpy(&acc, l0 + t * VL, sizeof acc), acc += p0[t];                               \
+            memcpy(l0 + t * VL, &acc, sizeof acc);                                             \
+            memcpy(&acc, l1 + t * VL, sizeof acc), acc += p1[t];                               \
+            memcpy(l1 + t * VL, &acc, sizeof acc);                                             \
+        }                                                                                      \
+    }                                                                                          \
+    static void dwg2_fixed_##SUF(int nt, int64_t len, const T *g0, const T *g1, const T *src,  \
+                                 const int64_t *off, T *l0, T *l1) {                           \
+        switch (nt) {                                                                          \
+        case 5: dwg2_##SUF(5, len, g0, g1, src, off, l0, l1); break;                           \
+        case 6: dwg2_##SUF(6, len, g0, g1, src, off, l0, l1); break;                           \
+        case 7: dwg2_##SUF(7, len, g0, g1, src, off, l0, l1); break;                           \
+        case 8: dwg2_##SUF(8, len, g0, g1, src, off, l0, l1); break;                           \
+        case 9: dwg2_##SUF(9, len, g0, g1, src, off, l0, l1); break;                           \
+        case 10: dwg2_##SUF(10, len, g0, g1, src, off, l0, l1); break;                         \
+        case 11: dwg2_##SUF(11, len, g0, g1, src, off, l0, l1); break;                         \
+        default: dwg2_##SUF(DWG_MAX, len, g0, g1, src, off, l0, l1);                           \
+        }                                                                                      \
+    }                                                                                          \
+    /* The pair's taps in dwgrad's chunks (kh kw >= 5: every chunk over 4). */    \
+    static void dwgrad2_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *g0,         \
+                              const T *g1, const T *src, T *l0, T *l1) {                       \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        int64_t len = cgi_direct_len(g), kk = g->kh * g->kw;                                   \
+        int64_t chunks = (kk + DWG_MAX - 1) / DWG_MAX;                                         \
+        for (int64_t c = 0, t = 0; c < chunks; c++) {                                          \
+            int nt = (int)((kk - t) / (chunks - c));                                           \
+            dwg2_fixed_##SUF(nt, len, g0, g1, src, off + t, l0 + t * VL, l1 + t * VL);         \
+            t += nt;                                                                           \
+        }                                                                                      \
+    }                                                                                          \
     DWG_FIXED(T, SUF)                                                                          \
     /* The taps in near-equal chunks of at most DWG_MAX (9 as 9, 25 as 9 8 8). */             \
     static void dwgrad_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *grid,        \
@@ -389,6 +440,15 @@ void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *
         dwgrad_f32(g, off, grid, src, lanes);
     else
         dwgrad_f64(g, off, grid, src, lanes);
+}
+
+void cgi_direct_wgrad_pair(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                           const void *grid0, const void *grid1, const void *src, void *lanes0,
+                           void *lanes1) {
+    if (dt == CG_F32)
+        dwgrad2_f32(g, off, grid0, grid1, src, lanes0, lanes1);
+    else
+        dwgrad2_f64(g, off, grid0, grid1, src, lanes0, lanes1);
 }
 
 void cgi_direct_lanes_add(cg_dtype dt, const cgi_conv_geom *g, const void *grid, void *lanes) {

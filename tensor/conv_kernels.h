@@ -72,6 +72,12 @@ CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t nou
 #define CGI_DIRECT_VEC_BYTES 64
 CGI_HIDDEN void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
                                        const void *grid, const void *src, void *lanes);
+/* Two output channels' planes against one source plane at once (taps
+ * kh kw >= 5), into their lanes; each lane may sum in another order than
+ * cgi_direct_wgrad_plane's (the choice depends on the shape alone). */
+CGI_HIDDEN void cgi_direct_wgrad_pair(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                                      const void *grid0, const void *grid1, const void *src,
+                                      void *lanes0, void *lanes1);
 /* The bias gradient beside it: lanes [VEC] += the vectors of grid [len]. */
 CGI_HIDDEN void cgi_direct_lanes_add(cg_dtype dt, const cgi_conv_geom *g, const void *grid,
                                      void *lanes);
