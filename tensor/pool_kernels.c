@@ -175,8 +175,10 @@ MAX_2X2(max2x2_i64, int64_t, uint64_t, NO_NAN)
  * shorter than 16 windows reads on into the next rows and writes garbage into
  * the next rows' outputs, which their own turn overwrites; so that happens
  * only while the reads and the writes stay in this plane (room_in elements
- * from r0, room_out outputs from y: planes may be on other threads). The
- * rest goes through max2x2_f32. */
+ * from r0, room_out outputs from y: planes may be on other threads); the
+ * short rows at a plane's end go through zero-padded local copies (one
+ * vector pass where a scalar walk cost ten times as much per window), and
+ * planes too wide for 32-bit offsets through max2x2_f32. */
 typedef float vf32 __attribute__((vector_size(64)));
 typedef int32_t vi32 __attribute__((vector_size(64)));
 #if defined(__clang__)
@@ -216,8 +218,19 @@ static void max2x2v_f32(const float *restrict r0, const float *restrict r1, int6
                         float *restrict y, int64_t *restrict ix, int64_t base, int64_t W,
                         int64_t room_in, int64_t room_out) {
     int64_t gap = r1 - r0; /* r1 = r0 + gap: 32 reads from r1 stay in the plane */
-    if (W > INT32_MAX / 2 || (n < 16 && (room_out < 16 || room_in < gap + 32))) {
+    if (W > INT32_MAX / 2) {
         max2x2_f32(r0, r1, n, y, ix, base, W, room_in, room_out);
+        return;
+    }
+    if (n < 16 && (room_out < 16 || room_in < gap + 32)) {
+        /* a short row at a plane's end: through local copies of its rows */
+        float a[32] = {0}, b[32] = {0}, ym[16];
+        int64_t im[16];
+        memcpy(a, r0, sizeof(float) * (size_t)(2 * n));
+        memcpy(b, r1, sizeof(float) * (size_t)(2 * n));
+        max16_f32(a, b, ym, ix ? im : NULL, base, W);
+        memcpy(y, ym, sizeof(float) * (size_t)n);
+        if (ix) memcpy(ix, im, sizeof(int64_t) * (size_t)n);
         return;
     }
     for (int64_t i = 0; i < n; i += 16) {
