@@ -360,9 +360,10 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
                                       cgi_ptr(j->g) +
                                           (n * sg[0] + (gi * j->cout_g + o) * sg[1]) * es,
                                       sg[2], sg[3], go);
-                if (nb) cgi_direct_lanes_add(j->dt, &j->k, go, bl + (gi * j->cout_g + o) * vl * es);
+                if (nb)
+                    cgi_direct_lanes_add(j->dt, &j->k, go, bl + (gi * j->cout_g + o) * vl * es);
             }
-            int64_t o = 0, pw = kk * vl * es; /* bytes of one pair's lanes */
+            int64_t o = 0, pw = kk * vl * es;                /* bytes of one pair's lanes */
             char *lw = dst + gi * j->cout_g * j->cin_g * pw; /* this group's lanes */
             for (; o + 2 <= j->cout_g && kk >= 5; o += 2)
                 for (int64_t c = 0; c < j->cin_g; c++)

@@ -95,15 +95,18 @@ typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
 #define DWG_MAX 12
 /* dwg with the tap count a constant, so that its sums live in registers. */
 #define DWG_CASE(n, SUF)                                                                       \
-    case n: dwg_##SUF(n, len, grid, src, off, lanes); break;
+    case n:                                                                                    \
+        dwg_##SUF(n, len, grid, src, off, lanes);                                              \
+        break;
 #define DWG_FIXED(T, SUF)                                                                      \
     static void dwg_fixed_##SUF(int nt, int64_t len, const T *grid, const T *src,              \
                                 const int64_t *off, T *lanes) {                                \
         switch (nt) {                                                                          \
-            DWG_CASE(1, SUF) DWG_CASE(2, SUF) DWG_CASE(3, SUF) DWG_CASE(4, SUF)                \
-            DWG_CASE(5, SUF) DWG_CASE(6, SUF) DWG_CASE(7, SUF) DWG_CASE(8, SUF)                \
-            DWG_CASE(9, SUF) DWG_CASE(10, SUF) DWG_CASE(11, SUF) default:                      \
-                dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                                \
+            DWG_CASE(1, SUF)                                                                   \
+            DWG_CASE(2, SUF) DWG_CASE(3, SUF) DWG_CASE(4, SUF) DWG_CASE(5, SUF)                \
+                DWG_CASE(6, SUF) DWG_CASE(7, SUF) DWG_CASE(8, SUF) DWG_CASE(9, SUF)            \
+                    DWG_CASE(10, SUF) DWG_CASE(11, SUF) default                                \
+                : dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                              \
         }                                                                                      \
     }
 typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
@@ -142,11 +145,11 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         }                                                                                      \
         memcpy(acc, a, sizeof a);                                                              \
     }                                                                                          \
-    /* Four output channels, nv vectors (nv <= 6: 24 sums, four weights and a    \
-     * source vector in AVX-512's 32 registers): one load serves four           \
-     * multiply-adds, so the loads (most of them crossing a cache line) keep    \
-     * up with the multiply-adds. Each sum is bias + taps in order, as in       \
-     * dfwd2 and dfwd32, so every kernel gives an element the same bits. */     \
+    /* Four output channels, nv vectors (nv <= 6: 24 sums, four weights and a                  \
+     * source vector in AVX-512's 32 registers): one load serves four                          \
+     * multiply-adds, so the loads (most of them crossing a cache line) keep                   \
+     * up with the multiply-adds. Each sum is bias + taps in order, as in                      \
+     * dfwd2 and dfwd32, so every kernel gives an element the same bits. */                    \
     static inline __attribute__((always_inline)) void dfwd4_##SUF(                             \
         int nv, int64_t ntap, const T *taps, const int64_t *off, const T *src, const T *bias,  \
         T *acc, int64_t len) {                                                                 \
@@ -164,8 +167,8 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
             for (int v = 0; v < nv; v++)                                                       \
                 memcpy(acc + o * len + v * VL_##SUF, &a[o][v], sizeof x);                      \
     }                                                                                          \
-    /* Four output channels over the grid in blocks of nv vectors, the last     \
-     * ending at the grid's end. */                                             \
+    /* Four output channels over the grid in blocks of nv vectors, the last                    \
+     * ending at the grid's end. */                                                            \
     static void dfwd4_run_##SUF(int nv, int64_t len, int64_t ntap, const T *taps,              \
                                 const int64_t *off, const T *src, const T *bias, T *acc) {     \
         int64_t blk = nv * VL_##SUF;                                                           \
@@ -201,17 +204,17 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
                 dfwd32_##SUF(ntap, taps + o * ntap, off, src + i, (T)bias[o],                  \
                              acc + o * len + i);                                               \
     }                                                                                          \
-    /* Taps [0, nt), nt <= DWG_MAX: lane vectors part[t] += grid * (src + off[t])     \
-     * over len, one load of the grid serving every tap; with few taps, two      \
-     * vectors of lanes each, so enough sums are in flight (len is a multiple of  \
-     * 32 elements: an even number of vectors). */                                \
+    /* Taps [0, nt), nt <= DWG_MAX: lane vectors part[t] += grid * (src + off[t])              \
+     * over len, one load of the grid serving every tap; with few taps, two                    \
+     * vectors of lanes each, so enough sums are in flight (len is a multiple of               \
+     * 32 elements: an even number of vectors). */                                             \
     static inline __attribute__((always_inline)) void dwg_##SUF(                               \
-        int nt, int64_t len, const T *grid, const T *src, const int64_t *off, \
-        T *lanes) {                                                                            \
+        int nt, int64_t len, const T *grid, const T *src, const int64_t *off, T *lanes) {      \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
         vec_##SUF part[DWG_MAX][2], gv, x;                                                     \
         const T *s[DWG_MAX];                                                                   \
-        for (int t = 0; t < nt; t++) part[t][0] = part[t][1] = (vec_##SUF){0}, s[t] = src + off[t]; \
+        for (int t = 0; t < nt; t++)                                                           \
+            part[t][0] = part[t][1] = (vec_##SUF){0}, s[t] = src + off[t];                     \
         if (nt <= 4) {                                                                         \
             for (int64_t i = 0; i < len; i += 2 * VL)                                          \
                 for (int u = 0; u < 2; u++) {                                                  \
@@ -237,9 +240,9 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
             memcpy(lanes + t * VL, &acc, sizeof acc);                                          \
         }                                                                                      \
     }                                                                                          \
-    /* Two grids (output channels) against one source: one load of the source    \
-     * serves two multiply-adds; each lane's sum runs in the order of dwg's for   \
-     * nt > 4. */                                                                 \
+    /* Two grids (output channels) against one source: one load of the source                  \
+     * serves two multiply-adds; each lane's sum runs in the order of dwg's for                \
+     * nt > 4. */                                                                              \
     static inline __attribute__((always_inline)) void dwg2_##SUF(                              \
         int nt, int64_t len, const T *g0, const T *g1, const T *src, const int64_t *off,       \
         T *l0, T *l1) {                                                                        \
@@ -276,7 +279,7 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         default: dwg2_##SUF(DWG_MAX, len, g0, g1, src, off, l0, l1);                           \
         }                                                                                      \
     }                                                                                          \
-    /* The pair's taps in dwgrad's chunks (kh kw >= 5: every chunk over 4). */    \
+    /* The pair's taps in dwgrad's chunks (kh kw >= 5: every chunk over 4). */                 \
     static void dwgrad2_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *g0,         \
                               const T *g1, const T *src, T *l0, T *l1) {                       \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
@@ -289,7 +292,7 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         }                                                                                      \
     }                                                                                          \
     DWG_FIXED(T, SUF)                                                                          \
-    /* The taps in near-equal chunks of at most DWG_MAX (9 as 9, 25 as 9 8 8). */             \
+    /* The taps in near-equal chunks of at most DWG_MAX (9 as 9, 25 as 9 8 8). */              \
     static void dwgrad_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *grid,        \
                              const T *src, T *lanes) {                                         \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
@@ -301,7 +304,7 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
             t += nt;                                                                           \
         }                                                                                      \
     }                                                                                          \
-    /* lanes (one vector) += the sum of the vectors of grid [len], in order. */               \
+    /* lanes (one vector) += the sum of the vectors of grid [len], in order. */                \
     static void lanes_add_##SUF(int64_t len, const T *grid, T *lanes) {                        \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
         vec_##SUF a = {0}, b = {0}, x, y, acc;                                                 \
