@@ -79,15 +79,17 @@ static void valid_range(int64_t off, int64_t s, int64_t n, int64_t len, int64_t 
 /* Direct convolution kernels (conv_kernels.h), on GCC's generic vectors of
  * 64 bytes (one AVX-512 register; two or four narrower ones elsewhere), so
  * the running sums stay in registers, which GCC does not do for plain arrays.
- * The forward keeps a block of eight vectors of outputs of two output
- * channels through every input channel and tap: one (unaligned) load serves
- * two multiply-adds, and sixteen independent sums are in flight. The last
- * block ends at the grid's end, overlapping the one before, which it rewrites
- * with the same bits; grids shorter than a block, and an odd last channel,
- * go in blocks of 32 elements, one channel at a time. The weight gradient
- * takes eight taps at once, each in one vector of lanes, so one load of the
- * grid serves eight; the lanes live with the caller until every plane is in
- * (summing a vector's lanes per plane would cost more than a small plane).
+ * The forward keeps a block of 4-6 vectors of outputs of four output
+ * channels through every input channel and tap (dfwd4): one (unaligned)
+ * load serves four multiply-adds, and up to 24 independent sums are in
+ * flight; two leftover channels go in blocks of eight vectors (dfwd2), one
+ * in blocks of 32 elements (dfwd32). The last block ends at the grid's end,
+ * overlapping the one before, which it rewrites with the same bits. The
+ * weight gradient takes up to DWG_MAX taps at once (and two output
+ * channels when there are 5 taps or more), each tap in one vector of lanes,
+ * so one load of the grid serves them all; the lanes live with the caller
+ * until every plane is in (summing a vector's lanes per plane would cost
+ * more than a small plane).
  * Unaligned loads go through memcpy. */
 typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
 /* The weight gradient's taps per pass over a plane pair: 12 sums, the grid
@@ -103,9 +105,10 @@ typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
                                 const int64_t *off, T *lanes) {                                \
         switch (nt) {                                                                          \
             DWG_CASE(1, SUF)                                                                   \
-            DWG_CASE(2, SUF) DWG_CASE(3, SUF) DWG_CASE(4, SUF) DWG_CASE(5, SUF)                \
-                DWG_CASE(6, SUF) DWG_CASE(7, SUF) DWG_CASE(8, SUF) DWG_CASE(9, SUF)            \
-                    DWG_CASE(10, SUF) DWG_CASE(11, SUF) default                                \
+            DWG_CASE(2, SUF)                                                                   \
+            DWG_CASE(3, SUF) DWG_CASE(4, SUF) DWG_CASE(5, SUF) DWG_CASE(6, SUF)                \
+                DWG_CASE(7, SUF) DWG_CASE(8, SUF) DWG_CASE(9, SUF) DWG_CASE(10, SUF)           \
+                    DWG_CASE(11, SUF) default                                                  \
                 : dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                              \
         }                                                                                      \
     }
