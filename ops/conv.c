@@ -151,6 +151,7 @@ typedef struct conv_job {
     bool flip;      /* direct conv_transpose2d: w is [Cin, Cout/G, KH, KW], taps reversed */
     int64_t *off;   /* direct: the shift of each tap (c, ky, kx) of the padded planes */
     char *wflip;    /* direct conv_transpose2d: w as [G, Cout/G, Cin/G, KH, KW], reversed */
+    cg_tensor *db;  /* direct conv2d_weight: also the bias gradient [Cout] here, or NULL */
 } conv_job;
 
 /* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
@@ -212,18 +213,26 @@ static void tiles_of(conv_job *j, int64_t rows) {
  * VM), im2col + BLIS -> direct: ggml's MNIST 8->16 layer (batch 500) forward
  * 8.2 -> 3.9 ms, input gradient 7.0 -> 4.3, weight gradient 13.6 -> 5.6;
  * its 1->8 layer forward 4.6 -> 1.4, weight gradient 9.4 -> 4.2; LeNet-5's
- * first layer weight gradient 4.7 -> 0.6. The 3x3 64->64 layer (576 taps)
- * stays on BLIS, at 136 GF/s forward. One unit is one image (lane, for the
- * weight gradient), whatever the thread count, so the bits do not depend on
- * it either. */
-#define DIRECT_MAX_KG 256
+ * first layer weight gradient 4.7 -> 0.6. With the forward's four-channel
+ * blocks (conv_kernels.c) it beats im2col + BLIS on wide layers too: the
+ * 3x3 64->64 layer (576 taps) forward 15.8 -> 10.8 ms (154 -> 222 GF/s),
+ * input gradient 14.0 -> 11.4; LeNet-5's second layer input gradient (400
+ * taps) 1.2 -> 1.0. So up to DIRECT_MAX_KG taps go direct while one image's
+ * padded planes fit in DIRECT_MAX_PADDED elements (1 MB of f32, a core's L2);
+ * the weight gradient of such layers stays on BLIS (DIRECT_MAX_WEIGHT). One
+ * unit is one image (lane, for the weight gradient), whatever the thread
+ * count, so the bits do not depend on it either. */
+#define DIRECT_MAX_KG     1024
+#define DIRECT_MAX_PADDED ((int64_t)1 << 18)
 /* The direct weight gradient keeps a vector of lanes per weight element and
  * lane of images (LANES): 8 MB of f32 at this many elements; larger weights
  * go to BLIS. */
 #define DIRECT_MAX_WEIGHT ((int64_t)1 << 14)
 
-static bool direct_ok(const cgi_conv_geom *k, int64_t taps_per_out) {
-    return k->sh == 1 && k->sw == 1 && taps_per_out <= DIRECT_MAX_KG;
+/* planes: the padded planes one image needs (the channels per group read). */
+static bool direct_ok(const cgi_conv_geom *k, int64_t taps_per_out, int64_t planes) {
+    return k->sh == 1 && k->sw == 1 && taps_per_out <= DIRECT_MAX_KG &&
+           planes * cgi_direct_src_len(k) <= DIRECT_MAX_PADDED;
 }
 
 /* conv_transpose2d's w [Cin, Cout/G, KH, KW] as conv2d's taps: per group,
@@ -269,6 +278,15 @@ static const char *taps_of(const conv_job *j, int64_t gi, int64_t o) {
     return (j->flip ? j->wflip : cgi_ptr(j->w)) + (gi * j->cout_g + o) * ntap * j->es;
 }
 
+/* Hints the caches to fetch image n of t (4-D) when its planes are one
+ * block, to be written when write. */
+static void prefetch_image(const cg_tensor *t, int64_t n, bool write) {
+    const int64_t *s = t->strides, *d = t->shape;
+    if (n >= d[0] || s[3] != 1 || s[2] != d[3] || s[1] != d[2] * d[3]) return;
+    cgi_prefetch(cgi_ptr(t) + n * s[0] * (int64_t)cg_dtype_size(t->dtype),
+                 d[1] * s[1] * (int64_t)cg_dtype_size(t->dtype), write);
+}
+
 /* Image n, every group: pad the input planes, then the output planes acc
  * [Cout/G, len] = bias + taps * padded planes, their rows into y's planes. */
 static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool par) {
@@ -278,6 +296,8 @@ static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool
     double *bias = (double *)scr; /* first: scr is 64-byte aligned */
     char *pads = scr + direct_bias_elems(j) * es, *acc = pads + j->cin_g * sl * es;
     const int64_t *s = j->x->strides;
+    prefetch_image(j->x, n + 1, false);
+    prefetch_image(j->y, n + 1, true);
     for (int64_t gi = 0; gi < j->groups; gi++) {
         for (int64_t c = 0; c < j->cin_g; c++)
             cgi_direct_pad_plane(j->dt, &j->k,
@@ -320,28 +340,43 @@ static cg_status direct_wgrad_lane(const conv_job *j, int64_t lane, char *scr, b
     (void)par;
     int64_t es = j->es, sl = cgi_direct_src_len(&j->k), len = cgi_direct_len(&j->k);
     int64_t kk = j->k.kh * j->k.kw, vl = CGI_DIRECT_VEC_BYTES / es;
-    int64_t nw = j->groups * j->cout_g * j->cin_g * kk;
-    char *gp = scr + j->cin_g * sl * es, *dst = j->partials + lane * nw * vl * es;
+    int64_t nw = j->groups * j->cout_g * j->cin_g * kk, nb = j->db ? j->groups * j->cout_g : 0;
+    char *gp = scr + j->cin_g * sl * es, *dst = j->partials + lane * (nw + nb) * vl * es;
+    char *bl = dst + nw * vl * es; /* the bias lanes [nb, VEC] */
     const int64_t *sx = j->x->strides, *sg = j->g->strides;
-    cgi_fill(j->dt, nw * vl, dst, 0.0);
-    for (int64_t n = lane; n < j->n; n += j->lanes)
+    cgi_fill(j->dt, (nw + nb) * vl, dst, 0.0);
+    for (int64_t n = lane; n < j->n; n += j->lanes) {
+        prefetch_image(j->x, n + j->lanes, false);
+        prefetch_image(j->g, n + j->lanes, false);
         for (int64_t gi = 0; gi < j->groups; gi++) {
             for (int64_t c = 0; c < j->cin_g; c++)
                 cgi_direct_pad_plane(j->dt, &j->k,
                                      cgi_ptr(j->x) +
                                          (n * sx[0] + (gi * j->cin_g + c) * sx[1]) * es,
                                      sx[2], sx[3], scr + c * sl * es);
-            for (int64_t o = 0; o < j->cout_g; o++)
+            for (int64_t o = 0; o < j->cout_g; o++) {
+                char *go = gp + o * len * es;
                 cgi_direct_grid_plane(j->dt, &j->k,
                                       cgi_ptr(j->g) +
                                           (n * sg[0] + (gi * j->cout_g + o) * sg[1]) * es,
-                                      sg[2], sg[3], gp + o * len * es);
-            for (int64_t o = 0; o < j->cout_g; o++)
+                                      sg[2], sg[3], go);
+                if (nb)
+                    cgi_direct_lanes_add(j->dt, &j->k, go, bl + (gi * j->cout_g + o) * vl * es);
+            }
+            int64_t o = 0, pw = kk * vl * es;                /* bytes of one pair's lanes */
+            char *lw = dst + gi * j->cout_g * j->cin_g * pw; /* this group's lanes */
+            for (; o + 2 <= j->cout_g && kk >= 5; o += 2)
                 for (int64_t c = 0; c < j->cin_g; c++)
-                    cgi_direct_wgrad_plane(
-                        j->dt, &j->k, j->off, gp + o * len * es, scr + c * sl * es,
-                        dst + ((gi * j->cout_g + o) * j->cin_g + c) * kk * vl * es);
+                    cgi_direct_wgrad_pair(j->dt, &j->k, j->off, gp + o * len * es,
+                                          gp + (o + 1) * len * es, scr + c * sl * es,
+                                          lw + (o * j->cin_g + c) * pw,
+                                          lw + ((o + 1) * j->cin_g + c) * pw);
+            for (; o < j->cout_g; o++)
+                for (int64_t c = 0; c < j->cin_g; c++)
+                    cgi_direct_wgrad_plane(j->dt, &j->k, j->off, gp + o * len * es,
+                                           scr + c * sl * es, lw + (o * j->cin_g + c) * pw);
         }
+    }
     return CG_OK;
 }
 
@@ -374,7 +409,7 @@ static cg_status conv_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
     conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], w->shape[0]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
-    if (direct_ok(&j.k, j.kg)) return direct_conv(ctx, name, x, w, b, gm, y, false);
+    if (direct_ok(&j.k, j.kg, j.cin_g)) return direct_conv(ctx, name, x, w, b, gm, y, false);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, conv_tile, j.ntiles);
 }
@@ -415,7 +450,7 @@ static cg_status convt_compute(cg_ctx *ctx, const char *name, const cg_tensor *x
     conv_job j = job_of(y, x, gm, w->shape[2], w->shape[3], x->shape[1]);
     j.x = x, j.w = w, j.b = b, j.y = y;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
-    if (direct_ok(&j.k, j.cout_g * j.k.kh * j.k.kw))
+    if (direct_ok(&j.k, j.cout_g * j.k.kh * j.k.kw, j.cout_g))
         return direct_conv(ctx, name, x, w, b, gm, y, true);
     tiles_of(&j, j.kg + j.cout_g);
     return run_units(ctx, name, &j, convt_tile, j.ntiles);
@@ -462,37 +497,48 @@ static cg_status wgrad_gemm(cg_ctx *ctx, conv_job *j, int64_t nw) {
     return s;
 }
 
-/* The direct kernels' lanes [nw, VEC] per lane of images, added in lane
- * order, then each tap's vector summed into dw. */
+/* The direct kernels' lanes [nw (+ Cout), VEC] per lane of images, added in
+ * lane order, then each tap's vector summed into dw (and each bias lane into
+ * j->db). */
 static cg_status wgrad_direct(cg_ctx *ctx, conv_job *j, int64_t nw) {
-    int64_t vl = CGI_DIRECT_VEC_BYTES / j->es;
+    int64_t vl = CGI_DIRECT_VEC_BYTES / j->es, nl = nw + (j->db ? j->db->shape[0] : 0);
     j->lanes = j->n < LANES ? j->n : LANES;
-    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)(j->lanes * nw * vl * j->es));
+    j->partials = cgi_alloc(ctx, "cg_backward", (size_t)(j->lanes * nl * vl * j->es));
     cg_status s = CG_ERR_NOMEM;
     if (j->partials && direct_plan(ctx, "cg_backward", j))
         s = run_units(ctx, "cg_backward", j, direct_wgrad_lane, j->lanes);
     for (int64_t l = 1; l < j->lanes && s == CG_OK; l++)
-        cgi_plane_add(j->dt, nw * vl, j->partials + l * nw * vl * j->es, j->partials);
+        cgi_plane_add(j->dt, nl * vl, j->partials + l * nl * vl * j->es, j->partials);
     if (s == CG_OK) cgi_direct_lanes_sum(j->dt, nw, j->partials, cgi_ptr(j->y));
+    if (s == CG_OK && j->db)
+        cgi_direct_lanes_sum(j->dt, nl - nw, j->partials + nw * vl * j->es, cgi_ptr(j->db));
     if (!ctx) free(j->partials), free(j->off);
     return s;
 }
 
 /* dw [Cout, Cin/G, KH, KW] = sum over images of g_g [Coutg, P] im2col(x_g)^T,
- * directly when the stride is 1, the taps few and the lanes small. */
+ * directly when the stride is 1, the taps few and the lanes small. *db, if
+ * db is not NULL: the bias gradient [Cout] (the sum of g over N, H, W) made
+ * beside it by the direct kernels, which read every plane of g anyway; else
+ * NULL (the caller sums g itself). */
 static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
-                               const geom2 *gm, cg_tensor *dw) {
+                               const geom2 *gm, cg_tensor *dw, cg_tensor **db) {
     conv_job j = job_of(x, g, gm, gm->kernel[0], gm->kernel[1], g->shape[1]);
     j.x = x, j.g = g, j.y = dw;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
     tiles_of(&j, j.kg + j.cout_g);
     int64_t nw = cgi_numel(4, dw->shape);
+    bool direct = j.n > 0 && direct_ok(&j.k, j.kg, j.cin_g) && nw <= DIRECT_MAX_WEIGHT;
+    if (db) {
+        *db = direct ? cgi_new(ctx, "cg_backward", g->dtype, 1, &g->shape[1]) : NULL;
+        if (direct && !*db) return CG_ERR_NOMEM;
+        j.db = *db;
+    }
     if (j.n == 0) {
         cgi_fill(j.dt, nw, cgi_ptr(dw), 0.0);
         return CG_OK;
     }
-    return direct_ok(&j.k, j.kg) && nw <= DIRECT_MAX_WEIGHT ? wgrad_direct(ctx, &j, nw)
-                                                            : wgrad_gemm(ctx, &j, nw);
+    return direct ? wgrad_direct(ctx, &j, nw) : wgrad_gemm(ctx, &j, nw);
 }
 
 /* ---- the recorded ops ------------------------------------------------------------ */
@@ -542,16 +588,32 @@ static geom2 plain(const geom2 *gm) {
     return p;
 }
 
-/* conv2d_weight(x, g): the weight [Cout, Cin/G, kh, kw] of gm->kernel. */
+static const cg_op conv2d_bias_grad_op;
+
+/* conv2d_weight(x, g): the weight [Cout, Cin/G, kh, kw] of gm->kernel; with
+ * db, also conv2d's bias gradient, the sum of g over N, H, W, when the
+ * kernels make it on the way (*db NULL otherwise). */
 static cg_tensor *conv2d_weight(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *g,
-                                const geom2 *gm) {
+                                const geom2 *gm, cg_tensor **db) {
+    if (db) *db = NULL;
     if (!x || !g) return NULL;
     int64_t shape[4] = {g->shape[1], x->shape[1] / gm->groups, gm->kernel[0], gm->kernel[1]};
     cg_tensor *dw = cgi_new(ctx, "cg_backward", x->dtype, 4, shape);
-    if (dw && wgrad_compute(ctx, x, g, gm, dw) != CG_OK) return NULL; /* dw is in ctx */
+    if (dw && wgrad_compute(ctx, x, g, gm, dw, db) != CG_OK) return NULL; /* dw is in ctx */
+    if (db && *db) *db = CGI_RECORD(ctx, &conv2d_bias_grad_op, *db, g);
     const cg_tensor *in[2] = {x, g};
     return cg_record(ctx, &conv2d_weight_op, dw, 2, in, gm, sizeof *gm);
 }
+
+/* db = the sum of g [N, C, H, W] over N, H, W: dg = h [C] broadcast back. */
+static cg_status bias_grad_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *h,
+                                    cg_tensor **gin) {
+    const cg_tensor *g = cg_node_input(n, 0);
+    cg_tensor *h4 = cg_reshape(ctx, h, 4, (const int64_t[]){1, h->shape[0], 1, 1});
+    gin[0] = cg_expand(ctx, h4, 4, g->shape);
+    return cgi_grads_made(n, gin);
+}
+static const cg_op conv2d_bias_grad_op = {"conv2d_bias_grad", bias_grad_backward, 0};
 
 /* conv_transpose2d(g, w) sized to the image [ih, iw] it is the gradient of. */
 static cg_tensor *transpose_to(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *w,
@@ -603,10 +665,15 @@ static cg_status conv_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
     if (cg_node_needs_grad(n, 0))
         gin[0] = unlift(
             ctx, t ? conv_to(ctx, g4, w4, &p, h, wd) : transpose_to(ctx, g4, w4, &p, h, wd), x);
+    cg_tensor *db = NULL; /* conv2d's bias gradient, made beside dw when the kernels can */
+    bool fuse = !t && cg_node_needs_grad(n, 2);
     if (cg_node_needs_grad(n, 1))
-        gin[1] =
-            unlift(ctx, t ? conv2d_weight(ctx, g4, x4, &p) : conv2d_weight(ctx, x4, g4, &p), w);
-    if (cg_node_needs_grad(n, 2)) gin[2] = cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
+        gin[1] = unlift(ctx,
+                        t ? conv2d_weight(ctx, g4, x4, &p, NULL)
+                          : conv2d_weight(ctx, x4, g4, &p, fuse ? &db : NULL),
+                        w);
+    if (cg_node_needs_grad(n, 2))
+        gin[2] = db ? db : cg_sum(ctx, g4, (const int[]){0, 2, 3}, 3, false);
     return cgi_grads_made(n, gin);
 }
 static const cg_op conv2d_op = {"conv2d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};

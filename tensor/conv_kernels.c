@@ -79,17 +79,39 @@ static void valid_range(int64_t off, int64_t s, int64_t n, int64_t len, int64_t 
 /* Direct convolution kernels (conv_kernels.h), on GCC's generic vectors of
  * 64 bytes (one AVX-512 register; two or four narrower ones elsewhere), so
  * the running sums stay in registers, which GCC does not do for plain arrays.
- * The forward keeps a block of eight vectors of outputs of two output
- * channels through every input channel and tap: one (unaligned) load serves
- * two multiply-adds, and sixteen independent sums are in flight. The last
- * block ends at the grid's end, overlapping the one before, which it rewrites
- * with the same bits; grids shorter than a block, and an odd last channel,
- * go in blocks of 32 elements, one channel at a time. The weight gradient
- * takes eight taps at once, each in one vector of lanes, so one load of the
- * grid serves eight; the lanes live with the caller until every plane is in
- * (summing a vector's lanes per plane would cost more than a small plane).
+ * The forward keeps a block of 4-6 vectors of outputs of four output
+ * channels through every input channel and tap (dfwd4): one (unaligned)
+ * load serves four multiply-adds, and up to 24 independent sums are in
+ * flight; two leftover channels go in blocks of eight vectors (dfwd2), one
+ * in blocks of 32 elements (dfwd32). The last block ends at the grid's end,
+ * overlapping the one before, which it rewrites with the same bits. The
+ * weight gradient takes up to DWG_MAX taps at once (and two output
+ * channels when there are 5 taps or more), each tap in one vector of lanes,
+ * so one load of the grid serves them all; the lanes live with the caller
+ * until every plane is in (summing a vector's lanes per plane would cost
+ * more than a small plane).
  * Unaligned loads go through memcpy. */
 typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
+/* The weight gradient's taps per pass over a plane pair: 12 sums, the grid
+ * and a source vector fit in AVX-512's 32 registers. */
+#define DWG_MAX 12
+/* dwg with the tap count a constant, so that its sums live in registers. */
+#define DWG_CASE(n, SUF)                                                                       \
+    case n:                                                                                    \
+        dwg_##SUF(n, len, grid, src, off, lanes);                                              \
+        break;
+#define DWG_FIXED(T, SUF)                                                                      \
+    static void dwg_fixed_##SUF(int nt, int64_t len, const T *grid, const T *src,              \
+                                const int64_t *off, T *lanes) {                                \
+        switch (nt) {                                                                          \
+            DWG_CASE(1, SUF)                                                                   \
+            DWG_CASE(2, SUF)                                                                   \
+            DWG_CASE(3, SUF) DWG_CASE(4, SUF) DWG_CASE(5, SUF) DWG_CASE(6, SUF)                \
+                DWG_CASE(7, SUF) DWG_CASE(8, SUF) DWG_CASE(9, SUF) DWG_CASE(10, SUF)           \
+                    DWG_CASE(11, SUF) default                                                  \
+                : dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                              \
+        }                                                                                      \
+    }
 typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
 
 #define DIRECT_KERNELS(T, SUF)                                                                 \
@@ -126,9 +148,53 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         }                                                                                      \
         memcpy(acc, a, sizeof a);                                                              \
     }                                                                                          \
+    /* Four output channels, nv vectors (nv <= 6: 24 sums, four weights and a                  \
+     * source vector in AVX-512's 32 registers): one load serves four                          \
+     * multiply-adds, so the loads (most of them crossing a cache line) keep                   \
+     * up with the multiply-adds. Each sum is bias + taps in order, as in                      \
+     * dfwd2 and dfwd32, so every kernel gives an element the same bits. */                    \
+    static inline __attribute__((always_inline)) void dfwd4_##SUF(                             \
+        int nv, int64_t ntap, const T *taps, const int64_t *off, const T *src, const T *bias,  \
+        T *acc, int64_t len) {                                                                 \
+        vec_##SUF a[4][6], x, w[4];                                                            \
+        for (int o = 0; o < 4; o++)                                                            \
+            for (int v = 0; v < nv; v++) a[o][v] = (vec_##SUF){0} + bias[o];                   \
+        for (int64_t t = 0; t < ntap; t++) {                                                   \
+            for (int o = 0; o < 4; o++) w[o] = (vec_##SUF){0} + taps[o * ntap + t];            \
+            for (int v = 0; v < nv; v++) {                                                     \
+                memcpy(&x, src + off[t] + v * VL_##SUF, sizeof x);                             \
+                for (int o = 0; o < 4; o++) a[o][v] += w[o] * x;                               \
+            }                                                                                  \
+        }                                                                                      \
+        for (int o = 0; o < 4; o++)                                                            \
+            for (int v = 0; v < nv; v++)                                                       \
+                memcpy(acc + o * len + v * VL_##SUF, &a[o][v], sizeof x);                      \
+    }                                                                                          \
+    /* Four output channels over the grid in blocks of nv vectors, the last                    \
+     * ending at the grid's end. */                                                            \
+    static void dfwd4_run_##SUF(int nv, int64_t len, int64_t ntap, const T *taps,              \
+                                const int64_t *off, const T *src, const T *bias, T *acc) {     \
+        int64_t blk = nv * VL_##SUF;                                                           \
+        for (int64_t i = 0; i < len; i += blk) {                                               \
+            int64_t at = i + blk <= len ? i : len - blk;                                       \
+            if (nv == 4)                                                                       \
+                dfwd4_##SUF(4, ntap, taps, off, src + at, bias, acc + at, len);                \
+            else if (nv == 5)                                                                  \
+                dfwd4_##SUF(5, ntap, taps, off, src + at, bias, acc + at, len);                \
+            else                                                                               \
+                dfwd4_##SUF(6, ntap, taps, off, src + at, bias, acc + at, len);                \
+        }                                                                                      \
+    }                                                                                          \
     static void dconv_##SUF(const cgi_conv_geom *g, int64_t nout, int64_t ntap, const T *taps, \
                             const int64_t *off, const T *src, const double *bias, T *acc) {    \
-        int64_t len = cgi_direct_len(g), o = 0;                                                \
+        int64_t len = cgi_direct_len(g), o = 0, nvec = len / VL_##SUF;                         \
+        int nv = 0; /* the block (4 to 6 vectors) that computes the fewest elements */         \
+        for (int c = 6; c >= 4 && nvec >= 4; c--)                                              \
+            if (!nv || (nvec + c - 1) / c * c < (nvec + nv - 1) / nv * nv) nv = c;             \
+        for (; nv && o + 4 <= nout; o += 4) {                                                  \
+            T b4[4] = {(T)bias[o], (T)bias[o + 1], (T)bias[o + 2], (T)bias[o + 3]};            \
+            dfwd4_run_##SUF(nv, len, ntap, taps + o * ntap, off, src, b4, acc + o * len);      \
+        }                                                                                      \
         for (; o + 2 <= nout && len >= BLOCK_##SUF; o += 2)                                    \
             for (int64_t i = 0; i < len; i += BLOCK_##SUF) {                                   \
                 int64_t at = i + BLOCK_##SUF <= len ? i : len - BLOCK_##SUF;                   \
@@ -141,40 +207,117 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
                 dfwd32_##SUF(ntap, taps + o * ntap, off, src + i, (T)bias[o],                  \
                              acc + o * len + i);                                               \
     }                                                                                          \
-    /* Eight taps: lane vectors part[t] += grid * (src + off[t]) over len. */                  \
-    static void dwgrad8_##SUF(int64_t len, const T *grid, const T *src, const int64_t *off,    \
-                              T *lanes) {                                                      \
+    /* Taps [0, nt), nt <= DWG_MAX: lane vectors part[t] += grid * (src + off[t])              \
+     * over len, one load of the grid serving every tap; with few taps, two                    \
+     * vectors of lanes each, so enough sums are in flight (len is a multiple of               \
+     * 32 elements: an even number of vectors). */                                             \
+    static inline __attribute__((always_inline)) void dwg_##SUF(                               \
+        int nt, int64_t len, const T *grid, const T *src, const int64_t *off, T *lanes) {      \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
-        vec_##SUF part[8], gv, x;                                                              \
-        memcpy(part, lanes, sizeof part);                                                      \
-        for (int64_t i = 0; i < len; i += VL) {                                                \
-            memcpy(&gv, grid + i, sizeof gv);                                                  \
-            for (int t = 0; t < 8; t++) {                                                      \
-                memcpy(&x, src + off[t] + i, sizeof x);                                        \
-                part[t] += gv * x;                                                             \
+        vec_##SUF part[DWG_MAX][2], gv, x;                                                     \
+        const T *s[DWG_MAX];                                                                   \
+        for (int t = 0; t < nt; t++)                                                           \
+            part[t][0] = part[t][1] = (vec_##SUF){0}, s[t] = src + off[t];                     \
+        if (nt <= 4) {                                                                         \
+            for (int64_t i = 0; i < len; i += 2 * VL)                                          \
+                for (int u = 0; u < 2; u++) {                                                  \
+                    memcpy(&gv, grid + i + u * VL, sizeof gv);                                 \
+                    for (int t = 0; t < nt; t++) {                                             \
+                        memcpy(&x, s[t] + i + u * VL, sizeof x);                               \
+                        part[t][u] += gv * x;                                                  \
+                    }                                                                          \
+                }                                                                              \
+        } else {                                                                               \
+            for (int64_t i = 0; i < len; i += VL) {                                            \
+                memcpy(&gv, grid + i, sizeof gv);                                              \
+                for (int t = 0; t < nt; t++) {                                                 \
+                    memcpy(&x, s[t] + i, sizeof x);                                            \
+                    part[t][0] += gv * x;                                                      \
+                }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        memcpy(lanes, part, sizeof part);                                                      \
-    }                                                                                          \
-    /* One tap, in two vectors of lanes (len is a multiple of 32 elements). */                 \
-    static void dwgrad1_##SUF(int64_t len, const T *grid, const T *src, T *lanes) {            \
-        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
-        vec_##SUF p0 = {0}, p1 = {0}, g0, g1, x0, x1, acc;                                     \
-        for (int64_t i = 0; i < len; i += 2 * VL) {                                            \
-            memcpy(&g0, grid + i, sizeof g0), memcpy(&g1, grid + i + VL, sizeof g1);           \
-            memcpy(&x0, src + i, sizeof x0), memcpy(&x1, src + i + VL, sizeof x1);             \
-            p0 += g0 * x0, p1 += g1 * x1;                                                      \
+        for (int t = 0; t < nt; t++) {                                                         \
+            vec_##SUF acc;                                                                     \
+            memcpy(&acc, lanes + t * VL, sizeof acc);                                          \
+            acc += part[t][0] + part[t][1];                                                    \
+            memcpy(lanes + t * VL, &acc, sizeof acc);                                          \
         }                                                                                      \
-        memcpy(&acc, lanes, sizeof acc);                                                       \
-        acc += p0 + p1;                                                                        \
-        memcpy(lanes, &acc, sizeof acc);                                                       \
     }                                                                                          \
+    /* Two grids (output channels) against one source: one load of the source                  \
+     * serves two multiply-adds; each lane's sum runs in the order of dwg's for                \
+     * nt > 4. */                                                                              \
+    static inline __attribute__((always_inline)) void dwg2_##SUF(                              \
+        int nt, int64_t len, const T *g0, const T *g1, const T *src, const int64_t *off,       \
+        T *l0, T *l1) {                                                                        \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        vec_##SUF p0[DWG_MAX], p1[DWG_MAX], a, b, x;                                           \
+        const T *s[DWG_MAX];                                                                   \
+        for (int t = 0; t < nt; t++) p0[t] = p1[t] = (vec_##SUF){0}, s[t] = src + off[t];      \
+        for (int64_t i = 0; i < len; i += VL) {                                                \
+            memcpy(&a, g0 + i, sizeof a), memcpy(&b, g1 + i, sizeof b);                        \
+            for (int t = 0; t < nt; t++) {                                                     \
+                memcpy(&x, s[t] + i, sizeof x);                                                \
+                p0[t] += a * x;                                                                \
+                p1[t] += b * x;                                                                \
+            }                                                                                  \
+        }                                                                                      \
+        for (int t = 0; t < nt; t++) {                                                         \
+            vec_##SUF acc;                                                                     \
+            memcpy(&acc, l0 + t * VL, sizeof acc), acc += p0[t];                               \
+            memcpy(l0 + t * VL, &acc, sizeof acc);                                             \
+            memcpy(&acc, l1 + t * VL, sizeof acc), acc += p1[t];                               \
+            memcpy(l1 + t * VL, &acc, sizeof acc);                                             \
+        }                                                                                      \
+    }                                                                                          \
+    static void dwg2_fixed_##SUF(int nt, int64_t len, const T *g0, const T *g1, const T *src,  \
+                                 const int64_t *off, T *l0, T *l1) {                           \
+        switch (nt) {                                                                          \
+        case 5: dwg2_##SUF(5, len, g0, g1, src, off, l0, l1); break;                           \
+        case 6: dwg2_##SUF(6, len, g0, g1, src, off, l0, l1); break;                           \
+        case 7: dwg2_##SUF(7, len, g0, g1, src, off, l0, l1); break;                           \
+        case 8: dwg2_##SUF(8, len, g0, g1, src, off, l0, l1); break;                           \
+        case 9: dwg2_##SUF(9, len, g0, g1, src, off, l0, l1); break;                           \
+        case 10: dwg2_##SUF(10, len, g0, g1, src, off, l0, l1); break;                         \
+        case 11: dwg2_##SUF(11, len, g0, g1, src, off, l0, l1); break;                         \
+        default: dwg2_##SUF(DWG_MAX, len, g0, g1, src, off, l0, l1);                           \
+        }                                                                                      \
+    }                                                                                          \
+    /* The pair's taps in dwgrad's chunks (kh kw >= 5: every chunk over 4). */                 \
+    static void dwgrad2_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *g0,         \
+                              const T *g1, const T *src, T *l0, T *l1) {                       \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        int64_t len = cgi_direct_len(g), kk = g->kh * g->kw;                                   \
+        int64_t chunks = (kk + DWG_MAX - 1) / DWG_MAX;                                         \
+        for (int64_t c = 0, t = 0; c < chunks; c++) {                                          \
+            int nt = (int)((kk - t) / (chunks - c));                                           \
+            dwg2_fixed_##SUF(nt, len, g0, g1, src, off + t, l0 + t * VL, l1 + t * VL);         \
+            t += nt;                                                                           \
+        }                                                                                      \
+    }                                                                                          \
+    DWG_FIXED(T, SUF)                                                                          \
+    /* The taps in near-equal chunks of at most DWG_MAX (9 as 9, 25 as 9 8 8). */              \
     static void dwgrad_##SUF(const cgi_conv_geom *g, const int64_t *off, const T *grid,        \
                              const T *src, T *lanes) {                                         \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
-        int64_t len = cgi_direct_len(g), kk = g->kh * g->kw, t = 0;                            \
-        for (; t + 8 <= kk; t += 8) dwgrad8_##SUF(len, grid, src, off + t, lanes + t * VL);    \
-        for (; t < kk; t++) dwgrad1_##SUF(len, grid, src + off[t], lanes + t * VL);            \
+        int64_t len = cgi_direct_len(g), kk = g->kh * g->kw;                                   \
+        int64_t chunks = (kk + DWG_MAX - 1) / DWG_MAX;                                         \
+        for (int64_t c = 0, t = 0; c < chunks; c++) {                                          \
+            int nt = (int)((kk - t) / (chunks - c));                                           \
+            dwg_fixed_##SUF(nt, len, grid, src, off + t, lanes + t * VL);                      \
+            t += nt;                                                                           \
+        }                                                                                      \
+    }                                                                                          \
+    /* lanes (one vector) += the sum of the vectors of grid [len], in order. */                \
+    static void lanes_add_##SUF(int64_t len, const T *grid, T *lanes) {                        \
+        enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
+        vec_##SUF a = {0}, b = {0}, x, y, acc;                                                 \
+        for (int64_t i = 0; i < len; i += 2 * VL) {                                            \
+            memcpy(&x, grid + i, sizeof x), memcpy(&y, grid + i + VL, sizeof y);               \
+            a += x, b += y;                                                                    \
+        }                                                                                      \
+        memcpy(&acc, lanes, sizeof acc);                                                       \
+        acc += a + b;                                                                          \
+        memcpy(lanes, &acc, sizeof acc);                                                       \
     }                                                                                          \
     static void lanes_sum_##SUF(int64_t n, const T *lanes, T *dst) {                           \
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
@@ -229,30 +372,55 @@ static void copy_row(char *dst, const char *src, int64_t n, int64_t sx, int64_t 
     }
 }
 
+/* nb bytes of zeros, as copy_bytes writes (gaps between padded rows are a
+ * few elements: a call to memset costs more). */
+static void zero_bytes(char *dst, int64_t nb) {
+    static const char zeros[64];
+    if (nb >= 64) {
+        for (int64_t i = 0; i < nb; i += 64) {
+            int64_t at = i + 64 <= nb ? i : nb - 64;
+            memcpy(dst + at, zeros, 64);
+        }
+    } else if (nb >= 16) {
+        copy_bytes(dst, zeros, nb);
+    } else if (nb >= 8) {
+        memcpy(dst, zeros, 8), memcpy(dst + nb - 8, zeros, 8);
+    } else {
+        for (int64_t i = 0; i < nb; i++) dst[i] = 0;
+    }
+}
+
 /* Pixel (iy, ix) goes to padded (iy + ph, ix + pw); pixels no grid element
  * reaches (beyond row oh + (kh - 1) dh or column wp) are left out, so none
- * wraps into the next row. */
+ * wraps into the next row. Each byte is written once: the rows, and the
+ * zeros between and around them. */
 void cgi_direct_pad_plane(cg_dtype dt, const cgi_conv_geom *g, const void *x, int64_t sy,
                           int64_t sx, void *dst) {
     int64_t wp = cgi_direct_wp(g), rows = g->oh + (g->kh - 1) * g->dh;
-    int64_t es = (int64_t)cg_dtype_size(dt);
-    memset(dst, 0, (size_t)(cgi_direct_src_len(g) * es));
+    int64_t es = (int64_t)cg_dtype_size(dt), at = 0; /* bytes written so far */
     int64_t x0 = g->pw < 0 ? -g->pw : 0, x1 = g->iw < wp - g->pw ? g->iw : wp - g->pw;
-    if (x1 <= x0) return;
-    for (int64_t iy = 0; iy < g->ih; iy++) {
+    char *d = dst;
+    for (int64_t iy = 0; iy < g->ih && x1 > x0; iy++) {
         int64_t r = iy + g->ph;
         if (r < 0 || r >= rows) continue;
-        copy_row((char *)dst + (r * wp + x0 + g->pw) * es,
-                 (const char *)x + (iy * sy + x0 * sx) * es, x1 - x0, sx, es);
+        int64_t start = (r * wp + x0 + g->pw) * es;
+        zero_bytes(d + at, start - at);
+        copy_row(d + start, (const char *)x + (iy * sy + x0 * sx) * es, x1 - x0, sx, es);
+        at = start + (x1 - x0) * es;
     }
+    zero_bytes(d + at, cgi_direct_src_len(g) * es - at);
 }
 
 void cgi_direct_grid_plane(cg_dtype dt, const cgi_conv_geom *g, const void *src, int64_t sy,
                            int64_t sx, void *dst) {
     int64_t wp = cgi_direct_wp(g), es = (int64_t)cg_dtype_size(dt);
-    memset(dst, 0, (size_t)(cgi_direct_len(g) * es));
-    for (int64_t oy = 0; oy < g->oh; oy++)
-        copy_row((char *)dst + oy * wp * es, (const char *)src + oy * sy * es, g->ow, sx, es);
+    char *d = dst;
+    for (int64_t oy = 0; oy < g->oh; oy++) {
+        copy_row(d + oy * wp * es, (const char *)src + oy * sy * es, g->ow, sx, es);
+        if (oy + 1 < g->oh) zero_bytes(d + (oy * wp + g->ow) * es, (wp - g->ow) * es);
+    }
+    int64_t end = ((g->oh - 1) * wp + g->ow) * es;
+    zero_bytes(d + end, cgi_direct_len(g) * es - end);
 }
 
 void cgi_direct_offsets(const cgi_conv_geom *g, int64_t nc, int64_t sl, int64_t *off) {
@@ -278,6 +446,22 @@ void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *
         dwgrad_f32(g, off, grid, src, lanes);
     else
         dwgrad_f64(g, off, grid, src, lanes);
+}
+
+void cgi_direct_wgrad_pair(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                           const void *grid0, const void *grid1, const void *src, void *lanes0,
+                           void *lanes1) {
+    if (dt == CG_F32)
+        dwgrad2_f32(g, off, grid0, grid1, src, lanes0, lanes1);
+    else
+        dwgrad2_f64(g, off, grid0, grid1, src, lanes0, lanes1);
+}
+
+void cgi_direct_lanes_add(cg_dtype dt, const cgi_conv_geom *g, const void *grid, void *lanes) {
+    if (dt == CG_F32)
+        lanes_add_f32(cgi_direct_len(g), grid, lanes);
+    else
+        lanes_add_f64(cgi_direct_len(g), grid, lanes);
 }
 
 void cgi_direct_lanes_sum(cg_dtype dt, int64_t n, const void *lanes, void *dst) {
@@ -308,10 +492,24 @@ void cgi_col2im_plane(cg_dtype dt, const cgi_conv_geom *g, const void *cols, int
 
 void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t sy, int64_t sx,
                     void *dst, double add) {
+    if (add == 0 && sx == 1) { /* short rows (the direct kernels' outputs): fixed-size copies */
+        int64_t es = (int64_t)cg_dtype_size(dt);
+        for (int64_t y = 0; y < h; y++)
+            copy_bytes((char *)dst + y * w * es, (const char *)src + y * sy * es, w * es);
+        return;
+    }
     if (dt == CG_F32)
         copy_f32(h, w, src, sy, sx, dst, (float)add);
     else
         copy_f64(h, w, src, sy, sx, dst, add);
+}
+
+void cgi_prefetch(const void *p, int64_t nb, bool write) {
+    const char *c = p;
+    if (write)
+        for (int64_t i = 0; i < nb; i += 64) __builtin_prefetch(c + i, 1, 3);
+    else
+        for (int64_t i = 0; i < nb; i += 64) __builtin_prefetch(c + i, 0, 3);
 }
 
 void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst) {

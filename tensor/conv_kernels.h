@@ -67,12 +67,28 @@ CGI_HIDDEN void cgi_direct_conv(cg_dtype dt, const cgi_conv_geom *g, int64_t nou
 /* The weight gradient of one (output, input) channel pair, kept in lanes:
  * lanes [kh kw, VEC] (VEC = CGI_DIRECT_VEC_BYTES of elements) += for each
  * tap t, grid times src shifted by off[t] (offsets of one channel), lane by
- * lane over len. cgi_direct_lanes_sum ends it. */
+ * lane over len (summed in a fixed order that depends on kh kw alone).
+ * cgi_direct_lanes_sum ends it. */
 #define CGI_DIRECT_VEC_BYTES 64
 CGI_HIDDEN void cgi_direct_wgrad_plane(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
                                        const void *grid, const void *src, void *lanes);
+/* Two output channels' planes against one source plane at once (taps
+ * kh kw >= 5), into their lanes; each lane may sum in another order than
+ * cgi_direct_wgrad_plane's (the choice depends on the shape alone). */
+CGI_HIDDEN void cgi_direct_wgrad_pair(cg_dtype dt, const cgi_conv_geom *g, const int64_t *off,
+                                      const void *grid0, const void *grid1, const void *src,
+                                      void *lanes0, void *lanes1);
+/* The bias gradient beside it: lanes [VEC] += the vectors of grid [len]. */
+CGI_HIDDEN void cgi_direct_lanes_add(cg_dtype dt, const cgi_conv_geom *g, const void *grid,
+                                     void *lanes);
 /* dst[i] = the sum of lanes [n, VEC]'s row i, in lane order. */
 CGI_HIDDEN void cgi_direct_lanes_sum(cg_dtype dt, int64_t n, const void *lanes, void *dst);
+
+/* A hint, no effect on values: the caches fetch the nb bytes at p (to be
+ * written when write), for an image processed next while this one computes
+ * (a burst of misses at each image's start costs more than its arithmetic
+ * on MNIST-sized planes). */
+CGI_HIDDEN void cgi_prefetch(const void *p, int64_t nb, bool write);
 
 /* dst[y * w + x] = src[y * sy + x * sx] + add, for a plane [h, w]. */
 CGI_HIDDEN void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *src, int64_t sy,

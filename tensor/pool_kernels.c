@@ -175,8 +175,10 @@ MAX_2X2(max2x2_i64, int64_t, uint64_t, NO_NAN)
  * shorter than 16 windows reads on into the next rows and writes garbage into
  * the next rows' outputs, which their own turn overwrites; so that happens
  * only while the reads and the writes stay in this plane (room_in elements
- * from r0, room_out outputs from y: planes may be on other threads). The
- * rest goes through max2x2_f32. */
+ * from r0, room_out outputs from y: planes may be on other threads); the
+ * short rows at a plane's end go through zero-padded local copies (one
+ * vector pass where a scalar walk cost ten times as much per window), and
+ * planes too wide for 32-bit offsets through max2x2_f32. */
 typedef float vf32 __attribute__((vector_size(64)));
 typedef int32_t vi32 __attribute__((vector_size(64)));
 #if defined(__clang__)
@@ -216,8 +218,19 @@ static void max2x2v_f32(const float *restrict r0, const float *restrict r1, int6
                         float *restrict y, int64_t *restrict ix, int64_t base, int64_t W,
                         int64_t room_in, int64_t room_out) {
     int64_t gap = r1 - r0; /* r1 = r0 + gap: 32 reads from r1 stay in the plane */
-    if (W > INT32_MAX / 2 || (n < 16 && (room_out < 16 || room_in < gap + 32))) {
+    if (W > INT32_MAX / 2) {
         max2x2_f32(r0, r1, n, y, ix, base, W, room_in, room_out);
+        return;
+    }
+    if (n < 16 && (room_out < 16 || room_in < gap + 32)) {
+        /* a short row at a plane's end: through local copies of its rows */
+        float a[32] = {0}, b[32] = {0}, ym[16];
+        int64_t im[16];
+        memcpy(a, r0, sizeof(float) * (size_t)(2 * n));
+        memcpy(b, r1, sizeof(float) * (size_t)(2 * n));
+        max16_f32(a, b, ym, ix ? im : NULL, base, W);
+        memcpy(y, ym, sizeof(float) * (size_t)n);
+        if (ix) memcpy(ix, im, sizeof(int64_t) * (size_t)n);
         return;
     }
     for (int64_t i = 0; i < n; i += 16) {
@@ -260,10 +273,76 @@ void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg
 MAX_SCATTER(scatter_f32, float)
 MAX_SCATTER(scatter_f64, double)
 
+/* The 2x2 stride 2 f32 scatter when the windows tile the rows exactly (W =
+ * 2 OW) and g's rows are contiguous: each window's four dx elements are
+ * written once, g (+ 0, as the scatter's 0 + g makes -0 +0) where its index
+ * points, else 0, so dx needs no memset. Sixteen windows at a time: their
+ * index offsets in the window (0, 1, W or W + 1) pick g into four vectors,
+ * whose interleavings are the two rows. A block of 16 windows reaches past
+ * a short row into the next rows, of g, idx and dx alike, which later
+ * blocks rewrite in order; rows whose block would leave the plane go one
+ * window at a time. */
+typedef int64_t vi64 __attribute__((vector_size(64)));
+typedef int32_t vi32h __attribute__((vector_size(32)));
+
+static void scatter16_f32(const float *g, const int64_t *ix, int64_t base, int64_t W,
+                          float *d0) {
+    vi64 k0, k1, l0 = {0, 2, 4, 6, 8, 10, 12, 14}, l1 = l0 + 16;
+    memcpy(&k0, ix, sizeof k0), memcpy(&k1, ix + 8, sizeof k1);
+    vi32h e0 = __builtin_convertvector(k0 - l0 - base, vi32h);
+    vi32h e1 = __builtin_convertvector(k1 - l1 - base, vi32h);
+    vi32 k;
+    vf32 gv, zero = {0};
+    memcpy(&k, &e0, sizeof e0), memcpy((char *)&k + sizeof e0, &e1, sizeof e1);
+    memcpy(&gv, g, sizeof gv);
+    vi32 gb = (vi32)(gv + zero), w = (vi32){0} + (int32_t)W;
+    vf32 t0 = (vf32)(gb & (k == 0)), t1 = (vf32)(gb & (k == 1));
+    vf32 t2 = (vf32)(gb & (k == w)), t3 = (vf32)(gb & (k == w + 1));
+    vi32 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}, hi = lo + 8;
+    vf32 a0 = __builtin_shuffle(t0, t1, lo), a1 = __builtin_shuffle(t0, t1, hi);
+    vf32 b0 = __builtin_shuffle(t2, t3, lo), b1 = __builtin_shuffle(t2, t3, hi);
+    memcpy(d0, &a0, sizeof a0), memcpy(d0 + 16, &a1, sizeof a1);
+    memcpy(d0 + W, &b0, sizeof b0), memcpy(d0 + W + 16, &b1, sizeof b1);
+}
+
+static bool scatter2x2_ok(const cgi_pool_geom *geo, const cg_tensor *g) {
+    const cgi_pool_dim *dh = &geo->dim[0], *dw = &geo->dim[1];
+    return plain_2x2(dh) && plain_2x2(dw) && dw->in == 2 * dw->out && g->strides[3] == 1 &&
+           g->strides[2] == dw->out && dw->in <= INT32_MAX / 2;
+}
+
+static void scatter2x2_f32(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
+                           cg_tensor *dx, int64_t p) {
+    int64_t oh_n = geo->dim[0].out, ow_n = geo->dim[1].out, W = geo->dim[1].in;
+    int64_t ni = in_plane(geo), no = out_plane(geo);
+    const float *gp = (const float *)cgi_ptr(g) + plane_off(g, geo->c, p);
+    const int64_t *ip = (const int64_t *)cgi_ptr(idx) + p * no;
+    float *dp = (float *)cgi_ptr(dx) + p * ni;
+    for (int64_t oh = 0; oh < oh_n; oh++) {
+        const float *gr = gp + oh * ow_n;
+        const int64_t *ir = ip + oh * ow_n;
+        float *d0 = dp + 2 * oh * W;
+        int64_t base = 2 * oh * W;
+        if (ow_n >= 16 || (oh * ow_n + 16 <= no && (2 * oh + 1) * W + 32 <= ni)) {
+            for (int64_t i = 0; i < ow_n; i += 16) {
+                int64_t at = ow_n < 16 || i + 16 <= ow_n ? i : ow_n - 16;
+                scatter16_f32(gr + at, ir + at, base + 2 * at, W, d0 + 2 * at);
+            }
+            continue;
+        }
+        memset(d0, 0, sizeof(float) * (size_t)(2 * W));
+        for (int64_t ow = 0; ow < ow_n; ow++) dp[ir[ow]] += gr[ow];
+    }
+    int64_t done = 2 * oh_n * W; /* an odd last row */
+    memset(dp + done, 0, sizeof(float) * (size_t)(ni - done));
+}
+
 void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
                           cg_tensor *dx) {
     int64_t planes = geo->n * geo->c, work = planes * in_plane(geo);
-    if (g->dtype == CG_F32)
+    if (g->dtype == CG_F32 && scatter2x2_ok(geo, g))
+        PLANES(planes, work, p, scatter2x2_f32(geo, g, idx, dx, p););
+    else if (g->dtype == CG_F32)
         PLANES(planes, work, p, scatter_f32(geo, g, idx, dx, p););
     else
         PLANES(planes, work, p, scatter_f64(geo, g, idx, dx, p););

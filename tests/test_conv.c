@@ -373,13 +373,14 @@ static void test_conv_many_tiles(void **state) {
     free_inputs(in);
 }
 
-/* Unit stride with few taps per output goes to the direct kernels, with many
- * (here 32 x 3 x 3 = 288) to im2col and BLIS (ops/conv.c, DIRECT_MAX_KG):
- * the wide layer against the reference and gradchecked, both directions. */
+/* Unit stride with up to DIRECT_MAX_KG taps per output goes to the direct
+ * kernels (here 32 x 3 x 3 = 288, six output channels: a block of four and
+ * a pair), with more (128 x 3 x 3 = 1152) to im2col and BLIS (ops/conv.c):
+ * the wide layers against the reference and gradchecked, both directions. */
 static void test_conv_wide_layer_by_gemm(void **state) {
-    for (int t = 0; t < 2; t++) {
-        cfg c = {.n = 2, .cin = 32, .cout = 4, .h = 4, .w = 5, .kh = 3, .kw = 3};
-        c.transposed = t, c.bias = true;
+    for (int t = 0; t < 4; t++) {
+        cfg c = {.n = 2, .cin = t < 2 ? 128 : 32, .cout = 6, .h = 4, .w = 5, .kh = 3, .kw = 3};
+        c.transposed = t % 2, c.bias = true;
         c.o = cg_conv_defaults();
         c.o.padding[0] = c.o.padding[1] = 1;
         cg_tensor *in[3];

@@ -235,6 +235,37 @@ static void test_pool_max2x2_vector_path(void **state) {
     }
 }
 
+/* The f32 2x2 scatter writes each window's four gradients at once, sixteen
+ * windows at a time, past a short row into the next rows (W = 2 OW only; odd
+ * heights get the last row zeroed, odd widths go the generic way): the
+ * gradient of sum(y * r) is r at each index, 0 elsewhere, -0 made +0. */
+static void test_pool_max2x2_scatter_path(void **state) {
+    static const int64_t shapes[][4] = {
+        {2, 3, 28, 28}, {3, 2, 14, 14}, {1, 2, 9, 36}, {1, 1, 5, 6}, {2, 2, 6, 7}};
+    cg_rng rng = seeded(43);
+    for (int si = 0; si < 5; si++) {
+        cg_ctx *ctx = *state;
+        const int64_t *s = shapes[si];
+        cg_tensor *x = cg_randn(ctx, &rng, CG_F32, 4, s, 0, 1), *idx, *g;
+        cg_set_requires_grad(x, true);
+        cg_pool_opts o = cg_pool_defaults(2, 2);
+        cg_tensor *y = cg_max_pool2d(ctx, x, &o, &idx);
+        cg_tensor *r = cg_randn(ctx, &rng, CG_F32, 4, cg_shape(y), 0, 1);
+        ((float *)cg_data(r))[0] = -0.0f;
+        cg_tensor *loss = cg_sum(ctx, cg_mul(ctx, y, r), NULL, 0, false);
+        assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &x, &g, 0), CG_OK);
+        int64_t planes = s[0] * s[1], ni = s[2] * s[3], no = cg_numel(y) / planes;
+        float *want = calloc((size_t)(planes * ni), sizeof(float));
+        const int64_t *iv = cg_data(idx);
+        const float *rv = cg_data(r);
+        for (int64_t p = 0; p < planes; p++)
+            for (int64_t i = 0; i < no; i++) want[p * ni + iv[p * no + i]] += rv[p * no + i];
+        assert_memory_equal(cg_data(g), want, sizeof(float) * (size_t)(planes * ni));
+        free(want);
+        cg_ctx_reset(ctx);
+    }
+}
+
 /* [C, H, W] and [1, C, H, W] agree, as do a transposed input and its copy. */
 static void test_pool_unbatched_and_strided(void **state) {
     cg_ctx *ctx = *state;
@@ -814,6 +845,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_max2d_values),
         cmocka_unit_test(test_pool_max2x2_vector_path),
+        cmocka_unit_test(test_pool_max2x2_scatter_path),
         cmocka_unit_test(test_pool_avg2d_values),
         cmocka_unit_test(test_pool_ceil_mode_values),
         cmocka_unit_test(test_pool_1d_values),
