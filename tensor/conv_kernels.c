@@ -96,20 +96,22 @@ typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
  * and a source vector fit in AVX-512's 32 registers. */
 #define DWG_MAX 12
 /* dwg with the tap count a constant, so that its sums live in registers. */
-#define DWG_CASE(n, SUF)                                                                       \
-    case n:                                                                                    \
-        dwg_##SUF(n, len, grid, src, off, lanes);                                              \
-        break;
 #define DWG_FIXED(T, SUF)                                                                      \
     static void dwg_fixed_##SUF(int nt, int64_t len, const T *grid, const T *src,              \
                                 const int64_t *off, T *lanes) {                                \
         switch (nt) {                                                                          \
-            DWG_CASE(1, SUF)                                                                   \
-            DWG_CASE(2, SUF)                                                                   \
-            DWG_CASE(3, SUF) DWG_CASE(4, SUF) DWG_CASE(5, SUF) DWG_CASE(6, SUF)                \
-                DWG_CASE(7, SUF) DWG_CASE(8, SUF) DWG_CASE(9, SUF) DWG_CASE(10, SUF)           \
-                    DWG_CASE(11, SUF) default                                                  \
-                : dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                              \
+        case 1: dwg_##SUF(1, len, grid, src, off, lanes); break;                               \
+        case 2: dwg_##SUF(2, len, grid, src, off, lanes); break;                               \
+        case 3: dwg_##SUF(3, len, grid, src, off, lanes); break;                               \
+        case 4: dwg_##SUF(4, len, grid, src, off, lanes); break;                               \
+        case 5: dwg_##SUF(5, len, grid, src, off, lanes); break;                               \
+        case 6: dwg_##SUF(6, len, grid, src, off, lanes); break;                               \
+        case 7: dwg_##SUF(7, len, grid, src, off, lanes); break;                               \
+        case 8: dwg_##SUF(8, len, grid, src, off, lanes); break;                               \
+        case 9: dwg_##SUF(9, len, grid, src, off, lanes); break;                               \
+        case 10: dwg_##SUF(10, len, grid, src, off, lanes); break;                             \
+        case 11: dwg_##SUF(11, len, grid, src, off, lanes); break;                             \
+        default: dwg_##SUF(DWG_MAX, len, grid, src, off, lanes);                               \
         }                                                                                      \
     }
 typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
