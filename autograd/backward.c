@@ -212,8 +212,9 @@ static cg_status check_gin(const cg_node *n, int i, const cg_tensor *g) {
                      cg_dtype_name(x->dtype), cg_shape_str(x, sx, sizeof sx), i);
 }
 
-/* Whether the rule added input i's gradient to the leaf's .grad itself
- * (cg_node_grad_sink): then the engine only marks the .grad as changed. */
+/* Whether the rule added input i's gradient to the buffer cg_node_grad_sink
+ * gave it (a leaf's .grad: the engine only marks it changed; a non-leaf's
+ * gradient so far: it is in the input's slot already). */
 static bool sunk(const cgi_pass *p, const cg_node *n, int i, const cg_tensor *g) {
     const cg_tensor *x = n->inputs[i];
     if (i >= 32 || !(p->sinks_given >> i & 1u)) return false;
