@@ -305,8 +305,10 @@ static int evaluate(run *r, const args *a, int64_t step, double train, double t0
         h->lr[h->n] = cg_optim_lr(r->opt), h->seconds[h->n] = now() - t0;
         h->n++;
     }
-    printf("%sstep %lld: train %.4f, held-out %.4f nats/char, lr %.2e, %.1fs\n",
-           isatty(STDOUT_FILENO) && step > 0 ? "\n" : "", (long long)step, train, val,
+    char tr[32] = "-"; /* no training loss before the first step */
+    if (!isnan(train)) snprintf(tr, sizeof tr, "%.4f", train);
+    printf("%sstep %lld: train %s, held-out %.4f nats/char, lr %.2e, %.1fs\n",
+           isatty(STDOUT_FILENO) && step > 0 ? "\n" : "", (long long)step, tr, val,
            cg_optim_lr(r->opt), now() - t0);
     fflush(stdout);
     return 0;
