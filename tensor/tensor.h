@@ -100,7 +100,8 @@ CG_API cg_status cg_set_error(cg_status status, const char *fmt, ...)
 
 /* ---- contexts -------------------------------------------------------------- */
 typedef struct cg_ctx_stats {
-    size_t used;         /* bytes handed out since the last reset */
+    size_t used;         /* arena bytes handed out since the last reset (memory a
+                            backward gave back and reused counts once) */
     size_t capacity;     /* bytes held in chunks */
     size_t chunk_allocs; /* malloc calls made for chunks, ever */
     size_t resets;
