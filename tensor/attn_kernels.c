@@ -245,7 +245,7 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
 
 /* Unit b: delta = rowsum(g out), then every (key tile, query tile) pair
  * that is not wholly masked: for causal, the queries from the tile's first
- * key on. */
+ * key on, and the keys up to the query tile's last. */
 cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
     size_t es = cg_dtype_size(a->dt), tb = round64((size_t)BQ * BK * es);
     char *p = scr, *dp = scr + tb, *delta = scr + 2 * tb;
@@ -258,9 +258,12 @@ cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
                          out_row(a, &a->out, b, i), a->dv, delta + (size_t)i * es);
     tile t = {.b = b};
     for (t.j0 = 0; t.j0 < a->tk; t.j0 += BK) {
-        t.nk = min64(BK, a->tk - t.j0);
         for (t.i0 = a->causal ? t.j0 : 0; t.i0 < a->tq; t.i0 += BQ) {
             t.mq = min64(BQ, a->tq - t.i0);
+            t.nk = min64(BK, a->tk - t.j0);
+            /* causal: keys after the tile's last query are masked in all its
+             * rows, so they add nothing (T 256: a quarter of the work) */
+            if (a->causal) t.nk = min64(t.nk, t.i0 + t.mq - t.j0);
             cg_status st = bwd_tile(a, &t, p, dp, delta);
             if (st != CG_OK) return st;
         }
