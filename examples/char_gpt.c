@@ -65,29 +65,6 @@ static const char *const usage_lines[] = {
     NULL,
 };
 
-/* Sets the flag k to v; false for an unknown flag. */
-static bool set_flag(args *a, const char *k, const char *v) {
-    int64_t *ints[] = {&a->layers,       &a->heads,  &a->width,  &a->context,
-                       &a->steps,        &a->batch,  &a->warmup, &a->eval_every,
-                       &a->eval_windows, &a->sample, &a->top_k};
-    const char *int_names[] = {"--layers",       "--heads",  "--width",  "--context",
-                               "--steps",        "--batch",  "--warmup", "--eval-every",
-                               "--eval-windows", "--sample", "--top-k"};
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        if (!strcmp(k, int_names[i])) return *ints[i] = atoll(v), true;
-    double *reals[] = {&a->lr, &a->dropout, &a->temperature};
-    const char *real_names[] = {"--lr", "--dropout", "--temperature"};
-    for (size_t i = 0; i < 3; i++)
-        if (!strcmp(k, real_names[i])) return *reals[i] = atof(v), true;
-    const char **strs[] = {&a->data, &a->save, &a->load, &a->prompt, &a->csv, &a->svg};
-    const char *str_names[] = {"--data", "--save", "--load", "--prompt", "--csv", "--svg"};
-    for (size_t i = 0; i < 6; i++)
-        if (!strcmp(k, str_names[i])) return *strs[i] = v, true;
-    if (!strcmp(k, "--threads")) return a->threads = atoi(v), true;
-    if (!strcmp(k, "--seed")) return a->seed = strtoull(v, NULL, 10), true;
-    return false;
-}
-
 /* 0 to run, 1 for --help, -1 for bad flags. */
 static int parse_args(int argc, char **argv, args *a) {
     *a = (args){.layers = 4,
@@ -107,10 +84,30 @@ static int parse_args(int argc, char **argv, args *a) {
                 .prompt = "And God said",
                 .csv = OUTPUT_DIR "/char_gpt.csv",
                 .svg = OUTPUT_DIR "/char_gpt.svg"};
-    for (int i = 1; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--help")) return 1;
-        if (i + 1 >= argc || !set_flag(a, argv[i], argv[i + 1])) return -1;
-    }
+    const example_flag flags[] = {flag_i64("--layers", &a->layers),
+                                  flag_i64("--heads", &a->heads),
+                                  flag_i64("--width", &a->width),
+                                  flag_i64("--context", &a->context),
+                                  flag_i64("--steps", &a->steps),
+                                  flag_i64("--batch", &a->batch),
+                                  flag_i64("--warmup", &a->warmup),
+                                  flag_i64("--eval-every", &a->eval_every),
+                                  flag_i64("--eval-windows", &a->eval_windows),
+                                  flag_i64("--sample", &a->sample),
+                                  flag_i64("--top-k", &a->top_k),
+                                  flag_real("--lr", &a->lr),
+                                  flag_real("--dropout", &a->dropout),
+                                  flag_real("--temperature", &a->temperature),
+                                  flag_str("--data", &a->data),
+                                  flag_str("--save", &a->save),
+                                  flag_str("--load", &a->load),
+                                  flag_str("--prompt", &a->prompt),
+                                  flag_str("--csv", &a->csv),
+                                  flag_str("--svg", &a->svg),
+                                  flag_int("--threads", &a->threads),
+                                  flag_u64("--seed", &a->seed)};
+    int p = parse_flags(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]));
+    if (p) return p;
     bool ok = a->layers >= 0 && a->heads >= 1 && a->width >= 1 && a->context >= 1 &&
               a->steps >= 0 && a->batch >= 1 && a->warmup >= 0 && a->eval_every >= 1 &&
               a->eval_windows >= 1 && a->sample >= 0 && a->top_k >= 0 && a->lr > 0 &&

@@ -333,42 +333,21 @@ static int parse_args(int argc, char **argv, args *a) {
                 .lr = 2e-3,
                 .seed = 42,
                 .data = "/usr/share/datasets/fashion-mnist"};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help")) return 1;
-        if (!strcmp(k, "--check")) {
-            a->check = true;
-            continue;
-        }
-        if (!v) return -1;
-        i++;
-        if (!strcmp(k, "--epochs"))
-            a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch"))
-            a->batch = atoll(v);
-        else if (!strcmp(k, "--lr"))
-            a->lr = atof(v);
-        else if (!strcmp(k, "--width"))
-            a->width = atoll(v);
-        else if (!strcmp(k, "--blocks"))
-            a->nblocks = atoi(v);
-        else if (!strcmp(k, "--seed"))
-            a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads"))
-            a->threads = atoi(v);
-        else if (!strcmp(k, "--save"))
-            a->save = v;
-        else if (!strcmp(k, "--load"))
-            a->load = v;
-        else if (!strcmp(k, "--data"))
-            a->data = v;
-        else if (!strcmp(k, "--synthetic"))
-            a->synthetic = atoll(v);
-        else if (!strcmp(k, "--stop-after"))
-            a->stop = atoi(v);
-        else
-            return -1;
-    }
+    const example_flag flags[] = {flag_int("--epochs", &a->epochs),
+                                  flag_i64("--batch", &a->batch),
+                                  flag_real("--lr", &a->lr),
+                                  flag_i64("--width", &a->width),
+                                  flag_int("--blocks", &a->nblocks),
+                                  flag_u64("--seed", &a->seed),
+                                  flag_int("--threads", &a->threads),
+                                  flag_str("--save", &a->save),
+                                  flag_str("--load", &a->load),
+                                  flag_str("--data", &a->data),
+                                  flag_i64("--synthetic", &a->synthetic),
+                                  flag_int("--stop-after", &a->stop),
+                                  flag_switch("--check", &a->check)};
+    int p = parse_flags(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]));
+    if (p) return p;
     return a->epochs >= 1 && a->batch >= 1 && a->width >= 1 && a->nblocks >= 0 &&
                    (!a->check || a->epochs >= 2)
                ? 0

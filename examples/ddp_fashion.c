@@ -53,40 +53,15 @@ static int parse_args(int argc, char **argv, args *a) {
                 .data = "/usr/share/datasets/fashion-mnist",
                 .csv = OUTPUT_DIR "/ddp_fashion.csv",
                 .svg = OUTPUT_DIR "/ddp_fashion.svg"};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(k, "--help")) return 1;
-        if (!strcmp(k, "--deterministic")) {
-            a->deterministic = true;
-            continue;
-        }
-        if (!v) return -1;
-        i++;
-        if (!strcmp(k, "--epochs"))
-            a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch"))
-            a->batch = atoll(v);
-        else if (!strcmp(k, "--lr"))
-            a->lr = atof(v);
-        else if (!strcmp(k, "--hidden"))
-            a->hidden = atoll(v);
-        else if (!strcmp(k, "--seed"))
-            a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads"))
-            a->threads = atoi(v);
-        else if (!strcmp(k, "--shards"))
-            a->shards = atoi(v);
-        else if (!strcmp(k, "--save"))
-            a->save = v;
-        else if (!strcmp(k, "--data"))
-            a->data = v;
-        else if (!strcmp(k, "--csv"))
-            a->csv = v;
-        else if (!strcmp(k, "--svg"))
-            a->svg = v;
-        else
-            return -1;
-    }
+    const example_flag flags[] = {
+        flag_int("--epochs", &a->epochs), flag_i64("--batch", &a->batch),
+        flag_real("--lr", &a->lr),        flag_i64("--hidden", &a->hidden),
+        flag_u64("--seed", &a->seed),     flag_int("--threads", &a->threads),
+        flag_int("--shards", &a->shards), flag_str("--save", &a->save),
+        flag_str("--data", &a->data),     flag_str("--csv", &a->csv),
+        flag_str("--svg", &a->svg),       flag_switch("--deterministic", &a->deterministic)};
+    int p = parse_flags(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]));
+    if (p) return p;
     bool ok = a->epochs >= 0 && a->epochs <= 100 && a->batch >= 1 && a->hidden >= 1 &&
               a->shards >= 0 && a->lr > 0;
     return ok ? 0 : -1;

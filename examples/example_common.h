@@ -7,8 +7,12 @@
 #define EXAMPLE_COMMON_H
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -74,6 +78,74 @@ static inline void svg_panel_xy(FILE *f, int x0, const char *title, int n, const
 static inline void print_usage(FILE *f, const char *prog, const char *const *lines) {
     fprintf(f, "usage: %s [flags]\n", prog);
     for (; *lines; lines++) fprintf(f, "%s\n", *lines);
+}
+
+/* One flag of a command line: its name, and where its value goes. Made by
+ * the flag_* functions below, which check the destination's type. */
+typedef struct example_flag {
+    const char *name;
+    char kind; /* 'i' int, 'l' int64_t, 'u' uint64_t, 'f' double, 's' string, 'b' switch */
+    void *dst;
+} example_flag;
+
+static inline example_flag flag_int(const char *name, int *dst) {
+    return (example_flag){name, 'i', dst};
+}
+static inline example_flag flag_i64(const char *name, int64_t *dst) {
+    return (example_flag){name, 'l', dst};
+}
+static inline example_flag flag_u64(const char *name, uint64_t *dst) {
+    return (example_flag){name, 'u', dst};
+}
+static inline example_flag flag_real(const char *name, double *dst) {
+    return (example_flag){name, 'f', dst};
+}
+static inline example_flag flag_str(const char *name, const char **dst) {
+    return (example_flag){name, 's', dst};
+}
+/* A switch: takes no value, sets *dst to true. */
+static inline example_flag flag_switch(const char *name, bool *dst) {
+    return (example_flag){name, 'b', dst};
+}
+
+/* v into f's destination; -1 when it is not a whole number (or real) of
+ * the flag's type. */
+static inline int flag_value(const example_flag *f, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    if (f->kind == 's') {
+        *(const char **)f->dst = v;
+        return 0;
+    } else if (f->kind == 'i') {
+        long x = strtol(v, &end, 10);
+        if (x < INT_MIN || x > INT_MAX) return -1;
+        *(int *)f->dst = (int)x;
+    } else if (f->kind == 'l') {
+        *(int64_t *)f->dst = strtoll(v, &end, 10);
+    } else if (f->kind == 'u') {
+        *(uint64_t *)f->dst = strtoull(v, &end, 10);
+    } else {
+        *(double *)f->dst = strtod(v, &end);
+    }
+    return end == v || *end || errno ? -1 : 0;
+}
+
+/* argv against the table flags [n]: 1 for --help, -1 for an unknown flag,
+ * a missing value or one that does not parse, else 0 (the caller checks
+ * ranges). */
+static inline int parse_flags(int argc, char **argv, const example_flag *flags, int n) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return 1;
+        const example_flag *f = NULL;
+        for (int j = 0; j < n && !f; j++)
+            if (!strcmp(argv[i], flags[j].name)) f = &flags[j];
+        if (!f) return -1;
+        if (f->kind == 'b')
+            *(bool *)f->dst = true;
+        else if (++i >= argc || flag_value(f, argv[i]))
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- output files ------------------------------------------------------------ */

@@ -67,37 +67,22 @@ static int parse_args(int argc, char **argv, args *a) {
                 OUTPUT_DIR "/fashion_mlp.csv",
                 OUTPUT_DIR "/fashion_mlp.svg",
                 42};
-    for (int i = 1; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--help")) return 1;
-        if (i + 1 >= argc) return -1;
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--epochs"))
-            a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch"))
-            a->batch = atoll(v);
-        else if (!strcmp(k, "--lr"))
-            a->lr = atof(v);
-        else if (!strcmp(k, "--hidden")) {
-            if (parse_hidden(v, a)) return -1;
-        } else if (!strcmp(k, "--optimizer"))
-            a->optimizer = v;
-        else if (!strcmp(k, "--seed"))
-            a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads"))
-            a->threads = atoi(v);
-        else if (!strcmp(k, "--save"))
-            a->save = v;
-        else if (!strcmp(k, "--load"))
-            a->load = v;
-        else if (!strcmp(k, "--data"))
-            a->data = v;
-        else if (!strcmp(k, "--csv"))
-            a->csv = v;
-        else if (!strcmp(k, "--svg"))
-            a->svg = v;
-        else
-            return -1;
-    }
+    const char *hidden = NULL;
+    const example_flag flags[] = {flag_int("--epochs", &a->epochs),
+                                  flag_i64("--batch", &a->batch),
+                                  flag_real("--lr", &a->lr),
+                                  flag_str("--hidden", &hidden),
+                                  flag_str("--optimizer", &a->optimizer),
+                                  flag_u64("--seed", &a->seed),
+                                  flag_int("--threads", &a->threads),
+                                  flag_str("--save", &a->save),
+                                  flag_str("--load", &a->load),
+                                  flag_str("--data", &a->data),
+                                  flag_str("--csv", &a->csv),
+                                  flag_str("--svg", &a->svg)};
+    int p = parse_flags(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]));
+    if (p) return p;
+    if (hidden && parse_hidden(hidden, a)) return -1;
     if (a->epochs < 0 || a->epochs > 100 || a->batch < 1) return -1;
     if (strcmp(a->optimizer, "adam") && strcmp(a->optimizer, "adamw") &&
         strcmp(a->optimizer, "sgd"))

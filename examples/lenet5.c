@@ -97,37 +97,15 @@ static int parse_args(int argc, char **argv, args *a) {
                 .epochs = 15,
                 .lr = 1e-3,
                 .seed = 42};
-    for (int i = 1; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--help")) return 1;
-        if (i + 1 >= argc) return -1;
-        const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--model"))
-            a->model = v;
-        else if (!strcmp(k, "--epochs"))
-            a->epochs = atoi(v);
-        else if (!strcmp(k, "--batch"))
-            a->batch = atoll(v);
-        else if (!strcmp(k, "--lr"))
-            a->lr = atof(v);
-        else if (!strcmp(k, "--seed"))
-            a->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(k, "--threads"))
-            a->threads = atoi(v);
-        else if (!strcmp(k, "--save"))
-            a->save = v;
-        else if (!strcmp(k, "--load"))
-            a->load = v;
-        else if (!strcmp(k, "--data"))
-            a->data = v;
-        else if (!strcmp(k, "--csv"))
-            a->csv = v;
-        else if (!strcmp(k, "--svg"))
-            a->svg = v;
-        else if (!strcmp(k, "--weight-decay"))
-            a->weight_decay = atof(v);
-        else
-            return -1;
-    }
+    const example_flag flags[] = {
+        flag_str("--model", &a->model), flag_int("--epochs", &a->epochs),
+        flag_i64("--batch", &a->batch), flag_real("--lr", &a->lr),
+        flag_u64("--seed", &a->seed),   flag_int("--threads", &a->threads),
+        flag_str("--save", &a->save),   flag_str("--load", &a->load),
+        flag_str("--data", &a->data),   flag_str("--csv", &a->csv),
+        flag_str("--svg", &a->svg),     flag_real("--weight-decay", &a->weight_decay)};
+    int p = parse_flags(argc, argv, flags, (int)(sizeof flags / sizeof flags[0]));
+    if (p) return p;
     bool cnn = !strcmp(a->model, "cnn");
     if (!cnn && strcmp(a->model, "lenet5")) return -1;
     if (a->batch == 0) a->batch = cnn ? 500 : 64; /* the cnn steps every 2 batches */
