@@ -272,34 +272,6 @@ static cg_status composite_grads(cg_ctx *ctx, const cg_node *n, const cg_tensor 
     return cgi_grads_made(n, gin);
 }
 
-/* A new dense tensor of shape whose dims are laid out in the order of
- * like's strides, as PyTorch's empty_like keeps a layout: heads cut from
- * one [B, T, H D] projection give results [B, H, T, D] stored as [B, T, H,
- * D], so that merging the heads back is a view, not a copy. C order unless
- * like's last dim is its fastest and no stride is 0 (the kernels write rows
- * with unit stride). */
-static cg_tensor *new_like(cg_ctx *ctx, const char *op, const cg_tensor *like,
-                           const int64_t *shape) {
-    int n = like->ndim, order[CG_MAX_DIMS];
-    bool ok = true;
-    for (int i = 0; i < n; i++) {
-        order[i] = i;
-        ok = ok && like->strides[i] > 0;
-        for (int j = i; j > 0 && like->strides[order[j]] > like->strides[order[j - 1]]; j--) {
-            int o = order[j];
-            order[j] = order[j - 1], order[j - 1] = o;
-        }
-    }
-    cg_tensor *t = cgi_new(ctx, op, like->dtype, n, shape);
-    if (!t || !ok || order[n - 1] != n - 1) return t;
-    int64_t st = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        t->strides[order[i]] = st;
-        st *= shape[order[i]];
-    }
-    return t;
-}
-
 /* t [lead..., rows, cols] (unit stride along cols) as a kernel result. */
 static cgi_attn_out result_of(cg_tensor *t) {
     cgi_attn_out o = {.data = NULL};
@@ -312,7 +284,7 @@ static cgi_attn_out result_of(cg_tensor *t) {
 
 /* A gradient buffer for input t, or NULL when input i needs none. */
 static cg_tensor *grad_buf(cg_ctx *ctx, const cg_node *n, int i, const cg_tensor *t) {
-    return NEEDS(i) ? new_like(ctx, "cg_backward", t, t->shape) : NULL;
+    return NEEDS(i) ? cgi_new_in_layout_of(ctx, "cg_backward", t, t->shape) : NULL;
 }
 
 /* The fused backward (tensor/attn_kernels.c); the graph form when recorded. */
@@ -356,7 +328,7 @@ static cg_tensor *fused(cg_ctx *ctx, const cg_tensor *const *in, const cg_tensor
     int64_t shape[CG_MAX_DIMS];
     memcpy(shape, q->shape, sizeof shape);
     shape[n - 1] = v->shape[n - 1];
-    cg_tensor *out = new_like(ctx, NAME, q, shape);
+    cg_tensor *out = cgi_new_in_layout_of(ctx, NAME, q, shape);
     bool rec = recording(ctx, q, k, v), ok = out != NULL;
     if (ok && rec) ok = (s.lse = cgi_new(ctx, NAME, q->dtype, n - 1, q->shape)) != NULL;
     for (int i = 0; i < 3; i++) ok = ok && (s.ready[i] = gemm_ready(ctx, in[i])) != NULL;

@@ -245,6 +245,13 @@ CGI_HIDDEN cg_status cgi_check_shape(cg_ctx *ctx, const char *op, int ndim,
 /* New contiguous tensor with fresh, uninitialised storage. */
 CGI_HIDDEN cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim,
                               const int64_t *shape);
+/* The same of like's dtype and rank, dense, with its dims laid out in the
+ * order of like's strides, as PyTorch's empty_like keeps a layout (heads cut
+ * from one [B, T, H D] projection give [B, H, T, D] results stored as [B, T,
+ * H, D], so that merging the heads back is a view). C order unless like's
+ * last dim is its fastest and no stride is 0, so rows stay unit-stride. */
+CGI_HIDDEN cg_tensor *cgi_new_in_layout_of(cg_ctx *ctx, const char *op, const cg_tensor *like,
+                                           const int64_t *shape);
 /* New header sharing t's storage, with the given geometry (a view). */
 CGI_HIDDEN cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
                                   const int64_t *shape, const int64_t *strides, int64_t offset);

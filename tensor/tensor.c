@@ -212,6 +212,34 @@ cg_tensor *cgi_new(cg_ctx *ctx, const char *op, cg_dtype dt, int ndim, const int
     return t;
 }
 
+/* Dims in the order of like's strides, largest first (ties keep dim order). */
+static void stride_order(const cg_tensor *like, int *order) {
+    for (int i = 0; i < like->ndim; i++) {
+        order[i] = i;
+        for (int j = i; j > 0 && like->strides[order[j]] > like->strides[order[j - 1]]; j--) {
+            int o = order[j];
+            order[j] = order[j - 1], order[j - 1] = o;
+        }
+    }
+}
+
+cg_tensor *cgi_new_in_layout_of(cg_ctx *ctx, const char *op, const cg_tensor *like,
+                                const int64_t *shape) {
+    int n = like->ndim, order[CG_MAX_DIMS];
+    cg_tensor *t = cgi_new(ctx, op, like->dtype, n, shape);
+    bool dense_rows = n > 0;
+    for (int i = 0; i < n; i++) dense_rows = dense_rows && like->strides[i] > 0;
+    if (!t || !dense_rows) return t;
+    stride_order(like, order);
+    if (order[n - 1] != n - 1) return t;
+    int64_t st = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        t->strides[order[i]] = st;
+        st *= shape[order[i]];
+    }
+    return t;
+}
+
 cg_tensor *cgi_view_of(cg_ctx *ctx, const char *op, const cg_tensor *t, int ndim,
                        const int64_t *shape, const int64_t *strides, int64_t offset) {
     if (!ctx && t->storage->kind == CGI_STORAGE_ARENA) {
