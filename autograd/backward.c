@@ -53,6 +53,8 @@ static cgi_leaf_slot *leaf_slot(const cgi_pass *p, const cg_tensor *t) {
 /* Doubles the table (the old one stays in the arena until the reset). */
 static cg_status leaf_grow(cgi_pass *p) {
     size_t cap = p->cap ? p->cap * 2 : LEAF_SLOTS_MIN;
+    if (cap > SIZE_MAX / sizeof *p->slots)
+        return cgi_error(p->ctx, CG_ERR_NOMEM, "cg_backward: out of memory");
     cgi_leaf_slot *old = p->slots;
     cgi_leaf_slot *slots = cgi_alloc(p->ctx, "cg_backward", sizeof *slots * cap);
     if (!slots) return CG_ERR_NOMEM;
@@ -79,6 +81,8 @@ static cgi_hold *hold_slot(const cgi_pass *p, const cgi_storage *s) {
 /* Doubles the table (the old one stays in the arena until the reset). */
 static cg_status hold_grow(cgi_pass *p) {
     size_t cap = p->hcap ? p->hcap * 2 : LEAF_SLOTS_MIN;
+    if (cap > SIZE_MAX / sizeof *p->holds)
+        return cgi_error(p->ctx, CG_ERR_NOMEM, "cg_backward: out of memory");
     cgi_hold *old = p->holds, *holds = cgi_alloc(p->ctx, "cg_backward", sizeof *holds * cap);
     if (!holds) return CG_ERR_NOMEM;
     for (size_t i = 0; i < cap; i++) holds[i] = (cgi_hold){.s = NULL};
