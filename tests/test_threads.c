@@ -55,8 +55,12 @@ static void test_threads_default_yields_to_busy_neighbours(void **state) {
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     cg_set_num_threads(0);
     if (omp_get_max_threads() < 2) skip(); /* nothing to give back on one core */
-    /* a machine already busy (other jobs beside the tests) has nothing to show */
-    if (least_count_while_working(0.3) < omp_get_max_threads()) skip();
+    /* a machine still busy after 2 s (other jobs beside the tests) has nothing
+     * to show; the default comes back within its 2 s hold once it is idle */
+    bool idle = false;
+    for (int i = 0; i < 7 && !idle; i++)
+        idle = least_count_while_working(0.3) == omp_get_max_threads();
+    if (!idle) skip();
     pid_t kids[64];
     int nk = cores < 64 ? cores : 64;
     for (int i = 0; i < nk; i++) {
