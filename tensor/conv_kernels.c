@@ -92,6 +92,13 @@ static void valid_range(int64_t off, int64_t s, int64_t n, int64_t len, int64_t 
  * more than a small plane).
  * Unaligned loads go through memcpy. */
 typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
+/* A loaded vector stays in its register: GCC would otherwise fold the load
+ * into each multiply-add that uses it, loading an unaligned source twice. */
+#if defined(__GNUC__) && defined(__AVX512F__)
+#define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define KEEP_IN_REGISTER(v) ((void)0)
+#endif
 /* The weight gradient's taps per pass over a plane pair: 12 sums, the grid
  * and a source vector fit in AVX-512's 32 registers. */
 #define DWG_MAX 12
@@ -115,6 +122,13 @@ typedef float vec_f32 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         }                                                                                      \
     }
 typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
+/* The same vectors at any element address, for the lanes' loads and stores:
+ * with KEEP_IN_REGISTER beside them, as GCC otherwise turns a loop of them
+ * into a libc memcpy through the stack. */
+typedef float uvec_f32
+    __attribute__((vector_size(CGI_DIRECT_VEC_BYTES), aligned(sizeof(float)), may_alias));
+typedef double uvec_f64
+    __attribute__((vector_size(CGI_DIRECT_VEC_BYTES), aligned(sizeof(double)), may_alias));
 
 #define DIRECT_KERNELS(T, SUF)                                                                 \
     enum { VL_##SUF = sizeof(vec_##SUF) / sizeof(T), BLOCK_##SUF = 8 * VL_##SUF };             \
@@ -218,8 +232,10 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
         vec_##SUF part[DWG_MAX][2], gv, x;                                                     \
         const T *s[DWG_MAX];                                                                   \
-        for (int t = 0; t < nt; t++)                                                           \
-            part[t][0] = part[t][1] = (vec_##SUF){0}, s[t] = src + off[t];                     \
+        for (int t = 0; t < nt; t++) {                                                         \
+            part[t][0] = *(const uvec_##SUF *)(lanes + t * VL);                                \
+            part[t][1] = (vec_##SUF){0}, s[t] = src + off[t];                                  \
+        }                                                                                      \
         if (nt <= 4) {                                                                         \
             for (int64_t i = 0; i < len; i += 2 * VL)                                          \
                 for (int u = 0; u < 2; u++) {                                                  \
@@ -229,6 +245,7 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
                         part[t][u] += gv * x;                                                  \
                     }                                                                          \
                 }                                                                              \
+            for (int t = 0; t < nt; t++) part[t][0] += part[t][1];                             \
         } else {                                                                               \
             for (int64_t i = 0; i < len; i += VL) {                                            \
                 memcpy(&gv, grid + i, sizeof gv);                                              \
@@ -238,12 +255,7 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int t = 0; t < nt; t++) {                                                         \
-            vec_##SUF acc;                                                                     \
-            memcpy(&acc, lanes + t * VL, sizeof acc);                                          \
-            acc += part[t][0] + part[t][1];                                                    \
-            memcpy(lanes + t * VL, &acc, sizeof acc);                                          \
-        }                                                                                      \
+        for (int t = 0; t < nt; t++) *(uvec_##SUF *)(lanes + t * VL) = part[t][0];             \
     }                                                                                          \
     /* Two grids (output channels) against one source: one load of the source                  \
      * serves two multiply-adds; each lane's sum runs in the order of dwg's for                \
@@ -254,21 +266,27 @@ typedef double vec_f64 __attribute__((vector_size(CGI_DIRECT_VEC_BYTES)));
         enum { VL = sizeof(vec_##SUF) / sizeof(T) };                                           \
         vec_##SUF p0[DWG_MAX], p1[DWG_MAX], a, b, x;                                           \
         const T *s[DWG_MAX];                                                                   \
-        for (int t = 0; t < nt; t++) p0[t] = p1[t] = (vec_##SUF){0}, s[t] = src + off[t];      \
+        for (int t = 0; t < nt; t++) {                                                         \
+            p0[t] = *(const uvec_##SUF *)(l0 + t * VL);                                        \
+            p1[t] = *(const uvec_##SUF *)(l1 + t * VL);                                        \
+            KEEP_IN_REGISTER(p0[t]);                                                           \
+            KEEP_IN_REGISTER(p1[t]);                                                           \
+            s[t] = src + off[t];                                                               \
+        }                                                                                      \
         for (int64_t i = 0; i < len; i += VL) {                                                \
             memcpy(&a, g0 + i, sizeof a), memcpy(&b, g1 + i, sizeof b);                        \
             for (int t = 0; t < nt; t++) {                                                     \
                 memcpy(&x, s[t] + i, sizeof x);                                                \
+                KEEP_IN_REGISTER(x);                                                           \
                 p0[t] += a * x;                                                                \
                 p1[t] += b * x;                                                                \
             }                                                                                  \
         }                                                                                      \
         for (int t = 0; t < nt; t++) {                                                         \
-            vec_##SUF acc;                                                                     \
-            memcpy(&acc, l0 + t * VL, sizeof acc), acc += p0[t];                               \
-            memcpy(l0 + t * VL, &acc, sizeof acc);                                             \
-            memcpy(&acc, l1 + t * VL, sizeof acc), acc += p1[t];                               \
-            memcpy(l1 + t * VL, &acc, sizeof acc);                                             \
+            KEEP_IN_REGISTER(p0[t]);                                                           \
+            KEEP_IN_REGISTER(p1[t]);                                                           \
+            *(uvec_##SUF *)(l0 + t * VL) = p0[t];                                              \
+            *(uvec_##SUF *)(l1 + t * VL) = p1[t];                                              \
         }                                                                                      \
     }                                                                                          \
     static void dwg2_fixed_##SUF(int nt, int64_t len, const T *g0, const T *g1, const T *src,  \
