@@ -142,6 +142,7 @@ typedef double uvec_f64
             vec_##SUF w0 = (vec_##SUF){0} + taps0[t], w1 = (vec_##SUF){0} + taps1[t];          \
             for (int v = 0; v < 8; v++) {                                                      \
                 memcpy(&x, src + off[t] + v * VL_##SUF, sizeof x);                             \
+                KEEP_IN_REGISTER(x);                                                           \
                 a[v] += w0 * x;                                                                \
                 b[v] += w1 * x;                                                                \
             }                                                                                  \
