@@ -159,6 +159,12 @@ cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x) {
     return g && owned(p, g) ? g : NULL;
 }
 
+cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout) {
+    cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
+    if (!p || !p->recycle || p->running != n || !gout || gout != n->bgrad) return NULL;
+    return owned(p, gout) ? (cg_tensor *)gout : NULL;
+}
+
 /* t's slot in the pass's table, added when missing; NULL when out of memory. */
 static cgi_leaf_slot *leaf_entry(cgi_pass *p, const cg_tensor *t) {
     if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return NULL;

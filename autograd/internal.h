@@ -74,4 +74,11 @@ struct cgi_pass {
  * x's slot holds it (so a rule may add into it in place), else NULL. */
 CGI_HIDDEN cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x);
 
+/* gout, the running node n's output gradient, when n's rule may write its
+ * result over it (an elementwise rule: one pass, no new block), else NULL:
+ * in cg_backward without CG_CREATE_GRAPH, when the pass made gout, only
+ * n's slot holds it (it would go back to the context after the rule) and it
+ * is one dense block. */
+CGI_HIDDEN cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout);
+
 #endif

@@ -27,9 +27,14 @@ static cg_status relu_grad_backward(cg_ctx *ctx, const cg_node *n, const cg_tens
 }
 static const cg_op relu_grad_op = {"relu_backward", relu_grad_backward, CG_SAVES_INPUT(1)};
 
+/* Over g itself when the pass allows (cgi_node_spare_gout): a ReLU CNN's
+ * largest gradients then take no new memory. */
 static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                cg_tensor **gin) {
-    gin[0] = relu_grad(ctx, g, cg_node_input(n, 0));
+    const cg_tensor *x = cg_node_input(n, 0);
+    cg_tensor *spare = cgi_node_spare_gout(n, g);
+    if (spare) cgi_map_binary(cgi_binary_relu_grad.fn[x->dtype], g, x, spare);
+    gin[0] = spare ? spare : relu_grad(ctx, g, x);
     return cgi_grads_made(n, gin);
 }
 static const cg_op relu_op = {"relu", relu_backward, CG_SAVES_INPUT(0)};
@@ -70,8 +75,9 @@ static cg_status act_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
     const activation *act = (const activation *)cg_node_op(n);
     const act_params *a = cg_node_saved(n);
     const cg_tensor *x = cg_node_input(n, 0);
-    if (act->fast_grad && !cg_is_grad_enabled(ctx)) {
-        gin[0] = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);
+    if (act->fast_grad && !cg_is_grad_enabled(ctx)) { /* over g when the pass allows */
+        gin[0] = cgi_node_spare_gout(n, g);
+        if (!gin[0]) gin[0] = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);
         if (gin[0]) cgi_map_binary(act->fast_grad->fn[x->dtype], g, x, gin[0]);
     } else {
         gin[0] = act->grad(ctx, g, x, cg_node_output(n), *a);

@@ -280,6 +280,29 @@ static void test_autograd_grad_keeps_handed_out_gradients(void **state) {
     cg_tensor_free(x);
 }
 
+/* ReLU's and GELU's rules write x's gradient over their output's gradient
+ * when the pass owns it (cgi_node_spare_gout): loss = sum(3 act(x)) then
+ * grows the arena by one block in backward (mul_scalar's gradient), not two;
+ * the bits are cg_grad's, whose pass writes over nothing. */
+static void test_autograd_activation_backward_writes_over_its_gradient(void **state) {
+    cg_ctx *ctx = *state;
+    for (int k = 0; k < 2; k++) {
+        cg_tensor *x = seeded_leaf(6 + k, CG_F32, BIG_SHAPE, 1), *want;
+        cg_tensor *a = k == 0 ? cg_relu(ctx, x) : cg_gelu_tanh(ctx, x);
+        cg_tensor *loss = cg_sum(ctx, cg_mul_scalar(ctx, a, 3), NULL, 0, false);
+        assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &x, &want, CG_RETAIN_GRAPH), CG_OK);
+        size_t before = cg_ctx_get_stats(ctx).used;
+        assert_int_equal(cg_backward(loss), CG_OK);
+        assert_true(cg_ctx_get_stats(ctx).used - before < 2 * BIG_BYTES);
+        float *u = malloc(BIG_BYTES), *v = malloc(BIG_BYTES);
+        assert_int_equal(cg_copy_to_array(want, CG_F32, u), CG_OK);
+        assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F32, v), CG_OK);
+        assert_memory_equal(u, v, BIG_BYTES);
+        free(u), free(v);
+        cg_tensor_free(x);
+    }
+}
+
 /* cg_chunk's three pieces add their gradients into one buffer of the whole
  * (cg_node_grad_sink for a non-leaf), not into three zero-filled copies
  * summed: the values, and the arena's growth, show it. */
@@ -577,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_autograd_grad_sink_shared_weight),
         cmocka_unit_test(test_autograd_backward_reuses_spent_gradients),
         cmocka_unit_test(test_autograd_grad_keeps_handed_out_gradients),
+        cmocka_unit_test(test_autograd_activation_backward_writes_over_its_gradient),
         cmocka_unit_test(test_autograd_chunk_gradients_share_one_buffer),
         cmocka_unit_test(test_autograd_create_graph_hessian_vector),
         cmocka_unit_test(test_autograd_steady_state_no_malloc),
