@@ -165,6 +165,20 @@ cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout) {
     return owned(p, gout) ? (cg_tensor *)gout : NULL;
 }
 
+bool cgi_node_premask(const cg_node *n, int i) {
+    cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
+    if (!p || !p->recycle || p->running != n || i < 0 || i >= n->ninputs || i >= 32 ||
+        !n->inputs[i]->node)
+        return false;
+    p->premask |= 1u << i;
+    return true;
+}
+
+bool cgi_node_gout_premasked(const cg_node *n) {
+    cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
+    return p && p->recycle && p->running == n && p->masked == n;
+}
+
 /* t's slot in the pass's table, added when missing; NULL when out of memory. */
 static cgi_leaf_slot *leaf_entry(cgi_pass *p, const cg_tensor *t) {
     if (2 * (p->nleaves + 1) > p->cap && leaf_grow(p) != CG_OK) return NULL;
@@ -176,12 +190,18 @@ static cgi_leaf_slot *leaf_entry(cgi_pass *p, const cg_tensor *t) {
     return slot;
 }
 
-static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g) {
+/* premasked: g is already masked for t's producer (cgi_node_premask), which
+ * may then skip its mask while g is all its slot holds. */
+static cg_status add_grad(cgi_pass *p, const cg_tensor *t, cg_tensor *g, bool premasked) {
     cg_node *n = t->node;
     if (n) {
         if (n->bpass != p->id) n->bgrad = NULL;
         n->bpass = p->id;
-        return add_to(p, &n->bgrad, g);
+        bool first = !n->bgrad;
+        if (p->masked == n) p->masked = NULL; /* a sum is no longer premasked */
+        cg_status s = add_to(p, &n->bgrad, g);
+        if (s == CG_OK && premasked && first) p->masked = n;
+        return s;
     }
     cgi_leaf_slot *slot = leaf_entry(p, t);
     if (!slot) return CG_ERR_NOMEM;
@@ -263,6 +283,7 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
         for (int i = 0; i < n->ninputs; i++) gin[i] = NULL;
     }
     p->sinks_given = 0;
+    p->premask = 0;
     p->running = n;
     uint64_t serial = p->ctx->serial;
     if (s == CG_OK) s = n->op->backward(p->ctx, n, n->bgrad, gin);
@@ -272,7 +293,7 @@ static cg_status run_node(cgi_pass *p, cg_node *n) {
         if (!gin[i]) return cg_last_status() != CG_OK ? cg_last_status() : CG_ERR_STATE;
         if (sunk(p, n, i, gin[i])) continue;
         s = check_gin(n, i, gin[i]);
-        if (s == CG_OK) s = add_grad(p, n->inputs[i], gin[i]);
+        if (s == CG_OK) s = add_grad(p, n->inputs[i], gin[i], i < 32 && p->premask >> i & 1u);
     }
     if (s == CG_OK && !(p->flags & CG_RETAIN_GRAPH)) n->released = true;
     if (s == CG_OK) let_go(p, n, serial);
@@ -299,7 +320,7 @@ static cg_status seed(cgi_pass *p, cg_tensor *out, const cg_tensor *gout, const 
                          cg_dtype_name(gout->dtype), cg_shape_str(gout, sg, sizeof sg),
                          cg_dtype_name(out->dtype), cg_shape_str(out, so, sizeof so));
     }
-    return add_grad(p, out, (cg_tensor *)gout);
+    return add_grad(p, out, (cg_tensor *)gout, false);
 }
 
 /* ---- grad hooks (cg_set_grad_hook) ----------------------------------------------- */

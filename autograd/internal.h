@@ -65,6 +65,11 @@ struct cgi_pass {
      * more goes back to the context for reuse, as PyTorch frees a
      * gradient once its node's backward ran. */
     bool track, recycle;
+    /* Premasking (cgi_node_premask): the running node's inputs whose returned
+     * gradient is already masked by their producer's rule, and the node
+     * whose gradient so far is exactly such a gradient (NULL: none). */
+    uint32_t premask;
+    const cg_node *masked;
     uint64_t born; /* the context's block serial when the pass began */
     cgi_hold *holds;
     size_t hcap, nholds;
@@ -80,5 +85,16 @@ CGI_HIDDEN cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x);
  * n's slot holds it (it would go back to the context after the rule) and it
  * is one dense block. */
 CGI_HIDDEN cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout);
+
+/* Premasking, for a rule whose input i is made by an op whose own rule is a
+ * mask over the gradient (ReLU's; max pooling uses it): true when the
+ * running pass of cg_backward without CG_CREATE_GRAPH lets n's rule return
+ * input i's gradient already masked (non-leaf gradients are never seen
+ * there, and the mask is linear and idempotent, so the leaves' gradients
+ * are the same bits); the rule then must mask it. The producer's rule asks
+ * cgi_node_gout_premasked: true when its whole output gradient is such a
+ * gradient (nothing else was added to it), and it may pass it on as is. */
+CGI_HIDDEN bool cgi_node_premask(const cg_node *n, int i);
+CGI_HIDDEN bool cgi_node_gout_premasked(const cg_node *n);
 
 #endif

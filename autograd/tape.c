@@ -155,6 +155,7 @@ cg_tensor *cg_node_grad_sink(const cg_node *n, int i) {
     cg_tensor *g = x->node ? cgi_pass_own_grad(p, x) : x->grad;
     if (x->node) {
         if (g) p->sinks_given |= 1u << i;
+        if (g && p->masked == x->node) p->masked = NULL; /* the rule adds to it */
         return g;
     }
     if (!x->requires_grad || !g || g->requires_grad || g->dtype != x->dtype ||

@@ -32,12 +32,18 @@ static const cg_op relu_grad_op = {"relu_backward", relu_grad_backward, CG_SAVES
 static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                cg_tensor **gin) {
     const cg_tensor *x = cg_node_input(n, 0);
+    if (cgi_node_gout_premasked(n)) { /* masked already (max pooling's rule) */
+        gin[0] = (cg_tensor *)g;
+        return cgi_grads_made(n, gin);
+    }
     cg_tensor *spare = cgi_node_spare_gout(n, g);
     if (spare) cgi_map_binary(cgi_binary_relu_grad.fn[x->dtype], g, x, spare);
     gin[0] = spare ? spare : relu_grad(ctx, g, x);
     return cgi_grads_made(n, gin);
 }
 static const cg_op relu_op = {"relu", relu_backward, CG_SAVES_INPUT(0)};
+
+bool cgi_is_relu(const cg_node *node) { return node && cg_node_op(node) == &relu_op; }
 
 cg_tensor *cg_relu(cg_ctx *ctx, const cg_tensor *x) {
     CGI_NULL_CHECK(x, "cg_relu");

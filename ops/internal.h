@@ -48,6 +48,9 @@ CGI_HIDDEN cg_tensor *cgi_loss_reduce(cg_ctx *ctx, cg_tensor *loss, cg_reduction
  * layers check theirs when made). */
 CGI_HIDDEN bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed,
                                  const cg_conv_opts *o);
+/* Whether node was made by cg_relu (whose rule is a mask: see
+ * cgi_node_premask). */
+CGI_HIDDEN bool cgi_is_relu(const cg_node *node);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 

@@ -200,10 +200,31 @@ static cg_tensor *max_unpool(cg_ctx *ctx, const pool_saved *s, const cg_tensor *
                      sizeof *s);
 }
 
+/* Pooling cg_relu's output r = relu(a), unchanged since both ran (storage
+ * versions): ReLU's rule would keep the scatter where a > 0; at a window's
+ * argmax that is y > 0, so in cg_backward (cgi_node_premask) g is masked by
+ * y instead, a quarter of the elements for 2x2 windows, over g itself when
+ * the pass allows, and ReLU's rule passes the scatter on unread. */
+static bool premask_ok(const cg_node *n) {
+    const cg_tensor *r = cg_node_input(n, 0), *y = cg_node_output(n);
+    const cg_node *rn = r->node;
+    return cgi_is_relu(rn) && r->storage->version == rn->versions[rn->ninputs] &&
+           y->storage->version == n->versions[n->ninputs] && cgi_node_premask(n, 0);
+}
+
+static cg_tensor *premasked(cg_ctx *ctx, const cg_node *n, const cg_tensor *g) {
+    const cg_tensor *y = cg_node_output(n);
+    cg_tensor *m = cgi_node_spare_gout(n, g);
+    if (!m) m = cgi_new(ctx, "cg_backward", g->dtype, g->ndim, g->shape);
+    if (m) cgi_map_binary(cgi_binary_relu_grad.fn[g->dtype], g, y, m);
+    return m;
+}
+
 /* y = max over windows of x: dx = g scattered to the argmax of each window
  * (second order in x: zero almost everywhere; indices are constants). */
 static cg_status max_pool_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                    cg_tensor **gin) {
+    if (premask_ok(n)) g = premasked(ctx, n, g);
     gin[0] = max_unpool(ctx, cg_node_saved(n), g, cg_node_input(n, 1));
     return cgi_grads_made(n, gin);
 }

@@ -266,6 +266,50 @@ static void test_pool_max2x2_scatter_path(void **state) {
     }
 }
 
+/* max_pool2d(relu(a)) in cg_backward masks the pooled gradient for ReLU
+ * (premasking; ReLU's rule then passes it on) where cg_grad masks the
+ * scatter: the same bits, f32 (the 2x2 fast scatter) and f64, for 2x2,
+ * overlapping padded 3x3 stride 2 windows, ReLU's output also used
+ * elsewhere, and after the pooled output was changed in place (premasking
+ * is then off). a has exact zeros, -0 and negatives, so the mask matters. */
+static void relu_pool_case(cg_ctx *ctx, cg_dtype dt, int64_t k, int64_t st, int64_t pad,
+                           int variant) {
+    cg_rng rng = seeded(60 + (uint64_t)(k + variant));
+    const int64_t shape[4] = {2, 3, 12, 12};
+    cg_tensor *a = randn_leaf(&rng, dt, 4, shape, 1);
+    double v[864];
+    assert_int_equal(cg_copy_to_array(a, CG_F64, v), CG_OK);
+    for (int i = 0; i < 864; i += 7) v[i] = i % 14 ? 0.0 : -0.0;
+    cg_tensor *a2 = cg_from_array(NULL, dt, 4, shape, v);
+    cg_set_requires_grad(a2, true);
+    cg_tensor_free(a);
+    cg_tensor *r = cg_relu(ctx, a2);
+    cg_pool_opts o = opts(k, st, pad);
+    cg_tensor *y = cg_max_pool2d(ctx, r, &o, NULL);
+    cg_tensor *c = cg_randn(ctx, &rng, dt, 4, cg_shape(y), 0, 1);
+    cg_tensor *loss = variant == 2 ? cg_sum(ctx, y, NULL, 0, false)
+                                   : cg_sum(ctx, cg_mul(ctx, y, c), NULL, 0, false);
+    if (variant == 1)
+        loss = cg_add(ctx, loss, cg_sum(ctx, cg_mul_scalar(ctx, r, 0.5), NULL, 0, false));
+    if (variant == 2) /* y changed in place after the loss used it (nothing saved it) */
+        assert_int_equal(cg_fill_(y, -1.0), CG_OK);
+    cg_tensor *want;
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1, &a2, &want, CG_RETAIN_GRAPH), CG_OK);
+    assert_int_equal(cg_backward(loss), CG_OK);
+    size_t bytes = cg_dtype_size(dt) * 864;
+    assert_memory_equal(cg_data(want), cg_data(cg_grad_of(a2)), bytes);
+    cg_tensor_free(a2);
+    cg_ctx_reset(ctx);
+}
+
+static void test_pool_relu_then_max_pool_backward_bits(void **state) {
+    for (int d = 0; d < 2; d++)
+        for (int variant = 0; variant < 3; variant++) {
+            relu_pool_case(*state, d ? CG_F64 : CG_F32, 2, 2, 0, variant);
+            relu_pool_case(*state, d ? CG_F64 : CG_F32, 3, 2, 1, variant);
+        }
+}
+
 /* [C, H, W] and [1, C, H, W] agree, as do a transposed input and its copy. */
 static void test_pool_unbatched_and_strided(void **state) {
     cg_ctx *ctx = *state;
@@ -846,6 +890,7 @@ int main(void) {
         cmocka_unit_test(test_pool_max2d_values),
         cmocka_unit_test(test_pool_max2x2_vector_path),
         cmocka_unit_test(test_pool_max2x2_scatter_path),
+        cmocka_unit_test(test_pool_relu_then_max_pool_backward_bits),
         cmocka_unit_test(test_pool_avg2d_values),
         cmocka_unit_test(test_pool_ceil_mode_values),
         cmocka_unit_test(test_pool_1d_values),
