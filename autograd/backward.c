@@ -159,24 +159,28 @@ cg_tensor *cgi_pass_own_grad(cgi_pass *p, const cg_tensor *x) {
     return g && owned(p, g) ? g : NULL;
 }
 
-cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout) {
+/* The context's pass while n's rule runs in it, when the pass recycles
+ * (cg_backward without CG_CREATE_GRAPH), else NULL. */
+static cgi_pass *recycling_pass(const cg_node *n) {
     cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
-    if (!p || !p->recycle || p->running != n || !gout || gout != n->bgrad) return NULL;
-    return owned(p, gout) ? (cg_tensor *)gout : NULL;
+    return p && p->recycle && p->running == n ? p : NULL;
+}
+
+cg_tensor *cgi_node_spare_gout(const cg_node *n, const cg_tensor *gout) {
+    cgi_pass *p = recycling_pass(n);
+    return p && gout && gout == n->bgrad && owned(p, gout) ? (cg_tensor *)gout : NULL;
 }
 
 bool cgi_node_premask(const cg_node *n, int i) {
-    cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
-    if (!p || !p->recycle || p->running != n || i < 0 || i >= n->ninputs || i >= 32 ||
-        !n->inputs[i]->node)
-        return false;
+    cgi_pass *p = recycling_pass(n);
+    if (!p || i < 0 || i >= n->ninputs || i >= 32 || !n->inputs[i]->node) return false;
     p->premask |= 1u << i;
     return true;
 }
 
 bool cgi_node_gout_premasked(const cg_node *n) {
-    cgi_pass *p = n && n->output->ctx ? n->output->ctx->pass : NULL;
-    return p && p->recycle && p->running == n && p->masked == n;
+    cgi_pass *p = recycling_pass(n);
+    return p && p->masked == n;
 }
 
 /* t's slot in the pass's table, added when missing; NULL when out of memory. */

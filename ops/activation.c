@@ -27,7 +27,7 @@ static cg_status relu_grad_backward(cg_ctx *ctx, const cg_node *n, const cg_tens
 }
 static const cg_op relu_grad_op = {"relu_backward", relu_grad_backward, CG_SAVES_INPUT(1)};
 
-/* Over g itself when the pass allows (cgi_node_spare_gout): a ReLU CNN's
+/* Over g itself when the pass allows (cgi_grad_buffer): a ReLU CNN's
  * largest gradients then take no new memory. */
 static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                cg_tensor **gin) {
@@ -36,9 +36,11 @@ static cg_status relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
         gin[0] = (cg_tensor *)g;
         return cgi_grads_made(n, gin);
     }
-    cg_tensor *spare = cgi_node_spare_gout(n, g);
-    if (spare) cgi_map_binary(cgi_binary_relu_grad.fn[x->dtype], g, x, spare);
-    gin[0] = spare ? spare : relu_grad(ctx, g, x);
+    if (cg_is_grad_enabled(ctx)) { /* CG_CREATE_GRAPH: recorded */
+        gin[0] = relu_grad(ctx, g, x);
+    } else if ((gin[0] = cgi_grad_buffer(ctx, n, g, x))) {
+        cgi_map_binary(cgi_binary_relu_grad.fn[x->dtype], g, x, gin[0]);
+    }
     return cgi_grads_made(n, gin);
 }
 static const cg_op relu_op = {"relu", relu_backward, CG_SAVES_INPUT(0)};
@@ -82,8 +84,7 @@ static cg_status act_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
     const act_params *a = cg_node_saved(n);
     const cg_tensor *x = cg_node_input(n, 0);
     if (act->fast_grad && !cg_is_grad_enabled(ctx)) { /* over g when the pass allows */
-        gin[0] = cgi_node_spare_gout(n, g);
-        if (!gin[0]) gin[0] = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);
+        gin[0] = cgi_grad_buffer(ctx, n, g, x);
         if (gin[0]) cgi_map_binary(act->fast_grad->fn[x->dtype], g, x, gin[0]);
     } else {
         gin[0] = act->grad(ctx, g, x, cg_node_output(n), *a);

@@ -51,6 +51,11 @@ CGI_HIDDEN bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed,
 /* Whether node was made by cg_relu (whose rule is a mask: see
  * cgi_node_premask). */
 CGI_HIDDEN bool cgi_is_relu(const cg_node *node);
+/* Where an elementwise rule of node n, not recorded, writes an input's
+ * gradient: over n's output gradient g when the pass allows
+ * (cgi_node_spare_gout), else a new tensor of like's dtype and shape. */
+CGI_HIDDEN cg_tensor *cgi_grad_buffer(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                                      const cg_tensor *like);
 /* CG_OK when every input that needs a gradient got one. */
 CGI_HIDDEN cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin);
 

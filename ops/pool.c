@@ -213,10 +213,8 @@ static bool premask_ok(const cg_node *n) {
 }
 
 static cg_tensor *premasked(cg_ctx *ctx, const cg_node *n, const cg_tensor *g) {
-    const cg_tensor *y = cg_node_output(n);
-    cg_tensor *m = cgi_node_spare_gout(n, g);
-    if (!m) m = cgi_new(ctx, "cg_backward", g->dtype, g->ndim, g->shape);
-    if (m) cgi_map_binary(cgi_binary_relu_grad.fn[g->dtype], g, y, m);
+    cg_tensor *m = cgi_grad_buffer(ctx, n, g, g);
+    if (m) cgi_map_binary(cgi_binary_relu_grad.fn[g->dtype], g, cg_node_output(n), m);
     return m;
 }
 

@@ -216,6 +216,12 @@ cg_tensor *cgi_grad_like(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x) {
     return (cg_tensor *)r;
 }
 
+cg_tensor *cgi_grad_buffer(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                           const cg_tensor *like) {
+    cg_tensor *spare = cgi_node_spare_gout(n, g);
+    return spare ? spare : cgi_new(ctx, "cg_backward", like->dtype, like->ndim, like->shape);
+}
+
 cg_status cgi_grads_made(const cg_node *node, cg_tensor *const *gin) {
     for (int i = 0; i < cg_node_ninputs(node); i++)
         if (cg_node_needs_grad(node, i) && !gin[i])
