@@ -182,6 +182,31 @@ static gcase shape(int64_t m, int64_t n, int64_t k) {
 
 /* ---- shapes -------------------------------------------------------------- */
 
+/* f32 panels: sizes around BLIS's skx panel widths (12 and 32) and its
+ * 16-column transpose in cgrad's packing kernel (tensor/gemm.c), every
+ * transpose, rows padded (a long stride between panel rows), kappa = alpha
+ * 1 and not 1. Listed first in main: its first product is then the
+ * process's first call into BLIS (making the packing context there once
+ * aborted the process when BLIS_ARCH_TYPE was set). */
+static void test_gemm_f32_panel_packing(void **state) {
+    (void)state;
+    const int64_t mn[] = {13, 1, 11, 12, 24, 29}, ks[] = {17, 1, 15, 16, 47};
+    uint64_t seed = 1000;
+    for (size_t i = 0; i < 6; i++)
+        for (size_t j = 0; j < 6; j++)
+            for (size_t l = 0; l < 5; l++)
+                for (int t = 0; t < 8; t++) {
+                    gcase tc = shape(mn[i], mn[j], ks[l]);
+                    tc.dt = CG_F32, tc.ta = t & 1, tc.tb = (t >> 1) & 1;
+                    tc.alpha = t & 4 ? 0.5 : 1, tc.beta = t & 4 ? 0.25 : 0;
+                    if (t & 4) { /* rows padded by 5 */
+                        tc.rsa = (tc.ta ? tc.m : tc.k) + 5, tc.csa = 1;
+                        tc.rsb = (tc.tb ? tc.k : tc.n) + 5, tc.csb = 1;
+                    }
+                    run_case(&tc, seed++);
+                }
+}
+
 static void test_gemm_square(void **state) {
     (void)state;
     const int64_t sizes[] = {1, 2, 3, 7, 16, 33, 64, 129};
@@ -554,6 +579,7 @@ static void test_gemm_null_and_huge_args(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_f32_panel_packing), /* first: see its comment */
         cmocka_unit_test(test_gemm_square),
         cmocka_unit_test(test_gemm_rectangular),
         cmocka_unit_test(test_gemm_vector_shapes),
