@@ -28,6 +28,7 @@ typedef struct pool_saved {
     int sd;   /* spatial dims: 1 or 2 */
     int ndim; /* x's and y's rank: sd + 1 (unbatched) or sd + 2 */
     int64_t xshape[4], yshape[4];
+    bool codes; /* max pooling's input 1 holds window codes, not indices */
 } pool_saved;
 
 /* t of rank sd + 1 or sd + 2 as a header [n, c, H, W]: a missing n or H is
@@ -194,8 +195,9 @@ static cg_tensor *max_unpool(cg_ctx *ctx, const pool_saved *s, const cg_tensor *
                              const cg_tensor *idx) {
     cg_tensor *dx = g ? cgi_new(ctx, "cg_backward", g->dtype, s->ndim, s->xshape) : NULL;
     if (!dx) return NULL;
-    cg_tensor g4 = as4(g, s->sd), i4 = as4(idx, s->sd), d4 = as4(dx, s->sd);
-    cgi_max_pool_scatter(&s->geo, &g4, &i4, &d4);
+    cg_tensor g4 = as4(g, s->sd), i4 = s->codes ? g4 : as4(idx, s->sd), d4 = as4(dx, s->sd);
+    cgi_max_pool_scatter(&s->geo, &g4, s->codes ? NULL : &i4,
+                         s->codes ? (const uint8_t *)cgi_ptr(idx) : NULL, &d4);
     return cg_record(ctx, &max_pool_backward_op, dx, 2, (const cg_tensor *[]){g, idx}, s,
                      sizeof *s);
 }
@@ -235,8 +237,15 @@ static cg_status max_unpool_backward(cg_ctx *ctx, const cg_node *n, const cg_ten
     int64_t planes = s->geo.n * s->geo.c;
     int64_t ni = s->geo.dim[0].in * s->geo.dim[1].in,
             no = s->geo.dim[0].out * s->geo.dim[1].out;
-    cg_tensor *g2 = cg_reshape(ctx, g, CG_SHAPE(planes, ni));
-    cg_tensor *i2 = cg_reshape(ctx, cg_node_input(n, 1), CG_SHAPE(planes, no));
+    cg_tensor *g2 = cg_reshape(ctx, g, CG_SHAPE(planes, ni)), *i2;
+    if (s->codes) { /* the indices, made from the codes */
+        i2 = cgi_new(ctx, "cg_backward", CG_I64, CG_SHAPE(planes, no));
+        if (i2)
+            cgi_max_pool_decode(&s->geo, (const uint8_t *)cgi_ptr(cg_node_input(n, 1)),
+                                (int64_t *)cgi_ptr(i2));
+    } else {
+        i2 = cg_reshape(ctx, cg_node_input(n, 1), CG_SHAPE(planes, no));
+    }
     gin[0] = cg_reshape(ctx, cg_gather(ctx, g2, 1, i2), s->ndim, s->yshape);
     return cgi_grads_made(n, gin);
 }
@@ -248,9 +257,10 @@ static const cg_op max_pool2d_op = {"max_pool2d", max_pool_backward, CG_SAVES_IN
 static const cg_op max_pool_backward_op = {"max_pool_backward", max_unpool_backward,
                                            CG_SAVES_INPUT(1)};
 
-/* Both max poolings. The indices are made when asked for or when x needs a
- * gradient (ctx NULL: for cg_record to refuse); the node holds them as its
- * (constant) input 1. */
+/* Both max poolings. The argmax is kept when asked for or when x needs a
+ * gradient (ctx NULL: for cg_record to refuse); the node holds it as its
+ * (constant) input 1: the indices, or (not asked for, and the common 2x2
+ * case: cgi_max_pool_codes_ok) one byte per output in an i64 buffer. */
 static cg_tensor *max_pool(cg_ctx *ctx, const char *name, const cg_op *op, const cg_tensor *x,
                            const cg_pool_opts *o, int sd, cg_tensor **indices) {
     if (indices) *indices = NULL;
@@ -258,14 +268,20 @@ static cg_tensor *max_pool(cg_ctx *ctx, const char *name, const cg_op *op, const
     pool_saved s;
     if (!pool_setup(ctx, name, x, o, sd, CGI_POOL_MAX, &s)) return NULL;
     bool want = indices || (x->requires_grad && (!ctx || cg_is_grad_enabled(ctx)));
-    cg_tensor *y = cgi_new(ctx, name, x->dtype, s.ndim, s.yshape);
-    cg_tensor *idx = y && want ? cgi_new(ctx, name, CG_I64, s.ndim, s.yshape) : NULL;
+    cg_tensor x4 = as4(x, sd);
+    s.codes = want && !indices && cgi_max_pool_codes_ok(&s.geo, &x4);
+    cg_tensor *y = cgi_new(ctx, name, x->dtype, s.ndim, s.yshape), *idx = NULL;
+    if (y && s.codes) /* a byte per output of y, rounded up to i64 */
+        idx = cgi_new(ctx, name, CG_I64, CG_SHAPE((cg_numel(y) + 7) / 8));
+    else if (y && want)
+        idx = cgi_new(ctx, name, CG_I64, s.ndim, s.yshape);
     if (!y || (want && !idx)) {
         cg_tensor_free(y);
         return NULL;
     }
-    cg_tensor x4 = as4(x, sd), y4 = as4(y, sd), i4 = idx ? as4(idx, sd) : y4;
-    cgi_max_pool(&s.geo, &x4, &y4, idx ? &i4 : NULL);
+    cg_tensor y4 = as4(y, sd), i4 = idx && !s.codes ? as4(idx, sd) : y4;
+    cgi_max_pool(&s.geo, &x4, &y4, idx && !s.codes ? &i4 : NULL,
+                 s.codes ? (uint8_t *)cgi_ptr(idx) : NULL);
     if (!idx) return y;
     y = cg_record(ctx, op, y, 2, (const cg_tensor *[]){x, idx}, &s, sizeof s);
     if (y && indices)

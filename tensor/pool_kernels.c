@@ -115,8 +115,8 @@ static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, in
         *k = (int64_t)(((uint64_t)kv & tk) | ((uint64_t)*k & ~tk));                            \
     }                                                                                          \
     static void name(const T *restrict r0, const T *restrict r1, int64_t n, T *restrict y,     \
-                     int64_t *restrict ix, int64_t base, int64_t W, int64_t room_in,           \
-                     int64_t room_out) {                                                       \
+                     int64_t *restrict ix, uint8_t *restrict code, int64_t base, int64_t W,    \
+                     int64_t room_in, int64_t room_out) {                                      \
         (void)room_in, (void)room_out;                                                         \
         for (int64_t i = 0; i < n; i++) {                                                      \
             T m = r0[2 * i];                                                                   \
@@ -126,6 +126,7 @@ static inline void tap_range(const cgi_pool_dim *d, int64_t off, int64_t *lo, in
             name##_take(r1[2 * i + 1], W + 1, &m, &k);                                         \
             y[i] = m;                                                                          \
             if (ix) ix[i] = base + 2 * i + k;                                                  \
+            if (code) code[i] = (uint8_t)(k >= W ? k - W + 2 : k);                             \
         }                                                                                      \
     }
 
@@ -140,18 +141,19 @@ static bool plain_2x2(const cgi_pool_dim *d) {
 #define MAX_POOL(name, T, U, LOWEST, ISNAN, ROW_2X2)                                           \
     MAX_ROW(name##_row, T, U, LOWEST, ISNAN)                                                   \
     static void name(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,               \
-                     cg_tensor *idx, int64_t p) {                                              \
+                     cg_tensor *idx, uint8_t *codes, int64_t p) {                              \
         const T *xp = (const T *)cgi_ptr(x) + plane_off(x, geo->c, p);                         \
         int64_t sh = x->strides[2], sw = x->strides[3], ow_n = geo->dim[1].out;                \
         T *yp = (T *)cgi_ptr(y) + p * out_plane(geo);                                          \
         int64_t *ip = idx ? (int64_t *)cgi_ptr(idx) + p * out_plane(geo) : NULL;               \
+        uint8_t *cp = codes ? codes + p * out_plane(geo) : NULL; /* only where fast */         \
         bool fast = sw == 1 && plain_2x2(&geo->dim[0]) && plain_2x2(&geo->dim[1]);             \
         for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
             T *yr = yp + oh * ow_n;                                                            \
             int64_t *ir = ip ? ip + oh * ow_n : NULL;                                          \
             if (fast)                                                                          \
                 ROW_2X2(xp + 2 * oh * sh, xp + (2 * oh + 1) * sh, ow_n, yr, ir,                \
-                        2 * oh * geo->dim[1].in, geo->dim[1].in,                               \
+                        cp ? cp + oh * ow_n : NULL, 2 * oh * geo->dim[1].in, geo->dim[1].in,   \
                         (geo->dim[0].in - 1 - 2 * oh) * sh + geo->dim[1].in,                   \
                         (geo->dim[0].out - oh) * ow_n);                                        \
             else if (ip && sw == 1)                                                            \
@@ -199,43 +201,53 @@ static inline void take16(vf32 v, int32_t kv, vf32 *m, vi32 *k) {
     *k = (((vi32){0} + kv) & t) | (*k & ~t);
 }
 
-static void max16_f32(const float *r0, const float *r1, float *y, int64_t *ix, int64_t base,
-                      int64_t W) {
+typedef uint8_t vu8 __attribute__((vector_size(16)));
+
+/* The window's argmax goes to ix (flat index) or code (2 dy + dx). */
+static void max16_f32(const float *r0, const float *r1, float *y, int64_t *ix, uint8_t *code,
+                      int64_t base, int64_t W) {
     vf32 a0, a1, c0, c1, m, b, c, d;
     vi32 k = {0};
     memcpy(&a0, r0, sizeof a0), memcpy(&a1, r0 + 16, sizeof a1);
     memcpy(&c0, r1, sizeof c0), memcpy(&c1, r1 + 16, sizeof c1);
     m = EVENS(a0, a1), b = ODDS(a0, a1), c = EVENS(c0, c1), d = ODDS(c0, c1);
     take16(b, 1, &m, &k);
-    take16(c, (int32_t)W, &m, &k);
-    take16(d, (int32_t)W + 1, &m, &k);
+    take16(c, code ? 2 : (int32_t)W, &m, &k);
+    take16(d, code ? 3 : (int32_t)W + 1, &m, &k);
     memcpy(y, &m, sizeof m);
     if (ix)
         for (int l = 0; l < 16; l++) ix[l] = base + 2 * l + k[l];
+    if (code) {
+        vu8 c8 = __builtin_convertvector(k, vu8);
+        memcpy(code, &c8, sizeof c8);
+    }
 }
 
 static void max2x2v_f32(const float *restrict r0, const float *restrict r1, int64_t n,
-                        float *restrict y, int64_t *restrict ix, int64_t base, int64_t W,
-                        int64_t room_in, int64_t room_out) {
+                        float *restrict y, int64_t *restrict ix, uint8_t *restrict code,
+                        int64_t base, int64_t W, int64_t room_in, int64_t room_out) {
     int64_t gap = r1 - r0; /* r1 = r0 + gap: 32 reads from r1 stay in the plane */
     if (W > INT32_MAX / 2) {
-        max2x2_f32(r0, r1, n, y, ix, base, W, room_in, room_out);
+        max2x2_f32(r0, r1, n, y, ix, code, base, W, room_in, room_out);
         return;
     }
     if (n < 16 && (room_out < 16 || room_in < gap + 32)) {
         /* a short row at a plane's end: through local copies of its rows */
         float a[32] = {0}, b[32] = {0}, ym[16];
         int64_t im[16];
+        uint8_t cm[16];
         memcpy(a, r0, sizeof(float) * (size_t)(2 * n));
         memcpy(b, r1, sizeof(float) * (size_t)(2 * n));
-        max16_f32(a, b, ym, ix ? im : NULL, base, W);
+        max16_f32(a, b, ym, ix ? im : NULL, code ? cm : NULL, base, W);
         memcpy(y, ym, sizeof(float) * (size_t)n);
         if (ix) memcpy(ix, im, sizeof(int64_t) * (size_t)n);
+        if (code) memcpy(code, cm, (size_t)n);
         return;
     }
     for (int64_t i = 0; i < n; i += 16) {
         int64_t at = n < 16 || i + 16 <= n ? i : n - 16; /* the last block ends at n */
-        max16_f32(r0 + 2 * at, r1 + 2 * at, y + at, ix ? ix + at : NULL, base + 2 * at, W);
+        max16_f32(r0 + 2 * at, r1 + 2 * at, y + at, ix ? ix + at : NULL,
+                  code ? code + at : NULL, base + 2 * at, W);
     }
 }
 
@@ -243,14 +255,34 @@ MAX_POOL(max_f32, float, uint32_t, -INFINITY, isnan, max2x2v_f32)
 MAX_POOL(max_f64, double, uint64_t, -INFINITY, isnan, max2x2_f64)
 MAX_POOL(max_i64, int64_t, uint64_t, INT64_MIN, NO_NAN, max2x2_i64)
 
-void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg_tensor *idx) {
+bool cgi_max_pool_codes_ok(const cgi_pool_geom *geo, const cg_tensor *x) {
+    return x->dtype == CG_F32 && x->strides[3] == 1 && plain_2x2(&geo->dim[0]) &&
+           plain_2x2(&geo->dim[1]);
+}
+
+void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg_tensor *idx,
+                  uint8_t *codes) {
     int64_t planes = geo->n * geo->c, work = planes * out_plane(geo) * geo->dim[0].kernel;
     work *= geo->dim[1].kernel;
     switch (x->dtype) {
-    case CG_F32: PLANES(planes, work, p, max_f32(geo, x, y, idx, p);); break;
-    case CG_F64: PLANES(planes, work, p, max_f64(geo, x, y, idx, p);); break;
-    case CG_I64: PLANES(planes, work, p, max_i64(geo, x, y, idx, p);); break;
+    case CG_F32: PLANES(planes, work, p, max_f32(geo, x, y, idx, codes, p);); break;
+    case CG_F64: PLANES(planes, work, p, max_f64(geo, x, y, idx, NULL, p);); break;
+    case CG_I64: PLANES(planes, work, p, max_i64(geo, x, y, idx, NULL, p);); break;
     }
+}
+
+/* The flat index in its plane of the window (oh, ow)'s element code. */
+static inline int64_t code_index(uint8_t code, int64_t oh, int64_t ow, int64_t W) {
+    return (2 * oh + (code >> 1)) * W + 2 * ow + (code & 1);
+}
+
+void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes, int64_t *idx) {
+    int64_t planes = geo->n * geo->c, oh_n = geo->dim[0].out, ow_n = geo->dim[1].out;
+    int64_t W = geo->dim[1].in;
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t oh = 0; oh < oh_n; oh++)
+            for (int64_t ow = 0; ow < ow_n; ow++, codes++, idx++)
+                *idx = code_index(*codes, oh, ow, W);
 }
 
 /* dx's plane p: zeros, then each g added at its index, in output order
@@ -258,16 +290,20 @@ void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg
  * scatter). */
 #define MAX_SCATTER(name, T)                                                                   \
     static void name(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,       \
-                     cg_tensor *dx, int64_t p) {                                               \
+                     const uint8_t *codes, cg_tensor *dx, int64_t p) {                         \
         int64_t ni = in_plane(geo), no = out_plane(geo), ow_n = geo->dim[1].out;               \
+        int64_t W = geo->dim[1].in;                                                            \
         const T *gp = (const T *)cgi_ptr(g) + plane_off(g, geo->c, p);                         \
-        const int64_t *ip = (const int64_t *)cgi_ptr(idx) + p * no;                            \
+        const int64_t *ip = codes ? NULL : (const int64_t *)cgi_ptr(idx) + p * no;             \
+        const uint8_t *cp = codes ? codes + p * no : NULL;                                     \
         T *dp = (T *)cgi_ptr(dx) + p * ni;                                                     \
         memset(dp, 0, sizeof(T) * (size_t)ni);                                                 \
         for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
             const T *gr = gp + oh * g->strides[2];                                             \
-            const int64_t *ir = ip + oh * ow_n;                                                \
-            for (int64_t ow = 0; ow < ow_n; ow++) dp[ir[ow]] += gr[ow * g->strides[3]];        \
+            int64_t row = oh * ow_n;                                                           \
+            for (int64_t ow = 0; ow < ow_n; ow++)                                              \
+                dp[cp ? code_index(cp[row + ow], oh, ow, W) : ip[row + ow]] +=                 \
+                    gr[ow * g->strides[3]];                                                    \
         }                                                                                      \
     }
 MAX_SCATTER(scatter_f32, float)
@@ -285,15 +321,26 @@ MAX_SCATTER(scatter_f64, double)
 typedef int64_t vi64 __attribute__((vector_size(64)));
 typedef int32_t vi32h __attribute__((vector_size(32)));
 
-static void scatter16_f32(const float *g, const int64_t *ix, int64_t base, int64_t W,
-                          float *d0) {
+/* Sixteen windows' offsets in their windows (0, 1, W, W + 1), from flat
+ * indices (base: the first window's) or from codes. */
+static void offsets_of_index(const int64_t *ix, int64_t base, vi32 *k) {
     vi64 k0, k1, l0 = {0, 2, 4, 6, 8, 10, 12, 14}, l1 = l0 + 16;
     memcpy(&k0, ix, sizeof k0), memcpy(&k1, ix + 8, sizeof k1);
     vi32h e0 = __builtin_convertvector(k0 - l0 - base, vi32h);
     vi32h e1 = __builtin_convertvector(k1 - l1 - base, vi32h);
-    vi32 k;
+    memcpy(k, &e0, sizeof e0), memcpy((char *)k + sizeof e0, &e1, sizeof e1);
+}
+
+static void offsets_of_codes(const uint8_t *code, int64_t W, vi32 *k) {
+    vu8 c8;
+    memcpy(&c8, code, sizeof c8);
+    vi32 c = __builtin_convertvector(c8, vi32);
+    *k = (c >> 1) * (int32_t)W + (c & 1);
+}
+
+static void scatter16_f32(const float *g, const vi32 *kp, int64_t W, float *d0) {
+    vi32 k = *kp;
     vf32 gv, zero = {0};
-    memcpy(&k, &e0, sizeof e0), memcpy((char *)&k + sizeof e0, &e1, sizeof e1);
     memcpy(&gv, g, sizeof gv);
     vi32 gb = (vi32)(gv + zero), w = (vi32){0} + (int32_t)W;
     vf32 t0 = (vf32)(gb & (k == 0)), t1 = (vf32)(gb & (k == 1));
@@ -312,40 +359,46 @@ static bool scatter2x2_ok(const cgi_pool_geom *geo, const cg_tensor *g) {
 }
 
 static void scatter2x2_f32(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
-                           cg_tensor *dx, int64_t p) {
+                           const uint8_t *codes, cg_tensor *dx, int64_t p) {
     int64_t oh_n = geo->dim[0].out, ow_n = geo->dim[1].out, W = geo->dim[1].in;
     int64_t ni = in_plane(geo), no = out_plane(geo);
     const float *gp = (const float *)cgi_ptr(g) + plane_off(g, geo->c, p);
-    const int64_t *ip = (const int64_t *)cgi_ptr(idx) + p * no;
+    const int64_t *ip = codes ? NULL : (const int64_t *)cgi_ptr(idx) + p * no;
+    const uint8_t *cp = codes ? codes + p * no : NULL;
     float *dp = (float *)cgi_ptr(dx) + p * ni;
     for (int64_t oh = 0; oh < oh_n; oh++) {
         const float *gr = gp + oh * ow_n;
-        const int64_t *ir = ip + oh * ow_n;
         float *d0 = dp + 2 * oh * W;
-        int64_t base = 2 * oh * W;
+        int64_t base = 2 * oh * W, row = oh * ow_n;
         if (ow_n >= 16 || (oh * ow_n + 16 <= no && (2 * oh + 1) * W + 32 <= ni)) {
             for (int64_t i = 0; i < ow_n; i += 16) {
                 int64_t at = ow_n < 16 || i + 16 <= ow_n ? i : ow_n - 16;
-                scatter16_f32(gr + at, ir + at, base + 2 * at, W, d0 + 2 * at);
+                vi32 k;
+                if (cp)
+                    offsets_of_codes(cp + row + at, W, &k);
+                else
+                    offsets_of_index(ip + row + at, base + 2 * at, &k);
+                scatter16_f32(gr + at, &k, W, d0 + 2 * at);
             }
             continue;
         }
         memset(d0, 0, sizeof(float) * (size_t)(2 * W));
-        for (int64_t ow = 0; ow < ow_n; ow++) dp[ir[ow]] += gr[ow];
+        for (int64_t ow = 0; ow < ow_n; ow++)
+            dp[cp ? code_index(cp[row + ow], oh, ow, W) : ip[row + ow]] += gr[ow];
     }
     int64_t done = 2 * oh_n * W; /* an odd last row */
     memset(dp + done, 0, sizeof(float) * (size_t)(ni - done));
 }
 
 void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
-                          cg_tensor *dx) {
+                          const uint8_t *codes, cg_tensor *dx) {
     int64_t planes = geo->n * geo->c, work = planes * in_plane(geo);
     if (g->dtype == CG_F32 && scatter2x2_ok(geo, g))
-        PLANES(planes, work, p, scatter2x2_f32(geo, g, idx, dx, p););
+        PLANES(planes, work, p, scatter2x2_f32(geo, g, idx, codes, dx, p););
     else if (g->dtype == CG_F32)
-        PLANES(planes, work, p, scatter_f32(geo, g, idx, dx, p););
+        PLANES(planes, work, p, scatter_f32(geo, g, idx, codes, dx, p););
     else
-        PLANES(planes, work, p, scatter_f64(geo, g, idx, dx, p););
+        PLANES(planes, work, p, scatter_f64(geo, g, idx, codes, dx, p););
 }
 
 /* ---- average pooling ------------------------------------------------------------------ */

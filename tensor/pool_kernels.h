@@ -30,13 +30,23 @@ typedef struct cgi_pool_geom {
 } cgi_pool_geom;
 
 /* y = the window maxima of x (f32, f64 or i64), NaN winning as in PyTorch,
- * ties to the first; idx (i64, may be NULL) = each maximum's flat index
- * h * W + w in its plane. */
+ * ties to the first; where each maximum is, in one of two forms (or
+ * neither, both NULL):
+ *   idx (i64 [n, c, out H, out W]): its flat index h * W + w in its plane;
+ *   codes (one byte per output, in idx's order): 2 dy + dx in its window,
+ *     only where cgi_max_pool_codes_ok (f32, unit-stride rows, 2x2 windows
+ *     of stride 2 without padding or dilation): an eighth of idx's memory
+ *     traffic, in the forward and again in the backward. */
 CGI_HIDDEN void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,
-                             cg_tensor *idx);
-/* dx = zeros with g scattered (added) to the positions idx names. f32, f64. */
+                             cg_tensor *idx, uint8_t *codes);
+CGI_HIDDEN bool cgi_max_pool_codes_ok(const cgi_pool_geom *geo, const cg_tensor *x);
+/* idx (contiguous, n c out H out W) = the flat indices the codes name. */
+CGI_HIDDEN void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes,
+                                    int64_t *idx);
+/* dx = zeros with g scattered (added) to the positions idx or codes name.
+ * f32, f64 (codes: f32). */
 CGI_HIDDEN void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g,
-                                     const cg_tensor *idx, cg_tensor *dx);
+                                     const cg_tensor *idx, const uint8_t *codes, cg_tensor *dx);
 /* Average and adaptive average pooling: y = the windows' means (f32, f64). */
 CGI_HIDDEN void cgi_avg_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y);
 /* Its transpose: dx = zeros plus g[o] / divisor(o) over every window o. */

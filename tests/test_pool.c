@@ -266,6 +266,57 @@ static void test_pool_max2x2_scatter_path(void **state) {
     }
 }
 
+/* Without indices asked for, f32 2x2 max pooling keeps each window's argmax
+ * as a byte (2 dy + dx) instead of an int64 index: the values, x's gradient
+ * (the fast scatter, and the generic one for a transposed seed), and the
+ * gradient of that gradient in the seed (a gather) all land where the
+ * indices cg_max_pool2d returns say, odd sizes and rows of more and fewer
+ * than 16 windows included. */
+static void codes_case(cg_ctx *ctx, const int64_t *s, bool transposed_seed, uint64_t seed) {
+    cg_rng rng = seeded(seed);
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F32, 4, s, 0, 1), *idx, *dx, *dg;
+    cg_set_requires_grad(x, true);
+    cg_pool_opts o = cg_pool_defaults(2, 2);
+    cg_tensor *yi = cg_max_pool2d(ctx, x, &o, &idx), *y = cg_max_pool2d(ctx, x, &o, NULL);
+    int64_t planes = s[0] * s[1], ni = s[2] * s[3], no = cg_numel(y) / planes;
+    assert_memory_equal(cg_data(y), cg_data(yi), sizeof(float) * (size_t)(planes * no));
+    int64_t ys[4] = {s[0], s[1], s[3] / 2, s[2] / 2};
+    cg_tensor *r = transposed_seed
+                       ? cg_transpose(ctx, cg_randn(ctx, &rng, CG_F32, 4, ys, 0, 1), 2, 3)
+                       : cg_randn(ctx, &rng, CG_F32, 4, cg_shape(y), 0, 1);
+    cg_tensor *q = cg_randn(ctx, &rng, CG_F32, 4, s, 0, 1);
+    cg_set_requires_grad(r, true);
+    assert_int_equal(
+        cg_grad(ctx, 1, &y, (const cg_tensor *const[]){r}, 1, &x, &dx, CG_CREATE_GRAPH), CG_OK);
+    cg_tensor *l2 = cg_sum(ctx, cg_mul(ctx, dx, q), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &l2, NULL, 1, &r, &dg, 0), CG_OK);
+    float *want = calloc((size_t)(planes * ni), sizeof(float)),
+          *rv = malloc(sizeof(float) * (size_t)(planes * no));
+    float *dgv = malloc(sizeof(float) * (size_t)(planes * no)),
+          *wantg = malloc(sizeof(float) * (size_t)(planes * no));
+    assert_int_equal(cg_copy_to_array(r, CG_F32, rv), CG_OK);
+    assert_int_equal(cg_copy_to_array(dg, CG_F32, dgv), CG_OK);
+    const int64_t *iv = cg_data(idx);
+    const float *qv = cg_data(q);
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t i = 0; i < no; i++) {
+            want[p * ni + iv[p * no + i]] += rv[p * no + i];
+            wantg[p * no + i] = qv[p * ni + iv[p * no + i]];
+        }
+    assert_memory_equal(cg_data(dx), want, sizeof(float) * (size_t)(planes * ni));
+    assert_memory_equal(dgv, wantg, sizeof(float) * (size_t)(planes * no));
+    free(want), free(rv), free(dgv), free(wantg);
+    cg_ctx_reset(ctx);
+}
+
+static void test_pool_max2x2_window_codes(void **state) {
+    static const int64_t shapes[][4] = {{2, 3, 28, 28}, {3, 2, 14, 14}, {1, 2, 9, 36},
+                                        {1, 1, 5, 6},   {2, 2, 6, 7},   {2, 2, 40, 40}};
+    for (int si = 0; si < 6; si++)
+        for (int t = 0; t < 2; t++)
+            codes_case(*state, shapes[si], t, 90 + (uint64_t)(2 * si + t));
+}
+
 /* max_pool2d(relu(a)) in cg_backward masks the pooled gradient for ReLU
  * (premasking; ReLU's rule then passes it on) where cg_grad masks the
  * scatter: the same bits, f32 (the 2x2 fast scatter) and f64, for 2x2,
@@ -890,6 +941,7 @@ int main(void) {
         cmocka_unit_test(test_pool_max2d_values),
         cmocka_unit_test(test_pool_max2x2_vector_path),
         cmocka_unit_test(test_pool_max2x2_scatter_path),
+        cmocka_unit_test(test_pool_max2x2_window_codes),
         cmocka_unit_test(test_pool_relu_then_max_pool_backward_bits),
         cmocka_unit_test(test_pool_avg2d_values),
         cmocka_unit_test(test_pool_ceil_mode_values),
