@@ -69,6 +69,16 @@ static void conv_describe(const cg_module *m, char *buf, size_t size) {
 
 static const cg_module_kind conv1d_kind = {"Conv1d", conv_forward, free, conv_describe};
 static const cg_module_kind conv2d_kind = {"Conv2d", conv_forward, free, conv_describe};
+
+bool cgi_is_conv2d_module(const cg_module *m) { return m->kind == &conv2d_kind; }
+
+cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const conv_data *d = cg_module_data(m);
+    const cg_tensor *w = cg_module_get(m, "weight");
+    const cg_tensor *b = d->bias ? cg_module_get(m, "bias") : NULL;
+    return cgi_conv2d_relu_layer(ctx, x, w, b, &d->opts);
+}
+
 static const cg_module_kind convt2d_kind = {"ConvTranspose2d", conv_forward, free,
                                             conv_describe};
 

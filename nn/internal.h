@@ -72,6 +72,10 @@ CGI_HIDDEN void cgi_name_failure(const char *fn);
 /* cg_module_new / cg_module_add_param / cg_module_add_child with the public
  * function's name for messages (built-in constructors pass their own). */
 CGI_HIDDEN cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn);
+/* nn/conv.c: whether m is a Conv2d; its forward fused with a ReLU after it
+ * (cg_conv2d_relu, errors naming cg_conv2d as the layer's own). */
+CGI_HIDDEN bool cgi_is_conv2d_module(const cg_module *m);
+CGI_HIDDEN cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
 /* The same with a malloc'd copy of the size bytes at data as the module's
  * data (the kind's free_data must be free). */
 CGI_HIDDEN cg_module *cgi_module_new_copy(const cg_module_kind *kind, const void *data,

@@ -125,11 +125,23 @@ cg_module *cg_nn_activation(cg_act act) { return activation_new(act, "cg_nn_acti
 cg_module *cg_nn_identity(void) { return activation_new(CG_ACT_NONE, "cg_nn_identity"); }
 
 /* ---- containers ----------------------------------------------------------------- */
-/* Sequential: each child's output feeds the next. */
+/* Sequential: each child's output feeds the next. A Conv2d followed by a
+ * ReLU runs as one op, cg_conv2d_relu (the ReLU in the convolution's
+ * epilogue, one pass over the largest activations less in each direction):
+ * the intermediate is the container's own, so nothing else can see it. */
 static cg_tensor *sequential_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     const cg_tensor *h = x;
-    for (int i = 0; i < cg_module_nchildren(m) && h; i++)
-        h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    int n = cg_module_nchildren(m);
+    for (int i = 0; i < n && h; i++) {
+        cg_module *c = cg_module_child(m, i, NULL);
+        if (i + 1 < n && cgi_is_conv2d_module(c) &&
+            cg_module_child(m, i + 1, NULL)->kind == &act_kinds[CG_ACT_RELU]) {
+            h = cgi_conv2d_relu_forward(ctx, c, h);
+            i++;
+        } else {
+            h = cg_module_forward(ctx, c, h);
+        }
+    }
     return (cg_tensor *)h;
 }
 

@@ -13,6 +13,10 @@
  * g, so its own rule is itself, dg = relu_grad(h, x); x gets zeros (the
  * second derivative of relu is 0 almost everywhere). */
 static const cg_op relu_grad_op;
+static cg_tensor *relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x);
+cg_tensor *cgi_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x) {
+    return relu_grad(ctx, g, x);
+}
 static cg_tensor *relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x) {
     if (!g || !x) return NULL;
     cg_tensor *out = cgi_new(ctx, "cg_backward", x->dtype, x->ndim, x->shape);

@@ -54,6 +54,7 @@ typedef struct geom2 {
     int64_t groups;
     bool unbatched; /* x [C, ...]: the batch dim is implied */
     bool one_d;     /* conv1d: the H dim is implied */
+    bool relu;      /* cg_conv2d_relu: relu(y) written in place of y */
 } geom2;
 
 static int64_t conv_out(int64_t in, int64_t k, const geom2 *gm, int d) {
@@ -152,6 +153,7 @@ typedef struct conv_job {
     int64_t *off;   /* direct: the shift of each tap (c, ky, kx) of the padded planes */
     char *wflip;    /* direct conv_transpose2d: w as [G, Cout/G, Cin/G, KH, KW], reversed */
     cg_tensor *db;  /* direct conv2d_weight: also the bias gradient [Cout] here, or NULL */
+    bool relu;      /* forward: relu of each image's output once written (in cache) */
 } conv_job;
 
 /* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
@@ -307,10 +309,11 @@ static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool
             bias[o] = j->b ? bias_at(j->b, gi * j->cout_g + o) : 0.0;
         cgi_direct_conv(j->dt, &j->k, j->cout_g, j->cin_g * j->k.kh * j->k.kw,
                         taps_of(j, gi, 0), j->off, pads, bias, acc);
+        char *yg = cgi_ptr(j->y) + (n * j->y->shape[1] + gi * j->cout_g) * plane * es;
         for (int64_t o = 0; o < j->cout_g; o++)
-            cgi_plane_copy(
-                j->dt, j->k.oh, j->k.ow, acc + o * len * es, wp, 1,
-                cgi_ptr(j->y) + (n * j->y->shape[1] + gi * j->cout_g + o) * plane * es, 0);
+            cgi_plane_copy(j->dt, j->k.oh, j->k.ow, acc + o * len * es, wp, 1,
+                           yg + o * plane * es, 0);
+        if (j->relu) cgi_relu_block(j->dt, j->cout_g * plane, yg);
     }
     return CG_OK;
 }
@@ -322,7 +325,7 @@ static cg_status direct_conv(cg_ctx *ctx, const char *name, const cg_tensor *x,
                              const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
                              cg_tensor *y, bool flip) {
     conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], y->shape[1]);
-    j.x = x, j.w = w, j.b = b, j.y = y, j.flip = flip;
+    j.x = x, j.w = w, j.b = b, j.y = y, j.flip = flip, j.relu = gm->relu;
     if (flip) {
         j.k.ph = gm->dil[0] * (w->shape[2] - 1) - gm->lo[0];
         j.k.pw = gm->dil[1] * (w->shape[3] - 1) - gm->lo[1];
@@ -400,6 +403,8 @@ static cg_status conv_tile(const conv_job *j, int64_t tile, char *cols, bool par
                            j->b ? bias_at(j->b, co) : 0.0);
         });
     }
+    if (j->relu) /* the tile's images, y contiguous (made by conv_apply) */
+        cgi_relu_block(j->dt, nt * y->shape[1] * j->p, cgi_ptr(y) + n0 * y->strides[0] * es);
     return CG_OK;
 }
 
@@ -407,7 +412,7 @@ static cg_status conv_compute(cg_ctx *ctx, const char *name, const cg_tensor *x,
                               const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
                               cg_tensor *y) {
     conv_job j = job_of(x, y, gm, w->shape[2], w->shape[3], w->shape[0]);
-    j.x = x, j.w = w, j.b = b, j.y = y;
+    j.x = x, j.w = w, j.b = b, j.y = y, j.relu = gm->relu;
     j.kg = j.cin_g * j.k.kh * j.k.kw;
     if (direct_ok(&j.k, j.kg, j.cin_g)) return direct_conv(ctx, name, x, w, b, gm, y, false);
     tiles_of(&j, j.kg + j.cout_g);
@@ -542,7 +547,7 @@ static cg_status wgrad_compute(cg_ctx *ctx, const cg_tensor *x, const cg_tensor 
 }
 
 /* ---- the recorded ops ------------------------------------------------------------ */
-static const cg_op conv2d_op, conv1d_op, conv_transpose2d_op, conv2d_weight_op;
+static const cg_op conv2d_op, conv1d_op, conv_transpose2d_op, conv2d_weight_op, conv2d_relu_op;
 
 /* The output's shape: 4-D [N, Cout, OH, OW] less the implied dims. */
 static int out_shape(const geom2 *gm, const int64_t *s4, int64_t *shape) {
@@ -583,7 +588,7 @@ static cg_tensor *conv_apply(cg_ctx *ctx, const char *name, const cg_op *op, con
 /* The plain 4-D geometry of the backward rules' views. */
 static geom2 plain(const geom2 *gm) {
     geom2 p = *gm;
-    p.unbatched = p.one_d = false;
+    p.unbatched = p.one_d = p.relu = false;
     p.outpad[0] = p.outpad[1] = 0;
     return p;
 }
@@ -677,6 +682,30 @@ static cg_status conv_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
     return cgi_grads_made(n, gin);
 }
 static const cg_op conv2d_op = {"conv2d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+
+/* relu(conv2d(x, w, b)) as one node r: conv2d's rule on g masked where r > 0
+ * (relu's mask: r > 0 exactly where conv2d's output is), unless max pooling
+ * masked it already (cgi_node_premask, as for cg_relu); recorded under
+ * CG_CREATE_GRAPH (relu's mask op, then conv2d's differentiable rule). */
+static cg_status conv2d_relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                                      cg_tensor **gin) {
+    const cg_tensor *r = cg_node_output(n);
+    cg_tensor *gy = (cg_tensor *)g;
+    if (cgi_node_gout_premasked(n))
+        gy = (cg_tensor *)g;
+    else if (cg_is_grad_enabled(ctx))
+        gy = cgi_relu_grad(ctx, g, r);
+    else if ((gy = cgi_grad_buffer(ctx, n, g, r)))
+        cgi_map_binary(cgi_binary_relu_grad.fn[r->dtype], g, r, gy);
+    if (!gy) return cg_last_status();
+    return conv_backward(ctx, n, gy, gin);
+}
+static const cg_op conv2d_relu_op = {"conv2d_relu", conv2d_relu_backward,
+                                     CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1) | CG_SAVES_OUTPUT};
+
+bool cgi_is_conv2d_relu(const cg_node *node) {
+    return node && cg_node_op(node) == &conv2d_relu_op;
+}
 /* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
 static const cg_op conv1d_op = {"conv1d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 static const cg_op conv_transpose2d_op = {"conv_transpose2d", conv_backward,
@@ -706,6 +735,7 @@ typedef struct conv_fn {
     const char *name;
     int nsp;
     bool transposed;
+    bool relu; /* cg_conv2d_relu */
 } conv_fn;
 
 /* "3" (1-D) or "3x3" into buf, from v[0..nsp). */
@@ -743,7 +773,7 @@ static bool ranks_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const cg
 static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o);
 
 bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed, const cg_conv_opts *o) {
-    const conv_fn f = {fn, nsp, transposed};
+    const conv_fn f = {fn, nsp, transposed, false};
     return opts_ok(NULL, &f, o);
 }
 
@@ -885,25 +915,41 @@ static cg_tensor *conv_entry(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x,
         !channels_ok(ctx, f, x, w, b, o.groups) || !geometry_ok(ctx, f, x, w, &o, &gm))
         return NULL;
     const cg_op *op = f->transposed ? &conv_transpose2d_op
+                      : f->relu     ? &conv2d_relu_op
                       : f->nsp == 1 ? &conv1d_op
                                     : &conv2d_op;
+    gm.relu = f->relu;
     return conv_apply(ctx, f->name, op, x, w, b, &gm);
 }
 
 cg_tensor *cg_conv1d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w, const cg_tensor *b,
                      const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv1d", 1, false};
+    static const conv_fn f = {"cg_conv1d", 1, false, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
 cg_tensor *cg_conv2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w, const cg_tensor *b,
                      const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d", 2, false};
+    static const conv_fn f = {"cg_conv2d", 2, false, false};
+    return conv_entry(ctx, &f, x, w, b, opts);
+}
+
+cg_tensor *cg_conv2d_relu(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                          const cg_tensor *b, const cg_conv_opts *opts) {
+    static const conv_fn f = {"cg_conv2d_relu", 2, false, true};
+    return conv_entry(ctx, &f, x, w, b, opts);
+}
+
+/* Sequential's Conv2d + ReLU: errors name cg_conv2d, the function the
+ * Conv2d layer calls. */
+cg_tensor *cgi_conv2d_relu_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                                 const cg_tensor *b, const cg_conv_opts *opts) {
+    static const conv_fn f = {"cg_conv2d", 2, false, true};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
 cg_tensor *cg_conv_transpose2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                                const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv_transpose2d", 2, true};
+    static const conv_fn f = {"cg_conv_transpose2d", 2, true, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }

@@ -51,6 +51,13 @@ CGI_HIDDEN bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed,
 /* Whether node was made by cg_relu (whose rule is a mask: see
  * cgi_node_premask). */
 CGI_HIDDEN bool cgi_is_relu(const cg_node *node);
+/* Whether node is cg_conv2d_relu's (its rule takes premasking as ReLU's). */
+CGI_HIDDEN bool cgi_is_conv2d_relu(const cg_node *node);
+/* relu's backward g where x > 0, else 0, recorded (differentiable in g). */
+CGI_HIDDEN cg_tensor *cgi_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *x);
+/* cg_conv2d_relu with errors naming cg_conv2d (nn's fused Conv2d + ReLU). */
+CGI_HIDDEN cg_tensor *cgi_conv2d_relu_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                                            const cg_tensor *b, const cg_conv_opts *opts);
 /* Where an elementwise rule of node n, not recorded, writes an input's
  * gradient: over n's output gradient g when the pass allows
  * (cgi_node_spare_gout), else a new tensor of like's dtype and shape. */

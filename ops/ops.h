@@ -227,6 +227,12 @@ CG_API cg_tensor *cg_conv1d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
 /* x [N, C_in, H, W], w [C_out, C_in / groups, KH, KW], b [C_out] or NULL. */
 CG_API cg_tensor *cg_conv2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                             const cg_tensor *b, const cg_conv_opts *opts);
+/* relu(conv2d(x, w, b)) as one op, the ReLU applied while each image's
+ * output is in cache (oneDNN's post-op; PyTorch's ConvReLU2d): the same
+ * values and gradients (double backward too) without the separate pass
+ * over the output. nn's Sequential uses it for a Conv2d followed by a ReLU. */
+CG_API cg_tensor *cg_conv2d_relu(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                                 const cg_tensor *b, const cg_conv_opts *opts);
 /* The gradient of conv2d w.r.t. its input, as an op: x [N, C_in, H, W],
  * w [C_in, C_out / groups, KH, KW] (PyTorch's ConvTranspose2d layout), b [C_out]. */
 CG_API cg_tensor *cg_conv_transpose2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,

@@ -210,7 +210,8 @@ static cg_tensor *max_unpool(cg_ctx *ctx, const pool_saved *s, const cg_tensor *
 static bool premask_ok(const cg_node *n) {
     const cg_tensor *r = cg_node_input(n, 0), *y = cg_node_output(n);
     const cg_node *rn = r->node;
-    return cgi_is_relu(rn) && r->storage->version == rn->versions[rn->ninputs] &&
+    return (cgi_is_relu(rn) || cgi_is_conv2d_relu(rn)) &&
+           r->storage->version == rn->versions[rn->ninputs] &&
            y->storage->version == n->versions[n->ninputs] && cgi_node_premask(n, 0);
 }
 

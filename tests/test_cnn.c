@@ -211,6 +211,67 @@ static void test_cnn_short_training_run(void **state) {
     cg_module_free(m);
 }
 
+/* Sequential runs a Conv2d followed by a ReLU as one op (cg_conv2d_relu):
+ * the output and every parameter's gradient have the bits of the children
+ * run one by one, in cg_backward (max pooling premasking through the fused
+ * op, and through ReLU one by one) and in cg_grad; an error still names
+ * cg_conv2d. */
+static void grads_of(cg_module *m, cg_tensor *loss, double *out) {
+    cg_module_zero_grad(m);
+    assert_int_equal(cg_backward(loss), CG_OK);
+    for (int i = 0, at = 0; i < cg_module_nparams(m); i++) {
+        const cg_tensor *g = cg_grad_of(cg_module_param(m, i, NULL));
+        assert_int_equal(cg_copy_to_array(g, CG_F64, out + at), CG_OK);
+        at += (int)cg_numel(g);
+    }
+}
+
+static void test_cnn_sequential_fuses_conv_relu(void **state) {
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(11);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m =
+        cg_nn_sequential(5, (cg_module *[]){cg_nn_conv2d(&rng, CG_F32, 1, 4, 3, 3, &o, true),
+                                            cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po),
+                                            cg_nn_conv2d(&rng, CG_F32, 4, 6, 3, 3, &o, true),
+                                            cg_nn_activation(CG_ACT_RELU)});
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(3, 1, 12, 12), 0, 1);
+    cg_tensor *y = cg_module_forward(ctx, m, x), *h = x;
+    for (int i = 0; i < 5; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv2d_relu");
+    assert_string_equal(cg_node_op(cg_grad_fn(h))->name, "relu");
+    int64_t ny = cg_numel(y);
+    assert_int_equal(cg_numel(h), ny);
+    assert_memory_equal(cg_data(y), cg_data(h), sizeof(float) * (size_t)ny);
+    cg_tensor *r = cg_randn(ctx, &rng, CG_F32, 4, cg_shape(y), 0, 1);
+    int np = 0;
+    for (int i = 0; i < cg_module_nparams(m); i++)
+        np += (int)cg_numel(cg_module_param(m, i, NULL));
+    double *ga = malloc(sizeof(double) * (size_t)(3 * np)), *gb = ga + np, *gc = gb + np;
+    cg_tensor *ly = cg_sum(ctx, cg_mul(ctx, y, r), NULL, 0, false);
+    grads_of(m, cg_sum(ctx, cg_mul(ctx, h, r), NULL, 0, false), ga);
+    cg_tensor *params[4], *gs[4];
+    for (int i = 0; i < 4; i++) params[i] = cg_module_param(m, i, NULL);
+    assert_int_equal(cg_module_nparams(m), 4);
+    assert_int_equal(cg_grad(ctx, 1, &ly, NULL, 4, params, gs, CG_RETAIN_GRAPH), CG_OK);
+    for (int i = 0, at = 0; i < 4; i++) {
+        assert_int_equal(cg_copy_to_array(gs[i], CG_F64, gc + at), CG_OK);
+        at += (int)cg_numel(gs[i]);
+    }
+    grads_of(m, ly, gb);
+    assert_memory_equal(ga, gb, sizeof(double) * (size_t)np);
+    assert_memory_equal(ga, gc, sizeof(double) * (size_t)np);
+    free(ga);
+    cg_ctx_reset(ctx);
+    cg_tensor *bad = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(1, 2, 8, 8), 0, 1);
+    assert_null(cg_module_forward(ctx, m, bad));
+    assert_non_null(strstr(cg_last_error(), "cg_conv2d: input [1,2,8,8]"));
+    cg_clear_error();
+    cg_module_free(m);
+}
+
 #define CTX_TEST(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
 
 int main(void) {
@@ -218,6 +279,7 @@ int main(void) {
         cmocka_unit_test(test_cnn_conv2d_state_and_init),
         CTX_TEST(test_cnn_layers_match_functional),
         cmocka_unit_test(test_cnn_layer_gradcheck),
+        CTX_TEST(test_cnn_sequential_fuses_conv_relu),
         cmocka_unit_test(test_cnn_print_as_pytorch),
         cmocka_unit_test(test_cnn_constructor_errors),
         CTX_TEST(test_cnn_short_training_run),

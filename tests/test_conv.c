@@ -23,6 +23,7 @@ typedef struct cfg {
     int64_t n, cin, cout, h, w, kh, kw;
     cg_conv_opts o;
     bool transposed, noncontig, bias, one_d, f32;
+    bool relu; /* cg_conv2d_relu */
 } cfg;
 
 static int64_t lo_pad(const cfg *c, int d) {
@@ -80,6 +81,7 @@ static void ref_conv(const cfg *c, const double *x, const double *w, const doubl
 static cg_tensor *apply(cg_ctx *ctx, const cfg *c, const cg_tensor *x, const cg_tensor *w,
                         const cg_tensor *b) {
     if (c->transposed) return cg_conv_transpose2d(ctx, x, w, b, &c->o);
+    if (c->relu) return cg_conv2d_relu(ctx, x, w, b, &c->o);
     if (!c->one_d) return cg_conv2d(ctx, x, w, b, &c->o);
     /* conv1d on the W dim: options [0] are L's */
     cg_conv_opts o = c->o;
@@ -409,6 +411,61 @@ static void test_conv_transpose2d_gradcheck(void **state) {
     over_grid(*state, true, false, 3, 3, grad_check);
 }
 
+/* cg_conv2d_relu over the conv2d grid, first and second order. */
+static void relu_grad_check(cg_ctx *ctx, const cfg *c, int index) {
+    cfg r = *c;
+    r.relu = true;
+    grad_check(ctx, &r, index);
+}
+static void test_conv_relu_gradcheck(void **state) {
+    over_grid(*state, false, false, 5, 4, relu_grad_check);
+    for (int i = 0; i < 2; i++) {
+        cfg c = {.n = 2, .cin = 2, .cout = 4, .h = 4, .w = 4, .kh = 2, .kw = 3};
+        c.bias = true, c.relu = true, c.noncontig = i == 1, c.o = cg_conv_defaults();
+        if (i == 1) c.o.stride[0] = c.o.stride[1] = 2, c.o.padding[1] = 1, c.o.groups = 2;
+        cg_tensor *in[3];
+        make_inputs(&c, 320 + (uint64_t)i, in);
+        cg_assert_gradgradcheck(apply_fn, &c, 3, in);
+        free_inputs(in);
+    }
+}
+
+/* cg_conv2d_relu and cg_relu(cg_conv2d) give the same bits: the output and
+ * the gradients of x, w and b (the mask is the same, r > 0 where y > 0), in
+ * f64 over the grid and in f32 (the direct kernels at stride 1, im2col and
+ * BLIS at stride 2). */
+static void relu_bits_check(cg_ctx *ctx, const cfg *c, int index) {
+    cg_tensor *in[3], *g1[3], *g2[3];
+    make_inputs(c, 340 + (uint64_t)index, in);
+    int n = c->bias ? 3 : 2;
+    cg_tensor *y1 = cg_conv2d_relu(ctx, in[0], in[1], in[2], &c->o);
+    cg_tensor *y2 = cg_relu(ctx, cg_conv2d(ctx, in[0], in[1], in[2], &c->o));
+    assert_string_equal(cg_node_op(cg_grad_fn(y1))->name, "conv2d_relu");
+    assert_same_bits(y1, y2);
+    cg_rng rng = seeded(360 + (uint64_t)index);
+    cg_tensor *seed = cg_randn(ctx, &rng, cg_dtype_of(y1), cg_ndim(y1), cg_shape(y1), 0, 1);
+    assert_int_equal(cg_grad(ctx, 1, &y1, (const cg_tensor *const[]){seed}, n, in, g1, 0),
+                     CG_OK);
+    assert_int_equal(cg_grad(ctx, 1, &y2, (const cg_tensor *const[]){seed}, n, in, g2, 0),
+                     CG_OK);
+    for (int i = 0; i < n; i++) assert_same_bits(g1[i], g2[i]);
+    free_inputs(in);
+    cg_ctx_reset(ctx);
+}
+static void relu_bits_check_f32(cg_ctx *ctx, const cfg *c, int index) {
+    cfg r = *c;
+    r.f32 = true;
+    relu_bits_check(ctx, &r, index);
+}
+static void test_conv_relu_same_bits_as_relu_of_conv(void **state) {
+    over_grid(*state, false, false, 5, 4, relu_bits_check);
+    over_grid(*state, false, false, 9, 8, relu_bits_check_f32);
+    cfg c = {.n = 40, .cin = 8, .cout = 16, .h = 14, .w = 14, .kh = 3, .kw = 3, .f32 = true};
+    c.bias = true, c.o = cg_conv_defaults();
+    c.o.padding[0] = c.o.padding[1] = 1; /* the (f) layer, direct, over several tiles */
+    relu_bits_check(*state, &c, 99);
+}
+
 /* Second order: the backward rules are convolutions themselves. */
 static void test_conv_gradgradcheck(void **state) {
     (void)state;
@@ -675,6 +732,8 @@ int main(void) {
         T(test_conv_conv1d_gradcheck),
         T(test_conv_transpose2d_gradcheck),
         T(test_conv_gradgradcheck),
+        T(test_conv_relu_gradcheck),
+        T(test_conv_relu_same_bits_as_relu_of_conv),
         T(test_conv_unbatched),
         T(test_conv_heap_result),
         T(test_conv_empty_batch_and_names),
