@@ -190,23 +190,26 @@ static bool pool_setup(cg_ctx *ctx, const char *name, const cg_tensor *x, const 
 /* ---- max pooling ------------------------------------------------------------------------ */
 static const cg_op max_pool1d_op, max_pool2d_op, max_pool_backward_op;
 
-/* dx of x's shape = zeros with g added at the indices: recorded over (g, idx). */
+/* dx of x's shape = zeros with g added at the indices: recorded over (g, idx).
+ * mask (premasking, never recorded): g only where the pooled output > 0. */
 static cg_tensor *max_unpool(cg_ctx *ctx, const pool_saved *s, const cg_tensor *g,
-                             const cg_tensor *idx) {
+                             const cg_tensor *idx, const cg_tensor *mask) {
     cg_tensor *dx = g ? cgi_new(ctx, "cg_backward", g->dtype, s->ndim, s->xshape) : NULL;
     if (!dx) return NULL;
     cg_tensor g4 = as4(g, s->sd), i4 = s->codes ? g4 : as4(idx, s->sd), d4 = as4(dx, s->sd);
     cgi_max_pool_scatter(&s->geo, &g4, s->codes ? NULL : &i4,
-                         s->codes ? (const uint8_t *)cgi_ptr(idx) : NULL, &d4);
+                         s->codes ? (const uint8_t *)cgi_ptr(idx) : NULL, mask, &d4);
+    if (mask) return dx;
     return cg_record(ctx, &max_pool_backward_op, dx, 2, (const cg_tensor *[]){g, idx}, s,
                      sizeof *s);
 }
 
-/* Pooling cg_relu's output r = relu(a), unchanged since both ran (storage
- * versions): ReLU's rule would keep the scatter where a > 0; at a window's
- * argmax that is y > 0, so in cg_backward (cgi_node_premask) g is masked by
- * y instead, a quarter of the elements for 2x2 windows, over g itself when
- * the pass allows, and ReLU's rule passes the scatter on unread. */
+/* Pooling cg_relu's output r = relu(a) (or cg_conv2d_relu's), unchanged
+ * since both ran (storage versions): ReLU's rule would keep the scatter
+ * where a > 0; at a window's argmax that is y > 0, so in cg_backward
+ * (cgi_node_premask) the scatter takes g only where y > 0, reading y beside
+ * g (a quarter of the elements for 2x2 windows), and ReLU's rule passes the
+ * scatter on unread. */
 static bool premask_ok(const cg_node *n) {
     const cg_tensor *r = cg_node_input(n, 0), *y = cg_node_output(n);
     const cg_node *rn = r->node;
@@ -215,18 +218,12 @@ static bool premask_ok(const cg_node *n) {
            y->storage->version == n->versions[n->ninputs] && cgi_node_premask(n, 0);
 }
 
-static cg_tensor *premasked(cg_ctx *ctx, const cg_node *n, const cg_tensor *g) {
-    cg_tensor *m = cgi_grad_buffer(ctx, n, g, g);
-    if (m) cgi_map_binary(cgi_binary_relu_grad.fn[g->dtype], g, cg_node_output(n), m);
-    return m;
-}
-
 /* y = max over windows of x: dx = g scattered to the argmax of each window
  * (second order in x: zero almost everywhere; indices are constants). */
 static cg_status max_pool_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                    cg_tensor **gin) {
-    if (premask_ok(n)) g = premasked(ctx, n, g);
-    gin[0] = max_unpool(ctx, cg_node_saved(n), g, cg_node_input(n, 1));
+    const cg_tensor *mask = premask_ok(n) ? cg_node_output(n) : NULL;
+    gin[0] = max_unpool(ctx, cg_node_saved(n), g, cg_node_input(n, 1), mask);
     return cgi_grads_made(n, gin);
 }
 

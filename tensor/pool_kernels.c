@@ -290,12 +290,13 @@ void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes, int64_t
  * scatter). */
 #define MAX_SCATTER(name, T)                                                                   \
     static void name(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,       \
-                     const uint8_t *codes, cg_tensor *dx, int64_t p) {                         \
+                     const uint8_t *codes, const cg_tensor *mask, cg_tensor *dx, int64_t p) {  \
         int64_t ni = in_plane(geo), no = out_plane(geo), ow_n = geo->dim[1].out;               \
         int64_t W = geo->dim[1].in;                                                            \
         const T *gp = (const T *)cgi_ptr(g) + plane_off(g, geo->c, p);                         \
         const int64_t *ip = codes ? NULL : (const int64_t *)cgi_ptr(idx) + p * no;             \
         const uint8_t *cp = codes ? codes + p * no : NULL;                                     \
+        const T *mp = mask ? (const T *)cgi_ptr(mask) + p * no : NULL;                         \
         T *dp = (T *)cgi_ptr(dx) + p * ni;                                                     \
         memset(dp, 0, sizeof(T) * (size_t)ni);                                                 \
         for (int64_t oh = 0; oh < geo->dim[0].out; oh++) {                                     \
@@ -303,7 +304,7 @@ void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes, int64_t
             int64_t row = oh * ow_n;                                                           \
             for (int64_t ow = 0; ow < ow_n; ow++)                                              \
                 dp[cp ? code_index(cp[row + ow], oh, ow, W) : ip[row + ow]] +=                 \
-                    gr[ow * g->strides[3]];                                                    \
+                    mp && !(mp[row + ow] > 0) ? 0 : gr[ow * g->strides[3]];                    \
         }                                                                                      \
     }
 MAX_SCATTER(scatter_f32, float)
@@ -338,11 +339,16 @@ static void offsets_of_codes(const uint8_t *code, int64_t W, vi32 *k) {
     *k = (c >> 1) * (int32_t)W + (c & 1);
 }
 
-static void scatter16_f32(const float *g, const vi32 *kp, int64_t W, float *d0) {
+static void scatter16_f32(const float *g, const float *m, const vi32 *kp, int64_t W,
+                          float *d0) {
     vi32 k = *kp;
-    vf32 gv, zero = {0};
+    vf32 gv, mv, zero = {0};
     memcpy(&gv, g, sizeof gv);
     vi32 gb = (vi32)(gv + zero), w = (vi32){0} + (int32_t)W;
+    if (m) { /* premasked: g where the pooled value is > 0, else +0 */
+        memcpy(&mv, m, sizeof mv);
+        gb &= mv > zero;
+    }
     vf32 t0 = (vf32)(gb & (k == 0)), t1 = (vf32)(gb & (k == 1));
     vf32 t2 = (vf32)(gb & (k == w)), t3 = (vf32)(gb & (k == w + 1));
     vi32 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}, hi = lo + 8;
@@ -359,12 +365,14 @@ static bool scatter2x2_ok(const cgi_pool_geom *geo, const cg_tensor *g) {
 }
 
 static void scatter2x2_f32(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
-                           const uint8_t *codes, cg_tensor *dx, int64_t p) {
+                           const uint8_t *codes, const cg_tensor *mask, cg_tensor *dx,
+                           int64_t p) {
     int64_t oh_n = geo->dim[0].out, ow_n = geo->dim[1].out, W = geo->dim[1].in;
     int64_t ni = in_plane(geo), no = out_plane(geo);
     const float *gp = (const float *)cgi_ptr(g) + plane_off(g, geo->c, p);
     const int64_t *ip = codes ? NULL : (const int64_t *)cgi_ptr(idx) + p * no;
     const uint8_t *cp = codes ? codes + p * no : NULL;
+    const float *mp = mask ? (const float *)cgi_ptr(mask) + p * no : NULL;
     float *dp = (float *)cgi_ptr(dx) + p * ni;
     for (int64_t oh = 0; oh < oh_n; oh++) {
         const float *gr = gp + oh * ow_n;
@@ -378,27 +386,28 @@ static void scatter2x2_f32(const cgi_pool_geom *geo, const cg_tensor *g, const c
                     offsets_of_codes(cp + row + at, W, &k);
                 else
                     offsets_of_index(ip + row + at, base + 2 * at, &k);
-                scatter16_f32(gr + at, &k, W, d0 + 2 * at);
+                scatter16_f32(gr + at, mp ? mp + row + at : NULL, &k, W, d0 + 2 * at);
             }
             continue;
         }
         memset(d0, 0, sizeof(float) * (size_t)(2 * W));
         for (int64_t ow = 0; ow < ow_n; ow++)
-            dp[cp ? code_index(cp[row + ow], oh, ow, W) : ip[row + ow]] += gr[ow];
+            dp[cp ? code_index(cp[row + ow], oh, ow, W) : ip[row + ow]] +=
+                mp && !(mp[row + ow] > 0) ? 0 : gr[ow];
     }
     int64_t done = 2 * oh_n * W; /* an odd last row */
     memset(dp + done, 0, sizeof(float) * (size_t)(ni - done));
 }
 
 void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g, const cg_tensor *idx,
-                          const uint8_t *codes, cg_tensor *dx) {
+                          const uint8_t *codes, const cg_tensor *mask, cg_tensor *dx) {
     int64_t planes = geo->n * geo->c, work = planes * in_plane(geo);
     if (g->dtype == CG_F32 && scatter2x2_ok(geo, g))
-        PLANES(planes, work, p, scatter2x2_f32(geo, g, idx, codes, dx, p););
+        PLANES(planes, work, p, scatter2x2_f32(geo, g, idx, codes, mask, dx, p););
     else if (g->dtype == CG_F32)
-        PLANES(planes, work, p, scatter_f32(geo, g, idx, codes, dx, p););
+        PLANES(planes, work, p, scatter_f32(geo, g, idx, codes, mask, dx, p););
     else
-        PLANES(planes, work, p, scatter_f64(geo, g, idx, codes, dx, p););
+        PLANES(planes, work, p, scatter_f64(geo, g, idx, codes, mask, dx, p););
 }
 
 /* ---- average pooling ------------------------------------------------------------------ */

@@ -44,9 +44,11 @@ CGI_HIDDEN bool cgi_max_pool_codes_ok(const cgi_pool_geom *geo, const cg_tensor 
 CGI_HIDDEN void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes,
                                     int64_t *idx);
 /* dx = zeros with g scattered (added) to the positions idx or codes name.
- * f32, f64 (codes: f32). */
+ * f32, f64 (codes: f32). mask (NULL, or the pooled output, contiguous):
+ * g taken only where mask > 0, +0 elsewhere (premasking, ops/pool.c). */
 CGI_HIDDEN void cgi_max_pool_scatter(const cgi_pool_geom *geo, const cg_tensor *g,
-                                     const cg_tensor *idx, const uint8_t *codes, cg_tensor *dx);
+                                     const cg_tensor *idx, const uint8_t *codes,
+                                     const cg_tensor *mask, cg_tensor *dx);
 /* Average and adaptive average pooling: y = the windows' means (f32, f64). */
 CGI_HIDDEN void cgi_avg_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y);
 /* Its transpose: dx = zeros plus g[o] / divisor(o) over every window o. */
