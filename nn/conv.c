@@ -211,6 +211,24 @@ static const cg_module_kind avgpool_kind = {"AvgPool2d", avgpool_forward, free, 
 static const cg_module_kind adaptive_kind = {"AdaptiveAvgPool2d", adaptive_forward, free,
                                              adaptive_describe};
 
+/* A MaxPool2d of 2x2 windows, stride 2, no padding, dilation or ceil mode. */
+bool cgi_is_maxpool2x2_module(const cg_module *m) {
+    if (m->kind != &maxpool_kind) return false;
+    const cg_pool_opts *o = &((const pool_data *)cg_module_data(m))->opts;
+    for (int d = 0; d < 2; d++)
+        if (o->kernel[d] != 2 || (o->stride[d] != 2 && o->stride[d] != 0) || o->padding[d] ||
+            o->dilation[d] != 1)
+            return false;
+    return !o->ceil_mode;
+}
+
+cg_tensor *cgi_conv2d_relu_pool_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+    const conv_data *d = cg_module_data(m);
+    const cg_tensor *w = cg_module_get(m, "weight");
+    const cg_tensor *b = d->bias ? cg_module_get(m, "bias") : NULL;
+    return cgi_conv2d_relu_pool_layer(ctx, x, w, b, &d->opts);
+}
+
 static cg_module *pool_new(const cg_module_kind *kind, pool_data d, const char *fn) {
     cg_module *m = cgi_module_new_copy(kind, &d, sizeof d, fn);
     return cgi_module_done(m, m != NULL, fn);

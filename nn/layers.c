@@ -127,15 +127,21 @@ cg_module *cg_nn_identity(void) { return activation_new(CG_ACT_NONE, "cg_nn_iden
 /* ---- containers ----------------------------------------------------------------- */
 /* Sequential: each child's output feeds the next. A Conv2d followed by a
  * ReLU runs as one op, cg_conv2d_relu (the ReLU in the convolution's
- * epilogue, one pass over the largest activations less in each direction):
- * the intermediate is the container's own, so nothing else can see it. */
+ * epilogue, one pass over the largest activations less in each direction),
+ * and with a MaxPool2d(2) after them, as one op with the pool in the
+ * epilogue too (the convolution's output never written): the intermediates
+ * are the container's own, so nothing else can see them. */
 static cg_tensor *sequential_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
     const cg_tensor *h = x;
     int n = cg_module_nchildren(m);
     for (int i = 0; i < n && h; i++) {
         cg_module *c = cg_module_child(m, i, NULL);
-        if (i + 1 < n && cgi_is_conv2d_module(c) &&
-            cg_module_child(m, i + 1, NULL)->kind == &act_kinds[CG_ACT_RELU]) {
+        bool relu = i + 1 < n && cgi_is_conv2d_module(c) &&
+                    cg_module_child(m, i + 1, NULL)->kind == &act_kinds[CG_ACT_RELU];
+        if (relu && i + 2 < n && cgi_is_maxpool2x2_module(cg_module_child(m, i + 2, NULL))) {
+            h = cgi_conv2d_relu_pool_forward(ctx, c, h);
+            i += 2;
+        } else if (relu) {
             h = cgi_conv2d_relu_forward(ctx, c, h);
             i++;
         } else {

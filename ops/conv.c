@@ -32,6 +32,7 @@
 #include "internal.h"
 
 #include "../tensor/conv_kernels.h"
+#include "../tensor/pool_kernels.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -154,6 +155,7 @@ typedef struct conv_job {
     char *wflip;    /* direct conv_transpose2d: w as [G, Cout/G, Cin/G, KH, KW], reversed */
     cg_tensor *db;  /* direct conv2d_weight: also the bias gradient [Cout] here, or NULL */
     bool relu;      /* forward: relu of each image's output once written (in cache) */
+    uint8_t *codes; /* conv2d_relu_pool: y is the 2x2 max pool, its argmax bytes here */
 } conv_job;
 
 /* One unit of work (a tile, or a lane of tiles) with its scratch; par: its
@@ -289,6 +291,20 @@ static void prefetch_image(const cg_tensor *t, int64_t n, bool write) {
                  d[1] * s[1] * (int64_t)cg_dtype_size(t->dtype), write);
 }
 
+/* conv2d_relu_pool: the ReLU, then each output plane's 2x2 max pooling
+ * straight from the scratch planes acc (group gi of image n) into y's planes
+ * and their codes. */
+static void pool_group(const conv_job *j, int64_t n, int64_t gi, char *acc) {
+    int64_t len = cgi_direct_len(&j->k), wp = cgi_direct_wp(&j->k);
+    int64_t pp = (j->k.oh / 2) * (j->k.ow / 2), c0 = n * j->y->shape[1] + gi * j->cout_g;
+    for (int64_t o = 0; o < j->cout_g; o++) {
+        float *a = (float *)acc + o * len;
+        cgi_relu_block(CG_F32, len, a);
+        cgi_max_pool_wide_f32(a, wp, j->k.oh, j->k.ow, (j->cout_g - o) * len,
+                              (float *)cgi_ptr(j->y) + (c0 + o) * pp, j->codes + (c0 + o) * pp);
+    }
+}
+
 /* Image n, every group: pad the input planes, then the output planes acc
  * [Cout/G, len] = bias + taps * padded planes, their rows into y's planes. */
 static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool par) {
@@ -309,6 +325,10 @@ static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool
             bias[o] = j->b ? bias_at(j->b, gi * j->cout_g + o) : 0.0;
         cgi_direct_conv(j->dt, &j->k, j->cout_g, j->cin_g * j->k.kh * j->k.kw,
                         taps_of(j, gi, 0), j->off, pads, bias, acc);
+        if (j->codes) {
+            pool_group(j, n, gi, acc);
+            continue;
+        }
         char *yg = cgi_ptr(j->y) + (n * j->y->shape[1] + gi * j->cout_g) * plane * es;
         for (int64_t o = 0; o < j->cout_g; o++)
             cgi_plane_copy(j->dt, j->k.oh, j->k.ow, acc + o * len * es, wp, 1,
@@ -706,6 +726,66 @@ static const cg_op conv2d_relu_op = {"conv2d_relu", conv2d_relu_backward,
 bool cgi_is_conv2d_relu(const cg_node *node) {
     return node && cg_node_op(node) == &conv2d_relu_op;
 }
+
+/* ---- conv2d, ReLU and 2x2 max pooling as one op ----------------------------------- */
+/* The node's saved data: the convolution's (conv_backward reads it as its
+ * geom2), its output's shape (never made) and the pool's codes. */
+typedef struct pool_fused {
+    geom2 gm;
+    int64_t rshape[4];
+    const cg_tensor *codes; /* the context's, as the node */
+} pool_fused;
+
+/* y = pool(relu(c)), c = conv2d(x, w, b): dc = g scattered to the windows'
+ * argmax where y > 0 (relu's mask there: y is c at the argmax), then
+ * conv2d's rule; recorded under CG_CREATE_GRAPH (relu's mask op, the
+ * scatter op, conv2d's differentiable rule). */
+static cg_status conv2d_relu_pool_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
+                                           cg_tensor **gin) {
+    const pool_fused *pf = cg_node_saved(n);
+    const cg_tensor *y = cg_node_output(n);
+    bool rec = cg_is_grad_enabled(ctx);
+    cg_tensor *gm = rec ? cgi_relu_grad(ctx, g, y) : (cg_tensor *)g;
+    cg_tensor *dc =
+        gm ? cgi_max_unpool2x2(ctx, gm, pf->codes, pf->rshape, rec ? NULL : y) : NULL;
+    if (!dc) return cg_last_status();
+    return conv_backward(ctx, n, dc, gin);
+}
+static const cg_op conv2d_relu_pool_op = {"conv2d_relu_maxpool2d", conv2d_relu_pool_backward,
+                                          CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1) |
+                                              CG_SAVES_OUTPUT};
+
+/* The fused op where the direct kernels apply (f32, 4-D x, a context, an
+ * output of at least 2 x 2); *done false (and NULL) elsewhere. */
+static cg_tensor *conv_relu_pool(cg_ctx *ctx, const char *name, const cg_tensor *x,
+                                 const cg_tensor *w, const cg_tensor *b, const geom2 *gm,
+                                 bool *done) {
+    *done = false;
+    if (!ctx || x->dtype != CG_F32 || gm->unbatched || gm->one_d) return NULL;
+    cg_tensor c = *x; /* a header of the convolution's output shape, no data */
+    c.shape[1] = w->shape[0];
+    for (int d = 0; d < 2; d++)
+        c.shape[2 + d] = conv_out(x->shape[2 + d], w->shape[2 + d], gm, d);
+    conv_job j = job_of(x, &c, gm, w->shape[2], w->shape[3], w->shape[0]);
+    j.kg = j.cin_g * j.k.kh * j.k.kw;
+    if (c.shape[2] < 2 || c.shape[3] < 2 || !direct_ok(&j.k, j.kg, j.cin_g)) return NULL;
+    *done = true;
+    const cg_tensor *wc = cgi_dense(ctx, w);
+    cg_tensor *y =
+        wc ? cgi_new(ctx, name, CG_F32,
+                     CG_SHAPE(c.shape[0], c.shape[1], c.shape[2] / 2, c.shape[3] / 2))
+           : NULL;
+    cg_tensor *codes = y ? cgi_new(ctx, name, CG_I64, CG_SHAPE((cg_numel(y) + 7) / 8)) : NULL;
+    if (!codes) return NULL;
+    j.x = x, j.w = wc, j.b = b, j.y = y, j.codes = (uint8_t *)cgi_ptr(codes);
+    if (!direct_plan(ctx, name, &j) ||
+        run_units(ctx, name, &j, direct_conv_image, j.n) != CG_OK)
+        return NULL;
+    pool_fused pf = {.gm = *gm, .codes = codes};
+    memcpy(pf.rshape, c.shape, sizeof pf.rshape);
+    const cg_tensor *in[3] = {x, w, b};
+    return cg_record(ctx, &conv2d_relu_pool_op, y, b ? 3 : 2, in, &pf, sizeof pf);
+}
 /* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
 static const cg_op conv1d_op = {"conv1d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 static const cg_op conv_transpose2d_op = {"conv_transpose2d", conv_backward,
@@ -736,6 +816,7 @@ typedef struct conv_fn {
     int nsp;
     bool transposed;
     bool relu; /* cg_conv2d_relu */
+    bool pool; /* then 2x2 max pooling (cgi_conv2d_relu_pool_layer) */
 } conv_fn;
 
 /* "3" (1-D) or "3x3" into buf, from v[0..nsp). */
@@ -773,7 +854,7 @@ static bool ranks_ok(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x, const cg
 static bool opts_ok(cg_ctx *ctx, const conv_fn *f, const cg_conv_opts *o);
 
 bool cgi_conv_opts_ok(const char *fn, int nsp, bool transposed, const cg_conv_opts *o) {
-    const conv_fn f = {fn, nsp, transposed, false};
+    const conv_fn f = {fn, nsp, transposed, false, false};
     return opts_ok(NULL, &f, o);
 }
 
@@ -919,24 +1000,37 @@ static cg_tensor *conv_entry(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x,
                       : f->nsp == 1 ? &conv1d_op
                                     : &conv2d_op;
     gm.relu = f->relu;
+    if (f->pool) {
+        bool done;
+        cg_tensor *y = conv_relu_pool(ctx, f->name, x, w, b, &gm, &done);
+        if (done) return y;
+        cg_pool_opts po = cg_pool_defaults(2, 2);
+        return cg_max_pool2d(ctx, conv_apply(ctx, f->name, op, x, w, b, &gm), &po, NULL);
+    }
     return conv_apply(ctx, f->name, op, x, w, b, &gm);
 }
 
 cg_tensor *cg_conv1d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w, const cg_tensor *b,
                      const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv1d", 1, false, false};
+    static const conv_fn f = {"cg_conv1d", 1, false, false, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
 cg_tensor *cg_conv2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w, const cg_tensor *b,
                      const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d", 2, false, false};
+    static const conv_fn f = {"cg_conv2d", 2, false, false, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
 cg_tensor *cg_conv2d_relu(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                           const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d_relu", 2, false, true};
+    static const conv_fn f = {"cg_conv2d_relu", 2, false, true, false};
+    return conv_entry(ctx, &f, x, w, b, opts);
+}
+
+cg_tensor *cgi_conv2d_relu_pool_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
+                                      const cg_tensor *b, const cg_conv_opts *opts) {
+    static const conv_fn f = {"cg_conv2d", 2, false, true, true};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
@@ -944,12 +1038,12 @@ cg_tensor *cg_conv2d_relu(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
  * Conv2d layer calls. */
 cg_tensor *cgi_conv2d_relu_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                                  const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d", 2, false, true};
+    static const conv_fn f = {"cg_conv2d", 2, false, true, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
 cg_tensor *cg_conv_transpose2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
                                const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv_transpose2d", 2, true, false};
+    static const conv_fn f = {"cg_conv_transpose2d", 2, true, false, false};
     return conv_entry(ctx, &f, x, w, b, opts);
 }

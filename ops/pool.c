@@ -204,6 +204,18 @@ static cg_tensor *max_unpool(cg_ctx *ctx, const pool_saved *s, const cg_tensor *
                      sizeof *s);
 }
 
+cg_tensor *cgi_max_unpool2x2(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *codes,
+                             const int64_t *xshape, const cg_tensor *mask) {
+    pool_saved s;
+    memset(&s, 0, sizeof s);
+    s.geo = (cgi_pool_geom){.kind = CGI_POOL_MAX, .n = xshape[0], .c = xshape[1]};
+    for (int k = 0; k < 2; k++) s.geo.dim[k] = (cgi_pool_dim){xshape[2 + k], 1, 2, 2, 0, 1};
+    s.sd = 2, s.ndim = 4, s.codes = true;
+    memcpy(s.xshape, xshape, sizeof s.xshape);
+    set_out(&s, xshape[2] / 2, xshape[3] / 2);
+    return max_unpool(ctx, &s, g, codes, mask);
+}
+
 /* Pooling cg_relu's output r = relu(a) (or cg_conv2d_relu's), unchanged
  * since both ran (storage versions): ReLU's rule would keep the scatter
  * where a > 0; at a window's argmax that is y > 0, so in cg_backward

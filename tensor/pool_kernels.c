@@ -271,6 +271,14 @@ void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y, cg
     }
 }
 
+void cgi_max_pool_wide_f32(const float *src, int64_t sy, int64_t h, int64_t w, int64_t room,
+                           float *y, uint8_t *codes) {
+    int64_t oh_n = h / 2, ow_n = w / 2;
+    for (int64_t oh = 0; oh < oh_n; oh++)
+        max2x2v_f32(src + 2 * oh * sy, src + (2 * oh + 1) * sy, ow_n, y + oh * ow_n, NULL,
+                    codes + oh * ow_n, 0, w, room - 2 * oh * sy, (oh_n - oh) * ow_n);
+}
+
 /* The flat index in its plane of the window (oh, ow)'s element code. */
 static inline int64_t code_index(uint8_t code, int64_t oh, int64_t ow, int64_t W) {
     return (2 * oh + (code >> 1)) * W + 2 * ow + (code & 1);

@@ -40,6 +40,12 @@ typedef struct cgi_pool_geom {
 CGI_HIDDEN void cgi_max_pool(const cgi_pool_geom *geo, const cg_tensor *x, cg_tensor *y,
                              cg_tensor *idx, uint8_t *codes);
 CGI_HIDDEN bool cgi_max_pool_codes_ok(const cgi_pool_geom *geo, const cg_tensor *x);
+/* One plane's 2x2 stride-2 max pooling into y [h / 2, w / 2] and its codes,
+ * from src [h, w] with row stride sy (the direct convolution's wide
+ * planes); room: the elements readable from src on (reads past a row's end
+ * stay inside it; what they make is overwritten or never kept). */
+CGI_HIDDEN void cgi_max_pool_wide_f32(const float *src, int64_t sy, int64_t h, int64_t w,
+                                      int64_t room, float *y, uint8_t *codes);
 /* idx (contiguous, n c out H out W) = the flat indices the codes name. */
 CGI_HIDDEN void cgi_max_pool_decode(const cgi_pool_geom *geo, const uint8_t *codes,
                                     int64_t *idx);

@@ -272,6 +272,106 @@ static void test_cnn_sequential_fuses_conv_relu(void **state) {
     cg_module_free(m);
 }
 
+/* Sequential runs Conv2d, ReLU, MaxPool2d(2) as one op where the direct
+ * kernels run the convolution (f32): the pooled output, x's and every
+ * parameter's gradient (cg_backward and cg_grad), and a gradient penalty's
+ * gradients (second order) have the bits of the children run one by one;
+ * odd sizes, rows of fewer and more than 16 windows, groups, no bias; f64
+ * takes the two ops; a conv output too small to pool fails as MaxPool2d. */
+typedef struct triple_case {
+    cg_dtype dt;
+    int64_t n, cin, cout, h, w, groups;
+    bool bias;
+    const char *op; /* the output's op */
+} triple_case;
+
+/* Gradients of x and every parameter of m at loss, then of a penalty
+ * sum(dx^2) built with CG_CREATE_GRAPH, flattened into out (f64). */
+static int64_t triple_grads(cg_ctx *ctx, cg_module *m, cg_tensor *x, cg_tensor *loss,
+                            double *out) {
+    int np = cg_module_nparams(m);
+    cg_tensor *in[5] = {x}, *g[5], *g2[5];
+    for (int i = 0; i < np; i++) in[1 + i] = cg_module_param(m, i, NULL);
+    assert_int_equal(cg_grad(ctx, 1, &loss, NULL, 1 + np, in, g, CG_CREATE_GRAPH), CG_OK);
+    cg_tensor *pen = cg_sum(ctx, cg_square(ctx, g[0]), NULL, 0, false);
+    assert_int_equal(cg_grad(ctx, 1, &pen, NULL, 1 + np, in, g2, 0), CG_OK);
+    int64_t at = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 1 + np; i++) {
+            const cg_tensor *t = k ? g2[i] : g[i];
+            assert_int_equal(cg_copy_to_array(t, CG_F64, out + at), CG_OK);
+            at += cg_numel(t);
+        }
+    return at;
+}
+
+static void triple_check(cg_ctx *ctx, const triple_case *tc, uint64_t seed) {
+    cg_rng rng = seeded(seed);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 1, o.groups = tc->groups;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        3, (cg_module *[]){cg_nn_conv2d(&rng, tc->dt, tc->cin, tc->cout, 3, 3, &o, tc->bias),
+                           cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po)});
+    cg_tensor *x = cg_randn(ctx, &rng, tc->dt, CG_SHAPE(tc->n, tc->cin, tc->h, tc->w), 0, 1);
+    cg_set_requires_grad(x, true);
+    cg_tensor *y = cg_module_forward(ctx, m, x), *h = x;
+    for (int i = 0; i < 3; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    assert_non_null(y);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, tc->op);
+    assert_string_equal(cg_node_op(cg_grad_fn(h))->name, "max_pool2d");
+    int64_t ny = cg_numel(y);
+    assert_int_equal(cg_numel(h), ny);
+    assert_memory_equal(cg_data(y), cg_data(h), cg_dtype_size(tc->dt) * (size_t)ny);
+    cg_tensor *r = cg_randn(ctx, &rng, tc->dt, 4, cg_shape(y), 0, 1);
+    int64_t nx = cg_numel(x), cap = 2 * (nx + 2000);
+    double *a = malloc(sizeof(double) * (size_t)(2 * cap));
+    /* cg_backward (premasking on the unfused side) */
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_mul(ctx, y, r), NULL, 0, false)), CG_OK);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F64, a), CG_OK);
+    cg_zero_grad(x);
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_mul(ctx, h, r), NULL, 0, false)), CG_OK);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F64, a + nx), CG_OK);
+    assert_memory_equal(a, a + nx, sizeof(double) * (size_t)nx);
+    cg_zero_grad(x);
+    /* cg_grad, first and second order, on new graphs */
+    y = cg_module_forward(ctx, m, x), h = x;
+    for (int i = 0; i < 3; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    cg_tensor *ly = cg_sum(ctx, cg_mul(ctx, y, r), NULL, 0, false);
+    cg_tensor *lh = cg_sum(ctx, cg_mul(ctx, h, r), NULL, 0, false);
+    int64_t na = triple_grads(ctx, m, x, ly, a), nb = triple_grads(ctx, m, x, lh, a + cap);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, a + cap, sizeof(double) * (size_t)na);
+    free(a);
+    cg_ctx_reset(ctx);
+    cg_module_free(m);
+}
+
+static void test_cnn_sequential_fuses_conv_relu_pool(void **state) {
+    const triple_case cases[] = {
+        {CG_F32, 3, 1, 4, 12, 12, 1, true, "conv2d_relu_maxpool2d"},
+        {CG_F32, 2, 2, 6, 11, 13, 1, false, "conv2d_relu_maxpool2d"}, /* odd: floor */
+        {CG_F32, 5, 4, 4, 40, 34, 2, true, "conv2d_relu_maxpool2d"},  /* >= 16 windows */
+        {CG_F64, 2, 1, 3, 8, 8, 1, true, "max_pool2d"},               /* the two ops */
+    };
+    for (int i = 0; i < 4; i++) triple_check(*state, &cases[i], 40 + (uint64_t)i);
+    cg_ctx *ctx = *state;
+    cg_rng rng = seeded(9);
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        3, (cg_module *[]){cg_nn_conv2d(&rng, CG_F32, 1, 2, 3, 3, NULL, true),
+                           cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po)});
+    cg_tensor *tiny = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(1, 1, 3, 3), 0, 1);
+    assert_null(cg_module_forward(ctx, m, tiny));
+    assert_non_null(strstr(cg_last_error(), "cg_max_pool2d: input [1,2,1,1] is too small"));
+    cg_tensor *bad = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(1, 3, 8, 8), 0, 1);
+    assert_null(cg_module_forward(ctx, m, bad));
+    assert_non_null(strstr(cg_last_error(), "cg_conv2d: input [1,3,8,8]"));
+    cg_clear_error();
+    cg_ctx_reset(ctx);
+    cg_module_free(m);
+}
+
 #define CTX_TEST(f) cmocka_unit_test_setup_teardown(f, ctx_setup, ctx_teardown)
 
 int main(void) {
@@ -280,6 +380,7 @@ int main(void) {
         CTX_TEST(test_cnn_layers_match_functional),
         cmocka_unit_test(test_cnn_layer_gradcheck),
         CTX_TEST(test_cnn_sequential_fuses_conv_relu),
+        CTX_TEST(test_cnn_sequential_fuses_conv_relu_pool),
         cmocka_unit_test(test_cnn_print_as_pytorch),
         cmocka_unit_test(test_cnn_constructor_errors),
         CTX_TEST(test_cnn_short_training_run),
