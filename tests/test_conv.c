@@ -538,6 +538,11 @@ static void test_conv_heap_result(void **state) {
     y = cg_conv2d(NULL, x, w, NULL, NULL); /* [1, 2, 2, 2] */
     assert_values(y, (double[]){3, 3, 3, 3, 3, 3, 3, 3}, 8, 0);
     cg_tensor_free(y);
+    cg_tensor *b = cg_from_array(NULL, CG_F32, CG_SHAPE(2), (float[]){-4, -2});
+    y = cg_conv2d_relu(NULL, x, w, b, NULL); /* relu(3 - 4), relu(3 - 2) */
+    assert_values(y, (double[]){0, 0, 0, 0, 1, 1, 1, 1}, 8, 0);
+    cg_tensor_free(y);
+    cg_tensor_free(b);
     cg_tensor_free(wt);
     cg_tensor_free(w);
     cg_tensor_free(x);
@@ -579,6 +584,7 @@ static void expect_error(cg_ctx *ctx, int op, const int64_t *xs, int nx, const i
         cg_tensor *b = nb ? cg_zeros(c, CG_F32, 1, &nb) : NULL;
         cg_tensor *y = op == 1   ? cg_conv1d(c, x, w, b, o)
                        : op == 2 ? cg_conv2d(c, x, w, b, o)
+                       : op == 4 ? cg_conv2d_relu(c, x, w, b, o)
                                  : cg_conv_transpose2d(c, x, w, b, o);
         assert_null(y);
         assert_error(st, want);
@@ -595,6 +601,11 @@ static void test_conv_errors(void **state) {
                  "groups 1");
     expect_error(ctx, 2, (int64_t[]){28, 28}, 2, w16, 4, CG_F32, 0, NULL, CG_ERR_SHAPE,
                  "cg_conv2d: input [28,28], weight [16,3,3,3]: need input [N, C, H, W]");
+    expect_error(ctx, 4, x8, 4, (int64_t[]){16, 4, 3, 3}, 4, CG_F32, 0, NULL, CG_ERR_SHAPE,
+                 "cg_conv2d_relu: input [8,3,28,28] has 3 channels, weight [16,4,3,3] expects "
+                 "4 x groups 1");
+    assert_null(cg_conv2d_relu(ctx, NULL, NULL, NULL, NULL));
+    assert_error(CG_ERR_ARG, "cg_conv2d_relu");
     expect_error(ctx, 2, x8, 4, (int64_t[]){16, 3, 3}, 3, CG_F32, 0, NULL, CG_ERR_SHAPE,
                  "weight [C_out, C_in / groups, KH, KW]");
     expect_error(ctx, 1, x8, 4, (int64_t[]){16, 3, 3}, 3, CG_F32, 0, NULL, CG_ERR_SHAPE,
