@@ -703,22 +703,40 @@ static cg_status conv_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g
 }
 static const cg_op conv2d_op = {"conv2d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
+/* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
+static const cg_op conv1d_op = {"conv1d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+static const cg_op conv_transpose2d_op = {"conv_transpose2d", conv_backward,
+                                          CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+
+/* conv2d_weight(x, g) with h the gradient of the weight it made:
+ * dx = conv_transpose2d(g, h) to x's size, dg = conv2d(x, h) to g's size. */
+static cg_status wgrad_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *h,
+                                cg_tensor **gin) {
+    const geom2 *gm = cg_node_saved(n);
+    const cg_tensor *x = cg_node_input(n, 0), *g = cg_node_input(n, 1);
+    if (cg_node_needs_grad(n, 0))
+        gin[0] = transpose_to(ctx, g, h, gm, x->shape[2], x->shape[3]);
+    if (cg_node_needs_grad(n, 1)) gin[1] = conv_to(ctx, x, h, gm, g->shape[2], g->shape[3]);
+    return cgi_grads_made(n, gin);
+}
+static const cg_op conv2d_weight_op = {"conv2d_weight", wgrad_backward,
+                                       CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
+
+/* ---- conv2d and ReLU as one op ------------------------------------------------------ */
 /* relu(conv2d(x, w, b)) as one node r: conv2d's rule on g masked where r > 0
  * (relu's mask: r > 0 exactly where conv2d's output is), unless max pooling
  * masked it already (cgi_node_premask, as for cg_relu); recorded under
  * CG_CREATE_GRAPH (relu's mask op, then conv2d's differentiable rule). */
 static cg_status conv2d_relu_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *g,
                                       cg_tensor **gin) {
+    if (cgi_node_gout_premasked(n)) return conv_backward(ctx, n, g, gin); /* masked already */
     const cg_tensor *r = cg_node_output(n);
-    cg_tensor *gy = (cg_tensor *)g;
-    if (cgi_node_gout_premasked(n))
-        gy = (cg_tensor *)g;
-    else if (cg_is_grad_enabled(ctx))
+    cg_tensor *gy;
+    if (cg_is_grad_enabled(ctx)) /* CG_CREATE_GRAPH: recorded */
         gy = cgi_relu_grad(ctx, g, r);
     else if ((gy = cgi_grad_buffer(ctx, n, g, r)))
         cgi_map_binary(cgi_binary_relu_grad.fn[r->dtype], g, r, gy);
-    if (!gy) return cg_last_status();
-    return conv_backward(ctx, n, gy, gin);
+    return gy ? conv_backward(ctx, n, gy, gin) : cg_last_status();
 }
 static const cg_op conv2d_relu_op = {"conv2d_relu", conv2d_relu_backward,
                                      CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1) | CG_SAVES_OUTPUT};
@@ -786,24 +804,6 @@ static cg_tensor *conv_relu_pool(cg_ctx *ctx, const char *name, const cg_tensor 
     const cg_tensor *in[3] = {x, w, b};
     return cg_record(ctx, &conv2d_relu_pool_op, y, b ? 3 : 2, in, &pf, sizeof pf);
 }
-/* conv1d: conv2d's rule (the geometry says H is implied), under its own name. */
-static const cg_op conv1d_op = {"conv1d", conv_backward, CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
-static const cg_op conv_transpose2d_op = {"conv_transpose2d", conv_backward,
-                                          CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
-
-/* conv2d_weight(x, g) with h the gradient of the weight it made:
- * dx = conv_transpose2d(g, h) to x's size, dg = conv2d(x, h) to g's size. */
-static cg_status wgrad_backward(cg_ctx *ctx, const cg_node *n, const cg_tensor *h,
-                                cg_tensor **gin) {
-    const geom2 *gm = cg_node_saved(n);
-    const cg_tensor *x = cg_node_input(n, 0), *g = cg_node_input(n, 1);
-    if (cg_node_needs_grad(n, 0))
-        gin[0] = transpose_to(ctx, g, h, gm, x->shape[2], x->shape[3]);
-    if (cg_node_needs_grad(n, 1)) gin[1] = conv_to(ctx, x, h, gm, g->shape[2], g->shape[3]);
-    return cgi_grads_made(n, gin);
-}
-static const cg_op conv2d_weight_op = {"conv2d_weight", wgrad_backward,
-                                       CG_SAVES_INPUT(0) | CG_SAVES_INPUT(1)};
 
 /* ---- the public functions: checks, then conv_apply ------------------------------- */
 cg_conv_opts cg_conv_defaults(void) {
@@ -1005,7 +1005,10 @@ static cg_tensor *conv_entry(cg_ctx *ctx, const conv_fn *f, const cg_tensor *x,
         cg_tensor *y = conv_relu_pool(ctx, f->name, x, w, b, &gm, &done);
         if (done) return y;
         cg_pool_opts po = cg_pool_defaults(2, 2);
-        return cg_max_pool2d(ctx, conv_apply(ctx, f->name, op, x, w, b, &gm), &po, NULL);
+        cg_tensor *r = conv_apply(ctx, f->name, op, x, w, b, &gm);
+        y = r ? cg_max_pool2d(ctx, r, &po, NULL) : NULL;
+        if (!ctx) cg_tensor_free(r); /* a caller-owned intermediate */
+        return y;
     }
     return conv_apply(ctx, f->name, op, x, w, b, &gm);
 }
