@@ -291,6 +291,12 @@ static void prefetch_image(const cg_tensor *t, int64_t n, bool write) {
                  d[1] * s[1] * (int64_t)cg_dtype_size(t->dtype), write);
 }
 
+/* x = relu(x) over n contiguous elements (cg_relu's kernel, in place): the
+ * epilogue of the fused ops, on planes still in cache. */
+static void relu_block(cg_dtype dt, int64_t n, void *x) {
+    cgi_unary_relu.fn[dt](n, x, 1, x, 1);
+}
+
 /* conv2d_relu_pool: the ReLU, then each output plane's 2x2 max pooling
  * straight from the scratch planes acc (group gi of image n) into y's planes
  * and their codes. */
@@ -299,7 +305,7 @@ static void pool_group(const conv_job *j, int64_t n, int64_t gi, char *acc) {
     int64_t pp = (j->k.oh / 2) * (j->k.ow / 2), c0 = n * j->y->shape[1] + gi * j->cout_g;
     for (int64_t o = 0; o < j->cout_g; o++) {
         float *a = (float *)acc + o * len;
-        cgi_relu_block(CG_F32, len, a);
+        relu_block(CG_F32, len, a);
         cgi_max_pool_wide_f32(a, wp, j->k.oh, j->k.ow, (j->cout_g - o) * len,
                               (float *)cgi_ptr(j->y) + (c0 + o) * pp, j->codes + (c0 + o) * pp);
     }
@@ -333,7 +339,7 @@ static cg_status direct_conv_image(const conv_job *j, int64_t n, char *scr, bool
         for (int64_t o = 0; o < j->cout_g; o++)
             cgi_plane_copy(j->dt, j->k.oh, j->k.ow, acc + o * len * es, wp, 1,
                            yg + o * plane * es, 0);
-        if (j->relu) cgi_relu_block(j->dt, j->cout_g * plane, yg);
+        if (j->relu) relu_block(j->dt, j->cout_g * plane, yg);
     }
     return CG_OK;
 }
@@ -424,7 +430,7 @@ static cg_status conv_tile(const conv_job *j, int64_t tile, char *cols, bool par
         });
     }
     if (j->relu) /* the tile's images, y contiguous (made by conv_apply) */
-        cgi_relu_block(j->dt, nt * y->shape[1] * j->p, cgi_ptr(y) + n0 * y->strides[0] * es);
+        relu_block(j->dt, nt * y->shape[1] * j->p, cgi_ptr(y) + n0 * y->strides[0] * es);
     return CG_OK;
 }
 

@@ -542,16 +542,6 @@ void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst) {
     }
 }
 
-void cgi_relu_block(cg_dtype dt, int64_t n, void *x) {
-    if (dt == CG_F32) {
-        float *v = x;
-        for (int64_t i = 0; i < n; i++) v[i] = v[i] < 0 ? 0 : v[i];
-    } else {
-        double *v = x;
-        for (int64_t i = 0; i < n; i++) v[i] = v[i] < 0 ? 0 : v[i];
-    }
-}
-
 void cgi_fill(cg_dtype dt, int64_t n, void *dst, double v) {
     for (int64_t i = 0; i < n; i++) {
         if (dt == CG_F32)

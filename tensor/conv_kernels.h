@@ -97,8 +97,5 @@ CGI_HIDDEN void cgi_plane_copy(cg_dtype dt, int64_t h, int64_t w, const void *sr
 CGI_HIDDEN void cgi_plane_add(cg_dtype dt, int64_t n, const void *src, void *dst);
 /* dst[i] = v for n contiguous elements. */
 CGI_HIDDEN void cgi_fill(cg_dtype dt, int64_t n, void *dst, double v);
-/* x = relu(x) over n contiguous elements, as cg_relu (x < 0 ? 0 : x: NaN and
- * -0 kept): the epilogue of cg_conv2d_relu, on planes still in cache. */
-CGI_HIDDEN void cgi_relu_block(cg_dtype dt, int64_t n, void *x);
 
 #endif
