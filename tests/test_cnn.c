@@ -277,7 +277,8 @@ static void test_cnn_sequential_fuses_conv_relu(void **state) {
  * parameter's gradient (cg_backward and cg_grad), and a gradient penalty's
  * gradients (second order) have the bits of the children run one by one;
  * odd sizes, rows of fewer and more than 16 windows, groups, no bias; f64
- * takes the two ops; a conv output too small to pool fails as MaxPool2d. */
+ * takes the two ops; a conv output too small to pool fails as MaxPool2d;
+ * 1 and 2 threads give the same bits. */
 typedef struct triple_case {
     cg_dtype dt;
     int64_t n, cin, cout, h, w, groups;
@@ -347,6 +348,32 @@ static void triple_check(cg_ctx *ctx, const triple_case *tc, uint64_t seed) {
     cg_module_free(m);
 }
 
+/* The fused op's output and x's gradient on threads threads, as f64. */
+#define FUSED_VALUES (6 * 4 * 10 * 10 + 6 * 2 * 20 * 20)
+static double *fused_run(cg_ctx *ctx, int threads) {
+    int before = cg_get_num_threads();
+    cg_set_num_threads(threads);
+    cg_rng rng = seeded(77);
+    cg_conv_opts o = cg_conv_defaults();
+    o.padding[0] = o.padding[1] = 1;
+    cg_pool_opts po = cg_pool_defaults(2, 2);
+    cg_module *m = cg_nn_sequential(
+        3, (cg_module *[]){cg_nn_conv2d(&rng, CG_F32, 2, 4, 3, 3, &o, true),
+                           cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po)});
+    cg_tensor *x = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(6, 2, 20, 20), 0, 1);
+    cg_set_requires_grad(x, true);
+    cg_tensor *y = cg_module_forward(ctx, m, x);
+    assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv2d_relu_maxpool2d");
+    double *v = malloc(sizeof(double) * FUSED_VALUES);
+    assert_int_equal(cg_copy_to_array(y, CG_F64, v), CG_OK);
+    assert_int_equal(cg_backward(cg_sum(ctx, cg_square(ctx, y), NULL, 0, false)), CG_OK);
+    assert_int_equal(cg_copy_to_array(cg_grad_of(x), CG_F64, v + cg_numel(y)), CG_OK);
+    cg_ctx_reset(ctx);
+    cg_module_free(m);
+    cg_set_num_threads(before);
+    return v;
+}
+
 static void test_cnn_sequential_fuses_conv_relu_pool(void **state) {
     const triple_case cases[] = {
         {CG_F32, 3, 1, 4, 12, 12, 1, true, "conv2d_relu_maxpool2d"},
@@ -355,6 +382,9 @@ static void test_cnn_sequential_fuses_conv_relu_pool(void **state) {
         {CG_F64, 2, 1, 3, 8, 8, 1, true, "max_pool2d"},               /* the two ops */
     };
     for (int i = 0; i < 4; i++) triple_check(*state, &cases[i], 40 + (uint64_t)i);
+    double *one = fused_run(*state, 1), *two = fused_run(*state, 2);
+    assert_memory_equal(one, two, sizeof(double) * FUSED_VALUES);
+    free(one), free(two);
     cg_ctx *ctx = *state;
     cg_rng rng = seeded(9);
     cg_pool_opts po = cg_pool_defaults(2, 2);
