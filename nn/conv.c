@@ -72,11 +72,11 @@ static const cg_module_kind conv2d_kind = {"Conv2d", conv_forward, free, conv_de
 
 bool cgi_is_conv2d_module(const cg_module *m) { return m->kind == &conv2d_kind; }
 
-cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
+cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x, bool pool) {
     const conv_data *d = cg_module_data(m);
     const cg_tensor *w = cg_module_get(m, "weight");
     const cg_tensor *b = d->bias ? cg_module_get(m, "bias") : NULL;
-    return cgi_conv2d_relu_layer(ctx, x, w, b, &d->opts);
+    return cgi_conv2d_relu_layer(ctx, x, w, b, &d->opts, pool);
 }
 
 static const cg_module_kind convt2d_kind = {"ConvTranspose2d", conv_forward, free,
@@ -220,13 +220,6 @@ bool cgi_is_maxpool2x2_module(const cg_module *m) {
             o->dilation[d] != 1)
             return false;
     return !o->ceil_mode;
-}
-
-cg_tensor *cgi_conv2d_relu_pool_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x) {
-    const conv_data *d = cg_module_data(m);
-    const cg_tensor *w = cg_module_get(m, "weight");
-    const cg_tensor *b = d->bias ? cg_module_get(m, "bias") : NULL;
-    return cgi_conv2d_relu_pool_layer(ctx, x, w, b, &d->opts);
 }
 
 static cg_module *pool_new(const cg_module_kind *kind, pool_data d, const char *fn) {

@@ -72,16 +72,14 @@ CGI_HIDDEN void cgi_name_failure(const char *fn);
 /* cg_module_new / cg_module_add_param / cg_module_add_child with the public
  * function's name for messages (built-in constructors pass their own). */
 CGI_HIDDEN cg_module *cgi_module_new(const cg_module_kind *kind, void *data, const char *fn);
-/* nn/conv.c: whether m is a Conv2d; its forward fused with a ReLU after it
- * (cg_conv2d_relu, errors naming cg_conv2d as the layer's own). */
+/* nn/conv.c: whether m is a Conv2d, or a MaxPool2d(2) (2x2, stride 2,
+ * nothing else); Conv2d m's forward fused with the ReLU after it (and with
+ * such a pool after that when pool: one op where the direct kernels run the
+ * convolution), errors naming cg_conv2d as the layer's own. */
 CGI_HIDDEN bool cgi_is_conv2d_module(const cg_module *m);
-CGI_HIDDEN cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x);
-/* Whether m is a MaxPool2d(2) (2x2, stride 2, nothing else); Conv2d m's
- * forward fused with a ReLU and such a pool after it (one op where the
- * direct kernels run the convolution). */
 CGI_HIDDEN bool cgi_is_maxpool2x2_module(const cg_module *m);
-CGI_HIDDEN cg_tensor *cgi_conv2d_relu_pool_forward(cg_ctx *ctx, cg_module *m,
-                                                   const cg_tensor *x);
+CGI_HIDDEN cg_tensor *cgi_conv2d_relu_forward(cg_ctx *ctx, cg_module *m, const cg_tensor *x,
+                                              bool pool);
 /* The same with a malloc'd copy of the size bytes at data as the module's
  * data (the kind's free_data must be free). */
 CGI_HIDDEN cg_module *cgi_module_new_copy(const cg_module_kind *kind, const void *data,

@@ -138,12 +138,11 @@ static cg_tensor *sequential_forward(cg_ctx *ctx, cg_module *m, const cg_tensor 
         cg_module *c = cg_module_child(m, i, NULL);
         bool relu = i + 1 < n && cgi_is_conv2d_module(c) &&
                     cg_module_child(m, i + 1, NULL)->kind == &act_kinds[CG_ACT_RELU];
-        if (relu && i + 2 < n && cgi_is_maxpool2x2_module(cg_module_child(m, i + 2, NULL))) {
-            h = cgi_conv2d_relu_pool_forward(ctx, c, h);
-            i += 2;
-        } else if (relu) {
-            h = cgi_conv2d_relu_forward(ctx, c, h);
-            i++;
+        bool pool =
+            relu && i + 2 < n && cgi_is_maxpool2x2_module(cg_module_child(m, i + 2, NULL));
+        if (relu) {
+            h = cgi_conv2d_relu_forward(ctx, c, h, pool);
+            i += pool ? 2 : 1;
         } else {
             h = cg_module_forward(ctx, c, h);
         }

@@ -822,7 +822,7 @@ typedef struct conv_fn {
     int nsp;
     bool transposed;
     bool relu; /* cg_conv2d_relu */
-    bool pool; /* then 2x2 max pooling (cgi_conv2d_relu_pool_layer) */
+    bool pool; /* then 2x2 max pooling (cgi_conv2d_relu_layer) */
 } conv_fn;
 
 /* "3" (1-D) or "3x3" into buf, from v[0..nsp). */
@@ -1037,18 +1037,13 @@ cg_tensor *cg_conv2d_relu(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
     return conv_entry(ctx, &f, x, w, b, opts);
 }
 
-cg_tensor *cgi_conv2d_relu_pool_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
-                                      const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d", 2, false, true, true};
-    return conv_entry(ctx, &f, x, w, b, opts);
-}
-
-/* Sequential's Conv2d + ReLU: errors name cg_conv2d, the function the
- * Conv2d layer calls. */
+/* nn's Conv2d + ReLU (+ MaxPool2d(2) when pool): errors name cg_conv2d, the
+ * function the Conv2d layer calls. */
 cg_tensor *cgi_conv2d_relu_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
-                                 const cg_tensor *b, const cg_conv_opts *opts) {
-    static const conv_fn f = {"cg_conv2d", 2, false, true, false};
-    return conv_entry(ctx, &f, x, w, b, opts);
+                                 const cg_tensor *b, const cg_conv_opts *opts, bool pool) {
+    static const conv_fn relu = {"cg_conv2d", 2, false, true, false};
+    static const conv_fn relu_pool = {"cg_conv2d", 2, false, true, true};
+    return conv_entry(ctx, pool ? &relu_pool : &relu, x, w, b, opts);
 }
 
 cg_tensor *cg_conv_transpose2d(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,

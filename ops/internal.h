@@ -61,17 +61,14 @@ CGI_HIDDEN cg_tensor *cgi_relu_grad(cg_ctx *ctx, const cg_tensor *g, const cg_te
  * where mask > 0, not recorded (a backward pass without a graph). */
 CGI_HIDDEN cg_tensor *cgi_max_unpool2x2(cg_ctx *ctx, const cg_tensor *g, const cg_tensor *codes,
                                         const int64_t *xshape, const cg_tensor *mask);
-/* cg_conv2d_relu, then 2x2 max pooling (stride 2, no padding) as one op
- * when the direct kernels run the convolution (f32, 4-D input, in a
- * context): the pool is taken from each image's planes in scratch, so the
- * convolution's output is never written; otherwise the two ops. Errors name
- * cg_conv2d and cg_max_pool2d (nn's Conv2d, ReLU, MaxPool2d(2)). */
-CGI_HIDDEN cg_tensor *cgi_conv2d_relu_pool_layer(cg_ctx *ctx, const cg_tensor *x,
-                                                 const cg_tensor *w, const cg_tensor *b,
-                                                 const cg_conv_opts *opts);
-/* cg_conv2d_relu with errors naming cg_conv2d (nn's fused Conv2d + ReLU). */
+/* nn's Conv2d + ReLU: cg_conv2d_relu with errors naming cg_conv2d. With
+ * pool, then 2x2 max pooling (stride 2, no padding): one op when the direct
+ * kernels run the convolution (f32, 4-D input, in a context), the pool
+ * taken from each image's planes in scratch so the convolution's output is
+ * never written; otherwise the two ops (errors then name cg_max_pool2d). */
 CGI_HIDDEN cg_tensor *cgi_conv2d_relu_layer(cg_ctx *ctx, const cg_tensor *x, const cg_tensor *w,
-                                            const cg_tensor *b, const cg_conv_opts *opts);
+                                            const cg_tensor *b, const cg_conv_opts *opts,
+                                            bool pool);
 /* Where an elementwise rule of node n, not recorded, writes an input's
  * gradient: over n's output gradient g when the pass allows
  * (cgi_node_spare_gout), else a new tensor of like's dtype and shape. */

@@ -211,6 +211,14 @@ static void test_cnn_short_training_run(void **state) {
     cg_module_free(m);
 }
 
+/* Sequential m's children run one by one on x (no fusion). */
+static cg_tensor *one_by_one(cg_ctx *ctx, cg_module *m, cg_tensor *x) {
+    cg_tensor *h = x;
+    for (int i = 0; i < cg_module_nchildren(m); i++)
+        h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    return h;
+}
+
 /* Sequential runs a Conv2d followed by a ReLU as one op (cg_conv2d_relu):
  * the output and every parameter's gradient have the bits of the children
  * run one by one, in cg_backward (max pooling premasking through the fused
@@ -238,8 +246,7 @@ static void test_cnn_sequential_fuses_conv_relu(void **state) {
                                             cg_nn_conv2d(&rng, CG_F32, 4, 6, 3, 3, &o, true),
                                             cg_nn_activation(CG_ACT_RELU)});
     cg_tensor *x = cg_randn(ctx, &rng, CG_F32, CG_SHAPE(3, 1, 12, 12), 0, 1);
-    cg_tensor *y = cg_module_forward(ctx, m, x), *h = x;
-    for (int i = 0; i < 5; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    cg_tensor *y = cg_module_forward(ctx, m, x), *h = one_by_one(ctx, m, x);
     assert_string_equal(cg_node_op(cg_grad_fn(y))->name, "conv2d_relu");
     assert_string_equal(cg_node_op(cg_grad_fn(h))->name, "relu");
     int64_t ny = cg_numel(y);
@@ -316,8 +323,7 @@ static void triple_check(cg_ctx *ctx, const triple_case *tc, uint64_t seed) {
                            cg_nn_activation(CG_ACT_RELU), cg_nn_maxpool2d(&po)});
     cg_tensor *x = cg_randn(ctx, &rng, tc->dt, CG_SHAPE(tc->n, tc->cin, tc->h, tc->w), 0, 1);
     cg_set_requires_grad(x, true);
-    cg_tensor *y = cg_module_forward(ctx, m, x), *h = x;
-    for (int i = 0; i < 3; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    cg_tensor *y = cg_module_forward(ctx, m, x), *h = one_by_one(ctx, m, x);
     assert_non_null(y);
     assert_string_equal(cg_node_op(cg_grad_fn(y))->name, tc->op);
     assert_string_equal(cg_node_op(cg_grad_fn(h))->name, "max_pool2d");
@@ -336,8 +342,7 @@ static void triple_check(cg_ctx *ctx, const triple_case *tc, uint64_t seed) {
     assert_memory_equal(a, a + nx, sizeof(double) * (size_t)nx);
     cg_zero_grad(x);
     /* cg_grad, first and second order, on new graphs */
-    y = cg_module_forward(ctx, m, x), h = x;
-    for (int i = 0; i < 3; i++) h = cg_module_forward(ctx, cg_module_child(m, i, NULL), h);
+    y = cg_module_forward(ctx, m, x), h = one_by_one(ctx, m, x);
     cg_tensor *ly = cg_sum(ctx, cg_mul(ctx, y, r), NULL, 0, false);
     cg_tensor *lh = cg_sum(ctx, cg_mul(ctx, h, r), NULL, 0, false);
     int64_t na = triple_grads(ctx, m, x, ly, a), nb = triple_grads(ctx, m, x, lh, a + cap);
