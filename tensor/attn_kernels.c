@@ -1,6 +1,6 @@
 /* Fused attention kernels: tiles of scores through cgi_gemm, the rest row by
- * row (see attn_kernels.h). Scores live in one BQ x BK tile per unit, never
- * as a whole Tq x Tk matrix. */
+ * row (see attn_kernels.h). Scores live in one tile per unit (at most BK x
+ * BK), never as a whole Tq x Tk matrix. */
 #include "attn_kernels.h"
 #include "fast_exp.h"
 
@@ -41,13 +41,19 @@ static cgi_mat rows_of(const cgi_attn *a, const cgi_attn_mat *m, int64_t b, int6
 
 /* ---- row kernels, one set per dtype ------------------------------------------------------ */
 /* A tile of scores is rows [i0, i0 + mq) x keys [j0, j0 + nk) of problem b,
- * row r at s + r BK. */
+ * row r at s + r BK. Causal tiles are square (BK x BK) and so either wholly
+ * below the diagonal or on it (diag: i0 == j0, mq == nk), where only the
+ * lower triangle, keys j0..i0 + r of row r, is computed, read and used. */
 typedef struct tile {
     int64_t b, i0, mq, j0, nk;
+    bool diag;
 } tile;
 
+/* Keys row r of the tile holds. */
+static int64_t row_keys(const tile *t, int64_t r) { return t->diag ? r + 1 : t->nk; }
+
 typedef struct row_ops {
-    /* Adds the mask to the tile and sets keys after the query to -inf (causal). */
+    /* Adds the mask to the keys each row holds (none is after its query). */
     void (*mask)(const cgi_attn *a, const tile *t, char *s);
     /* One row of n scores against the running max m and sum l: the exps
      * (against the new max) replace the scores; returns the factor the old
@@ -68,16 +74,11 @@ typedef struct row_ops {
     static void mask_##S(const cgi_attn *a, const tile *t, char *sc) {                         \
         const cgi_attn_mat *m = &a->mask;                                                      \
         T *s = (T *)sc;                                                                        \
-        if (m->data) {                                                                         \
-            const T *mk = (const T *)m->data + lead_off(a, m, t->b) + t->j0 * m->cs;           \
-            for (int64_t r = 0; r < t->mq; r++) {                                              \
-                const T *mr = mk + (t->i0 + r) * m->rs;                                        \
-                for (int64_t c = 0; c < t->nk; c++) s[r * BK + c] += mr[c * m->cs];            \
-            }                                                                                  \
-        }                                                                                      \
-        for (int64_t r = 0; a->causal && r < t->mq; r++) {                                     \
-            int64_t c = t->i0 + r + 1 - t->j0; /* the first key after query i0 + r */          \
-            for (c = c < 0 ? 0 : c; c < t->nk; c++) s[r * BK + c] = (T)-INFINITY;              \
+        if (!m->data) return;                                                                  \
+        const T *mk = (const T *)m->data + lead_off(a, m, t->b) + t->j0 * m->cs;               \
+        for (int64_t r = 0; r < t->mq; r++) {                                                  \
+            const T *mr = mk + (t->i0 + r) * m->rs;                                            \
+            for (int64_t c = 0; c < row_keys(t, r); c++) s[r * BK + c] += mr[c * m->cs];       \
         }                                                                                      \
     }                                                                                          \
     static double online_##S(char *sc, int64_t n, double *m, double *l) {                      \
@@ -143,14 +144,42 @@ static void zero_rows(const cgi_attn *a, const cgi_attn_out *o, int64_t b, int64
         memset(out_row(a, o, b, i0 + i), 0, (size_t)cols * es);
 }
 
+/* ---- the tile products ------------------------------------------------------------------- */
+/* s = alpha x y^T, x the tile's rows and y its keys (k columns each); on
+ * the diagonal its lower triangle only (BLIS's gemmt). */
+static cg_status tile_scores(const cgi_attn *a, const tile *t, double alpha, cgi_mat x,
+                             cgi_mat y, int64_t k, char *s) {
+    if (t->diag)
+        return cgi_gemm_lower(a->dt, false, true, t->mq, k, alpha, x, y, 0.0, s, BK, 1);
+    return cgi_gemm(a->dt, false, true, t->mq, t->nk, k, alpha, x, y, 0.0, s, BK, 1);
+}
+
+/* c += alpha op(P) y for the tile's P [mq, nk] at p (trans: P^T, the keys'
+ * rows), y with n columns; on the diagonal P is lower triangular (BLIS's
+ * trmm3: the half above it is neither read nor multiplied). */
+static cg_status tile_times(const cgi_attn *a, const tile *t, bool trans, double alpha,
+                            const char *p, cgi_mat y, int64_t n, char *c, int64_t rsc) {
+    cgi_mat pm = {p, BK, 1};
+    if (t->diag) return cgi_trmm_lower(a->dt, trans, t->mq, n, alpha, pm, y, 1.0, c, rsc, 1);
+    return cgi_gemm(a->dt, trans, false, trans ? t->nk : t->mq, n, trans ? t->mq : t->nk, alpha,
+                    pm, y, 1.0, c, rsc, 1);
+}
+
 /* ---- forward ----------------------------------------------------------------------------- */
-static int64_t query_tiles(const cgi_attn *a) { return (a->tq + BQ - 1) / BQ; }
+/* Query rows per tile: causal tiles are square, so each is wholly below the
+ * diagonal or on it. */
+static int64_t tile_rows(const cgi_attn *a) { return a->causal ? BK : BQ; }
+
+static int64_t query_tiles(const cgi_attn *a) {
+    return (a->tq + tile_rows(a) - 1) / tile_rows(a);
+}
 
 int64_t cgi_attn_fwd_units(const cgi_attn *a) { return a->bh * query_tiles(a); }
 
 /* The score tile, then the running max, sum and rescale factor per row. */
 size_t cgi_attn_fwd_scratch(const cgi_attn *a) {
-    return round64((size_t)BQ * BK * cg_dtype_size(a->dt)) + round64(3 * BQ * sizeof(double));
+    size_t rows = (size_t)tile_rows(a);
+    return round64(rows * BK * cg_dtype_size(a->dt)) + round64(3 * rows * sizeof(double));
 }
 
 /* One key tile of a unit: scores, mask, online softmax, out += P v. */
@@ -159,33 +188,32 @@ static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, 
     int64_t ors = a->out.rs;
     const row_ops *ro = &OPS[a->dt];
     size_t es = cg_dtype_size(a->dt);
-    cg_status st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->d, a->scale, q,
-                            rows_of(a, &a->k, t->b, t->j0), 0.0, s, BK, 1);
+    cg_status st = tile_scores(a, t, a->scale, q, rows_of(a, &a->k, t->b, t->j0), a->d, s);
     if (st != CG_OK) return st;
     ro->mask(a, t, s);
     for (int64_t r = 0; r < t->mq; r++) {
-        double f = ro->online(s + (size_t)(r * BK) * es, t->nk, &m[r], &l[r]);
+        double f = ro->online(s + (size_t)(r * BK) * es, row_keys(t, r), &m[r], &l[r]);
         if (f != 1.0) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
     }
-    return cgi_gemm(a->dt, false, false, t->mq, a->dv, t->nk, 1.0, (cgi_mat){s, BK, 1},
-                    rows_of(a, &a->v, t->b, t->j0), 1.0, o, ors, 1);
+    return tile_times(a, t, false, 1.0, s, rows_of(a, &a->v, t->b, t->j0), a->dv, o, ors);
 }
 
 /* Unit (b, query tile): causal units stop at their last query's key, so
  * no tile is wholly masked and the last one is cut short. */
 cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
     size_t es = cg_dtype_size(a->dt);
-    int64_t nqt = query_tiles(a);
-    tile t = {.b = unit / nqt, .i0 = unit % nqt * BQ};
-    t.mq = min64(BQ, a->tq - t.i0);
+    int64_t nqt = query_tiles(a), rows = tile_rows(a);
+    tile t = {.b = unit / nqt, .i0 = unit % nqt * rows};
+    t.mq = min64(rows, a->tq - t.i0);
     int64_t kend = a->causal ? t.i0 + t.mq : a->tk;
-    double *m = (double *)(scr + round64((size_t)BQ * BK * es)), *l = m + BQ;
+    double *m = (double *)(scr + round64((size_t)rows * BK * es)), *l = m + rows;
     char *o = out_row(a, &a->out, t.b, t.i0);
     zero_rows(a, &a->out, t.b, t.i0, t.mq, a->dv);
     for (int64_t r = 0; r < t.mq; r++) m[r] = -INFINITY, l[r] = 0;
     cgi_mat q = rows_of(a, &a->q, t.b, t.i0);
     for (t.j0 = 0; t.j0 < kend; t.j0 += BK) {
         t.nk = min64(BK, kend - t.j0);
+        t.diag = a->causal && t.j0 == t.i0;
         cg_status st = fwd_tile(a, &t, q, scr, m, l, o);
         if (st != CG_OK) return st;
     }
@@ -211,7 +239,7 @@ int64_t cgi_attn_bwd_units(const cgi_attn *a) { return a->bh; }
 /* P and dP tiles, and delta [Tq]. */
 size_t cgi_attn_bwd_scratch(const cgi_attn *a) {
     size_t es = cg_dtype_size(a->dt);
-    return 2 * round64((size_t)BQ * BK * es) + round64((size_t)a->tq * es);
+    return 2 * round64((size_t)tile_rows(a) * BK * es) + round64((size_t)a->tq * es);
 }
 
 /* The gradient tile's GEMMs; p holds P, dp receives dP and then dS. */
@@ -221,30 +249,26 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
     size_t es = cg_dtype_size(a->dt);
     cgi_mat q = rows_of(a, &a->q, t->b, t->i0), k = rows_of(a, &a->k, t->b, t->j0);
     cgi_mat g = rows_of(a, &a->g, t->b, t->i0), v = rows_of(a, &a->v, t->b, t->j0);
-    cgi_mat pm = {p, BK, 1}, dsm = {dp, BK, 1};
-    cg_status st =
-        cgi_gemm(a->dt, false, true, t->mq, t->nk, a->d, a->scale, q, k, 0.0, p, BK, 1);
+    cg_status st = tile_scores(a, t, a->scale, q, k, a->d, p);
     if (st != CG_OK) return st;
     ro->mask(a, t, p);
     for (int64_t r = 0; r < t->mq; r++)
-        ro->probs(p + (size_t)(r * BK) * es, t->nk,
+        ro->probs(p + (size_t)(r * BK) * es, row_keys(t, r),
                   a->lse + (size_t)(t->b * a->tq + t->i0 + r) * es);
-    if (a->gv.data && (st = cgi_gemm(a->dt, true, false, t->nk, a->dv, t->mq, 1.0, pm, g, 1.0,
-                                     out_row(a, &a->gv, t->b, t->j0), a->gv.rs, 1)) != CG_OK)
+    if (a->gv.data && (st = tile_times(a, t, true, 1.0, p, g, a->dv,
+                                       out_row(a, &a->gv, t->b, t->j0), a->gv.rs)) != CG_OK)
         return st;
     if (!a->gq.data && !a->gk.data) return CG_OK;
-    st = cgi_gemm(a->dt, false, true, t->mq, t->nk, a->dv, 1.0, g, v, 0.0, dp, BK, 1);
-    if (st != CG_OK) return st;
+    if ((st = tile_scores(a, t, 1.0, g, v, a->dv, dp)) != CG_OK) return st;
     for (int64_t r = 0; r < t->mq; r++)
-        ro->dscores(p + (size_t)(r * BK) * es, dp + (size_t)(r * BK) * es, t->nk,
+        ro->dscores(p + (size_t)(r * BK) * es, dp + (size_t)(r * BK) * es, row_keys(t, r),
                     delta + (size_t)(t->i0 + r) * es);
-    if (a->gk.data &&
-        (st = cgi_gemm(a->dt, true, false, t->nk, a->d, t->mq, a->scale, dsm, q, 1.0,
-                       out_row(a, &a->gk, t->b, t->j0), a->gk.rs, 1)) != CG_OK)
+    if (a->gk.data && (st = tile_times(a, t, true, a->scale, dp, q, a->d,
+                                       out_row(a, &a->gk, t->b, t->j0), a->gk.rs)) != CG_OK)
         return st;
     if (a->gq.data)
-        st = cgi_gemm(a->dt, false, false, t->mq, a->d, t->nk, a->scale, dsm, k, 1.0,
-                      out_row(a, &a->gq, t->b, t->i0), a->gq.rs, 1);
+        st = tile_times(a, t, false, a->scale, dp, k, a->d, out_row(a, &a->gq, t->b, t->i0),
+                        a->gq.rs);
     return st;
 }
 
@@ -252,7 +276,8 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
  * that is not wholly masked: for causal, the queries from the tile's first
  * key on, and the keys up to the query tile's last. */
 cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
-    size_t es = cg_dtype_size(a->dt), tb = round64((size_t)BQ * BK * es);
+    int64_t rows = tile_rows(a);
+    size_t es = cg_dtype_size(a->dt), tb = round64((size_t)rows * BK * es);
     char *p = scr, *dp = scr + tb, *delta = scr + 2 * tb;
     zero_rows(a, &a->gq, b, 0, a->tq, a->d);
     zero_rows(a, &a->gk, b, 0, a->tk, a->d);
@@ -264,12 +289,13 @@ cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
                          o + (size_t)(i * a->out.rs) * es, a->dv, delta + (size_t)i * es);
     tile t = {.b = b};
     for (t.j0 = 0; t.j0 < a->tk; t.j0 += BK) {
-        for (t.i0 = a->causal ? t.j0 : 0; t.i0 < a->tq; t.i0 += BQ) {
-            t.mq = min64(BQ, a->tq - t.i0);
+        for (t.i0 = a->causal ? t.j0 : 0; t.i0 < a->tq; t.i0 += rows) {
+            t.mq = min64(rows, a->tq - t.i0);
             t.nk = min64(BK, a->tk - t.j0);
-            /* causal: keys after the tile's last query are masked in all its
-             * rows, so they add nothing (T 256: a quarter of the work) */
+            /* causal: the tile on the diagonal is square (its keys end at its
+             * last query), the others wholly below it */
             if (a->causal) t.nk = min64(t.nk, t.i0 + t.mq - t.j0);
+            t.diag = a->causal && t.i0 == t.j0;
             cg_status st = bwd_tile(a, &t, p, dp, delta);
             if (st != CG_OK) return st;
         }

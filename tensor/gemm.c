@@ -41,9 +41,16 @@ typedef struct gemm_mat {
     int64_t rows, cols, rs, cs;
 } gemm_mat;
 
+/* What BLIS computes: the whole C (gemm), only C's lower triangle (gemmt,
+ * C square), or a product whose A' is triangular (trmm3, A' square: the
+ * lower triangle of A, so an upper one when A is transposed). */
+typedef enum gemm_kind { GEMM_FULL, GEMM_LOWER_C, GEMM_TRI_A } gemm_kind;
+
 /* Everything decided before the first call into BLIS. */
 typedef struct gemm_plan {
     const char *op; /* function named in error messages */
+    gemm_kind kind;
+    bool a_upper; /* GEMM_TRI_A: A' is upper triangular (A transposed) */
     cg_dtype dt;
     size_t esize;
     int64_t m, n, k;
@@ -130,7 +137,8 @@ static void pack(cg_dtype dt, const gemm_mat *x, void *dst) {
 static void scale_c(const gemm_plan *p, char *c) {
     if (p->beta == 1.0) return;
     for (int64_t i = 0; i < p->m; i++) {
-        for (int64_t j = 0; j < p->n; j++) {
+        int64_t cols = p->kind == GEMM_LOWER_C ? i + 1 : p->n; /* gemmt: j <= i only */
+        for (int64_t j = 0; j < cols; j++) {
             int64_t off = i * p->c.rs + j * p->c.cs;
             if (p->dt == CG_F32) {
                 float *e = (float *)c + off;
@@ -299,6 +307,42 @@ static cntx_t *cntx_f32(void) {
 static cntx_t *cntx_f32(void) { return NULL; }
 #endif
 
+/* BLIS is told the triangle of the A it is given: A' itself, or its
+ * transpose when canonical hands A' over transposed. */
+static uplo_t tri_uplo(const gemm_plan *p, const blis_op *oa) {
+    return p->a_upper != (oa->trans == BLIS_TRANSPOSE) ? BLIS_UPPER : BLIS_LOWER;
+}
+
+/* gemmt (C's lower triangle) or trmm3 (A' triangular, from the left). */
+static void call_blis_tri(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
+                          const gemm_mat *c, char *cdata, rntm_t *rntm) {
+    blis_op oa = canonical(a), ob = canonical(b);
+    dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
+    inc_t rsc = (inc_t)c->rs, csc = (inc_t)c->cs;
+    bool lower_c = p->kind == GEMM_LOWER_C;
+    if (p->dt == CG_F32) {
+        float alpha = (float)p->alpha, beta = (float)p->beta, *ad = (float *)a->data,
+              *bd = (float *)b->data, *cd = (float *)cdata;
+        if (lower_c)
+            bli_sgemmt_ex(BLIS_LOWER, oa.trans, ob.trans, m, k, &alpha, ad, oa.rs, oa.cs, bd,
+                          ob.rs, ob.cs, &beta, cd, rsc, csc, cntx_f32(), rntm);
+        else
+            bli_strmm3_ex(BLIS_LEFT, tri_uplo(p, &oa), oa.trans, BLIS_NONUNIT_DIAG, ob.trans, m,
+                          n, &alpha, ad, oa.rs, oa.cs, bd, ob.rs, ob.cs, &beta, cd, rsc, csc,
+                          cntx_f32(), rntm);
+    } else {
+        double alpha = p->alpha, beta = p->beta, *ad = (double *)a->data,
+               *bd = (double *)b->data, *cd = (double *)cdata;
+        if (lower_c)
+            bli_dgemmt_ex(BLIS_LOWER, oa.trans, ob.trans, m, k, &alpha, ad, oa.rs, oa.cs, bd,
+                          ob.rs, ob.cs, &beta, cd, rsc, csc, NULL, rntm);
+        else
+            bli_dtrmm3_ex(BLIS_LEFT, tri_uplo(p, &oa), oa.trans, BLIS_NONUNIT_DIAG, ob.trans, m,
+                          n, &alpha, ad, oa.rs, oa.cs, bd, ob.rs, ob.cs, &beta, cd, rsc, csc,
+                          NULL, rntm);
+    }
+}
+
 static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
                       const gemm_mat *c, char *cdata) {
     dim_t m = (dim_t)p->m, n = (dim_t)p->n, k = (dim_t)p->k;
@@ -306,6 +350,10 @@ static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
     bool single = macs < SMALL_GEMM || (p->k < 64 && macs < 16 * SMALL_GEMM);
     rntm_t rn = BLIS_RNTM_INITIALIZER, *rntm = &rn; /* this call's count, never the global */
     bli_rntm_set_num_threads(single ? 1 : cg_get_num_threads(), &rn);
+    if (p->kind != GEMM_FULL) {
+        call_blis_tri(p, a, b, c, cdata, rntm);
+        return;
+    }
     if (single && call_gemv(p, a, b, c, cdata)) return;
     blis_op oa = canonical(a), ob = canonical(b);
     if (p->dt == CG_F32) {
@@ -467,18 +515,53 @@ static void choose_kernels(void) {
  * again (a constructor of another library could call BLIS first). */
 __attribute__((constructor)) static void choose_kernels_at_start(void) { choose_kernels(); }
 
+/* One product of a filled plan: checked, then run. */
+static cg_status run_plan(gemm_plan *p, void *c) {
+    cg_status st = plan_check(p, c);
+    if (st != CG_OK || p->empty) return st;
+    choose_kernels();
+    if ((st = plan_alloc(p)) == CG_OK) run_one(p, 0, 0, c, true);
+    plan_free(p);
+    return st;
+}
+
 cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n, int64_t k,
                    double alpha, cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc,
                    int64_t csc) {
     gemm_plan p = {
         .op = "cgi_gemm", .dt = dt, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta};
     plan_fill(&p, transa, transb, a, b, rsc, csc);
-    cg_status st = plan_check(&p, c);
-    if (st != CG_OK || p.empty) return st;
-    choose_kernels();
-    if ((st = plan_alloc(&p)) == CG_OK) run_one(&p, 0, 0, c, true);
-    plan_free(&p);
-    return st;
+    return run_plan(&p, c);
+}
+
+cg_status cgi_gemm_lower(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t k,
+                         double alpha, cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc,
+                         int64_t csc) {
+    gemm_plan p = {.op = "cgi_gemm_lower",
+                   .kind = GEMM_LOWER_C,
+                   .dt = dt,
+                   .m = m,
+                   .n = m,
+                   .k = k,
+                   .alpha = alpha,
+                   .beta = beta};
+    plan_fill(&p, transa, transb, a, b, rsc, csc);
+    return run_plan(&p, c);
+}
+
+cg_status cgi_trmm_lower(cg_dtype dt, bool transa, int64_t m, int64_t n, double alpha,
+                         cgi_mat a, cgi_mat b, double beta, void *c, int64_t rsc, int64_t csc) {
+    gemm_plan p = {.op = "cgi_trmm_lower",
+                   .kind = GEMM_TRI_A,
+                   .a_upper = transa,
+                   .dt = dt,
+                   .m = m,
+                   .n = n,
+                   .k = m,
+                   .alpha = alpha,
+                   .beta = beta};
+    plan_fill(&p, transa, false, a, b, rsc, csc);
+    return run_plan(&p, c);
 }
 
 /* Batch strides: in range for batch steps, and C's batches must not overlap

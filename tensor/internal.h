@@ -459,6 +459,18 @@ typedef struct cgi_mat {
 CGI_HIDDEN cg_status cgi_gemm(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t n,
                               int64_t k, double alpha, cgi_mat a, cgi_mat b, double beta,
                               void *c, int64_t rsc, int64_t csc);
+/* C[m,m] = alpha * op(A)[m,k] * op(B)[k,m] + beta * C on C's lower
+ * triangle (j <= i) only; the strictly upper part is neither read nor
+ * written (BLIS's gemmt). */
+CGI_HIDDEN cg_status cgi_gemm_lower(cg_dtype dt, bool transa, bool transb, int64_t m, int64_t k,
+                                    double alpha, cgi_mat a, cgi_mat b, double beta, void *c,
+                                    int64_t rsc, int64_t csc);
+/* C[m,n] = alpha * op(L) * B[m,n] + beta * C, L the lower triangle of A
+ * [m,m] with its diagonal (A's strictly upper part is not read), op(L) = L^T
+ * when transa (BLIS's trmm3). */
+CGI_HIDDEN cg_status cgi_trmm_lower(cg_dtype dt, bool transa, int64_t m, int64_t n,
+                                    double alpha, cgi_mat a, cgi_mat b, double beta, void *c,
+                                    int64_t rsc, int64_t csc);
 /* batch independent GEMMs; operand p of batch i starts at data + i*bstride
  * (elements; a batch stride of 0 reuses the operand). */
 CGI_HIDDEN cg_status cgi_gemm_batched(cg_dtype dt, bool transa, bool transb, int64_t batch,

@@ -577,6 +577,110 @@ static void test_gemm_null_and_huge_args(void **state) {
                  CG_ERR_ARG, "cgi_gemm_batched");
 }
 
+/* ---- triangular forms (attention's diagonal tiles) ----------------------- */
+
+/* Sets the strictly upper part of x (j > i) to v. */
+static void fill_upper(cg_dtype dt, const smat *x, double v) {
+    for (int64_t i = 0; i < x->rows; i++)
+        for (int64_t j = i + 1; j < x->cols; j++)
+            put(dt, smat_ptr(dt, x), i * x->rs + j * x->cs, v);
+}
+
+/* Checks C against ref on j < cols(i) (all n, or i + 1 for a lower C). */
+static void compare_rows(const gcase *tc, const smat *c, const double *ref, const double *mag,
+                         bool lower) {
+    double tol = (tc->dt == CG_F32 ? 1e-5 : 1e-12) * (double)(tc->k + 1);
+    for (int64_t i = 0; i < tc->m; i++)
+        for (int64_t j = 0; j < (lower ? i + 1 : tc->n); j++) {
+            double got = get(tc->dt, smat_ptr(tc->dt, c), i * c->rs + j * c->cs);
+            if (!(fabs(got - ref[i * tc->n + j]) <= tol * mag[i * tc->n + j]))
+                fail_msg("C[%lld,%lld] = %.17g, want %.17g (m=%lld n=%lld k=%lld)",
+                         (long long)i, (long long)j, got, ref[i * tc->n + j], (long long)tc->m,
+                         (long long)tc->n, (long long)tc->k);
+        }
+}
+
+/* cgi_gemm_lower: C's lower triangle as the full product's; its strictly
+ * upper part, NaN before, is neither read nor written. C row- or
+ * column-major (BLIS then sees the transposed problem). */
+static void lower_case(gcase tc, bool c_cols, uint64_t seed) {
+    lcg r = {seed};
+    tc.n = tc.m;
+    smat a = smat_new(tc.dt, tc.ta ? tc.k : tc.m, tc.ta ? tc.m : tc.k, 0, 0, false, &r, false);
+    smat b = smat_new(tc.dt, tc.tb ? tc.m : tc.k, tc.tb ? tc.k : tc.m, 0, 0, false, &r, false);
+    smat c =
+        smat_new(tc.dt, tc.m, tc.m, c_cols ? 1 : tc.m, c_cols ? tc.m : 1, false, &r, false);
+    fill_upper(tc.dt, &c, NAN);
+    double *ref = malloc(sizeof(double) * (size_t)(tc.m * tc.m)),
+           *mag = malloc(sizeof(double) * (size_t)(tc.m * tc.m));
+    assert_true(ref && mag);
+    reference(&tc, &a, &b, &c, smat_ptr(tc.dt, &c), ref, mag);
+    assert_int_equal(cgi_gemm_lower(tc.dt, tc.ta, tc.tb, tc.m, tc.k, tc.alpha,
+                                    smat_mat(tc.dt, &a), smat_mat(tc.dt, &b), tc.beta,
+                                    smat_ptr(tc.dt, &c), c.rs, c.cs),
+                     CG_OK);
+    compare_rows(&tc, &c, ref, mag, true);
+    for (int64_t i = 0; i < tc.m; i++)
+        for (int64_t j = i + 1; j < tc.m; j++)
+            assert_true(isnan(get(tc.dt, smat_ptr(tc.dt, &c), i * c.rs + j * c.cs)));
+    free(ref), free(mag), free(a.buf), free(b.buf), free(c.buf);
+}
+
+/* cgi_trmm_lower: C = alpha op(tril(A)) B + beta C with NaN above A's
+ * diagonal (never read), A row- or column-major. */
+static void trmm_case(gcase tc, bool a_cols, uint64_t seed) {
+    lcg r = {seed};
+    tc.k = tc.m, tc.tb = false;
+    smat a =
+        smat_new(tc.dt, tc.m, tc.m, a_cols ? 1 : tc.m, a_cols ? tc.m : 1, false, &r, false);
+    smat b = smat_new(tc.dt, tc.m, tc.n, 0, 0, false, &r, false);
+    smat c = smat_new(tc.dt, tc.m, tc.n, 0, 0, false, &r, false);
+    size_t mn = (size_t)(tc.m * tc.n);
+    double *ref = malloc(sizeof(double) * mn), *mag = malloc(sizeof(double) * mn);
+    assert_true(ref && mag);
+    fill_upper(tc.dt, &a, 0); /* the reference multiplies tril(A) */
+    reference(&tc, &a, &b, &c, smat_ptr(tc.dt, &c), ref, mag);
+    fill_upper(tc.dt, &a, NAN);
+    assert_int_equal(cgi_trmm_lower(tc.dt, tc.ta, tc.m, tc.n, tc.alpha, smat_mat(tc.dt, &a),
+                                    smat_mat(tc.dt, &b), tc.beta, smat_ptr(tc.dt, &c), c.rs,
+                                    c.cs),
+                     CG_OK);
+    compare_rows(&tc, &c, ref, mag, false);
+    free(ref), free(mag), free(a.buf), free(b.buf), free(c.buf);
+}
+
+/* Both dtypes, every transpose, sizes around the skx kernel's 32 x 12
+ * micro-tiles, alpha and beta not 1 (beta 0 on the lower C: its upper NaN
+ * must not leak in). */
+static void test_gemm_triangular_forms(void **state) {
+    (void)state;
+    const int64_t ms[] = {1, 5, 33, 70}, ks[] = {0, 1, 7, 40}; /* k 0: C = beta C */
+    uint64_t seed = 5000;
+    for (int d = 0; d < 2; d++)
+        for (size_t i = 0; i < 4; i++)
+            for (size_t j = 0; j < 4; j++)
+                for (int t = 0; t < 8; t++) {
+                    gcase tc = {.dt = d ? CG_F64 : CG_F32,
+                                .ta = t & 1,
+                                .tb = t & 2,
+                                .m = ms[i],
+                                .n = ks[j],
+                                .k = ks[j],
+                                .alpha = 0.5,
+                                .beta = t & 4 ? 0.25 : 0};
+                    lower_case(tc, t & 4, seed++);
+                    trmm_case(tc, t & 2, seed++);
+                }
+    double a[4] = {0}, b[4] = {0}, c[4] = {0};
+    cgi_mat am = {a, 2, 1}, bm = {b, 2, 1};
+    expect_error(cgi_gemm_lower(CG_F64, false, false, -1, 2, 1, am, bm, 0, c, 2, 1), CG_ERR_ARG,
+                 "cgi_gemm_lower");
+    expect_error(cgi_trmm_lower(CG_I64, false, 2, 2, 1, am, bm, 0, c, 2, 1), CG_ERR_DTYPE,
+                 "cgi_trmm_lower");
+    expect_error(cgi_trmm_lower(CG_F64, false, 2, 2, 1, am, bm, 0, c, 1, 1), CG_ERR_ARG,
+                 "cgi_trmm_lower");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_f32_panel_packing), /* first: see its comment */
@@ -595,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_batched),
         cmocka_unit_test(test_gemm_batched_packed_operands),
         cmocka_unit_test(test_gemm_batched_empty),
+        cmocka_unit_test(test_gemm_triangular_forms),
         cmocka_unit_test(test_gemm_threads),
         cmocka_unit_test(test_gemm_negative_size_is_arg),
         cmocka_unit_test(test_gemm_bad_dtype),
