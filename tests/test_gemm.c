@@ -182,18 +182,18 @@ static gcase shape(int64_t m, int64_t n, int64_t k) {
 
 /* ---- shapes -------------------------------------------------------------- */
 
-/* f32 panels: sizes around BLIS's skx panel widths (12 and 32) and its
- * 16-column transpose in cgrad's packing kernel (tensor/gemm.c), every
+/* f32 panels: sizes around BLIS's skx panel widths (12 and 32) and the
+ * 16-lane steps of cgrad's packing kernels (tensor/gemm.c), every
  * transpose, rows padded (a long stride between panel rows), kappa = alpha
  * 1 and not 1. Listed first in main: its first product is then the
  * process's first call into BLIS (making the packing context there once
  * aborted the process when BLIS_ARCH_TYPE was set). */
 static void test_gemm_f32_panel_packing(void **state) {
     (void)state;
-    const int64_t mn[] = {13, 1, 11, 12, 24, 29}, ks[] = {17, 1, 15, 16, 47};
+    const int64_t mn[] = {13, 1, 11, 12, 24, 29, 40, 70}, ks[] = {17, 1, 15, 16, 47};
     uint64_t seed = 1000;
-    for (size_t i = 0; i < 6; i++)
-        for (size_t j = 0; j < 6; j++)
+    for (size_t i = 0; i < 8; i++)
+        for (size_t j = 0; j < 8; j++)
             for (size_t l = 0; l < 5; l++)
                 for (int t = 0; t < 8; t++) {
                     gcase tc = shape(mn[i], mn[j], ks[l]);
