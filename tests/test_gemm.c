@@ -10,6 +10,8 @@
 #include "tensor/internal.h"
 #include "cgrad.h"
 
+#include <blis.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -681,6 +683,23 @@ static void test_gemm_triangular_forms(void **state) {
                  "cgi_trmm_lower");
 }
 
+/* cgi_gemm skips BLIS's argument checks for its own (checked) calls and
+ * puts the calling thread's level back: a program's BLIS calls keep theirs. */
+static void test_gemm_keeps_blis_error_level(void **state) {
+    (void)state;
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4];
+    const errlev_t levels[] = {BLIS_FULL_ERROR_CHECKING, BLIS_NO_ERROR_CHECKING};
+    for (int i = 0; i < 2; i++) {
+        bli_error_checking_level_set(levels[i]);
+        assert_int_equal(cgi_gemm(CG_F32, false, false, 2, 2, 2, 1, (cgi_mat){a, 2, 1},
+                                  (cgi_mat){b, 2, 1}, 0, c, 2, 1),
+                         CG_OK);
+        assert_int_equal(bli_error_checking_level(), levels[i]);
+        assert_true(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
+    }
+    bli_error_checking_level_set(BLIS_FULL_ERROR_CHECKING);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_f32_panel_packing), /* first: see its comment */
@@ -700,6 +719,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_batched_packed_operands),
         cmocka_unit_test(test_gemm_batched_empty),
         cmocka_unit_test(test_gemm_triangular_forms),
+        cmocka_unit_test(test_gemm_keeps_blis_error_level),
         cmocka_unit_test(test_gemm_threads),
         cmocka_unit_test(test_gemm_negative_size_is_arg),
         cmocka_unit_test(test_gemm_bad_dtype),
