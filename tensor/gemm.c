@@ -395,7 +395,9 @@ static void call_blis(const gemm_plan *p, const gemm_mat *a, const gemm_mat *b,
     int64_t macs = p->m * p->n * p->k;
     bool single = macs < SMALL_GEMM || (p->k < 64 && macs < 16 * SMALL_GEMM);
     rntm_t rn = BLIS_RNTM_INITIALIZER, *rntm = &rn; /* this call's count, never the global */
-    bli_rntm_set_num_threads(single ? 1 : cg_get_num_threads(), &rn);
+    /* inside one of cgrad's parallel regions BLIS's own would be nested,
+     * and so get one thread anyway: ask for one */
+    bli_rntm_set_num_threads(single || omp_in_parallel() ? 1 : cg_get_num_threads(), &rn);
     if (p->kind != GEMM_FULL) {
         call_blis_tri(p, a, b, c, cdata, rntm);
         return;
