@@ -47,6 +47,10 @@ static cgi_mat rows_of(const cgi_attn *a, const cgi_attn_mat *m, int64_t b, int6
 typedef struct tile {
     int64_t b, i0, mq, j0, nk;
     bool diag;
+    /* the first tile to reach its query rows (first_k: j0 == 0) or its key
+     * rows (first_q): the products there overwrite (beta 0), so no result
+     * row is zeroed first */
+    bool first_k, first_q;
 } tile;
 
 /* Keys row r of the tile holds. */
@@ -154,15 +158,16 @@ static cg_status tile_scores(const cgi_attn *a, const tile *t, double alpha, cgi
     return cgi_gemm(a->dt, false, true, t->mq, t->nk, k, alpha, x, y, 0.0, s, BK, 1);
 }
 
-/* c += alpha op(P) y for the tile's P [mq, nk] at p (trans: P^T, the keys'
- * rows), y with n columns; on the diagonal P is lower triangular (BLIS's
- * trmm3: the half above it is neither read nor multiplied). */
+/* c = alpha op(P) y + beta c for the tile's P [mq, nk] at p (trans: P^T,
+ * the keys' rows), y with n columns; on the diagonal P is lower triangular
+ * (BLIS's trmm3: the half above it is neither read nor multiplied). */
 static cg_status tile_times(const cgi_attn *a, const tile *t, bool trans, double alpha,
-                            const char *p, cgi_mat y, int64_t n, char *c, int64_t rsc) {
+                            const char *p, cgi_mat y, int64_t n, double beta, char *c,
+                            int64_t rsc) {
     cgi_mat pm = {p, BK, 1};
-    if (t->diag) return cgi_trmm_lower(a->dt, trans, t->mq, n, alpha, pm, y, 1.0, c, rsc, 1);
+    if (t->diag) return cgi_trmm_lower(a->dt, trans, t->mq, n, alpha, pm, y, beta, c, rsc, 1);
     return cgi_gemm(a->dt, trans, false, trans ? t->nk : t->mq, n, trans ? t->mq : t->nk, alpha,
-                    pm, y, 1.0, c, rsc, 1);
+                    pm, y, beta, c, rsc, 1);
 }
 
 /* ---- forward ----------------------------------------------------------------------------- */
@@ -193,9 +198,10 @@ static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, 
     ro->mask(a, t, s);
     for (int64_t r = 0; r < t->mq; r++) {
         double f = ro->online(s + (size_t)(r * BK) * es, row_keys(t, r), &m[r], &l[r]);
-        if (f != 1.0) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
+        if (f != 1.0 && !t->first_k) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
     }
-    return tile_times(a, t, false, 1.0, s, rows_of(a, &a->v, t->b, t->j0), a->dv, o, ors);
+    return tile_times(a, t, false, 1.0, s, rows_of(a, &a->v, t->b, t->j0), a->dv,
+                      t->first_k ? 0.0 : 1.0, o, ors);
 }
 
 /* Unit (b, query tile): causal units stop at their last query's key, so
@@ -208,12 +214,13 @@ cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
     int64_t kend = a->causal ? t.i0 + t.mq : a->tk;
     double *m = (double *)(scr + round64((size_t)rows * BK * es)), *l = m + rows;
     char *o = out_row(a, &a->out, t.b, t.i0);
-    zero_rows(a, &a->out, t.b, t.i0, t.mq, a->dv);
+    if (kend == 0) zero_rows(a, &a->out, t.b, t.i0, t.mq, a->dv); /* no tile writes them */
     for (int64_t r = 0; r < t.mq; r++) m[r] = -INFINITY, l[r] = 0;
     cgi_mat q = rows_of(a, &a->q, t.b, t.i0);
     for (t.j0 = 0; t.j0 < kend; t.j0 += BK) {
         t.nk = min64(BK, kend - t.j0);
         t.diag = a->causal && t.j0 == t.i0;
+        t.first_k = t.j0 == 0;
         cg_status st = fwd_tile(a, &t, q, scr, m, l, o);
         if (st != CG_OK) return st;
     }
@@ -255,7 +262,8 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
     for (int64_t r = 0; r < t->mq; r++)
         ro->probs(p + (size_t)(r * BK) * es, row_keys(t, r),
                   a->lse + (size_t)(t->b * a->tq + t->i0 + r) * es);
-    if (a->gv.data && (st = tile_times(a, t, true, 1.0, p, g, a->dv,
+    double beta_k = t->first_q ? 0.0 : 1.0; /* gk, gv: the key rows */
+    if (a->gv.data && (st = tile_times(a, t, true, 1.0, p, g, a->dv, beta_k,
                                        out_row(a, &a->gv, t->b, t->j0), a->gv.rs)) != CG_OK)
         return st;
     if (!a->gq.data && !a->gk.data) return CG_OK;
@@ -263,12 +271,12 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
     for (int64_t r = 0; r < t->mq; r++)
         ro->dscores(p + (size_t)(r * BK) * es, dp + (size_t)(r * BK) * es, row_keys(t, r),
                     delta + (size_t)(t->i0 + r) * es);
-    if (a->gk.data && (st = tile_times(a, t, true, a->scale, dp, q, a->d,
+    if (a->gk.data && (st = tile_times(a, t, true, a->scale, dp, q, a->d, beta_k,
                                        out_row(a, &a->gk, t->b, t->j0), a->gk.rs)) != CG_OK)
         return st;
     if (a->gq.data)
-        st = tile_times(a, t, false, a->scale, dp, k, a->d, out_row(a, &a->gq, t->b, t->i0),
-                        a->gq.rs);
+        st = tile_times(a, t, false, a->scale, dp, k, a->d, t->first_k ? 0.0 : 1.0,
+                        out_row(a, &a->gq, t->b, t->i0), a->gq.rs);
     return st;
 }
 
@@ -279,9 +287,11 @@ cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
     int64_t rows = tile_rows(a);
     size_t es = cg_dtype_size(a->dt), tb = round64((size_t)rows * BK * es);
     char *p = scr, *dp = scr + tb, *delta = scr + 2 * tb;
-    zero_rows(a, &a->gq, b, 0, a->tq, a->d);
-    zero_rows(a, &a->gk, b, 0, a->tk, a->d);
-    zero_rows(a, &a->gv, b, 0, a->tk, a->dv);
+    if (a->tk == 0) zero_rows(a, &a->gq, b, 0, a->tq, a->d); /* else the tiles write */
+    if (a->tq == 0) {                                        /* every row, the first */
+        zero_rows(a, &a->gk, b, 0, a->tk, a->d);             /* with beta 0 */
+        zero_rows(a, &a->gv, b, 0, a->tk, a->dv);
+    }
     cgi_mat g = rows_of(a, &a->g, b, 0);
     const char *o = out_row(a, &a->out, b, 0);
     for (int64_t i = 0; i < a->tq; i++)
@@ -296,6 +306,8 @@ cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
              * last query), the others wholly below it */
             if (a->causal) t.nk = min64(t.nk, t.i0 + t.mq - t.j0);
             t.diag = a->causal && t.i0 == t.j0;
+            t.first_k = t.j0 == 0;
+            t.first_q = t.i0 == (a->causal ? t.j0 : 0);
             cg_status st = bwd_tile(a, &t, p, dp, delta);
             if (st != CG_OK) return st;
         }

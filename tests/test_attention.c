@@ -388,10 +388,18 @@ static void test_attention_masked_rows_and_empty(void **state) {
         assert_true(max_diff(ga[i], gb[i]) < 1e-12);
     }
     free3(in);
-    /* Tk = 0 */
+    /* Tk = 0 (no tile writes the result: it is zeroed), in the context and
+     * as a caller-owned result */
     cg_tensor *qe = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 2, 3), 1);
     cg_tensor *ke = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 0, 3), 1);
     cg_tensor *ve = randn_leaf(&rng, CG_F64, CG_SHAPE(2, 0, 4), 1);
+    cg_tensor *plain[3] = {cg_full(NULL, CG_F64, CG_SHAPE(2, 2, 3), 0.5),
+                           cg_zeros(NULL, CG_F64, CG_SHAPE(2, 0, 3)),
+                           cg_zeros(NULL, CG_F64, CG_SHAPE(2, 0, 4))};
+    cg_tensor *yh = SDPA(NULL, plain[0], plain[1], plain[2], NULL);
+    assert_values(yh, (double[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 16, 0);
+    cg_tensor_free(yh);
+    free3(plain);
     cg_tensor *ye = SDPA(ctx, qe, ke, ve, NULL);
     assert_values(ye, (double[]){0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 16, 0);
     assert_int_equal(cg_backward(cg_sum(ctx, ye, NULL, 0, false)), CG_OK);
