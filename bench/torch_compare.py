@@ -35,9 +35,12 @@ default asks for PyTorch exactly as installed.
 
 Usage: /usr/bin/python3 bench/torch_compare.py [--threads N] [--quick] [--json]
            [--skip-cgrad] [--torch-blas same|default] [--baseline strong|plain]
-           [--cases a,b,...,g,autograd]
+           [--cases a,b,...,g,autograd] [--rounds N]
 --quick runs a few steps only: a smoke test, not a measurement. Run it on an
-otherwise idle machine: two benchmarks side by side spoil both.
+otherwise idle machine: two benchmarks side by side spoil both. --rounds N
+runs both sides N times in turn (cgrad, PyTorch, cgrad, ...) and prints each
+side's median: on a VM whose speed drifts between minutes, the two halves of
+one round can see different machines.
 """
 import argparse
 import json
@@ -352,6 +355,12 @@ def run_cgrad(args):
     return res, problems
 
 
+def medians(runs):
+    """{key: median over the runs that have it} of a list of {key: value}."""
+    keys = {k for r in runs for k in r}
+    return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
+
+
 # ---- the table -------------------------------------------------------------------------------
 def table_rows(cg, th, threads, notes, cases):
     """One dict per case, in the order printed; notes[kind] stands in for a
@@ -506,8 +515,12 @@ def parse_args():
                     "malloc thresholds set (default); plain: the caller's environment")
     ap.add_argument("--cases", default=",".join(ALL_CASES),
                     help=f"comma-separated subset of {','.join(ALL_CASES)} (default: all)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="both sides this many times in turn; each side's median (default 1)")
     ap.add_argument("--child-case", help=argparse.SUPPRESS)  # internal: one case, peak RSS
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds {args.rounds}: need at least 1")
     args.cases = [c for c in args.cases.split(",") if c]
     unknown = [c for c in args.cases if c not in ALL_CASES]
     if unknown:
@@ -529,10 +542,15 @@ def main():
     if args.child_case:
         return run_child_case(torch, args)
     # cgrad first: it runs before this process has started any PyTorch threads.
-    cg, problems = ({}, {}) if args.skip_cgrad else run_cgrad(args)
-    torch.set_num_threads(args.threads)
-    th = run_torch(torch, args)
+    cgs, ths, problems = [], [], {}
+    for _ in range(args.rounds):
+        cg, problems = ({}, {}) if args.skip_cgrad else run_cgrad(args)
+        torch.set_num_threads(args.threads)
+        cgs.append(cg)
+        ths.append(run_torch(torch, args))
+    cg, th = medians(cgs), medians(ths)
     print(f"PyTorch {torch.__version__} and cgrad, {args.threads} thread(s)"
+          + (f", medians of {args.rounds} rounds in turn" if args.rounds > 1 else "")
           + ("; --quick: a smoke test, not a measurement" if args.quick else ""))
     print(f"PyTorch's BLAS: {blas}")
     print(f"Baseline: {describe_baseline(args)}")
