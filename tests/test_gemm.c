@@ -610,8 +610,8 @@ static void lower_case(gcase tc, bool c_cols, uint64_t seed) {
     tc.n = tc.m;
     smat a = smat_new(tc.dt, tc.ta ? tc.k : tc.m, tc.ta ? tc.m : tc.k, 0, 0, false, &r, false);
     smat b = smat_new(tc.dt, tc.tb ? tc.m : tc.k, tc.tb ? tc.k : tc.m, 0, 0, false, &r, false);
-    smat c =
-        smat_new(tc.dt, tc.m, tc.m, c_cols ? 1 : tc.m, c_cols ? tc.m : 1, false, &r, false);
+    smat c = smat_new(tc.dt, tc.m, tc.m, c_cols ? 1 : tc.m, c_cols ? tc.m : 1, false, &r,
+                      tc.beta == 0); /* beta 0: NaN everywhere, overwritten below */
     fill_upper(tc.dt, &c, NAN);
     double *ref = malloc(sizeof(double) * (size_t)(tc.m * tc.m)),
            *mag = malloc(sizeof(double) * (size_t)(tc.m * tc.m));
@@ -629,14 +629,15 @@ static void lower_case(gcase tc, bool c_cols, uint64_t seed) {
 }
 
 /* cgi_trmm_lower: C = alpha op(tril(A)) B + beta C with NaN above A's
- * diagonal (never read), A row- or column-major. */
+ * diagonal (never read), A row- or column-major; with beta 0, C starts as
+ * NaN (overwritten, not read: attention's first tiles write so). */
 static void trmm_case(gcase tc, bool a_cols, uint64_t seed) {
     lcg r = {seed};
     tc.k = tc.m, tc.tb = false;
     smat a =
         smat_new(tc.dt, tc.m, tc.m, a_cols ? 1 : tc.m, a_cols ? tc.m : 1, false, &r, false);
     smat b = smat_new(tc.dt, tc.m, tc.n, 0, 0, false, &r, false);
-    smat c = smat_new(tc.dt, tc.m, tc.n, 0, 0, false, &r, false);
+    smat c = smat_new(tc.dt, tc.m, tc.n, 0, 0, false, &r, tc.beta == 0); /* NaN: not read */
     size_t mn = (size_t)(tc.m * tc.n);
     double *ref = malloc(sizeof(double) * mn), *mag = malloc(sizeof(double) * mn);
     assert_true(ref && mag);
