@@ -47,14 +47,18 @@ static cgi_mat rows_of(const cgi_attn *a, const cgi_attn_mat *m, int64_t b, int6
 typedef struct tile {
     int64_t b, i0, mq, j0, nk;
     bool diag;
-    /* the first tile to reach its query rows (first_k: j0 == 0) or its key
-     * rows (first_q): the products there overwrite (beta 0), so no result
-     * row is zeroed first */
-    bool first_k, first_q;
 } tile;
 
 /* Keys row r of the tile holds. */
 static int64_t row_keys(const tile *t, int64_t r) { return t->diag ? r + 1 : t->nk; }
+
+/* The first tile to reach a result row overwrites it (beta 0), so no
+ * result is zeroed first: the query rows' (out, dq) at key 0, the key rows'
+ * (dk, dv) at the first query tile the keys are seen from. */
+static double beta_queries(const tile *t) { return t->j0 == 0 ? 0.0 : 1.0; }
+static double beta_keys(const cgi_attn *a, const tile *t) {
+    return t->i0 == (a->causal ? t->j0 : 0) ? 0.0 : 1.0;
+}
 
 typedef struct row_ops {
     /* Adds the mask to the keys each row holds (none is after its query). */
@@ -198,10 +202,10 @@ static cg_status fwd_tile(const cgi_attn *a, const tile *t, cgi_mat q, char *s, 
     ro->mask(a, t, s);
     for (int64_t r = 0; r < t->mq; r++) {
         double f = ro->online(s + (size_t)(r * BK) * es, row_keys(t, r), &m[r], &l[r]);
-        if (f != 1.0 && !t->first_k) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
+        if (f != 1.0 && t->j0 > 0) ro->scale(o + (size_t)(r * ors) * es, a->dv, f);
     }
     return tile_times(a, t, false, 1.0, s, rows_of(a, &a->v, t->b, t->j0), a->dv,
-                      t->first_k ? 0.0 : 1.0, o, ors);
+                      beta_queries(t), o, ors);
 }
 
 /* Unit (b, query tile): causal units stop at their last query's key, so
@@ -220,7 +224,6 @@ cg_status cgi_attn_fwd_unit(const cgi_attn *a, int64_t unit, char *scr) {
     for (t.j0 = 0; t.j0 < kend; t.j0 += BK) {
         t.nk = min64(BK, kend - t.j0);
         t.diag = a->causal && t.j0 == t.i0;
-        t.first_k = t.j0 == 0;
         cg_status st = fwd_tile(a, &t, q, scr, m, l, o);
         if (st != CG_OK) return st;
     }
@@ -262,7 +265,7 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
     for (int64_t r = 0; r < t->mq; r++)
         ro->probs(p + (size_t)(r * BK) * es, row_keys(t, r),
                   a->lse + (size_t)(t->b * a->tq + t->i0 + r) * es);
-    double beta_k = t->first_q ? 0.0 : 1.0; /* gk, gv: the key rows */
+    double beta_k = beta_keys(a, t); /* gk, gv */
     if (a->gv.data && (st = tile_times(a, t, true, 1.0, p, g, a->dv, beta_k,
                                        out_row(a, &a->gv, t->b, t->j0), a->gv.rs)) != CG_OK)
         return st;
@@ -275,7 +278,7 @@ static cg_status bwd_tile(const cgi_attn *a, const tile *t, char *p, char *dp,
                                        out_row(a, &a->gk, t->b, t->j0), a->gk.rs)) != CG_OK)
         return st;
     if (a->gq.data)
-        st = tile_times(a, t, false, a->scale, dp, k, a->d, t->first_k ? 0.0 : 1.0,
+        st = tile_times(a, t, false, a->scale, dp, k, a->d, beta_queries(t),
                         out_row(a, &a->gq, t->b, t->i0), a->gq.rs);
     return st;
 }
@@ -306,8 +309,6 @@ cg_status cgi_attn_bwd_unit(const cgi_attn *a, int64_t b, char *scr) {
              * last query), the others wholly below it */
             if (a->causal) t.nk = min64(t.nk, t.i0 + t.mq - t.j0);
             t.diag = a->causal && t.i0 == t.j0;
-            t.first_k = t.j0 == 0;
-            t.first_q = t.i0 == (a->causal ? t.j0 : 0);
             cg_status st = bwd_tile(a, &t, p, dp, delta);
             if (st != CG_OK) return st;
         }

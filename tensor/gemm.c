@@ -290,13 +290,6 @@ PACK_TARGET static void scal2v_f32(conj_t conjx, dim_t n, float *alpha, float *x
                                    float *y, inc_t incy, cntx_t *cntx) {
     (void)conjx, (void)cntx;
     const float a = *alpha;
-    if (n == 32 && incx == 1 && incy == 1 && a != 0) {
-        const __m512 k = _mm512_set1_ps(a);
-        __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
-        _mm512_storeu_ps(y, _mm512_mul_ps(k, lo));
-        _mm512_storeu_ps(y + 16, _mm512_mul_ps(k, hi));
-        return;
-    }
     if (n == 32 && incy == 1 && a != 0) {
 #pragma GCC unroll 32
         for (dim_t i = 0; i < 32; i++) y[i] = a * x[i * incx];
@@ -305,6 +298,7 @@ PACK_TARGET static void scal2v_f32(conj_t conjx, dim_t n, float *alpha, float *x
     if (incx == 1 && incy == 1 && a != 0) {
         const __m512 k = _mm512_set1_ps(a);
         dim_t i = 0;
+#pragma GCC unroll 2
         for (; i + 16 <= n; i += 16)
             _mm512_storeu_ps(y + i, _mm512_mul_ps(k, _mm512_loadu_ps(x + i)));
         const __mmask16 rest = (__mmask16)((1u << (n - i)) - 1);
