@@ -308,6 +308,15 @@ static int step(const config *c, cg_ctx *ctx, cg_module *m, cg_optim *o, cg_tens
 }
 
 /* ---- the GEMM-only lower bound --------------------------------------------------------- */
+/* n floats of operand data, written: calloc's untouched pages all map the
+ * kernel's one zero page, which a product would read from cache however big
+ * its operands, where the step's activations come from memory. */
+static float *operand(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; p && i < n; i++) p[i] = (float)(i % 61) * 1e-3f;
+    return p;
+}
+
 #define ONE_THREAD(m, n, k)                                                                    \
     ((m) * (n) * (k) < (1 << 20) || ((k) < 64 && (m) * (n) * (k) < (16 << 20)))
 
@@ -348,10 +357,9 @@ static int64_t conv_max_operand(const config *c) {
 static double gemm_bound_ms(const config *c, int reps) {
     int64_t B = c->batch, maxd = 1, cmax = conv_max_operand(c);
     for (int i = 0; i < c->nsizes; i++) maxd = c->sizes[i] > maxd ? c->sizes[i] : maxd;
-    float *ca = calloc((size_t)cmax, 4), *cb = calloc((size_t)cmax, 4);
-    float *cd = calloc((size_t)cmax, 4);
-    float *x = calloc((size_t)(B * maxd), 4), *w = calloc((size_t)(maxd * maxd), 4);
-    float *g = calloc((size_t)(B * maxd), 4), *out = calloc((size_t)((B + maxd) * maxd), 4);
+    float *ca = operand((size_t)cmax), *cb = operand((size_t)cmax), *cd = operand((size_t)cmax);
+    float *x = operand((size_t)(B * maxd)), *w = operand((size_t)(maxd * maxd));
+    float *g = operand((size_t)(B * maxd)), *out = operand((size_t)((B + maxd) * maxd));
     float one = 1, zero = 0;
     double *v = malloc(sizeof(double) * (size_t)reps);
     rntm_t single = BLIS_RNTM_INITIALIZER; /* small products on one thread, as cgrad does */
@@ -397,7 +405,7 @@ static double gpt_gemm_bound_ms(const config *c, int reps, bool attention) {
     dim_t R = c->batch * g->context, E = g->width, T = g->context, D = E / g->heads;
     dim_t lin[5][2] = {{E, 3 * E}, {E, E}, {E, 4 * E}, {4 * E, E}, {E, g->vocab}};
     size_t big = (size_t)(R * 4 * E > T * T ? R * 4 * E : T * T);
-    float *a = calloc(big, 4), *b = calloc(big, 4), *d = calloc(big, 4);
+    float *a = operand(big), *b = operand(big), *d = operand(big);
     double *v = malloc(sizeof(double) * (size_t)reps);
     rntm_t single = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, &single);
