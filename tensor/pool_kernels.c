@@ -183,16 +183,27 @@ MAX_2X2(max2x2_i64, int64_t, uint64_t, NO_NAN)
  * planes too wide for 32-bit offsets through max2x2_f32. */
 typedef float vf32 __attribute__((vector_size(64)));
 typedef int32_t vi32 __attribute__((vector_size(64)));
+/* EVENS, ODDS: the even and odd lanes of a then b; ZIP_LO, ZIP_HI: lanes
+ * 0-7, then 8-15, of a and b interleaved (a0 b0 a1 b1 ...). */
 #if defined(__clang__)
 #define EVENS(a, b)                                                                            \
     __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
 #define ODDS(a, b)                                                                             \
     __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define ZIP_LO(a, b)                                                                           \
+    __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define ZIP_HI(a, b)                                                                           \
+    __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
 #else
 #define EVENS(a, b)                                                                            \
     __builtin_shuffle(a, b, (vi32){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
 #define ODDS(a, b)                                                                             \
     __builtin_shuffle(a, b, (vi32){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#define ZIP_LO(a, b)                                                                           \
+    __builtin_shuffle(a, b, (vi32){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
+#define ZIP_HI(a, b)                                                                           \
+    __builtin_shuffle(a, b,                                                                    \
+                      (vi32){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31})
 #endif
 
 static inline void take16(vf32 v, int32_t kv, vf32 *m, vi32 *k) {
@@ -359,9 +370,7 @@ static void scatter16_f32(const float *g, const float *m, const vi32 *kp, int64_
     }
     vf32 t0 = (vf32)(gb & (k == 0)), t1 = (vf32)(gb & (k == 1));
     vf32 t2 = (vf32)(gb & (k == w)), t3 = (vf32)(gb & (k == w + 1));
-    vi32 lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}, hi = lo + 8;
-    vf32 a0 = __builtin_shuffle(t0, t1, lo), a1 = __builtin_shuffle(t0, t1, hi);
-    vf32 b0 = __builtin_shuffle(t2, t3, lo), b1 = __builtin_shuffle(t2, t3, hi);
+    vf32 a0 = ZIP_LO(t0, t1), a1 = ZIP_HI(t0, t1), b0 = ZIP_LO(t2, t3), b1 = ZIP_HI(t2, t3);
     memcpy(d0, &a0, sizeof a0), memcpy(d0 + 16, &a1, sizeof a1);
     memcpy(d0 + W, &b0, sizeof b0), memcpy(d0 + W + 16, &b1, sizeof b1);
 }
