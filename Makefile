@@ -44,7 +44,7 @@ FUZZ         := build/fuzz
 REPLAYS      := $(addprefix $(ASAN)/tests/fuzz/replay_,$(FUZZERS))
 VG   := build/vg
 
-.PHONY: all deps test test-build valgrind demo tour char_gpt examples bench bench-compare \
+.PHONY: all deps test test-run test-build valgrind demo tour char_gpt examples bench bench-compare \
         ddp-demo bench-ddp \
         install uninstall clean format format-check fuzz
 .DEFAULT_GOAL := all
@@ -158,9 +158,12 @@ $(VG)/tests/%: $(VG)/tests/%.o $(VG)/libcgrad.a
 TEST_EXAMPLES := custom_op
 
 # tools/check-programs.sh: every example's and bench's --help, bad flags and
-# unwritable outputs (one test, by its exit code).
+# unwritable outputs (one test, by its exit code). The tests run in a second
+# make, which sees what deps installed (Open MPI on a fresh machine: the
+# tests/dist/ runs).
 test: deps
-	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory test-run
+test-run: test-build
 	@sh tools/run-tests.sh $(addprefix $(REL)/tests/,$(TESTS)) \
 	    $(addprefix $(REL)/examples/,$(TEST_EXAMPLES)) tools/check-programs.sh $(DIST_RUNS) -- \
 	    $(addprefix $(ASAN)/tests/,$(TESTS)) $(addprefix $(ASAN)/examples/,$(TEST_EXAMPLES)) \
