@@ -12,10 +12,15 @@
  * each time another task takes a core from one of our threads) are read at
  * most every 150 ms. Measured on the 2-core VM at 2 threads: 34-57 per
  * second idle (a GPT step, MLPs at batch 32 to 1000), about 250 with one
- * spinning neighbour per core. Past 120 per second in two windows running,
- * the default drops to one thread for 2 s, then tries all the cores again
- * for one window; still busy, it waits twice as long (up to 16 s) before
- * the next try.
+ * spinning neighbour per core. A scheduler with longer slices switches less:
+ * on a 2-core Intel VM (Linux 6.18) the same neighbours gave 0-240 per
+ * second, some seconds never past 120. So the time the calling thread
+ * waited for a core (Linux's /proc/thread-self/schedstat, read without
+ * stdio: no allocation) counts too: 0-3% of a window idle, 39-50% with one
+ * or two spinning neighbours on that VM. Past 120 switches per second or
+ * 15% of the time waiting, in two windows running, the default drops to
+ * one thread for 2 s, then tries all the cores again for one window; still
+ * busy, it waits twice as long (up to 16 s) before the next try.
  * cgrad's kernels give the same bits for any count, so the switch changes
  * none of their numbers (BLIS's products do not change with its skx
  * kernels; its AVX2 ones can differ in the last bits). A count set with
@@ -24,9 +29,12 @@
 
 #include <omp.h>
 
+#include <fcntl.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The count set by cg_set_num_threads, for every thread of the process: 0
  * for the default. OpenMP's own setting (omp_set_num_threads) belongs to the
@@ -34,11 +42,12 @@
  * it; every parallel region of cgrad names this count instead. */
 static atomic_int threads_set;
 
-#define CHECK_NS     (150 * 1000000LL)   /* how often the switches are read */
-#define HOLD_NS      (2000 * 1000000LL)  /* how long one thread is kept at first */
-#define HOLD_MAX_NS  (16000 * 1000000LL) /* doubling while the machine stays busy */
-#define BUSY_PER_SEC 120                 /* involuntary switches that mean "busy" */
-#define BUSY_WINDOWS 2                   /* in that many windows running */
+#define CHECK_NS      (150 * 1000000LL)   /* how often the switches are read */
+#define HOLD_NS       (2000 * 1000000LL)  /* how long one thread is kept at first */
+#define HOLD_MAX_NS   (16000 * 1000000LL) /* doubling while the machine stays busy */
+#define BUSY_PER_SEC  120                 /* involuntary switches that mean "busy" */
+#define BUSY_WAIT_PCT 15                  /* or percent of the time waiting for a core */
+#define BUSY_WINDOWS  2                   /* in that many windows running */
 
 /* The default's state, shared by all threads; one of them at a time reads
  * the counters (the others keep the last answer). */
@@ -62,16 +71,44 @@ static long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Reads the switch counter and decides the next 100 ms. */
+/* Nanoseconds the calling thread has spent runnable but waiting for a core
+ * (the second of schedstat's three numbers), or -1 where that is not known. */
+static long long run_delay_ns(void) {
+    char buf[128];
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return -1;
+    buf[got] = '\0';
+    char *cpu_end, *end;
+    strtoll(buf, &cpu_end, 10);
+    long long wait = strtoll(cpu_end, &end, 10);
+    return end == cpu_end || wait < 0 ? -1 : wait;
+}
+
+/* True when the calling thread waited for a core more than BUSY_WAIT_PCT of
+ * the time since its own last reading (the numbers are per thread, and the
+ * reading rotates among the threads that ask for the count). */
+static bool waited_long(long long now) {
+    static _Thread_local long long last_wait = -1, last_ns;
+    long long wait = run_delay_ns(), dt = now - last_ns, before = last_wait;
+    last_wait = wait, last_ns = now;
+    return before >= 0 && wait >= before && dt > 0 &&
+           (wait - before) * 100 > BUSY_WAIT_PCT * dt;
+}
+
+/* Reads the switch counter and the wait, and decides the next 150 ms. */
 static void check_load(long long now) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return;
     long long n = ru.ru_nivcsw, last = atomic_load(&last_nivcsw);
     long long dt = now - atomic_load(&last_check_ns);
+    bool waited = waited_long(now);
     atomic_store(&last_nivcsw, n);
     atomic_store(&last_check_ns, now);
     if (last < 0 || dt <= 0) return;
-    bool busy = (n - last) * 1000000000LL > (long long)BUSY_PER_SEC * dt;
+    bool busy = (n - last) * 1000000000LL > (long long)BUSY_PER_SEC * dt || waited;
     int run = busy ? atomic_load(&busy_windows) + 1 : 0;
     atomic_store(&busy_windows, run);
     if (atomic_load(&auto_reduced)) {
