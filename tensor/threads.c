@@ -42,7 +42,7 @@
  * it; every parallel region of cgrad names this count instead. */
 static atomic_int threads_set;
 
-#define CHECK_NS      (150 * 1000000LL)   /* how often the switches are read */
+#define CHECK_NS      (150 * 1000000LL)   /* how often the load is read */
 #define HOLD_NS       (2000 * 1000000LL)  /* how long one thread is kept at first */
 #define HOLD_MAX_NS   (16000 * 1000000LL) /* doubling while the machine stays busy */
 #define BUSY_PER_SEC  120                 /* involuntary switches that mean "busy" */
